@@ -1,0 +1,43 @@
+# Wallbox firmware: host toolchain, simulator, tests, benchmarks, deploy.
+# `make sim` and `make test` set up .venv on first use (tools/setup.sh).
+VENV := .venv
+PY := $(VENV)/bin/python
+MPY := $(VENV)/bin/micropython
+SETUP := $(VENV)/.setup-done
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup sim test test-fast bench mpy clean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make sim        run the default charging session on the simulated wallbox"
+	@echo "make test       all tests (CPython pure logic, real MicroPython, simulator)"
+	@echo "make bench      benchmarks: safety reaction times, heap, kernels"
+	@echo "make deploy BOARD=esp32_wallbox PORT=/dev/ttyUSB0   compile and copy to a board"
+	@echo "make setup      create .venv and install what the tools need"
+
+setup: $(SETUP)
+$(SETUP): requirements.txt tools/setup.sh
+	tools/setup.sh
+
+# Every device file compiled with mpy-cross into build/mpy (mirrors the source tree).
+mpy: $(SETUP)
+	$(PY) tools/build.py --out build/mpy
+
+sim: $(SETUP)
+	$(PY) tools/sim.py --scenario scenarios/default.json --events build/sim-events.jsonl
+
+test: $(SETUP)
+	$(PY) -m pytest -q host_tests
+
+test-fast: $(SETUP)
+	$(PY) -m pytest -q -x -m "not slow" host_tests
+
+bench: $(SETUP)
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf build dist
+
+# Component fragments (native modules, deploy, ...) add their own targets here.
+-include mk/*.mk
