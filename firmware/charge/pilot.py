@@ -12,8 +12,8 @@ C = "C"  # charging, +6 V
 D = "D"  # charging with ventilation, +3 V
 E = "E"  # CP shorted to PE / no supply, 0 V
 F = "F"  # EVSE fault, -12 V
-FAULT = "X"  # outside every band (e.g. > 13 V, low plateau -10..-2 V)
-DIODE = "Y"  # EV diode missing or shorted: low plateau above -10 V while PWM runs
+FAULT = "X"  # outside every band (> 13 V, -11..-1 V, < -13 V) or no -12 V from the EVSE
+DIODE = "Y"  # EV present (B/C/D) but the low plateau is above -10 V while PWM runs
 
 # Detect bands, mV (spec/iec61851.md). Readings in the gaps keep the previous state.
 _A_LO = const(11000)
@@ -28,7 +28,6 @@ _E_LO = const(-1000)
 _F_LO = const(-13000)
 _F_HI = const(-11000)
 _DIODE_MAX_LOW = const(-10000)  # the low plateau must be below this while PWM runs
-_LOW_FAULT_HI = const(-2000)  # a low plateau in -10..-2 V is a pilot fault
 
 # Duty, per-mille. 0 drives -12 V constantly (state F), 1000 drives +12 V (x1, no offer).
 DUTY_F = const(0)
@@ -75,7 +74,9 @@ def classify(mv_high, mv_low, pwm_on, prev):
     if h > _A_HI:
         return FAULT
     if h >= _A_LO:
-        return A  # no EV: nothing to check on the low side
+        if pwm_on and mv_low >= _DIODE_MAX_LOW:
+            return FAULT  # no EV, yet the generator's -12 V side is missing
+        return A
     if h > _B_HI:
         return prev  # 10-11 V gap
     if h >= _B_LO:
@@ -95,8 +96,8 @@ def classify(mv_high, mv_low, pwm_on, prev):
     else:
         return FAULT
     if pwm_on and mv_low >= _DIODE_MAX_LOW:
-        # An EV is there but the low plateau is not -12 V: the diode is shorted or missing.
-        return FAULT if mv_low < _LOW_FAULT_HI else DIODE
+        # An EV is there but the low plateau is not -12 V: its diode is shorted.
+        return DIODE
     return s
 
 

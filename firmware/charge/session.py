@@ -26,6 +26,7 @@ EV_COMM = "EVCommunicationError"
 POWER_SWITCH = "PowerSwitchFailure"
 OVERCURRENT = "OverCurrentFailure"
 OTHER = "OtherError"
+INTERNAL = "InternalError"
 
 # Timing (ms), spec/iec61851.md
 F_HOLD_MS = const(300)  # drive -12 V at least this long after a fault
@@ -54,6 +55,7 @@ R_OVERCURRENT = "paused: EV overcurrent"
 R_BUTTON = "plug button pressed"
 R_VENT = "state D without ventilation"
 R_RATE = "held: 5 s between changes"
+R_DISABLED = "charging disabled (config)"
 
 _PLUGGED = (cp.B, cp.C, cp.D)
 _PILOT_FAULTS = (cp.E, cp.F, cp.FAULT, cp.DIODE)
@@ -92,8 +94,12 @@ class Actions:
 
 
 class Session:
-    def __init__(self, rating_da, ventilation=False, feedback=True, events=None, lockout=False):
+    def __init__(
+        self, rating_da, ventilation=False, feedback=True, events=None, lockout=False,
+        disabled=False,
+    ):
         self.rating_da = rating_da
+        self.disabled = disabled  # the config was refused: never offer
         self.ventilation = ventilation
         self.feedback = feedback  # a mirror contact is wired
         self.events = events
@@ -312,6 +318,8 @@ class Session:
             stop = R_FAULT if self.fault is not None else R_NO_EV
         elif self.fault is not None or self._f_hold:
             stop = R_FAULT
+        elif self.disabled:
+            stop = R_DISABLED
         elif not i.available:
             stop = R_UNAVAILABLE
         elif not i.authorized:
@@ -382,6 +390,7 @@ class Session:
             and self.fault is None
             and not self.rcm_tripped
             and not self.lockout
+            and not self.disabled
             and self._cable_da != INVALID
             and i.pp_da == self._cable_da
             and ticks_diff(now, self._opened_at) >= self._reclose_ms
@@ -406,6 +415,8 @@ class Session:
         error = NO_ERROR
         if self.fault is not None:
             status, error = FAULTED, self.fault
+        elif self.disabled:
+            status, error = FAULTED, INTERNAL
         elif not plugged:
             status = AVAILABLE if i.available else UNAVAILABLE
         elif a.close:

@@ -1,0 +1,97 @@
+# Entry point of the simulated wallbox on the MicroPython unix port:
+#   micropython boards/sim/main.py --port 7700 [--config config.json] [--heap]
+# Runs the real firmware (firmware.app) on boards/sim until the control channel says quit.
+import gc
+import sys
+
+from boards.sim.board import SimBoard
+from boards.sim.control import Control
+from boards.sim.world import World
+from firmware import app as fw_app
+
+import asyncio  # noqa: E402  (already loaded by the imports above)
+import time  # noqa: E402
+
+gc.collect()
+CODE_HEAP = gc.mem_alloc()  # bytes held once every module is imported
+
+
+def _args(argv):
+    opts = {"--port": "7700", "--config": "config.json"}
+    flags = set()
+    k = 1
+    while k < len(argv):
+        a = argv[k]
+        if a in opts and k + 1 < len(argv):
+            opts[a] = argv[k + 1]
+            k += 2
+        elif a == "--heap":
+            flags.add(a)
+            k += 1
+        else:
+            print("sim: unknown argument %r (use --port N, --config FILE, --heap)" % a)
+            sys.exit(2)
+    return int(opts["--port"]), opts["--config"], "--heap" in flags
+
+
+class _Reset(Exception):
+    pass
+
+
+async def _world_clock(world, board):
+    while True:
+        world.tick()
+        board.poll()
+        await asyncio.sleep_ms(1)
+
+
+async def _heap_sampler(ctl, peak):
+    # Live data after a collection, every 20 ms: the runtime part of the heap figure.
+    while True:
+        gc.collect()
+        m = gc.mem_alloc()
+        if m > peak[0]:
+            peak[0] = m
+        await asyncio.sleep_ms(20)
+
+
+async def _main(port, cfg_path, heap):
+    reset = []
+    control = None
+
+    def observe(kind, fields):
+        control.observe(kind, fields)
+
+    world = World(observe)
+    control = Control(world, port)
+    board = SimBoard(world, on_reset=lambda: reset.append(1) or control.quit.set())
+    app = fw_app.App(board, cfg_path=cfg_path, log=lambda m: observe("log", {"msg": m}))
+    control.app = app
+    app.ctl.on_change = control.on_change
+    app.events.listener = control.on_event
+    server = await control.serve()
+    peak = [0]
+    extra = [_world_clock(world, board)]
+    if heap:
+        extra.append(_heap_sampler(app.ctl, peak))
+    app.start(extra)
+    observe("ready", {"port": port, "code_heap": CODE_HEAP, "board": board.name,
+                      "kernels": fw_app.diag.kernel_impl()})
+    t0 = time.ticks_ms()
+    await control.quit.wait()
+    if heap:
+        observe("heap", {"code": CODE_HEAP, "peak": peak[0], "runtime": peak[0] - CODE_HEAP})
+    observe("end", {"ms": time.ticks_diff(time.ticks_ms(), t0), "reset": bool(reset),
+                    "energy_wh": world.energy_wh, "dropped": control.dropped})
+    await control.flush()
+    await asyncio.sleep_ms(50)
+    app.ctl.fail_safe()
+    server.close()
+
+
+def main():
+    port, cfg_path, heap = _args(sys.argv)
+    asyncio.run(_main(port, cfg_path, heap))
+
+
+main()

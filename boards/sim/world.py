@@ -1,0 +1,226 @@
+# The simulated world around the wallbox: the EV (plug, S2, diode, ventilation request,
+# battery, current draw with a reaction delay), the cable, the contactor's mechanics, the
+# residual-current monitor and the energy meter. It advances in real time from its own
+# task (tick every ms), so the firmware sees changes at the moment they happen.
+import time
+
+from firmware.charge.pilot import amps_for_duty, is_pwm
+
+# EV-side pilot resistances (ohm): S2 open -> 2.74 k, S2 closed -> 882 (C) or 246 (D).
+_R_B = 2740
+_R_C = 882
+_R_D = 246
+_R_SRC = 1000  # EVSE generator source resistance
+_V = 12000  # generator amplitude, mV
+
+CABLE_OHMS = {13: 1500, 20: 680, 32: 220, 63: 100, 70: 100}
+FAULTS = (
+    "diode_short", "cp_short", "rcm_trip", "rcm_broken", "welded", "no_close",
+    "overcurrent", "ignore_stop",
+)
+
+
+class Ev:
+    def __init__(self):
+        self.plugged = False
+        self.s2 = False  # EV ready switch: closed = state C (or D)
+        self.auto = True  # closes S2 by itself when offered current and not full
+        self.vent = False  # asks for ventilation (state D instead of C)
+        self.max_da = 160
+        self.phases = 3
+        self.reaction_ms = 1000  # delay to follow a duty change (<= 5 s allowed)
+        self.ready_ms = 300  # plug -> S2 close once offered
+        self.stop_ms = 500  # PWM off -> S2 open
+        self.capacity_wh = 60000
+        self.soc_wh = 30000
+        self.draw_da = 0  # present current per phase
+        self._target = 0
+        self._target_at = 0
+        self._seen_duty = -1
+        self._wait_until = None  # when the EV will move S2 by itself
+
+    @property
+    def full(self):
+        return self.soc_wh >= self.capacity_wh
+
+
+class World:
+    def __init__(self, observe):
+        self.obs = observe  # callable(kind, dict)
+        self.ev = Ev()
+        self.cable_ohms = None  # None: no cable in the socket
+        self.faults = {}
+        self.duty = 1000  # what the PWM drives, per-mille
+        self.coil = False
+        self.contacts = False  # main contacts physically closed
+        self._contacts_at = 0
+        self.rcm_test = False
+        self._rcm_test_at = 0
+        self._rcm_release_at = None
+        self.energy_wh = 0.0
+        self.volts = 230
+        self._last_ms = time.ticks_ms()
+        self._t0_us = time.ticks_us()
+        self._us = 0  # monotonic microseconds since start (never wraps)
+        self._last_us = self._t0_us
+
+    # -- time ------------------------------------------------------------------------------
+    def now_us(self):
+        t = time.ticks_us()
+        self._us += time.ticks_diff(t, self._last_us)
+        self._last_us = t
+        return self._us
+
+    # -- what the firmware's hardware reads ------------------------------------------------
+    def cp_levels(self):
+        """(high mV, low mV) on the CP line for the present duty and EV."""
+        ev = self.ev
+        if self.faults.get("cp_short"):
+            return 0, 0
+        if not ev.plugged:
+            return _V, -_V
+        r = _R_B
+        if ev.s2:
+            r = _R_D if ev.vent else _R_C
+        high = _V * r // (r + _R_SRC)
+        low = -high if self.faults.get("diode_short") else -_V
+        return high, low
+
+    def pp_ohms(self):
+        return self.cable_ohms
+
+    def rcm_fault(self):
+        if self.faults.get("rcm_trip"):
+            return True
+        if self.faults.get("rcm_broken"):
+            return False
+        now = time.ticks_ms()
+        if self.rcm_test:
+            return time.ticks_diff(now, self._rcm_test_at) >= 20
+        if self._rcm_release_at is not None:
+            return time.ticks_diff(now, self._rcm_release_at) < 25
+        return False
+
+    def mirror(self):
+        return self.contacts
+
+    # -- what the firmware's outputs do ----------------------------------------------------
+    def set_duty(self, pm):
+        if pm != self.duty:
+            self.duty = pm
+            self.obs("duty", {"v": pm})
+
+    def set_coil(self, on):
+        on = bool(on)
+        if on != self.coil:
+            self.coil = on
+            self._contacts_at = time.ticks_ms()
+            self.obs("contactor", {"cmd": on})
+
+    def set_rcm_test(self, on):
+        on = bool(on)
+        if on != self.rcm_test:
+            if on:
+                self._rcm_test_at = time.ticks_ms()
+                self._rcm_release_at = None
+            elif self.rcm_fault():
+                self._rcm_release_at = time.ticks_ms()
+            self.rcm_test = on
+            self.obs("rcm_test", {"v": on})
+
+    # -- injected changes ------------------------------------------------------------------
+    def plug(self, cable_a=32):
+        self.cable_ohms = CABLE_OHMS.get(cable_a, cable_a)  # amps or raw ohms
+        self.ev.plugged = True
+        self.ev.s2 = False
+        self.ev._seen_duty = -1
+        self.ev._wait_until = None
+        self.obs("ev", {"what": "plug", "cable_ohms": self.cable_ohms})
+
+    def unplug(self):
+        self.ev.plugged = False
+        self.ev.s2 = False
+        self.cable_ohms = None
+        self.obs("ev", {"what": "unplug"})
+
+    def set_s2(self, closed, why="command"):
+        ev = self.ev
+        if closed != ev.s2:
+            ev.s2 = closed
+            self.obs("ev", {"what": "S2 close" if closed else "S2 open", "why": why,
+                            "state": self.ev_state()})
+
+    def ev_state(self):
+        ev = self.ev
+        if not ev.plugged:
+            return "A"
+        if not ev.s2:
+            return "B"
+        return "D" if ev.vent else "C"
+
+    def set_fault(self, name, on=True):
+        if name not in FAULTS:
+            raise ValueError("unknown fault %r; known: %s" % (name, ", ".join(FAULTS)))
+        self.faults[name] = bool(on)
+        self.obs("ev", {"what": "fault", "fault": name, "on": bool(on)})
+
+    # -- the world's own clock -------------------------------------------------------------
+    def tick(self):
+        now = time.ticks_ms()
+        dt = time.ticks_diff(now, self._last_ms)
+        self._last_ms = now
+        ev = self.ev
+        # Contactor mechanics: 30 ms to close, 15 ms to open; faults can hold either way.
+        settle = 30 if self.coil else 15
+        want = self.coil
+        if self.faults.get("welded") and self.contacts:
+            want = True
+        if self.faults.get("no_close"):
+            want = False if not self.contacts else want
+        if want != self.contacts and time.ticks_diff(now, self._contacts_at) >= settle:
+            self.contacts = want
+            self.obs("contacts", {"closed": want})
+        offered = amps_for_duty(self.duty) if is_pwm(self.duty) else 0
+        if ev.plugged:
+            self._ev_logic(now, offered)
+        # Current draw follows the offer after the EV's reaction delay.
+        powered = self.contacts and ev.plugged and ev.s2
+        draw = ev.draw_da
+        if not powered:
+            draw = 0
+        elif self.faults.get("overcurrent"):
+            draw = max(ev.max_da, offered + offered // 2)
+        elif time.ticks_diff(now, ev._target_at) >= 0 or draw == 0:
+            draw = ev._target
+        if draw != ev.draw_da:
+            ev.draw_da = draw
+            self.obs("meter", {"i_da": draw, "wh": int(self.energy_wh)})
+        if ev.draw_da and dt > 0:
+            wh = ev.draw_da * ev.phases * self.volts * dt / 36000000.0  # dA*V*ms -> Wh
+            self.energy_wh += wh
+            ev.soc_wh += wh
+            if ev.full and ev.auto and ev.s2:
+                ev._target = 0
+                ev.draw_da = 0
+                self.set_s2(False, "battery full")
+
+    def _ev_logic(self, now, offered):
+        ev = self.ev
+        if self.duty != ev._seen_duty:
+            ev._seen_duty = self.duty
+            # Follow the new offer after the reaction delay (draw decreases on time).
+            ev._target_at = time.ticks_add(now, ev.reaction_ms)
+            ev._target = min(ev.max_da, offered)
+            if ev.auto:
+                if offered and not ev.s2 and not ev.full:
+                    ev._wait_until = time.ticks_add(now, ev.ready_ms)
+                elif not offered and ev.s2 and not self.faults.get("ignore_stop"):
+                    ev._wait_until = time.ticks_add(now, ev.stop_ms)
+                else:
+                    ev._wait_until = None
+        if ev._wait_until is not None and time.ticks_diff(now, ev._wait_until) >= 0:
+            ev._wait_until = None
+            if offered and not ev.full:
+                self.set_s2(True, "offer")
+            elif not offered:
+                self.set_s2(False, "PWM off")

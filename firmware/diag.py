@@ -1,0 +1,91 @@
+# Diagnostics for the serial REPL: `from firmware import diag; diag.status()`.
+# Reads the running app's state; prints, never changes anything except clear_lockout().
+import time
+
+_app = None
+
+
+def attach(app):
+    global _app
+    _app = app
+
+
+def _need(out):
+    if _app is None:
+        out("diag: the firmware is not running (no app attached)")
+        return None
+    return _app
+
+
+def status(out=print):
+    """Status, pilot, outputs and faults in one screen."""
+    app = _need(out)
+    if app is None:
+        return
+    s = app.ctl.session
+    a = s.act
+    i = app.ctl.inputs
+    b = app.board
+    out("board      %s" % b.name)
+    out("status     %s  error %s  %s" % (a.status, a.error, a.info))
+    out("pilot      %s (raw %s)  duty %d/1000" % (a.pilot, i.pilot, a.duty))
+    out("offer      %d.%d A  (%s)" % (a.offer_da // 10, a.offer_da % 10, a.reason))
+    out("contactor  cmd %s  mirror %s  lockout %s" % (a.close, i.contactor_fb, s.lockout))
+    out("rcm        fault %s  test %s  latched %s" % (i.rcm_fault, a.rcm_test, s.rcm_tripped))
+    out("cable      %s dA  auth %s  available %s" % (i.pp_da, i.authorized, i.available))
+    out("ev current %s dA  steps %d" % (i.ev_da, app.ctl.steps))
+    out("kernels    %s" % kernel_impl())
+    for msg in app.cfg.errors:
+        out("config     " + msg)
+    if app.sup.failed:
+        out("supervisor FAILED: %s" % app.sup.failed)
+
+
+def why(out=print):
+    """Why the offered current is what it is: every limit in force, lowest first."""
+    app = _need(out)
+    if app is None:
+        return
+    s = app.ctl.session
+    i = app.ctl.inputs
+    rows = [
+        (s.rating_da, "EVSE rating (config rating_a)"),
+        (i.pp_da if i.pp_da > 0 else 0, "cable (proximity)"),
+        (i.cap_da, "safety cap"),
+        (i.limit_da, i.limit_reason),
+    ]
+    rows.sort()
+    for da, name in rows:
+        if da < 0x7FFF:
+            out("  %5.1f A  %s" % (da / 10, name))
+    a = s.act
+    out("offered    %.1f A because: %s" % (a.offer_da / 10, a.reason))
+
+
+def events(n=10, out=print):
+    """The last n events, oldest first, with their age."""
+    app = _need(out)
+    if app is None:
+        return
+    now = time.ticks_ms()
+    for t, code, val in app.events.last(n):
+        out("%8d ms ago  %s %s" % (time.ticks_diff(now, t), code, val))
+
+
+def kernel_impl():
+    try:
+        from drivers import kernels
+
+        return getattr(kernels, "IMPL", "python")
+    except ImportError:
+        return "none"
+
+
+def clear_lockout(out=print):
+    """After a person checked the contactor: lift the welded-contact lockout."""
+    app = _need(out)
+    if app is None:
+        return False
+    ok = app.ctl.session.clear_lockout(time.ticks_ms(), not app.board.contactor.feedback())
+    out("lockout cleared" if ok else "refused: the mirror contact still reads closed")
+    return ok
