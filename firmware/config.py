@@ -15,6 +15,8 @@ SCHEMA = {
     "contactor_feedback": (True, "bool", 0, 0, True),
     "free_vend": (True, "bool", 0, 0, True),
     "watchdog_ms": (5000, "int", 1000, 30000, True),
+    "reclose_ms": (5000, "int", 1000, 60000, True),  # contactor rest after leaving C
+    "reclose_error_ms": (30000, "int", 1000, 600000, True),  # ... and after an error
 }
 
 

@@ -31,7 +31,7 @@ def main():
     sim = simlib.Sim(sc.get("config", {}), heapsize=a.heapsize, use_mpy=not a.source)
     try:
         sim.start()
-        ready = sim.obs[0] if sim.obs else {}
+        ready = sim.ready()
         print("firmware up on the unix port (board %s, kernels %s)" % (
             ready.get("board"), ready.get("kernels")))
         for o in sim.obs:

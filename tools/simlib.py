@@ -21,6 +21,7 @@ COMMANDS = {
     # command: {field: (types, required)}
     "plug": {"cable_a": ((int,), False)},
     "unplug": {},
+    "cable": {"ohms": ((int, type(None)), False)},
     "s2": {"closed": ((bool,), True)},
     "ev": {
         "max_current_a": ((int, float), False), "reaction_ms": ((int,), False),
@@ -35,6 +36,7 @@ COMMANDS = {
     "cap": {"a": ((int, float), True)},
     "diag": {"what": ((str,), False)},
     "clear_lockout": {},
+    "crash": {},
     "ping": {},
 }
 STEP_KEYS = {"at_ms", "after_ms", "do", "wait", "timeout_ms", "note"}
@@ -237,8 +239,8 @@ class Sim:
                                        % (cond, timeout, self.obs[-3:]))
                 self.cond.wait(left)
 
-    def do(self, name, **fields):
-        cmd = dict(fields, do=name)
+    def do(self, _cmd, **fields):
+        cmd = dict(fields, do=_cmd)
         check_command(cmd, "command")
         n = len(self.obs)
         self.send(cmd)
@@ -285,6 +287,9 @@ class Sim:
                 shutil.rmtree(self.dir, ignore_errors=True)
         return self
 
+    def ready(self):
+        return next((o for o in self.obs if o.get("k") == "ready"), {})
+
     def __enter__(self):
         return self.start()
 
@@ -298,6 +303,7 @@ def run_scenario(sim, sc, log=print):
         sim.do("ev", **sc["ev"])
     t0 = time.monotonic()
     prev = t0
+    since = len(sim.obs)
     for n, st in enumerate(sc["steps"]):
         if "at_ms" in st:
             due = t0 + st["at_ms"] / 1000
@@ -307,9 +313,11 @@ def run_scenario(sim, sc, log=print):
         if delay > 0:
             time.sleep(delay)
         if "wait" in st:
-            o = sim.wait_for(st["wait"], st.get("timeout_ms", 60000) / 1000)
-            log("  %8.0f ms  reached %s" % (o["t"], json.dumps(st["wait"])))
+            o = sim.wait_for(st["wait"], st.get("timeout_ms", 60000) / 1000, since=since)
+            since = sim.obs.index(o) + 1
+            log("  %8.0f ms  reached %s" % ((time.monotonic() - t0) * 1000, json.dumps(st["wait"])))
         else:
+            since = len(sim.obs)
             sim.do(st["do"], **{k: v for k, v in st.items() if k not in STEP_KEYS})
             log("  %8.0f ms  %s" % ((time.monotonic() - t0) * 1000, _step_text(st)))
         prev = time.monotonic()

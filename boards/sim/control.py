@@ -60,6 +60,12 @@ class Control:
     def do_plug(self, c):
         self.world.plug(c.get("cable_a", 32))
 
+    def do_cable(self, c):
+        """Change only the PP resistance (ohms; null = cable gone), EV state unchanged."""
+        w = self.world
+        w.cable_ohms = c.get("ohms")
+        w.obs("ev", {"what": "cable", "cable_ohms": w.cable_ohms})
+
     def do_unplug(self, c):
         self.world.unplug()
 
@@ -108,6 +114,10 @@ class Control:
 
     def do_clear_lockout(self, c):
         diag.clear_lockout(out=lambda s: None)
+
+    def do_crash(self, c):
+        """Make the charge-controller task die (a driver raising), to test the supervisor."""
+        self.app.board.pilot._burst = None
 
     def do_quit(self, c):
         self.quit.set()

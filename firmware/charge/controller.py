@@ -21,6 +21,8 @@ class ChargeController:
             events=events,
             lockout=lockout,
             disabled=cfg.refuse,
+            reclose_ms=cfg.reclose_ms,
+            reclose_error_ms=cfg.reclose_error_ms,
         )
         self.inputs = Inputs()
         self.inputs.authorized = cfg.free_vend

@@ -96,8 +96,10 @@ class Actions:
 class Session:
     def __init__(
         self, rating_da, ventilation=False, feedback=True, events=None, lockout=False,
-        disabled=False,
+        disabled=False, reclose_ms=RECLOSE_MS, reclose_error_ms=RECLOSE_ERROR_MS,
     ):
+        self.reclose_ms = reclose_ms
+        self.reclose_error_ms = reclose_error_ms
         self.rating_da = rating_da
         self.disabled = disabled  # the config was refused: never offer
         self.ventilation = ventilation
@@ -137,7 +139,7 @@ class Session:
         if a.close:
             a.close = False
             self._opened_at = now
-            self._reclose_ms = RECLOSE_MS
+            self._reclose_ms = self.reclose_ms
             self._test_ok = False
             self._stop_since = None
             self._event(now, "open", why)
@@ -145,7 +147,7 @@ class Session:
     def _trip(self, now, code, info):
         """Latch a fault: contactor open at once, -12 V (state F) for F_HOLD_MS."""
         self._open(now, info)
-        self._reclose_ms = RECLOSE_ERROR_MS
+        self._reclose_ms = self.reclose_error_ms
         if self._test:
             self._test = 0
             self.act.rcm_test = False
@@ -212,6 +214,7 @@ class Session:
                 self._was_plugged = False
                 self._diode_ok = False
                 self._oc_since = self._oc_until = None
+                self._offer_at = None  # the 5 s rule is per session: a new EV gets its offer
                 self._event(now, "unplugged")
             self._open(now, "unplugged")
             latched = self.lockout or (self.fault == GROUND_FAILURE and self.rcm_tripped)

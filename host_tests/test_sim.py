@@ -1,0 +1,245 @@
+"""The simulated wallbox end to end: the real firmware (.mpy) on the MicroPython unix port,
+driven through the control channel. Times come from the observation log (device clock)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from simrig import ROOT_TOOLS, charge, contactor, elapsed, ev, first, start, status
+
+import simlib
+
+pytestmark = pytest.mark.sim
+
+
+def test_default_scenario_cli(tmp_path):
+    events = tmp_path / "ev.jsonl"
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT_TOOLS, "sim.py"), "--scenario",
+         os.path.join(ROOT_TOOLS, "..", "scenarios", "default.json"), "--events", str(events)],
+        capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Available -> Preparing -> Charging -> SuspendedEV -> Available" in r.stdout
+    obs = [json.loads(x) for x in events.read_text().splitlines()]
+    ts = [o["t"] for o in obs]
+    assert ts == sorted(ts), "timestamps are monotonic"
+    end = first(obs, lambda o: o["k"] == "end")
+    assert end["energy_wh"] > 25  # 97 % -> 100 % of 1 kWh
+    closes = [o for o in obs if o["k"] == "contactor" and o["cmd"]]
+    assert len(closes) == 1
+
+
+def test_c_to_b_and_unplug_open_within_100ms():
+    with start() as sim:
+        sim.do("ev", auto=False)
+        times = []
+        for _ in range(3):
+            sim.do("plug")
+            sim.do("s2", closed=True)
+            sim.wait_for(status("Charging"), 5, since=len(sim.obs) - 2)
+            n = len(sim.obs)
+            sim.do("s2", closed=False)
+            times.append(elapsed(sim, ev("S2 open"), contactor(False), since=n))
+            sim.do("s2", closed=True)
+            sim.sleep(1200)  # re-close spacing (1 s in this config)
+            sim.wait_for(status("Charging"), 5, since=n)
+            n = len(sim.obs)
+            sim.do("unplug")
+            times.append(elapsed(sim, ev("unplug"), contactor(False), since=n))
+            sim.sleep(1100)
+        assert max(times) <= 100, times
+
+
+def test_b_to_c_closes_within_3s_after_self_test():
+    with start() as sim:
+        sim.do("ev", auto=False)
+        sim.do("plug")
+        sim.sleep(300)
+        n = len(sim.obs)
+        sim.do("s2", closed=True)
+        assert elapsed(sim, ev("S2 close"), contactor(True), since=n) <= 3000
+        events = [o["code"] for o in sim.obs[n:] if o["k"] == "event"]
+        assert events.index("rcm test passed") < events.index("close")
+
+
+@pytest.mark.parametrize("fault,error", [("cp_short", "EVCommunicationError"),
+                                         ("diode_short", "EVCommunicationError"),
+                                         ("rcm_trip", "GroundFailure")])
+def test_faults_open_at_once_then_state_f_300ms(fault, error):
+    with start() as sim:
+        n = charge(sim)
+        sim.do("fault", name=fault)
+        dt = elapsed(sim, lambda o: o.get("what") == "fault", contactor(False), since=n)
+        assert dt <= 100
+        f_on = sim.wait_for({"k": "duty", "v": 0}, 2, since=n)
+        f_off = sim.wait_for(lambda o: o["k"] == "duty" and o["v"] != 0, 3,
+                             since=sim.obs.index(f_on))
+        assert f_off["t"] - f_on["t"] >= 300
+        st = sim.wait_for(status("Faulted"), 2, since=n)
+        assert st["error"] == error
+
+
+def test_rcm_trip_opens_from_interrupt_and_needs_self_test():
+    with start() as sim:
+        n = charge(sim)
+        sim.do("fault", name="rcm_trip")
+        assert elapsed(sim, lambda o: o.get("what") == "fault", contactor(False), since=n) < 5
+        sim.do("unplug")
+        sim.do("fault", name="rcm_broken")
+        sim.do("fault", name="rcm_trip", on=False)
+        sim.sleep(1500)
+        assert sim.state()["status"] == "Faulted"  # no auto-reset without a passed test
+        n = len(sim.obs)
+        sim.do("fault", name="rcm_broken", on=False)
+        sim.wait_for(status("Available"), 5, since=n)
+        assert first(sim.obs, lambda o: o.get("code") == "rcm test passed", n)
+
+
+def test_evse_stop_opens_after_6s_when_ev_ignores_it():
+    with start() as sim:
+        n = charge(sim)
+        sim.do("fault", name="ignore_stop")
+        sim.do("auth", on=False)
+        dt = elapsed(sim, lambda o: o["k"] == "duty" and o["v"] == 1000, contactor(False),
+                     since=n, timeout=10)
+        assert 5990 <= dt <= 6100
+        assert sim.state()["status"] == "Finishing"
+
+
+def test_evse_stop_ev_goes_to_b():
+    with start() as sim:
+        sim.do("ev", stop_ms=800)
+        n = charge(sim)
+        sim.do("auth", on=False)
+        dt = elapsed(sim, lambda o: o["k"] == "duty" and o["v"] == 1000, contactor(False),
+                     since=n)
+        assert 790 <= dt <= 900  # opened as soon as the EV went to B
+
+
+def test_overcurrent_pauses_after_7s():
+    with start() as sim:
+        n = charge(sim)
+        sim.do("fault", name="overcurrent")
+        dt = elapsed(sim, lambda o: o.get("what") == "fault",
+                     lambda o: o["k"] == "duty" and o["v"] == 1000, since=n, timeout=12)
+        assert 6900 <= dt <= 7300
+        sim.wait_for(contactor(False), 2, since=n)
+        st = sim.wait_for(status("SuspendedEVSE"), 2, since=n)
+        assert st["error"] == "OverCurrentFailure"
+
+
+def test_welded_contactor_locks_out_across_reboot(tmp_path):
+    with start(state_dir=str(tmp_path)) as sim:
+        n = charge(sim)
+        sim.do("fault", name="welded")
+        sim.do("s2", closed=False)
+        st = sim.wait_for(status("Faulted"), 2, since=n)
+        assert st["error"] == "PowerSwitchFailure" and st["info"] == "welded"
+        sim.sleep(700)  # the lockout is persisted by its own task
+    assert (tmp_path / "lockout").read_text() == "1"
+    with start(state_dir=str(tmp_path)) as sim:  # power cycle: still locked out
+        sim.sleep(100)
+        assert sim.state()["status"] == "Faulted"
+        sim.do("plug")
+        sim.sleep(1500)
+        assert not first(sim.obs, contactor(True))
+        lines = sim.diag("status")
+        assert any("lockout True" in x for x in lines)
+        sim.do("clear_lockout")
+        sim.do("unplug")
+        sim.wait_for(status("Available"), 3)
+        sim.sleep(700)
+    assert (tmp_path / "lockout").read_text() == "0"
+
+
+@pytest.mark.parametrize("ohms,info", [(1500, "cable changed"), (None, "cable lost")])
+def test_cable_change_and_loss_stop_charging(ohms, info):
+    with start() as sim:
+        n = charge(sim, cable_a=32)
+        sim.do("cable", ohms=ohms)  # the EV stays in C: only PP changes
+        dt = elapsed(sim, ev("cable"), contactor(False), since=n)
+        assert dt <= 100
+        st = sim.wait_for(status("Faulted"), 2, since=n)
+        assert st["info"] == info
+
+
+def test_cable_limits_offer():
+    with start({"max_current_a": 32}) as sim:
+        charge(sim, cable_a=20)
+        st = sim.state()
+        assert st["offer_da"] == 200 and st["reason"] == "cable"
+
+
+def test_state_d_refused_without_ventilation_allowed_with():
+    with start() as sim:
+        sim.do("ev", vent=True)
+        sim.do("plug")
+        st = sim.wait_for(lambda o: o["k"] == "state" and o["pilot"] == "D", 5)
+        sim.sleep(1000)
+        assert not first(sim.obs, contactor(True))
+        assert sim.state()["status"] == "SuspendedEVSE"
+        assert st is not None
+    with start({"ventilation": True}) as sim:
+        sim.do("ev", vent=True)
+        sim.do("plug")
+        sim.wait_for(status("Charging"), 5)
+
+
+def test_limit_increase_waits_5s_decrease_at_once():
+    with start() as sim:
+        n = charge(sim)
+        sim.do("limit", a=8)
+        o = sim.wait_for({"k": "duty", "v": 133}, 2, since=n)
+        sim.do("limit", a=16)
+        o2 = sim.wait_for({"k": "duty", "v": 266}, 8, since=sim.obs.index(o))
+        assert 4990 <= o2["t"] - o["t"] <= 5300
+        why = sim.diag("why")
+        assert any("16.0 A because" in x for x in why)
+
+
+def test_bad_config_refuses_to_charge_and_names_key():
+    with start({"rating_a": 99, "phases": 2}) as sim:
+        logs = [o["msg"] for o in sim.obs if o["k"] == "log"]
+        assert any("rating_a=99" in m and "6..80" in m for m in logs), logs
+        assert any("phases=2" in m for m in logs), logs
+        sim.do("plug")
+        sim.sleep(1500)
+        assert not first(sim.obs, contactor(True))
+        st = sim.state()
+        assert st["status"] == "Faulted" and st["error"] == "InternalError"
+
+
+def test_bad_commands_get_errors_and_firmware_keeps_running():
+    with start() as sim:
+        sim.send({"do": "nonsense"})
+        sim.sock.sendall(b"{not json\n")
+        e = sim.wait_for({"k": "error"}, 2)
+        assert "unknown command" in e["msg"]
+        sim.wait_for(lambda o: o["k"] == "error" and "not JSON" in o["msg"], 2)
+        charge(sim)
+
+
+def test_crashed_task_opens_contactor_and_watchdog_resets():
+    with start({"watchdog_ms": 1000}) as sim:
+        n = charge(sim)
+        sim.do("crash")
+        sim.wait_for(contactor(False), 1, since=n)
+        log = sim.wait_for(lambda o: o["k"] == "log" and "crashed" in o["msg"], 2, since=n)
+        wd = sim.wait_for({"k": "watchdog"}, 5, since=n)
+        assert wd["t"] - log["t"] <= 1500
+
+
+def test_bad_scenario_names_the_entry(tmp_path):
+    bad = {"steps": [{"at_ms": 0, "do": "plug"}, {"at_ms": 10, "do": "plgu"}]}
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(bad))
+    r = subprocess.run([sys.executable, os.path.join(ROOT_TOOLS, "sim.py"), "--scenario",
+                        str(p)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "steps[1]" in r.stderr and "plgu" in r.stderr
+    with pytest.raises(simlib.ScenarioError, match=r"steps\[0\].*cable_a must be int"):
+        simlib.check_scenario({"steps": [{"do": "plug", "cable_a": "32"}]})
+    with pytest.raises(simlib.ScenarioError, match=r"steps\[0\].*at_ms"):
+        simlib.check_scenario({"steps": [{"do": "plug", "at_ms": -1}]})
