@@ -18,6 +18,10 @@ class Rcm:
             self._test.value(self._test_level if on else 1 - self._test_level)
 
     def on_trip(self, handler):
-        """Call handler(pin) on the fault edge (IRQ); it must not allocate."""
+        """Call handler(pin) on the fault edge (IRQ); it must not allocate. False if the
+        pin has no interrupt support."""
+        if not hasattr(self._fault, "irq"):
+            return False
         trig = self._fault.IRQ_RISING if self._fault_level else self._fault.IRQ_FALLING
         self._fault.irq(handler, trig)
+        return True

@@ -84,7 +84,11 @@ class ChargeController:
             a.status is not s[0] or a.error is not s[1] or a.pilot is not s[2]
             or a.offer_da != s[3] or a.reason is not s[4]
         ):
-            s[0], s[1], s[2], s[3], s[4] = a.status, a.error, a.pilot, a.offer_da, a.reason
+            s[0] = a.status  # one by one: a 5-tuple assignment would allocate
+            s[1] = a.error
+            s[2] = a.pilot
+            s[3] = a.offer_da
+            s[4] = a.reason
             if self.board.led is not None:
                 self.board.led.show(a.status)
             if self.on_change is not None:

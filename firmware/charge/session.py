@@ -118,7 +118,7 @@ class Session:
         self._was_plugged = False
         self._charged = False  # this session reached Charging at least once
         self._closed_at = 0
-        self._opened_at = 0
+        self._opened_at = None  # None: never opened since boot, no spacing due
         self._reclose_ms = 0
         self._fb_bad_since = None
         self._stop_since = None
@@ -246,7 +246,9 @@ class Session:
         if a.close:
             if ticks_diff(now, self._closed_at) > CLOSE_FB_MS:
                 self._trip(now, POWER_SWITCH, "contactor did not close")
-        elif ticks_diff(now, self._opened_at) > CLOSE_FB_MS and not self.lockout:
+        elif not self.lockout and (
+            self._opened_at is None or ticks_diff(now, self._opened_at) > CLOSE_FB_MS
+        ):
             # Mirror says closed while the coil is off: welded. Lock out until cleared.
             self.lockout = True
             self._event(now, "welded")
@@ -392,7 +394,7 @@ class Session:
             and not self.disabled
             and self._cable_da != INVALID
             and i.pp_da == self._cable_da
-            and ticks_diff(now, self._opened_at) >= self._reclose_ms
+            and (self._opened_at is None or ticks_diff(now, self._opened_at) >= self._reclose_ms)
         )
         if not allowed:
             if self._test and not self.rcm_tripped:
