@@ -100,10 +100,18 @@ class ChargeController:
         return a
 
     async def run(self):
+        period = self.period_ms
+        due = time.ticks_ms()
         try:
             while True:
                 self.step(time.ticks_ms())
-                await asyncio.sleep_ms(self.period_ms)
+                # Fixed rate, not fixed gap: the step's own time does not stretch the period.
+                due = time.ticks_add(due, period)
+                wait = time.ticks_diff(due, time.ticks_ms())
+                if wait < 0:
+                    due = time.ticks_ms()  # overrun: restart the grid, never burst-catch-up
+                    wait = 0
+                await asyncio.sleep_ms(wait)
         finally:
             self.fail_safe()
 

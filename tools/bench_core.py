@@ -1,0 +1,147 @@
+"""Benchmark of the charge-control core on the simulated wallbox (real firmware, unix port).
+
+1. Safety reaction: time from the EV's C->B (S2 opens) and from an RCM trip to the
+   contactor-open command, over N transitions each (default 200), as p50/p99/max. Both
+   timestamps come from the device clock in the observation log.
+2. Heap: code (gc.mem_alloc after every import, modules from .mpy), runtime data (peak of
+   live data during the default session minus that baseline), and the smallest -X heapsize
+   that completes the default session.
+
+    python tools/bench_core.py [--n 200] [--skip-reaction] [--skip-heap]
+"""
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import simlib  # noqa: E402
+
+CFG = {"rating_a": 32, "max_current_a": 16, "reclose_ms": 1000, "reclose_error_ms": 1000}
+
+
+def _contactor(cmd):
+    return lambda o: o.get("k") == "contactor" and o.get("cmd") is cmd
+
+
+def _charge(sim):
+    n = len(sim.obs)
+    sim.do("s2", closed=True)
+    sim.wait_for(_contactor(True), 10, since=n)
+    time.sleep(0.06)  # contacts settle, the EV draws current
+
+
+def c_to_b(n, out):
+    with simlib.Sim(CFG).start() as sim:
+        sim.do("ev", auto=False)
+        sim.do("plug")
+        for _ in range(n):
+            _charge(sim)
+            k = len(sim.obs)
+            sim.do("s2", closed=False)
+            sim.wait_for(_contactor(False), 5, since=k)
+            time.sleep(1.0)  # re-close spacing
+        out["c_to_b"] = simlib.reactions(sim.obs, simlib.is_s2_open, simlib.is_open_cmd)
+
+
+def rcm_trip(n, out):
+    def tripped(o):
+        return o.get("k") == "ev" and o.get("what") == "fault" and o.get("on")
+
+    with simlib.Sim(CFG).start() as sim:
+        sim.do("ev", auto=False)
+        for _ in range(n):
+            sim.do("plug")
+            _charge(sim)
+            k = len(sim.obs)
+            sim.do("fault", name="rcm_trip")
+            sim.wait_for(_contactor(False), 5, since=k)
+            sim.do("fault", name="rcm_trip", on=False)
+            sim.do("unplug")  # the station clears only after a passing self-test
+            sim.wait_for({"k": "state", "status": "Available"}, 5, since=k)
+            time.sleep(max(0.0, 1.0 - 0.35))
+        out["rcm"] = simlib.reactions(sim.obs, tripped, simlib.is_open_cmd)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def report(name, xs):
+    print("%-22s n=%d  p50 %.2f ms  p99 %.2f ms  max %.2f ms  (limit 100 ms, target p99 <= 10)"
+          % (name, len(xs), statistics.median(xs), pct(xs, 99), max(xs)), flush=True)
+
+
+def default_session(heapsize=None, heap=False):
+    sc = simlib.load_scenario(os.path.join(simlib.ROOT, "scenarios", "default.json"))
+    sim = simlib.Sim(sc["config"], heapsize=heapsize, heap_sampler=heap)
+    try:
+        sim.start()
+        simlib.run_scenario(sim, sc, log=lambda *a: None)
+        sim.stop()
+    except (TimeoutError, RuntimeError) as e:
+        sim.stop()
+        return False, sim, str(e)
+    bad = "MemoryError" in sim.output() or not any(o.get("k") == "end" for o in sim.obs)
+    return not bad, sim, sim.output()[-500:]
+
+
+def heap_figures():
+    ok, sim, why = default_session(heap=True)
+    if not ok:
+        print("heap: default session failed: %s" % why)
+        return 1
+    h = next(o for o in sim.obs if o.get("k") == "heap")
+    ready = sim.ready()
+    print("heap code (after imports, .mpy): %d bytes  [firmware + sim board + control channel]"
+          % h["code"])
+    print("heap runtime (peak live - code): %d bytes  (target <= 16384 on a board)"
+          % h["runtime"])
+    print("kernels: %s" % ready.get("kernels"))
+    lo, hi = 8, 512  # KiB
+    while hi - lo > 2:
+        mid = (lo + hi) // 2
+        ok, _, _ = default_session(heapsize="%dk" % mid)
+        print("  heapsize %4d KiB: %s" % (mid, "completes" if ok else "fails"), flush=True)
+        if ok:
+            hi = mid
+        else:
+            lo = mid
+    print("smallest -X heapsize completing the default session: %d KiB" % hi)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--skip-reaction", action="store_true")
+    ap.add_argument("--skip-heap", action="store_true")
+    a = ap.parse_args()
+    rc = 0
+    if not a.skip_reaction:
+        out = {}
+        threads = [threading.Thread(target=c_to_b, args=(a.n, out)),
+                   threading.Thread(target=rcm_trip, args=(a.n, out))]
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("safety reaction (%d transitions each, %.0f s, two sims in parallel):"
+              % (a.n, time.time() - t0))
+        for key, name in (("c_to_b", "C->B -> open cmd"), ("rcm", "RCM trip -> open cmd")):
+            if key in out and out[key]:
+                report(name, out[key])
+            else:
+                print("%s: no data (the run failed)" % name)
+                rc = 1
+    if not a.skip_heap:
+        rc |= heap_figures()
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
