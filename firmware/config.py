@@ -8,7 +8,9 @@ import json
 SCHEMA = {
     "rating_a": (None, "int", 6, 80, False),  # what the hardware is built for; no safe guess
     "max_current_a": (80, "int", 6, 80, True),  # installer limit below the rating
-    "connector": ("type2_socket", ("type2_socket", "type2_tethered", "type1_tethered"), 0, 0, True),
+    "connector": (
+        "type2_socket", ("type2_socket", "type2_tethered", "type1_tethered"), 0, 0, True,
+    ),
     "cable_a": (13, "int", 6, 80, True),  # tethered cable ampacity
     "phases": (3, (1, 3), 0, 0, True),
     "ventilation": (False, "bool", 0, 0, True),  # state D allowed

@@ -34,3 +34,11 @@ def test_on_micropython(script):
     assert r.returncode == 0, out
     assert "DONE 0 failed" in out, out
     assert "FAIL" not in out, out
+
+
+def test_ruff_clean():
+    ruff = os.path.join(os.path.dirname(sys.executable), "ruff")
+    if not os.path.exists(ruff):
+        pytest.skip("ruff is not installed in this environment (make setup installs it)")
+    r = subprocess.run([ruff, "check", ROOT], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout

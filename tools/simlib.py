@@ -315,7 +315,8 @@ def run_scenario(sim, sc, log=print):
         if "wait" in st:
             o = sim.wait_for(st["wait"], st.get("timeout_ms", 60000) / 1000, since=since)
             since = sim.obs.index(o) + 1
-            log("  %8.0f ms  reached %s" % ((time.monotonic() - t0) * 1000, json.dumps(st["wait"])))
+            ms = (time.monotonic() - t0) * 1000
+            log("  %8.0f ms  reached %s" % (ms, json.dumps(st["wait"])))
         else:
             since = len(sim.obs)
             sim.do(st["do"], **{k: v for k, v in st.items() if k not in STEP_KEYS})

@@ -156,6 +156,7 @@ except MemoryError as e:
     err = e
 micropython.heap_unlock()
 check("RCM trip path allocates nothing: %r" % (err,), err is None)
-check("RCM trip opened, Faulted", not ctl.session.act.close and ctl.session.act.status == "Faulted")
+act = ctl.session.act
+check("RCM trip opened, Faulted", not act.close and act.status == "Faulted")
 
 print("DONE %d failed" % len(FAILS))
