@@ -1,0 +1,131 @@
+# ESP32 wallbox board (ESP32-WROOM-32, MicroPython esp32 port). The only file that names this
+# board's pins and calibration; wiring assumptions are in docs/boards.md.
+#   from boards.esp32_wallbox.board import build; board = build()
+from machine import ADC, PWM, WDT, Pin
+from machine import reset as machine_reset
+from micropython import const
+
+from drivers.contactor import Contactor
+from drivers.led import StatusLed
+from drivers.lock import Lock
+from drivers.pilot import Pilot
+from drivers.proximity import Proximity
+from drivers.rcm import Rcm
+
+NAME = "esp32_wallbox"
+
+# -- pins (GPIO numbers) ------------------------------------------------------------------------
+# ADC2 (GPIO0, 2, 4, 12-15, 25-27) returns junk while Wi-Fi runs: both analog inputs are ADC1.
+CP_PWM_PIN = const(25)  # LEDC output -> +/-12 V CP driver (non-inverting, see CP_INVERT)
+CP_ADC_PIN = const(36)  # ADC1_CH0 (SENSOR_VP), CP read back through the divider below
+PP_ADC_PIN = const(39)  # ADC1_CH3 (SENSOR_VN), PP with PP_PULLUP_OHM to 3V3
+CONTACTOR_PIN = const(26)  # coil driver input, high = energised; 10k pull-down on the board
+MIRROR_PIN = const(34)  # mirror contact (NO) to 3V3; input-only pin, 10k pull-down on the board
+RCM_FAULT_PIN = const(35)  # RDC-DD fault output, high = tripped; input-only, 10k pull-up
+RCM_TEST_PIN = const(32)  # RDC-DD test input, high = inject the test current
+LOCK_PIN = const(27)  # socket lock actuator driver, high = locked
+LED_PIN = const(2)  # status LED to GND (the DevKitC LED); strapping pin, an LED is harmless
+# GPIO36/39 glitch for ~80 ns when the ADC powers up: fine for analog, never a digital input.
+
+# -- levels -------------------------------------------------------------------------------------
+CONTACTOR_ON = const(1)
+MIRROR_CLOSED = const(1)  # NO mirror contact: reads 1 when the main contacts are closed
+RCM_FAULT_LEVEL = const(1)  # the pull-up makes a broken fault wire read as a trip (fail safe)
+RCM_TEST_LEVEL = const(1)
+LOCK_LEVEL = const(1)
+LED_ON = const(1)
+
+# -- control pilot ------------------------------------------------------------------------------
+CP_FREQ_HZ = const(1000)
+# The CP driver (op-amp on +/-12 V) follows the GPIO: high -> +12 V, low -> -12 V. duty_u16
+# 65535 is then a true 100 % = +12 V constant = state x1, the safe state; a floating pin at
+# boot reads low = -12 V = state F, also safe. A driver that inverts (single transistor
+# stage): set CP_INVERT = True (PWM invert=, MicroPython >= 1.26) and keep everything else.
+CP_INVERT = False
+CP_SAFE_DUTY_U16 = const(65535)
+# Divider: CP -100k- node -20k- 3V3, node -15k- GND. V_node = 1.3026 V + 0.078947 * V_cp,
+# so -13.5 .. +13.5 V maps to 0.24 .. 2.37 V, inside the ADC's linear range at 11 dB
+# (0.15 .. 2.45 V). V_cp = (V_node - 1.3026 V) * 12.667.
+# read_u16() codes: nominal 3.3 V / 65536 = 50.35 uV per code at the pin (uncalibrated; the
+# ESP32 ADC gain differs by up to ~6 % between parts) -> 638 uV per code on the CP line.
+# Calibrate each unit: `from boards import calib; calib.cp(board)` prints both numbers.
+CP_OFFSET_MV = const(-16500)  # CP voltage at code 0 (V_node = 0)
+CP_UV_PER_CODE = const(638)
+# Burst: read_u16() in a tight Python loop takes ~35 us per sample (an old report; v1.29's
+# oneshot driver may be faster). CP_SAMPLES * CP_SAMPLE_US must span > 1 PWM period: 64
+# samples x 35 us = 2.24 ms = two periods. Measure on your unit with calib.burst(board) and
+# put the measured us here: the rate only scales the frequency result, plateaus and duty
+# come out right at any rate that spans a period.
+CP_SAMPLE_US = const(35)
+CP_RATE_HZ = const(28571)  # 1_000_000 // CP_SAMPLE_US
+CP_SAMPLES = const(64)
+# One controller step = burst (~2.3 ms) + analysis + session (~2 ms) + this sleep; a safety
+# transition needs 3 samples (pilot.SAFE_SAMPLES), ~30 ms, inside the 50 ms rule.
+PILOT_PERIOD_MS = const(5)
+
+# -- proximity ----------------------------------------------------------------------------------
+PP_PULLUP_OHM = const(1000)  # PP -1k- 3V3: 1.5 kOhm -> 1.98 V, 100 Ohm -> 0.30 V
+PP_VREF_MV = const(3300)
+
+
+def cp_burst(adc):
+    """A burst reader: fills the whole buffer with back-to-back read_u16() samples."""
+    read = adc.read_u16
+
+    def burst(buf):
+        for i in range(len(buf)):
+            buf[i] = read()
+
+    return burst
+
+
+def pp_reader(adc):
+    read_uv = adc.read_uv  # eFuse-calibrated
+
+    def read_mv():
+        return read_uv() // 1000
+
+    return read_mv
+
+
+class Esp32Board:
+    name = NAME
+    pilot_period_ms = PILOT_PERIOD_MS
+    meter = None  # no energy meter driver yet
+
+    def __init__(self):
+        # Outputs first, each created at its safe level: coil off, CP at +12 V (x1).
+        coil = Pin(CONTACTOR_PIN, Pin.OUT, value=1 - CONTACTOR_ON)
+        self.contactor = Contactor(
+            coil, Pin(MIRROR_PIN, Pin.IN), mirror_closed=MIRROR_CLOSED, coil_on=CONTACTOR_ON
+        )
+        if CP_INVERT:
+            self.cp_pwm = PWM(Pin(CP_PWM_PIN), freq=CP_FREQ_HZ, duty_u16=CP_SAFE_DUTY_U16,
+                              invert=True)
+        else:
+            self.cp_pwm = PWM(Pin(CP_PWM_PIN), freq=CP_FREQ_HZ, duty_u16=CP_SAFE_DUTY_U16)
+        self.cp_adc = ADC(Pin(CP_ADC_PIN), atten=ADC.ATTN_11DB)
+        self.cp_burst = cp_burst(self.cp_adc)
+        self.pilot = Pilot(
+            self.cp_pwm, self.cp_burst, CP_SAMPLES, CP_RATE_HZ, CP_OFFSET_MV, CP_UV_PER_CODE
+        )
+        self.pp_adc = ADC(Pin(PP_ADC_PIN), atten=ADC.ATTN_11DB)
+        self.pp = Proximity(pp_reader(self.pp_adc), PP_PULLUP_OHM, PP_VREF_MV)
+        self.rcm = Rcm(
+            Pin(RCM_FAULT_PIN, Pin.IN),
+            Pin(RCM_TEST_PIN, Pin.OUT, value=1 - RCM_TEST_LEVEL),
+            fault_level=RCM_FAULT_LEVEL, test_level=RCM_TEST_LEVEL,
+        )
+        self.lock = Lock(Pin(LOCK_PIN, Pin.OUT, value=1 - LOCK_LEVEL), locked_level=LOCK_LEVEL)
+        self.led = StatusLed(Pin(LED_PIN, Pin.OUT, value=1 - LED_ON), on_level=LED_ON)
+
+    def watchdog(self, timeout_ms):
+        """The ESP-IDF task watchdog (panic reset); it cannot be stopped once started."""
+        return WDT(timeout=timeout_ms)
+
+    def reset(self):
+        machine_reset()
+
+
+def build():
+    return Esp32Board()

@@ -1,0 +1,152 @@
+# STM32 wallbox board (STM32F405 at 168 MHz, MicroPython stm32 port, pyboard-style pin names).
+# The only file that names this board's pins, timers and calibration; wiring assumptions are
+# in docs/boards.md.
+#   from boards.stm32_wallbox.board import build; board = build()
+import pyb
+from machine import WDT
+from machine import reset as machine_reset
+from micropython import const
+
+from drivers.contactor import Contactor
+from drivers.led import StatusLed
+from drivers.lock import Lock
+from drivers.pilot import Pilot
+from drivers.proximity import Proximity
+from drivers.rcm import Rcm
+
+NAME = "stm32_wallbox"
+
+# -- pins (CPU names) ---------------------------------------------------------------------------
+CP_PWM_PIN = "B6"  # TIM4_CH1 -> +/-12 V CP driver (non-inverting)
+CP_ADC_PIN = "C0"  # ADC123_IN10, CP read back through the divider below
+PP_ADC_PIN = "C1"  # ADC123_IN11, PP with PP_PULLUP_OHM to 3V3
+CONTACTOR_PIN = "B12"  # coil driver input, high = energised; 10k pull-down on the board
+MIRROR_PIN = "B13"  # mirror contact (NO) to 3V3; internal pull-down
+RCM_FAULT_PIN = "B14"  # RDC-DD fault output, high = tripped; internal pull-up
+RCM_TEST_PIN = "B15"  # RDC-DD test input, high = inject the test current
+LOCK_PIN = "B1"  # socket lock actuator driver, high = locked
+LED_PIN = "C6"  # status LED to GND
+
+# -- timers -------------------------------------------------------------------------------------
+# TIM2, 3, 5, 6 have default uses on this port (LED, servo, DAC/read_timed); TIM4 and TIM7
+# are free. TIM4 is 16 bit: at 1 kHz pyb picks prescaler 1, period 41999 (23.8 ns steps).
+CP_TIMER = const(4)
+CP_CHANNEL = const(1)
+CP_PACE_TIMER = const(7)  # basic timer (no pins) that paces ADC.read_timed
+
+# -- levels -------------------------------------------------------------------------------------
+CONTACTOR_ON = const(1)
+MIRROR_CLOSED = const(1)  # NO mirror contact: reads 1 when the main contacts are closed
+RCM_FAULT_LEVEL = const(1)  # the pull-up makes a broken fault wire read as a trip (fail safe)
+RCM_TEST_LEVEL = const(1)
+LOCK_LEVEL = const(1)
+LED_ON = const(1)
+
+# -- control pilot ------------------------------------------------------------------------------
+CP_FREQ_HZ = const(1000)
+CP_SAFE_PERCENT = const(100)  # +12 V constant = state x1 (compare = period + 1: a true 100 %)
+# Same CP front end as the ESP32 board: CP -100k- node -20k- 3V3, node -15k- GND,
+# V_node = 1.3026 V + 0.078947 * V_cp; V_cp = (V_node - 1.3026 V) * 12.667. 12-bit ADC on
+# VDDA = 3.3 V: 805.7 uV per code at the pin -> 10205 uV per code on the CP line.
+# Calibrate each unit: `from boards import calib; calib.cp(board)` prints both numbers.
+CP_OFFSET_MV = const(-16500)  # CP voltage at code 0
+CP_UV_PER_CODE = const(10205)
+# Burst: ADC.read_timed paced by CP_PACE_TIMER, no heap, exact spacing: 200 samples at
+# 100 kHz = 2.00 ms, two whole PWM periods (both timers run from the same clock, so the
+# share of high samples is the duty), 10 us from an edge to the next sample.
+CP_RATE_HZ = const(100000)
+CP_SAMPLES = const(200)
+# One step = burst 2 ms + analysis + session + this sleep; 3 samples for a safety
+# transition (pilot.SAFE_SAMPLES) stay well inside the 50 ms rule.
+PILOT_PERIOD_MS = const(5)
+
+# -- proximity ----------------------------------------------------------------------------------
+PP_PULLUP_OHM = const(1000)
+PP_VREF_MV = const(3300)
+_ADC_FULL = const(4095)
+
+
+class TimerPwm:
+    """A pyb timer channel seen as a PWM with duty_u16(), which drivers.pilot.Pilot drives.
+    65535 sets the compare to period + 1: the output never goes low (a true 100 %)."""
+
+    def __init__(self, timer, channel):
+        self._ch = channel
+        self._top = timer.period() + 1
+        self._u16 = CP_SAFE_PERCENT * 65535 // 100
+
+    def duty_u16(self, v=None):
+        if v is None:
+            return self._u16
+        self._u16 = v
+        if v >= 65535:
+            w = self._top
+        else:
+            # (v >> 2) * top stays a small int for any 16-bit period: no allocation.
+            w = (v >> 2) * self._top // 16384
+        self._ch.pulse_width(w)
+
+
+def cp_burst(adc, pace):
+    """A burst reader: read_timed fills the whole buffer, one sample per pace-timer tick."""
+    read_timed = adc.read_timed
+
+    def burst(buf):
+        read_timed(buf, pace)
+
+    return burst
+
+
+def pp_reader(adc):
+    read = adc.read
+
+    def read_mv():
+        return read() * PP_VREF_MV // _ADC_FULL
+
+    return read_mv
+
+
+class Stm32Board:
+    name = NAME
+    pilot_period_ms = PILOT_PERIOD_MS
+    meter = None  # no energy meter driver yet
+
+    def __init__(self):
+        Pin = pyb.Pin
+        # Outputs first, each created at its safe level: coil off, CP at +12 V (x1).
+        coil = Pin(CONTACTOR_PIN, Pin.OUT_PP, value=1 - CONTACTOR_ON)
+        self.contactor = Contactor(
+            coil, Pin(MIRROR_PIN, Pin.IN, Pin.PULL_DOWN), mirror_closed=MIRROR_CLOSED,
+            coil_on=CONTACTOR_ON,
+        )
+        self.cp_timer = pyb.Timer(CP_TIMER, freq=CP_FREQ_HZ)
+        ch = self.cp_timer.channel(
+            CP_CHANNEL, pyb.Timer.PWM, pin=Pin(CP_PWM_PIN), pulse_width_percent=CP_SAFE_PERCENT
+        )
+        self.cp_pwm = TimerPwm(self.cp_timer, ch)
+        self.cp_pace = pyb.Timer(CP_PACE_TIMER, freq=CP_RATE_HZ)
+        self.cp_adc = pyb.ADC(Pin(CP_ADC_PIN))
+        self.cp_burst = cp_burst(self.cp_adc, self.cp_pace)
+        self.pilot = Pilot(
+            self.cp_pwm, self.cp_burst, CP_SAMPLES, CP_RATE_HZ, CP_OFFSET_MV, CP_UV_PER_CODE
+        )
+        self.pp_adc = pyb.ADC(Pin(PP_ADC_PIN))
+        self.pp = Proximity(pp_reader(self.pp_adc), PP_PULLUP_OHM, PP_VREF_MV)
+        self.rcm = Rcm(
+            Pin(RCM_FAULT_PIN, Pin.IN, Pin.PULL_UP),
+            Pin(RCM_TEST_PIN, Pin.OUT_PP, value=1 - RCM_TEST_LEVEL),
+            fault_level=RCM_FAULT_LEVEL, test_level=RCM_TEST_LEVEL,
+        )
+        self.lock = Lock(Pin(LOCK_PIN, Pin.OUT_PP, value=1 - LOCK_LEVEL), locked_level=LOCK_LEVEL)
+        self.led = StatusLed(Pin(LED_PIN, Pin.OUT_PP, value=1 - LED_ON), on_level=LED_ON)
+
+    def watchdog(self, timeout_ms):
+        """The independent watchdog (IWDG, up to ~32 s); it cannot be stopped once started."""
+        return WDT(timeout=timeout_ms)
+
+    def reset(self):
+        machine_reset()
+
+
+def build():
+    return Stm32Board()
