@@ -32,7 +32,8 @@ _seen = [None, None, None]  # last buffers whose array typecode was checked (Mic
 def _typecode(buf, slot):
     """Typecode of an array/memoryview, '' if not a buffer, None if it can't be told (a
     memoryview on MicroPython, which doesn't expose it). slot: 0 samples, 1 out, 2 bytes."""
-    if isinstance(buf, (bytes, bytearray)):
+    t = type(buf)
+    if t is bytes or t is bytearray:
         return "B"
     if isinstance(buf, memoryview):
         return buf.format if _CPY else None
@@ -88,16 +89,34 @@ def _check_len(n):
 
 
 # -- pilot burst ----------------------------------------------------------------------------
+# Per-call state lives in preallocated arrays so that the twin runs under heap_lock() on a
+# 64-bit port (on 32-bit ports a few products exceed small ints and allocate).
+_BASE = const(0)  # [class 0, class 1] pairs: smallest value of histogram bin 0
+_SHIFT = const(2)  # bin = (value - base) >> shift
+_GUARD = const(4)  # samples after a side change that do not count
+_ACTIVE = const(6)  # the class still needs a histogram pass
+_RANK = const(8)  # rank of the median inside what is left
+_MED = const(10)
+_CNT = const(12)
+_CMIN = const(14)
+_CMAX = const(16)
+_ms = array("i", bytes(4 * 18))
+_ex = array("i", bytes(4 * 4))  # fmin, fmax, xmin, xmax
+_er = array("i", bytes(4 * 15))  # what _edges reports, see there
 
 
-def _hist_pass(x, n, mid, g, base, shift, guard, active, h):
+def _hist_pass(x, n, mid, g, ms, h):
     """Histograms of the counted samples per plateau class (see hist_pass in wbk_core.c)."""
     for i in range(512):
         h[i] = 0
-    b0, b1 = base
-    s0, s1 = shift
-    g0, g1 = guard
-    a0, a1 = active
+    b0 = ms[_BASE]
+    b1 = ms[_BASE + 1]
+    s0 = ms[_SHIFT]
+    s1 = ms[_SHIFT + 1]
+    g0 = ms[_GUARD]
+    g1 = ms[_GUARD + 1]
+    a0 = ms[_ACTIVE]
+    a1 = ms[_ACTIVE + 1]
     c = x[0]
     prev = c > mid
     run = g
@@ -137,7 +156,10 @@ def _hist_pass(x, n, mid, g, base, shift, guard, active, h):
                     h[v] += 1
 
 
-def _find_bin(h, off, r):
+def _find_bin(h, s, ms):
+    """Bin of 256-bin histogram s holding rank ms[_RANK + s]; leaves the rank inside it."""
+    r = ms[_RANK + s]
+    off = 256 * s
     cum = 0
     b = 0
     while b < 255:
@@ -145,40 +167,39 @@ def _find_bin(h, off, r):
             break
         cum += h[off + b]
         b += 1
-    return b, r - cum
+    ms[_RANK + s] = r - cum
+    return b
 
 
-def _medians(x, n, mid, g, guard, active, cnt, cmin, cmax, hist_pass):
-    """Lower median of each active class: one histogram pass over [cmin, cmax] in 1- or
-    256-code bins, a second one inside the chosen 256-code bin if needed."""
+def _medians(x, n, mid, g, ms, hist_pass):
+    """Lower median of each active class into ms[_MED..]: one histogram pass over
+    [cmin, cmax] in 1- or 256-code bins, a second one inside the chosen 256-code bin."""
     h = _hist
-    base = [cmin[0], cmin[1]]
-    shift = [0 if cmax[s] - cmin[s] < 256 else 8 for s in (0, 1)]
-    rank = [0 if cnt[s] == 0 else (cnt[s] - 1) // 2 for s in (0, 1)]
-    active = list(active)
-    med = [0, 0]
-    hist_pass(x, n, mid, g, base, shift, guard, active, h)
+    for s in (0, 1):
+        ms[_BASE + s] = ms[_CMIN + s]
+        ms[_SHIFT + s] = 0 if ms[_CMAX + s] - ms[_CMIN + s] < 256 else 8
+        ms[_RANK + s] = 0 if ms[_CNT + s] == 0 else (ms[_CNT + s] - 1) // 2
+    hist_pass(x, n, mid, g, ms, h)
     again = False
     for s in (0, 1):
-        if active[s]:
-            b, rank[s] = _find_bin(h, 256 * s, rank[s])
-            if shift[s] == 0:
-                med[s] = base[s] + b
-                active[s] = 0
+        if ms[_ACTIVE + s]:
+            b = _find_bin(h, s, ms)
+            if ms[_SHIFT + s] == 0:
+                ms[_MED + s] = ms[_BASE + s] + b
+                ms[_ACTIVE + s] = 0
             else:
-                base[s] += b << 8
-                shift[s] = 0
+                ms[_BASE + s] += b << 8
+                ms[_SHIFT + s] = 0
                 again = True
     if again:
-        hist_pass(x, n, mid, g, base, shift, guard, active, h)
+        hist_pass(x, n, mid, g, ms, h)
         for s in (0, 1):
-            if active[s]:
-                med[s] = base[s] + _find_bin(h, 256 * s, rank[s])[0]
-    return med
+            if ms[_ACTIVE + s]:
+                ms[_MED + s] = ms[_BASE + s] + _find_bin(h, s, ms)
 
 
-def _extremes(x, n):
-    """(fmin, fmax, xmin, xmax) of the median-of-3 filtered and of the raw signal."""
+def _extremes(x, n, r):
+    """r = fmin, fmax, xmin, xmax of the median-of-3 filtered and of the raw signal."""
     fmin = xmin = 65535
     fmax = xmax = 0
     c = x[0]
@@ -205,7 +226,10 @@ def _extremes(x, n):
             xmin = b
         if b > xmax:
             xmax = b
-    return fmin, fmax, xmin, xmax
+    r[0] = fmin
+    r[1] = fmax
+    r[2] = xmin
+    r[3] = xmax
 
 
 def _filt(x, n, k):
@@ -319,9 +343,6 @@ def _edges(x, n, mid, hy, g, r):
     r[14] = max1
 
 
-_er = array("i", bytes(4 * 15))
-
-
 def _pilot(samples, out, offset_mv, uv_per_code, sample_rate_hz, p):
     """pilot_burst on the pass functions p = (extremes, edges, hist_pass)."""
     n = _samples(samples)
@@ -333,19 +354,26 @@ def _pilot(samples, out, offset_mv, uv_per_code, sample_rate_hz, p):
     _range(uv_per_code, 1, _MAX_SCALE, "per-code scale out of range")
     _range(sample_rate_hz, 1, _MAX_RATE_HZ, "sample_rate_hz out of range")
     g = (sample_rate_hz + _GUARD_RATE_HZ - 1) // _GUARD_RATE_HZ
-    fmin, fmax, xmin, xmax = p[0](samples, n)
-    span = fmax - fmin
+    ex = _ex
+    p[0](samples, n, ex)
+    span = ex[1] - ex[0]
+    ms = _ms
     if span * uv_per_code < _MIN_SWING_UV:
         # Constant level (x1 +12 V, F -12 V, E 0 V): the median of all samples.
-        med = _medians(samples, n, -1, 0, (0, 0), (0, 1), (0, n), (xmin, xmin), (xmax, xmax),
-                       p[2])  # fmt: skip
-        mv = offset_mv + med[1] * uv_per_code // 1000
+        for s in (0, 1):
+            ms[_GUARD + s] = 0
+            ms[_ACTIVE + s] = s
+            ms[_CNT + s] = s * n
+            ms[_CMIN + s] = ex[2]
+            ms[_CMAX + s] = ex[3]
+        _medians(samples, n, -1, 0, ms, p[2])
+        mv = offset_mv + ms[_MED + 1] * uv_per_code // 1000
         out[0] = mv
         out[1] = mv
         out[2] = 1000 if mv > 0 else 0
         out[3] = 0
         return
-    mid = fmin + span // 2
+    mid = ex[0] + span // 2
     r = _er
     p[1](samples, n, mid, span // 8, g, r)
     nrise = r[0]
@@ -359,20 +387,20 @@ def _pilot(samples, out, offset_mv, uv_per_code, sample_rate_hz, p):
         duty = (period - r[7]) * 1000 // period
     else:
         duty = r[8] * 1000 // n
-    cnt = [r[9], r[12]]
-    cmin = [r[10], r[13]]
-    cmax = [r[11], r[14]]
-    guard = [g, g]
-    nside = (n - r[8], r[8])
     for s in (0, 1):
-        if cnt[s] == 0:  # every sample of this class sits in a guard window: use them all
-            guard[s] = 0
-            cnt[s] = nside[s]
-            cmin[s] = 0
-            cmax[s] = 65535
-    med = _medians(samples, n, mid, g, guard, (1, 1), cnt, cmin, cmax, p[2])
-    out[0] = offset_mv + med[1] * uv_per_code // 1000
-    out[1] = offset_mv + med[0] * uv_per_code // 1000
+        ms[_ACTIVE + s] = 1
+        ms[_CNT + s] = r[9 + 3 * s]
+        ms[_CMIN + s] = r[10 + 3 * s]
+        ms[_CMAX + s] = r[11 + 3 * s]
+        ms[_GUARD + s] = g
+        if ms[_CNT + s] == 0:  # every sample of this class sits in a guard window: use all
+            ms[_GUARD + s] = 0
+            ms[_CNT + s] = r[8] if s else n - r[8]
+            ms[_CMIN + s] = 0
+            ms[_CMAX + s] = 65535
+    _medians(samples, n, mid, g, ms, p[2])
+    out[0] = offset_mv + ms[_MED + 1] * uv_per_code // 1000
+    out[1] = offset_mv + ms[_MED] * uv_per_code // 1000
     out[2] = duty
     out[3] = freq
 
@@ -391,9 +419,9 @@ def py_pilot_burst(samples, out, offset_mv, uv_per_code, sample_rate_hz):
 def _isqrt(v):
     """floor(sqrt(v)) for v >= 0 (bit by bit, as isqrt64 in the C core)."""
     r = 0
-    bit = 1 << 62
-    while bit > v:
-        bit >>= 2
+    bit = 1
+    while bit <= v >> 2:  # the largest power of 4 <= v (no big int for a small v)
+        bit <<= 2
     while bit:
         if v >= r + bit:
             v -= r + bit
@@ -422,10 +450,12 @@ def py_ac_measure(samples, out, offset_code, uu_per_code, sample_rate_hz, phases
     div = m * 1000
     for p in range(phases):
         s0 = q0 = 0
-        for k in range(p, n, phases):
+        k = p
+        while k < n:  # (a range() with a variable step would allocate)
             v = samples[k] - offset_code
             s0 += v
             q0 += v * v
+            k += phases
         sd = _isqrt(m * q0 - s0 * s0)  # m * AC RMS in codes
         o = 4 * p
         out[o] = s0 * uu_per_code // div
