@@ -1,0 +1,146 @@
+"""make deploy against a virtual board: the MicroPython unix port behind a socat pty, its cwd a
+temp folder standing in for the board's flash (docs/deploy.md). Deploys BOARD=sim, checks
+what arrived and that it imports there, redeploys without touching config.json, then runs the
+firmware on the virtual board and reads its diagnostics through mpremote, as `make diag`."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import build  # noqa: E402
+import deploy  # noqa: E402
+
+pytestmark = pytest.mark.slow  # ~5 s: real mpremote sessions over a pty
+
+_PROGRESS = re.compile(r"^\[\s*(\d+)/(\d+)\] (\S+)\s+(\d+) B(  unchanged)?$")
+
+
+def _mpremote(port, *args, timeout=30):
+    r = subprocess.run([deploy.mpremote_exe(), "connect", port, "resume"] + list(args),
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def vboard(tmp_path_factory):
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (make setup installs it): no virtual board")
+    workdir = tmp_path_factory.mktemp("vboard")
+    proc, port = deploy.start_vboard(str(workdir))
+    try:
+        yield port, os.path.join(str(workdir), "flash")
+    finally:
+        deploy.stop_vboard(proc)
+
+
+def test_unknown_board_and_missing_port_name_the_choices():
+    with pytest.raises(deploy.DeployError, match=r"unknown BOARD 'esp8266'.*esp32_wallbox.*sim"):
+        deploy.deploy("esp8266", "/dev/ttyUSB0")
+    with pytest.raises(deploy.DeployError, match=r"BOARD is missing.*stm32_wallbox"):
+        deploy.deploy("", "/dev/ttyUSB0")
+    with pytest.raises(deploy.DeployError, match=r"PORT is missing.*PORT=/dev/ttyUSB0"):
+        deploy.deploy("sim", "")
+    with pytest.raises(deploy.DeployError, match=r"PORT /dev/nonexistent-tty does not exist"):
+        deploy.deploy("sim", "/dev/nonexistent-tty")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "deploy",
+                        "--board", "nope", "--port", "/dev/null"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown BOARD 'nope'" in r.stderr
+
+
+def test_bad_config_file_is_refused_before_touching_the_device(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"rating_a": 200}))
+    with pytest.raises(deploy.DeployError, match=r"rating_a=200 refused"):
+        deploy.deploy("sim", "/dev/null", config_path=str(bad))
+
+
+def test_deploy_to_the_virtual_board(vboard):
+    port, flash = vboard
+    lines = []
+    written, skipped = deploy.deploy("sim", port, out=lines.append)
+    progress = [m.groups() for m in map(_PROGRESS.match, lines) if m]
+    device_files = build.device_files("sim")
+    total = len(device_files) + 1  # + main.py
+    assert len(progress) == total, "\n".join(lines)
+    assert [int(p[0]) for p in progress] == list(range(1, total + 1))
+    assert all(int(p[1]) == total for p in progress)
+    assert written == total and skipped == 0
+    # every device file arrived compiled, with the size mpy-cross made; no .py but main.py
+    out_dir = os.path.join(ROOT, "build", "deploy", "sim")
+    for rel in device_files:
+        mpy = rel[:-3] + ".mpy"
+        got = os.path.join(flash, mpy)
+        assert os.path.isfile(got), mpy
+        assert os.path.getsize(got) == os.path.getsize(os.path.join(out_dir, mpy))
+        assert (mpy, str(os.path.getsize(got))) in [(p[2], p[3]) for p in progress]
+    found = [os.path.relpath(os.path.join(d, f), flash) for d, _, fs in os.walk(flash)
+             for f in fs]
+    assert [f for f in found if f.endswith(".py")] == ["main.py"]
+    assert not [f for f in found if f.endswith(".tmp")]
+    with open(os.path.join(flash, "main.py")) as f, \
+            open(os.path.join(ROOT, "boards", "sim", "main.py")) as g:
+        assert f.read() == g.read()
+    # a default config.json: every key with a safe default; rating_a left to the installer
+    with open(os.path.join(flash, "config.json")) as f:
+        cfg = json.load(f)
+    assert cfg["max_current_a"] == 80 and "rating_a" not in cfg
+    assert any("config.json: written with defaults" in x for x in lines)
+    # the modules import on the board, from the .mpy files
+    out = _mpremote(port, "exec", "import firmware.app, drivers.pilot, boards.sim.board\n"
+                    "print(firmware.app.__file__, drivers.pilot.__file__)")
+    assert out.split() == ["firmware/app.mpy", "drivers/pilot.mpy"]
+
+
+def test_second_deploy_keeps_the_installers_config(vboard):
+    port, flash = vboard
+    if not os.path.exists(os.path.join(flash, "main.py")):
+        deploy.deploy("sim", port, out=lambda s: None)
+    installer = {"rating_a": 20, "max_current_a": 16, "phases": 1}
+    with open(os.path.join(flash, "config.json"), "w") as f:
+        json.dump(installer, f)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "deploy",
+                        "--board", "sim", "--port", port], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    progress = [m.groups() for m in map(_PROGRESS.match, lines) if m]
+    assert progress, r.stdout
+    # unchanged files are not copied again; main.py is always rewritten last
+    assert [p[2] for p in progress if not p[4]] == ["main.py"], r.stdout
+    assert "config.json: the device has one; left as it is" in lines
+    with open(os.path.join(flash, "config.json")) as f:
+        assert json.load(f) == installer
+
+
+def test_firmware_runs_on_the_virtual_board_and_diag_explains_it(vboard):
+    port, flash = vboard
+    if not os.path.exists(os.path.join(flash, "main.py")):
+        deploy.deploy("sim", port, out=lambda s: None)
+    # The sim board without the control channel: plug an EV in, run the App for 1 s.
+    out = _mpremote(port, "exec", "from boards.sim import selftest; selftest.run(1000)")
+    assert "status     Charging  error NoError" in out, out
+    assert "offered    16.0 A because: EVSE rating" in out, out
+    # What `make diag PORT=...` runs, from a new mpremote session (the REPL keeps the app).
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "diag",
+                        "--port", port], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert re.search(r"^board      sim$", out, re.M), out
+    assert re.search(r"^status     Charging ", out, re.M), out
+    assert re.search(r"^offer      16\.0 A  \(EVSE rating\)$", out, re.M), out
+    assert re.search(r"^contactor  cmd True  mirror True", out, re.M), out
+    assert re.search(r"^   16\.0 A  EVSE rating \(config rating_a\)$", out, re.M), out
+    assert re.search(r"^   32\.0 A  cable \(proximity\)$", out, re.M), out
+    assert re.search(r"ms ago  plugged 320$", out, re.M), out
+    assert re.search(r"ms ago  close 160$", out, re.M), out
+    # A deploy now finds the (stopped) firmware and feeds its watchdog while copying.
+    lines = []
+    deploy.deploy("sim", port, out=lines.append)
+    assert any("feeding its watchdog" in x for x in lines), lines

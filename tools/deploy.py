@@ -1,0 +1,415 @@
+"""Compile the firmware for one board and copy it to a MicroPython device over its REPL.
+
+    python tools/deploy.py deploy --board esp32_wallbox --port /dev/ttyUSB0
+           [--config FILE] [--force] [--reset]
+    python tools/deploy.py repl --port PORT     (mpremote connect PORT repl)
+    python tools/deploy.py diag --port PORT     (diag.status(), why(), events() on the device)
+    python tools/deploy.py vboard [--dir build/vboard]   (a virtual board: see docs/deploy.md)
+
+`make deploy BOARD=... PORT=...`, `make repl PORT=...` and `make diag PORT=...` call this.
+The device files (firmware/, drivers/, boards/ with only this board's folder) are compiled
+with mpy-cross into build/deploy/<board>/ and copied in one mpremote session (its Python
+API, mpremote 1.29): directories first, then every .mpy whose sha256 differs from the
+device's copy, then boards/<board>/main.py as /main.py. config.json is written only if the
+device has none. Works on a real board and on the virtual board (docs/deploy.md).
+"""
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # firmware.config, for the default config.json
+import build  # noqa: E402
+
+_CHUNK = 512  # bytes per exec while writing a file (raw-paste mode does the flow control)
+DIAG_CODE = (
+    "from firmware import diag\n"
+    "diag.status()\n"
+    "if diag._app is not None:\n"
+    " print('-- why'); diag.why(); print('-- last events'); diag.events()\n"
+)
+
+
+class DeployError(Exception):
+    pass
+
+
+def boards():
+    """Board names: folders of boards/ with a board.py and a main.py."""
+    top = os.path.join(ROOT, "boards")
+    return sorted(
+        d for d in os.listdir(top)
+        if os.path.isfile(os.path.join(top, d, "board.py"))
+        and os.path.isfile(os.path.join(top, d, "main.py"))
+    )
+
+
+def serial_ports():
+    try:
+        from serial.tools import list_ports
+    except ImportError:
+        return []
+    return sorted(p.device for p in list_ports.comports())
+
+
+def check_board(board):
+    names = boards()
+    if not board:
+        raise DeployError("BOARD is missing; choose one of: %s" % ", ".join(names))
+    if board not in names:
+        raise DeployError("unknown BOARD %r; choose one of: %s" % (board, ", ".join(names)))
+
+
+def check_port(port):
+    if not port:
+        found = serial_ports()
+        raise DeployError(
+            "PORT is missing (the device's serial port, e.g. PORT=/dev/ttyUSB0); serial ports "
+            "found: %s" % (", ".join(found) if found else "none - is the board plugged in?")
+        )
+    if not os.path.exists(port) and not port.startswith(("socket://", "rfc2217://")):
+        found = serial_ports()
+        raise DeployError("PORT %s does not exist; serial ports found: %s" % (
+            port, ", ".join(found) if found else "none - is the board plugged in?"))
+
+
+def default_config():
+    """Every config key at its default, except the ones with no safe default (rating_a):
+    until the installer sets those, the firmware refuses to charge and says why."""
+    from firmware import config
+
+    return {k: spec[0] for k, spec in config.SCHEMA.items() if spec[0] is not None}
+
+
+def config_text(path=None):
+    """The config.json to write when the device has none, checked like the firmware will."""
+    import json
+
+    if path is None:
+        d = default_config()
+    else:
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, ValueError) as e:
+            raise DeployError("--config %s: %s" % (path, e))
+        from firmware import config
+
+        c = config.from_dict(d)
+        if c.errors:
+            raise DeployError("--config %s is refused:\n  %s" % (path, "\n  ".join(c.errors)))
+    return (json.dumps(d, indent=1, sort_keys=True) + "\n").encode()
+
+
+def plan(board, out_dir=None):
+    """Compile and list what goes on the device: [(local path, device path)], main.py last."""
+    out_dir = out_dir or os.path.join(ROOT, "build", "deploy", board)
+    built, errors = build.compile_all(out_dir, board=board)
+    if errors:
+        raise DeployError("mpy-cross failed:\n  " + "\n  ".join(errors))
+    files = sorted((p, os.path.relpath(p, out_dir).replace(os.sep, "/")) for p in built)
+    files.append((os.path.join(ROOT, "boards", board, "main.py"), "main.py"))
+    return files
+
+
+# -- the device session --------------------------------------------------------------------------
+
+# Runs on the device right after Ctrl-C stopped whatever was running. If it was this
+# firmware, its watchdog keeps running (it cannot be stopped): feed it while we copy.
+_KEEPALIVE = """\
+import os, sys
+_dw = None
+_dm = sys.modules.get('firmware.diag')
+if _dm is not None and getattr(_dm, '_app', None) is not None:
+    _dw = getattr(getattr(_dm._app, 'sup', None), '_wdt', None)
+def _k():
+    if _dw is not None:
+        _dw.feed()
+_k()
+print(_dw is not None)
+"""
+
+_HASHES = """\
+import hashlib, binascii
+def _h(p):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return '-'
+    h = hashlib.sha256()
+    b = bytearray(256)
+    while True:
+        n = f.readinto(b)
+        if not n:
+            break
+        h.update(b if n == 256 else b[:n])
+    f.close()
+    _k()
+    return binascii.hexlify(h.digest()).decode()
+for p in %r:
+    print(_h(p))
+"""
+
+_MKDIRS = """\
+for d in %r:
+    try:
+        os.mkdir(d)
+    except OSError:
+        pass
+"""
+
+
+class Device:
+    """One mpremote session: raw REPL without a soft reset (`resume`)."""
+
+    def __init__(self, port, soft_reset=False):
+        from mpremote.transport import TransportError
+        from mpremote.transport_serial import SerialTransport
+
+        self.TransportError = TransportError
+        try:
+            self.t = SerialTransport(port, baudrate=115200)
+        except TransportError as e:
+            raise DeployError("cannot open PORT %s: %s" % (port, e))
+        try:
+            self.t.enter_raw_repl(soft_reset=soft_reset)
+        except TransportError as e:
+            self.t.close()
+            raise DeployError("no MicroPython raw REPL on %s (%s); is it running MicroPython "
+                              "and not in use by another program?" % (port, e))
+        self.port = port
+        self.watchdog = self.run(_KEEPALIVE).strip() == "True"
+
+    def run(self, code):
+        try:
+            out = self.t.exec(code)
+        except self.TransportError as e:
+            raise DeployError("on the device: %s" % (getattr(e, "error_output", e),))
+        return out.decode(errors="replace")
+
+    def hashes(self, paths):
+        try:
+            got = self.run(_HASHES % (paths,)).split()
+        except DeployError:
+            got = []  # no hashlib/binascii on this port: copy everything
+        return got if len(got) == len(paths) else ["-"] * len(paths)
+
+    def exists(self, path):
+        return self.run("try:\n os.stat(%r)\n print(1)\nexcept OSError:\n print(0)\n"
+                        % path).strip() == "1"
+
+    def write(self, path, data):
+        """Write atomically: path.tmp, then rename over path."""
+        tmp = path + ".tmp"
+        self.run("f=open(%r,'wb')\nw=f.write" % tmp)
+        for i in range(0, len(data), _CHUNK):
+            self.run("w(%r)\n_k()" % data[i:i + _CHUNK])
+        self.run("f.close()\nos.rename(%r,%r)\n_k()" % (tmp, path))
+
+    def remove(self, path):
+        self.run("try:\n os.remove(%r)\nexcept OSError:\n pass\n" % path)
+
+    def close(self, reset=False):
+        if reset:
+            self.t.exec_raw_no_follow("import machine\nmachine.reset()")
+        else:
+            self.t.exit_raw_repl()
+        self.t.close()
+
+
+def deploy(board, port, config_path=None, force=False, reset=False, out=print):
+    check_board(board)
+    check_port(port)
+    cfg = config_text(config_path)  # refuse a bad --config before touching the device
+    t0 = time.time()
+    files = plan(board)
+    out("compiled %d files for %s into %s" % (
+        len(files) - 1, board, os.path.relpath(os.path.join("build", "deploy", board))))
+    dev = Device(port)
+    try:
+        if dev.watchdog:
+            out("firmware found on the device, stopped by Ctrl-C (contactor open, CP +12 V); "
+                "feeding its watchdog while copying")
+        # main.py goes first and comes back last: a deploy cut short leaves a board that
+        # boots to the REPL (no charging), never a mix of old and new modules.
+        dev.remove("main.py")
+        dirs = sorted({d for _, rel in files for d in _parents(rel)})
+        dev.run(_MKDIRS % (dirs,))
+        remote = [rel for _, rel in files]
+        have = ["-"] * len(files) if force else dev.hashes(remote)
+        total = len(files)
+        written = skipped = nbytes = 0
+        width = len(str(total))
+        for n, ((local, rel), h) in enumerate(zip(files, have), 1):
+            with open(local, "rb") as f:
+                data = f.read()
+            if h != "-" and h == _sha256(data) and rel != "main.py":
+                skipped += 1
+                out("[%*d/%d] %-40s %6d B  unchanged" % (width, n, total, rel, len(data)))
+                continue
+            dev.write(rel, data)
+            written += 1
+            nbytes += len(data)
+            out("[%*d/%d] %-40s %6d B" % (width, n, total, rel, len(data)))
+        if dev.exists("config.json"):
+            out("config.json: the device has one; left as it is")
+        else:
+            dev.write("config.json", cfg)
+            if config_path:
+                out("config.json: written from %s" % config_path)
+            else:
+                out("config.json: written with defaults; set rating_a (6..80 A) for this "
+                    "hardware - until then the firmware refuses to charge")
+    finally:
+        dev.close(reset=reset)
+    out("deployed %s to %s: %d written (%d B), %d unchanged, in %.1f s" % (
+        board, port, written, nbytes, skipped, time.time() - t0))
+    if reset:
+        out("board reset: the new firmware is starting")
+    elif dev.watchdog:
+        out("the firmware's watchdog restarts the board within seconds")
+    else:
+        out("reset the board to start the firmware (make deploy ... RESET=1 does it)")
+    return written, skipped
+
+
+def _parents(rel):
+    parts = rel.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def _sha256(data):
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def mpremote_exe():
+    cand = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    return cand if os.path.exists(cand) else "mpremote"
+
+
+def repl(port):
+    check_port(port)
+    return subprocess.call([mpremote_exe(), "connect", port, "repl"])
+
+
+def diag(port):
+    """Stops a running firmware (Ctrl-C) to print its diagnostics: see docs/deploy.md."""
+    check_port(port)
+    return subprocess.call([mpremote_exe(), "connect", port, "resume", "exec", DIAG_CODE])
+
+
+# -- the virtual board ---------------------------------------------------------------------------
+
+
+def micropython_exe():
+    cand = os.path.join(os.path.dirname(sys.executable), "micropython")
+    return cand if os.path.exists(cand) else shutil.which("micropython")
+
+
+def start_vboard(workdir, micropython=None, timeout=5.0):
+    """A unix-port `micropython` REPL behind a pty (socat), its cwd `workdir`/flash standing in
+    for the board's filesystem. Returns (process, port); stop it with stop_vboard()."""
+    socat = shutil.which("socat")
+    if socat is None:
+        raise DeployError("socat is not installed (make setup installs it)")
+    mp = micropython or micropython_exe()
+    if not mp:
+        raise DeployError("no micropython executable (make setup installs it)")
+    workdir = os.path.abspath(workdir)
+    flash = os.path.join(workdir, "flash")
+    os.makedirs(flash, exist_ok=True)
+    port = os.path.join(workdir, "ttyV0")
+    if os.path.lexists(port):
+        os.remove(port)
+    for path in (mp, port):
+        if any(c in path for c in ",:!'\"() "):
+            raise DeployError("socat cannot take this path in an address: %r" % path)
+    # -i: the REPL even if stdin were no tty. raw,echo=0 on both ends: bytes pass unchanged
+    # (Ctrl-A..Ctrl-E reach the REPL instead of the line discipline).
+    cmd = [socat, "PTY,link=%s,raw,echo=0" % port,
+           "EXEC:%s -i,pty,raw,echo=0,stderr" % mp]
+    log = open(os.path.join(workdir, "socat.log"), "wb")
+    proc = subprocess.Popen(cmd, cwd=flash, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                            start_new_session=True)
+    log.close()
+    deadline = time.time() + timeout
+    while not os.path.exists(port):
+        if proc.poll() is not None or time.time() > deadline:
+            stop_vboard(proc)
+            with open(os.path.join(workdir, "socat.log")) as f:
+                raise DeployError("the virtual board did not start: %s" % f.read()[-500:])
+        time.sleep(0.02)
+    return proc, port
+
+
+def stop_vboard(proc):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # socat and its micropython child
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def _short(path):
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def vboard(workdir):
+    proc, port = start_vboard(workdir)
+    print("virtual board: PORT=%s  (its flash: %s); Ctrl-C stops it" % (
+        _short(port), _short(os.path.join(workdir, "flash"))))
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_vboard(proc)
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=("deploy", "repl", "diag", "vboard"))
+    ap.add_argument("--board", default="")
+    ap.add_argument("--port", default="")
+    ap.add_argument("--config", help="config.json to write if the device has none")
+    ap.add_argument("--force", action="store_true", help="copy files even if unchanged")
+    ap.add_argument("--reset", action="store_true", help="machine.reset() after the copy")
+    ap.add_argument("--dir", default=os.path.join(ROOT, "build", "vboard"),
+                    help="vboard: where the pty link and the flash folder go")
+    a = ap.parse_args(argv)
+    try:
+        if a.command == "deploy":
+            deploy(a.board, a.port, a.config, a.force, a.reset)
+            return 0
+        if a.command == "repl":
+            return repl(a.port)
+        if a.command == "vboard":
+            return vboard(a.dir)
+        return diag(a.port)
+    except DeployError as e:
+        print("deploy: error: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
