@@ -4,6 +4,8 @@ from array import array
 
 from micropython import const
 
+from drivers import kernels
+
 _OUT_N = const(4)
 
 
@@ -14,7 +16,7 @@ class Pilot:
 
     def __init__(self, pwm, burst, n_samples, rate_hz, offset_mv, uv_per_code, analyse=None):
         if analyse is None:
-            from drivers.kernels import pilot_burst as analyse
+            analyse = kernels.pilot_burst
         self._pwm = pwm
         self._burst = burst
         self._analyse = analyse

@@ -10,8 +10,10 @@
     python tools/bench_core.py [--n 200] [--skip-reaction] [--skip-heap]
 """
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -89,28 +91,58 @@ def default_session(heapsize=None, heap=False):
     return not bad, sim, sim.output()[-500:]
 
 
-def heap_figures():
-    ok, sim, why = default_session(heap=True)
-    if not ok:
-        print("heap: default session failed: %s" % why)
-        return 1
-    h = next(o for o in sim.obs if o.get("k") == "heap")
-    ready = sim.ready()
-    print("heap code (after imports, .mpy): %d bytes  [firmware + sim board + control channel]"
-          % h["code"])
-    print("heap runtime (peak live - code): %d bytes  (target <= 16384 on a board)"
-          % h["runtime"])
-    print("kernels: %s" % ready.get("kernels"))
-    lo, hi = 8, 512  # KiB
+def heapcheck(heapsize=None):
+    """The core alone (boards/sim/heapcheck.py): no control channel, no observation log."""
+    _, errors = simlib.build.compile_all(os.path.join(simlib.ROOT, "build", "mpy"))
+    if errors:
+        raise RuntimeError("\n".join(errors))
+    cmd = [simlib.micropython_exe()]
+    if heapsize:
+        cmd += ["-X", "heapsize=%s" % heapsize]
+    env = dict(os.environ, MICROPYPATH=os.path.join(simlib.ROOT, "build", "mpy") + ":.frozen")
+    r = subprocess.run(cmd + ["-m", "boards.sim.heapcheck"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    try:
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return False, None
+    return bool(res.get("completed")), res
+
+
+def smallest(run):
+    lo, hi = 16, 512  # KiB
     while hi - lo > 2:
         mid = (lo + hi) // 2
-        ok, _, _ = default_session(heapsize="%dk" % mid)
+        ok = run("%dk" % mid)
         print("  heapsize %4d KiB: %s" % (mid, "completes" if ok else "fails"), flush=True)
         if ok:
             hi = mid
         else:
             lo = mid
-    print("smallest -X heapsize completing the default session: %d KiB" % hi)
+    return hi
+
+
+def heap_figures():
+    ok, res = heapcheck()
+    if not ok:
+        print("heap: the core session did not complete: %r" % (res,))
+        return 1
+    print("core session (firmware + sim hardware, no control channel), modules from .mpy:")
+    print("heap code (gc.mem_alloc after every import): %d bytes" % res["code"])
+    print("heap runtime (peak live data - code): %d bytes  (target <= 16384 on a board)"
+          % res["runtime"])
+    n = smallest(lambda h: heapcheck(h)[0])
+    print("smallest -X heapsize completing the core session: %d KiB" % n)
+    ok, sim, why = default_session(heap=True)
+    if not ok:
+        print("heap: default simulator session failed: %s" % why)
+        return 1
+    h = next(o for o in sim.obs if o.get("k") == "heap")
+    print("full simulator session (adds the control channel and JSON observation stream):")
+    print("heap code: %d bytes, runtime: %d bytes, kernels: %s"
+          % (h["code"], h["runtime"], sim.ready().get("kernels")))
+    n = smallest(lambda h: default_session(heapsize=h)[0])
+    print("smallest -X heapsize completing the simulator session: %d KiB" % n)
     return 0
 
 

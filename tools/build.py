@@ -36,12 +36,22 @@ def device_files(board=None):
     return out
 
 
-def compile_all(out_dir, board=None, check=False, quiet=True):
+def needs_arch(src):
+    """Files with @micropython.native/viper functions compile only for a given machine."""
+    with open(src) as f:
+        text = f.read()
+    return "@micropython.viper" in text or "@micropython.native" in text
+
+
+def compile_all(out_dir, board=None, check=False, quiet=True, march="x64"):
+    """Compile the device files; `march` is the target of native/viper code (x64 for the
+    unix port on this host, e.g. xtensawin or armv7emsp for a board)."""
     errors = []
     built = []
     tool = mpy_cross()
     for rel in device_files(board):
         src = os.path.join(ROOT, rel)
+        extra = ["-march=" + march] if needs_arch(src) else []
         if check:
             dst = os.devnull
         else:
@@ -51,7 +61,8 @@ def compile_all(out_dir, board=None, check=False, quiet=True):
                 built.append(dst)
                 continue
         # -s: the name in tracebacks is the repo-relative path
-        r = subprocess.run([tool, "-s", rel, "-o", dst, src], capture_output=True, text=True)
+        r = subprocess.run([tool, "-s", rel] + extra + ["-o", dst, src], capture_output=True,
+                           text=True)
         if r.returncode:
             errors.append("%s: %s" % (rel, (r.stderr or r.stdout).strip().splitlines()[-1]))
         elif not check:
@@ -66,8 +77,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "mpy"))
     ap.add_argument("--board")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--march", default="x64", help="target of @native/@viper code")
     a = ap.parse_args()
-    built, errors = compile_all(a.out, a.board, a.check, quiet=False)
+    built, errors = compile_all(a.out, a.board, a.check, quiet=False, march=a.march)
     for e in errors:
         print("error: " + e, file=sys.stderr)
     if not a.check:
