@@ -104,6 +104,28 @@ def test_plug_charge_full_unplug_statuses():
     assert r.until(lambda a: a.status == S.AVAILABLE) <= 100
 
 
+def test_lock_held_during_session_released_on_unplug_and_fault():
+    r = Rig()
+    r.step(10)
+    assert not r.s.act.lock
+    r.charging()
+    assert r.s.act.lock
+    r.ev = "E"
+    r.until(lambda a: not a.close)
+    assert not r.s.act.lock  # faulted and open: the user may take the cable
+    r.ev = "A"
+    r.step(200)
+    assert not r.s.act.lock
+
+
+def test_no_offer_without_a_valid_cable():
+    r = Rig()
+    r.i.pp_da = INVALID
+    r.ev = "B"
+    r.step(5)
+    assert r.s.act.duty == cp.DUTY_X1 and r.s.act.offer_da == 0
+
+
 def test_c_to_b_opens_within_100ms():
     r = Rig()
     r.charging()

@@ -56,6 +56,7 @@ R_BUTTON = "plug button pressed"
 R_VENT = "state D without ventilation"
 R_RATE = "held: 5 s between changes"
 R_DISABLED = "charging disabled (config)"
+R_NO_CABLE = "no valid cable"
 
 _PLUGGED = (cp.B, cp.C, cp.D)
 _PILOT_FAULTS = (cp.E, cp.F, cp.FAULT, cp.DIODE)
@@ -333,6 +334,8 @@ class Session:
             stop = R_OVERCURRENT
         elif i.pp_da == BUTTON:
             stop = R_BUTTON
+        elif self._cable_da == INVALID:
+            stop = R_NO_CABLE
         elif ev == cp.D and not self.ventilation:
             stop = R_VENT
 
@@ -434,6 +437,11 @@ class Session:
                 error = OTHER
         else:
             status = SUSPENDED_EV if self._charged else PREPARING
+        # The socket lock holds the plug while a session may deliver power; it is released
+        # on a fault (so the user can leave) but never while the contactor is closed.
+        a.lock = a.close or (
+            plugged and i.authorized and i.available and self.fault is None and not self.disabled
+        )
         if status != a.status or error != a.error:
             a.status = status
             a.error = error
