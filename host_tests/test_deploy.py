@@ -67,7 +67,8 @@ def test_deploy_to_the_virtual_board(vboard):
     written, skipped = deploy.deploy("sim", port, out=lines.append)
     progress = [m.groups() for m in map(_PROGRESS.match, lines) if m]
     device_files = build.device_files("sim")
-    total = len(device_files) + 1  # + main.py
+    natmods = deploy.native_modules("x64", "6.3")  # the unix port here: .mpy 6.3, x64
+    total = len(device_files) + len(natmods) + 1  # + main.py
     assert len(progress) == total, "\n".join(lines)
     assert [int(p[0]) for p in progress] == list(range(1, total + 1))
     assert all(int(p[1]) == total for p in progress)
@@ -80,6 +81,9 @@ def test_deploy_to_the_virtual_board(vboard):
         assert os.path.isfile(got), mpy
         assert os.path.getsize(got) == os.path.getsize(os.path.join(out_dir, mpy))
         assert (mpy, str(os.path.getsize(got))) in [(p[2], p[3]) for p in progress]
+    for local, rel in natmods:  # make natmod's output, where drivers/kernels.py looks
+        assert os.path.getsize(os.path.join(flash, rel)) == os.path.getsize(local)
+    assert any(x.startswith("device: .mpy 6.3, native arch x64") for x in lines), lines
     found = [os.path.relpath(os.path.join(d, f), flash) for d, _, fs in os.walk(flash)
              for f in fs]
     assert [f for f in found if f.endswith(".py")] == ["main.py"]
@@ -127,6 +131,9 @@ def test_firmware_runs_on_the_virtual_board_and_diag_explains_it(vboard):
     out = _mpremote(port, "exec", "from boards.sim import selftest; selftest.run(1000)")
     assert "status     Charging  error NoError" in out, out
     assert "offered    16.0 A because: EVSE rating" in out, out
+    # the native kernels when make natmod built them for x64, else the Python twins
+    impl = "natmod x64" if deploy.native_modules("x64", "6.3") else "(python|viper)"
+    assert re.search(r"^kernels    %s$" % impl, out, re.M), out
     # What `make diag PORT=...` runs, from a new mpremote session (the REPL keeps the app).
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "diag",
                         "--port", port], capture_output=True, text=True, timeout=30)

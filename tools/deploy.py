@@ -14,7 +14,9 @@ device's copy, then boards/<board>/main.py as /main.py. config.json is written o
 device has none. Works on a real board and on the virtual board (docs/deploy.md).
 """
 import argparse
+import inspect
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +29,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # firmware.config, for the default config.json
 import build  # noqa: E402
 
+_MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
+              "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")  # sys.implementation._mpy
 _CHUNK = 512  # bytes per exec while writing a file (raw-paste mode does the flow control)
 DIAG_CODE = (
     "from firmware import diag\n"
@@ -107,10 +111,32 @@ def config_text(path=None):
     return (json.dumps(d, indent=1, sort_keys=True) + "\n").encode()
 
 
+def board_arch(board):
+    """The board's native-code architecture: `MPY_ARCH = "..."` in its board.py, else the
+    host's (x64: the unix port here, e.g. boards/sim)."""
+    with open(os.path.join(ROOT, "boards", board, "board.py")) as f:
+        m = re.search(r'^MPY_ARCH = "(\w+)"', f.read(), re.M)
+    return m.group(1) if m else "x64"
+
+
+def native_modules(arch, ver):
+    """Natmods built for this arch and .mpy version (make natmod): [(local, device path)].
+    drivers/kernels.py looks for them in dist/<arch>_<ver>/ next to drivers/."""
+    d = "dist/%s_%s" % (arch, ver)
+    top = os.path.join(ROOT, "dist", "%s_%s" % (arch, ver))
+    if not arch or not os.path.isdir(top):
+        return []
+    return [(os.path.join(top, f), d + "/" + f) for f in sorted(os.listdir(top))
+            if f.endswith(".mpy")]
+
+
 def plan(board, out_dir=None):
     """Compile and list what goes on the device: [(local path, device path)], main.py last."""
     out_dir = out_dir or os.path.join(ROOT, "build", "deploy", board)
-    built, errors = build.compile_all(out_dir, board=board)
+    kw = {}
+    if "march" in inspect.signature(build.compile_all).parameters:
+        kw["march"] = board_arch(board)  # for @native/@viper modules
+    built, errors = build.compile_all(out_dir, board=board, **kw)
     if errors:
         raise DeployError("mpy-cross failed:\n  " + "\n  ".join(errors))
     files = sorted((p, os.path.relpath(p, out_dir).replace(os.sep, "/")) for p in built)
@@ -186,6 +212,13 @@ class Device:
         self.port = port
         self.watchdog = self.run(_KEEPALIVE).strip() == "True"
 
+    def abi(self):
+        """(arch, 'major.sub') of the device's native code, as drivers/kernels.abi()."""
+        v = int(self.run("print(getattr(sys.implementation, '_mpy', 0))").strip() or 0)
+        a = v >> 10
+        arch = _MPY_ARCHS[a] if a < len(_MPY_ARCHS) else None
+        return arch, "%d.%d" % (v & 0xFF, v >> 8 & 3)
+
     def run(self, code):
         try:
             out = self.t.exec(code)
@@ -239,6 +272,15 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print):
         # main.py goes first and comes back last: a deploy cut short leaves a board that
         # boots to the REPL (no charging), never a mix of old and new modules.
         dev.remove("main.py")
+        arch, ver = dev.abi()
+        natmods = native_modules(arch, ver)
+        files[-1:-1] = natmods  # before main.py
+        out("device: .mpy %s, native arch %s; native kernels: %s" % (
+            ver, arch, ", ".join(rel for _, rel in natmods) or
+            "none built for it (make natmod), the Python twins run"))
+        if arch and arch != board_arch(board):
+            out("warning: %s declares MPY_ARCH %s: its @native/@viper modules will not load "
+                "on this %s device (the Python versions run)" % (board, board_arch(board), arch))
         dirs = sorted({d for _, rel in files for d in _parents(rel)})
         dev.run(_MKDIRS % (dirs,))
         remote = [rel for _, rel in files]

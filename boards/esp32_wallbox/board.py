@@ -13,6 +13,9 @@ from drivers.proximity import Proximity
 from drivers.rcm import Rcm
 
 NAME = "esp32_wallbox"
+# Native code target (ESP32: Xtensa LX6, windowed ABI): mpy-cross -march for @native/@viper
+# modules and the natmods from dist/ that make deploy copies.
+MPY_ARCH = "xtensawin"
 
 # -- pins (GPIO numbers) ------------------------------------------------------------------------
 # ADC2 (GPIO0, 2, 4, 12-15, 25-27) returns junk while Wi-Fi runs: both analog inputs are ADC1.

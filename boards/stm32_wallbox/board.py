@@ -15,6 +15,9 @@ from drivers.proximity import Proximity
 from drivers.rcm import Rcm
 
 NAME = "stm32_wallbox"
+# Native code target (Cortex-M4F, single-precision FPU): mpy-cross -march for @native/@viper
+# modules and the natmods from dist/ that make deploy copies.
+MPY_ARCH = "armv7emsp"
 
 # -- pins (CPU names) ---------------------------------------------------------------------------
 CP_PWM_PIN = "B6"  # TIM4_CH1 -> +/-12 V CP driver (non-inverting)
