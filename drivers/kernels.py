@@ -23,7 +23,8 @@ _MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7
 
 _CPY = sys.implementation.name != "micropython"
 _hist = array("H", bytes(2 * 512))  # plateau-median histograms (low class, high class)
-_seen = [None, None, None]  # last buffers whose array typecode was checked (MicroPython)
+_seen = [None] * 12  # MicroPython: the last 4 arrays per slot whose typecode was checked
+_seen_n = bytearray(3)
 
 
 # -- argument checks (same order, exception types and messages as wbkernels.c) --------------
@@ -41,11 +42,16 @@ def _typecode(buf, slot):
         return ""
     if _CPY:
         return buf.typecode
-    if _seen[slot] is buf:  # MicroPython: read it from repr once per buffer (allocates)
-        return "HiB"[slot]
-    tc = repr(buf[:0])[7]
+    seen = _seen
+    i = 4 * slot
+    while i < 4 * slot + 4:
+        if seen[i] is buf:
+            return "HiB"[slot]
+        i += 1
+    tc = repr(buf[:0])[7]  # MicroPython: read it from repr once per buffer (allocates)
     if tc == "HiB"[slot]:
-        _seen[slot] = buf
+        seen[4 * slot + _seen_n[slot]] = buf
+        _seen_n[slot] = (_seen_n[slot] + 1) & 3
     return tc
 
 
@@ -539,10 +545,43 @@ def py_ws_mask(buf, key, offset=0):
     return (offset + n) & 3
 
 
+# -- viper twins: the same checks and steps, the sample loops in drivers/kernels_viper.py ---
+
+
+def vp_pilot_burst(samples, out, offset_mv, uv_per_code, sample_rate_hz):
+    _pilot(samples, out, offset_mv, uv_per_code, sample_rate_hz, _vpasses)
+
+
+def vp_crc16_modbus(buf, n=None):
+    if not _bytes(buf, False):
+        raise TypeError("buf must be a byte buffer")
+    if n is None:
+        n = len(buf)
+    elif not 0 <= _int(n) <= len(buf):
+        raise ValueError("n out of range")
+    return viper.crc16(buf, n)
+
+
+def vp_ws_mask(buf, key, offset=0):
+    if not _bytes(buf, True):
+        raise TypeError("buf must be a writable byte buffer")
+    if not _bytes(key, False):
+        raise TypeError("key must be a byte buffer")
+    if len(key) != 4:
+        raise ValueError("key must be 4 bytes")
+    if _int(offset) < 0:
+        raise ValueError("offset must be >= 0")
+    viper.mask(buf, len(buf), key, offset & 3)
+    return (offset + len(buf)) & 3
+
+
+_vpasses = None
+
+
 # -- loader ---------------------------------------------------------------------------------
 
 native = None  # the wbkernels natmod once loaded
-viper = None  # drivers.kernels_viper when the viper emitter is there
+viper = None  # drivers.kernels_viper when the viper emitter is there (ac_measure: bytecode)
 IMPL = "python"
 pilot_burst = py_pilot_burst
 ac_measure = py_ac_measure
@@ -587,8 +626,10 @@ def use(impl):
         m = native
         IMPL = "natmod %s" % abi()[0]
     elif impl == "viper" and viper is not None:
-        m = viper
+        pilot_burst, ac_measure = vp_pilot_burst, py_ac_measure
+        crc16_modbus, ws_mask = vp_crc16_modbus, vp_ws_mask
         IMPL = "viper"
+        return
     elif impl == "python":
         pilot_burst, ac_measure = py_pilot_burst, py_ac_measure
         crc16_modbus, ws_mask = py_crc16_modbus, py_ws_mask
@@ -600,6 +641,17 @@ def use(impl):
     crc16_modbus, ws_mask = m.crc16_modbus, m.ws_mask
 
 
+def _load_viper():
+    global _vpasses
+    try:
+        from drivers import kernels_viper as v
+    except (ImportError, SyntaxError, ValueError):  # a port built without the viper emitter
+        return None
+    _vpasses = (v.extremes, v.edges, v.hist_pass)
+    return v
+
+
 if not _CPY:
     native = _load_native()
-    use("native" if native is not None else "python")
+    viper = _load_viper()
+    use("native" if native is not None else ("viper" if viper is not None else "python"))
