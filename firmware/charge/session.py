@@ -178,7 +178,7 @@ class Session:
         # Pilot. While we drive -12 V ourselves the reading tells nothing about the EV.
         if self._f_hold:
             ev = None
-            if ticks_diff(now, self._f_until) >= 0:
+            if ticks_diff(now, self._f_until) > 0:  # strictly: now is whole ms, truncated
                 self._f_hold = False
                 a.duty = cp.DUTY_X1
                 self.filter.reset()
