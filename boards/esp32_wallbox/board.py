@@ -60,7 +60,7 @@ CP_UV_PER_CODE = const(638)
 # put the measured us here: the rate only scales the frequency result, plateaus and duty
 # come out right at any rate that spans a period.
 CP_SAMPLE_US = const(35)
-CP_RATE_HZ = const(28571)  # 1_000_000 // CP_SAMPLE_US
+CP_RATE_HZ = const(1000000 // CP_SAMPLE_US)  # 28571 Hz
 CP_SAMPLES = const(64)
 # One controller step = burst (~2.3 ms) + analysis + session (~2 ms) + this sleep; a safety
 # transition needs 3 samples (pilot.SAFE_SAMPLES), ~30 ms, inside the 50 ms rule.
