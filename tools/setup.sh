@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=""
 command -v socat >/dev/null 2>&1 || need_apt="$need_apt socat"
 command -v arm-none-eabi-gcc >/dev/null 2>&1 || need_apt="$need_apt gcc-arm-none-eabi"
+command -v riscv64-unknown-elf-gcc >/dev/null 2>&1 || need_apt="$need_apt gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt="$need_apt python3-venv"
 if [ -n "$need_apt" ]; then
     echo "setup: installing Debian packages:$need_apt"
