@@ -265,6 +265,7 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print):
     out("compiled %d files for %s into %s" % (
         len(files) - 1, board, os.path.relpath(os.path.join("build", "deploy", board))))
     dev = Device(port)
+    ok = False
     try:
         if dev.watchdog:
             out("firmware found on the device, stopped by Ctrl-C (contactor open, CP +12 V); "
@@ -283,6 +284,15 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print):
                 "on this %s device (the Python versions run)" % (board, board_arch(board), arch))
         dirs = sorted({d for _, rel in files for d in _parents(rel)})
         dev.run(_MKDIRS % (dirs,))
+        # config.json before main.py: never an installer's, only one if there is none.
+        if dev.exists("config.json"):
+            cfg_note = "config.json: the device has one; left as it is"
+        else:
+            dev.write("config.json", cfg)
+            cfg_note = "config.json: written " + (
+                "from %s" % config_path if config_path else
+                "with defaults; set rating_a (6..80 A) for this hardware - until then the "
+                "firmware refuses to charge")
         remote = [rel for _, rel in files]
         have = ["-"] * len(files) if force else dev.hashes(remote)
         total = len(files)
@@ -299,17 +309,10 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print):
             written += 1
             nbytes += len(data)
             out("[%*d/%d] %-40s %6d B" % (width, n, total, rel, len(data)))
-        if dev.exists("config.json"):
-            out("config.json: the device has one; left as it is")
-        else:
-            dev.write("config.json", cfg)
-            if config_path:
-                out("config.json: written from %s" % config_path)
-            else:
-                out("config.json: written with defaults; set rating_a (6..80 A) for this "
-                    "hardware - until then the firmware refuses to charge")
+        out(cfg_note)
+        ok = True
     finally:
-        dev.close(reset=reset)
+        dev.close(reset=reset and ok)
     out("deployed %s to %s: %d written (%d B), %d unchanged, in %.1f s" % (
         board, port, written, nbytes, skipped, time.time() - t0))
     if reset:
