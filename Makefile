@@ -14,6 +14,8 @@ help:
 	@echo "make test       all tests (CPython pure logic, real MicroPython, simulator)"
 	@echo "make bench      benchmarks: safety reaction times, heap, kernels"
 	@echo "make deploy BOARD=esp32_wallbox PORT=/dev/ttyUSB0   compile and copy to a board"
+	@echo "make repl PORT=...   serial REPL;  make diag PORT=...   status, offer reasons, events"
+	@echo "make natmod MPY_DIR=... [ARCH=...]   native kernels (docs/native.md)"
 	@echo "make setup      create .venv and install what the tools need"
 
 setup: $(SETUP)

@@ -11,7 +11,7 @@ _CHECK_MS = const(250)
 
 class Supervisor:
     def __init__(self, wdt, fail_safe, log=print):
-        self._wdt = wdt
+        self.wdt = wdt  # public: deploy feeds it while the firmware is stopped for a copy
         self._fail_safe = fail_safe
         self._log = log
         self._watched = []  # [name, beat() -> last ms, max_age_ms]
@@ -36,7 +36,7 @@ class Supervisor:
             if time.ticks_diff(now, beat()) > max_age:
                 self.fail("task %s silent for > %d ms" % (name, max_age))
         if self.failed is None:
-            self._wdt.feed()
+            self.wdt.feed()
         return self.failed is None
 
     async def run(self):

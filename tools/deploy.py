@@ -153,7 +153,7 @@ import os, sys
 _dw = None
 _dm = sys.modules.get('firmware.diag')
 if _dm is not None and getattr(_dm, '_app', None) is not None:
-    _dw = getattr(getattr(_dm._app, 'sup', None), '_wdt', None)
+    _dw = getattr(getattr(_dm._app, 'sup', None), 'wdt', None)
 def _k():
     if _dw is not None:
         _dw.feed()
