@@ -8,7 +8,7 @@ from array import array
 
 import pytest
 
-from drivers import kernels as k
+from drivers import kernels_twin as k
 from host_tests import native_helpers as h
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers import kernels as k
+from drivers import kernels_twin as k
 from host_tests import native_helpers as h
 
 LIB = h.CoreLib()
@@ -250,3 +250,12 @@ def test_too_long_buffer_is_refused_by_both():
     x = [0] * 65536
     assert c_pilot(x, 0, 1000, 1000) == twin_pilot(x, 0, 1000, 1000)
     assert c_pilot(x, 0, 1000, 1000)[0] == "samples longer than 65535"
+
+
+def test_loader_on_cpython_binds_the_bytecode_twins():
+    from drivers import kernels
+
+    assert kernels.IMPL == "python" and kernels.native is None
+    assert kernels.pilot_burst is k.py_pilot_burst and kernels.ws_mask is k.py_ws_mask
+    with pytest.raises(ValueError):
+        kernels.use("native")

@@ -7,17 +7,17 @@ from array import array
 
 import pytest
 
-from drivers import kernels as k
+from drivers import kernels_twin as k
 from host_tests import native_helpers as h
 
 # Runs on micropython: request JSON on stdin, one JSON line per implementation out.
 MP_RUN = r"""
 import sys, json, micropython
 from array import array
-from drivers import kernels as k
+from drivers import kernels, kernels_twin as k
 req = json.loads(sys.stdin.read())
 impls = [("python", k.py_pilot_burst, k.py_ac_measure, k.py_crc16_modbus, k.py_ws_mask)]
-if k.viper is not None:
+if k.VIPER:
     impls.append(("viper", k.vp_pilot_burst, k.py_ac_measure, k.vp_crc16_modbus, k.vp_ws_mask))
 if req["natmod"]:
     sys.path.insert(0, req["natmod"])
@@ -98,7 +98,10 @@ for name, pb, am, crc, mask in impls:
         err(mask, bytearray(3), b"abcd", -1),
     ]
     print(json.dumps(res))
-print(json.dumps(["IMPL", k.IMPL]))
+picked = kernels.IMPL
+kernels.use("viper")
+print(json.dumps(["USE", kernels.IMPL, kernels.pilot_burst is k.vp_pilot_burst]))
+print(json.dumps(["IMPL", picked]))
 """
 
 
@@ -153,6 +156,14 @@ def test_twins_on_micropython_equal_cpython_and_do_not_allocate(twins_run):
         for kind in ("pilot", "ac", "crc", "mask"):
             assert res[kind] == exp[kind], (name, kind)
         assert not any(res["alloc"]), (name, res["alloc"])
+
+
+def test_loader_can_switch_to_the_viper_twins(twins_run):
+    req = _request()
+    req["natmod"] = None
+    lines = h.run_micropython(MP_RUN, req)
+    assert lines[-2] == ["USE", "viper", True]
+    assert lines[-1][1] in ("viper", "natmod x64")  # natmod when dist/ has one
 
 
 def test_twins_on_micropython_raise_the_cpython_errors(twins_run):

@@ -20,7 +20,7 @@ MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
 MP_BENCH = r"""
 import gc, json, sys, time
 from array import array
-from drivers import kernels as k
+from drivers import kernels, kernels_twin as k
 
 def burst(n):  # the simulator's CP front end: 12 bit, 100 kHz, C state at 53.3 % duty
     x = array("H", bytes(2 * n))
@@ -42,10 +42,10 @@ frame = bytearray(bytes(range(256)))
 key = b"\x12\x34\x56\x78"
 
 impls = [("python", k.py_pilot_burst, k.py_ac_measure, k.py_crc16_modbus, k.py_ws_mask)]
-if k.viper is not None:
+if k.VIPER:
     impls.append(("viper", k.vp_pilot_burst, None, k.vp_crc16_modbus, k.vp_ws_mask))
-if k.native is not None:
-    n = k.native
+if kernels.native is not None:
+    n = kernels.native
     impls.append(("natmod", n.pilot_burst, n.ac_measure, n.crc16_modbus, n.ws_mask))
 
 def measure(f):
@@ -85,7 +85,7 @@ for name, pb, am, crc, mask in impls:
     for kernel, f in cases:
         us, alloc = measure(f)
         print(json.dumps([kernel, name, us, alloc]))
-print(json.dumps(["IMPL", k.IMPL]))
+print(json.dumps(["IMPL", kernels.IMPL]))
 """
 
 
