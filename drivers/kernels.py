@@ -52,7 +52,8 @@ def use(impl):
         m = native
         pilot_burst, ac_measure, crc16_modbus, ws_mask = (
             m.pilot_burst, m.ac_measure, m.crc16_modbus, m.ws_mask)  # fmt: skip
-        IMPL = "natmod %s" % abi()[0]
+        kind = "natmod" if hasattr(m, "__file__") else "cmodule"  # .mpy, or built in
+        IMPL = "%s %s" % (kind, abi()[0])
         return
     from drivers import kernels_twin as t
 
