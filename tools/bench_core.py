@@ -10,11 +10,13 @@
     python tools/bench_core.py [--n 200] [--skip-reaction] [--skip-heap]
 """
 import argparse
+import glob
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -99,9 +101,13 @@ def heapcheck(heapsize=None):
     cmd = [simlib.micropython_exe()]
     if heapsize:
         cmd += ["-X", "heapsize=%s" % heapsize]
-    env = dict(os.environ, MICROPYPATH=os.path.join(simlib.ROOT, "build", "mpy") + ":.frozen")
-    r = subprocess.run(cmd + ["-m", "boards.sim.heapcheck"], capture_output=True, text=True,
-                       env=env, timeout=120)
+    natmods = glob.glob(os.path.join(simlib.ROOT, "dist", "x64_*"))
+    env = dict(os.environ, MICROPYPATH=":".join(
+        [os.path.join(simlib.ROOT, "build", "mpy")] + natmods + [".frozen"]))
+    # cwd away from the sources: '' on sys.path would otherwise import the .py files
+    with tempfile.TemporaryDirectory() as cwd:
+        r = subprocess.run(cmd + ["-m", "boards.sim.heapcheck"], capture_output=True,
+                           text=True, env=env, timeout=120, cwd=cwd)
     try:
         res = json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -127,7 +133,8 @@ def heap_figures():
     if not ok:
         print("heap: the core session did not complete: %r" % (res,))
         return 1
-    print("core session (firmware + sim hardware, no control channel), modules from .mpy:")
+    print("core session (firmware + sim hardware, no control channel), modules from .mpy,"
+          " kernels: %s" % res.get("kernels"))
     print("heap code (gc.mem_alloc after every import): %d bytes" % res["code"])
     print("heap runtime (peak live data - code): %d bytes  (target <= 16384 on a board)"
           % res["runtime"])

@@ -3,6 +3,7 @@ talk to its loopback control channel, run scenarios, summarise the observation l
 
 Used by tools/sim.py (CLI), the simulator tests and the benchmarks. See docs/sim.md.
 """
+import glob
 import json
 import os
 import shutil
@@ -176,7 +177,9 @@ class Sim:
         cmd += ["-m", "boards.sim.main", "--port", str(port)]
         if self.heap_sampler:
             cmd.append("--heap")
-        env = dict(os.environ, MICROPYPATH=path + os.pathsep + ".frozen")
+        # A natmod built by `make natmod` (dist/x64_<abi>/) is used when present.
+        natmods = sorted(glob.glob(os.path.join(ROOT, "dist", "x64_*")))
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([path] + natmods + [".frozen"]))
         self.proc = subprocess.Popen(cmd, cwd=self.dir, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         deadline = time.time() + timeout

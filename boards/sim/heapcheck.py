@@ -74,7 +74,8 @@ def main():
     seen = []
     ok = asyncio.run(_session(app, world, board, peak, seen))
     print(json.dumps({"code": CODE, "peak": peak[0], "runtime": peak[0] - CODE,
-                      "completed": ok, "statuses": seen, "energy_wh": world.energy_wh}))
+                      "completed": ok, "statuses": seen, "energy_wh": world.energy_wh,
+                      "kernels": fw_app.diag.kernel_impl()}))
 
 
 main()
