@@ -1,4 +1,7 @@
 # The simulated wallbox board: real drivers on top of simulated pins, PWM, ADC and meter.
+import asyncio
+import gc
+
 from boards.sim import hw
 from drivers.contactor import Contactor
 from drivers.led import StatusLed
@@ -50,6 +53,13 @@ class SimBoard:
         if self.wdt is not None:
             self.wdt.check()
 
+    async def run_clock(self):
+        """The world's clock: advance the EV, contactor and meter models every ms."""
+        while True:
+            self.world.tick()
+            self.poll()
+            await asyncio.sleep_ms(1)
+
     def watchdog(self, timeout_ms):
         self.wdt = hw.Watchdog(timeout_ms, self._wdt_expired)
         return self.wdt
@@ -61,3 +71,13 @@ class SimBoard:
     def reset(self):
         if self._on_reset is not None:
             self._on_reset()
+
+
+async def heap_sampler(peak, period_ms):
+    """Live data after a collection, every period: peak[0] keeps the highest."""
+    while True:
+        gc.collect()
+        m = gc.mem_alloc()
+        if m > peak[0]:
+            peak[0] = m
+        await asyncio.sleep_ms(period_ms)

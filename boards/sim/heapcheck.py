@@ -7,7 +7,7 @@
 import gc
 import json
 
-from boards.sim.board import SimBoard
+from boards.sim.board import SimBoard, heap_sampler
 from boards.sim.world import World
 from firmware import app as fw_app
 from firmware import config
@@ -17,22 +17,6 @@ import time  # noqa: E402
 
 gc.collect()
 CODE = gc.mem_alloc()
-
-
-async def _clock(world, board):
-    while True:
-        world.tick()
-        board.poll()
-        await asyncio.sleep_ms(1)
-
-
-async def _sampler(peak):
-    while True:
-        gc.collect()
-        m = gc.mem_alloc()
-        if m > peak[0]:
-            peak[0] = m
-        await asyncio.sleep_ms(10)
 
 
 async def _wait(app, status, ms):
@@ -45,7 +29,7 @@ async def _wait(app, status, ms):
 
 
 async def _session(app, world, board, peak, seen):
-    tasks = app.start([_clock(world, board), _sampler(peak)])
+    tasks = app.start([board.run_clock(), heap_sampler(peak, 10)])
     await asyncio.sleep_ms(200)
     world.plug(32)
     ok = await _wait(app, "Charging", 5000)

@@ -4,7 +4,7 @@
 import gc
 import sys
 
-from boards.sim.board import SimBoard
+from boards.sim.board import SimBoard, heap_sampler
 from boards.sim.control import Control
 from boards.sim.world import World
 from firmware import app as fw_app
@@ -38,23 +38,6 @@ class _Reset(Exception):
     pass
 
 
-async def _world_clock(world, board):
-    while True:
-        world.tick()
-        board.poll()
-        await asyncio.sleep_ms(1)
-
-
-async def _heap_sampler(ctl, peak):
-    # Live data after a collection, every 20 ms: the runtime part of the heap figure.
-    while True:
-        gc.collect()
-        m = gc.mem_alloc()
-        if m > peak[0]:
-            peak[0] = m
-        await asyncio.sleep_ms(20)
-
-
 async def _main(port, cfg_path, heap):
     reset = []
     control = None
@@ -71,9 +54,9 @@ async def _main(port, cfg_path, heap):
     app.events.listener = control.on_event
     server = await control.serve()
     peak = [0]
-    extra = [_world_clock(world, board)]
+    extra = [board.run_clock()]
     if heap:
-        extra.append(_heap_sampler(app.ctl, peak))
+        extra.append(heap_sampler(peak, 20))  # the runtime part of the heap figure
     app.start(extra)
     observe("ready", {"port": port, "code_heap": CODE_HEAP, "board": board.name,
                       "kernels": fw_app.diag.kernel_impl()})

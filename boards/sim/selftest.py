@@ -11,15 +11,8 @@ from firmware import app as fw_app
 from firmware import config, diag
 
 
-async def _clock(world, board):
-    while True:
-        world.tick()
-        board.poll()
-        await asyncio.sleep_ms(1)
-
-
 async def _session(app, world, board, ms, plug_ms, cable_a):
-    tasks = app.start([_clock(world, board)])
+    tasks = app.start([board.run_clock()])
     await asyncio.sleep_ms(plug_ms)
     world.plug(cable_a)
     await asyncio.sleep_ms(ms - plug_ms)
