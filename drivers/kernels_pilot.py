@@ -1,6 +1,6 @@
 # Control-pilot burst analysis, the Python twin of wbk_pilot_burst (wbk_core.c): same steps,
 # same integers, bit-identical results. drivers/kernels_twin.py checks the arguments first.
-# The sample loops are the "passes"; drivers/kernels_viper.py has viper versions of them.
+# The sample loops are the "passes"; drivers/kernels_viper.vpy has viper versions of them.
 from array import array
 
 from micropython import const

@@ -1,6 +1,6 @@
 # Pure-Python twins of the native kernels (drivers/native/wbkernels): the same argument
 # checks, exception types and messages, and bit-identical results. Bytecode versions py_*,
-# and vp_* whose sample loops run in viper (drivers/kernels_viper.py) where the port has it.
+# and vp_* whose sample loops run in viper (drivers/kernels_viper.vpy) where the port has it.
 # drivers/kernels.py picks between these and the natmod.
 import sys
 from array import array
@@ -238,7 +238,7 @@ def py_ws_mask(buf, key, offset=0):
     return (offset + n) & 3
 
 
-# -- viper twins: the same checks and steps, the sample loops in drivers/kernels_viper.py ---
+# -- viper twins: the same checks and steps, the sample loops in drivers/kernels_viper.vpy ---
 
 
 def vp_pilot_burst(samples, out, offset_mv, uv_per_code, sample_rate_hz):

@@ -3,6 +3,7 @@
 generators for control-pilot bursts and CT/voltage buffers."""
 
 import ctypes
+import glob
 import hashlib
 import json
 import math
@@ -10,12 +11,16 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE_DIR = os.path.join(ROOT, "drivers", "native", "wbkernels")
 CORE_SRC = os.path.join(CORE_DIR, "wbk_core.c")
 DRIVER_SRC = os.path.join(ROOT, "host_tests", "native_driver.c")
 BUILD = os.path.join(ROOT, "build", "native-host")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import build  # noqa: E402
+
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
 
 # The simulator's CP front end (boards/sim/hw.py): 12 bit over -13.5 .. +13.5 V, 100 kHz.
@@ -123,8 +128,17 @@ def cross_compile_m4(out_dir):
 def run_micropython(script, stdin_obj=None, timeout=120):
     """Run a script on the unix port from the repo root; JSON in on stdin, JSON lines out."""
     data = json.dumps(stdin_obj) if stdin_obj is not None else ""
+    # The device files as deployed: .mpy from tools/build.py (the viper module exists only
+    # compiled), plus a built natmod; cwd outside the sources so '' imports no .py.
+    mpy = os.path.join(ROOT, "build", "mpy")
+    _, errors = build.compile_all(mpy)
+    if errors:
+        raise AssertionError("mpy-cross failed:\n" + "\n".join(errors))
+    natmods = sorted(glob.glob(os.path.join(ROOT, "dist", "x64_*")))
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([mpy] + natmods + [".frozen"]))
     r = subprocess.run([MICROPYTHON, "-X", "heapsize=64M", "-c", script], input=data,
-                       capture_output=True, text=True, cwd=ROOT, timeout=timeout)  # fmt: skip
+                       capture_output=True, text=True, cwd=mpy, env=env,
+                       timeout=timeout)  # fmt: skip
     if r.returncode != 0:
         raise AssertionError("micropython failed:\n%s\n%s" % (r.stdout, r.stderr))
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith(("{", "["))]

@@ -76,7 +76,7 @@ def test_deploy_to_the_virtual_board(vboard):
     # every device file arrived compiled, with the size mpy-cross made; no .py but main.py
     out_dir = os.path.join(ROOT, "build", "deploy", "sim")
     for rel in device_files:
-        mpy = rel[:-3] + ".mpy"
+        mpy = build.mpy_name(rel)
         got = os.path.join(flash, mpy)
         assert os.path.isfile(got), mpy
         assert os.path.getsize(got) == os.path.getsize(os.path.join(out_dir, mpy))

@@ -1,5 +1,9 @@
 """Compile every device file (firmware/, drivers/, boards/) to .mpy with mpy-cross.
 
+Files named *.vpy hold @micropython.viper code: Python that only compiles for a given
+machine (-march), so they are not .py files; they are compiled here for the target and
+imported on the device like any module (drivers/kernels_viper.vpy -> kernels_viper.mpy).
+
     python tools/build.py --out build/mpy [--board sim] [--check]
 
 The output mirrors the source tree, so build/mpy can be put on MICROPYPATH or copied to a
@@ -31,13 +35,20 @@ def device_files(board=None):
             if board and parts[0] == "boards" and len(parts) > 1 and parts[1] != board:
                 continue
             for f in sorted(files):
-                if f.endswith(".py"):
+                if f.endswith(".py") or f.endswith(".vpy"):
                     out.append(os.path.join(rel, f))
     return out
 
 
+def mpy_name(rel):
+    """The .mpy path a device file compiles to (x.py and x.vpy -> x.mpy)."""
+    return rel.rsplit(".", 1)[0] + ".mpy"
+
+
 def needs_arch(src):
     """Files with @micropython.native/viper functions compile only for a given machine."""
+    if src.endswith(".vpy"):
+        return True
     with open(src) as f:
         text = f.read()
     return "@micropython.viper" in text or "@micropython.native" in text
@@ -55,13 +66,14 @@ def compile_all(out_dir, board=None, check=False, quiet=True, march="x64"):
         if check:
             dst = os.devnull
         else:
-            dst = os.path.join(out_dir, rel[:-3] + ".mpy")
+            dst = os.path.join(out_dir, mpy_name(rel))
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
                 built.append(dst)
                 continue
         # -s: the name in tracebacks is the repo-relative path
-        r = subprocess.run([tool, "-s", rel] + extra + ["-o", dst, src], capture_output=True,
+        name = rel.rsplit(".", 1)[0] + ".py"  # the name tracebacks show
+        r = subprocess.run([tool, "-s", name] + extra + ["-o", dst, src], capture_output=True,
                            text=True)
         if r.returncode:
             errors.append("%s: %s" % (rel, (r.stderr or r.stdout).strip().splitlines()[-1]))
