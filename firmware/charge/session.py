@@ -58,7 +58,6 @@ R_RATE = "held: 5 s between changes"
 R_DISABLED = "charging disabled (config)"
 R_NO_CABLE = "no valid cable"
 
-_PLUGGED = (cp.B, cp.C, cp.D)
 _PILOT_FAULTS = (cp.E, cp.F, cp.FAULT, cp.DIODE)
 
 
