@@ -191,14 +191,32 @@ def py_ac_measure(samples, out, offset_code, uu_per_code, sample_rate_hz, phases
 # -- Modbus CRC and WebSocket masking -------------------------------------------------------
 
 
-def py_crc16_modbus(buf, n=None):
-    """CRC-16/MODBUS of buf[:n] (all of buf by default); send it low byte first."""
+def _crc_args(buf, n):
+    """Checks shared by both CRC twins; returns the byte count."""
     if not _bytes(buf, False):
         raise TypeError("buf must be a byte buffer")
     if n is None:
-        n = len(buf)
-    elif not 0 <= _int(n) <= len(buf):
+        return len(buf)
+    if not 0 <= _int(n) <= len(buf):
         raise ValueError("n out of range")
+    return n
+
+
+def _mask_args(buf, key, offset):
+    """Checks shared by both masking twins."""
+    if not _bytes(buf, True):
+        raise TypeError("buf must be a writable byte buffer")
+    if not _bytes(key, False):
+        raise TypeError("key must be a byte buffer")
+    if len(key) != 4:
+        raise ValueError("key must be 4 bytes")
+    if _int(offset) < 0:
+        raise ValueError("offset must be >= 0")
+
+
+def py_crc16_modbus(buf, n=None):
+    """CRC-16/MODBUS of buf[:n] (all of buf by default); send it low byte first."""
+    n = _crc_args(buf, n)
     t = _CRC_NIBBLE
     crc = 0xFFFF
     for i in range(n):
@@ -211,14 +229,7 @@ def py_crc16_modbus(buf, n=None):
 def py_ws_mask(buf, key, offset=0):
     """XOR buf in place with the 4-byte WebSocket key, starting at key[offset % 4]; returns
     the offset for the next chunk of the same frame."""
-    if not _bytes(buf, True):
-        raise TypeError("buf must be a writable byte buffer")
-    if not _bytes(key, False):
-        raise TypeError("key must be a byte buffer")
-    if len(key) != 4:
-        raise ValueError("key must be 4 bytes")
-    if _int(offset) < 0:
-        raise ValueError("offset must be >= 0")
+    _mask_args(buf, key, offset)
     n = len(buf)
     k0 = key[offset & 3]
     k1 = key[(offset + 1) & 3]
@@ -246,24 +257,11 @@ def vp_pilot_burst(samples, out, offset_mv, uv_per_code, sample_rate_hz):
 
 
 def vp_crc16_modbus(buf, n=None):
-    if not _bytes(buf, False):
-        raise TypeError("buf must be a byte buffer")
-    if n is None:
-        n = len(buf)
-    elif not 0 <= _int(n) <= len(buf):
-        raise ValueError("n out of range")
-    return _viper.crc16(buf, n)
+    return _viper.crc16(buf, _crc_args(buf, n))
 
 
 def vp_ws_mask(buf, key, offset=0):
-    if not _bytes(buf, True):
-        raise TypeError("buf must be a writable byte buffer")
-    if not _bytes(key, False):
-        raise TypeError("key must be a byte buffer")
-    if len(key) != 4:
-        raise ValueError("key must be 4 bytes")
-    if _int(offset) < 0:
-        raise ValueError("offset must be >= 0")
+    _mask_args(buf, key, offset)
     _viper.mask(buf, len(buf), key, offset & 3)
     return (offset + len(buf)) & 3
 

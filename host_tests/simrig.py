@@ -2,8 +2,8 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "tools"))
+ROOT_TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+sys.path.insert(0, ROOT_TOOLS)
 import simlib  # noqa: E402
 
 BASE_CONFIG = {"rating_a": 32, "max_current_a": 16, "connector": "type2_socket",
@@ -27,8 +27,7 @@ def ev(what):
     return lambda o: o.get("k") == "ev" and o.get("what") == what
 
 
-def contactor(cmd):
-    return lambda o: o.get("k") == "contactor" and o.get("cmd") is cmd
+contactor = simlib.contactor_cmd
 
 
 def status(st):
@@ -49,5 +48,3 @@ def elapsed(sim, start_pred, end_pred, since=0, timeout=10):
     i0 = sim.obs.index(o0)
     o1 = sim.wait_for(end_pred, timeout, since=i0)
     return o1["t"] - o0["t"]
-
-ROOT_TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")

@@ -26,14 +26,10 @@ import simlib  # noqa: E402
 CFG = {"rating_a": 32, "max_current_a": 16, "reclose_ms": 1000, "reclose_error_ms": 1000}
 
 
-def _contactor(cmd):
-    return lambda o: o.get("k") == "contactor" and o.get("cmd") is cmd
-
-
 def _charge(sim):
     n = len(sim.obs)
     sim.do("s2", closed=True)
-    sim.wait_for(_contactor(True), 10, since=n)
+    sim.wait_for(simlib.contactor_cmd(True), 10, since=n)
     time.sleep(0.06)  # contacts settle, the EV draws current
 
 
@@ -45,7 +41,7 @@ def c_to_b(n, out):
             _charge(sim)
             k = len(sim.obs)
             sim.do("s2", closed=False)
-            sim.wait_for(_contactor(False), 5, since=k)
+            sim.wait_for(simlib.is_open_cmd, 5, since=k)
             time.sleep(1.0)  # re-close spacing
         out["c_to_b"] = simlib.reactions(sim.obs, simlib.is_s2_open, simlib.is_open_cmd)
 
@@ -61,7 +57,7 @@ def rcm_trip(n, out):
             _charge(sim)
             k = len(sim.obs)
             sim.do("fault", name="rcm_trip")
-            sim.wait_for(_contactor(False), 5, since=k)
+            sim.wait_for(simlib.is_open_cmd, 5, since=k)
             sim.do("fault", name="rcm_trip", on=False)
             sim.do("unplug")  # the station clears only after a passing self-test
             sim.wait_for({"k": "state", "status": "Available"}, 5, since=k)

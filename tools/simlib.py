@@ -351,8 +351,12 @@ def is_s2_open(o):
     return o.get("k") == "ev" and o.get("what") == "S2 open"
 
 
-def is_open_cmd(o):
-    return o.get("k") == "contactor" and o.get("cmd") is False
+def contactor_cmd(cmd):
+    """Predicate: the coil was commanded closed (True) or open (False)."""
+    return lambda o: o.get("k") == "contactor" and o.get("cmd") is cmd
+
+
+is_open_cmd = contactor_cmd(False)
 
 
 def summary(obs):

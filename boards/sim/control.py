@@ -156,7 +156,7 @@ class Control:
             writer.write(("\n".join(q) + "\n").encode())
             await writer.drain()
 
-    async def flush(self, writer=None):
+    async def flush(self):
         for _ in range(100):
             if not self.q:
                 return

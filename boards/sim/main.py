@@ -34,10 +34,6 @@ def _args(argv):
     return int(opts["--port"]), opts["--config"], "--heap" in flags
 
 
-class _Reset(Exception):
-    pass
-
-
 async def _main(port, cfg_path, heap):
     reset = []
     control = None
