@@ -379,12 +379,18 @@ class Session:
         if a.close:
             if ready:
                 return
-            soft = a.reason != R_BUTTON and a.reason != R_VENT
-            if (ev == cp.C or ev == cp.D) and soft and self._stop_since is not None:
-                if ticks_diff(now, self._stop_since) >= STOP_OPEN_MS:
-                    self._open(now, "stop timeout")  # EV ignored PWM off: open under load
-                return
-            self._open(now, a.reason if ev == cp.C or ev == cp.D else "EV left C")
+            # Read the conditions, not a.reason: a stop already under way (e.g. not
+            # authorised) must not hide a button press or state D without ventilation.
+            if i.pp_da == BUTTON:
+                self._open(now, R_BUTTON)  # the user is about to unplug: never under load
+            elif ev == cp.D and not self.ventilation:
+                self._open(now, R_VENT)
+            elif ev != cp.C and ev != cp.D:
+                self._open(now, "EV left C")
+            elif self._stop_since is None:
+                self._open(now, a.reason)
+            elif ticks_diff(now, self._stop_since) >= STOP_OPEN_MS:
+                self._open(now, "stop timeout")  # EV ignored PWM off: open under load
             return
         allowed = (
             ready
