@@ -1,7 +1,5 @@
 """Control-pilot pure logic (CPython): duty <-> current, classification, debounce."""
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from firmware.charge import pilot as cp
 
@@ -17,13 +15,15 @@ def test_below_6a_is_x1_never_a_small_duty():
         assert cp.duty_for_amps(da) == cp.DUTY_X1
 
 
-@given(st.integers(60, 800))
-def test_ev_never_reads_more_than_offered(da):
-    pm = cp.duty_for_amps(da)
-    assert 100 <= pm <= 960
-    got = cp.amps_for_duty(pm)
-    assert got <= da
-    assert da - got <= 15  # only 51-52.5 A loses more than a rounding step (sent as 51 A)
+def test_ev_never_reads_more_than_offered():
+    for da in range(60, 801):  # every offer a duty can signal, exhaustively
+        pm = cp.duty_for_amps(da)
+        assert 100 <= pm <= 960, da
+        got = cp.amps_for_duty(pm)
+        assert got <= da, da
+        # 85.0 % is 51 A and 85.1 % is 52.75 A: 51.1-52.7 A can only be sent as 51 A (loses
+        # up to 1.7 A); everywhere else the loss is one per-mille rounding step (< 0.3 A).
+        assert da - got <= (17 if 510 < da < 528 else 2), da
 
 
 def test_reserved_duties():
