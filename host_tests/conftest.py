@@ -13,3 +13,10 @@ if "micropython" not in sys.modules:
     shim.const = lambda x: x
     shim.native = shim.viper = lambda f: f
     sys.modules["micropython"] = shim
+
+# Property tests: no per-example deadline (CI machines are shared and their timing says
+# nothing about correctness); a failure prints the blob that reproduces it.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("project", deadline=None, print_blob=True)
+settings.load_profile("project")
