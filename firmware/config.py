@@ -15,6 +15,7 @@ SCHEMA = {
     "phases": (3, (1, 3), 0, 0, True),
     "ventilation": (False, "bool", 0, 0, True),  # state D allowed
     "contactor_feedback": (True, "bool", 0, 0, True),
+    "lock_feedback": (True, "bool", 0, 0, True),  # the socket lock's sensor is wired
     "free_vend": (True, "bool", 0, 0, True),
     "watchdog_ms": (5000, "int", 1000, 30000, True),
     "reclose_ms": (5000, "int", 1000, 60000, True),  # contactor rest after leaving C

@@ -411,7 +411,21 @@ def test_charge_controller_runs_on_the_board(rig):
     assert hw.pins[mod.CONTACTOR_PIN].v == 1 - mod.CONTACTOR_ON
 
 
-def test_board_offers_16a_to_a_plugged_ev(rig):
+def _lock_follows(mod, hw, works):
+    """The lock's position switch: reads locked once the driver output says locked."""
+    locked = works and hw.pins[mod.LOCK_PIN].v == mod.LOCK_LEVEL
+    hw.pins[mod.LOCK_SENSE_PIN].v = mod.LOCK_SENSE_LOCKED if locked else 1 - mod.LOCK_SENSE_LOCKED
+
+
+def test_lock_sense_pin_reads_unlocked_when_its_wire_breaks(rig):
+    mod, board, hw = rig
+    pin = hw.pins[mod.LOCK_SENSE_PIN]
+    assert pin.pull == pin.PULL_UP and mod.LOCK_SENSE_LOCKED == 0
+    assert board.lock.has_sense
+
+
+@pytest.mark.parametrize("jammed", [False, True])
+def test_board_offers_16a_to_a_plugged_ev(rig, jammed):
     """Plug a 32 A cable and an EV in state B: the controller, through this board's drivers
     and calibration, drives the CP PWM at the 16 A duty (26.6 %), and closes on state C."""
     mod, board, hw = rig
@@ -422,6 +436,7 @@ def test_board_offers_16a_to_a_plugged_ev(rig):
     for _ in range(100):
         ctl.step(now)
         now += 10
+        _lock_follows(mod, hw, not jammed)
     assert ctl.inputs.pp_da == 320
     assert abs(_cp_output_u16(hw) * 1000 / 65535 - 266.7) <= 1.0
     assert ctl.session.act.status == "Preparing"
@@ -434,6 +449,12 @@ def test_board_offers_16a_to_a_plugged_ev(rig):
         else:
             hw.rcm_fault = 0
         hw.pins[mod.MIRROR_PIN].v = hw.pins[mod.CONTACTOR_PIN].v == mod.CONTACTOR_ON
+        _lock_follows(mod, hw, not jammed)
+    if jammed:  # the position switch never confirms: no closing, a lock failure
+        assert not any(v == mod.CONTACTOR_ON for v in hw.pins[mod.CONTACTOR_PIN].writes)
+        assert ctl.session.act.error == "ConnectorLockFailure"
+        assert hw.pins[mod.LOCK_PIN].v == 1 - mod.LOCK_LEVEL  # released
+        return
     assert ctl.session.act.close, (ctl.session.act.status, ctl.session.act.info)
     assert hw.pins[mod.CONTACTOR_PIN].v == mod.CONTACTOR_ON
     assert ctl.session.act.status == "Charging"

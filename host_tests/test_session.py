@@ -21,6 +21,9 @@ class Rig:
         self.rcm_broken = False
         self.welded = False
         self.no_close = False
+        self.lock_jam = False  # the lock never reaches its locked position
+        self.lock_travel = 100  # ms from the lock command to the sensor saying locked
+        self._lock_at = None
         self.ev_da = -1
         self.events = EventLog(64)
         self.s = S.Session(rating_da, events=self.events, **kw)
@@ -62,6 +65,13 @@ class Rig:
             self.i.rcm_fault = self._rcm()
             self.i.contactor_fb = (a.close and not self.no_close) or self.welded
             self.i.ev_da = self.ev_da
+            if not a.lock:
+                self._lock_at = None
+            elif self._lock_at is None:
+                self._lock_at = self.t
+            self.i.lock_fb = (
+                a.lock and not self.lock_jam and self.t - self._lock_at >= self.lock_travel
+            )
             self.s.step(self.t, self.i)
             self.log.append((self.t, a.close, a.duty, a.status))
             self.t += dt
@@ -116,6 +126,50 @@ def test_lock_held_during_session_released_on_unplug_and_fault():
     r.ev = "A"
     r.step(200)
     assert not r.s.act.lock
+
+
+def test_closes_only_once_the_lock_sensor_confirms():
+    r = Rig(lock_feedback=True)
+    r.lock_travel = 600  # a slow actuator: the contactor waits for it
+    r.step(10)
+    r.ev = "C"
+    r.until(lambda a: a.close)
+    assert r.i.lock_fb and r.t - r._lock_at >= 600
+    assert r.s.act.status == S.PREPARING or r.step(20).status == S.CHARGING
+
+
+def test_jammed_lock_is_a_connector_lock_failure_and_never_closes():
+    r = Rig(lock_feedback=True)
+    r.lock_jam = True
+    r.step(10)
+    r.ev = "C"
+    r.until(lambda a: a.lock)
+    t = r.until(lambda a: a.status == S.FAULTED)  # from the lock command
+    assert S.LOCK_MS <= t <= S.LOCK_MS + 20
+    a = r.s.act
+    assert a.error == S.LOCK_FAILURE and a.info == "lock failed"
+    assert not any(closed for _, closed, _, _ in r.log)
+    assert not a.lock  # released, so the user can take the cable back
+    r.ev = "A"  # unplugging clears it
+    r.until(lambda a: a.status == S.AVAILABLE, 1000)
+    r.lock_jam = False
+    r.ev = "C"
+    r.until(lambda a: a.close, 3000)
+
+
+def test_lock_letting_go_while_charging_opens_at_once():
+    r = Rig(lock_feedback=True)
+    r.charging()
+    r.lock_jam = True  # the sensor says unlocked: the plug is being pulled
+    t = r.until(lambda a: not a.close)
+    assert t <= S.FB_DEBOUNCE_MS + 4
+    assert r.s.act.error == S.LOCK_FAILURE and r.s.act.info == "lock lost"
+
+
+def test_without_a_lock_sensor_the_lock_is_not_waited_for():
+    r = Rig()
+    r.lock_jam = True
+    assert r.charging() <= 200
 
 
 def test_no_offer_without_a_valid_cable():
@@ -375,13 +429,15 @@ step_st = st.tuples(
     st.integers(0, 900),  # limit
     st.integers(0, 900),  # cap
     st.integers(-1, 900),  # ev current
+    st.booleans(),  # lock sensor says locked
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(step_st, min_size=1, max_size=300), st.booleans(), st.integers(60, 800))
-def test_never_closes_unless_every_condition_holds(steps, vent, rating):
-    s = S.Session(rating, ventilation=vent)
+@given(st.lists(step_st, min_size=1, max_size=300), st.booleans(), st.integers(60, 800),
+       st.booleans())
+def test_never_closes_unless_every_condition_holds(steps, vent, rating, lock_fb):
+    s = S.Session(rating, ventilation=vent, lock_feedback=lock_fb)
     i = S.Inputs()
     t = 0
     diode_seen = False
@@ -389,9 +445,10 @@ def test_never_closes_unless_every_condition_holds(steps, vent, rating):
     prev_duty = s.act.duty
     last_increase = None
     f_since = None
-    for dt, raw, pp, rcm, fb, auth, avail, limit, cap, ev_da in steps:
+    lock_lost_at = None
+    for dt, raw, pp, rcm, fb, auth, avail, limit, cap, ev_da, locked in steps:
         t += dt
-        i.pilot, i.pp_da, i.rcm_fault = raw, pp, rcm
+        i.pilot, i.pp_da, i.rcm_fault, i.lock_fb = raw, pp, rcm, locked
         i.contactor_fb = s.act.close if fb == "follow" else fb
         i.authorized, i.available, i.limit_da, i.cap_da, i.ev_da = auth, avail, limit, cap, ev_da
         was_closed = s.act.close
@@ -409,9 +466,18 @@ def test_never_closes_unless_every_condition_holds(steps, vent, rating):
             assert a.pilot == "C" or (a.pilot == "D" and vent)
             assert pp > 0 and not rcm and test_passed
             assert auth and avail and a.offer_da >= 60 and s.fault is None
+            assert locked or not lock_fb, "closed without the lock confirmed"
         if a.close:  # closed only while the accepted pilot says the EV asks for power
             assert a.pilot == "C" or (a.pilot == "D" and vent)
             assert s.fault is None and pp > 0 and not s.lockout
+            # Closed with the lock sensor saying open: only within the debounce.
+            if lock_fb and not locked:
+                lock_lost_at = t if lock_lost_at is None else lock_lost_at
+                assert t - lock_lost_at < S.FB_DEBOUNCE_MS
+            else:
+                lock_lost_at = None
+        else:
+            lock_lost_at = None
         # The offer never exceeds the rating, the cable, the cap or the limit.
         assert a.offer_da == 0 or 60 <= a.offer_da <= min(rating, limit, cap)
         if 0 < s._cable_da:
@@ -452,18 +518,18 @@ EVENT = st.one_of(
     _EV, _EV, _EV, _EV,  # mostly the EV moving, so that sessions charge
     st.tuples(st.just("wait"), st.just(0)),
     st.tuples(st.sampled_from(["diode_short", "rcm_trip", "rcm_broken", "welded", "no_close",
-                               "auth", "avail"]), st.booleans()),
+                               "lock_jam", "auth", "avail"]), st.booleans()),
     st.tuples(st.just("pp"), st.sampled_from([INVALID, BUTTON, 130, 200, 320])),
     st.tuples(st.sampled_from(["limit", "cap", "ev_da"]), st.integers(0, 700)),
 )
 
 
 @settings(max_examples=500, deadline=None)
-@example([(("ev", "C"), 148), (("auth", False), 2), (("pp", BUTTON), 38)], False)
+@example([(("ev", "C"), 148), (("auth", False), 2), (("pp", BUTTON), 38)], False, False)
 @given(st.lists(st.tuples(EVENT, st.integers(2, 4000)), min_size=1, max_size=40),
-       st.booleans())
-def test_invariants_in_consistent_worlds(events, vent):
-    r = Rig(ventilation=vent, reclose_ms=1000, reclose_error_ms=1000)
+       st.booleans(), st.booleans())
+def test_invariants_in_consistent_worlds(events, vent, lock_fb):
+    r = Rig(ventilation=vent, reclose_ms=1000, reclose_error_ms=1000, lock_feedback=lock_fb)
     closed_steps = 0
     state = {"diode": False, "test_ok": False, "prev_duty": r.s.act.duty, "pp_bad": None}
 
@@ -475,6 +541,7 @@ def test_invariants_in_consistent_worlds(events, vent):
             assert a.pilot == "C" or (a.pilot == "D" and vent)
             assert s.fault is None and not s.lockout and not s.disabled
             assert a.offer_da >= 60 or s._stop_since is not None
+            assert i.lock_fb or not lock_fb
             if i.pp_da != s._cable_da:
                 state["pp_bad"] = state["pp_bad"] if state["pp_bad"] is not None else r.t
                 assert r.t - state["pp_bad"] <= S.PP_DEBOUNCE_MS + 4

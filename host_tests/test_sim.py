@@ -154,6 +154,29 @@ def test_welded_contactor_locks_out_across_reboot(tmp_path):
     assert (tmp_path / "lockout").read_text() == "0"
 
 
+def test_socket_lock_confirmed_before_close_and_failure_stops():
+    with start() as sim:
+        n = charge(sim)
+        locked = sim.wait_for({"k": "lock", "v": True}, 1)
+        closed = sim.wait_for(contactor(True), 1)
+        assert closed["t"] - locked["t"] >= 150  # waited for the position switch (150 ms)
+        sim.do("fault", name="lock_fail")  # the pin lets go: the plug could be pulled
+        dt = elapsed(sim, lambda o: o.get("what") == "fault", contactor(False), since=n)
+        assert dt <= 50
+        st = sim.wait_for(status("Faulted"), 2, since=n)
+        assert st["error"] == "ConnectorLockFailure" and st["info"] == "lock lost"
+        sim.wait_for({"k": "lock", "v": False}, 1, since=n)  # released: the user can unplug
+        sim.do("unplug")
+        sim.wait_for(status("Available"), 3, since=n)
+        n = len(sim.obs)
+        sim.do("plug")  # still jammed: never closes, reported within the lock time
+        st = sim.wait_for(status("Faulted"), 3, since=n)
+        assert st["info"] == "lock failed" and not first(sim.obs, contactor(True), n)
+    with start({"lock_feedback": False}) as sim:  # no sensor wired: not waited for
+        sim.do("fault", name="lock_fail")
+        charge(sim)
+
+
 @pytest.mark.parametrize("ohms,info", [(1500, "cable changed"), (None, "cable lost")])
 def test_cable_change_and_loss_stop_charging(ohms, info):
     with start() as sim:

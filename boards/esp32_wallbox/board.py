@@ -27,6 +27,7 @@ MIRROR_PIN = const(34)  # mirror contact (NO) to 3V3; input-only pin, 10k pull-d
 RCM_FAULT_PIN = const(35)  # RDC-DD fault output, high = tripped; input-only, 10k pull-up
 RCM_TEST_PIN = const(32)  # RDC-DD test input, high = inject the test current
 LOCK_PIN = const(27)  # socket lock actuator driver, high = locked
+LOCK_SENSE_PIN = const(33)  # lock position switch to GND when locked; internal pull-up
 LED_PIN = const(2)  # status LED to GND (the DevKitC LED); strapping pin, an LED is harmless
 # GPIO36/39 glitch for ~80 ns when the ADC powers up: fine for analog, never a digital input.
 
@@ -36,6 +37,7 @@ MIRROR_CLOSED = const(1)  # NO mirror contact: reads 1 when the main contacts ar
 RCM_FAULT_LEVEL = const(1)  # the pull-up makes a broken fault wire read as a trip (fail safe)
 RCM_TEST_LEVEL = const(1)
 LOCK_LEVEL = const(1)
+LOCK_SENSE_LOCKED = const(0)  # a broken sensor wire reads "unlocked": no charging (fail safe)
 LED_ON = const(1)
 
 # -- control pilot ------------------------------------------------------------------------------
@@ -119,7 +121,10 @@ class Esp32Board:
             Pin(RCM_TEST_PIN, Pin.OUT, value=1 - RCM_TEST_LEVEL),
             fault_level=RCM_FAULT_LEVEL, test_level=RCM_TEST_LEVEL,
         )
-        self.lock = Lock(Pin(LOCK_PIN, Pin.OUT, value=1 - LOCK_LEVEL), locked_level=LOCK_LEVEL)
+        self.lock = Lock(
+            Pin(LOCK_PIN, Pin.OUT, value=1 - LOCK_LEVEL), locked_level=LOCK_LEVEL,
+            sense=Pin(LOCK_SENSE_PIN, Pin.IN, Pin.PULL_UP), sense_locked=LOCK_SENSE_LOCKED,
+        )
         self.led = StatusLed(Pin(LED_PIN, Pin.OUT, value=1 - LED_ON), on_level=LED_ON)
 
     def watchdog(self, timeout_ms):

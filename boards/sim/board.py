@@ -29,7 +29,9 @@ class SimBoard:
         self.contactor = Contactor(hw.Pin(write=world.set_coil), hw.Pin(read=world.mirror))
         self.rcm_pin = hw.Pin(read=world.rcm_fault)
         self.rcm = Rcm(self.rcm_pin, hw.Pin(write=world.set_rcm_test))
-        self.lock = Lock(hw.Pin(write=self._lock_out))
+        self.lock = Lock(
+            hw.Pin(write=world.set_lock), sense=hw.Pin(read=world.lock_sensor), sense_locked=0
+        )
         self.led = StatusLed(hw.Pin())
         self.meter = hw.Meter(world)
         self.wdt = None
@@ -40,9 +42,6 @@ class SimBoard:
         if r is None:
             return _PP_VREF_MV
         return _PP_VREF_MV * r // (r + _PP_PULLUP_OHM)
-
-    def _lock_out(self, v):
-        self.world.obs("lock", {"v": bool(v)})
 
     def poll(self):
         """The world's clock calls this every ms: hardware interrupts and the watchdog."""

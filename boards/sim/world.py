@@ -16,8 +16,9 @@ _V = 12000  # generator amplitude, mV
 CABLE_OHMS = {13: 1500, 20: 680, 32: 220, 63: 100, 70: 100}
 FAULTS = (
     "diode_short", "cp_short", "rcm_trip", "rcm_broken", "welded", "no_close",
-    "overcurrent", "ignore_stop",
+    "overcurrent", "ignore_stop", "lock_fail",
 )
+LOCK_TRAVEL_MS = 150  # socket lock actuator: command -> position switch
 
 
 class Ev:
@@ -54,6 +55,9 @@ class World:
         self.coil = False
         self.contacts = False  # main contacts physically closed
         self._contacts_at = 0
+        self.lock_cmd = False
+        self._lock_at = 0
+        self.locked = False  # the lock pin is in the locked position
         self.rcm_test = False
         self._rcm_test_at = 0
         self._rcm_release_at = None
@@ -104,6 +108,10 @@ class World:
     def mirror(self):
         return self.contacts
 
+    def lock_sensor(self):
+        """Position switch level: 0 = locked (switch to GND), 1 = unlocked (pull-up)."""
+        return 0 if self.locked and not self.faults.get("lock_fail") else 1
+
     # -- what the firmware's outputs do ----------------------------------------------------
     def set_duty(self, pm):
         if pm != self.duty:
@@ -116,6 +124,13 @@ class World:
             self.coil = on
             self._contacts_at = time.ticks_ms()
             self.obs("contactor", {"cmd": on})
+
+    def set_lock(self, on):
+        on = bool(on)
+        if on != self.lock_cmd:
+            self.lock_cmd = on
+            self._lock_at = time.ticks_ms()
+            self.obs("lock", {"v": on})
 
     def set_rcm_test(self, on):
         on = bool(on)
@@ -180,6 +195,8 @@ class World:
         if want != self.contacts and time.ticks_diff(now, self._contacts_at) >= settle:
             self.contacts = want
             self.obs("contacts", {"closed": want})
+        if self.lock_cmd != self.locked and time.ticks_diff(now, self._lock_at) >= LOCK_TRAVEL_MS:
+            self.locked = self.lock_cmd
         offered = amps_for_duty(self.duty) if is_pwm(self.duty) else 0
         if ev.plugged:
             self._ev_logic(now, offered)

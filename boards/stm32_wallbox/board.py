@@ -28,6 +28,7 @@ MIRROR_PIN = "B13"  # mirror contact (NO) to 3V3; internal pull-down
 RCM_FAULT_PIN = "B14"  # RDC-DD fault output, high = tripped; internal pull-up
 RCM_TEST_PIN = "B15"  # RDC-DD test input, high = inject the test current
 LOCK_PIN = "B1"  # socket lock actuator driver, high = locked
+LOCK_SENSE_PIN = "C7"  # lock position switch to GND when locked; internal pull-up
 LED_PIN = "C6"  # status LED to GND
 
 # -- timers -------------------------------------------------------------------------------------
@@ -43,6 +44,7 @@ MIRROR_CLOSED = const(1)  # NO mirror contact: reads 1 when the main contacts ar
 RCM_FAULT_LEVEL = const(1)  # the pull-up makes a broken fault wire read as a trip (fail safe)
 RCM_TEST_LEVEL = const(1)
 LOCK_LEVEL = const(1)
+LOCK_SENSE_LOCKED = const(0)  # a broken sensor wire reads "unlocked": no charging (fail safe)
 LED_ON = const(1)
 
 # -- control pilot ------------------------------------------------------------------------------
@@ -140,7 +142,10 @@ class Stm32Board:
             Pin(RCM_TEST_PIN, Pin.OUT_PP, value=1 - RCM_TEST_LEVEL),
             fault_level=RCM_FAULT_LEVEL, test_level=RCM_TEST_LEVEL,
         )
-        self.lock = Lock(Pin(LOCK_PIN, Pin.OUT_PP, value=1 - LOCK_LEVEL), locked_level=LOCK_LEVEL)
+        self.lock = Lock(
+            Pin(LOCK_PIN, Pin.OUT_PP, value=1 - LOCK_LEVEL), locked_level=LOCK_LEVEL,
+            sense=Pin(LOCK_SENSE_PIN, Pin.IN, Pin.PULL_UP), sense_locked=LOCK_SENSE_LOCKED,
+        )
         self.led = StatusLed(Pin(LED_PIN, Pin.OUT_PP, value=1 - LED_ON), on_level=LED_ON)
 
     def watchdog(self, timeout_ms):

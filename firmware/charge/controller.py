@@ -23,6 +23,8 @@ class ChargeController:
             disabled=cfg.refuse,
             reclose_ms=cfg.reclose_ms,
             reclose_error_ms=cfg.reclose_error_ms,
+            lock_feedback=cfg.lock_feedback and cfg.connector == "type2_socket"
+            and board.lock is not None and board.lock.has_sense,
         )
         self.inputs = Inputs()
         self.inputs.authorized = cfg.free_vend
@@ -62,6 +64,8 @@ class ChargeController:
             i.pp_da = self._cable_da
         i.rcm_fault = b.rcm.fault()
         i.contactor_fb = b.contactor.feedback()
+        if b.lock is not None:
+            i.lock_fb = b.lock.feedback()
         if self.ev_meter is not None:
             i.ev_da = self.ev_meter.max_current_da()
 

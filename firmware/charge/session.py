@@ -27,6 +27,7 @@ POWER_SWITCH = "PowerSwitchFailure"
 OVERCURRENT = "OverCurrentFailure"
 OTHER = "OtherError"
 INTERNAL = "InternalError"
+LOCK_FAILURE = "ConnectorLockFailure"
 
 # Timing (ms), spec/iec61851.md
 F_HOLD_MS = const(300)  # drive -12 V at least this long after a fault
@@ -41,6 +42,7 @@ OC_PAUSE_MS = const(60000)  # then no offer for this long
 RCM_TRIP_MS = const(1000)  # self-test: fault output must rise within this
 RCM_CLEAR_MS = const(1500)  # ... and fall within this after the test input drops
 PP_DEBOUNCE_MS = const(30)  # a lost or changed cable must persist this long
+LOCK_MS = const(1000)  # socket lock sensor must confirm within this of the command
 
 # Why the offer is what it is (Actions.reason).
 R_NO_EV = "no EV"
@@ -75,6 +77,7 @@ class Inputs:
         self.limit_reason = R_LIMIT
         self.cap_da = 0x7FFF  # hard caps (e.g. a fuse); like the limit, a decrease acts at once
         self.ev_da = -1  # highest phase current from the meter, -1 unknown
+        self.lock_fb = False  # socket lock sensor says locked (used with lock_feedback)
 
 
 class Actions:
@@ -97,6 +100,7 @@ class Session:
     def __init__(
         self, rating_da, ventilation=False, feedback=True, events=None, lockout=False,
         disabled=False, reclose_ms=RECLOSE_MS, reclose_error_ms=RECLOSE_ERROR_MS,
+        lock_feedback=False,
     ):
         self.reclose_ms = reclose_ms
         self.reclose_error_ms = reclose_error_ms
@@ -104,6 +108,7 @@ class Session:
         self.disabled = disabled  # the config was refused: never offer
         self.ventilation = ventilation
         self.feedback = feedback  # a mirror contact is wired
+        self.lock_feedback = lock_feedback  # the socket lock has a position sensor
         self.events = events
         self.act = Actions()
         self.filter = cp.PilotFilter()
@@ -121,6 +126,8 @@ class Session:
         self._opened_at = None  # None: never opened since boot, no spacing due
         self._reclose_ms = 0
         self._fb_bad_since = None
+        self._lock_bad_since = None
+        self._lock_ok = False  # the sensor confirmed the lock since it was last commanded
         self._stop_since = None
         self._offer_at = None  # when the offer last changed; None: never
         self._oc_since = None
@@ -200,6 +207,7 @@ class Session:
         if ev in _PILOT_FAULTS:
             self._trip(now, EV_COMM, _PILOT_INFO[ev])
         self._check_contactor(now, i)
+        self._check_lock(now, i)
         if plugged:
             self._check_cable(now, i)
 
@@ -254,6 +262,24 @@ class Session:
             self._event(now, "welded")
             self.fault = None  # replace a lesser fault: this one must be reported
             self._trip(now, POWER_SWITCH, "welded")
+
+    def _check_lock(self, now, i):
+        """A socket lock that does not confirm within LOCK_MS, or lets go once confirmed,
+        is a ConnectorLockFailure: the plug could be pulled under load."""
+        a = self.act
+        if not self.lock_feedback or not a.lock:
+            self._lock_ok = False
+            self._lock_bad_since = None
+            return
+        if i.lock_fb:
+            self._lock_ok = True
+            self._lock_bad_since = None
+            return
+        if self._lock_bad_since is None:
+            self._lock_bad_since = now
+        limit = FB_DEBOUNCE_MS if self._lock_ok or a.close else LOCK_MS
+        if ticks_diff(now, self._lock_bad_since) >= limit:
+            self._trip(now, LOCK_FAILURE, "lock lost" if self._lock_ok else "lock failed")
 
     def _check_cable(self, now, i):
         pp = i.pp_da
@@ -402,6 +428,7 @@ class Session:
             and not self.disabled
             and self._cable_da != INVALID
             and i.pp_da == self._cable_da
+            and (not self.lock_feedback or (a.lock and i.lock_fb))
             and (self._opened_at is None or ticks_diff(now, self._opened_at) >= self._reclose_ms)
         )
         if not allowed:
