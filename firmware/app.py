@@ -2,7 +2,7 @@
 import asyncio
 import time
 
-from firmware import config, diag, persist
+from firmware import config, console, diag, persist
 from firmware.charge.controller import ChargeController
 from firmware.events import EventLog
 from firmware.supervisor import Supervisor
@@ -60,6 +60,8 @@ class App:
             asyncio.create_task(self._persist()),
             asyncio.create_task(self.sup.run()),
         ]
+        if self.cfg.console:
+            self.tasks.append(asyncio.create_task(console.serve()))
         for coro in extra:
             self.tasks.append(asyncio.create_task(coro))
         return self.tasks

@@ -17,6 +17,7 @@ SCHEMA = {
     "contactor_feedback": (True, "bool", 0, 0, True),
     "lock_feedback": (True, "bool", 0, 0, True),  # the socket lock's sensor is wired
     "free_vend": (True, "bool", 0, 0, True),
+    "console": (True, "bool", 0, 0, True),  # service console on the serial port (diag)
     "watchdog_ms": (5000, "int", 1000, 30000, True),
     "reclose_ms": (5000, "int", 1000, 60000, True),  # contactor rest after leaving C
     "reclose_error_ms": (30000, "int", 1000, 600000, True),  # ... and after an error

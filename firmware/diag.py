@@ -31,6 +31,7 @@ def status(out=print):
     out("pilot      %s (raw %s)  duty %d/1000" % (a.pilot, i.pilot, a.duty))
     out("offer      %d.%d A  (%s)" % (a.offer_da // 10, a.offer_da % 10, a.reason))
     out("contactor  cmd %s  mirror %s  lockout %s" % (a.close, i.contactor_fb, s.lockout))
+    out("lock       cmd %s  sensor %s" % (a.lock, i.lock_fb if s.lock_feedback else "none"))
     out("rcm        fault %s  test %s  latched %s" % (i.rcm_fault, a.rcm_test, s.rcm_tripped))
     out("cable      %s dA  auth %s  available %s" % (i.pp_da, i.authorized, i.available))
     out("ev current %s dA  steps %d" % (i.ev_da, app.ctl.steps))

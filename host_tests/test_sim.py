@@ -2,6 +2,8 @@
 driven through the control channel. Times come from the observation log (device clock)."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -266,3 +268,32 @@ def test_bad_scenario_names_the_entry(tmp_path):
         simlib.check_scenario({"steps": [{"do": "plug", "cable_a": "32"}]})
     with pytest.raises(simlib.ScenarioError, match=r"steps\[0\].*at_ms"):
         simlib.check_scenario({"steps": [{"do": "plug", "at_ms": -1}]})
+
+
+def test_service_console_diag_while_charging():
+    """`make diag` on a running firmware: the console answers on the serial port and the
+    session goes on (the contactor never opens)."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (make setup installs it)")
+    import deploy
+    import serial
+
+    with start(serial=True) as sim:
+        n = charge(sim)
+        lines = []
+        assert deploy.diag(sim.port, out=lines.append) == 0
+        text = "\n".join(lines)
+        assert re.search(r"^status     Charging  error NoError", text, re.M), text
+        assert re.search(r"^offered    16\.0 A because: config max_current_a$", text, re.M), text
+        assert re.search(r"ms ago  close 160$", text, re.M), text
+        assert re.search(r"^lock       cmd True  sensor True$", text, re.M), text
+        with serial.Serial(sim.port, 115200, timeout=0.05) as ser:
+            for cmd, want in [(b"events 99", b"console: events takes a count 1-32, got '99'"),
+                              (b"stauts", b"console: unknown command 'stauts'; type help"),
+                              (b"x" * 80, b"console: line longer than 64 characters refused")]:
+                ser.write(cmd + b"\r")
+                reply = deploy._read_until(ser, (deploy.CONSOLE_PROMPT,), 5)
+                assert want in reply and reply.endswith(deploy.CONSOLE_PROMPT), reply
+        sim.sleep(200)
+        assert sim.state()["status"] == "Charging"
+        assert not first(sim.obs, contactor(False), n)  # never opened

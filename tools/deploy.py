@@ -3,7 +3,7 @@
     python tools/deploy.py deploy --board esp32_wallbox --port /dev/ttyUSB0
            [--config FILE] [--force] [--reset]
     python tools/deploy.py repl --port PORT     (mpremote connect PORT repl)
-    python tools/deploy.py diag --port PORT     (diag.status(), why(), events() on the device)
+    python tools/deploy.py diag --port PORT     (status, why, events from the device's console)
     python tools/deploy.py vboard [--dir build/vboard]   (a virtual board: see docs/deploy.md)
 
 `make deploy BOARD=... PORT=...`, `make repl PORT=...` and `make diag PORT=...` call this.
@@ -345,9 +345,49 @@ def repl(port):
     return subprocess.call([mpremote_exe(), "connect", port, "repl"])
 
 
-def diag(port):
-    """Stops a running firmware (Ctrl-C) to print its diagnostics: see docs/deploy.md."""
+CONSOLE_PROMPT = b"wallbox> "  # firmware/console.py
+DIAG_COMMANDS = ("status", "why", "events")
+
+
+def _read_until(ser, marks, timeout):
+    """Bytes from the port until one of `marks` ends them, or the timeout."""
+    data = b""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        data += ser.read(256)
+        if any(data.endswith(m) for m in marks):
+            break
+    return data
+
+
+def diag(port, out=print, timeout=5.0):
+    """Diagnostics from the firmware's service console while it keeps running; at a bare
+    REPL (firmware stopped) through mpremote instead. See docs/deploy.md."""
     check_port(port)
+    import serial
+
+    with serial.Serial(port, 115200, timeout=0.05) as ser:
+        ser.reset_input_buffer()
+        ser.write(b"\r")
+        hello = _read_until(ser, (CONSOLE_PROMPT, b">>> "), 2.0)
+        if hello.endswith(CONSOLE_PROMPT):
+            for cmd in DIAG_COMMANDS:
+                ser.write(cmd.encode() + b"\r")
+                reply = _read_until(ser, (CONSOLE_PROMPT,), timeout)
+                if not reply.endswith(CONSOLE_PROMPT):
+                    raise DeployError("the console on %s stopped answering during %r" % (
+                        port, cmd))
+                lines = reply[: -len(CONSOLE_PROMPT)].decode(errors="replace").splitlines()
+                out("-- " + cmd)
+                for line in lines[1:]:  # the first line is the echoed command
+                    out(line.rstrip("\r"))
+            return 0
+    if not hello.endswith(b">>> "):
+        raise DeployError(
+            "nothing answered on %s: no service console (config console: false?) and no REPL. "
+            "make repl PORT=%s stops the firmware and gives the REPL, where "
+            "`from firmware import diag; diag.status()` works" % (port, port))
+    # The REPL: the firmware is not running; ask the last app it ran, through mpremote.
     return subprocess.call([mpremote_exe(), "connect", port, "resume", "exec", DIAG_CODE])
 
 

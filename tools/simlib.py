@@ -146,8 +146,11 @@ def matches(obs, cond):
 class Sim:
     """One simulated wallbox process and its control connection."""
 
-    def __init__(self, config, heapsize=None, use_mpy=True, heap_sampler=False, state_dir=None):
+    def __init__(self, config, heapsize=None, use_mpy=True, heap_sampler=False, state_dir=None,
+                 serial=False):
         self.config = config
+        self.serial = serial  # stdin/stdout on a pty (self.port), as a board's serial port
+        self.port = None
         self.heapsize = heapsize
         self.use_mpy = use_mpy
         self.heap_sampler = heap_sampler
@@ -180,8 +183,13 @@ class Sim:
         # A natmod built by `make natmod` (dist/x64_<abi>/) is used when present.
         natmods = sorted(glob.glob(os.path.join(ROOT, "dist", "x64_*")))
         env = dict(os.environ, MICROPYPATH=os.pathsep.join([path] + natmods + [".frozen"]))
-        self.proc = subprocess.Popen(cmd, cwd=self.dir, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+        if self.serial:
+            # socat gives the firmware a pty for stdin/stdout, as a board's USB serial port.
+            self.port = os.path.join(self.dir, "ttyS0")
+            cmd = [shutil.which("socat") or "socat", "PTY,link=%s,raw,echo=0" % self.port,
+                   "EXEC:%s,pty,raw,echo=0" % " ".join(cmd)]
+        self.proc = subprocess.Popen(cmd, cwd=self.dir, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while True:
             try:

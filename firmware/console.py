@@ -1,0 +1,139 @@
+# Service console on the serial port, beside the running firmware: a technician presses
+# Enter, gets the `wallbox> ` prompt and types `status`, `why`, `events [n]`,
+# `clear_lockout` or `help` while a session goes on. (Ctrl-C still stops the firmware and
+# gives the MicroPython REPL; the contactor then opens.) Replies go out one line per loop
+# pass, so a slow UART never holds up the charge controller for more than a line.
+import asyncio
+import sys
+
+from firmware import diag
+
+PROMPT = "wallbox> "
+MAX_LINE = 64  # longer input lines are refused (and never buffered)
+MAX_EVENTS = 32  # the event log's length
+
+HELP = (
+    "status          status, pilot, outputs, faults",
+    "why             every limit on the offered current",
+    "events [n]      the last n events, 1-%d (default 10)" % MAX_EVENTS,
+    "clear_lockout   lift a welded-contactor lockout (the mirror must read open)",
+    "help            this list",
+    "Ctrl-C stops the firmware (the contactor opens) and gives the MicroPython REPL",
+)
+
+
+def run(line, out):
+    """Carry out one command line; every reply line goes to out(). Never raises."""
+    words = line.split()
+    if not words:
+        return
+    cmd = words[0]
+    args = words[1:]
+    if cmd == "events":
+        n = 10
+        if len(args) > 1:
+            out("console: events takes one count, got %d words" % len(args))
+            return
+        if args:
+            try:
+                n = int(args[0])
+            except ValueError:
+                n = 0
+            if not 1 <= n <= MAX_EVENTS:
+                out("console: events takes a count 1-%d, got %r" % (MAX_EVENTS, args[0]))
+                return
+        call = diag.events
+        args = (n, out)
+    else:
+        call = _PLAIN.get(cmd)
+        if call is None:
+            out("console: unknown command %r; type help" % cmd)
+            return
+        if args:
+            out("console: %s takes no arguments, got %r" % (cmd, " ".join(args)))
+            return
+        args = (out,)
+    try:
+        call(*args)
+    except Exception as e:  # a diagnostic must never take the firmware down
+        out("console: %s failed: %r" % (cmd, e))
+
+
+def _help(out):
+    for row in HELP:
+        out(row)
+
+
+_PLAIN = {"status": diag.status, "why": diag.why, "clear_lockout": diag.clear_lockout,
+          "help": _help}
+
+
+async def serve(stream=None, write=None, echo=True):
+    """Read command lines from `stream` (sys.stdin) until it ends; replies via `write`.
+    `echo`: send typed characters back (a serial port has no terminal line discipline).
+    Ends quietly on any error: the console must never take the charge controller down."""
+    try:
+        await _serve(stream, write, echo)
+    except Exception as e:
+        try:
+            print("console: stopped: %r" % (e,))
+        except Exception:
+            pass  # stdout itself is gone
+
+
+async def _serve(stream, write, echo):
+    if write is None:
+        write = sys.stdout.write
+    if stream is None:
+        stream = getattr(sys.stdin, "buffer", sys.stdin)  # bytes, not decoded text
+    reader = asyncio.StreamReader(stream)
+    replies = []
+    buf = bytearray()
+    too_long = False
+    after_cr = False
+    while True:
+        # One byte at a time: a read of more blocks the whole VM until that many arrive
+        # (stream reads fill their buffer); a console needs no more than typing speed.
+        chunk = await reader.read(1)
+        if not chunk:
+            return  # end of input: nobody on this port
+        if isinstance(chunk, str):
+            chunk = chunk.encode()
+        for c in chunk:
+            if c == 10 and after_cr:  # CR LF is one line end
+                after_cr = False
+                continue
+            after_cr = c == 13
+            if c == 8 or c == 127:  # backspace / DEL
+                if buf and not too_long:
+                    buf = buf[:-1]
+                    if echo:
+                        write("\b \b")
+                continue
+            if c != 10 and c != 13:
+                if len(buf) < MAX_LINE:
+                    buf.append(c)
+                    if echo and 32 <= c < 127:
+                        write(chr(c))
+                else:
+                    too_long = True
+                continue
+            # End of a line: carry it out, then the replies one line per loop pass.
+            if echo:
+                write("\r\n")
+            if too_long:
+                replies.append("console: line longer than %d characters refused" % MAX_LINE)
+            elif buf:
+                try:
+                    line = str(buf, "utf-8")
+                except UnicodeError:
+                    replies.append("console: the line is not UTF-8 text")
+                else:
+                    run(line, replies.append)
+            buf = bytearray()
+            too_long = False
+            for row in replies:
+                write(row + "\n")
+                await asyncio.sleep_ms(0)  # the controller runs between reply lines
+            replies.clear()
+            write(PROMPT)
