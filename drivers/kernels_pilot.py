@@ -8,8 +8,9 @@ from micropython import const
 _MIN_SWING_UV = const(2000000)  # less than 2 V between the filtered extremes: no PWM
 _GUARD_RATE_HZ = const(100000)  # 10 us after an edge = ceil(rate / 100 kHz) samples
 _hist = array("H", bytes(2 * 512))  # plateau-median histograms (low class, high class)
-# Per-call state lives in preallocated arrays so that the twin runs under heap_lock() on a
-# 64-bit port (on 32-bit ports a few products exceed small ints and allocate).
+# Per-call state lives in preallocated arrays so that the twin runs under heap_lock(); every
+# intermediate stays within 31-bit small ints for the boards' bursts (test_boards.py), so
+# it allocates nothing on 32-bit ports either.
 _BASE = const(0)  # [class 0, class 1] pairs: smallest value of histogram bin 0
 _SHIFT = const(2)  # bin = (value - base) >> shift
 _GUARD = const(4)  # samples after a side change that do not count
@@ -262,6 +263,15 @@ def _edges(x, n, mid, hy, g, r):
     r[14] = max1
 
 
+def freq_mhz(cycles_x_rate, period):
+    """cycles_x_rate * 256000 // period (period in 1/256 samples), exactly, without the
+    product: on a 32-bit port it would leave small ints and allocate on every call."""
+    q = cycles_x_rate // period
+    t = (cycles_x_rate - q * period) << 8
+    q2 = t // period
+    return q * 256000 + q2 * 1000 + (t - q2 * period) * 1000 // period
+
+
 def analyse(samples, n, out, offset_mv, uv_per_code, sample_rate_hz, p):
     """out = high mV, low mV, duty per-mille, mHz of samples[:n] (arguments checked) with
     the pass functions p = (extremes, edges, hist_pass)."""
@@ -293,7 +303,7 @@ def analyse(samples, n, out, offset_mv, uv_per_code, sample_rate_hz, p):
     if nrise >= 2:
         period = r[3] - r[2]
         duty = r[6] * 1000 // period
-        freq = (nrise - 1) * sample_rate_hz * 256000 // period
+        freq = freq_mhz((nrise - 1) * sample_rate_hz, period)
     elif r[1] >= 2:
         period = r[5] - r[4]
         duty = (period - r[7]) * 1000 // period

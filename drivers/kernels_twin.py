@@ -185,7 +185,7 @@ def py_ac_measure(samples, out, offset_code, uu_per_code, sample_rate_hz, phases
                 nrise += 1
                 state = True
         if nrise >= 2:
-            out[o + 3] = (nrise - 1) * sample_rate_hz * 256000 // (last - first)
+            out[o + 3] = kernels_pilot.freq_mhz((nrise - 1) * sample_rate_hz, last - first)
 
 
 # -- Modbus CRC and WebSocket masking -------------------------------------------------------

@@ -168,7 +168,8 @@ def mv_to_code(mv, offset_mv=CP_OFFSET_MV, uv=CP_UV_PER_CODE, bits=12):
 
 
 def pilot_wave(high_mv, low_mv, duty, n=1024, rate=CP_RATE_HZ, freq_hz=1000.0, phase=0.0,
-               noise_mv=0.0, rise_us=0.0, ring_mv=0.0, spikes=0, seed=1):  # fmt: skip
+               noise_mv=0.0, rise_us=0.0, ring_mv=0.0, spikes=0, seed=1,
+               offset_mv=CP_OFFSET_MV, uv=CP_UV_PER_CODE, bits=12):  # fmt: skip
     """Codes of a CP burst: `duty` (0..1) square wave between the plateaus, linear edges
     of rise_us, damped ringing of ring_mv after each edge, gaussian noise, single-sample
     spikes to random codes. phase = fraction of a period at sample 0."""
@@ -191,7 +192,7 @@ def pilot_wave(high_mv, low_mv, duty, n=1024, rate=CP_RATE_HZ, freq_hz=1000.0, p
             v += ring_mv * math.exp(-since / 3e-6) * math.cos(2 * math.pi * 250e3 * since)
         if noise_mv:
             v += rnd.gauss(0, noise_mv)
-        out.append(mv_to_code(v))
+        out.append(mv_to_code(v, offset_mv, uv, bits))
     for _ in range(spikes):
         out[rnd.randrange(n)] = rnd.randrange(4096)
     return out

@@ -465,3 +465,58 @@ def test_board_main_runs_the_app_on_build():
         src = open(os.path.join(ROOT, "boards", name, "main.py")).read()
         assert "from boards.%s.board import build" % name in src
         assert "app.run(build())" in src
+
+
+# -- the pilot twin on a 32-bit port --------------------------------------------------------
+# ESP32 has no natmod here (no xtensa toolchain), so its safety loop runs the Python twin.
+# On 32-bit ports MicroPython's small ints hold 31 bits; a larger intermediate becomes a
+# heap-allocated long int on every burst. SmallInt checks every arithmetic result.
+_SMALL = 1 << 30
+
+
+class SmallInt(int):
+    def _chk(self, v):
+        if v is NotImplemented:
+            return v
+        assert -_SMALL <= v < _SMALL, "intermediate %d leaves 31-bit small ints" % v
+        return SmallInt(v)
+
+
+for _op in ("add", "sub", "mul", "floordiv", "mod", "lshift", "rshift", "and", "or"):
+    for _name in ("__%s__" % _op, "__r%s__" % _op):
+        def _wrap(self, other, _f=getattr(int, _name)):
+            return self._chk(_f(self, other))
+        setattr(SmallInt, _name, _wrap)
+SmallInt.__neg__ = lambda self: self._chk(-int(self))
+
+
+class SmallList(list):
+    """Stands in for the twin's arrays: every element read is a SmallInt."""
+
+    def __getitem__(self, k):
+        return SmallInt(list.__getitem__(self, k))
+
+
+def test_pilot_twin_stays_in_small_ints_with_each_boards_burst(rig, monkeypatch):
+    from drivers import kernels_pilot as kp
+    from native_helpers import pilot_wave
+
+    mod, board, hw = rig
+    n, rate = mod.CP_SAMPLES, mod.CP_RATE_HZ
+    offset, uv = mod.CP_OFFSET_MV, mod.CP_UV_PER_CODE
+    bits = 16 if (13500 - offset) * 1000 // uv > 4095 else 12  # read_u16 or 12-bit codes
+    for name in ("_hist", "_ms", "_ex", "_er"):
+        monkeypatch.setattr(kp, name, SmallList(getattr(kp, name)))
+    waves = [(12000, -12000, 1.0), (-12000, -12000, 0.0), (0, 0, 1.0)]
+    waves += [(hi, -12000, d / 100) for hi in (9000, 6000, 3000) for d in (10, 27, 53, 85, 96)]
+    for hi, lo, duty in waves:
+        for phase in (0.0, 0.37):
+            codes = pilot_wave(hi, lo, duty, n=n, rate=rate, phase=phase, rise_us=8,
+                               noise_mv=40, offset_mv=offset, uv=uv, bits=bits)
+            assert 0 < min(codes) and max(codes) < (1 << bits) - 1  # no clipping
+            plain = [0] * 4
+            kp.analyse(codes, n, plain, offset, uv, rate, kp.PASSES)
+            tracked = [0] * 4
+            kp.analyse(SmallList(codes), SmallInt(n), tracked, SmallInt(offset), SmallInt(uv),
+                       SmallInt(rate), kp.PASSES)
+            assert tracked == plain

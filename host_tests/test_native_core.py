@@ -259,3 +259,11 @@ def test_loader_on_cpython_binds_the_bytecode_twins():
     assert kernels.pilot_burst is k.py_pilot_burst and kernels.ws_mask is k.py_ws_mask
     with pytest.raises(ValueError):
         kernels.use("native")
+
+
+@HYP
+@given(st.integers(0, 1 << 40), st.integers(1, 1 << 30))
+def test_freq_split_division_is_exact(cycles_x_rate, period):
+    from drivers.kernels_pilot import freq_mhz
+
+    assert freq_mhz(cycles_x_rate, period) == cycles_x_rate * 256000 // period
