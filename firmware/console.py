@@ -5,6 +5,7 @@
 # pass, so a slow UART never holds up the charge controller for more than a line.
 import asyncio
 import sys
+from asyncio import StreamReader  # asyncio loads its stream module lazily: load it with the code
 
 from firmware import diag
 
@@ -86,7 +87,7 @@ async def _serve(stream, write, echo):
         write = sys.stdout.write
     if stream is None:
         stream = getattr(sys.stdin, "buffer", sys.stdin)  # bytes, not decoded text
-    reader = asyncio.StreamReader(stream)
+    reader = StreamReader(stream)
     replies = []
     buf = bytearray()
     too_long = False

@@ -57,7 +57,7 @@ def test_line_editing_and_limits(no_app, monkeypatch):
 
     data = b"stx\x7fatus\r\n" + b"y" * 70 + b"\n\xff\n\n"
     # CPython's asyncio stands in for MicroPython's: a byte reader and sleep_ms.
-    monkeypatch.setattr(console.asyncio, "StreamReader", Reader)
+    monkeypatch.setattr(console, "StreamReader", Reader)
     monkeypatch.setattr(console.asyncio, "sleep_ms", lambda ms: asyncio.sleep(ms / 1000),
                         raising=False)
     asyncio.run(console.serve(data, got.append, echo=False))

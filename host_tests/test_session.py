@@ -166,6 +166,20 @@ def test_lock_letting_go_while_charging_opens_at_once():
     assert r.s.act.error == S.LOCK_FAILURE and r.s.act.info == "lock lost"
 
 
+def test_lock_switch_bounce_while_open_is_tolerated():
+    r = Rig(lock_feedback=True)
+    r.ev = "B"
+    r.until(lambda a: a.lock)
+    r.step(100)
+    r.lock_jam = True  # the switch bounces for 100 ms; nothing carries current
+    r.step(50)
+    r.lock_jam = False
+    r.step(600)
+    assert r.s.act.status == S.PREPARING and r.s.fault is None
+    r.ev = "C"
+    r.until(lambda a: a.close, 3000)
+
+
 def test_without_a_lock_sensor_the_lock_is_not_waited_for():
     r = Rig()
     r.lock_jam = True

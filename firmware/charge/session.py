@@ -264,8 +264,8 @@ class Session:
             self._trip(now, POWER_SWITCH, "welded")
 
     def _check_lock(self, now, i):
-        """A socket lock that does not confirm within LOCK_MS, or lets go once confirmed,
-        is a ConnectorLockFailure: the plug could be pulled under load."""
+        """A socket lock that does not confirm within LOCK_MS, or lets go while the
+        contactor is closed, is a ConnectorLockFailure: the plug could be pulled under load."""
         a = self.act
         if not self.lock_feedback or not a.lock:
             self._lock_ok = False
@@ -277,7 +277,9 @@ class Session:
             return
         if self._lock_bad_since is None:
             self._lock_bad_since = now
-        limit = FB_DEBOUNCE_MS if self._lock_ok or a.close else LOCK_MS
+        # Under load the plug must not move: act on the switch at once (debounced).
+        # Otherwise the lock gets LOCK_MS to reach (or regain) its position.
+        limit = FB_DEBOUNCE_MS if a.close else LOCK_MS
         if ticks_diff(now, self._lock_bad_since) >= limit:
             self._trip(now, LOCK_FAILURE, "lock lost" if self._lock_ok else "lock failed")
 
