@@ -83,7 +83,10 @@ def default_session(heapsize=None, heap=False):
         simlib.run_scenario(sim, sc, log=lambda *a: None)
         sim.stop()
     except (TimeoutError, RuntimeError) as e:
-        sim.stop()
+        try:
+            sim.stop()  # cleans up; it raises again if the process already died
+        except (TimeoutError, RuntimeError):
+            pass
         return False, sim, str(e)
     bad = "MemoryError" in sim.output() or not any(o.get("k") == "end" for o in sim.obs)
     return not bad, sim, sim.output()[-500:]
