@@ -1,6 +1,8 @@
 # Control-pilot burst analysis, the Python twin of wbk_pilot_burst (wbk_core.c): same steps,
 # same integers, bit-identical results. drivers/kernels_twin.py checks the arguments first.
 # The sample loops are the "passes"; drivers/kernels_viper.vpy has viper versions of them.
+# Each pass inlines the same median-of-3 filter (as wbk_core.c does): a call per sample
+# would cost more than the pass itself in bytecode. _filt is the out-of-loop version.
 from array import array
 
 from micropython import const
