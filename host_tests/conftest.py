@@ -14,9 +14,21 @@ if "micropython" not in sys.modules:
     shim.native = shim.viper = lambda f: f
     sys.modules["micropython"] = shim
 
-# Property tests: no per-example deadline (CI machines are shared and their timing says
-# nothing about correctness); a failure prints the blob that reproduces it.
+# Property tests. `make test` (CI) uses the "ci" profile: derandomized, so every run draws
+# the same examples, and no example database is written into the clone; no per-example
+# deadline (shared CI machines say nothing about correctness by their timing). `make fuzz`
+# uses "fuzz": random examples, many more of them, a database under build/ that replays
+# what it found. A property that once failed keeps that case as an @example in its test.
+# Tests do not set max_examples themselves (the profile decides), only `examples(k)` to
+# weigh a slow or a cheap test against the profile's count.
 from hypothesis import settings  # noqa: E402
+from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
+from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
 
-settings.register_profile("project", deadline=None, print_blob=True)
-settings.load_profile("project")
+set_hypothesis_home_dir(os.path.join(ROOT, "build", "hypothesis"))  # never .hypothesis/
+settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                          print_blob=True, max_examples=200)
+settings.register_profile(
+    "fuzz", derandomize=False, deadline=None, print_blob=True, max_examples=5000,
+    database=DirectoryBasedExampleDatabase(os.path.join(ROOT, "build", "hypothesis")))
+settings.load_profile(os.environ.get("WALLBOX_HYPOTHESIS", "ci"))

@@ -1,0 +1,93 @@
+"""A session wired to an ideal EV, cable, contactor, RCM and socket lock (CPython tests)."""
+from firmware.charge import pilot as cp
+from firmware.charge import session as S
+from firmware.events import EventLog
+
+HIGH = {"A": 12000, "B": 9000, "C": 6000, "D": 3000, "E": 0, "F": -12000}
+
+
+class Rig:
+    """A session wired to an ideal EV, cable, contactor and RCM, stepped every 2 ms."""
+
+    def __init__(self, rating_da=320, **kw):
+        self.ev = "A"
+        self.diode_short = False
+        self.rcm_trip = False
+        self.rcm_broken = False
+        self.welded = False
+        self.no_close = False
+        self.lock_jam = False  # the lock never reaches its locked position
+        self.lock_travel = 100  # ms from the lock command to the sensor saying locked
+        self._lock_at = None
+        self.ev_da = -1
+        self.events = EventLog(64)
+        self.s = S.Session(rating_da, events=self.events, **kw)
+        self.i = S.Inputs()
+        self.i.pp_da = 320
+        self.t = 0
+        self._test_at = None
+        self._release_at = None
+        self.log = []
+        self.closings = []  # (t, raw pilot) at each step where the coil was commanded closed
+
+    def _rcm(self):
+        if self.rcm_trip:
+            return True
+        if self.rcm_broken:
+            return False
+        a = self.s.act
+        if a.rcm_test:
+            self._release_at = None
+            if self._test_at is None:
+                self._test_at = self.t
+            return self.t - self._test_at >= 20
+        if self._test_at is not None:
+            self._test_at = None
+            self._release_at = self.t
+        return self._release_at is not None and self.t - self._release_at < 20
+
+    def step(self, n=1, dt=2):
+        for _ in range(n):
+            a = self.s.act
+            pwm = cp.is_pwm(a.duty)
+            if a.duty == cp.DUTY_F:
+                high, low = -12000, -12000
+            else:
+                high = HIGH[self.ev]
+                low = -high if (self.diode_short and pwm) else -12000
+                if not pwm:
+                    low = high
+            self.i.pilot = cp.classify(high, low, pwm, self.i.pilot)
+            self.i.rcm_fault = self._rcm()
+            self.i.contactor_fb = (a.close and not self.no_close) or self.welded
+            self.i.ev_da = self.ev_da
+            if not a.lock:
+                self._lock_at = None
+            elif self._lock_at is None:
+                self._lock_at = self.t
+            self.i.lock_fb = (
+                a.lock and not self.lock_jam and self.t - self._lock_at >= self.lock_travel
+            )
+            was = a.close
+            self.s.step(self.t, self.i)
+            if a.close and not was:
+                self.closings.append((self.t, self.i.pilot))
+            self.log.append((self.t, a.close, a.duty, a.status))
+            self.t += dt
+        return self.s.act
+
+    def until(self, pred, limit_ms=20000):
+        start = self.t
+        while not pred(self.s.act):
+            self.step()
+            assert self.t - start <= limit_ms, "condition not reached in %d ms" % limit_ms
+        return self.t - start
+
+    def charging(self):
+        self.ev = "B"
+        self.step(10)
+        self.ev = "C"
+        ms = self.until(lambda a: a.close)
+        self.step(20)
+        assert self.s.act.status == S.CHARGING
+        return ms
