@@ -10,7 +10,15 @@ _MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7
 
 native = None  # the wbkernels module once loaded
 IMPL = "python"
-pilot_burst = ac_measure = crc16_modbus = ws_mask = None
+pilot_burst = ac_measure = crc16_modbus = ws_mask = reflex_step = None
+
+# reflex_step(st, high_mv, rcm, beat_age_ms): st items and the reasons it returns (the same
+# as kernels_twin.REFLEX_* and WBK_REFLEX_* in wbk_core.h; docs/native.md)
+REFLEX_ST_LEN = 4  # st: ARMED, BEAT_LIMIT_MS, BAD, WHY
+REFLEX_PILOT = 1  # pilot high plateau left the C/D window
+REFLEX_RCM = 2  # residual-current monitor tripped
+REFLEX_BEAT = 3  # charge controller's heartbeat lost
+REFLEX_SAMPLES = 2  # consecutive bad pilot samples that fire
 
 
 def abi():
@@ -45,13 +53,13 @@ def _load_native():
 
 def use(impl):
     """Bind the public kernels to "native", "viper" or "python" (tests, bench, diag)."""
-    global IMPL, pilot_burst, ac_measure, crc16_modbus, ws_mask
+    global IMPL, pilot_burst, ac_measure, crc16_modbus, ws_mask, reflex_step
     if impl == "native":
         if native is None:
             raise ValueError("no wbkernels natmod for %s %s" % abi())
         m = native
-        pilot_burst, ac_measure, crc16_modbus, ws_mask = (
-            m.pilot_burst, m.ac_measure, m.crc16_modbus, m.ws_mask)  # fmt: skip
+        pilot_burst, ac_measure, crc16_modbus, ws_mask, reflex_step = (
+            m.pilot_burst, m.ac_measure, m.crc16_modbus, m.ws_mask, m.reflex_step)  # fmt: skip
         kind = "natmod" if hasattr(m, "__file__") else "cmodule"  # .mpy, or built in
         IMPL = "%s %s" % (kind, abi()[0])
         return
@@ -60,9 +68,10 @@ def use(impl):
     if impl == "viper" and t.VIPER:
         pilot_burst, crc16_modbus, ws_mask = t.vp_pilot_burst, t.vp_crc16_modbus, t.vp_ws_mask
         ac_measure = t.py_ac_measure  # no viper version: its sums outgrow a 32-bit word
+        reflex_step = t.py_reflex_step  # no sample loop: the bytecode twin
     elif impl == "python":
         pilot_burst, crc16_modbus, ws_mask = t.py_pilot_burst, t.py_crc16_modbus, t.py_ws_mask
-        ac_measure = t.py_ac_measure
+        ac_measure, reflex_step = t.py_ac_measure, t.py_reflex_step
     else:
         raise ValueError("kernel impl not available: %s" % impl)
     IMPL = impl

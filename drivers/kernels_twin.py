@@ -15,14 +15,25 @@ _MAX_SCALE = const(1000000)
 _MAX_RATE_HZ = const(1000000)
 _MAX_PHASES = const(8)
 _AC_MIN_RMS_CODES = const(8)  # below this AC RMS no frequency is reported
+_I32_MAX = const(0x7FFFFFFF)
+
+# reflex_step: state items, reasons, thresholds (WBK_REFLEX_* in wbk_core.h)
+REFLEX_ST_LEN = const(4)  # st: ARMED, BEAT_LIMIT_MS, BAD, WHY
+REFLEX_PILOT = const(1)  # pilot high plateau left the C/D window
+REFLEX_RCM = const(2)  # residual-current monitor tripped
+REFLEX_BEAT = const(3)  # charge controller's heartbeat lost
+REFLEX_SAMPLES = const(2)  # consecutive bad pilot samples that fire
+_REFLEX_MIN_MV = const(2000)  # C/D window of the high plateau: 2000 <= mV < 8000
+_REFLEX_MAX_MV = const(8000)
+_REFLEX_BAD_MAX = const(255)
 _CRC_NIBBLE = (
     0x0000, 0xCC01, 0xD801, 0x1400, 0xF001, 0x3C00, 0x2800, 0xE401,
     0xA001, 0x6C00, 0x7800, 0xB401, 0x5000, 0x9C01, 0x8801, 0x4400,
 )  # fmt: skip
 
 _CPY = sys.implementation.name != "micropython"
-_seen = [None] * 12  # MicroPython: the last 4 arrays per slot whose typecode was checked
-_seen_n = bytearray(3)
+_seen = [None] * 16  # MicroPython: the last 4 arrays per slot whose typecode was checked
+_seen_n = bytearray(4)
 
 
 # -- argument checks (same order, exception types and messages as wbkernels.c) --------------
@@ -30,7 +41,8 @@ _seen_n = bytearray(3)
 
 def _typecode(buf, slot):
     """Typecode of an array/memoryview, '' if not a buffer, None if it can't be told (a
-    memoryview on MicroPython, which doesn't expose it). slot: 0 samples, 1 out, 2 bytes."""
+    memoryview on MicroPython, which doesn't expose it). slot: 0 samples, 1 out, 2 bytes,
+    3 reflex state (its own slot: the IRQ's array is never pushed out by other arrays)."""
     t = type(buf)
     if t is bytes or t is bytearray:
         return "B"
@@ -44,10 +56,10 @@ def _typecode(buf, slot):
     i = 4 * slot
     while i < 4 * slot + 4:
         if seen[i] is buf:
-            return "HiB"[slot]
+            return "HiBi"[slot]
         i += 1
     tc = repr(buf[:0])[7]  # MicroPython: read it from repr once per buffer (allocates)
-    if tc == "HiB"[slot]:
+    if tc == "HiBi"[slot]:
         seen[4 * slot + _seen_n[slot]] = buf
         _seen_n[slot] = (_seen_n[slot] + 1) & 3
     return tc
@@ -247,6 +259,49 @@ def py_ws_mask(buf, key, offset=0):
         buf[i] ^= key[(offset + i) & 3]
         i += 1
     return (offset + n) & 3
+
+
+# -- reflex: the contactor-open decision outside the scheduler -----------------------------
+
+
+def py_reflex_step(st, high_mv, rcm, beat_age_ms):
+    """One reflex decision (docs/native.md): 0 = keep closed, else REFLEX_RCM, REFLEX_PILOT
+    (2 samples in a row outside 2000 <= mV < 8000) or REFLEX_BEAT (beat_age_ms > st[1]),
+    latched in st[3], and st[0] (armed) and st[2] (bad count) cleared. Allocation-free for a
+    hard IRQ once st has been seen (call it once outside the IRQ on MicroPython) as long as
+    st's items stay small ints (< 2**30 on 32-bit ports)."""
+    if _typecode(st, 3) not in ("i", None):
+        raise TypeError("st must be array('i')")
+    _int(high_mv)
+    _int(rcm)
+    _int(beat_age_ms)
+    if len(st) < REFLEX_ST_LEN:
+        raise ValueError("st too short")
+    if not st[0]:
+        st[2] = 0
+        return 0
+    why = 0
+    if rcm:
+        why = REFLEX_RCM
+    elif high_mv < _REFLEX_MIN_MV or high_mv >= _REFLEX_MAX_MV:
+        bad = st[2]
+        if bad < 0:
+            bad = 0
+        if bad < _REFLEX_BAD_MAX:
+            bad += 1
+        st[2] = bad
+        if bad >= REFLEX_SAMPLES:
+            why = REFLEX_PILOT
+    else:
+        st[2] = 0
+    # The binding saturates an age at INT32_MAX, so a limit of INT32_MAX never fires.
+    if not why and beat_age_ms > st[1] and st[1] != _I32_MAX:
+        why = REFLEX_BEAT
+    if why:
+        st[3] = why
+        st[0] = 0
+        st[2] = 0
+    return why
 
 
 # -- viper twins: the same checks and steps, the sample loops in drivers/kernels_viper.vpy ---

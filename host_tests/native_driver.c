@@ -5,6 +5,7 @@
 //   A offset uu rate phases nout n x...      -> rc out...
 //   C n b...                                 -> crc
 //   M offset align n k0 k1 k2 k3 b...        -> next b...
+//   R n st... high_mv rcm beat_age_ms        -> rc st...
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,21 @@ int main(void) {
             }
             printf("\n");
             free(raw);
+        } else if (op[0] == 'R') {
+            size_t n = (size_t)rd();
+            int32_t *st = malloc((n ? n : 1) * sizeof(int32_t));
+            for (size_t i = 0; i < n; i++) {
+                st[i] = (int32_t)rd();
+            }
+            long hi = rd(), rcm = rd(), age = rd();
+            int32_t rc = wbk_reflex_step(n ? st : NULL, n, (int32_t)hi, (int32_t)rcm,
+                (int32_t)age);
+            printf("%ld", (long)rc);
+            for (size_t i = 0; i < n; i++) {
+                printf(" %ld", (long)st[i]);
+            }
+            printf("\n");
+            free(st);
         } else {
             return 2;
         }

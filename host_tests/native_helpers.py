@@ -36,7 +36,16 @@ ERRORS = {
     5: (ValueError, "per-code scale out of range"),
     6: (ValueError, "sample_rate_hz out of range"),
     7: (ValueError, "phases out of range or not dividing the samples"),
+    10: (ValueError, "st too short"),
 }
+
+I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def sat32(v):
+    """An int argument as the binding hands it to the core (saturated to int32)."""
+    return min(max(v, I32_MIN), I32_MAX)
+
 
 NO_MPY_DIR = (
     "MPY_DIR not set: check out MicroPython v1.29 (.mpy 6.3) outside the repo and run "
@@ -74,6 +83,8 @@ class CoreLib:
         lib.wbk_crc16_modbus.restype = ctypes.c_uint16
         lib.wbk_ws_mask.argtypes = [p, sz, p, ctypes.c_uint32]
         lib.wbk_ws_mask.restype = ctypes.c_uint32
+        lib.wbk_reflex_step.argtypes = [p, sz, i32, i32, i32]
+        lib.wbk_reflex_step.restype = i32
 
     def pilot_burst(self, samples, offset_mv, uv, rate, nout=4):
         x = (ctypes.c_uint16 * max(1, len(samples)))(*samples)
@@ -102,6 +113,13 @@ class CoreLib:
         k = (ctypes.c_uint8 * 4)(*key)
         nxt = self.lib.wbk_ws_mask(start, len(data), k, offset)
         return nxt, ctypes.string_at(start, len(data))
+
+    def reflex_step(self, st, high_mv, rcm, beat_age_ms):
+        """Steps the core on array('i') st in place (the core sees exactly its items); the
+        ints saturated to int32 as the binding does. Returns the core's result (< 0: error)."""
+        buf = (ctypes.c_int32 * len(st)).from_buffer(st) if len(st) else None
+        return self.lib.wbk_reflex_step(buf, len(st), sat32(high_mv), sat32(rcm),
+                                        sat32(beat_age_ms))  # fmt: skip
 
 
 def sanitizer_driver():

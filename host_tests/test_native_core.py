@@ -1,5 +1,6 @@
 """The C core (host shared library through ctypes) against the Python twins: fixed realistic
-vectors, hypothesis buffers, the Modbus CRC vectors of spec/meters.md, and bad input."""
+vectors, hypothesis buffers, the Modbus CRC vectors of spec/meters.md, and bad input.
+reflex_step has its own file, test_reflex_kernel.py."""
 
 from array import array
 
@@ -237,6 +238,9 @@ BAD = [
     (k.py_ws_mask, (bytearray(3), b"abc"), ValueError, "key must be 4 bytes"),
     (k.py_ws_mask, (bytearray(3), 1234), TypeError, "key must be a byte buffer"),
     (k.py_ws_mask, (bytearray(3), b"abcd", -1), ValueError, "offset must be >= 0"),
+    (k.py_reflex_step, (array("H", [1] * 4), 6000, 0, 0), TypeError, "st must be"),
+    (k.py_reflex_step, (O4, 6000, "0", 0), TypeError, None),
+    (k.py_reflex_step, (array("i", [1] * 3), 6000, 0, 0), ValueError, "st too short"),
 ]  # fmt: skip
 
 
@@ -257,6 +261,7 @@ def test_loader_on_cpython_binds_the_bytecode_twins():
 
     assert kernels.IMPL == "python" and kernels.native is None
     assert kernels.pilot_burst is k.py_pilot_burst and kernels.ws_mask is k.py_ws_mask
+    assert kernels.reflex_step is k.py_reflex_step
     with pytest.raises(ValueError):
         kernels.use("native")
 

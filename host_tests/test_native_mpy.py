@@ -100,7 +100,8 @@ for name, pb, am, crc, mask in impls:
     print(json.dumps(res))
 picked = kernels.IMPL
 kernels.use("viper")
-print(json.dumps(["USE", kernels.IMPL, kernels.pilot_burst is k.vp_pilot_burst]))
+print(json.dumps(["USE", kernels.IMPL, kernels.pilot_burst is k.vp_pilot_burst
+                  and kernels.reflex_step is k.py_reflex_step]))
 print(json.dumps(["IMPL", picked]))
 """
 

@@ -1,5 +1,5 @@
 // C core of the wallbox kernels. See wbk_core.h and docs/native.md for the algorithms; the
-// Python twins in drivers/kernels.py follow this file step by step.
+// Python twins in drivers/kernels_twin.py follow this file step by step.
 #include "wbk_core.h"
 
 #define MIN_SWING_UV (2000000)   // less than 2 V between the filtered extremes: no PWM
@@ -430,4 +430,41 @@ uint32_t wbk_ws_mask(uint8_t *p, size_t n, const uint8_t *key, uint32_t offset) 
         i++;
     }
     return (uint32_t)((offset + n) & 3);
+}
+
+// Rules in this order: disarmed -> nothing (and no stale count); RCM; pilot outside C/D
+// (4-5 V and 7-8 V count as inside) for WBK_REFLEX_SAMPLES samples in a row; heartbeat.
+int32_t wbk_reflex_step(int32_t *st, size_t st_len, int32_t high_mv, int32_t rcm,
+    int32_t beat_age_ms) {
+    if (st_len < WBK_REFLEX_ST_LEN) {
+        return -WBK_E_ST_SHORT;
+    }
+    if (st[WBK_REFLEX_ARMED] == 0) {
+        st[WBK_REFLEX_BAD] = 0;
+        return 0;
+    }
+    int32_t why = 0;
+    if (rcm != 0) {
+        why = WBK_REFLEX_RCM;
+    } else if (high_mv < WBK_REFLEX_MIN_MV || high_mv >= WBK_REFLEX_MAX_MV) {
+        int32_t bad = st[WBK_REFLEX_BAD] < 0 ? 0 : st[WBK_REFLEX_BAD];
+        if (bad < WBK_REFLEX_BAD_MAX) {
+            bad++;
+        }
+        st[WBK_REFLEX_BAD] = bad;
+        if (bad >= WBK_REFLEX_SAMPLES) {
+            why = WBK_REFLEX_PILOT;
+        }
+    } else {
+        st[WBK_REFLEX_BAD] = 0;
+    }
+    if (why == 0 && beat_age_ms > st[WBK_REFLEX_BEAT_LIMIT_MS]) {
+        why = WBK_REFLEX_BEAT;
+    }
+    if (why != 0) {
+        st[WBK_REFLEX_WHY] = why;
+        st[WBK_REFLEX_ARMED] = 0;
+        st[WBK_REFLEX_BAD] = 0;
+    }
+    return why;
 }

@@ -28,6 +28,8 @@ static MP_NORETURN void raise_code(int code) {
             mp_raise_ValueError(MP_ERROR_TEXT("phases out of range or not dividing the samples"));
         case WBK_E_KEY:
             mp_raise_ValueError(MP_ERROR_TEXT("key must be 4 bytes"));
+        case WBK_E_ST_SHORT:
+            mp_raise_ValueError(MP_ERROR_TEXT("st too short"));
         default:
             mp_raise_ValueError(MP_ERROR_TEXT("offset must be >= 0"));
     }
@@ -61,6 +63,28 @@ static int32_t arg_i32(mp_obj_t o) {
     mp_int_t v = mp_obj_get_int(o);
     if (v < INT32_MIN || v > INT32_MAX) {
         return INT32_MIN;
+    }
+    return (int32_t)v;
+}
+
+// An int argument saturated to int32, for reflex_step: an age beyond int32 stays "too old",
+// a level far below 0 V stays outside the window; nothing wraps and nothing allocates. A long
+// int lies outside the small-int range and its sign comes from a compare with small 0. With a
+// 64-bit word that puts it beyond int32; with a 32-bit word its value is its low word when
+// that word has the same sign (exact up to +-2^32: ticks_diff results and array('i') items
+// never go beyond).
+static int32_t arg_i32_sat(mp_obj_t o) {
+    if (mp_obj_is_small_int(o)) {
+        int64_t v = MP_OBJ_SMALL_INT_VALUE(o);
+        return v < INT32_MIN ? INT32_MIN : v > INT32_MAX ? INT32_MAX : (int32_t)v;
+    }
+    mp_int_t v = mp_obj_get_int_truncated(o);  // TypeError if o is no int
+    if (o == mp_const_false || o == mp_const_true) {
+        return (int32_t)v;
+    }
+    bool neg = mp_binary_op(MP_BINARY_OP_LESS, o, MP_OBJ_NEW_SMALL_INT(0)) == mp_const_true;
+    if (sizeof(mp_int_t) > 4 || (v < 0) != neg) {
+        return neg ? INT32_MIN : INT32_MAX;
     }
     return (int32_t)v;
 }
@@ -134,6 +158,24 @@ static mp_obj_t ws_mask(size_t n_args, const mp_obj_t *args) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(ws_mask_obj, 2, 3, ws_mask);
 
+// reflex_step(st, high_mv, rcm, beat_age_ms) -> 0 or the reason it fired
+static mp_obj_t reflex_step(size_t n_args, const mp_obj_t *args) {
+    (void)n_args;
+    mp_buffer_info_t si;
+    if (!mp_get_buffer(args[0], &si, MP_BUFFER_WRITE) || si.typecode != 'i') {
+        mp_raise_TypeError(MP_ERROR_TEXT("st must be array('i')"));
+    }
+    int32_t high_mv = arg_i32_sat(args[1]);
+    int32_t rcm = arg_i32_sat(args[2]);
+    int32_t age = arg_i32_sat(args[3]);
+    int32_t why = wbk_reflex_step(si.buf, si.len / 4, high_mv, rcm, age);
+    if (why < 0) {
+        raise_code(-why);
+    }
+    return MP_OBJ_NEW_SMALL_INT(why);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(reflex_step_obj, 4, 4, reflex_step);
+
 #ifdef MICROPY_ENABLE_DYNRUNTIME
 
 mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args) {
@@ -142,6 +184,7 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_ac_measure, MP_OBJ_FROM_PTR(&ac_measure_obj));
     mp_store_global(MP_QSTR_crc16_modbus, MP_OBJ_FROM_PTR(&crc16_modbus_obj));
     mp_store_global(MP_QSTR_ws_mask, MP_OBJ_FROM_PTR(&ws_mask_obj));
+    mp_store_global(MP_QSTR_reflex_step, MP_OBJ_FROM_PTR(&reflex_step_obj));
     MP_DYNRUNTIME_INIT_EXIT
 }
 
@@ -153,6 +196,7 @@ static const mp_rom_map_elem_t wbkernels_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_ac_measure), MP_ROM_PTR(&ac_measure_obj) },
     { MP_ROM_QSTR(MP_QSTR_crc16_modbus), MP_ROM_PTR(&crc16_modbus_obj) },
     { MP_ROM_QSTR(MP_QSTR_ws_mask), MP_ROM_PTR(&ws_mask_obj) },
+    { MP_ROM_QSTR(MP_QSTR_reflex_step), MP_ROM_PTR(&reflex_step_obj) },
 };
 static MP_DEFINE_CONST_DICT(wbkernels_globals, wbkernels_globals_table);
 
