@@ -1,4 +1,7 @@
-# Contactor: coil output and optional mirror (auxiliary) contact input.
+# Contactor: coil output, optional mirror (auxiliary) contact input, and the safety latch.
+# Anything that opens the contactor for safety outside the charge controller's step (the
+# reflex, an interrupt, fail-safe) calls trip(why): the coil opens at once and closing is
+# refused until the session has taken the reason over and cleared it (clear_trip).
 
 
 class Contactor:
@@ -11,15 +14,39 @@ class Contactor:
         self._mirror_closed = mirror_closed
         self._on = coil_on
         self.closed = False  # commanded state
+        self.tripped = 0  # why it was opened for safety (session.TRIP_*), 0: not latched
         self.has_mirror = mirror is not None
         coil.value(1 - coil_on)
 
     def set(self, closed):
-        self._coil.value(self._on if closed else 1 - self._on)
-        self.closed = closed
+        """Command the coil. A close is refused while a trip is latched."""
+        if not closed:
+            self._coil.value(1 - self._on)
+            self.closed = False
+        elif not self.tripped:
+            self._coil.value(self._on)
+            self.closed = True
+            if self.tripped:
+                # A trip landed between the check and the write (hard IRQ or the reflex
+                # thread): it wins, the coil was on for microseconds (it needs ~30 ms).
+                self._coil.value(1 - self._on)
+                self.closed = False
+
+    def trip(self, why):
+        """Open at once and latch `why` (the more serious, higher code is kept). Safe from
+        a hard interrupt or another thread: pin writes and int stores, no allocation."""
+        self._coil.value(1 - self._on)
+        self.closed = False
+        if why > self.tripped:
+            self.tripped = why
+
+    def clear_trip(self, why):
+        """The session took `why` over; a newer or more serious trip stays latched."""
+        if self.tripped == why:
+            self.tripped = 0
 
     def open_now(self):
-        """Safe from an interrupt handler: one pin write, no allocation."""
+        """Open without latching (deploy, tools). Safe from an interrupt handler."""
         self._coil.value(1 - self._on)
         self.closed = False
 

@@ -9,6 +9,7 @@ from firmware.supervisor import Supervisor
 
 LOCKOUT_FILE = "lockout"
 _LOCKOUT_POLL_MS = 500
+HANG_MIN_MS = 500  # the controller's silence limit is max(this, watchdog_ms / 2)
 
 
 class App:
@@ -23,12 +24,19 @@ class App:
         if lockout:
             log("contactor lockout in force (welded contact); clear with diag.clear_lockout()")
         self.ctl = ChargeController(board, self.cfg, self.events, lockout=lockout)
-        self.sup = Supervisor(board.watchdog(self.cfg.watchdog_ms), self.ctl.fail_safe, log)
-        # The controller steps every few ms; 20 periods of silence means it hangs.
-        self.sup.watch("charge", self._ctl_beat, max(100, 20 * self.ctl.period_ms))
+        wd = self.cfg.watchdog_ms
+        self.sup = Supervisor(board.watchdog(wd), self.ctl.fail_safe, log, self.events)
+        # The controller steps every few ms. A silence of up to a second or two is the
+        # interpreter blocked in C (TLS handshake, flash erase): the reflex covers it. Longer
+        # is a hang: fail safe and reset, before the hardware watchdog would.
+        self.sup.add("charge", self.ctl.run, safety=True, beat=self._ctl_beat,
+                     max_age_ms=max(HANG_MIN_MS, wd // 2))
         self._saved_lockout = lockout
         self._persist_beat = time.ticks_ms()
-        self.sup.watch("persist", self._persist_beat_ms, 10 * _LOCKOUT_POLL_MS)
+        self.sup.add("persist", self._persist, beat=self._persist_beat_ms,
+                     max_age_ms=10 * _LOCKOUT_POLL_MS)
+        if self.cfg.console:
+            self.sup.add("console", console.serve)
         self.tasks = []
         diag.attach(self)
 
@@ -52,19 +60,26 @@ class App:
             await asyncio.sleep_ms(_LOCKOUT_POLL_MS)
 
     def start(self, extra=()):
-        """Create the tasks in the running loop; returns them."""
+        """Create the tasks in the running loop; returns them. `extra`: (name, factory)
+        pairs of further supervised, restartable tasks (a board's or the simulator's)."""
         loop = asyncio.get_event_loop()
         loop.set_exception_handler(self.sup.exception_handler)
-        self.tasks = [
-            asyncio.create_task(self.ctl.run()),
-            asyncio.create_task(self._persist()),
-            asyncio.create_task(self.sup.run()),
-        ]
-        if self.cfg.console:
-            self.tasks.append(asyncio.create_task(console.serve()))
-        for coro in extra:
-            self.tasks.append(asyncio.create_task(coro))
+        b = self.board
+        for name, factory in list(getattr(b, "tasks", list)()) + list(extra):
+            self.sup.add(name, factory)
+        if self.ctl.reflex is not None and hasattr(b, "start_reflex"):
+            b.start_reflex(self.ctl.reflex)  # outside the scheduler: IRQ, thread
+        self.tasks = self.sup.start()
+        self.tasks.append(asyncio.create_task(self.sup.run()))
         return self.tasks
+
+    def stop(self):
+        """Cancel the tasks (the controller fails safe) and stop the board's reflex."""
+        for t in self.tasks:
+            t.cancel()
+        self.ctl.fail_safe()
+        if hasattr(self.board, "stop_reflex"):
+            self.board.stop_reflex()
 
     async def main(self, extra=()):
         self.start(extra)

@@ -1,24 +1,59 @@
-# Supervisor: feeds the watchdog only while every watched task is alive and recent. A task
-# that dies or hangs stops the feeding; the charge controller is put in its safe state at
-# once and the watchdog resets the board.
+# Supervisor: runs the firmware's tasks and feeds the watchdog.
+# - The safety path (the charge controller) failing - an exception, or no step for longer
+#   than its hang limit - opens and latches the contactor (fail-safe) and stops feeding: the
+#   watchdog resets the board. Short silences (the interpreter blocked in C by a TLS
+#   handshake, a flash erase, a GC pass) are covered by the reflex, not by a reset.
+# - Any other task that dies is reported (log, event, diag) and restarted after a backoff
+#   that doubles up to BACKOFF_MAX_MS, with jitter; one that stops beating is restarted too.
 import asyncio
 import time
 
 from micropython import const
 
 _CHECK_MS = const(250)
+BACKOFF_MS = const(1000)
+BACKOFF_MAX_MS = const(60000)
+
+
+class Task:
+    """A supervised task: `factory()` makes its coroutine; `beat()` -> last ms (optional)."""
+
+    def __init__(self, name, factory, safety, beat, max_age_ms):
+        self.name = name
+        self.factory = factory
+        self.safety = safety
+        self.beat = beat
+        self.max_age_ms = max_age_ms
+        self.task = None
+        self.started_ms = 0
+        self.restarts = 0
+        self.last_error = None
+        self.backoff_ms = BACKOFF_MS
 
 
 class Supervisor:
-    def __init__(self, wdt, fail_safe, log=print):
+    def __init__(self, wdt, fail_safe, log=print, events=None):
         self.wdt = wdt  # public: deploy feeds it while the firmware is stopped for a copy
         self._fail_safe = fail_safe
         self._log = log
-        self._watched = []  # [name, beat() -> last ms, max_age_ms]
-        self.failed = None  # name of the first task that failed
+        self._events = events
+        self.tasks = []
+        self.failed = None  # why the safety path failed (the board is being reset)
+        self._seed = time.ticks_ms() | 1
 
-    def watch(self, name, beat, max_age_ms):
-        self._watched.append((name, beat, max_age_ms))
+    def add(self, name, factory, safety=False, beat=None, max_age_ms=0):
+        t = Task(name, factory, safety, beat, max_age_ms)
+        self.tasks.append(t)
+        return t
+
+    def start(self):
+        for t in self.tasks:
+            self._spawn(t)
+        return [t.task for t in self.tasks]
+
+    def _spawn(self, t):
+        t.started_ms = time.ticks_ms()
+        t.task = asyncio.create_task(self._guard(t))
 
     def fail(self, why):
         if self.failed is None:
@@ -27,14 +62,56 @@ class Supervisor:
         self._fail_safe()
 
     def exception_handler(self, loop, context):
-        """asyncio exception handler: a task died with an exception."""
-        exc = context.get("exception")
-        self.fail("task crashed: %r" % (exc,))
+        """asyncio's last resort: a task outside the supervisor died."""
+        self._log("supervisor: unsupervised task crashed: %r" % (context.get("exception"),))
+
+    async def _guard(self, t):
+        while True:
+            try:
+                await t.factory()
+                if not t.safety:
+                    t.task = None  # done (e.g. the console at the end of its input)
+                    return
+                err = "ended"
+            except asyncio.CancelledError:
+                raise  # stopped or restarted by us
+            except Exception as e:  # noqa: BLE001 - any failure of a task is handled here
+                err = repr(e)
+            t.last_error = err
+            err = "crashed: " + err
+            if t.safety:
+                self.fail("task %s %s" % (t.name, err))
+                return
+            self._restart_later(t, err)
+            await asyncio.sleep_ms(self._jitter(t.backoff_ms))
+            t.backoff_ms = min(t.backoff_ms * 2, BACKOFF_MAX_MS)
+
+    def _restart_later(self, t, err):
+        t.restarts += 1
+        self._log("supervisor: task %s %s; restart %d in %d ms" % (
+            t.name, err, t.restarts, t.backoff_ms))
+        if self._events is not None:
+            self._events.record(time.ticks_ms(), "task restart", t.name)
+
+    def _jitter(self, ms):
+        self._seed = (self._seed * 1103515245 + 12345) & 0x3FFFFFFF
+        return ms - ms // 4 + (self._seed >> 8) % (ms // 2 + 1)  # +/- 25 %
 
     def check(self, now):
-        for name, beat, max_age in self._watched:
-            if time.ticks_diff(now, beat()) > max_age:
-                self.fail("task %s silent for > %d ms" % (name, max_age))
+        for t in self.tasks:
+            if t.beat is None or t.task is None or self.failed is not None:
+                continue
+            last = t.beat()
+            if time.ticks_diff(t.started_ms, last) > 0:
+                last = t.started_ms  # (re)started since its last beat
+            if time.ticks_diff(now, last) <= t.max_age_ms:
+                continue
+            if t.safety:
+                self.fail("task %s silent for > %d ms" % (t.name, t.max_age_ms))
+            elif t.task is not None:
+                t.task.cancel()
+                self._restart_later(t, "silent for > %d ms" % t.max_age_ms)
+                self._spawn(t)
         if self.failed is None:
             self.wdt.feed()
         return self.failed is None

@@ -62,6 +62,7 @@ def test_b_to_c_closes_within_3s_after_self_test():
         n = len(sim.obs)
         sim.do("s2", closed=True)
         assert elapsed(sim, ev("S2 close"), contactor(True), since=n) <= 3000
+        sim.wait_for({"k": "event", "code": "close"}, 2, since=n)  # events come from a task
         events = [o["code"] for o in sim.obs[n:] if o["k"] == "event"]
         assert events.index("rcm test passed") < events.index("close")
 
@@ -297,3 +298,62 @@ def test_service_console_diag_while_charging():
         sim.sleep(200)
         assert sim.state()["status"] == "Charging"
         assert not first(sim.obs, contactor(False), n)  # never opened
+
+
+def _blocked_around(sim, o, since):
+    """The `block` observations bracketing observation o: the interpreter was blocked."""
+    on = [x for x in sim.obs[since:] if x["k"] == "block" and x["on"] and x["t"] <= o["t"]]
+    off = [x for x in sim.obs[since:] if x["k"] == "block" and not x["on"] and x["t"] >= o["t"]]
+    return bool(on) and bool(off)
+
+
+def test_reflex_opens_on_c_to_b_while_the_interpreter_is_blocked():
+    """The EV opens S2 in the middle of an 800 ms block of the interpreter (in C, as a TLS
+    handshake does): the reflex opens the contactor, the controller reports it after."""
+    with start() as sim:
+        n = charge(sim)
+        sim.do("s2", closed=False, delay_ms=300)
+        sim.do("block", ms=800)
+        s2 = sim.wait_for(ev("S2 open"), 5, since=n)
+        opened = sim.wait_for(contactor(False), 5, since=n)
+        sim.wait_for({"k": "block", "on": False}, 5, since=n)
+        assert opened["t"] - s2["t"] <= 10
+        assert _blocked_around(sim, s2, n) and _blocked_around(sim, opened, n)
+        trip = sim.wait_for({"k": "event", "code": "trip"}, 3, since=n)
+        assert trip["val"] == 1  # reflex: the pilot left C/D
+        st = sim.wait_for(status("SuspendedEV"), 3, since=n)
+        assert st["error"] == "NoError"
+        k = len(sim.obs)
+        sim.do("stats")
+        stats = sim.wait_for({"k": "stats"}, 3, since=k)
+        assert stats["lag_max"] >= 700 and stats["reflex_fired"] == 1
+        assert not first(sim.obs, lambda o: o["k"] == "watchdog")
+
+
+def test_rcm_trip_opens_from_the_interrupt_while_the_interpreter_is_blocked():
+    """Only the RCM interrupt (not the controller's step, not the reflex's RCM rule) says
+    "rcm interrupt": the trip lands in a block, the contactor opens within 2 ms."""
+    with start() as sim:
+        n = charge(sim)
+        sim.do("fault", name="rcm_trip", delay_ms=300)
+        sim.do("block", ms=800)
+        f = sim.wait_for(lambda o: o.get("what") == "fault", 5, since=n)
+        opened = sim.wait_for(contactor(False), 5, since=n)
+        assert opened["t"] - f["t"] <= 2 and _blocked_around(sim, opened, n)
+        st = sim.wait_for(status("Faulted"), 3, since=n)
+        assert st["error"] == "GroundFailure" and st["info"] == "rcm interrupt"
+
+
+def test_a_crashed_non_safety_task_is_restarted_and_charging_goes_on():
+    with start() as sim:
+        n = charge(sim)
+        sim.do("crash", task="probe")
+        log = sim.wait_for(lambda o: o["k"] == "log" and "probe crashed" in o["msg"], 3, since=n)
+        assert "restart 1" in log["msg"]
+        sim.wait_for({"k": "event", "code": "task restart", "val": "probe"}, 3, since=n)
+        sim.sleep(1500)  # the backoff, then it runs again
+        k = len(sim.obs)
+        sim.do("stats")
+        assert sim.wait_for({"k": "stats"}, 3, since=k)["restarts"]["probe"] == 1
+        assert not first(sim.obs, contactor(False), n)  # charging never stopped
+        assert sim.state()["status"] == "Charging"

@@ -1,6 +1,12 @@
 # The simulated wallbox board: real drivers on top of simulated pins, PWM, ADC and meter.
+# The world (EV, contactor mechanics, RCM, meter) and the board's "hardware" - interrupt
+# edges, the watchdog and the reflex - run in a thread every ms, like hardware that goes on
+# while the interpreter is blocked in C (the unix port's _thread has no GIL).
 import asyncio
 import gc
+import time
+
+import _thread
 
 from boards.sim import hw
 from drivers.contactor import Contactor
@@ -9,9 +15,11 @@ from drivers.lock import Lock
 from drivers.pilot import Pilot
 from drivers.proximity import Proximity
 from drivers.rcm import Rcm
+from firmware.meter import Reading
 
 _PP_PULLUP_OHM = 1000
 _PP_VREF_MV = 3300
+METER_POLL_MS = 200  # the meter task's poll period (a Modbus meter: ~1 s)
 
 
 class SimBoard:
@@ -33,9 +41,12 @@ class SimBoard:
             hw.Pin(write=world.set_lock), sense=hw.Pin(read=world.lock_sensor), sense_locked=0
         )
         self.led = StatusLed(hw.Pin())
-        self.meter = hw.Meter(world)
+        self.meter_reading = Reading()
         self.wdt = None
+        self.reflex = None
         self._rcm_level = 0
+        self._running = False
+        self.clock_ticks = 0
 
     def _pp_mv(self):
         r = self.world.pp_ohms()
@@ -43,21 +54,56 @@ class SimBoard:
             return _PP_VREF_MV
         return _PP_VREF_MV * r // (r + _PP_PULLUP_OHM)
 
+    def cp_high_mv(self):
+        """The reflex's one CP sample in the high phase (a board's ADC read at the PWM's
+        rising edge): the EV's plateau, or -12 V while the EVSE drives state F."""
+        return self.world.cp_high()
+
     def poll(self):
-        """The world's clock calls this every ms: hardware interrupts and the watchdog."""
+        """Every ms from the clock thread: hardware interrupts, the watchdog, the reflex."""
         level = 1 if self.world.rcm_fault() else 0
         if level != self._rcm_level:
             prev, self._rcm_level = self._rcm_level, level
             self.rcm_pin.poll_irq(prev, level)
+        if self.reflex is not None:
+            self.reflex.tick()
         if self.wdt is not None:
             self.wdt.check()
 
-    async def run_clock(self):
-        """The world's clock: advance the EV, contactor and meter models every ms."""
-        while True:
+    def start_reflex(self, reflex):
+        self.reflex = reflex
+        self.start_clock()
+
+    def start_clock(self):
+        """The world's clock thread (EV, contactor, meter models; poll())."""
+        if not self._running:
+            self._running = True
+            _thread.start_new_thread(self._clock, ())
+
+    def stop_clock(self):
+        self._running = False
+
+    stop_reflex = stop_clock
+
+    def _clock(self):
+        while self._running:
             self.world.tick()
             self.poll()
-            await asyncio.sleep_ms(1)
+            self.clock_ticks += 1
+            time.sleep_ms(1)
+
+    async def poll_meter(self):
+        """The EV meter's own task: reads the meter, stamps the cached reading."""
+        r = self.meter_reading
+        while True:
+            r.i_max_da = self.world.ev.draw_da
+            r.energy_wh = int(self.world.energy_wh)
+            r.stamp(time.ticks_ms())
+            await asyncio.sleep_ms(METER_POLL_MS)
+
+    def tasks(self):
+        """The board's own supervised tasks, for App.start(extra=...)."""
+        return [("meter", self.poll_meter)]
 
     def watchdog(self, timeout_ms):
         self.wdt = hw.Watchdog(timeout_ms, self._wdt_expired)
@@ -68,6 +114,7 @@ class SimBoard:
         self.reset()
 
     def reset(self):
+        self.stop_clock()
         if self._on_reset is not None:
             self._on_reset()
 

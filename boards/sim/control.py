@@ -2,7 +2,12 @@
 # 127.0.0.1:<port>, sends commands as JSON lines and receives observations as JSON lines,
 # each stamped with "t": monotonic milliseconds (microsecond resolution) since start.
 import asyncio
+import hashlib
 import json
+import random
+import time
+
+import _thread
 
 from firmware import diag
 
@@ -16,29 +21,59 @@ class Control:
         self.app = None
         self.q = []
         self.dropped = 0
-        self.quit = asyncio.Event()
+        self.quit = asyncio.ThreadSafeFlag()  # set from any thread (watchdog reset)
         self._flag = asyncio.ThreadSafeFlag()
+        self._lock = _thread.allocate_lock()  # observations come from the clock thread too
         self._client = False
+        self.blocked_ms = 0  # interpreter time spent in `block` (tests, bench)
+        self._crash_probe = False
 
     # -- observations ----------------------------------------------------------------------
     def observe(self, kind, fields):
-        fields["t"] = self.world.now_us() / 1000
-        fields["k"] = kind
-        if len(self.q) >= _MAX_QUEUE:
-            self.q.pop(0)
-            self.dropped += 1
-        self.q.append(json.dumps(fields))
+        with self._lock:
+            fields["t"] = self.world.now_us() / 1000
+            fields["k"] = kind
+            if len(self.q) >= _MAX_QUEUE:
+                self.q.pop(0)
+                self.dropped += 1
+            self.q.append(json.dumps(fields))
         self._flag.set()
 
-    def on_change(self, a):
-        """Charge-controller hook: what a user would see changed."""
-        self.observe("state", {
-            "status": a.status, "error": a.error, "info": a.info, "pilot": a.pilot,
-            "offer_da": a.offer_da, "reason": a.reason,
-        })
+    async def publish(self):
+        """A reader of the controller's published state, as OCPP will be: wait on its
+        flag, then report the new state and the events since the cursor."""
+        ctl = self.app.ctl
+        flag = ctl.subscribe()
+        seen = -1
+        cursor = 0
+        while True:
+            if ctl.version != seen:
+                seen = ctl.version
+                a = ctl.session.act
+                self.observe("state", {
+                    "status": a.status, "error": a.error, "info": a.info, "pilot": a.pilot,
+                    "offer_da": a.offer_da, "reason": a.reason,
+                })
+            events, lost, cursor = self.app.events.since(cursor)
+            for t, code, val in events:
+                self.observe("event", {"code": code, "val": val, "at_ms": t})
+            if lost:
+                self.observe("event", {"code": "lost", "val": lost})
+            try:  # events without a state change (rcm test, trip) are picked up in 20 ms
+                await asyncio.wait_for_ms(flag.wait(), 20)
+            except asyncio.TimeoutError:
+                pass
 
-    def on_event(self, t, code, val):
-        self.observe("event", {"code": code, "val": val})
+    async def probe(self):
+        """A non-safety task that a test can make crash (do crash task=probe)."""
+        while True:
+            if self._crash_probe:
+                self._crash_probe = False
+                raise ValueError("probe crashed on request")
+            await asyncio.sleep_ms(20)
+
+    def tasks(self):
+        return [("control", self.publish), ("probe", self.probe)]
 
     # -- commands --------------------------------------------------------------------------
     def handle(self, line):
@@ -60,6 +95,15 @@ class Control:
     def do_plug(self, c):
         self.world.plug(c.get("cable_a", 32))
 
+    def _later(self, c, name, arg):
+        """delay_ms: the world makes the change from its clock thread, so it happens even
+        while the interpreter is blocked. True if scheduled."""
+        d = c.get("delay_ms")
+        if d is None:
+            return False
+        self.world.later(int(d), name, arg)
+        return True
+
     def do_cable(self, c):
         """Change only the PP resistance (ohms; null = cable gone), EV state unchanged."""
         w = self.world
@@ -67,10 +111,12 @@ class Control:
         w.obs("ev", {"what": "cable", "cable_ohms": w.cable_ohms})
 
     def do_unplug(self, c):
-        self.world.unplug()
+        if not self._later(c, "unplug", None):
+            self.world.unplug()
 
     def do_s2(self, c):
-        self.world.set_s2(bool(c["closed"]))
+        if not self._later(c, "s2", bool(c["closed"])):
+            self.world.set_s2(bool(c["closed"]))
 
     def do_ev(self, c):
         ev = self.world.ev
@@ -85,24 +131,64 @@ class Control:
         self.world.obs("ev", {"what": "params", "max_da": ev.max_da, "vent": ev.vent})
 
     def do_fault(self, c):
-        self.world.set_fault(c["name"], c.get("on", True))
+        on = c.get("on", True)
+        if c["name"] not in self.world.faults:
+            self.world.set_fault(c["name"], on)  # raises: names the known faults
+        if not self._later(c, "fault", (c["name"], on)):
+            self.world.set_fault(c["name"], on)
 
-    def _inputs(self):
-        return self.app.ctl.inputs
+    def do_block(self, c):
+        """Block the interpreter in C (hashing, no await) for ms, once or, with every_ms,
+        again and again at random moments: what a TLS handshake or a flash erase does."""
+        ms = int(c["ms"])
+        if not 0 < ms <= 10000:
+            raise ValueError("block ms must be 1..10000")
+        every = c.get("every_ms")
+        asyncio.create_task(self._blocker(ms, every, c.get("seed", 1)))
 
+    async def _blocker(self, ms, every, seed):
+        buf = bytes(65536)
+        rnd = random.Random(seed) if hasattr(random, "Random") else None
+        if rnd is None:
+            random.seed(seed)
+        while True:
+            if every:
+                r = rnd.random() if rnd else random.random()
+                await asyncio.sleep_ms(int(every * (0.5 + r)))
+            self.observe("block", {"ms": ms, "on": True})
+            t0 = time.ticks_ms()
+            h = hashlib.sha256()
+            while time.ticks_diff(time.ticks_ms(), t0) < ms:
+                h.update(buf)  # ~0.3 ms in C per call, never an await
+            self.blocked_ms += time.ticks_diff(time.ticks_ms(), t0)
+            self.observe("block", {"ms": ms, "on": False})
+            if not every:
+                return
+
+    def do_stats(self, c):
+        """Loop lag of the charge controller and the reflex's counters."""
+        ctl = self.app.ctl
+        p50, p99, mx = ctl.lag_stats()
+        rf = ctl.reflex
+        self.observe("stats", {
+            "lag_p50": p50, "lag_p99": p99, "lag_max": mx, "steps": ctl.steps,
+            "reflex_runs": rf.runs if rf else 0, "reflex_fired": rf.fired if rf else 0,
+            "blocked_ms": self.blocked_ms,
+            "restarts": {t.name: t.restarts for t in self.app.sup.tasks},
+        })
+
+    # Through the controller's validated inputs, as OCPP and the limit loop will.
     def do_auth(self, c):
-        self._inputs().authorized = bool(c["on"])
+        self.app.ctl.set_auth(c["on"])
 
     def do_available(self, c):
-        self._inputs().available = bool(c["on"])
+        self.app.ctl.set_available(c["on"])
 
     def do_limit(self, c):
-        i = self._inputs()
-        i.limit_da = int(c["a"] * 10)
-        i.limit_reason = c.get("reason", "test limit")
+        self.app.ctl.set_limit(c["a"], c.get("reason", "test limit"))
 
     def do_cap(self, c):
-        self._inputs().cap_da = int(c["a"] * 10)
+        self.app.ctl.set_cap(c["a"])
 
     def do_diag(self, c):
         lines = []
@@ -116,8 +202,15 @@ class Control:
         diag.clear_lockout(out=lambda s: None)
 
     def do_crash(self, c):
-        """Make the charge-controller task die (a driver raising), to test the supervisor."""
-        self.app.board.pilot._burst = None
+        """Make a task die: the charge controller (a driver raising: the safety path fails)
+        or, with task "probe", a non-safety task (restarted and reported)."""
+        task = c.get("task", "charge")
+        if task == "charge":
+            self.app.board.pilot._burst = None
+        elif task == "probe":
+            self._crash_probe = True
+        else:
+            raise ValueError("crash task must be charge or probe")
 
     def do_quit(self, c):
         self.quit.set()

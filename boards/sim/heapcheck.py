@@ -29,7 +29,7 @@ async def _wait(app, status, ms):
 
 
 async def _session(app, world, board, peak, seen):
-    tasks = app.start([board.run_clock(), heap_sampler(peak, 10)])
+    app.start([("heap", lambda: heap_sampler(peak, 10))])
     await asyncio.sleep_ms(200)
     world.plug(32)
     ok = await _wait(app, "Charging", 5000)
@@ -41,8 +41,7 @@ async def _session(app, world, board, peak, seen):
     ok = ok and await _wait(app, "Available", 3000)
     seen.append(app.ctl.session.act.status)
     await asyncio.sleep_ms(200)
-    for t in tasks:
-        t.cancel()
+    app.stop()
     await asyncio.sleep_ms(0)
     return ok
 

@@ -89,19 +89,6 @@ class CpBurst:
         self._seed = seed
 
 
-class Meter:
-    """EV energy meter as the firmware sees it."""
-
-    def __init__(self, world):
-        self._w = world
-
-    def max_current_da(self):
-        return self._w.ev.draw_da
-
-    def energy_wh(self):
-        return int(self._w.energy_wh)
-
-
 class Watchdog:
     def __init__(self, timeout_ms, on_expire):
         self._timeout = timeout_ms

@@ -46,13 +46,11 @@ async def _main(port, cfg_path, heap):
     board = SimBoard(world, on_reset=lambda: reset.append(1) or control.quit.set())
     app = fw_app.App(board, cfg_path=cfg_path, log=lambda m: observe("log", {"msg": m}))
     control.app = app
-    app.ctl.on_change = control.on_change
-    app.events.listener = control.on_event
     server = await control.serve()
     peak = [0]
-    extra = [board.run_clock()]
+    extra = control.tasks()
     if heap:
-        extra.append(heap_sampler(peak, 20))  # the runtime part of the heap figure
+        extra.append(("heap", lambda: heap_sampler(peak, 20)))  # the runtime heap figure
     app.start(extra)
     observe("ready", {"port": port, "code_heap": CODE_HEAP, "board": board.name,
                       "kernels": fw_app.diag.kernel_impl()})
@@ -64,7 +62,7 @@ async def _main(port, cfg_path, heap):
                     "energy_wh": world.energy_wh, "dropped": control.dropped})
     await control.flush()
     await asyncio.sleep_ms(50)
-    app.ctl.fail_safe()
+    app.stop()
     server.close()
 
 

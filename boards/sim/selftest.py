@@ -12,14 +12,12 @@ from firmware import config, diag
 
 
 async def _session(app, world, board, ms, plug_ms, cable_a):
-    tasks = app.start([board.run_clock()])
+    app.start()
     await asyncio.sleep_ms(plug_ms)
     world.plug(cable_a)
     await asyncio.sleep_ms(ms - plug_ms)
-    for t in tasks:
-        t.cancel()
+    app.stop()
     await asyncio.sleep_ms(0)  # let the cancellations run (the controller fails safe)
-    app.ctl.fail_safe()
 
 
 def run(ms=1500, rating_a=16, cable_a=32, plug_ms=100, out=print):

@@ -4,6 +4,8 @@
 # task (tick every ms), so the firmware sees changes at the moment they happen.
 import time
 
+import _thread
+
 from firmware.charge.pilot import amps_for_duty, is_pwm
 
 # EV-side pilot resistances (ohm): S2 open -> 2.74 k, S2 closed -> 882 (C) or 246 (D).
@@ -50,7 +52,11 @@ class World:
         self.obs = observe  # callable(kind, dict)
         self.ev = Ev()
         self.cable_ohms = None  # None: no cable in the socket
-        self.faults = {}
+        # Every fault has its entry from the start: set_fault() only replaces values, so
+        # the clock thread never reads the dict while it is resized.
+        self.faults = {name: False for name in FAULTS}
+        self._later = []  # [due ticks_ms, method name, argument], run by the clock thread
+        self._later_lock = _thread.allocate_lock()
         self.duty = 1000  # what the PWM drives, per-mille
         self.coil = False
         self.contacts = False  # main contacts physically closed
@@ -89,6 +95,37 @@ class World:
         high = _V * r // (r + _R_SRC)
         low = -high if self.faults.get("diode_short") else -_V
         return high, low
+
+    def cp_high(self):
+        """The CP high plateau alone, without allocating (the reflex's sample)."""
+        if self.duty == 0:
+            return -_V  # the EVSE drives -12 V (state F): there is no high phase
+        ev = self.ev
+        if self.faults.get("cp_short"):
+            return 0
+        if not ev.plugged:
+            return _V
+        r = (_R_D if ev.vent else _R_C) if ev.s2 else _R_B
+        return _V * r // (r + _R_SRC)
+
+    def later(self, delay_ms, name, arg):
+        """Run self.<name>(arg) from the clock thread in delay_ms: a change that happens
+        even while the firmware's interpreter is blocked."""
+        with self._later_lock:
+            self._later.append([time.ticks_add(time.ticks_ms(), delay_ms), name, arg])
+
+    def _run_later(self, now):
+        with self._later_lock:
+            due = [x for x in self._later if time.ticks_diff(now, x[0]) >= 0]
+            for x in due:
+                self._later.remove(x)
+        for _, name, arg in due:
+            if name == "s2":
+                self.set_s2(arg, "scheduled")
+            elif name == "fault":
+                self.set_fault(arg[0], arg[1])
+            elif name == "unplug":
+                self.unplug()
 
     def pp_ohms(self):
         return self.cable_ohms
@@ -184,6 +221,8 @@ class World:
         now = time.ticks_ms()
         dt = time.ticks_diff(now, self._last_ms)
         self._last_ms = now
+        if self._later:
+            self._run_later(now)
         ev = self.ev
         # Contactor mechanics: 30 ms to close, 15 ms to open; faults can hold either way.
         settle = 30 if self.coil else 15

@@ -97,9 +97,11 @@ class Board:
     pilot_period_ms = 2
     lock = None
     led = None
-    meter = None
+    def cp_high_mv(self):  # what the reflex's one CP sample reads
+        return self.high_mv
 
     def __init__(self):
+        self.high_mv = 6000
         self.burst = Burst()
         self.pilot = Pilot(FakePwm(), self.burst, 128, 100000, -13500, 6592)
         self.pp = Proximity(lambda: 3300 * 220 // 1220, 1000, 3300)
@@ -158,5 +160,106 @@ micropython.heap_unlock()
 check("RCM trip path allocates nothing: %r" % (err,), err is None)
 act = ctl.session.act
 check("RCM trip opened, Faulted", not act.close and act.status == "Faulted")
+
+
+def fresh_charging():
+    global b, ctl, t
+    b = Board()
+    ctl = ChargeController(b, config.from_dict({"rating_a": 16}), EventLog(16))
+    TRIP[0] = 0
+    t = run(20, time.ticks_ms())
+    b.burst.state = "C"
+    t = run(300, t)
+    return ctl.session.act.close and b.coil.v == 1
+
+
+def locked(fn):
+    micropython.heap_lock()
+    try:
+        fn()
+        return None
+    except MemoryError as e:
+        return e
+    finally:
+        micropython.heap_unlock()
+
+
+# 3. A short RCM trip caught only by the interrupt: latched, never forgotten.
+check("charging (irq)", fresh_charging())
+
+
+def short_trip():
+    global t
+    b.rcm_pin.v = 1
+    ctl._rcm_irq(b.rcm_pin)  # the edge interrupt
+    b.rcm_pin.v = 0  # the fault output drops before the next step
+    t = run(1, t)
+
+
+err = locked(short_trip)
+act = ctl.session.act
+check("irq trip allocates nothing: %r" % (err,), err is None)
+check("irq trip -> GroundFailure", act.status == "Faulted" and act.error == "GroundFailure")
+t = run(3000, t)
+check("no re-close after a short trip", b.coil.v == 0 and not act.close)
+
+# 4. fail_safe() sticks: no later step closes the contactor again.
+check("charging (fail-safe)", fresh_charging())
+ctl.fail_safe()
+closed = []
+for _ in range(2000):
+    t = run(1, t)
+    if b.coil.v:
+        closed.append(t)
+act = ctl.session.act
+check("fail-safe sticks: never re-closed", not closed and not act.close)
+check("fail-safe reported", act.status == "Faulted" and act.error == "InternalError")
+
+# The reflex: EV leaves C while the controller does not run; then heartbeat lost.
+check("charging (reflex)", fresh_charging())
+rf = ctl.reflex
+check("reflex armed while closed", rf is not None and rf.armed)
+
+
+def reflex_pilot():
+    b.high_mv = 6000
+    rf.tick()
+    b.high_mv = 9000  # S2 opened: B
+    rf.tick()
+    rf.tick()
+
+
+err = locked(reflex_pilot)
+check("reflex tick allocates nothing: %r" % (err,), err is None)
+check("reflex opened on B", b.coil.v == 0 and b.contactor.tripped == 1 and not rf.armed)
+b.burst.state = "B"
+t = run(1, t)
+check("session took the reflex opening over", not ctl.session.act.close
+      and b.contactor.tripped == 0 and ctl.session.act.status != "Faulted")
+check("charging (beat)", fresh_charging() and ctl.reflex.armed)
+ctl.reflex.tick()
+check("beat fresh: stays closed", b.coil.v == 1)
+ctl.last_step_ms = time.ticks_add(time.ticks_ms(), -2000)  # the controller went silent
+ctl.reflex.tick()
+check("beat lost: opened", b.coil.v == 0 and b.contactor.tripped == 3)
+
+# Validated inputs: a bad value never reaches the PWM.
+check("charging (inputs)", fresh_charging())
+for bad in ("16", -1, None, float("nan"), True, 1e9):
+    try:
+        ctl.set_limit(bad, "x")
+        check("set_limit(%r) refused" % (bad,), False)
+    except ValueError:
+        pass
+t = run(5, t)
+check("refused limit: no offer", ctl.session.act.offer_da == 0)
+ctl.set_limit(10.5, "limit loop")
+t = run(3000, t)
+check("float limit as dA", ctl.session.act.offer_da == 105)
+try:
+    ctl.set_auth(1)
+    check("set_auth(1) refused", False)
+except ValueError:
+    check("set_auth(1) refused: not authorised", not ctl.inputs.authorized)
 
 print("DONE %d failed" % len(FAILS))
