@@ -92,14 +92,22 @@ class TimerPwm:
         self._ch.pulse_width(w)
 
 
-def cp_burst(adc, pace):
-    """A burst reader: read_timed fills the whole buffer, one sample per pace-timer tick."""
-    read_timed = adc.read_timed
+class CpBurst:
+    """The burst reader: read_timed fills the whole buffer, one sample per pace-timer tick.
+    `busy` is True meanwhile: the reflex's interrupt must not start a conversion on the
+    same ADC then (it uses the burst's result instead)."""
 
-    def burst(buf):
-        read_timed(buf, pace)
+    def __init__(self, adc, pace):
+        self._read_timed = adc.read_timed
+        self._pace = pace
+        self.busy = False
 
-    return burst
+    def __call__(self, buf):
+        self.busy = True
+        try:
+            self._read_timed(buf, self._pace)
+        finally:
+            self.busy = False
 
 
 def pp_reader(adc):
@@ -131,7 +139,8 @@ class Stm32Board:
         self.cp_pwm = TimerPwm(self.cp_timer, ch)
         self.cp_pace = pyb.Timer(CP_PACE_TIMER, freq=CP_RATE_HZ)
         self.cp_adc = pyb.ADC(Pin(CP_ADC_PIN))
-        self.cp_burst = cp_burst(self.cp_adc, self.cp_pace)
+        self.cp_burst = CpBurst(self.cp_adc, self.cp_pace)
+        self._cp_read = self.cp_adc.read
         self.pilot = Pilot(
             self.cp_pwm, self.cp_burst, CP_SAMPLES, CP_RATE_HZ, CP_OFFSET_MV, CP_UV_PER_CODE
         )
@@ -147,6 +156,22 @@ class Stm32Board:
             sense=Pin(LOCK_SENSE_PIN, Pin.IN, Pin.PULL_UP), sense_locked=LOCK_SENSE_LOCKED,
         )
         self.led = StatusLed(Pin(LED_PIN, Pin.OUT_PP, value=1 - LED_ON), on_level=LED_ON)
+
+    def cp_high_mv(self):
+        """The reflex's CP sample, taken in the CP timer's update interrupt: the counter has
+        just wrapped, the PWM output is high (>= 100 us at the lowest offer), so one
+        conversion reads the high plateau. During a burst: the burst's high plateau."""
+        if self.cp_burst.busy:
+            return self.pilot.out[0]
+        return CP_OFFSET_MV + self._cp_read() * CP_UV_PER_CODE // 1000
+
+    def start_reflex(self, reflex):
+        """The reflex runs in the CP timer's update interrupt, 1 kHz: pyb.Timer callbacks
+        are hard IRQs that pre-empt the interpreter even inside C (a TLS handshake)."""
+        self.cp_timer.callback(reflex.tick)
+
+    def stop_reflex(self):
+        self.cp_timer.callback(None)
 
     def watchdog(self, timeout_ms):
         """The independent watchdog (IWDG, up to ~32 s); it cannot be stopped once started."""

@@ -49,6 +49,7 @@ class W:  # the world the fakes see
 
 
 PINS = {}
+TIMERS = {}
 
 
 def plug_cable(ohms):
@@ -159,6 +160,10 @@ class Timer:
     def period(self):
         return self._period
 
+    def callback(self, fn):
+        self.cb = fn
+        TIMERS[self.n] = self
+
     def channel(self, k, mode, pin=None, pulse_width_percent=None):
         return Channel(self, pulse_width_percent)
 
@@ -168,6 +173,8 @@ class PybADC:
         self.id = pin.id
 
     def read(self):
+        if self.id == W.cp_adc_pin:  # one conversion at the PWM's rising edge: the high level
+            return CODES_12[W.high]
         return W.pp_mv * 4095 // 3300
 
     def read_timed(self, buf, timer):
@@ -266,6 +273,41 @@ def session(name):
     check("%s: RCM IRQ opened the coil, no allocation: %r" % (name, err),
           err is None and opened_by_irq)
     check("%s: RCM trip Faulted" % name, ctl.session.act.status == "Faulted")
+    if not hasattr(b, "start_reflex"):
+        return
+    # The reflex in the CP timer's hard interrupt: the EV leaves C while no step runs.
+    W.trip = 0
+    W.high = 9000
+    t = rig.run(100, t)  # the fault clears on unplug; re-plug
+    W.high = 12000
+    plug_cable(None)
+    t = rig.run(50, t)
+    plug_cable(220)
+    W.high = 9000
+    t = rig.run(50, t)
+    W.high = 6000
+    t = rig.run(3000, t)
+    check("%s: charging (reflex)" % name, ctl.session.act.close and ctl.reflex.armed)
+    b.start_reflex(ctl.reflex)
+    irq = TIMERS[mod.CP_TIMER].cb
+    err = None
+    micropython.heap_lock()
+    try:
+        irq(None)
+        closed_before = coil.v == mod.CONTACTOR_ON
+        W.high = 9000  # S2 opens; the controller does not step
+        irq(None)
+        irq(None)
+    except MemoryError as e:
+        err = e
+    micropython.heap_unlock()
+    check("%s: reflex IRQ opened the coil on B, no allocation: %r" % (name, err),
+          err is None and closed_before and coil.v != mod.CONTACTOR_ON
+          and b.contactor.tripped == 1)
+    t = rig.run(5, t)
+    check("%s: session took the reflex opening over" % name,
+          not ctl.session.act.close and b.contactor.tripped == 0)
+    b.stop_reflex()
 
 
 session("esp32_wallbox")
