@@ -2,7 +2,11 @@
 
 1. Safety reaction: time from the EV's C->B (S2 opens) and from an RCM trip to the
    contactor-open command, over N transitions each (default 200), as p50/p99/max. Both
-   timestamps come from the device clock in the observation log.
+   timestamps come from the device clock in the observation log. Then C->B again with a
+   task that blocks the interpreter for 1 s at random moments (N/2 transitions, the S2
+   opening at a random moment too, so that some land inside a block): the reflex must keep
+   it within 100 ms and nothing may reset. The controller's loop lag (how late each step ran
+   against its grid) with and without the blocking task.
 2. Heap: code (gc.mem_alloc after every import, modules from .mpy), runtime data (peak of
    live data during the default session minus that baseline), and the smallest -X heapsize
    that completes the default session.
@@ -13,6 +17,7 @@ import argparse
 import glob
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -33,23 +38,59 @@ def _charge(sim):
     time.sleep(0.06)  # contacts settle, the EV draws current
 
 
-def c_to_b(n, out):
+def _progress(name, k, n, t0):
+    if k % 20 == 0 or k == n:
+        print("  %-18s %3d/%d  %4.0f s" % (name, k, n, time.time() - t0), flush=True)
+
+
+def _stats(sim):
+    k = len(sim.obs)
+    sim.do("stats")
+    return sim.wait_for({"k": "stats"}, 10, since=k)
+
+
+def c_to_b(n, out, blocking=False):
+    key = "c_to_b_blocked" if blocking else "c_to_b"
+    rnd = random.Random(7)
+    t0 = time.time()
     with simlib.Sim(CFG).start() as sim:
         sim.do("ev", auto=False)
         sim.do("plug")
-        for _ in range(n):
+        if blocking:  # 1 s blocks, 1.5-4.5 s apart, for the whole run
+            sim.do("block", ms=1000, every_ms=3000, seed=11)
+        for k in range(n):
             _charge(sim)
-            k = len(sim.obs)
-            sim.do("s2", closed=False)
-            sim.wait_for(simlib.is_open_cmd, 5, since=k)
+            i = len(sim.obs)
+            if blocking:  # the world opens S2 at a random moment: inside a block or not
+                sim.do("s2", closed=False, delay_ms=rnd.randrange(0, 1500))
+            else:
+                sim.do("s2", closed=False)
+            sim.wait_for(simlib.is_open_cmd, 10, since=i)
             time.sleep(1.0)  # re-close spacing
-        out["c_to_b"] = simlib.reactions(sim.obs, simlib.is_s2_open, simlib.is_open_cmd)
+            _progress(key, k + 1, n, t0)
+        out[key] = simlib.reactions_while_closed(sim.obs, simlib.is_s2_open)
+        out[key + "_stats"] = _stats(sim)
+        out[key + "_in_block"] = _in_blocks(sim.obs)
+        out[key + "_resets"] = sum(1 for o in sim.obs if o.get("k") == "watchdog")
+
+
+def _in_blocks(obs):
+    """How many S2 openings happened while the interpreter was blocked."""
+    blocked = False
+    n = 0
+    for o in obs:
+        if o.get("k") == "block":
+            blocked = o["on"]
+        elif blocked and simlib.is_s2_open(o):
+            n += 1
+    return n
 
 
 def rcm_trip(n, out):
     def tripped(o):
         return o.get("k") == "ev" and o.get("what") == "fault" and o.get("on")
 
+    t0 = time.time()
     with simlib.Sim(CFG).start() as sim:
         sim.do("ev", auto=False)
         for _ in range(n):
@@ -62,6 +103,8 @@ def rcm_trip(n, out):
             sim.do("unplug")  # the station clears only after a passing self-test
             sim.wait_for({"k": "state", "status": "Available"}, 5, since=k)
             time.sleep(max(0.0, 1.0 - 0.35))
+            _progress("rcm", len(out.get("rcm_progress", [])) + 1, n, t0)
+            out.setdefault("rcm_progress", []).append(1)
         out["rcm"] = simlib.reactions(sim.obs, tripped, simlib.is_open_cmd)
 
 
@@ -164,17 +207,37 @@ def main():
         threads = [threading.Thread(target=c_to_b, args=(a.n, out)),
                    threading.Thread(target=rcm_trip, args=(a.n, out))]
         t0 = time.time()
+        print("safety reaction: %d transitions each, two sims in parallel (~%d s)"
+              % (a.n, a.n * 1.2), flush=True)
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        print("safety reaction (%d transitions each, %.0f s, two sims in parallel):"
-              % (a.n, time.time() - t0))
-        for key, name in (("c_to_b", "C->B -> open cmd"), ("rcm", "RCM trip -> open cmd")):
+        nb = max(10, a.n // 2)
+        print("C->B with a task blocking the interpreter 1 s at random moments: %d "
+              "transitions, one sim (~%d s)" % (nb, nb * 2.5), flush=True)
+        c_to_b(nb, out, blocking=True)
+        print("safety reaction (%.0f s):" % (time.time() - t0))
+        for key, name in (("c_to_b", "C->B -> open cmd"), ("rcm", "RCM trip -> open cmd"),
+                          ("c_to_b_blocked", "C->B, 1 s blocks")):
             if key in out and out[key]:
                 report(name, out[key])
             else:
                 print("%s: no data (the run failed)" % name)
+                rc = 1
+        for key, name in (("c_to_b", "without blocking"), ("c_to_b_blocked", "1 s blocks")):
+            st = out.get(key + "_stats")
+            if st:
+                print("loop lag %-17s p50 %d ms  p99 %d ms  max %d ms  (steps %d, reflex "
+                      "runs %d, reflex openings %d)" % (name, st["lag_p50"], st["lag_p99"],
+                                                        st["lag_max"], st["steps"],
+                                                        st["reflex_runs"], st["reflex_fired"]))
+        if "c_to_b_blocked_stats" in out:
+            print("with 1 s blocks: %d of %d S2 openings inside a block, %d ms blocked in all, "
+                  "watchdog resets %d" % (out["c_to_b_blocked_in_block"], len(
+                      out["c_to_b_blocked"]), out["c_to_b_blocked_stats"]["blocked_ms"],
+                      out["c_to_b_blocked_resets"]))
+            if out["c_to_b_blocked_resets"]:
                 rc = 1
     if not a.skip_heap:
         rc |= heap_figures()
