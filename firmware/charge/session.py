@@ -256,10 +256,11 @@ class Session:
                 self._start_test(now)  # no auto-reset after a trip without a passed test
 
         self._rcm_test(now, i)
-        self.rcm_masked = self.rcm.masked
         self._decide_offer(now, i, ev, plugged)
         self._decide_contactor(now, i, ev)
         self._decide_status(ev, plugged, i)
+        # Masked before the controller drives the test input (the RCM interrupt reads it).
+        self.rcm_masked = self.rcm.masked
         a.rcm_test = self.rcm.drive
         return a
 
