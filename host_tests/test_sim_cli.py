@@ -146,7 +146,7 @@ def test_wait_check_knows_everything_the_simulator_observes():
             for c in (v.body, v.orelse) if isinstance(v, ast.IfExp) else (v,):
                 if c.value not in simlib.EV_WHAT:
                     missing.add("ev what %r" % c.value)
-    assert not missing, "add to tools/simlib.py: %s" % ", ".join(sorted(missing))
+    assert not missing, "add to tools/scenario.py: %s" % ", ".join(sorted(missing))
 
 
 # -- the summary (no simulator) -----------------------------------------------------------
