@@ -73,6 +73,14 @@ def events(n=10, out=print):
         out("%8d ms ago  %s %s" % (time.ticks_diff(now, t), code, val))
 
 
+def step_age_ms():
+    """ms since the charge controller's last step (None without an app): how old the state
+    shown is once the firmware stopped. ticks wrap: on a board ages past ~6 days are wrong."""
+    if _app is None:
+        return None
+    return time.ticks_diff(time.ticks_ms(), _app.ctl.last_step_ms)
+
+
 def kernel_impl():
     try:
         from drivers import kernels

@@ -1,13 +1,17 @@
 """make deploy against a virtual board: the MicroPython unix port behind a socat pty, its cwd a
 temp folder standing in for the board's flash (docs/deploy.md). Deploys BOARD=sim, checks
 what arrived and that it imports there, redeploys without touching config.json, then runs the
-firmware on the virtual board and reads its diagnostics through mpremote, as `make diag`."""
+firmware on the virtual board and reads its diagnostics through mpremote, as `make diag`.
+Then as a user would: RESET=1 starts the firmware, Ctrl-C at the port stops it, make diag
+says it stopped and since when, Ctrl-D at the REPL restarts the board."""
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -19,6 +23,7 @@ import deploy  # noqa: E402
 pytestmark = pytest.mark.slow  # ~5 s: real mpremote sessions over a pty
 
 _PROGRESS = re.compile(r"^\[\s*(\d+)/(\d+)\] (\S+)\s+(\d+) B(  unchanged)?$")
+_STOPPED = re.compile(r"^firmware STOPPED: state as of its last step (\d+) (ms|s) ago$", re.M)
 
 
 def _mpremote(port, *args, timeout=30):
@@ -33,7 +38,11 @@ def vboard(tmp_path_factory):
     if shutil.which("socat") is None:
         pytest.skip("socat is not installed (make setup installs it): no virtual board")
     workdir = tmp_path_factory.mktemp("vboard")
-    proc, port = deploy.start_vboard(str(workdir))
+    # main.py of the sim board serves its control channel on 127.0.0.1:7700 unless told
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        control_port = s.getsockname()[1]
+    proc, port = deploy.start_vboard(str(workdir), argv=["--port", str(control_port)])
     try:
         yield port, os.path.join(str(workdir), "flash")
     finally:
@@ -139,6 +148,9 @@ def test_firmware_runs_on_the_virtual_board_and_diag_explains_it(vboard):
                         "--port", port], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
+    # the firmware is not running: said first, with the age of the state shown
+    m = _STOPPED.search(out)
+    assert m and out.startswith(m.group(0)), out
     assert re.search(r"^board      sim$", out, re.M), out
     assert re.search(r"^status     Charging ", out, re.M), out
     assert re.search(r"^offer      16\.0 A  \(EVSE rating\)$", out, re.M), out
@@ -151,3 +163,99 @@ def test_firmware_runs_on_the_virtual_board_and_diag_explains_it(vboard):
     lines = []
     deploy.deploy("sim", port, out=lines.append)
     assert any("feeding its watchdog" in x for x in lines), lines
+
+
+def _diag(port):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "diag",
+                        "--port", port], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def _console(ser, data, marks=(deploy.CONSOLE_PROMPT, b">>> "), timeout=5.0):
+    ser.write(data)
+    return deploy._read_until(ser, marks, timeout)
+
+
+def test_reset_starts_the_firmware_on_the_virtual_board(vboard):
+    port, flash = vboard
+    with open(os.path.join(flash, "config.json"), "w") as f:
+        json.dump({"rating_a": 20, "max_current_a": 16}, f)
+    lines = []
+    deploy.deploy("sim", port, reset=True, out=lines.append)
+    assert "main.py runs, its service console answers on %s" % port in lines[-1], lines
+    # make diag talks to the running firmware's console, not to a REPL
+    out = _diag(port)
+    assert out.startswith("-- status\nboard      sim\n"), out
+    assert not _STOPPED.search(out), out
+    assert re.search(r"^   16\.0 A  config max_current_a$", out, re.M), out
+    # a deploy now stops the running firmware with Ctrl-C (mpremote's) and says how to restart
+    lines = []
+    deploy.deploy("sim", port, out=lines.append)
+    assert any("firmware found on the device, stopped by Ctrl-C" in x for x in lines), lines
+    assert "RESET=1, or Ctrl-D at its REPL, starts the new firmware" in lines[-1], lines
+
+
+def test_ctrl_c_stops_the_firmware_and_diag_says_since_when(vboard):
+    import serial
+
+    port, flash = vboard
+    deploy.deploy("sim", port, reset=True, out=lambda s: None)
+    with serial.Serial(port, 115200, timeout=0.05) as ser:
+        assert _console(ser, b"\r").endswith(deploy.CONSOLE_PROMPT)
+        got = _console(ser, b"\x03")  # Ctrl-C alone, as a terminal sends it
+        assert got.endswith(b">>> ") and b"KeyboardInterrupt" in got, got
+        assert b"unknown command" not in got
+    time.sleep(1.2)
+    out = _diag(port)
+    m = _STOPPED.search(out)
+    assert m and out.startswith(m.group(0)), out
+    age_ms = int(m.group(1)) * (1000 if m.group(2) == "s" else 1)
+    assert 1200 <= age_ms < 30000, out
+    assert re.search(r"^board      sim$", out, re.M), out
+
+
+def test_ctrl_d_at_the_repl_restarts_the_virtual_board(vboard):
+    import serial
+
+    port, flash = vboard
+    if not os.path.exists(os.path.join(flash, "main.py")):
+        deploy.deploy("sim", port, out=lambda s: None)
+    ser = serial.Serial(port, 115200, timeout=0.05)
+    if not _console(ser, b"\r").endswith(b">>> "):
+        _console(ser, b"\x03")
+    ser.write(b"\x04")  # a board's soft reset; the unix port exits and the vboard restarts it
+    assert deploy.wait_vboard_restart(ser, port)[0] == "console"
+
+
+def test_a_virtual_board_that_exits_at_once_is_not_restarted_forever(tmp_path):
+    if shutil.which("socat") is None or shutil.which("false") is None:
+        pytest.skip("socat is not installed (make setup installs it): no virtual board")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "vboard",
+                        "--dir", str(tmp_path), "--micropython", shutil.which("false")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "the virtual board exits as soon as it starts (5 times)" in r.stderr
+
+
+def test_ctrl_c_while_the_virtual_board_starts_does_not_end_it(tmp_path):
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (make setup installs it): no virtual board")
+    port = str(tmp_path / "ttyV0")
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "vboard",
+                             "--dir", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(port) and time.time() < deadline:
+            time.sleep(0.002)
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+        for _ in range(20):  # what mpremote sends first, while micropython still starts
+            os.write(fd, b"\x03")
+            time.sleep(0.01)
+        os.close(fd)
+        assert deploy.probe_vboard(port, time.time() + 5)[0] == "repl"
+    finally:
+        deploy.stop_vboard(proc)
+    log = proc.stdout.read().decode()
+    assert "started again" not in log, log

@@ -17,5 +17,6 @@ diag: $(SETUP)
 	$(PY) tools/deploy.py diag --port "$(PORT)"
 
 # A virtual board for trying the above without hardware: PORT=build/vboard/ttyV0 BOARD=sim.
+# A reset (make deploy ... RESET=1, Ctrl-D at its REPL) restarts it and runs main.py.
 vboard: $(SETUP)
 	$(PY) tools/deploy.py vboard --dir build/vboard

@@ -4,7 +4,8 @@
            [--config FILE] [--force] [--reset]
     python tools/deploy.py repl --port PORT     (mpremote connect PORT repl)
     python tools/deploy.py diag --port PORT     (status, why, events from the device's console)
-    python tools/deploy.py vboard [--dir build/vboard]   (a virtual board: see docs/deploy.md)
+    python tools/deploy.py vboard [--dir build/vboard] [--argv "ARGS"]
+                                (a virtual board: see docs/deploy.md)
 
 `make deploy BOARD=... PORT=...`, `make repl PORT=...` and `make diag PORT=...` call this.
 The device files (firmware/, drivers/, boards/ with only this board's folder) are compiled
@@ -17,6 +18,8 @@ import argparse
 import inspect
 import os
 import re
+import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -32,12 +35,23 @@ import build  # noqa: E402
 _MPY_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
               "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")  # sys.implementation._mpy
 _CHUNK = 512  # bytes per exec while writing a file (raw-paste mode does the flow control)
-DIAG_CODE = (
-    "from firmware import diag\n"
-    "diag.status()\n"
-    "if diag._app is not None:\n"
-    " print('-- why'); diag.why(); print('-- last events'); diag.events()\n"
-)
+# The REPL fallback of `make diag`: the firmware is not running, so what diag shows is the
+# state its last app left; say so first, with the age of its last controller step.
+DIAG_CODE = """\
+from firmware import diag
+if diag._app is not None:
+    _s = diag.step_age_ms() if hasattr(diag, 'step_age_ms') else None
+    if _s is None:
+        _s = 'an unknown time'
+    elif _s >= 10000:
+        _s = '%d s' % (_s // 1000)
+    else:
+        _s = '%d ms' % _s
+    print('firmware STOPPED: state as of its last step %s ago' % _s)
+diag.status()
+if diag._app is not None:
+    print('-- why'); diag.why(); print('-- last events'); diag.events()
+"""
 
 
 class DeployError(Exception):
@@ -191,6 +205,16 @@ for d in %r:
 """
 
 
+_RESET_KIND = """\
+try:
+    import machine
+    _r = hasattr(machine, 'reset')
+except ImportError:
+    _r = False
+print('machine' if _r else 'vboard' if getattr(os, 'getenv', lambda k: None)(%r) else 'none')
+"""
+
+
 class Device:
     """One mpremote session: raw REPL without a soft reset (`resume`)."""
 
@@ -248,9 +272,24 @@ class Device:
     def remove(self, path):
         self.run("try:\n os.remove(%r)\nexcept OSError:\n pass\n" % path)
 
-    def close(self, reset=False):
-        if reset:
+    def reset_kind(self):
+        """How this device restarts: "machine" (machine.reset(): a board), "vboard" (the
+        virtual board starts its micropython again when it exits) or "none" (a unix port
+        without the virtual board around it)."""
+        try:
+            return self.run(_RESET_KIND % VBOARD_ENV).strip()
+        except DeployError:
+            return "none"
+
+    def close(self, reset=None):
+        """Leave the raw REPL for the friendly one, or reset as reset_kind() said."""
+        if reset == "machine":
             self.t.exec_raw_no_follow("import machine\nmachine.reset()")
+        elif reset == "vboard":
+            # The unix port has no machine.reset: end the process, the virtual board starts
+            # it again (wait_vboard_restart() watches the port close and closes it).
+            self.t.exec_raw_no_follow("import sys\nsys.exit()")
+            return  # the port stays open for wait_vboard_restart(self.t.serial, ...)
         else:
             self.t.exit_raw_repl()
         self.t.close()
@@ -312,16 +351,42 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print):
         out(cfg_note)
         ok = True
     finally:
-        dev.close(reset=reset and ok)
+        kind = dev.reset_kind() if ok else None
+        dev.close(reset=kind if reset else None)
     out("deployed %s to %s: %d written (%d B), %d unchanged, in %.1f s" % (
         board, port, written, nbytes, skipped, time.time() - t0))
-    if reset:
+    if reset and kind == "machine":
         out("board reset: the new firmware is starting")
+    elif reset and kind == "vboard":
+        state, printed = wait_vboard_restart(dev.t.serial, port)
+        out(_VBOARD_RESET[state] % {"port": port})
+        if state in ("repl", "exited"):  # why main.py stopped: what it printed
+            out("\n".join(printed.replace("\r", "").splitlines()[-12:]))
+    elif kind == "vboard":
+        out("the virtual board stays at its REPL (its watchdog runs only with the firmware); "
+            "RESET=1, or Ctrl-D at its REPL, starts the new firmware")
+    elif kind == "none":
+        out("this MicroPython has no machine.reset(): left at its REPL; start the firmware "
+            "there with `import main`")
     elif dev.watchdog:
         out("the firmware's watchdog restarts the board within seconds")
     else:
         out("reset the board to start the firmware (make deploy ... RESET=1 does it)")
     return written, skipped
+
+
+_VBOARD_RESET = {
+    "console": "virtual board reset (the unix port has no machine.reset(): its micropython "
+               "started again): main.py runs, its service console answers on %(port)s; "
+               "Ctrl-C there stops the firmware and gives the REPL",
+    "repl": "virtual board reset, but main.py is not running (it ended or failed at start; "
+            "its output follows): the REPL answers on %(port)s",
+    "exited": "virtual board reset, but its micropython ended again at start (main.py ends "
+              "with sys.exit()? its output follows); the virtual board starts it again until "
+              "it exits at once several times in a row",
+    "silent": "virtual board reset: main.py runs without a service console (config console: "
+              "false?); Ctrl-C at %(port)s stops it",
+}
 
 
 def _parents(rel):
@@ -393,17 +458,63 @@ def diag(port, out=print, timeout=5.0):
 
 # -- the virtual board ---------------------------------------------------------------------------
 
+VBOARD_ENV = "WALLBOX_VBOARD"  # set for the virtual board's micropython: a reset restarts it
+_QUICK_EXIT_S = 2.0  # a micropython that lives less than this ...
+_QUICK_EXITS = 5  # ... this many times in a row is not restarted again
+
+# What the virtual board runs at power-on (written next to its flash folder): what a board does
+# after a reset - main.py from its flash, the cwd - then the REPL (`micropython -i`). A script
+# sets sys.path[0] to its own folder and sys.argv to its name; a board has '' and [].
+_VBOOT = """\
+import sys
+sys.path[0] = ''
+sys.argv[:] = %r
+try:
+    open('main.py').close()
+except OSError:
+    print('virtual board: no main.py yet (make deploy writes it)')
+else:
+    import main
+"""
+
 
 def micropython_exe():
     cand = os.path.join(os.path.dirname(sys.executable), "micropython")
     return cand if os.path.exists(cand) else shutil.which("micropython")
 
 
-def start_vboard(workdir, micropython=None, timeout=5.0):
-    """A unix-port `micropython` REPL behind a pty (socat), its cwd `workdir`/flash standing in
-    for the board's filesystem. Returns (process, port); stop it with stop_vboard()."""
-    socat = shutil.which("socat")
-    if socat is None:
+# How the virtual board starts micropython on its pty. The unix port reads its REPL with ISIG
+# off (a Ctrl-C byte is data there) and runs code with the terminal as it found it: ISIG on
+# here makes Ctrl-C a SIGINT then - KeyboardInterrupt, as the UART of a board raises it. Until
+# the unix port installs its handler (while it runs code) SIGINT is ignored, so a Ctrl-C while
+# the process starts cannot end it (`micropython` here is a CPython launcher). Ctrl-\\ and
+# Ctrl-Z stay plain bytes.
+_VSTART = """\
+#!/bin/sh
+trap '' INT
+stty isig intr '^C' quit undef susp undef
+exec %s -i %s
+"""
+
+
+def socat_command(port, start):
+    """socat giving the `start` script (_VSTART) a pty at `port`. raw,echo=0 on the port side
+    passes every byte through; on the script's side the pty starts raw (rawer) and is its
+    controlling terminal (setsid,ctty), so the SIGINT of its ISIG reaches micropython."""
+    for path in (port, start):
+        if any(c in path for c in ",:!'\"() "):
+            raise DeployError("socat cannot take this path in an address: %r" % path)
+    return [shutil.which("socat") or "socat", "PTY,link=%s,raw,echo=0" % port,
+            "EXEC:%s,pty,setsid,ctty,rawer,stderr" % start]
+
+
+def run_vboard(workdir, argv=(), micropython=None, out=print):
+    """The virtual board, until SIGTERM or Ctrl-C: a unix-port micropython behind a pty at
+    workdir/ttyV0, its cwd workdir/flash standing in for the board's flash. When micropython
+    exits (a reset: Ctrl-D at its REPL, `make deploy ... RESET=1`) it starts again and runs
+    main.py, as a board does; the pty is a new one then (like a USB port after a reset).
+    `argv`: the sys.argv main.py sees (a board's is empty)."""
+    if shutil.which("socat") is None:
         raise DeployError("socat is not installed (make setup installs it)")
     mp = micropython or micropython_exe()
     if not mp:
@@ -412,33 +523,85 @@ def start_vboard(workdir, micropython=None, timeout=5.0):
     flash = os.path.join(workdir, "flash")
     os.makedirs(flash, exist_ok=True)
     port = os.path.join(workdir, "ttyV0")
+    boot = os.path.join(workdir, "vboot.py")
+    with open(boot, "w") as f:
+        f.write(_VBOOT % (["main.py"] + list(argv) if argv else [],))
+    start = os.path.join(workdir, "vstart.sh")
+    with open(start, "w") as f:
+        f.write(_VSTART % (shlex.quote(mp), shlex.quote(boot)))
+    os.chmod(start, 0o755)
+    cmd = socat_command(port, start)
+    env = dict(os.environ, **{VBOARD_ENV: "1"})
+    quick = 0
+    boots = 0
+    while True:
+        if os.path.lexists(port):
+            os.remove(port)
+        t0 = time.time()
+        with open(os.path.join(workdir, "socat.log"), "ab") as log:
+            proc = subprocess.Popen(cmd, cwd=flash, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=log, env=env)
+        try:
+            if boots == 0:
+                out("virtual board: PORT=%s  (its flash: %s); Ctrl-C stops it" % (
+                    _short(port), _short(flash)))
+            else:
+                out("virtual board: reset, started again (PORT=%s)" % _short(port))
+            boots += 1
+            if proc.wait() > 128:  # socat itself stopped by a signal (Ctrl-C, kill): not a reset
+                out("virtual board: socat ended by signal %d; stopped" % (proc.returncode - 128))
+                return
+        finally:
+            if proc.poll() is None:
+                proc.terminate()  # socat hands SIGTERM on to micropython
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        quick = quick + 1 if time.time() - t0 < _QUICK_EXIT_S else 0
+        if quick >= _QUICK_EXITS:
+            with open(os.path.join(workdir, "socat.log"), errors="replace") as f:
+                raise DeployError("the virtual board exits as soon as it starts (%d times): %s"
+                                  % (quick, f.read()[-500:]))
+
+
+def start_vboard(workdir, micropython=None, timeout=10.0, argv=()):
+    """run_vboard() in a process of its own (`tools/deploy.py vboard`, as make vboard runs
+    it). Returns (process, port) once the board answers there; stop it with stop_vboard()."""
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    port = os.path.join(workdir, "ttyV0")
     if os.path.lexists(port):
         os.remove(port)
-    for path in (mp, port):
-        if any(c in path for c in ",:!'\"() "):
-            raise DeployError("socat cannot take this path in an address: %r" % path)
-    # -i: the REPL even if stdin were no tty. raw,echo=0 on both ends: bytes pass unchanged
-    # (Ctrl-A..Ctrl-E reach the REPL instead of the line discipline).
-    cmd = [socat, "PTY,link=%s,raw,echo=0" % port,
-           "EXEC:%s -i,pty,raw,echo=0,stderr" % mp]
-    log = open(os.path.join(workdir, "socat.log"), "wb")
-    proc = subprocess.Popen(cmd, cwd=flash, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            start_new_session=True)
-    log.close()
+    cmd = [sys.executable, os.path.abspath(__file__), "vboard", "--dir", workdir]
+    if micropython:
+        cmd += ["--micropython", micropython]
+    if argv:
+        cmd.append("--argv=" + " ".join(argv))  # "=": the value may start with --
+    logpath = os.path.join(workdir, "vboard.log")
+    with open(logpath, "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
     deadline = time.time() + timeout
     while not os.path.exists(port):
         if proc.poll() is not None or time.time() > deadline:
             stop_vboard(proc)
-            with open(os.path.join(workdir, "socat.log")) as f:
+            with open(logpath, errors="replace") as f:
                 raise DeployError("the virtual board did not start: %s" % f.read()[-500:])
         time.sleep(0.02)
+    try:
+        probe_vboard(port, deadline)  # its micropython is up: the port takes Ctrl-C now
+    except DeployError:
+        stop_vboard(proc)
+        raise
     return proc, port
 
 
 def stop_vboard(proc):
     if proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGTERM)  # socat and its micropython child
+            os.killpg(proc.pid, signal.SIGTERM)  # the supervisor and its socat
         except ProcessLookupError:
             pass
     try:
@@ -448,26 +611,88 @@ def stop_vboard(proc):
         proc.wait(5)
 
 
+class _Pty:
+    """The virtual board's port opened plainly: pyserial's open() flushes the input, which
+    would lose what micropython printed while it started (a traceback of main.py)."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+
+    def read(self, n):
+        ready, _, _ = select.select([self.fd], [], [], 0.05)
+        return os.read(self.fd, n) if ready else b""
+
+    def write(self, data):
+        os.write(self.fd, data)
+
+    def close(self):
+        os.close(self.fd)
+
+
+def wait_vboard_restart(old, port, timeout=10.0):
+    """After a reset of the virtual board: wait until `old` (the open pyserial port) sees its
+    pty close - micropython exited - and close it; then probe_vboard() the new one."""
+    import serial
+
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            old.read(256)  # raises once socat closed the old pty
+    except (OSError, serial.SerialException):
+        pass
+    try:
+        old.close()
+    except (OSError, serial.SerialException):
+        pass
+    return probe_vboard(port, deadline)
+
+
+def probe_vboard(port, deadline):
+    """Open the virtual board's port and press Enter until something answers. Returns (state,
+    what the board printed): state "console" (main.py runs, its service console answers),
+    "repl" (no main.py, or it ended or failed: the REPL answers), "exited" (micropython ended
+    again) or "silent"."""
+    while True:
+        try:
+            pty = _Pty(port)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise DeployError("the virtual board did not come up on %s" % port)
+            time.sleep(0.05)
+    got = bytearray()
+    state = "silent"
+    try:
+        while time.time() < deadline:
+            pty.write(b"\r")  # the console only reads once the firmware is up
+            got += _read_until(pty, (CONSOLE_PROMPT, b">>> "), 0.5)
+            if got.endswith(CONSOLE_PROMPT):
+                state = "console"
+                break
+            if got.endswith(b">>> "):
+                state = "repl"
+                break
+    except OSError:
+        state = "exited"  # micropython ended again: main.py exits at start
+    finally:
+        pty.close()
+    return state, got.decode(errors="replace")
+
+
 def _short(path):
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
 
 
-def vboard(workdir):
-    proc, port = start_vboard(workdir)
-    print("virtual board: PORT=%s  (its flash: %s); Ctrl-C stops it" % (
-        _short(port), _short(os.path.join(workdir, "flash"))))
-
+def vboard(workdir, argv=(), micropython=None):
     def _term(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        proc.wait()
+        run_vboard(workdir, argv, micropython, out=lambda s: print(s, flush=True))
     except KeyboardInterrupt:
         pass
-    finally:
-        stop_vboard(proc)
     return 0
 
 
@@ -478,9 +703,13 @@ def main(argv=None):
     ap.add_argument("--port", default="")
     ap.add_argument("--config", help="config.json to write if the device has none")
     ap.add_argument("--force", action="store_true", help="copy files even if unchanged")
-    ap.add_argument("--reset", action="store_true", help="machine.reset() after the copy")
+    ap.add_argument("--reset", action="store_true",
+                    help="machine.reset() after the copy (the virtual board: restart it)")
     ap.add_argument("--dir", default=os.path.join(ROOT, "build", "vboard"),
                     help="vboard: where the pty link and the flash folder go")
+    ap.add_argument("--argv", default="",
+                    help="vboard: the sys.argv main.py sees, e.g. \"--port 7701\" (default none)")
+    ap.add_argument("--micropython", help="vboard: the unix-port executable to run")
     a = ap.parse_args(argv)
     try:
         if a.command == "deploy":
@@ -489,7 +718,7 @@ def main(argv=None):
         if a.command == "repl":
             return repl(a.port)
         if a.command == "vboard":
-            return vboard(a.dir)
+            return vboard(a.dir, a.argv.split(), a.micropython)
         return diag(a.port)
     except DeployError as e:
         print("deploy: error: %s" % e, file=sys.stderr)
