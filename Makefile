@@ -12,11 +12,19 @@ export PYTHONDONTWRITEBYTECODE := 1
 help:
 	@echo "make sim        run the default charging session on the simulated wallbox"
 	@echo "make test       all tests (CPython pure logic, real MicroPython, simulator)"
+	@echo "make test-fast  the tests not marked slow; stops at the first failure"
+	@echo "make fuzz       property tests with many more examples (exploration, not CI)"
+	@echo "make mutants    mutation testing of firmware/charge with mutmut; prints the score"
 	@echo "make bench      benchmarks: safety reaction times, heap, kernels"
-	@echo "make deploy BOARD=esp32_wallbox PORT=/dev/ttyUSB0   compile and copy to a board"
+	@echo "make mpy        compile every device file with mpy-cross into build/mpy"
+	@echo "make deploy BOARD=esp32_wallbox PORT=/dev/ttyUSB0 [CONFIG=f.json] [RESET=1] [FORCE=1]"
+	@echo "                compile and copy to a board (docs/deploy.md)"
 	@echo "make repl PORT=...   serial REPL;  make diag PORT=...   status, offer reasons, events"
+	@echo "make vboard     a virtual board without hardware (BOARD=sim PORT=build/vboard/ttyV0)"
 	@echo "make natmod MPY_DIR=... [ARCH=...]   native kernels (docs/native.md)"
+	@echo "make natmod-size   sizes of the built natmods;  make natmod-clean   delete them"
 	@echo "make setup      create .venv and install what the tools need"
+	@echo "make clean      delete build/ and dist/ (compiled files and natmods)"
 
 setup: $(SETUP)
 $(SETUP): requirements.txt tools/setup.sh
