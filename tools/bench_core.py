@@ -49,12 +49,14 @@ def _stats(sim):
     return sim.wait_for({"k": "stats"}, 10, since=k)
 
 
-def c_to_b(n, out, blocking=False):
-    key = "c_to_b_blocked" if blocking else "c_to_b"
+def c_to_b(n, out, blocking=False, reflex=True):
+    key = "c_to_b_blocked" if blocking else "c_to_b" if reflex else "c_to_b_noreflex"
     rnd = random.Random(7)
     t0 = time.time()
     with simlib.Sim(CFG).start() as sim:
         sim.do("ev", auto=False)
+        if not reflex:
+            sim.do("reflex", on=False)
         sim.do("plug")
         if blocking:  # 1 s blocks, 1.5-4.5 s apart, for the whole run
             sim.do("block", ms=1000, every_ms=3000, seed=11)
@@ -214,18 +216,26 @@ def main():
         for t in threads:
             t.join()
         nb = max(10, a.n // 2)
-        print("C->B with a task blocking the interpreter 1 s at random moments: %d "
-              "transitions, one sim (~%d s)" % (nb, nb * 2.5), flush=True)
-        c_to_b(nb, out, blocking=True)
+        print("C->B with a task blocking the interpreter 1 s at random moments, and C->B "
+              "with the reflex off (the controller alone, as on a stock ESP32): %d "
+              "transitions each, two sims in parallel (~%d s)" % (nb, nb * 2.5), flush=True)
+        threads = [threading.Thread(target=c_to_b, args=(nb, out), kwargs={"blocking": True}),
+                   threading.Thread(target=c_to_b, args=(nb, out), kwargs={"reflex": False})]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         print("safety reaction (%.0f s):" % (time.time() - t0))
         for key, name in (("c_to_b", "C->B -> open cmd"), ("rcm", "RCM trip -> open cmd"),
-                          ("c_to_b_blocked", "C->B, 1 s blocks")):
+                          ("c_to_b_blocked", "C->B, 1 s blocks"),
+                          ("c_to_b_noreflex", "C->B, no reflex")):
             if key in out and out[key]:
                 report(name, out[key])
             else:
                 print("%s: no data (the run failed)" % name)
                 rc = 1
-        for key, name in (("c_to_b", "without blocking"), ("c_to_b_blocked", "1 s blocks")):
+        for key, name in (("c_to_b", "without blocking"), ("c_to_b_blocked", "1 s blocks"),
+                          ("c_to_b_noreflex", "no reflex")):
             st = out.get(key + "_stats")
             if st:
                 print("loop lag %-17s p50 %d ms  p99 %d ms  max %d ms  (steps %d, reflex "

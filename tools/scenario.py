@@ -108,6 +108,7 @@ COMMANDS = {
     "block": {"ms": ((int,), True, _between(1, 10000)),
               "every_ms": ((int,), False, _between(100, 600000)), "seed": ((int,), False)},
     "stats": {},
+    "reflex": {"on": ((bool,), True)},
     "ping": {},
 }
 STEP_KEYS = {"at_ms", "after_ms", "do", "wait", "timeout_ms", "note"}

@@ -165,6 +165,11 @@ class Control:
             if not every:
                 return
 
+    def do_reflex(self, c):
+        """Switch the reflex's driver off (a board without one, as a stock ESP32) or on."""
+        b = self.app.board
+        b.reflex = self.app.ctl.reflex if c["on"] else None
+
     def do_stats(self, c):
         """Loop lag of the charge controller and the reflex's counters."""
         ctl = self.app.ctl
