@@ -35,6 +35,19 @@ def status(out=print):
     out("rcm        fault %s  test %s  latched %s" % (i.rcm_fault, a.rcm_test, s.rcm_tripped))
     out("cable      %s dA  auth %s  available %s" % (i.pp_da, i.authorized, i.available))
     out("ev current %s dA  steps %d" % (i.ev_da, app.ctl.steps))
+    ctl = app.ctl
+    rf = ctl.reflex
+    if rf is None:
+        out("reflex     none on this board (docs/safety.md)")
+    else:
+        out("reflex     armed %s  runs %d  openings %d  latch %d" % (
+            rf.armed, rf.runs, rf.fired, b.contactor.tripped))
+    p50, p99, mx = ctl.lag_stats()
+    out("loop lag   p50 %d ms  p99 %d ms  max %d ms" % (p50, p99, mx))
+    for t in app.sup.tasks:
+        if t.restarts:
+            out("task       %s restarted %d times, last: %s" % (t.name, t.restarts,
+                                                               t.last_error))
     out("kernels    %s" % kernel_impl())
     for msg in app.cfg.errors:
         out("config     " + msg)

@@ -355,5 +355,9 @@ def test_a_crashed_non_safety_task_is_restarted_and_charging_goes_on():
         k = len(sim.obs)
         sim.do("stats")
         assert sim.wait_for({"k": "stats"}, 3, since=k)["restarts"]["probe"] == 1
+        lines = sim.diag("status")
+        assert any(x.startswith("task       probe restarted 1 times, last: ValueError")
+                   for x in lines), lines
+        assert any(x.startswith("reflex     armed True") for x in lines), lines
         assert not first(sim.obs, contactor(False), n)  # charging never stopped
         assert sim.state()["status"] == "Charging"
