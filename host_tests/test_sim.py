@@ -87,8 +87,11 @@ def test_faults_open_at_once_then_state_f_300ms(fault, error):
 def test_rcm_trip_opens_from_interrupt_and_needs_self_test():
     with start() as sim:
         n = charge(sim)
-        sim.do("fault", name="rcm_trip")
+        # From the world's clock thread, as hardware: its interrupt edge comes in the same ms.
+        sim.do("fault", name="rcm_trip", delay_ms=0)
         assert elapsed(sim, lambda o: o.get("what") == "fault", contactor(False), since=n) < 5
+        st = sim.wait_for(status("Faulted"), 2, since=n)
+        assert st["info"] == "rcm interrupt"  # the interrupt's latch, not a sampled trip
         sim.do("unplug")
         sim.do("fault", name="rcm_broken")
         sim.do("fault", name="rcm_trip", on=False)
