@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import build  # noqa: E402
 import deploy  # noqa: E402
+import vboard as vb  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ~5 s: real mpremote sessions over a pty
 
@@ -42,11 +43,11 @@ def vboard(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         control_port = s.getsockname()[1]
-    proc, port = deploy.start_vboard(str(workdir), argv=["--port", str(control_port)])
+    proc, port = vb.start_vboard(str(workdir), argv=["--port", str(control_port)])
     try:
         yield port, os.path.join(str(workdir), "flash")
     finally:
-        deploy.stop_vboard(proc)
+        vb.stop_vboard(proc)
 
 
 def test_unknown_board_and_missing_port_name_the_choices():
@@ -225,7 +226,7 @@ def test_ctrl_d_at_the_repl_restarts_the_virtual_board(vboard):
     if not _console(ser, b"\r").endswith(b">>> "):
         _console(ser, b"\x03")
     ser.write(b"\x04")  # a board's soft reset; the unix port exits and the vboard restarts it
-    assert deploy.wait_vboard_restart(ser, port)[0] == "console"
+    assert vb.wait_vboard_restart(ser, port)[0] == "console"
 
 
 def test_a_virtual_board_that_exits_at_once_is_not_restarted_forever(tmp_path):
@@ -254,8 +255,8 @@ def test_ctrl_c_while_the_virtual_board_starts_does_not_end_it(tmp_path):
             os.write(fd, b"\x03")
             time.sleep(0.01)
         os.close(fd)
-        assert deploy.probe_vboard(port, time.time() + 5)[0] == "repl"
+        assert vb.probe_vboard(port, time.time() + 5)[0] == "repl"
     finally:
-        deploy.stop_vboard(proc)
+        vb.stop_vboard(proc)
     log = proc.stdout.read().decode()
     assert "started again" not in log, log
