@@ -401,6 +401,10 @@ class RcmModel:
     [(300, "B", 320, "healthy", "follow", True, True, 0x7FFF, 0x7FFF, -1, "follow", 2),
      (2000, "C", 320, "healthy", "follow", True, True, 0x7FFF, 0x7FFF, -1, "follow", 2)],
     False, 320, False)
+@example(  # found by CI: D without ventilation, then C at once (no new 100 ms hold)
+    [(300, "D", 320, "healthy", "follow", True, True, 0x7FFF, 0x7FFF, -1, "follow", 1),
+     (300, "C", 320, "healthy", "follow", True, True, 0x7FFF, 0x7FFF, -1, "follow", 1)],
+    False, 320, False)
 @given(st.lists(segment_st, min_size=1, max_size=10), st.booleans(), st.integers(60, 800),
        st.booleans())
 def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_fb):
@@ -413,7 +417,7 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
     diode_seen = False  # B/C/D read while PWM ran, since PWM last stopped
     test_state = None  # trace of the self-test: None, "on", "high", "off"
     passed_at = None  # a complete passed test not yet used by a closing
-    cd_since = None  # since when the raw pilot says C/D (after something else)
+    cd_since = None  # since when the raw pilot says C or D (after something else)
     cable = None  # PP seen when the accepted pilot last became B/C/D
     was_plugged = False
     bad_run = (None, 0)  # (raw state outside C/D, consecutive samples)
@@ -443,7 +447,8 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
             was_closed, prev_offer, was_testing = a.close, a.offer_da, a.rcm_test
             if pwm_before and raw in ("B", "C", "D"):
                 diode_seen = True
-            cd_since = (cd_since if cd_since is not None else t) if raw in ok_raw else None
+            # B -> C/D must hold 100 ms; C <-> D needs no new hold (pilot.PilotFilter).
+            cd_since = (cd_since if cd_since is not None else t) if raw in ("C", "D") else None
             if raw not in ok_raw:
                 bad_run = (raw, bad_run[1] + 1) if bad_run[0] == raw else (raw, 1)
             else:
