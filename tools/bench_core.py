@@ -74,6 +74,7 @@ def c_to_b(n, out, blocking=False, reflex=True):
         out[key + "_stats"] = _stats(sim)
         out[key + "_in_block"] = _in_blocks(sim.obs)
         out[key + "_resets"] = sum(1 for o in sim.obs if o.get("k") == "watchdog")
+        out[key + "_other"] = _other_faults(sim.obs, ())
 
 
 def _in_blocks(obs):
@@ -89,9 +90,6 @@ def _in_blocks(obs):
 
 
 def rcm_trip(n, out):
-    def tripped(o):
-        return o.get("k") == "ev" and o.get("what") == "fault" and o.get("on")
-
     t0 = time.time()
     with simlib.Sim(CFG).start() as sim:
         sim.do("ev", auto=False)
@@ -107,7 +105,20 @@ def rcm_trip(n, out):
             time.sleep(max(0.0, 1.0 - 0.35))
             _progress("rcm", len(out.get("rcm_progress", [])) + 1, n, t0)
             out.setdefault("rcm_progress", []).append(1)
-        out["rcm"] = simlib.reactions(sim.obs, tripped, simlib.is_open_cmd)
+        # Only trips that found the contactor closed measure a reaction; any other opening
+        # before the trip (an unexpected fault) is counted and named, never paired.
+        out["rcm"] = simlib.reactions_while_closed(sim.obs, simlib.is_rcm_trip)
+        out["rcm_other"] = _other_faults(sim.obs, ("rcm", "rcm interrupt", "reflex: rcm"))
+
+
+def _other_faults(obs, expected):
+    """{info: count} of Faulted states other than the expected ones."""
+    seen = {}
+    for o in obs:
+        if o.get("k") == "state" and o.get("status") == "Faulted" and o.get(
+                "info") not in expected:
+            seen[o["info"]] = seen.get(o["info"], 0) + 1
+    return seen
 
 
 def pct(xs, p):
@@ -242,6 +253,9 @@ def main():
                       "runs %d, reflex openings %d)" % (name, st["lag_p50"], st["lag_p99"],
                                                         st["lag_max"], st["steps"],
                                                         st["reflex_runs"], st["reflex_fired"]))
+        for key in ("c_to_b", "rcm", "c_to_b_blocked", "c_to_b_noreflex"):
+            if out.get(key + "_other"):
+                print("unexpected faults in the %s run: %s" % (key, out[key + "_other"]))
         if "c_to_b_blocked_stats" in out:
             print("with 1 s blocks: %d of %d S2 openings inside a block, %d ms blocked in all, "
                   "watchdog resets %d" % (out["c_to_b_blocked_in_block"], len(
