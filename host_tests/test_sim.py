@@ -335,14 +335,16 @@ def test_reflex_opens_on_c_to_b_while_the_interpreter_is_blocked():
 
 def test_rcm_trip_opens_from_the_interrupt_while_the_interpreter_is_blocked():
     """Only the RCM interrupt (not the controller's step, not the reflex's RCM rule) says
-    "rcm interrupt": the trip lands in a block, the contactor opens within 2 ms."""
+    "rcm interrupt": the trip lands in a block, the contactor opens at once."""
     with start() as sim:
         n = charge(sim)
         sim.do("fault", name="rcm_trip", delay_ms=300)
         sim.do("block", ms=800)
         f = sim.wait_for(lambda o: o.get("what") == "fault", 5, since=n)
         opened = sim.wait_for(contactor(False), 5, since=n)
-        assert opened["t"] - f["t"] <= 2 and _blocked_around(sim, opened, n)
+        # The interrupt comes in the same ms; 10 ms is the margin for a loaded machine (the
+        # controller itself could not run before the block ends, 500 ms later).
+        assert opened["t"] - f["t"] <= 10 and _blocked_around(sim, opened, n)
         st = sim.wait_for(status("Faulted"), 3, since=n)
         assert st["error"] == "GroundFailure" and st["info"] == "rcm interrupt"
 
