@@ -89,7 +89,7 @@ def test_rcm_trip_opens_from_interrupt_and_needs_self_test():
         n = charge(sim)
         # From the world's clock thread, as hardware: its interrupt edge comes in the same ms.
         sim.do("fault", name="rcm_trip", delay_ms=0)
-        assert elapsed(sim, lambda o: o.get("what") == "fault", contactor(False), since=n) < 5
+        assert elapsed(sim, lambda o: o.get("what") == "fault", contactor(False), since=n) <= 10
         st = sim.wait_for(status("Faulted"), 2, since=n)
         assert st["info"] == "rcm interrupt"  # the interrupt's latch, not a sampled trip
         sim.do("unplug")
