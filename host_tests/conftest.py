@@ -21,7 +21,7 @@ if "micropython" not in sys.modules:
 # what it found. A property that once failed keeps that case as an @example in its test.
 # Tests do not set max_examples themselves (the profile decides), only `examples(k)` to
 # weigh a slow or a cheap test against the profile's count.
-from hypothesis import settings  # noqa: E402
+from hypothesis import Phase, settings  # noqa: E402
 from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
 from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
 
@@ -31,4 +31,8 @@ settings.register_profile("ci", derandomize=True, database=None, deadline=None,
 settings.register_profile(
     "fuzz", derandomize=False, deadline=None, print_blob=True, max_examples=5000,
     database=DirectoryBasedExampleDatabase(os.path.join(ROOT, "build", "hypothesis")))
+# `make mutants` runs the tests once per mutant: "ci" with few examples (still derandomized, so
+# the score is the same on every run) and no shrinking (a failure is all a kill needs).
+settings.register_profile("mutants", parent=settings.get_profile("ci"), max_examples=20,
+                          phases=(Phase.explicit, Phase.generate))
 settings.load_profile(os.environ.get("WALLBOX_HYPOTHESIS", "ci"))

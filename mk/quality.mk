@@ -1,0 +1,38 @@
+# Test quality (docs/testing.md): mutation testing of the pure charge logic and long
+# property-test runs. Neither is part of `make test`.
+.PHONY: mutants fuzz
+
+FUZZ_TESTS := host_tests/test_session.py host_tests/test_native_core.py \
+	host_tests/test_reflex_kernel.py host_tests/test_pilot_logic.py host_tests/test_proximity.py
+
+# mutmut ([tool.mutmut] in pyproject.toml) mutates firmware/charge/*.py except controller.py
+# in a copy under mutants/ and runs the fast CPython tests against each mutant, with the
+# small "mutants" hypothesis profile. Every run starts afresh, so the score belongs to the
+# code and tests as they are. MUTANTS='firmware.charge.watch*' limits a run to some mutants
+# (mutmut's name patterns). Then: killed / checked, and the survivors by file
+# (`.venv/bin/mutmut show NAME` prints one's diff). Slow: see docs/testing.md.
+MUTANTS ?=
+mutants: $(SETUP)
+	rm -rf mutants
+	@mkdir -p build
+	@echo "mutants: mutmut run $(MUTANTS) (log: build/mutmut-run.log)"
+	@WALLBOX_HYPOTHESIS=mutants $(PY) -m mutmut run $(MUTANTS) > build/mutmut-run.log 2>&1 \
+		|| { tail -n 40 build/mutmut-run.log; exit 1; }
+	@$(PY) -m mutmut results --all=true > build/mutmut-results.txt 2>/dev/null
+	@awk -F': ' 'NF == 2 && $$2 != "not checked" { n++; st[$$2]++ } \
+		END { k = st["killed"] + st["timeout"]; \
+			printf "mutation score: %d killed / %d total (%.1f %%)\n", k, n, n ? 100 * k / n : 0; \
+			printf "surviving: %d", n - k; \
+			if (st["timeout"]) printf " (%d more killed by timeout)", st["timeout"]; \
+			if (st["no tests"]) printf " (%d reached by no test)", st["no tests"]; \
+			printf "\n" }' build/mutmut-results.txt
+	@awk -F': ' 'NF == 2 && $$2 != "killed" && $$2 != "timeout" && $$2 != "not checked" { \
+			name = $$1; sub(/^ +/, "", name); f = name; sub(/\.x[_ǁ].*/, "", f); \
+			gsub(/\./, "/", f); print f ".py", name, $$2 }' build/mutmut-results.txt \
+		| sort -k1,1 -k2,2V | awk '$$1 != f { f = $$1; print "  " f ":" } \
+			{ s = $$3; for (i = 4; i <= NF; i++) s = s " " $$i; print "    " $$2 " (" s ")" }'
+
+# Property tests with the "fuzz" hypothesis profile: random, 5000 examples each, failures
+# kept in build/hypothesis and replayed first on the next run.
+fuzz: $(SETUP)
+	WALLBOX_HYPOTHESIS=fuzz $(PY) -m pytest -q $(FUZZ_TESTS)
