@@ -47,6 +47,7 @@ class SimBoard:
         self._rcm_level = 0
         self._running = False
         self.clock_ticks = 0
+        self.clock_errors = 0
 
     def _pp_mv(self):
         r = self.world.pp_ohms()
@@ -87,8 +88,12 @@ class SimBoard:
 
     def _clock(self):
         while self._running:
-            self.world.tick()
-            self.poll()
+            try:
+                self.world.tick()
+                self.poll()
+            except Exception as e:  # a dead clock thread would freeze the whole world
+                self.clock_errors += 1
+                self.world.obs("log", {"msg": "sim clock: %r" % (e,)})
             self.clock_ticks += 1
             time.sleep_ms(1)
 

@@ -178,7 +178,7 @@ class Control:
         self.observe("stats", {
             "lag_p50": p50, "lag_p99": p99, "lag_max": mx, "steps": ctl.steps,
             "reflex_runs": rf.runs if rf else 0, "reflex_fired": rf.fired if rf else 0,
-            "blocked_ms": self.blocked_ms,
+            "blocked_ms": self.blocked_ms, "clock_errors": self.app.board.clock_errors,
             "restarts": {t.name: t.restarts for t in self.app.sup.tasks},
         })
 
@@ -250,7 +250,8 @@ class Control:
         while True:
             if not self.q:
                 await self._flag.wait()
-            q, self.q = self.q, []
+            with self._lock:  # the clock thread appends too
+                q, self.q = self.q, []
             writer.write(("\n".join(q) + "\n").encode())
             await writer.drain()
 
