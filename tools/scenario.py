@@ -34,7 +34,7 @@ OBSERVATIONS = {
     "ack": ("do", "id"), "error": ("msg",), "diag": ("what", "lines"),
     "block": ("ms", "on"),
     "stats": ("lag_p50", "lag_p99", "lag_max", "steps", "reflex_runs", "reflex_fired",
-              "blocked_ms", "restarts"),
+              "blocked_ms", "clock_errors", "restarts"),
 }
 WAIT_VALUES = {  # (kind, field): the values a wait may ask for
     ("state", "status"): STATUSES, ("state", "error"): ERRORS, ("state", "pilot"): PILOTS,
