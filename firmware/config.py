@@ -31,6 +31,12 @@ SCHEMA = {
     "watchdog_ms": (5000, "int", 1000, 30000, True),
     "reclose_ms": (5000, "int", 1000, 60000, True),  # contactor rest after leaving C
     "reclose_error_ms": (30000, "int", 1000, 600000, True),  # ... and after an error
+    # Sections: a JSON object each, checked by the component that owns it when it starts
+    # (firmware/ocpp, firmware/net, firmware/meters); a component with a bad section stays
+    # off and says why. None of them can raise the offer.
+    "ocpp": (None, "section", 0, 0, True),  # CSMS url, charge point id, password, CA file
+    "network": (None, "section", 0, 0, True),  # Wi-Fi / Ethernet credentials and backoff
+    "meters": (None, "section", 0, 0, True),  # the EV meter and the optional grid meter
 }
 
 _SUGGEST_MAX_LEN = 40  # longer unknown keys get no suggestion (edit distance is O(n*m))
@@ -72,7 +78,7 @@ class Config:
     def finish(self):
         """Cross-key rules and required keys, after every value is in."""
         for key, spec in SCHEMA.items():
-            if getattr(self, key) is None and not self.refuse:
+            if getattr(self, key) is None and spec[1] != "section" and not self.refuse:
                 self.errors.append("config: %s missing (%d..%d); charging disabled" % (
                     key, spec[2], spec[3]))
                 self.refuse = True
@@ -101,6 +107,9 @@ def _check(value, kind, lo, hi):
     elif kind == "bool":
         if type(value) is not bool:
             return "allowed true or false"
+    elif kind == "section":
+        if type(value) is not dict:
+            return "must be a JSON object"
     elif value not in kind or type(value) is not type(kind[0]):
         return "allowed " + ", ".join([str(k) for k in kind])
     return None
