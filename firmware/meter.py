@@ -2,11 +2,14 @@
 # values it read into a preallocated Reading and stamps it; the charge controller only
 # reads the cached values and treats them as unknown once older than STALE_MS. The safety
 # path never waits for a meter and never calls into one.
+from array import array
+
 from micropython import const
 
 from firmware.ticks import ticks_diff
 
 STALE_MS = const(5000)  # older readings count as unknown (a meter polls every <= 1 s)
+UNKNOWN = const(-0x20000000)  # a signed value (current, power) that is not known
 
 
 class Reading:
@@ -14,8 +17,17 @@ class Reading:
     stamp(now); all values are ints (no allocation for the reader)."""
 
     def __init__(self):
-        self.i_max_da = -1  # highest phase current, dA; -1 unknown
+        self.i_max_da = -1  # highest phase current magnitude, dA; -1 unknown
         self.energy_wh = -1  # cumulative import register, Wh; -1 unknown
+        self.export_wh = -1  # cumulative export register, Wh; -1 unknown
+        # Per phase L1..L3 (UNKNOWN where the meter has no such value). Current and power
+        # are signed: + import (to the EV / from the grid), - export; a current's sign is
+        # its phase power's.
+        self.i_da = array("i", (UNKNOWN, UNKNOWN, UNKNOWN))  # current, dA
+        self.v_dv = array("i", (UNKNOWN, UNKNOWN, UNKNOWN))  # voltage to N, 0.1 V
+        self.p_w = array("i", (UNKNOWN, UNKNOWN, UNKNOWN))  # active power, W
+        self.p_total_w = UNKNOWN  # active power, all phases, W
+        self.freq_chz = -1  # frequency, 0.01 Hz; -1 unknown
         self.at_ms = None  # ticks of the last good poll; None: none yet, or stale
         self.errors = 0  # failed polls since boot (diag)
 
