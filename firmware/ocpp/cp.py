@@ -1,0 +1,347 @@
+# The OCPP 1.6J charge point: one connector. Two tasks meet here:
+# - the observer (`run`): reads the charge controller's published state, decides
+#   transactions, statuses, meter samples and limits, and writes transaction messages to the
+#   journal; it never waits on the network, so offline charging is the same as online;
+# - the sender (`send_loop`): BootNotification until Accepted, then the journal oldest first,
+#   statuses, triggered messages and heartbeats, one CALL at a time (OCPP-J).
+# The network can only lower the offer or ask to stop: everything reaches the controller
+# through set_auth / set_available / set_limit.
+import asyncio
+import json
+import os
+import time
+
+from micropython import const
+
+from firmware.ocpp import clock, remote, rpc, txn
+from firmware.ocpp.authlist import AuthCache, LocalList
+from firmware.ocpp.journal import Journal
+from firmware.ocpp.keys import Keys
+from firmware.ocpp.smart import Profiles
+
+_TICK_MS = const(250)
+_LIMIT_MS = const(1000)
+_BOOT_RETRY_S = const(30)
+STATE_FILE = "ocpp_state.json"  # availability (persists across reboots, as 1.6 says)
+
+
+class OcppError(Exception):
+    pass
+
+
+def check_section(s):
+    """The config's "ocpp" object -> list of error messages (empty when usable)."""
+    err = []
+    if type(s) is not dict:
+        return ["ocpp: must be a JSON object"]
+    url = s.get("url")
+    if type(url) is not str or not (url.startswith("ws://") or url.startswith("wss://")):
+        err.append("ocpp.url: must be a ws:// or wss:// URL, got %r" % (url,))
+    cid = s.get("cp_id")
+    if type(cid) is not str or not 1 <= len(cid) <= 48 or "/" in cid or " " in cid:
+        err.append("ocpp.cp_id: 1..48 characters without '/' or spaces, got %r" % (cid,))
+    for k in ("password", "ca", "vendor", "model", "free_vend_id"):
+        if k in s and type(s[k]) is not str:
+            err.append("ocpp.%s: must be a string" % k)
+    pw = s.get("password")
+    if type(pw) is str and not 16 <= len(pw) <= 40:
+        err.append("ocpp.password: 16..40 characters (OCPP AuthorizationKey)")
+    if type(url) is str and url.startswith("wss://") and "ca" not in s:
+        err.append("ocpp.ca: wss:// needs the CA certificate file")
+    for k in s:
+        if k not in ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id"):
+            err.append("ocpp: unknown key %r" % (k,))
+    return err
+
+
+class ChargePoint:
+    def __init__(self, ctl, board, section, cfg, log=print, net=None):
+        from firmware.ocpp.link import Link
+
+        self.ctl = ctl
+        self.board = board
+        self.cfg = cfg
+        self.log = log
+        self.section = section
+        self.keys = Keys()
+        for m in self.keys.errors:
+            log(m)
+        self.journal = Journal()
+        self.list = LocalList()
+        self.cache = AuthCache()
+        self.profiles = Profiles()
+        for m in getattr(self.profiles, "errors", ()):
+            log(m)
+        self.clock = clock.Clock()
+        wall = getattr(board, "wall_s", None)
+        if wall is not None:  # a battery RTC or the simulator's host clock
+            self.clock.set(wall(), time.ticks_ms())
+        self.rpc = rpc.Rpc(self._send, remote.handlers(self), log,
+                           seed=time.ticks_cpu() if hasattr(time, "ticks_cpu") else 1)
+        cadata = None
+        if section.get("ca"):
+            with open(section["ca"], "rb") as f:
+                cadata = f.read()
+        self.link = Link(section["url"], section["cp_id"], self.rpc, self.keys, log,
+                         password=self._password(), cadata=cadata, net=net)
+        self.registration = None  # None, "Pending", "Accepted", "Rejected"
+        self.boot_retry_ms = 0
+        self.heartbeat_ms = None
+        self.wake = asyncio.ThreadSafeFlag()
+        self.cards = getattr(board, "cards", None)  # drivers.rfid.CardReader
+        self.available = [True, True]  # connector 0, 1 (ChangeAvailability)
+        self.pending_avail = None  # a change Scheduled until the transaction ends
+        self._load_state()
+        ctl.set_available(self.available[0] and self.available[1])
+        self.status = [None, None]  # (status, error, info) observed, per connector
+        self.sent = [None, None]  # ... last sent
+        self.status_at = [0, 0]  # wall seconds of the observed change
+        self.triggers = []  # (action, connector) asked by TriggerMessage
+        self.outbox = []  # non-transaction messages waiting for the link: (action, payload)
+        self.reservation = None  # dict: id, tag, parent, expiry_s
+        self.tx = txn.Transactions(self)
+        self.reset_kind = None
+        self._limit_ms = 0
+        self._reason = None
+        self.last_error = None
+
+    def _password(self):
+        k = self.keys.get("AuthorizationKey") if hasattr(self.keys, "get") else ""
+        return k or self.section.get("password") or None
+
+    def tasks(self):
+        return [("ocpp-link", self.link.run), ("ocpp", self.run),
+                ("ocpp-send", self.send_loop)]
+
+    async def _send(self, text):
+        await self.link.send(text)
+
+    # -- persistent bits -------------------------------------------------------------------
+    def _load_state(self):
+        try:
+            with open(STATE_FILE) as f:
+                d = json.load(f)
+            a = d.get("available")
+            if type(a) is list and len(a) == 2 and all(type(x) is bool for x in a):
+                self.available = a
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def save_state(self):
+        tmp = STATE_FILE + ".new"
+        with open(tmp, "w") as f:
+            json.dump({"available": self.available}, f)
+        os.rename(tmp, STATE_FILE)
+
+    def now_s(self):
+        return self.clock.now_s(time.ticks_ms())
+
+    def iso_now(self):
+        s = self.now_s()
+        return clock.iso(s if s is not None else 0)
+
+    # -- the observer --------------------------------------------------------------------
+    async def run(self):
+        flag = self.ctl.subscribe()
+        while True:
+            now = time.ticks_ms()
+            self.tx.observe(now)
+            self._observe_status()
+            self._timers(now)
+            try:
+                await asyncio.wait_for_ms(flag.wait(), _TICK_MS)
+            except asyncio.TimeoutError:
+                pass
+            if self.cards is not None:
+                tag = self.cards.take()
+                if tag is not None:
+                    self.tx.card(tag)
+
+    def _observe_status(self):
+        st = self._connector_status()
+        if st != self.status[1]:
+            self.status[1] = st
+            self.status_at[1] = self.now_s()
+            self.wake.set()
+        c0 = self._cp_status()
+        if c0 != self.status[0]:
+            self.status[0] = c0
+            self.status_at[0] = self.now_s()
+            self.wake.set()
+
+    def _cp_status(self):
+        if getattr(self.ctl.session, "halted", False):
+            return ("Faulted", "InternalError", "fail-safe")
+        if not self.available[0]:
+            return ("Unavailable", "NoError", "")
+        return ("Available", "NoError", "")
+
+    def _connector_status(self):
+        a = self.ctl.session.act
+        status, error, info = a.status, a.error, a.info
+        plugged = a.pilot not in (None, "A")
+        tx = self.tx
+        if status == "Faulted":
+            return (status, error, info[:50])
+        if not (self.available[0] and self.available[1]) and tx.open is None:
+            return ("Unavailable", "NoError", "")
+        fault = self.meter_fault()
+        if fault and error == "NoError":
+            error, info = "OtherError", fault
+        if not plugged:
+            if tx.open is not None:
+                status = "SuspendedEV"  # transaction goes on, EV side unplugged
+            elif tx.auth is not None:
+                status = "Preparing"  # identification first: waiting for the plug
+            elif self.reservation is not None:
+                status = "Reserved"
+            else:
+                status = "Available"
+        elif tx.open is None:
+            status = "Finishing" if tx.finished else "Preparing"
+        elif status == "Preparing":
+            status = "SuspendedEV"  # authorised, EV not drawing yet
+        return (status, error, info[:50])
+
+    def meter_fault(self):
+        t = getattr(self.board, "meter_task", None)
+        return getattr(t, "fault", None) if t is not None else None
+
+    def _timers(self, now):
+        s = self.now_s()
+        r = self.reservation
+        if r is not None and s is not None and s >= r["expiry"]:
+            self.log("ocpp: reservation %d expired" % r["id"])
+            self.reservation = None
+        self.tx.timers(now, s)
+        if time.ticks_diff(now, self._limit_ms) >= _LIMIT_MS:
+            self._limit_ms = now
+            self._apply_limit(s)
+
+    def _apply_limit(self, s):
+        amps = None
+        reason = "ocpp: no profile"
+        if s is not None and len(self.profiles):
+            o = self.tx.open
+            amps, why, _ = self.profiles.limit(
+                s, 1, tx_start_s=o["start_s"] if o else None, tx_id=self.tx.csms_id(),
+                volts=self.volts(), phases=self.cfg.phases)
+            if amps is not None:
+                reason = "ocpp: " + why
+        if amps is None:
+            amps = self.cfg.rating_a or 0
+        if (amps, reason) != self._reason:
+            self._reason = (amps, reason)
+            try:
+                self.ctl.set_limit(amps, reason)
+            except ValueError as e:
+                self.log("ocpp: limit refused: %s" % (e,))
+
+    def volts(self):
+        m = getattr(self.board, "meter_reading", None)
+        if m is not None and m.v_dv[0] > 0:
+            return m.v_dv[0] // 10
+        return 230
+
+    # -- the sender ----------------------------------------------------------------------
+    async def send_loop(self):
+        while True:
+            if not self.link.connected:
+                await self.link.up.wait()
+                continue
+            try:
+                sent = await self._send_one()
+            except rpc.RpcError as e:
+                self.last_error = "%s %s" % (e.code, e.description)
+                self.log("ocpp: %s" % self.last_error)
+                sent = False
+                await asyncio.sleep_ms(1000)
+            except Exception as e:  # the link dropped mid-call (WsError) or similar
+                self.last_error = repr(e)
+                sent = False
+                await asyncio.sleep_ms(500)
+            if not sent:
+                try:
+                    await asyncio.wait_for_ms(self.wake.wait(), 1000)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _send_one(self):
+        """At most one CALL; True when something was sent."""
+        now = time.ticks_ms()
+        if self.registration != "Accepted":
+            if self.registration is not None and time.ticks_diff(now, self.boot_retry_ms) < 0:
+                return False
+            await self.boot()
+            return True
+        if await self.tx.send_next():
+            return True
+        for c in (0, 1):
+            if self.status[c] is not None and self.status[c] != self.sent[c]:
+                await self.send_status(c)
+                return True
+        if self.triggers:
+            action, conn = self.triggers.pop(0)
+            await remote.send_triggered(self, action, conn)
+            return True
+        if self.outbox:
+            action, payload = self.outbox.pop(0)
+            await self.rpc.call(action, payload)
+            return True
+        hb = self.keys.get("HeartbeatInterval")
+        if hb > 0 and time.ticks_diff(now, self.heartbeat_ms) >= hb * 1000:
+            await self.heartbeat()
+            return True
+        return False
+
+    def _boot_payload(self):
+        s = self.section
+        return {"chargePointVendor": s.get("vendor", "OpenWallbox")[:20],
+                "chargePointModel": s.get("model", getattr(self.board, "name", "wallbox"))[:20],
+                "firmwareVersion": "0.7"}
+
+    async def boot(self):
+        conf = await self.rpc.call("BootNotification", self._boot_payload())
+        self.registration = conf["status"]
+        interval = conf["interval"]
+        self._set_clock(conf["currentTime"])
+        now = time.ticks_ms()
+        if self.registration == "Accepted":
+            if interval > 0:
+                self.keys.change("HeartbeatInterval", str(interval))
+            self.heartbeat_ms = now
+            self.sent = [None, None]  # every connector's status after boot
+            self.log("ocpp: boot accepted")
+        else:
+            wait = interval if interval > 0 else _BOOT_RETRY_S
+            self.boot_retry_ms = time.ticks_add(now, wait * 1000)
+            self.log("ocpp: boot %s, retry in %d s" % (self.registration, wait))
+
+    async def heartbeat(self):
+        conf = await self.rpc.call("Heartbeat", {})
+        self._set_clock(conf["currentTime"])
+        self.heartbeat_ms = time.ticks_ms()
+
+    def _set_clock(self, text):
+        try:
+            self.clock.set(clock.parse(text), time.ticks_ms())
+        except ValueError as e:
+            self.log("ocpp: bad currentTime %r: %s" % (text, e))
+
+    async def send_status(self, c):
+        st = self.status[c]
+        p = {"connectorId": c, "status": st[0], "errorCode": st[1]}
+        if st[2]:
+            p["info"] = st[2]
+        if self.status_at[c] is not None:
+            p["timestamp"] = clock.iso(self.status_at[c])
+        await self.rpc.call("StatusNotification", p)
+        self.sent[c] = st
+
+    def info(self):
+        d = self.link.info()
+        d.update({"registration": self.registration, "journal": self.journal.pending(),
+                  "status": self.status[1] and self.status[1][0],
+                  "transaction": self.tx.csms_id(), "last_error": self.last_error or
+                  d["last_error"]})
+        return d

@@ -1,0 +1,304 @@
+# What the CSMS may ask of the charge point (Core, Local Auth List, Reservation, Remote
+# Trigger, Smart Charging). Payloads reach these handlers only after the schema check
+# (rpc.Rpc.received); each handler answers at once and leaves longer work (a reset, an
+# authorisation) to a task, so the link's reader is never held up. Firmware Management and
+# the security extension have no handler: rpc answers NotSupported.
+import asyncio
+import time
+
+from firmware.ocpp import clock
+from firmware.ocpp.rpc import RpcError
+
+_UNLOCK_WAIT_MS = 2500
+_RESET_FLUSH_MS = 10000
+
+
+def handlers(cp):
+    def h(fn):
+        async def call(p):
+            return fn(cp, p)
+
+        return call
+
+    return {
+        "CancelReservation": h(cancel_reservation),
+        "ChangeAvailability": h(change_availability),
+        "ChangeConfiguration": h(change_configuration),
+        "ClearCache": h(clear_cache),
+        "ClearChargingProfile": h(clear_profile),
+        "DataTransfer": h(data_transfer),
+        "GetCompositeSchedule": h(composite),
+        "GetConfiguration": h(get_configuration),
+        "GetLocalListVersion": h(list_version),
+        "RemoteStartTransaction": h(remote_start),
+        "RemoteStopTransaction": h(remote_stop),
+        "ReserveNow": h(reserve_now),
+        "Reset": h(reset),
+        "SendLocalList": h(send_local_list),
+        "SetChargingProfile": h(set_profile),
+        "TriggerMessage": h(trigger),
+        "UnlockConnector": lambda p: unlock(cp, p),
+    }
+
+
+def _status(s):
+    return {"status": s}
+
+
+# -- Core -----------------------------------------------------------------------------------
+def change_availability(cp, p):
+    c = p["connectorId"]
+    if c not in (0, 1):
+        return _status("Rejected")
+    op = p["type"] == "Operative"
+    if not op and cp.tx.open is not None:
+        cp.pending_avail = (c, op)  # applied when the transaction ends
+        return _status("Scheduled")
+    apply_availability(cp, c, op)
+    return _status("Accepted")
+
+
+def apply_availability(cp, c, op):
+    cp.available[c] = op
+    try:
+        cp.save_state()
+    except OSError as e:
+        cp.log("ocpp: availability not saved: %r" % (e,))
+    cp.ctl.set_available(cp.available[0] and cp.available[1])
+    cp.wake.set()
+
+
+def change_configuration(cp, p):
+    st = cp.keys.change(p["key"], p["value"])
+    if st == "Accepted" and p["key"] == "AuthorizationKey":
+        cp.link.password = cp._password()
+    cp._reason = None  # limits and intervals are re-read at once
+    return _status(st)
+
+
+def get_configuration(cp, p):
+    known, unknown = cp.keys.configuration(p.get("key"))
+    out = {"configurationKey": known}
+    if unknown:
+        out["unknownKey"] = unknown
+    return out
+
+
+def clear_cache(cp, p):
+    cp.cache.clear()
+    return _status("Accepted")
+
+
+def data_transfer(cp, p):
+    return _status("UnknownVendorId")  # no vendor extensions
+
+
+def remote_start(cp, p):
+    tx = cp.tx
+    c = p.get("connectorId", 1)
+    tag = p["idTag"]
+    prof = p.get("chargingProfile")
+    if c != 1 or tx.open is not None or tx.auth is not None:
+        return _status("Rejected")
+    if not (cp.available[0] and cp.available[1]) or cp.status[1] and cp.status[1][0] == "Faulted":
+        return _status("Rejected")
+    if prof is not None and prof.get("chargingProfilePurpose") != "TxProfile":
+        return _status("Rejected")
+    r = cp.reservation
+    if r is not None and r["tag"].lower() != tag.lower():
+        return _status("Rejected")
+    tx.pending_profile = prof
+    asyncio.create_task(tx.authorize(tag, remote_ok=not cp.keys.get("AuthorizeRemoteTxRequests")))
+    return _status("Accepted")
+
+
+def remote_stop(cp, p):
+    tx = cp.tx
+    if tx.open is None or tx.csms_id() != p["transactionId"]:
+        return _status("Rejected")
+    tx.stop_reason = "Remote"
+    cp.wake.set()
+    return _status("Accepted")
+
+
+def reset(cp, p):
+    kind = p["type"]
+    if cp.reset_kind is None:
+        cp.reset_kind = kind
+        asyncio.create_task(_reset(cp, kind))
+    return _status("Accepted")
+
+
+async def _reset(cp, kind):
+    await asyncio.sleep_ms(200)  # the Reset.conf goes out first
+    if cp.tx.open is not None:
+        cp.tx.stop_reason = "SoftReset" if kind == "Soft" else "HardReset"
+        cp.wake.set()
+    # A soft reset waits (bounded) until the journal is delivered; a hard one only for the
+    # stop to be journaled: the journal survives the reset either way.
+    t0 = time.ticks_ms()
+    limit = _RESET_FLUSH_MS if kind == "Soft" else 1000
+    while time.ticks_diff(time.ticks_ms(), t0) < limit:
+        if cp.tx.open is None and (kind == "Hard" or cp.journal.pending() == 0
+                                   or not cp.link.connected):
+            break
+        await asyncio.sleep_ms(100)
+    cp.log("ocpp: %s reset" % kind.lower())
+    if kind == "Hard":
+        cp.ctl.fail_safe()  # contactor open before the power goes
+    await asyncio.sleep_ms(100)
+    cp.board.reset()
+
+
+async def unlock(cp, p):
+    if p["connectorId"] != 1 or cp.cfg.connector != "type2_socket":
+        return _status("NotSupported")  # no such connector, or a tethered cable
+    if cp.tx.open is not None:
+        cp.tx.stop_reason = "UnlockCommand"
+        cp.wake.set()
+    else:
+        cp.ctl.set_auth(False)
+        cp.tx.auth = None
+    t0 = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), t0) < _UNLOCK_WAIT_MS:
+        if not cp.ctl.session.act.lock:
+            return _status("Unlocked")
+        await asyncio.sleep_ms(50)
+    return _status("UnlockFailed")
+
+
+# -- Local authorisation list -----------------------------------------------------------------
+def list_version(cp, p):
+    if not cp.keys.get("LocalAuthListEnabled"):
+        return {"listVersion": -1}
+    return {"listVersion": cp.list.version}
+
+
+def send_local_list(cp, p):
+    if not cp.keys.get("LocalAuthListEnabled"):
+        return _status("NotSupported")
+    items = p.get("localAuthorizationList", [])
+    if len(items) > cp.keys.get("SendLocalListMaxLength"):
+        return _status("Failed")
+    full = p["updateType"] == "Full"
+    entries = []
+    for e in items:
+        info = e.get("idTagInfo")
+        if info is None:
+            if full:
+                continue  # nothing to store for it
+            entries.append((e["idTag"], None))
+            continue
+        entries.append((e["idTag"], (info["status"], _expiry(info), info.get("parentIdTag"))))
+    return _status(cp.list.update(p["listVersion"], entries, full))
+
+
+def _expiry(info):
+    e = info.get("expiryDate")
+    return None if e is None else clock.parse(e)
+
+
+# -- Reservation -------------------------------------------------------------------------------
+def reserve_now(cp, p):
+    c = p["connectorId"]
+    if c != 1:
+        return _status("Rejected")  # ReserveConnectorZeroSupported is false
+    st = cp.status[1][0] if cp.status[1] else "Available"
+    if st == "Faulted":
+        return _status("Faulted")
+    if st == "Unavailable":
+        return _status("Unavailable")
+    r = cp.reservation
+    if r is not None and r["id"] != p["reservationId"]:
+        return _status("Occupied")
+    if st not in ("Available", "Reserved") or cp.tx.open is not None or cp.tx.auth is not None:
+        return _status("Occupied")
+    expiry = clock.parse(p["expiryDate"])
+    now = cp.now_s()
+    if now is not None and expiry <= now:
+        return _status("Rejected")
+    cp.reservation = {"id": p["reservationId"], "tag": p["idTag"],
+                      "parent": p.get("parentIdTag"), "expiry": expiry}
+    cp.wake.set()
+    return _status("Accepted")
+
+
+def cancel_reservation(cp, p):
+    r = cp.reservation
+    if r is None or r["id"] != p["reservationId"]:
+        return _status("Rejected")
+    cp.reservation = None
+    cp.wake.set()
+    return _status("Accepted")
+
+
+# -- Smart charging ----------------------------------------------------------------------------
+def set_profile(cp, p):
+    c = p["connectorId"]
+    if c not in (0, 1):
+        return _status("Rejected")
+    o = cp.tx.open
+    tx_id = cp.tx.csms_id() if o is not None else None
+    if o is not None and tx_id is None:
+        tx_id = o["l"]
+    st = cp.profiles.set(c, p["csChargingProfiles"], tx_id=tx_id)
+    cp._reason = None
+    cp._limit_ms = time.ticks_add(time.ticks_ms(), -1000)
+    return _status(st)
+
+
+def clear_profile(cp, p):
+    st = cp.profiles.clear(p.get("id"), p.get("connectorId"), p.get("chargingProfilePurpose"),
+                           p.get("stackLevel"))
+    cp._reason = None
+    cp._limit_ms = time.ticks_add(time.ticks_ms(), -1000)
+    return _status(st)
+
+
+def composite(cp, p):
+    c = p["connectorId"]
+    now = cp.now_s()
+    if c not in (0, 1) or now is None:
+        return {"status": "Rejected"}
+    o = cp.tx.open
+    return cp.profiles.composite(
+        c, now, p["duration"], p.get("chargingRateUnit"),
+        tx_start_s=o["start_s"] if o else None, tx_id=cp.tx.csms_id(), volts=cp.volts(),
+        phases=cp.cfg.phases)
+
+
+# -- Remote trigger ----------------------------------------------------------------------------
+def trigger(cp, p):
+    what = p["requestedMessage"]
+    c = p.get("connectorId")
+    if c is not None and c not in (0, 1):
+        return _status("Rejected")
+    if what == "BootNotification" and cp.registration == "Accepted":
+        return _status("Rejected")  # already accepted: nothing to boot again
+    cp.triggers.append((what, c))
+    cp.wake.set()
+    return _status("Accepted")
+
+
+async def send_triggered(cp, what, c):
+    if what == "BootNotification":
+        await cp.boot()
+    elif what == "Heartbeat":
+        await cp.heartbeat()
+    elif what == "StatusNotification":
+        for k in (0, 1) if c is None else (c,):
+            if cp.status[k] is not None:
+                await cp.send_status(k)
+    elif what == "MeterValues":
+        p = {"connectorId": 1 if c is None else c,
+             "meterValue": [cp.tx.sample("Trigger", "MeterValuesSampledData")]}
+        tid = cp.tx.csms_id()
+        if tid is not None and p["connectorId"] == 1:
+            p["transactionId"] = tid
+        await cp.rpc.call("MeterValues", p)
+    elif what == "DiagnosticsStatusNotification":
+        await cp.rpc.call("DiagnosticsStatusNotification", {"status": "Idle"})
+    elif what == "FirmwareStatusNotification":
+        await cp.rpc.call("FirmwareStatusNotification", {"status": "Idle"})
+    else:
+        raise RpcError("NotImplemented", what)

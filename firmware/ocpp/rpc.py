@@ -1,0 +1,188 @@
+# OCPP-J 1.6 RPC over a WebSocket: CALL [2, id, action, payload], CALLRESULT [3, id, payload],
+# CALLERROR [4, id, code, description, details]. At most one CALL of ours is outstanding
+# (OCPP-J 4.1.1); its answer is awaited with a timeout. Incoming CALLs are validated
+# (firmware/ocpp/schema.py) before any handler runs; a handler returns the result payload or
+# raises RpcError(code, description). Every frame is untrusted: a bad one is answered with
+# the CALLERROR OCPP-J names, logged in one line, and never kills the reader.
+import asyncio
+import json
+
+from micropython import const
+
+from firmware.ocpp import schema
+
+CALL = const(2)
+RESULT = const(3)
+ERROR = const(4)
+MAX_ID = const(36)
+_NO_ID = "-1"  # OCPP 2.0.1 4.2.3's rule, adopted for a frame whose id cannot be read
+
+NOT_IMPLEMENTED = "NotImplemented"
+NOT_SUPPORTED = "NotSupported"
+INTERNAL = "InternalError"
+PROTOCOL = "ProtocolError"
+SECURITY = "SecurityError"
+FORMATION = "FormationViolation"
+GENERIC = "GenericError"
+CODES = (NOT_IMPLEMENTED, NOT_SUPPORTED, INTERNAL, PROTOCOL, SECURITY, FORMATION,
+         "PropertyConstraintViolation", "OccurrenceConstraintViolation",
+         "TypeConstraintViolation", GENERIC)
+
+
+class RpcError(Exception):
+    """A CALLERROR to send (from a handler) or received (from call()); code is OCPP-J's."""
+
+    def __init__(self, code, description=""):
+        super().__init__(code, description)
+        self.code = code
+        self.description = description
+
+
+class RpcTimeout(RpcError):
+    def __init__(self, action):
+        super().__init__("Timeout", "no answer to %s" % action)
+
+
+def parse(text):
+    """One frame -> (kind, id, action or code, payload or description). Raises RpcError
+    (code, description) with .msg_id set where an answer can be addressed."""
+    try:
+        f = json.loads(text)
+    except (ValueError, TypeError):
+        e = RpcError(PROTOCOL, "not JSON")
+        e.msg_id = _NO_ID
+        raise e
+    if type(f) is not list or len(f) < 3 or type(f[0]) is not int:
+        e = RpcError(PROTOCOL, "not an OCPP-J message array")
+        e.msg_id = _NO_ID
+        raise e
+    kind, mid = f[0], f[1]
+    if type(mid) is not str or not mid or len(mid) > MAX_ID:
+        e = RpcError(PROTOCOL, "message id must be a string of 1..36 characters")
+        e.msg_id = _NO_ID
+        raise e
+    if kind == CALL:
+        if len(f) != 4 or type(f[2]) is not str:
+            e = RpcError(FORMATION, "CALL must be [2, id, action, payload]")
+        elif type(f[3]) is not dict:
+            e = RpcError(FORMATION, "%s: payload must be a JSON object" % f[2])
+        else:
+            return kind, mid, f[2], f[3]
+        e.msg_id = mid
+        raise e
+    if kind == RESULT and len(f) == 3:
+        return kind, mid, None, f[2]
+    if kind == ERROR and len(f) in (4, 5):
+        return kind, mid, f[2], f[3]
+    e = RpcError(PROTOCOL, "unknown message type or length")
+    e.msg_id = mid if kind == CALL else None  # never answer a result or error
+    raise e
+
+
+class Rpc:
+    """`send` is an async callable taking the text of one frame. The link feeds every
+    received text to `received()`; `call()` sends ours and awaits its answer."""
+
+    def __init__(self, send, handlers, log=print, timeout_ms=30000, seed=0):
+        self._send = send
+        self.handlers = handlers  # action -> async fn(payload) -> result payload
+        self.log = log
+        self.timeout_ms = timeout_ms
+        self._lock = asyncio.Lock()
+        self._flag = asyncio.ThreadSafeFlag()
+        self._pending = None  # id of our outstanding CALL
+        self._answer = None
+        self._n = 0
+        self._prefix = "%x-" % (seed & 0xFFFFFF)
+        self.stats = [0, 0, 0, 0]  # calls sent, received, errors answered, frames dropped
+
+    def _new_id(self):
+        self._n = (self._n + 1) & 0x3FFFFFFF
+        return self._prefix + str(self._n)
+
+    async def call(self, action, payload, timeout_ms=None):
+        """Send a CALL; return the CALLRESULT payload (checked against the schema). Raises
+        RpcError for a CALLERROR or a bad result, RpcTimeout, or the link's error."""
+        async with self._lock:
+            mid = self._new_id()
+            self._pending = mid
+            self._answer = None
+            self._flag.clear()
+            try:
+                await self._send(json.dumps([CALL, mid, action, payload]))
+                self.stats[0] += 1
+                try:
+                    await asyncio.wait_for_ms(self._flag.wait(), timeout_ms or self.timeout_ms)
+                except asyncio.TimeoutError:
+                    raise RpcTimeout(action)
+            finally:
+                self._pending = None
+            kind, body, desc = self._answer
+            if kind == ERROR:
+                raise RpcError(body, desc)
+            bad = schema.check_response(action, body)
+            if bad is not None:
+                raise RpcError(bad[0], "%s.conf: %s" % (action, bad[1]))
+            return body
+
+    def cancel(self):
+        """The link dropped: wake a waiting call() with an error."""
+        if self._pending is not None:
+            self._answer = (ERROR, "GenericError", "connection lost")
+            self._flag.set()
+
+    async def received(self, text):
+        """One text message from the server: an answer to our CALL, or a CALL to handle."""
+        try:
+            kind, mid, action, payload = parse(text)
+        except RpcError as e:
+            self.stats[3] += 1
+            self.log("ocpp: bad frame (%s: %s): %s" % (e.code, e.description, _clip(text)))
+            mid = getattr(e, "msg_id", None)
+            if mid is not None:
+                await self._error(mid, e.code, e.description)
+            return
+        if kind != CALL:
+            if mid != self._pending or self._answer is not None:
+                self.stats[3] += 1
+                self.log("ocpp: answer for unknown id %s dropped" % _clip(mid))
+                return
+            if kind == ERROR and (type(action) is not str or type(payload) is not str):
+                action, payload = GENERIC, "malformed CALLERROR"
+            self._answer = (kind, payload if kind == RESULT else action,
+                            payload if kind == ERROR else "")
+            self._flag.set()
+            return
+        self.stats[1] += 1
+        handler = self.handlers.get(action)
+        if handler is None:
+            known = action in schema.REQUESTS
+            code = NOT_SUPPORTED if known else NOT_IMPLEMENTED
+            await self._error(mid, code, "%s %s" % (
+                action if len(action) <= 40 else action[:40] + "...",
+                "not supported" if known else "unknown"))
+            return
+        bad = schema.check_request(action, payload)
+        if bad is not None:
+            self.log("ocpp: %s refused: %s %s" % (action, bad[0], bad[1]))
+            await self._error(mid, bad[0], bad[1])
+            return
+        try:
+            result = await handler(payload)
+        except RpcError as e:
+            await self._error(mid, e.code, e.description)
+            return
+        except Exception as e:  # a handler bug: answer, report, keep the link
+            self.log("ocpp: %s handler failed: %r" % (action, e))
+            await self._error(mid, INTERNAL, "handler failed")
+            return
+        await self._send(json.dumps([RESULT, mid, result]))
+
+    async def _error(self, mid, code, description):
+        self.stats[2] += 1
+        await self._send(json.dumps([ERROR, mid, code, description[:255], {}]))
+
+
+def _clip(s, n=80):
+    s = str(s)
+    return s if len(s) <= n else s[:n] + "..."

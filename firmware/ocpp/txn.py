@@ -1,0 +1,403 @@
+# Transactions of the one connector: authorisation (card, remote start, local list, cache,
+# offline rules), start and stop decisions, meter values, and the journal that carries every
+# transaction message to the CSMS in order - offline, across reboots and power cuts.
+# Journal records are {"l": local transaction id, "p": payload without transactionId}; the
+# CSMS's transactionId is filled in when the record is sent (journal.tx_id), so a
+# transaction started offline is mapped once its StartTransaction.conf arrives.
+import asyncio
+import json
+import os
+import time
+
+from micropython import const
+
+from firmware.ocpp import clock, rpc
+from firmware.ocpp.journal import JournalError
+
+TX_FILE = "ocpp_tx.json"  # the open transaction (a power cut ends it with PowerLoss)
+_STOP_DATA_MAX = const(8)  # StopTxn*Data samples kept for transactionData
+FREE_VEND_TAG = "FreeVend"
+
+
+class Transactions:
+    def __init__(self, cp):
+        self.cp = cp
+        self.open = None  # the open transaction (dict), or None
+        self.auth = None  # authorised, waiting for the plug: {"tag", "parent", "at"}
+        self.finished = False  # stopped while the EV is still plugged (Finishing)
+        self.stop_reason = None  # a stop asked for (remote, local, reset, invalid id)
+        self.stop_tag = None
+        self.pending_profile = None  # RemoteStartTransaction's chargingProfile
+        self._was_plugged = False
+        self._attempts = 0
+        self._retry_ms = 0
+        self._next_sample = None
+        self._next_aligned = None
+        self._wh = 0  # highest energy register seen: meterStop never below meterStart
+        self._recover()
+
+    # -- energy and samples ----------------------------------------------------------------
+    def energy(self):
+        m = getattr(self.cp.board, "meter_reading", None)
+        if m is not None and m.energy_wh > self._wh:
+            self._wh = m.energy_wh
+        return self._wh
+
+    def sample(self, context, key, connector=1):
+        """One meterValue for the measurands configured under `key` (a CSL)."""
+        cp = self.cp
+        m = getattr(cp.board, "meter_reading", None)
+        sv = []
+        for name in cp.keys.get(key).split(","):
+            name = name.strip()
+            if name == "Energy.Active.Import.Register":
+                sv.append(_v(self.energy(), context, name, "Wh"))
+            elif m is None:
+                continue
+            elif name == "Power.Active.Import" and m.p_total_w > -0x20000000:
+                sv.append(_v(max(0, m.p_total_w), context, name, "W"))
+            elif name == "Current.Import":
+                for k in range(3):
+                    if m.i_da[k] > -0x20000000:
+                        sv.append(_v("%.1f" % (abs(m.i_da[k]) / 10), context, name, "A",
+                                     "L%d" % (k + 1)))
+            elif name == "Current.Offered":
+                sv.append(_v("%.1f" % (cp.ctl.session.act.offer_da / 10), context, name, "A"))
+            elif name == "Voltage":
+                for k in range(3):
+                    if m.v_dv[k] > 0:
+                        sv.append(_v("%.1f" % (m.v_dv[k] / 10), context, name, "V",
+                                     "L%d-N" % (k + 1)))
+            elif name == "Frequency" and m.freq_chz > 0:
+                sv.append(_v("%.2f" % (m.freq_chz / 100), context, name, None))
+            elif name == "Temperature" and hasattr(cp.board, "temperature_c"):
+                t = cp.board.temperature_c()
+                if t is not None:
+                    sv.append(_v(t, context, name, "Celsius"))
+        if not sv:
+            sv.append(_v(self.energy(), context, "Energy.Active.Import.Register", "Wh"))
+        return {"timestamp": cp.iso_now(), "sampledValue": sv}
+
+    # -- the open transaction on flash ---------------------------------------------------
+    def _save(self):
+        o = self.open
+        tmp = TX_FILE + ".new"
+        with open(tmp, "w") as f:
+            json.dump({"l": o["l"], "tag": o["tag"], "start_s": o["start_s"], "wh": self._wh,
+                       "t": self.cp.now_s()}, f)
+        os.rename(tmp, TX_FILE)
+
+    def _recover(self):
+        """A transaction open at the last power cut ends now, with reason PowerLoss."""
+        try:
+            with open(TX_FILE) as f:
+                d = json.load(f)
+            local, wh, t = d["l"], d["wh"], d["t"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        cp = self.cp
+        if type(wh) is int and wh > self._wh:
+            self._wh = wh
+        p = {"meterStop": self.energy(), "timestamp": clock.iso(t or cp.now_s() or 0),
+             "reason": "PowerLoss"}
+        try:
+            cp.journal.push("StopTransaction", {"l": local, "p": p})
+            os.remove(TX_FILE)
+            cp.log("ocpp: transaction %s ended by a power cut" % (local,))
+        except (JournalError, OSError) as e:
+            cp.log("ocpp: cannot end the transaction open at power loss: %r" % (e,))
+
+    # -- decisions (the observer task; never waits on the network) -------------------------
+    def observe(self, now):
+        cp = self.cp
+        a = cp.ctl.session.act
+        plugged = a.pilot not in (None, "A")
+        o = self.open
+        if o is None:
+            if not plugged:
+                if self._was_plugged or self.finished:
+                    self.finished = False
+                    if self.auth is None:
+                        cp.ctl.set_auth(bool(cp.cfg.free_vend))
+                a_ = self.auth
+                if a_ is not None and time.ticks_diff(now, a_["at"]) > 1000 * cp.keys.get(
+                        "ConnectionTimeOut"):
+                    cp.log("ocpp: no cable within ConnectionTimeOut, authorisation dropped")
+                    self.auth = None
+                    cp.ctl.set_auth(bool(cp.cfg.free_vend))
+            elif self.auth is None and cp.cfg.free_vend and not self.finished:
+                self.auth = {"tag": cp.section.get("free_vend_id", FREE_VEND_TAG),
+                             "parent": None, "at": now}
+            if plugged and self.auth is not None and a.status != "Faulted" and (
+                    cp.available[0] and cp.available[1]):
+                self._start(now)
+        else:
+            if self._was_plugged and not plugged and cp.keys.get(
+                    "StopTransactionOnEVSideDisconnect"):
+                self.stop_reason = self.stop_reason or "EVDisconnected"
+            if self.stop_reason is not None:
+                self._stop(self.stop_reason, self.stop_tag, plugged)
+        self._was_plugged = plugged
+
+    def _start(self, now):
+        cp = self.cp
+        au = self.auth
+        s = cp.now_s()
+        p = {"connectorId": 1, "idTag": au["tag"], "meterStart": self.energy(),
+             "timestamp": clock.iso(s or 0)}
+        r = cp.reservation
+        if r is not None and _same(r["tag"], au["tag"], au.get("parent"), r.get("parent")):
+            p["reservationId"] = r["id"]
+            cp.reservation = None
+        try:
+            local = cp.journal.next_local_id()
+            cp.journal.push("StartTransaction", {"l": local, "p": p})
+        except JournalError as e:
+            cp.log("ocpp: transaction refused: %s" % (e,))
+            self.auth = None
+            cp.ctl.set_auth(False)
+            return
+        self.auth = None
+        self.open = {"l": local, "tag": au["tag"], "parent": au.get("parent"),
+                     "start_s": s, "data": []}
+        self.stop_reason = self.stop_tag = None
+        self._save()
+        cp.ctl.set_auth(True)
+        cp.log("ocpp: transaction %s started for %s, meterStart %d Wh" % (
+            local, au["tag"], p["meterStart"]))
+        self._push_values("Transaction.Begin", "MeterValuesSampledData")
+        self._next_sample = None
+        if self.pending_profile is not None:
+            cp.profiles.set(1, self.pending_profile, tx_id=local)
+            self.pending_profile = None
+        cp.wake.set()
+
+    def _stop(self, reason, tag, plugged):
+        cp = self.cp
+        o = self.open
+        cp.ctl.set_auth(False)
+        p = {"meterStop": self.energy(), "timestamp": cp.iso_now(), "reason": reason}
+        if tag:
+            p["idTag"] = tag
+        data = o["data"]
+        if cp.keys.get("StopTxnSampledData"):
+            data.append(self.sample("Transaction.End", "StopTxnSampledData"))
+        if data:
+            p["transactionData"] = data[-_STOP_DATA_MAX:]
+        try:
+            cp.journal.push("StopTransaction", {"l": o["l"], "p": p})
+        except JournalError as e:  # never dropped by the journal; report it loudly
+            cp.log("ocpp: StopTransaction NOT journaled: %s" % (e,))
+        cp.profiles.end_transaction(self.csms_id() or o["l"])
+        self.open = None
+        self.stop_reason = self.stop_tag = None
+        self.finished = plugged
+        try:
+            os.remove(TX_FILE)
+        except OSError:
+            pass
+        cp.log("ocpp: transaction %s stopped (%s), meterStop %d Wh" % (
+            o["l"], reason, p["meterStop"]))
+        if cp.pending_avail is not None:
+            from firmware.ocpp import remote
+
+            remote.apply_availability(cp, *cp.pending_avail)
+            cp.pending_avail = None
+        cp.wake.set()
+
+    def timers(self, now, s):
+        cp = self.cp
+        o = self.open
+        iv = cp.keys.get("MeterValueSampleInterval")
+        if o is not None and iv > 0:
+            if self._next_sample is None:
+                self._next_sample = time.ticks_add(now, iv * 1000)
+            elif time.ticks_diff(now, self._next_sample) >= 0:
+                self._next_sample = time.ticks_add(self._next_sample, iv * 1000)
+                if time.ticks_diff(now, self._next_sample) > 0:  # fell behind: re-anchor
+                    self._next_sample = time.ticks_add(now, iv * 1000)
+                self._push_values("Sample.Periodic", "MeterValuesSampledData")
+                if cp.keys.get("StopTxnSampledData"):
+                    o["data"].append(self.sample("Sample.Periodic", "StopTxnSampledData"))
+                    del o["data"][:-_STOP_DATA_MAX]
+                self._save()
+        al = cp.keys.get("ClockAlignedDataInterval")
+        if al > 0 and s is not None:
+            if self._next_aligned is None or self._next_aligned - s > al:
+                self._next_aligned = (s // al + 1) * al
+            elif s >= self._next_aligned:
+                self._next_aligned = (s // al + 1) * al
+                self._aligned()
+
+    def _aligned(self):
+        cp = self.cp
+        if self.open is not None:
+            self._push_values("Sample.Clock", "MeterValuesAlignedData")
+            if cp.keys.get("StopTxnAlignedData"):
+                self.open["data"].append(self.sample("Sample.Clock", "StopTxnAlignedData"))
+                del self.open["data"][:-_STOP_DATA_MAX]
+        elif cp.link.connected and len(cp.outbox) < 4:
+            cp.outbox.append(("MeterValues", {"connectorId": 1, "meterValue": [
+                self.sample("Sample.Clock", "MeterValuesAlignedData")]}))
+            cp.wake.set()
+
+    def _push_values(self, context, key):
+        o = self.open
+        p = {"connectorId": 1, "meterValue": [self.sample(context, key)]}
+        try:
+            self.cp.journal.push("MeterValues", {"l": o["l"], "p": p}, droppable=True)
+        except JournalError as e:
+            self.cp.log("ocpp: meter values not journaled: %s" % (e,))
+        self.cp.wake.set()
+
+    def csms_id(self):
+        o = self.open
+        return None if o is None else self.cp.journal.tx_id(o["l"])
+
+    # -- authorisation ---------------------------------------------------------------------
+    def card(self, tag):
+        """A card at the reader: stops our transaction, cancels a waiting authorisation, or
+        asks for a new one."""
+        o = self.open
+        if o is not None:
+            if _same(o["tag"], tag):
+                self.stop_reason, self.stop_tag = "Local", tag
+            else:
+                asyncio.create_task(self.authorize(tag, stop_parent=o.get("parent")))
+        elif self.auth is not None and _same(self.auth["tag"], tag):
+            self.auth = None
+            self.cp.ctl.set_auth(bool(self.cp.cfg.free_vend))
+        else:
+            asyncio.create_task(self.authorize(tag))
+
+    def local_info(self, tag):
+        k = self.cp.keys
+        hit = None
+        if k.get("LocalAuthListEnabled"):
+            hit = self.cp.list.lookup(tag)
+        if hit is None and k.get("AuthorizationCacheEnabled"):
+            hit = self.cp.cache.lookup(tag)
+        return hit
+
+    async def authorize(self, tag, stop_parent=None, remote_ok=False):
+        """Decide on an idTag (card or RemoteStart): online Authorize, or the local list,
+        cache and offline rules. Returns True when accepted."""
+        cp = self.cp
+        k = cp.keys
+        s = cp.now_s()
+        local = self.local_info(tag)
+        if local is not None and local[1] is not None and s is not None and local[1] < s:
+            local = ("Expired", local[1], local[2])
+        status = parent = None
+        online = cp.link.connected and cp.registration == "Accepted"
+        if remote_ok:
+            status = "Accepted"
+        elif online and k.get("LocalPreAuthorize") and local and local[0] == "Accepted":
+            status, parent = "Accepted", local[2]
+        elif online:
+            try:
+                info = (await cp.rpc.call("Authorize", {"idTag": tag}))["idTagInfo"]
+                status, parent = info["status"], info.get("parentIdTag")
+                if k.get("AuthorizationCacheEnabled"):
+                    cp.cache.put(tag, status, _exp(info), parent, s or 0)
+            except (rpc.RpcError, OSError, Exception) as e:
+                cp.log("ocpp: Authorize failed (%r), deciding offline" % (e,))
+        if status is None:
+            if local is not None and k.get("LocalAuthorizeOffline"):
+                status, parent = local[0], local[2]
+            elif local is None and k.get("AllowOfflineTxForUnknownId"):
+                status = "Accepted"
+            else:
+                status = "Invalid"
+        if status != "Accepted":
+            cp.log("ocpp: idTag %s not accepted (%s)" % (tag, status))
+            return False
+        if stop_parent is not None:  # another card of the same group ends the transaction
+            if self.open is not None and parent is not None and _same(parent, stop_parent):
+                self.stop_reason, self.stop_tag = "Local", tag
+            return False
+        r = cp.reservation
+        if r is not None and not _same(r["tag"], tag, parent, r.get("parent")):
+            cp.log("ocpp: connector reserved for another idTag")
+            return False
+        if self.open is not None:
+            return False
+        self.auth = {"tag": tag, "parent": parent, "at": time.ticks_ms()}
+        cp.wake.set()
+        return True
+
+    # -- the journal's sender side (the sender task) ----------------------------------------
+    async def send_next(self):
+        cp = self.cp
+        j = cp.journal
+        rec = j.peek()
+        if rec is None:
+            return False
+        seq, action, body = rec
+        if self._attempts and time.ticks_diff(time.ticks_ms(), self._retry_ms) < 0:
+            return False
+        p = dict(body["p"])
+        local = body["l"]
+        if action != "StartTransaction":
+            tid = j.tx_id(local)
+            if tid is None:  # its StartTransaction was given up: nothing to attach it to
+                cp.log("ocpp: %s of transaction %s dropped: no transactionId" % (action, local))
+                j.ack(seq)
+                return True
+            p["transactionId"] = tid
+        try:
+            conf = await cp.rpc.call(action, p)
+        except rpc.RpcError as e:
+            if not cp.link.connected:
+                raise  # offline: not an attempt; resent after the reconnect
+            self._attempts += 1
+            if self._attempts >= max(1, cp.keys.get("TransactionMessageAttempts")):
+                cp.log("ocpp: %s given up after %d attempts: %s %s" % (
+                    action, self._attempts, e.code, e.description))
+                self._attempts = 0
+                j.ack(seq)
+            else:
+                self._retry_ms = time.ticks_add(time.ticks_ms(), 1000 * self._attempts * max(
+                    1, cp.keys.get("TransactionMessageRetryInterval")))
+            return True
+        self._attempts = 0
+        if action == "StartTransaction":
+            j.map_tx(local, conf["transactionId"])
+            info = conf["idTagInfo"]
+            if cp.keys.get("AuthorizationCacheEnabled"):
+                cp.cache.put(p["idTag"], info["status"], _exp(info), info.get("parentIdTag"),
+                             cp.now_s() or 0)
+            o = self.open
+            if o is not None and o["l"] == local and info["status"] != "Accepted":
+                if cp.keys.get("StopTransactionOnInvalidId"):
+                    self.stop_reason = "DeAuthorized"
+                    cp.log("ocpp: idTag %s %s by the CSMS: stopping" % (
+                        p["idTag"], info["status"]))
+        j.ack(seq)
+        return True
+
+
+def _v(value, context, measurand, unit, phase=None):
+    d = {"value": str(value), "context": context, "measurand": measurand}
+    if unit:
+        d["unit"] = unit
+    if phase:
+        d["phase"] = phase
+    return d
+
+
+def _same(a, b, pa=None, pb=None):
+    """idTags are case-insensitive; a matching parentIdTag counts as the same group."""
+    if a.lower() == b.lower():
+        return True
+    return pa is not None and pb is not None and pa.lower() == pb.lower()
+
+
+def _exp(info):
+    e = info.get("expiryDate")
+    if e is None:
+        return None
+    try:
+        return clock.parse(e)
+    except ValueError:
+        return None
