@@ -37,8 +37,33 @@ class App:
                      max_age_ms=10 * _LOCKOUT_POLL_MS)
         if self.cfg.console:
             self.sup.add("console", console.serve)
+        self.ocpp = None
+        if self.cfg.ocpp is not None:
+            self._start_ocpp(log)
         self.tasks = []
         diag.attach(self)
+
+    def _start_ocpp(self, log):
+        # OCPP is optional and outside the safety path: a bad section or a store that cannot
+        # be opened leaves it off (and says why); charging goes on by the config.
+        from firmware.ocpp.cp import ChargePoint, check_section
+
+        errors = check_section(self.cfg.ocpp)
+        for msg in errors:
+            log("config: " + msg + "; OCPP off")
+        if errors:
+            return
+        b = self.board
+        net = getattr(b, "net", None)
+        if callable(net):
+            net = net(self.cfg.network or {})
+        try:
+            self.ocpp = ChargePoint(self.ctl, b, self.cfg.ocpp, self.cfg, log, net=net)
+        except (OSError, ValueError) as e:
+            log("ocpp: cannot start: %r; OCPP off" % (e,))
+            return
+        for name, factory in self.ocpp.tasks():
+            self.sup.add(name, factory)
 
     def _ctl_beat(self):
         return self.ctl.last_step_ms

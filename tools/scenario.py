@@ -80,6 +80,10 @@ def _cable_a(v):
 _AMPS = _between(0, 80)
 _DELAY_MS = _between(0, 60000)
 
+def _card_uid(v):
+    return None if 0 < len(v) <= 20 else "must be 1..20 characters (an OCPP idTag)"
+
+
 COMMANDS = {
     # command: {field: (types, required[, check])}; check(value) says what is wrong or None
     "plug": {"cable_a": ((int,), False, _cable_a)},
@@ -110,6 +114,8 @@ COMMANDS = {
     "stats": {},
     "reflex": {"on": ((bool,), True)},
     "ping": {},
+    "card": {"uid": ((str,), True, _card_uid)},
+    "powercut": {"delay_ms": ((int,), False, _DELAY_MS)},
 }
 STEP_KEYS = {"at_ms", "after_ms", "do", "wait", "timeout_ms", "note"}
 

@@ -15,6 +15,7 @@ from drivers.lock import Lock
 from drivers.pilot import Pilot
 from drivers.proximity import Proximity
 from drivers.rcm import Rcm
+from drivers.rfid import CardReader
 from firmware.meter import Reading
 
 _PP_PULLUP_OHM = 1000
@@ -42,6 +43,7 @@ class SimBoard:
         )
         self.led = StatusLed(hw.Pin())
         self.meter_reading = Reading()
+        self.cards = CardReader()  # the simulated RFID reader (control command "card")
         self.wdt = None
         self.reflex = None
         self._rcm_level = 0
@@ -59,6 +61,10 @@ class SimBoard:
         """The reflex's one CP sample in the high phase (a board's ADC read at the PWM's
         rising edge): the EV's plateau, or -12 V while the EVSE drives state F."""
         return self.world.cp_high()
+
+    def wall_s(self):
+        """Wall-clock UTC seconds (the host's clock: a board's battery RTC)."""
+        return int(time.time())
 
     def poll(self):
         """Every ms from the clock thread: hardware interrupts, the watchdog, the reflex."""

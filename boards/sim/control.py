@@ -130,6 +130,21 @@ class Control:
             ev.soc_wh = ev.capacity_wh * c["soc_pct"] / 100
         self.world.obs("ev", {"what": "params", "max_da": ev.max_da, "vent": ev.vent})
 
+    def do_card(self, c):
+        """A card at the reader (OCPP idTag, 1..20 characters)."""
+        uid = c["uid"]
+        if type(uid) is not str or not 0 < len(uid) <= 20:
+            raise ValueError("card uid must be 1..20 characters")
+        cards = getattr(self.app.board, "cards", None)
+        if cards is None:
+            raise ValueError("this board has no card reader")
+        cards.present(uid)
+
+    def do_powercut(self, c):
+        """Power cut now or after delay_ms (from the clock thread: exact even when blocked)."""
+        if not self._later(c, "powercut", None):
+            self.world.power_cut()
+
     def do_fault(self, c):
         on = c.get("on", True)
         if c["name"] not in self.world.faults:

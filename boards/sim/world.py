@@ -108,6 +108,14 @@ class World:
         r = (_R_D if ev.vent else _R_C) if ev.s2 else _R_B
         return _V * r // (r + _R_SRC)
 
+    def power_cut(self):
+        """The supply goes: the whole process dies at once (SIGKILL from a child shell, whose
+        parent is this process): no flush, no cleanup, as on a board."""
+        import os
+
+        self.obs("powercut", {})
+        os.system("kill -9 $PPID")
+
     def later(self, delay_ms, name, arg):
         """Run self.<name>(arg) from the clock thread in delay_ms: a change that happens
         even while the firmware's interpreter is blocked."""
@@ -120,7 +128,9 @@ class World:
             for x in due:
                 self._later.remove(x)
         for _, name, arg in due:
-            if name == "s2":
+            if name == "powercut":
+                self.power_cut()
+            elif name == "s2":
                 self.set_s2(arg, "scheduled")
             elif name == "fault":
                 self.set_fault(arg[0], arg[1])
