@@ -1,0 +1,316 @@
+# OCPP 1.6 Smart Charging (section 3.13): the installed charging profiles, the limit they put
+# in force at a given second, and the composite schedule of GetCompositeSchedule. Pure
+# logic: times are epoch seconds (UTC) handed in by the OCPP task (firmware/ocpp/cp.py),
+# which passes the limit on to ChargeController.set_limit() - it can only lower the offer.
+# Checks, records and the file: firmware/ocpp/smart_store.py.
+#
+# How the limit at second t is found (each rule has a test in host_tests/test_smart.py):
+# - A profile is in force at t when validFrom <= t < validTo and its schedule covers t: after
+#   the schedule's start (startSchedule; the transaction start for Relative and for Absolute
+#   without startSchedule; the latest recurrence for Recurring, never before startSchedule)
+#   and before start + duration (no duration: the last period runs on, up to the next
+#   recurrence). A schedule without a start point does not apply outside a transaction.
+# - Per purpose the profile in force with the highest stackLevel wins; when its schedule ends
+#   the next one down takes over. For TxDefaultProfile one on the connector itself beats one
+#   on connector 0 at the same stackLevel.
+# - A TxProfile of the running transaction overrides every TxDefaultProfile; the result is
+#   min(ChargePointMaxProfile, TxProfile or TxDefaultProfile), compared in amperes:
+#   W / (volts x numberPhases of the period, or `phases` when it has none), rounded down to
+#   0.1 A. minChargingRate is not a limit and is ignored.
+# - Connector 0 (GetCompositeSchedule) is the grid view: the ChargePointMaxProfiles only.
+from micropython import const
+
+from firmware.ocpp import clock
+from firmware.ocpp import smart_store as st
+from firmware.ocpp.smart_store import (
+    CPMAX, PURPOSES, R_CONN, R_DUR, R_FROM, R_ID, R_KIND, R_PERIODS, R_PURPOSE, R_RECUR,
+    R_STACK, R_START, R_TO, R_TX, R_WATTS, RECURRING, TX, TXDEF, SmartError,
+)
+
+NO_LIMIT_A = const(80)  # composite value where no profile limits: the top of the pilot scale
+_MAX_OUT = const(48)  # composite periods at most; the schedule's duration is cut to fit
+_MAX_STEPS = const(1000)  # schedule boundaries walked for one composite at most
+
+
+def _mn(a, b):
+    """The earlier of two instants, None being never."""
+    if a is None:
+        return b
+    if b is None or a < b:
+        return a
+    return b
+
+
+def _eval(r, t, tx_start):
+    """(offset of the period in force at t in the record's array or -1, the next instant
+    at which that may change or None). Constant on [t, next)."""
+    vto = r[R_TO]
+    if vto is not None and t >= vto:
+        return -1, None
+    vfrom = r[R_FROM]
+    if vfrom is not None and t < vfrom:
+        return -1, vfrom
+    start = r[R_START]
+    nxt = vto
+    if r[R_KIND] == RECURRING:
+        if t < start:
+            return -1, _mn(nxt, start)
+        rec = r[R_RECUR]
+        s = start + (t - start) // rec * rec
+        nxt = _mn(nxt, s + rec)
+    else:
+        s = start if start is not None else tx_start
+        if s is None:
+            return -1, None
+        if t < s:
+            return -1, _mn(nxt, s)
+    off = t - s
+    dur = r[R_DUR]
+    if dur is not None:
+        if off >= dur:
+            return -1, (nxt if r[R_KIND] == RECURRING else None)
+        nxt = _mn(nxt, s + dur)
+    arr = r[R_PERIODS]
+    k = len(arr) - 3
+    while arr[k] > off:
+        k -= 3
+    if k + 3 < len(arr):
+        nxt = _mn(nxt, s + arr[k + 3])
+    return k, nxt
+
+
+def _above(r, b, c):
+    """Does record r prevail over b (same purpose) on connector c?"""
+    return b is None or r[R_STACK] > b[R_STACK] or (
+        r[R_STACK] == b[R_STACK] and r[R_CONN] == c and b[R_CONN] != c)
+
+
+def _da(r, k, volts, phases):
+    """Deci-amperes of period k of record r (W -> A rounded down)."""
+    arr = r[R_PERIODS]
+    if not r[R_WATTS]:
+        return arr[k + 1]
+    return int(arr[k + 1] // (volts * (arr[k + 2] or phases)))
+
+
+def _tenths_num(x):
+    x = int(x)
+    return x // 10 if x % 10 == 0 else x / 10
+
+
+class Profiles:
+    """The charging profiles installed on this charge point, persisted in `path`."""
+
+    def __init__(self, path="ocpp_profiles.json", max_stack=8, max_periods=24,
+                 max_installed=8, connectors=1):
+        self.path = path
+        self.max_stack = max_stack
+        self.max_periods = max_periods
+        self.max_installed = max_installed
+        self.connectors = connectors
+        self.why = ""  # why the last set() was Rejected, or why the file was not written
+        self._r = []
+        entries, self.errors = st.load(path)
+        for c, tx, p in entries:
+            try:
+                r = self._compile(c, p, tx)
+            except SmartError as e:
+                self.errors.append("%s: a profile dropped: %s" % (path, e))
+                continue
+            new = self._with(r)
+            if len(new) > max_installed:
+                self.errors.append("%s: profile %d dropped: more than %d installed" % (
+                    path, r[R_ID], max_installed))
+            else:
+                self._r = new
+
+    def _compile(self, c, p, tx):
+        return st.compile_profile(c, p, tx, self.max_stack, self.max_periods,
+                                  self.connectors, clock.parse)
+
+    def _with(self, r):
+        """The records with r installed: same id, or same stackLevel, purpose and
+        connector, replaces (SetChargingProfile, 5.16)."""
+        return [x for x in self._r if x[R_ID] != r[R_ID] and not (
+            x[R_STACK] == r[R_STACK] and x[R_PURPOSE] == r[R_PURPOSE]
+            and x[R_CONN] == r[R_CONN])] + [r]
+
+    def _store(self, new):
+        try:
+            st.save(self.path, new, clock.iso)
+        except OSError as e:
+            self.why = "cannot write %s: %s" % (self.path, e)
+            return False
+        return True
+
+    def set(self, connector_id, profile, tx_id=None):
+        """SetChargingProfile: "Accepted" once stored, else "Rejected" (reason in .why).
+        tx_id: the transaction running on connector_id, None if none."""
+        try:
+            r = self._compile(connector_id, profile, tx_id)
+        except SmartError as e:
+            self.why = str(e)
+            return "Rejected"
+        new = self._with(r)
+        if len(new) > self.max_installed:
+            self.why = "more than %d profiles installed" % self.max_installed
+            return "Rejected"
+        if not self._store(new):
+            return "Rejected"
+        self._r = new
+        return "Accepted"
+
+    def _drop(self, keep):
+        """Install `keep`; removing a limit is never refused, a failed write is reported in
+        .why (after a reboot the old, stricter file applies)."""
+        n = len(self._r) - len(keep)
+        if n:
+            self._r = keep
+            self._store(keep)
+        return n
+
+    def clear(self, id=None, connector_id=None, purpose=None, stack_level=None):
+        """ClearChargingProfile: by id if given, else every profile matching all the given
+        criteria (none given: all). "Accepted" if any was removed, else "Unknown"."""
+        if id is not None:
+            keep = [r for r in self._r if r[R_ID] != id]
+        else:
+            code = PURPOSES.index(purpose) if purpose in PURPOSES else -1
+            keep = [r for r in self._r if not (
+                (connector_id is None or r[R_CONN] == connector_id)
+                and (purpose is None or r[R_PURPOSE] == code)
+                and (stack_level is None or r[R_STACK] == stack_level))]
+        return "Accepted" if self._drop(keep) else "Unknown"
+
+    def end_transaction(self, tx_id):
+        """The transaction ended: its TxProfiles go (3.13.1). tx_id None drops every
+        TxProfile (at boot with no transaction left running). Returns how many went."""
+        return self._drop([r for r in self._r if r[R_PURPOSE] != TX or (
+            tx_id is not None and r[R_TX] != tx_id)])
+
+    def retag(self, old_tx_id, new_tx_id):
+        """A TxProfile installed under a local transaction id (RemoteStartTransaction's
+        chargingProfile) follows the transactionId from StartTransaction.conf."""
+        n = 0
+        for i, r in enumerate(self._r):
+            if r[R_PURPOSE] == TX and r[R_TX] == old_tx_id:
+                self._r[i] = r[:R_TX] + (new_tx_id,) + r[R_TX + 1:]
+                n += 1
+        if n:
+            self._store(self._r)
+        return n
+
+    def __len__(self):
+        return len(self._r)
+
+    def list(self):
+        """One short dict per installed profile, for diag."""
+        return [{"id": r[R_ID], "connectorId": r[R_CONN], "purpose": PURPOSES[r[R_PURPOSE]],
+                 "stackLevel": r[R_STACK], "transactionId": r[R_TX]} for r in self._r]
+
+    def profile(self, id):
+        """The csChargingProfiles dict of installed profile `id`, or None."""
+        for r in self._r:
+            if r[R_ID] == id:
+                return st.to_dict(r, clock.iso)
+        return None
+
+    def _resolve(self, t, c, tx_start, tx_id, volts, phases):
+        """(deci-amperes or None, the governing record, its period, next change or None)."""
+        b0 = b1 = b2 = None
+        k0 = k1 = k2 = -1
+        nxt = None
+        for r in self._r:
+            p = r[R_PURPOSE]
+            if p != CPMAX:
+                if c == 0:
+                    continue
+                if p == TXDEF:
+                    if r[R_CONN] != c and r[R_CONN] != 0:
+                        continue
+                elif r[R_CONN] != c or tx_id is None or r[R_TX] != tx_id:
+                    continue
+            k, n = _eval(r, t, tx_start)
+            nxt = _mn(nxt, n)
+            if k < 0:
+                continue
+            if p == CPMAX:
+                if _above(r, b0, c):
+                    b0, k0 = r, k
+            elif p == TXDEF:
+                if _above(r, b1, c):
+                    b1, k1 = r, k
+            elif _above(r, b2, c):
+                b2, k2 = r, k
+        if b2 is not None:  # the transaction's own profile overrides the defaults
+            b1, k1 = b2, k2
+        da = g = None
+        gk = -1
+        if b0 is not None:
+            da, g, gk = _da(b0, k0, volts, phases), b0, k0
+        if b1 is not None:
+            d = _da(b1, k1, volts, phases)
+            if da is None or d < da:
+                da, g, gk = d, b1, k1
+        return da, g, gk, nxt
+
+    def limit(self, now_s, connector_id=1, tx_start_s=None, tx_id=None, volts=230, phases=3):
+        """(amperes or None, reason, next change s or None): the limit the profiles put in
+        force at now_s on the connector; None when none limits now. The result holds until
+        next change (it may stay the same then)."""
+        da, g, k, nxt = self._resolve(now_s, connector_id, tx_start_s, tx_id, volts, phases)
+        if da is None:
+            return None, "no charging profile in force", nxt
+        return da / 10, "%s %d" % (PURPOSES[g[R_PURPOSE]], g[R_ID]), nxt
+
+    def composite(self, connector_id, now_s, duration_s, unit=None, tx_start_s=None,
+                  tx_id=None, volts=230, phases=3, max_amps=None):
+        """GetCompositeSchedule.conf payload for [now_s, now_s + duration_s). unit None is
+        A. Where no profile limits, the limit shown is max_amps (the charge point's own
+        maximum; NO_LIMIT_A if not given). At most _MAX_OUT periods: a longer schedule is
+        reported with a shorter duration."""
+        if (type(connector_id) is not int or not 0 <= connector_id <= self.connectors
+                or type(duration_s) is not int or duration_s <= 0 or now_s is None
+                or unit not in (None, "A", "W")):
+            return {"status": "Rejected"}
+        watts = unit == "W"
+        top = NO_LIMIT_A if max_amps is None else max_amps
+        end = now_s + duration_s
+        per = []
+        last_v = last_ph = None
+        t = now_s
+        steps = 0
+        while True:
+            da, g, k, nxt = self._resolve(t, connector_id, tx_start_s, tx_id, volts, phases)
+            if da is None:
+                v, ph = (top * volts * phases) if watts else top, 0
+            else:
+                arr = g[R_PERIODS]
+                ph = arr[k + 2]
+                if not watts:
+                    v = da / 10
+                elif g[R_WATTS]:
+                    v = _tenths_num(arr[k + 1])
+                else:
+                    v = _tenths_num(arr[k + 1] * volts * (ph or phases))
+            if v != last_v or ph != last_ph:
+                if len(per) == _MAX_OUT:
+                    end = t
+                    break
+                q = {"startPeriod": t - now_s, "limit": v}
+                if ph:
+                    q["numberPhases"] = ph
+                per.append(q)
+                last_v, last_ph = v, ph
+            steps += 1
+            if nxt is None or nxt >= end:
+                break
+            if steps == _MAX_STEPS:
+                end = nxt
+                break
+            t = nxt
+        start = clock.iso(now_s)
+        return {"status": "Accepted", "connectorId": connector_id, "scheduleStart": start,
+                "chargingSchedule": {"duration": end - now_s, "startSchedule": start,
+                                     "chargingRateUnit": "W" if watts else "A",
+                                     "chargingSchedulePeriod": per}}

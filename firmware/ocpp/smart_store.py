@@ -1,0 +1,228 @@
+# OCPP 1.6 charging profiles as the charge point keeps them: the semantic checks of
+# SetChargingProfile (section 3.13, 5.16 and the errata), the compact record each profile
+# becomes in RAM, and the file they persist in. Pure logic except load()/save(), which take
+# the path. Used by firmware/ocpp/smart.py (the Profiles store and its schedule arithmetic).
+#
+# A record is a tuple indexed by the R_* constants below; its periods are one flat
+# array('i') of (startPeriod, limit x 10, numberPhases or 0) triplets, so 8 profiles of 24
+# periods stay around a few kB. Limits are kept in tenths (the schema's multipleOf 0.1),
+# rounded down: a limit can only come out lower, never higher.
+#
+# Decisions where the spec leaves room (each has a test in host_tests/test_smart.py):
+# - Absolute without startSchedule: 1.6 says the schedule is then relative to the start of
+#   charging; it runs from the transaction start like a Relative one.
+# - Relative with startSchedule: refused (a Relative schedule has no fixed start).
+# - transactionId on a profile other than a TxProfile: refused (1.6: "only valid if
+#   ChargingProfilePurpose is set to TxProfile").
+# - recurrencyKind on a profile that is not Recurring: ignored.
+# - validTo at or before validFrom: refused (the profile could never apply).
+import json
+import os
+from array import array
+
+from micropython import const
+
+R_ID = const(0)
+R_CONN = const(1)
+R_STACK = const(2)
+R_PURPOSE = const(3)  # CPMAX, TXDEF, TX
+R_KIND = const(4)  # ABSOLUTE, RECURRING, RELATIVE
+R_RECUR = const(5)  # recurrence in seconds (86400, 604800) or 0
+R_FROM = const(6)  # validFrom, epoch s or None
+R_TO = const(7)  # validTo, epoch s or None
+R_START = const(8)  # startSchedule, epoch s or None
+R_DUR = const(9)  # duration s or None
+R_WATTS = const(10)  # True: limits in W, False: in A
+R_PERIODS = const(11)  # array('i'): start, limit x 10, phases (0 = absent)
+R_TX = const(12)  # transaction a TxProfile belongs to (None for the others)
+R_MIN = const(13)  # minChargingRate x 10 or None (kept for the record; not a limit)
+
+CPMAX = const(0)
+TXDEF = const(1)
+TX = const(2)
+ABSOLUTE = const(0)
+RECURRING = const(1)
+RELATIVE = const(2)
+PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")
+KINDS = ("Absolute", "Recurring", "Relative")
+_RECURRENCE = {"Daily": 86400, "Weekly": 604800}
+_MAX_LIMIT = const(1000000)  # 1 MW or 1 MA: anything above is a sender's mistake
+_MAX_INT = const(0x3FFFFFFF)  # small ints on every port (34 years of seconds)
+
+
+class SmartError(Exception):
+    pass
+
+
+def _is_int(v):
+    return type(v) is int
+
+
+def _int(d, key, lo, hi, need):
+    v = d.get(key)
+    if v is None:
+        if need:
+            raise SmartError("%s missing" % key)
+        return None
+    if not _is_int(v) or not lo <= v <= hi:
+        raise SmartError("%s must be an integer %d..%d, got %r" % (key, lo, hi, v))
+    return v
+
+
+def _tenths(v, what):
+    if type(v) not in (int, float) or not 0 <= v <= _MAX_LIMIT:  # NaN fails the range too
+        raise SmartError("%s must be a number 0..%d, got %r" % (what, _MAX_LIMIT, v))
+    # floor to 0.1; the small margin keeps 2.3 (2.2999... in binary) at 23
+    return int(v * 10 + 0.01)
+
+
+def _time(d, key, parse):
+    v = d.get(key)
+    if v is None:
+        return None
+    try:
+        return parse(v)
+    except ValueError as e:
+        raise SmartError("%s: %s" % (key, e))
+
+
+def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
+    """The record of a csChargingProfiles dict installed on connector `conn` while
+    transaction `tx_id` (or None) runs there; SmartError names the first fault."""
+    if type(p) is not dict:
+        raise SmartError("csChargingProfiles must be an object")
+    if not _is_int(conn) or not 0 <= conn <= connectors:
+        raise SmartError("connectorId must be 0..%d, got %r" % (connectors, conn))
+    pid = _int(p, "chargingProfileId", -_MAX_INT, _MAX_INT, True)
+    stack = _int(p, "stackLevel", 0, max_stack, True)
+    try:
+        purpose = PURPOSES.index(p.get("chargingProfilePurpose"))
+        kind = KINDS.index(p.get("chargingProfileKind"))
+    except ValueError:
+        raise SmartError("unknown chargingProfilePurpose %r or chargingProfileKind %r" % (
+            p.get("chargingProfilePurpose"), p.get("chargingProfileKind")))
+    tid = p.get("transactionId")
+    if purpose == CPMAX and conn != 0:
+        raise SmartError("ChargePointMaxProfile only on connector 0")
+    if purpose == TX:
+        if conn == 0:
+            raise SmartError("TxProfile needs a connector > 0")
+        if tx_id is None:
+            raise SmartError("TxProfile without a transaction on connector %d" % conn)
+        if tid is not None and tid != tx_id:
+            raise SmartError("TxProfile for transaction %r, but %r runs on connector %d" % (
+                tid, tx_id, conn))
+    elif tid is not None:
+        raise SmartError("transactionId only belongs in a TxProfile")
+    recur = 0
+    if kind == RECURRING:
+        recur = _RECURRENCE.get(p.get("recurrencyKind"), 0)
+        if not recur:
+            raise SmartError("Recurring needs recurrencyKind Daily or Weekly, got %r" % (
+                p.get("recurrencyKind"),))
+    vfrom = _time(p, "validFrom", parse)
+    vto = _time(p, "validTo", parse)
+    if vfrom is not None and vto is not None and vto <= vfrom:
+        raise SmartError("validTo is not after validFrom")
+    s = p.get("chargingSchedule")
+    if type(s) is not dict:
+        raise SmartError("chargingSchedule must be an object")
+    unit = s.get("chargingRateUnit")
+    if unit not in ("A", "W"):
+        raise SmartError("chargingRateUnit must be A or W, got %r" % (unit,))
+    dur = _int(s, "duration", 0, _MAX_INT, False)
+    start = _time(s, "startSchedule", parse)
+    if kind == RECURRING and start is None:
+        raise SmartError("Recurring needs startSchedule")
+    if kind == RELATIVE and start is not None:
+        raise SmartError("Relative must not have startSchedule")
+    mn = s.get("minChargingRate")
+    mn = None if mn is None else _tenths(mn, "minChargingRate")
+    per = s.get("chargingSchedulePeriod")
+    if type(per) is not list or not 1 <= len(per) <= max_periods:
+        raise SmartError("chargingSchedulePeriod must list 1..%d periods" % max_periods)
+    arr = array("i")
+    last = -1
+    for k, q in enumerate(per):
+        if type(q) is not dict:
+            raise SmartError("chargingSchedulePeriod[%d] must be an object" % k)
+        sp = _int(q, "startPeriod", 0, _MAX_INT, True)
+        if (k == 0 and sp != 0) or sp <= last:
+            raise SmartError("startPeriod must start at 0 and rise, got %d at [%d]" % (sp, k))
+        last = sp
+        arr.append(sp)
+        arr.append(_tenths(q.get("limit"), "limit"))
+        arr.append(_int(q, "numberPhases", 1, 3, False) or 0)
+    return (pid, conn, stack, purpose, kind, recur, vfrom, vto, start, dur, unit == "W", arr,
+            tx_id if purpose == TX else None, mn)
+
+
+def _num(tenths):
+    return tenths // 10 if tenths % 10 == 0 else tenths / 10
+
+
+def to_dict(r, iso):
+    """The csChargingProfiles dict of a record (what list() and the file show)."""
+    arr = r[R_PERIODS]
+    per = []
+    for k in range(0, len(arr), 3):
+        q = {"startPeriod": arr[k], "limit": _num(arr[k + 1])}
+        if arr[k + 2]:
+            q["numberPhases"] = arr[k + 2]
+        per.append(q)
+    s = {"chargingRateUnit": "W" if r[R_WATTS] else "A", "chargingSchedulePeriod": per}
+    p = {"chargingProfileId": r[R_ID], "stackLevel": r[R_STACK],
+         "chargingProfilePurpose": PURPOSES[r[R_PURPOSE]],
+         "chargingProfileKind": KINDS[r[R_KIND]], "chargingSchedule": s}
+    if r[R_RECUR]:
+        p["recurrencyKind"] = "Daily" if r[R_RECUR] == 86400 else "Weekly"
+    for key, i in (("validFrom", R_FROM), ("validTo", R_TO)):
+        if r[i] is not None:
+            p[key] = iso(r[i])
+    if r[R_START] is not None:
+        s["startSchedule"] = iso(r[R_START])
+    if r[R_DUR] is not None:
+        s["duration"] = r[R_DUR]
+    if r[R_MIN] is not None:
+        s["minChargingRate"] = _num(r[R_MIN])
+    return p
+
+
+def save(path, records, iso):
+    """Write every record to `path` atomically (a new file, then a rename). One profile is
+    encoded at a time, so no big string is built."""
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write('{"v": 1, "profiles": [')
+        sep = ""
+        for r in records:
+            f.write(sep)
+            f.write(json.dumps({"c": r[R_CONN], "tx": r[R_TX], "p": to_dict(r, iso)}))
+            sep = ", "
+        f.write("]}")
+    os.rename(tmp, path)
+
+
+def load(path):
+    """(entries, errors): the (connector, tx, profile dict) triples in the file, unchecked;
+    a missing file is no profiles and no error, an unreadable one is none and an error."""
+    try:
+        f = open(path)
+    except OSError:
+        return (), []
+    try:
+        with f:
+            d = json.load(f)
+    except (ValueError, OSError) as e:
+        return (), ["%s: unreadable, no charging profiles restored (%s)" % (path, e)]
+    ps = d.get("profiles") if type(d) is dict and d.get("v") == 1 else None
+    if type(ps) is not list:
+        return (), ["%s: not a profile file (v 1), no charging profiles restored" % path]
+    out = []
+    errors = []
+    for k, e in enumerate(ps):
+        if type(e) is not dict or "p" not in e:
+            errors.append("%s: entry %d is not a profile, dropped" % (path, k))
+        else:
+            out.append((e.get("c"), e.get("tx"), e["p"]))
+    return out, errors
