@@ -1,0 +1,239 @@
+# Config section "meters" -> meter sources, Readings and tasks (docs/meters.md):
+#   {"ev":   {"type": "modbus", "profile": "sdm630", "addr": 1, "inverted": false,
+#             "period_ms": 1000},
+#    "grid": {"type": "s0", "imp_per_kwh": 1000} | {"type": "ct"} | ... (optional),
+#    "bus":  {"uart": 1, "baud": 9600, "parity": "N", "timeout_ms": 300, "retries": 2}}
+# ev feeds board.meter_reading (what the charge controller reads), grid board.grid_reading
+# (the limit loop's input). Every Modbus meter shares one bus (one ModbusMaster). Each bad
+# value is reported with its key and range; that meter is then off, the others still run.
+# The board supplies the hardware: meter_bus(uart, baud, parity) -> (uart, de_pin),
+# s0_pin(role, imp_per_kwh) -> Pin, ct_input(role) -> dict (burst, phases, offset_code,
+# ua_per_code, rate_hz, samples, cal).
+from firmware.meter import Reading
+from firmware.meters.energy import EnergyStore
+from firmware.meters.task import MeterTask
+
+ROLES = ("ev", "grid")
+TYPES = ("modbus", "s0", "ct")
+BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+PARITY = {"N": None, "E": 0, "O": 1}  # machine.UART's parity argument
+READING_ATTR = {"ev": "meter_reading", "grid": "grid_reading"}
+MAX_KW = {"ev": 60, "grid": 250}  # energy guard's power ceiling by default
+
+# key: (default, kind, low, high); kind "int", "bool", "str" or a tuple of choices.
+# REQUIRED as the default: the key must be given.
+REQUIRED = "required"
+_COMMON = {"type": (REQUIRED, TYPES, 0, 0), "period_ms": (1000, "int", 200, 60000),
+           "max_kw": (None, "int", 1, 1000)}
+_SPEC = {
+    "modbus": {"profile": (REQUIRED, "str", 0, 0), "addr": (1, "int", 1, 247),
+               "baud": (None, BAUDS, 0, 0), "inverted": (False, "bool", 0, 0)},
+    "s0": {"imp_per_kwh": (1000, "int", 1, 100000), "save_wh": (10, "int", 1, 1000),
+           "debounce_ms": (15, "int", 10, 25)},
+    "ct": {"volts": (230, "int", 100, 300), "save_wh": (10, "int", 1, 1000)},
+}
+_BUS = {"uart": (1, "int", 0, 9), "baud": (None, BAUDS, 0, 0),
+        "parity": ("N", ("N", "E", "O"), 0, 0), "timeout_ms": (300, "int", 50, 5000),
+        "retries": (2, "int", 0, 5)}
+
+
+def _check(value, kind, lo, hi):
+    if kind == "int":
+        if type(value) is not int:
+            return "not an integer, allowed %d..%d" % (lo, hi)
+        if not lo <= value <= hi:
+            return "out of range, allowed %d..%d" % (lo, hi)
+    elif kind == "bool":
+        if type(value) is not bool:
+            return "allowed true or false"
+    elif kind == "str":
+        if type(value) is not str or not value:
+            return "must be a name (text)"
+    elif value not in kind or type(value) is not type(kind[0]):
+        return "allowed " + ", ".join([str(k) for k in kind])
+    return None
+
+
+def check_section(where, d, spec, errors):
+    """Values of one object against spec; None (and a message per bad key) if any is bad."""
+    if type(d) is not dict:
+        errors.append("meters: %s must be a JSON object, got %r" % (where, d))
+        return None
+    out = {}
+    ok = True
+    for key in d:
+        if key not in spec:
+            errors.append("meters: %s.%s unknown (known: %s)" % (
+                where, key, ", ".join(sorted(spec))))
+            ok = False
+    for key, (default, kind, lo, hi) in spec.items():
+        if key not in d:
+            if default == REQUIRED:
+                errors.append("meters: %s.%s missing" % (where, key))
+                ok = False
+            out[key] = default
+            continue
+        msg = _check(d[key], kind, lo, hi)
+        if msg is not None:
+            errors.append("meters: %s.%s=%r refused: %s" % (where, key, d[key], msg))
+            ok = False
+        out[key] = d[key]
+    return out if ok else None
+
+
+def check(section, profiles=None):
+    """(meters {role: checked dict}, bus dict or None, errors). A meter with any bad value is
+    left out; `profiles`: the known Modbus profile names (None: not checked here)."""
+    errors = []
+    meters = {}
+    if section is None:
+        return meters, None, errors
+    if type(section) is not dict:
+        return meters, None, ["meters: must be a JSON object; no meter runs"]
+    for key in section:
+        if key not in ROLES and key != "bus":
+            errors.append("meters: %s unknown (known: bus, ev, grid); ignored" % key)
+    for role in ROLES:
+        d = section.get(role)
+        if d is None:
+            continue
+        kind = d.get("type") if type(d) is dict else None
+        if kind not in TYPES:
+            errors.append("meters: %s.type=%r refused: allowed %s; the %s meter is off" % (
+                role, kind, ", ".join(TYPES), role))
+            continue
+        spec = dict(_COMMON)
+        spec.update(_SPEC[kind])
+        n = len(errors)
+        m = check_section(role, d, spec, errors)
+        if m is not None and kind == "modbus" and profiles is not None and (
+                m["profile"] not in profiles):
+            errors.append("meters: %s.profile=%r unknown (known: %s)" % (
+                role, m["profile"], ", ".join(sorted(profiles))))
+            m = None
+        if m is None:
+            errors[n:] = [e + "; the %s meter is off" % role for e in errors[n:]]
+            continue
+        meters[role] = m
+    bus = None
+    modbus = [r for r in ROLES if r in meters and meters[r]["type"] == "modbus"]
+    if modbus or "bus" in section:
+        n = len(errors)
+        bus = check_section("bus", section.get("bus", {}), _BUS, errors)
+        for role in modbus:
+            b = meters[role]["baud"]
+            if bus is not None and b is not None:
+                if bus["baud"] is None:
+                    bus["baud"] = b
+                elif bus["baud"] != b:
+                    errors.append("meters: %s.baud=%d differs from the bus's %d (one bus, one "
+                                  "speed)" % (role, b, bus["baud"]))
+                    bus = None
+        if bus is not None and bus["baud"] is None:
+            bus["baud"] = 9600
+        if bus is None:
+            errors[n:] = [e + "; the Modbus meters are off" for e in errors[n:]]
+            for role in modbus:
+                del meters[role]
+    return meters, bus, errors
+
+
+def _profiles():
+    try:
+        from firmware.meters.profiles import PROFILES
+
+        return PROFILES
+    except ImportError:
+        return None
+
+
+class Meters:
+    """The configured meters: tasks (role order), by role, the shared Modbus master."""
+
+    def __init__(self):
+        self.tasks = []
+        self.by_role = {}
+        self.bus = None  # ModbusMaster shared by every Modbus meter
+        self.errors = []
+
+    def get(self, role):
+        return self.by_role.get(role)
+
+
+def build(board, section, log=print, clock=None):
+    """Check the section and make each meter's source, Reading (on the board) and task.
+    Never raises: what cannot be built is in .errors (and logged) and stays off."""
+    ms = Meters()
+    meters, bus, errors = check(section, _profiles())
+    ms.errors = errors
+    for role in ROLES:
+        m = meters.get(role)
+        if m is None:
+            continue
+        try:
+            task = _make(board, role, m, bus, ms, log, clock)
+        except Exception as e:  # noqa: BLE001 - a board without the input, a bad pin
+            ms.errors.append("meters: %s %s meter cannot start: %s; the %s meter is off" % (
+                role, m["type"], e, role))
+            continue
+        ms.tasks.append(task)
+        ms.by_role[role] = task
+    for msg in ms.errors:
+        log(msg)
+    return ms
+
+
+def _make(board, role, m, bus, ms, log, clock):
+    kind = m["type"]
+    save = m.get("save_wh", 10)
+    if kind == "modbus":
+        if ms.bus is None:
+            ms.bus = _master(board, bus)
+        from firmware.meters.modbus_meter import ModbusMeter
+
+        source = ModbusMeter(ms.bus, m["addr"], m["profile"], m["inverted"])
+        store = EnergyStore("energy_" + role, step_wh=save)
+    elif kind == "s0":
+        from firmware.meters.s0 import S0Meter
+
+        if not hasattr(board, "s0_pin"):
+            raise ValueError("this board has no S0 input")
+        store = EnergyStore("energy_" + role, step_wh=save)
+        source = S0Meter(board.s0_pin(role, m["imp_per_kwh"]), m["imp_per_kwh"], store,
+                         debounce_ms=m["debounce_ms"], clock=clock)
+        store = None  # the register is the source's own: no swap offset
+    else:
+        from firmware.meters.ct import CtMeter
+
+        if not hasattr(board, "ct_input"):
+            raise ValueError("this board has no CT inputs")
+        c = board.ct_input(role)
+        store = EnergyStore("energy_" + role, step_wh=save)
+        source = CtMeter(c["burst"], c["phases"], c["offset_code"], c["ua_per_code"],
+                         c["rate_hz"], c["samples"], store, cal=c.get("cal"),
+                         volts=m["volts"], clock=clock)
+        store = None
+    reading = getattr(board, READING_ATTR[role], None)
+    if reading is None:
+        reading = Reading()
+        setattr(board, READING_ATTR[role], reading)
+    max_kw = m["max_kw"] or MAX_KW[role]
+    task = MeterTask(role, source, reading, period_ms=m["period_ms"], log=log, store=store,
+                     max_w=max_kw * 1000, clock=clock)
+    task.kind = kind
+    task.addr = m.get("addr")
+    task.energy = source.store if store is None else store
+    hook = getattr(board, "meter_polled", None)
+    if hook is not None:
+        task.on_poll = hook
+    return task
+
+
+def _master(board, bus):
+    if not hasattr(board, "meter_bus"):
+        raise ValueError("this board has no RS485 bus for Modbus meters")
+    from drivers.modbus import ModbusMaster
+
+    uart, de = board.meter_bus(bus["uart"], bus["baud"], PARITY[bus["parity"]])
+    return ModbusMaster(uart, de=de, baud=bus["baud"], timeout_ms=bus["timeout_ms"],
+                        retries=bus["retries"], parity=PARITY[bus["parity"]])

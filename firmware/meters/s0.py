@@ -1,0 +1,109 @@
+# S0 pulse meter (IEC 62053-31): the meter's output transistor pulls the input low for
+# >= 30 ms per impulse; contacts bounce for < 5 ms. The pin interrupt counts impulses into a
+# preallocated array (small ints only: no allocation, no floats); the meter task's poll()
+# turns new impulses into energy (the flash register, firmware/meters/energy.py) and power.
+#
+# Debounce: an edge into the active level counts only when the line was quiet (no edge of
+# either kind) for debounce_ms before it. 10-20 ms is inside the standard's window: longer
+# than any bounce (< 5 ms), shorter than the shortest off time (30 ms); 15 ms by default.
+# Bounces at the start of a pulse follow the counted edge within 5 ms; bounces at its end
+# are edges into the active level right after an edge: neither counts.
+#
+# Power: from the interval between the last two impulses; while no impulse comes it is at
+# most one impulse over the time since the last one (it decays as 1/t), and 0 after IDLE_MS.
+from array import array
+
+from micropython import const
+
+from firmware.meter import UNKNOWN
+from firmware.ticks import ticks_add, ticks_diff
+
+DEBOUNCE_MS = const(15)
+IDLE_MS = const(60000)  # no impulse for this long: power 0 (60 W at 1000 imp/kWh)
+_REARM_MS = const(3600000)  # refresh an old edge stamp before ticks_diff could wrap
+_QUIET_FACTOR = const(3)  # no impulse for 3 intervals (at least 3 s): the power stopped
+_MASK = const(0x3FFFFFFF)  # impulse counter width (small int on every port)
+_N = const(0)  # impulses counted (wraps at 2^30)
+_EDGE = const(1)  # ticks of the last edge of either kind
+_PULSE = const(2)  # ticks of the last counted impulse
+_GAP = const(3)  # ms between the last two impulses (0: fewer than two)
+
+
+class S0Meter:
+    """S0 input on `pin` (an input with pull-up: active low by default)."""
+
+    def __init__(self, pin, imp_per_kwh, store, debounce_ms=DEBOUNCE_MS, active=0,
+                 clock=None):
+        if clock is None:
+            import time
+
+            clock = time.ticks_ms
+        self._clock = clock
+        self.pin = pin
+        self.imp_per_kwh = imp_per_kwh
+        self.store = store
+        self.debounce_ms = debounce_ms
+        self.active = active
+        self.uwh_per_imp = 1000000000 // imp_per_kwh
+        now = clock()
+        self.st = array("i", (0, ticks_add(now, -debounce_ms), now, 0))
+        self._seen = 0
+        self._uwh = 0  # energy below one Wh not yet in the store, uWh
+        self.p_w = 0
+        self._irq = self.irq  # bound once: the handler allocates nothing when it runs
+        pin.irq(handler=self._irq, trigger=pin.IRQ_FALLING | pin.IRQ_RISING)
+
+    def irq(self, pin):
+        """Pin interrupt, both edges: stores ticks and counts; no allocation."""
+        now = self._clock()
+        st = self.st
+        quiet = ticks_diff(now, st[_EDGE])
+        st[_EDGE] = now
+        if pin.value() != self.active or quiet < self.debounce_ms:
+            return
+        if st[_N]:
+            st[_GAP] = ticks_diff(now, st[_PULSE])
+        st[_PULSE] = now
+        st[_N] = (st[_N] + 1) & _MASK
+
+    @property
+    def impulses(self):
+        return self.st[_N]
+
+    def power_w(self, now):
+        """Power from the impulse interval, bounded by the time since the last impulse."""
+        st = self.st
+        gap = st[_GAP]
+        if gap <= 0:
+            return 0
+        since = ticks_diff(now, st[_PULSE])
+        if since >= IDLE_MS:
+            return 0
+        if since > gap:
+            gap = since
+        return self.uwh_per_imp * 36 // (gap * 10)  # uWh * 3600 s/h / (ms * 1000)
+
+    async def poll(self, r):
+        now = self._clock()
+        st = self.st
+        n = st[_N]
+        new = (n - self._seen) & _MASK
+        self._seen = n
+        if ticks_diff(now, st[_EDGE]) > _REARM_MS:
+            st[_EDGE] = ticks_add(now, -self.debounce_ms)  # still quiet; never wraps
+        if ticks_diff(now, st[_PULSE]) > _REARM_MS:
+            st[_PULSE] = ticks_add(now, -IDLE_MS)
+        if new:
+            self._uwh += new * self.uwh_per_imp
+            wh = self._uwh // 1000000
+            self._uwh -= wh * 1000000
+            self.store.add(wh)
+        self.p_w = p = self.power_w(now)
+        if not new and ticks_diff(now, st[_PULSE]) > _QUIET_FACTOR * max(st[_GAP], 1000):
+            self.store.flush()  # the impulses stopped: end of a session, save what is left
+        r.energy_wh = self.store.wh
+        r.p_total_w = p
+        for k in range(3):  # an S0 output knows no phases and no current
+            r.i_da[k] = UNKNOWN
+            r.v_dv[k] = UNKNOWN
+            r.p_w[k] = UNKNOWN
