@@ -1,0 +1,237 @@
+# OCPP 1.6J payload checks on the device, from the generated tables in schema16.py (made by
+# tools/gen_ocpp_schema.py from the official JSON schemas). Pure logic: no I/O, no clock.
+#
+# check_request(action, payload) checks a CALL the CSMS sent; check_response(action,
+# payload) checks the CALLRESULT to a CALL the charge point sent. Each returns None when the
+# payload conforms, else (error_code, description) for the CALLERROR, the description naming
+# the field path ("idTag: longer than 20", "chargingSchedule.chargingSchedulePeriod[2].limit:
+# expected number").
+#
+# Error codes (OCPP-J 1.6 section 4.2.3), decided as follows:
+#   FormationViolation            the payload is not a JSON object
+#   TypeConstraintViolation       a field has the wrong JSON type ("somestring": 12; an
+#                                 integer field holding 1.5 or true), or a date-time field is
+#                                 not an RFC 3339 date-time with a time zone
+#   PropertyConstraintViolation   a field's value is not allowed: not in its enum, longer than
+#                                 its maxLength, not a multiple of its multipleOf, or a
+#                                 property the schema does not name (additionalProperties false)
+#   OccurrenceConstraintViolation a required field is missing, or an array has fewer items than
+#                                 minItems or more than maxItems (or than max_items, below)
+#   NotImplemented                no schema for the action (not an OCPP 1.6 action)
+# The first problem found is reported: in an object, first a property it must not have, then
+# its fields in schema order, each one's missing-or-value check; an array's length before its
+# items.
+#
+# Bounded work: the walk follows the schema, never the payload, so it goes no deeper than the
+# schema (at most 5 levels) and never looks inside a value the schema does not describe. An
+# array is measured before its items are read: longer than its maxItems or, where the schema
+# sets none, than max_items (default MAX_ITEMS) is refused at once with
+# OccurrenceConstraintViolation. A date-time is read as bytes (one pass, no regex).
+#
+# Differences from jsonschema's Draft 4 reading, on purpose: multipleOf on a float is checked
+# to within the float's precision (relative 1e-9 with 64-bit floats, 1e-5 with the 32-bit
+# floats of most boards), so 21.4 passes where a float division would say
+# 213.99999999999997 (jsonschema gets it right only on Decimals, as the ocpp package parses
+# them); a date-time with a trailing newline is refused; the "uri" format is not checked
+# (jsonschema does not either, without rfc3987). An escaped surrogate pair counts as one
+# character in maxLength, as in JSON Schema, though MicroPython's json keeps it as two.
+from micropython import const
+
+from firmware.ocpp.schema16 import REQUESTS, RESPONSES
+
+FORMATION = "FormationViolation"
+TYPE = "TypeConstraintViolation"
+PROPERTY = "PropertyConstraintViolation"
+OCCURRENCE = "OccurrenceConstraintViolation"
+NOT_IMPLEMENTED = "NotImplemented"
+
+MAX_ITEMS = const(100)  # items in an array whose schema sets no maxItems
+
+# Type codes of the tables (tools/gen_ocpp_schema.py)
+_STR = const(0)
+_INT = const(1)
+_NUM = const(2)
+_BOOL = const(3)
+_OBJ = const(4)
+_ARR = const(5)
+_DATE = const(6)
+_REQUIRED = const(8)
+
+_TYPE_NAMES = ("string", "integer", "number", "boolean", "object", "array", "date-time")
+# multipleOf tolerance, relative: far above the rounding error of v / step (a few units in
+# the last place) and far below a wrong digit. 32-bit floats (most boards) or 64-bit.
+_EPS = 1e-9 if 1.0 + 1e-12 != 1.0 else 1e-5
+_MONTH_DAYS = b"\x1f\x1d\x1f\x1e\x1f\x1e\x1f\x1f\x1e\x1f\x1e\x1f"  # February: 29, see below
+
+
+def check_request(action, payload, max_items=MAX_ITEMS):
+    """A CALL from the CSMS: None if `payload` conforms to `action`'s schema, else
+    (error_code, description)."""
+    spec = REQUESTS.get(action)
+    if spec is None:
+        return NOT_IMPLEMENTED, "no OCPP 1.6 request " + _clip(action)
+    return _payload(spec, payload, max_items)
+
+
+def check_response(action, payload, max_items=MAX_ITEMS):
+    """The CALLRESULT to the charge point's CALL `action`: None or (error_code, description)."""
+    spec = RESPONSES.get(action)
+    if spec is None:
+        return NOT_IMPLEMENTED, "no OCPP 1.6 response to " + _clip(action)
+    return _payload(spec, payload, max_items)
+
+
+def _clip(s):
+    s = str(s)
+    return s if len(s) <= 40 else s[:40] + "..."
+
+
+def _payload(spec, payload, max_items):
+    if type(payload) is not dict:
+        return FORMATION, "payload is not a JSON object"
+    return _object(spec, payload, "", max_items)
+
+
+def _object(spec, obj, path, max_items):
+    # Keys are distinct, so an unknown one turns up within len(spec) + 1 keys.
+    for key in obj:
+        for field in spec:
+            if field[0] == key:
+                break
+        else:
+            return PROPERTY, path + _clip(key) + ": not a property of this message"
+    for name, code, arg in spec:
+        if name in obj:
+            bad = _value(code & 7, arg, obj[name], path + name, max_items)
+            if bad is not None:
+                return bad
+        elif code & _REQUIRED:
+            return OCCURRENCE, path + name + ": required"
+    return None
+
+
+def _value(kind, arg, v, path, max_items):
+    t = type(v)
+    if kind == _STR or kind == _DATE:
+        ok = t is str
+    elif kind == _INT:
+        ok = t is int
+    elif kind == _NUM:
+        ok = t is int or t is float
+    elif kind == _BOOL:
+        ok = t is bool
+    elif kind == _OBJ:
+        ok = t is dict
+    else:
+        ok = t is list
+    if not ok:
+        return TYPE, path + ": expected " + _TYPE_NAMES[kind]
+    if kind == _STR:
+        if arg is None:
+            return None
+        if type(arg) is int:
+            if len(v) > arg and len(v) - _surrogate_pairs(v) > arg:
+                return PROPERTY, "%s: longer than %d" % (path, arg)
+        elif v not in arg:
+            allowed = "|".join(arg)
+            return PROPERTY, path + ": not " + (allowed if len(allowed) <= 60 else
+                                                "an allowed value")
+    elif kind == _DATE:
+        if not is_datetime(v):
+            return TYPE, path + ": not an RFC 3339 date-time with a time zone"
+    elif kind == _NUM:
+        if arg is not None and not _multiple(v, arg):
+            return PROPERTY, "%s: not a multiple of %s" % (path, arg)
+    elif kind == _OBJ:
+        return _object(arg, v, path + ".", max_items)
+    elif kind == _ARR:
+        lo, hi, item_code, item_arg = arg
+        n = len(v)
+        if n > (hi or max_items):
+            return OCCURRENCE, "%s: more than %d items" % (path, hi or max_items)
+        if n < lo:
+            return OCCURRENCE, "%s: fewer than %d items" % (path, lo)
+        for i in range(n):
+            bad = _value(item_code, item_arg, v[i], "%s[%d]" % (path, i), max_items)
+            if bad is not None:
+                return bad
+    return None
+
+
+def _multiple(v, step):
+    if type(v) is int and step == 0.1:
+        return True
+    try:
+        q = v / step
+        r = round(q)
+    except (OverflowError, ValueError):  # inf or nan
+        return False
+    return abs(q - r) <= _EPS * (abs(q) + 1)
+
+
+def _surrogate_pairs(s):
+    """MicroPython's json keeps an escaped pair ("\\ud83d\\ude00", as CPython's json.dumps
+    writes any character above U+FFFF) as two characters; JSON Schema counts one."""
+    try:
+        b = s.encode()
+    except UnicodeError:  # CPython: a lone surrogate; its json joins pairs itself
+        return 0
+    n = 0
+    i = b.find(b"\xed")
+    while i >= 0:
+        if b"\xa0" <= b[i + 1:i + 2] <= b"\xaf" and b[i + 3:i + 4] == b"\xed" and (
+                b"\xb0" <= b[i + 4:i + 5] <= b"\xbf"):
+            n += 1
+            i += 6
+        else:
+            i += 1
+        i = b.find(b"\xed", i)
+    return n
+
+
+def _digits(b, i, n):
+    """The number in b[i:i+n] if those are all ASCII digits, else -1."""
+    x = 0
+    for j in range(i, i + n):
+        c = b[j] - 48
+        if c < 0 or c > 9:
+            return -1
+        x = x * 10 + c
+    return x
+
+
+def is_datetime(s):
+    """RFC 3339 date-time with a time zone: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM);
+    T and Z in either case; year 0001-9999, the day within its month, no leap second."""
+    if type(s) is not str:
+        return False
+    b = s.encode()
+    n = len(b)
+    if n < 20 or b[4] != 45 or b[7] != 45 or b[13] != 58 or b[16] != 58:  # - - : :
+        return False
+    if b[10] != 84 and b[10] != 116:  # T t
+        return False
+    year = _digits(b, 0, 4)
+    month = _digits(b, 5, 2)
+    day = _digits(b, 8, 2)
+    if year < 1 or month < 1 or month > 12 or day < 1 or day > _MONTH_DAYS[month - 1]:
+        return False
+    if month == 2 and day == 29 and (year % 4 or (year % 100 == 0 and year % 400)):
+        return False
+    if not (0 <= _digits(b, 11, 2) <= 23 and 0 <= _digits(b, 14, 2) <= 59
+            and 0 <= _digits(b, 17, 2) <= 59):
+        return False
+    i = 19
+    if b[i] == 46:  # .
+        i += 1
+        start = i
+        while i < n and 48 <= b[i] <= 57:
+            i += 1
+        if i == start or i == n:
+            return False
+    c = b[i]
+    if c == 90 or c == 122:  # Z z
+        return i + 1 == n
+    if (c != 43 and c != 45) or i + 6 != n or b[i + 3] != 58:  # + - :
+        return False
+    return 0 <= _digits(b, i + 1, 2) <= 23 and 0 <= _digits(b, i + 4, 2) <= 59
