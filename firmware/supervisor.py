@@ -10,6 +10,8 @@ import time
 
 from micropython import const
 
+from firmware.backoff import Backoff
+
 _CHECK_MS = const(250)
 BACKOFF_MS = const(1000)
 BACKOFF_MAX_MS = const(60000)
@@ -28,7 +30,7 @@ class Task:
         self.started_ms = 0
         self.restarts = 0
         self.last_error = None
-        self.backoff_ms = BACKOFF_MS
+        self.backoff = Backoff(BACKOFF_MS, BACKOFF_MAX_MS)  # +/- 25 % jitter
 
 
 class Supervisor:
@@ -39,7 +41,6 @@ class Supervisor:
         self._events = events
         self.tasks = []
         self.failed = None  # why the safety path failed (the board is being reset)
-        self._seed = time.ticks_ms() | 1
 
     def add(self, name, factory, safety=False, beat=None, max_age_ms=0):
         t = Task(name, factory, safety, beat, max_age_ms)
@@ -82,20 +83,16 @@ class Supervisor:
             if t.safety:
                 self.fail("task %s %s" % (t.name, err))
                 return
-            self._restart_later(t, err)
-            await asyncio.sleep_ms(self._jitter(t.backoff_ms))
-            t.backoff_ms = min(t.backoff_ms * 2, BACKOFF_MAX_MS)
+            wait = t.backoff.next_ms()
+            self._restart_later(t, err, wait)
+            await asyncio.sleep_ms(wait)
 
-    def _restart_later(self, t, err):
+    def _restart_later(self, t, err, wait=0):
         t.restarts += 1
         self._log("supervisor: task %s %s; restart %d in %d ms" % (
-            t.name, err, t.restarts, t.backoff_ms))
+            t.name, err, t.restarts, wait))
         if self._events is not None:
             self._events.record(time.ticks_ms(), "task restart", t.name)
-
-    def _jitter(self, ms):
-        self._seed = (self._seed * 1103515245 + 12345) & 0x3FFFFFFF
-        return ms - ms // 4 + (self._seed >> 8) % (ms // 2 + 1)  # +/- 25 %
 
     def check(self, now):
         for t in self.tasks:

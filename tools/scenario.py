@@ -32,7 +32,7 @@ OBSERVATIONS = {
     "meter": ("i_da", "wh"), "log": ("msg",), "watchdog": ("reset",),
     "heap": ("code", "peak", "runtime"), "end": ("ms", "energy_wh", "reset", "dropped"),
     "ack": ("do", "id"), "error": ("msg",), "diag": ("what", "lines"),
-    "block": ("ms", "on"),
+    "block": ("ms", "on"), "net": ("state",),
     "stats": ("lag_p50", "lag_p99", "lag_max", "steps", "reflex_runs", "reflex_fired",
               "blocked_ms", "clock_errors", "restarts"),
 }
@@ -113,6 +113,7 @@ COMMANDS = {
               "every_ms": ((int,), False, _between(100, 600000)), "seed": ((int,), False)},
     "stats": {},
     "reflex": {"on": ((bool,), True)},
+    "net": {"state": ((str,), True, _one_of("up", "down"))},
     "ping": {},
     "card": {"uid": ((str,), True, _card_uid)},
     "powercut": {"delay_ms": ((int,), False, _DELAY_MS)},

@@ -127,6 +127,16 @@ class Esp32Board:
         )
         self.led = StatusLed(Pin(LED_PIN, Pin.OUT, value=1 - LED_ON), on_level=LED_ON)
 
+    def net(self, section):
+        """The Wi-Fi station (firmware/net_wlan.py) for the config's "network" section: one
+        object per board, made on first use (no radio is touched before up())."""
+        n = getattr(self, "_net", None)
+        if n is None:
+            from firmware.net_wlan import WlanNet
+
+            n = self._net = WlanNet(section)
+        return n
+
     def watchdog(self, timeout_ms):
         """The ESP-IDF task watchdog (panic reset); it cannot be stopped once started."""
         return WDT(timeout=timeout_ms)

@@ -116,6 +116,16 @@ class SimBoard:
         """The board's own supervised tasks, for App.start(extra=...)."""
         return [("meter", self.poll_meter)]
 
+    def net(self, section=None):
+        """The simulated link (boards/sim/net.py): the host's network behind a fault switch
+        that the control channel's "net" command turns; one per board, made on first use."""
+        n = getattr(self, "_net", None)
+        if n is None:
+            from boards.sim.net import SimNet
+
+            n = self._net = SimNet(section, log=lambda m: self.world.obs("log", {"msg": m}))
+        return n
+
     def watchdog(self, timeout_ms):
         self.wdt = hw.Watchdog(timeout_ms, self._wdt_expired)
         return self.wdt

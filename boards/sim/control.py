@@ -232,6 +232,15 @@ class Control:
         else:
             raise ValueError("crash task must be charge or probe")
 
+    def do_net(self, c):
+        """Cut ("down": every connection closed at once) or restore ("up") the simulated
+        link (boards/sim/net.py)."""
+        state = c["state"]
+        if state not in ("up", "down"):
+            raise ValueError("net state must be up or down, got %r" % (state,))
+        self.app.board.net().set_state(state)
+        self.observe("net", {"state": state})
+
     def do_quit(self, c):
         self.quit.set()
 

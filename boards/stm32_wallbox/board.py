@@ -173,6 +173,13 @@ class Stm32Board:
     def stop_reflex(self):
         self.cp_timer.callback(None)
 
+    def net(self, section):
+        """None: the STM32F405 has no Ethernet MAC (and this board no Wi-Fi module), so the
+        firmware runs without a network (no OCPP). A board on an F407/F429 with an RMII PHY
+        returns firmware.net_lan.LanNet(section, lan_args={"phy_type": ..., "phy_addr": ...})
+        here."""
+        return None
+
     def watchdog(self, timeout_ms):
         """The independent watchdog (IWDG, up to ~32 s); it cannot be stopped once started."""
         return WDT(timeout=timeout_ms)
