@@ -1,0 +1,471 @@
+# Modbus RTU master on an RS485 UART (Modbus over Serial Line V1.02; ../shared/spec/meters.md):
+# read registers (fc 03/04), write them (fc 06/16). One master per bus, shared by its meters.
+#
+# No allocation per request once warmed up: calling an `async def` allocates a generator on
+# MicroPython, and so do asyncio.Lock and stream waits (the IOQueue entry). So a request is a
+# reusable awaitable (Transaction: __iter__/__next__ like asyncio's own sleep_ms singleton)
+# that waits with asyncio.sleep_ms() only, polls uart.any() and reads with readinto into the
+# master's preallocated buffers. The bus lock is an owner field checked every t3.5.
+import asyncio
+
+from micropython import const
+
+from drivers import kernels
+
+try:
+    from time import ticks_add, ticks_diff, ticks_us
+except ImportError:  # CPython (host tests): the same 30-bit wrap as the ports
+    import time as _time
+
+    def ticks_us():
+        return (_time.monotonic_ns() // 1000) & 0x3FFFFFFF
+
+    def ticks_diff(a, b):
+        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+    def ticks_add(a, b):
+        return (a + b) & 0x3FFFFFFF
+
+
+if hasattr(asyncio, "sleep_ms"):
+    _sleep_ms = asyncio.sleep_ms  # MicroPython: returns one preallocated generator
+
+    def _wait(ms):
+        return next(_sleep_ms(ms))  # queues the current task; resuming us ends the sleep
+
+else:  # CPython: hand the sleep's future to the task
+    _sleep = asyncio.sleep
+
+    def _wait(ms):
+        return next(_sleep(ms / 1000).__await__())
+
+
+MAX_FRAME = const(256)
+_GAP_FLOOR_US = const(20000)  # mid-frame silence limit: t1.5, but at least this (see _gap_us)
+_IDLE = const(0)
+_LOCK = const(1)  # waiting for the bus
+_QUIET = const(2)  # t3.5 of silence before the request
+_SENT = const(3)  # request written, waiting for the UART to send it
+_HEAD = const(4)  # waiting for address, function, byte count
+_BODY = const(5)  # waiting for the rest of the reply
+
+# stats: a preallocated array, indexes below; errors counted per attempt (retries included)
+STAT_REQUESTS = const(0)
+STAT_OK = const(1)
+STAT_RETRIES = const(2)
+KINDS = ("timeout", "crc", "address", "function", "length", "exception", "busy")
+STAT_KIND = const(3)  # stats[STAT_KIND + KINDS.index(kind)]
+_K_TIMEOUT = const(0)
+_K_CRC = const(1)
+_K_ADDRESS = const(2)
+_K_FUNCTION = const(3)
+_K_LENGTH = const(4)
+_K_EXCEPTION = const(5)
+_K_BUSY = const(6)
+EXCEPTIONS = {1: "illegal function", 2: "illegal address", 3: "illegal value",
+              4: "device failure", 5: "acknowledge", 6: "busy", 0x0B: "gateway target failed"}
+
+
+class ModbusError(Exception):
+    """A request that failed: .kind is one of KINDS, .code the exception code (or 0)."""
+
+    def __init__(self, msg, kind, code=0):
+        super().__init__(msg)
+        self.kind = kind
+        self.code = code
+
+
+def build_read(buf, addr, fc, reg, count):
+    """Write a read request (fc 03/04) into buf; returns its length (8)."""
+    if not 1 <= addr <= 247:
+        raise ValueError("modbus address must be 1..247, got %r" % (addr,))
+    if fc != 3 and fc != 4:
+        raise ValueError("read function must be 3 or 4, got %r" % (fc,))
+    if not 0 <= reg <= 0xFFFF or not 1 <= count <= 125 or reg + count > 0x10000:
+        raise ValueError("read of %r registers at %r is out of range" % (count, reg))
+    buf[0] = addr
+    buf[1] = fc
+    buf[2] = reg >> 8
+    buf[3] = reg & 0xFF
+    buf[4] = count >> 8
+    buf[5] = count & 0xFF
+    return _seal(buf, 6)
+
+
+def build_write(buf, addr, reg, values):
+    """Write a write request into buf: fc 06 for one value, 16 for several; returns its
+    length."""
+    n = len(values)
+    if not 1 <= addr <= 247:
+        raise ValueError("modbus address must be 1..247, got %r" % (addr,))
+    if not 1 <= n <= 123 or not 0 <= reg <= 0xFFFF or reg + n > 0x10000:
+        raise ValueError("write of %d registers at %r is out of range" % (n, reg))
+    for v in values:
+        if not isinstance(v, int) or not 0 <= v <= 0xFFFF:
+            raise ValueError("register value must be 0..65535, got %r" % (v,))
+    buf[0] = addr
+    buf[2] = reg >> 8
+    buf[3] = reg & 0xFF
+    if n == 1:
+        buf[1] = 6
+        buf[4] = values[0] >> 8
+        buf[5] = values[0] & 0xFF
+        return _seal(buf, 6)
+    buf[1] = 16
+    buf[4] = 0
+    buf[5] = n
+    buf[6] = 2 * n
+    for i in range(n):
+        buf[7 + 2 * i] = values[i] >> 8
+        buf[8 + 2 * i] = values[i] & 0xFF
+    return _seal(buf, 7 + 2 * n)
+
+
+def _seal(buf, n):
+    crc = kernels.crc16_modbus(buf, n)
+    buf[n] = crc & 0xFF  # low byte first
+    buf[n + 1] = crc >> 8
+    return n + 2
+
+
+def crc_ok(buf, n):
+    """True if the last two of buf[:n] are the CRC of the bytes before them."""
+    if n < 4:
+        return False
+    crc = kernels.crc16_modbus(buf, n - 2)
+    return buf[n - 2] == crc & 0xFF and buf[n - 1] == crc >> 8
+
+
+def reply_length(req, head):
+    """Total length of the reply to request `req` whose first three bytes are `head`
+    (addr, function, byte count / exception code / first echo byte), or -1 if the function
+    is not the request's. Used by the master and by tests on any bytes."""
+    fc = head[1]
+    if fc == req[1] | 0x80:
+        return 5
+    if fc != req[1]:
+        return -1
+    if fc == 3 or fc == 4:
+        return head[2] + 5
+    return 8  # 06 / 16: an echo of address and value / count
+
+
+def check_reply(req, rx, n, label):
+    """Check the complete reply rx[:n] to request req; None if it is good, else the
+    ModbusError to raise (naming `label`, e.g. "meter 1")."""
+    if n < 5 or n > MAX_FRAME:
+        return ModbusError("%s: reply of %d bytes" % (label, n), "length")
+    if not crc_ok(rx, n):
+        return ModbusError("%s: CRC error in a %d-byte reply" % (label, n), "crc")
+    if rx[0] != req[0]:
+        return ModbusError("%s: reply from address %d" % (label, rx[0]), "address")
+    fc = rx[1]
+    if fc == req[1] | 0x80:
+        code = rx[2]
+        kind = "busy" if code == 5 or code == 6 else "exception"
+        return ModbusError("%s: exception %02X %s" % (label, code, EXCEPTIONS.get(code, "?")),
+                           kind, code)
+    if fc != req[1]:
+        return ModbusError("%s: reply function %d to a request %d" % (label, fc, req[1]),
+                           "function")
+    if fc == 3 or fc == 4:
+        want = 2 * ((req[4] << 8) | req[5])
+        if rx[2] != want or n != want + 5:
+            return ModbusError("%s: %d data bytes, expected %d" % (label, rx[2], want), "length")
+        return None
+    if n != 8 or rx[2] != req[2] or rx[3] != req[3] or rx[4] != req[4] or rx[5] != req[5]:
+        return ModbusError("%s: write reply does not echo the request" % label, "length")
+    return None
+
+
+class Transaction:
+    """One caller's requests on the bus. read()/write() set it up and return it; awaiting it
+    runs the request (lock, t3.5, send, receive, check, retries) without allocating. The
+    reply is in master.rx (register bytes from offset 3) until the next request."""
+
+    def __init__(self, master):
+        self._m = master
+        self._st = _IDLE
+        self._stop = StopIteration()
+        self._n = 0  # request length
+        self._need = 0  # reply length once the header is in
+        self._tries = 0
+        self._deadline = 0  # ticks_us
+        self._seen = 0  # bytes waiting in the UART at the last look
+        self._rx_us = 0  # when that count last grew
+        self._stray = False  # a reply from another address came in meanwhile
+        self._req = bytearray(MAX_FRAME)
+        self._req8 = memoryview(self._req)[:8]  # every read request is 8 bytes
+
+    def read(self, addr, fc, reg, count):
+        self._start(build_read(self._req, addr, fc, reg, count))
+        return self
+
+    def write(self, addr, reg, values):
+        self._start(build_write(self._req, addr, reg, values))
+        return self
+
+    def _start(self, n):
+        self._release()
+        self._n = n
+        self._tries = 0
+        self._st = _LOCK
+
+    def _release(self):
+        m = self._m
+        if m.owner is self:
+            m.owner = None
+        self._st = _IDLE
+
+    def __iter__(self):
+        return self
+
+    __await__ = __iter__
+
+    def send(self, v):
+        return self.__next__()
+
+    def throw(self, typ, val=None, tb=None):
+        self._release()  # cancelled or timed out by the caller: free the bus
+        raise val if val is not None else typ
+
+    def close(self):
+        self._release()
+
+    def _done(self):
+        self._release()
+        stop = self._stop
+        stop.__traceback__ = None
+        raise stop
+
+    def _fail(self, kind, msg, code=0):
+        m = self._m
+        m.stats[STAT_KIND + kind] += 1
+        if kind != _K_EXCEPTION and self._tries < m.retries:
+            self._tries += 1
+            m.stats[STAT_RETRIES] += 1
+            self._st = _QUIET
+            return
+        self._release()
+        err = msg if isinstance(msg, ModbusError) else ModbusError(msg, KINDS[kind], code)
+        m.last_error = str(err)
+        raise err
+
+    def _label(self):
+        return "meter %d" % self._req[0]
+
+    def __next__(self):
+        m = self._m
+        uart = m.uart
+        while True:
+            st = self._st
+            if st == _HEAD or st == _BODY:
+                r = self._receive(m, uart, st)
+                if r is not True:
+                    return r
+            elif st == _LOCK:
+                if m.owner is not None and m.owner is not self:
+                    return _wait(m.t35_ms)
+                m.owner = self
+                self._st = _QUIET
+            elif st == _QUIET:  # t3.5 of silence; bytes left over from before are dropped
+                now = ticks_us()
+                if m.drain():
+                    m.last_us = now
+                quiet = ticks_diff(now, m.last_us)
+                if quiet < m.t35_us:
+                    return _wait((m.t35_us - quiet) // 1000 + 1)
+                m.stats[STAT_REQUESTS] += 1
+                if m.de is not None:
+                    m.de(1)
+                uart.write(self._req8 if self._n == 8 else memoryview(self._req)[:self._n])
+                self._st = _SENT
+                return _wait(self._n * m.char_us // 1000 + 1)  # the wire time of the request
+            elif st == _SENT:
+                if m.de is not None:
+                    uart.flush()  # returns once the last stop bit is out
+                    m.de(0)
+                now = ticks_us()
+                m.last_us = now
+                self._deadline = ticks_add(now, m.timeout_ms * 1000)
+                self._seen = 0
+                self._stray = False
+                self._st = _HEAD
+            else:
+                raise ModbusError("transaction awaited without a request", "function")
+
+    def _receive(self, m, uart, st):
+        """One look at the UART; True when the state changed (look again at once), else
+        what __next__ returns (a wait)."""
+        now = ticks_us()
+        n = uart.any()
+        if n != self._seen:
+            self._seen = n
+            self._rx_us = now
+            m.last_us = now
+        rx = m.rx
+        if st == _HEAD:
+            if n >= 3:
+                uart.readinto(rx, 3)
+                need = reply_length(self._req, rx)
+                if need < 5 or need > MAX_FRAME:
+                    m.drain()
+                    self._fail(_K_FUNCTION if need < 0 else _K_LENGTH, "%s: reply function %d "
+                               "length %d to a request %d" % (self._label(), rx[1], need,
+                                                               self._req[1]))
+                    return True
+                self._need = need
+                self._seen = n - 3
+                self._deadline = ticks_add(now, (need * m.char_us + m.gap_us) * 2)
+                self._st = _BODY
+                return True
+            if ticks_diff(now, self._deadline) >= 0:
+                if n:
+                    m.drain()
+                    self._fail(_K_LENGTH, "%s: %d bytes, then silence" % (self._label(), n))
+                elif self._stray:
+                    self._fail(_K_ADDRESS, "%s: no reply, only another address's" % self._label())
+                else:
+                    self._fail(_K_TIMEOUT, "%s: no reply within %d ms" % (self._label(),
+                                                                        m.timeout_ms))
+                return True
+            return _wait(m.poll_ms)
+        rest = self._need - 3
+        if n >= rest:
+            uart.readinto(m.rx_tail, rest)
+            if self._good(m):
+                m.stats[STAT_OK] += 1
+                self._done()
+            err = check_reply(self._req, rx, self._need, self._label())
+            if err.kind == "address":  # a late reply to someone else: keep waiting for ours
+                m.stats[STAT_KIND + _K_ADDRESS] += 1
+                self._stray = True
+                self._seen = 0
+                self._st = _HEAD
+                return True
+            self._fail(KINDS.index(err.kind), err, err.code)
+            return True
+        if ticks_diff(now, self._rx_us) > m.gap_us or ticks_diff(now, self._deadline) >= 0:
+            m.drain()
+            self._fail(_K_LENGTH, "%s: frame cut after %d of %d bytes" % (
+                self._label(), 3 + n, self._need))
+            return True
+        return _wait((rest - n) * m.char_us // 1000 + 1)  # the bytes cannot come sooner
+
+    def _good(self, m):
+        """The common case without building an error: a good reply to our request."""
+        rx = m.rx
+        req = self._req
+        n = self._need
+        if rx[0] != req[0] or rx[1] != req[1] or not crc_ok(rx, n):
+            return False
+        if req[1] == 3 or req[1] == 4:
+            return rx[2] == 2 * ((req[4] << 8) | req[5])
+        return rx[2] == req[2] and rx[3] == req[3] and rx[4] == req[4] and rx[5] == req[5]
+
+
+class ModbusMaster:
+    """Modbus RTU master on `uart` (write, readinto, any, flush), `de` the RS485 driver
+    enable pin (a Pin or a callable; high while sending). Timing from `baud` (t1.5/t3.5 for
+    11-bit characters; fixed 750/1750 us above 19200). `stream`: unused by the allocation-
+    free path (kept for callers that pass an asyncio.StreamReader; see docs)."""
+
+    def __init__(self, uart, de=None, baud=9600, timeout_ms=300, retries=2, parity=None,
+                 stream=None):
+        if not 300 <= baud <= 4000000:
+            raise ValueError("baud rate out of range: %r" % (baud,))
+        self.uart = uart
+        self.de = de
+        if de is not None:
+            de(0)
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.stream = stream
+        bits = 10 if parity is None else 11  # 8 data, parity or not, 1 stop
+        self.char_us = bits * 1000000 // baud + 1
+        if baud > 19200:
+            self.t35_us = 1750
+            t15 = 750
+        else:
+            self.t35_us = 38500000 // baud  # 3.5 chars of 11 bits
+            t15 = 16500000 // baud
+        self.gap_us = t15 if t15 > _GAP_FLOOR_US else _GAP_FLOOR_US
+        self.t35_ms = self.t35_us // 1000 + 1
+        self.poll_ms = self.t35_ms
+        self.rx = bytearray(MAX_FRAME)
+        self.rx_tail = memoryview(self.rx)[3:]
+        self._junk = bytearray(32)
+        self.owner = None
+        self.last_us = ticks_us()
+        self.stats = _stats_array()
+        self.last_error = ""
+        self._tr = Transaction(self)
+
+    def transaction(self):
+        """A Transaction of its own for a caller that polls (allocated once)."""
+        return Transaction(self)
+
+    def read(self, addr, fc, reg, count):
+        """Await it: the register bytes (2*count, big-endian) as a memoryview into the
+        master's buffer, valid until the next request. Raises ModbusError."""
+        return _Result(self, self._free_tr().read(addr, fc, reg, count), count)
+
+    def write(self, addr, reg, values):
+        """Await it: writes `values` (ints 0..65535) from `reg` (fc 06 for one, else 16)."""
+        return self._free_tr().write(addr, reg, values)
+
+    def _free_tr(self):
+        t = self._tr
+        return t if t._st == _IDLE else Transaction(self)
+
+    def drain(self):
+        """Read and drop whatever waits in the UART; True if there was something."""
+        uart = self.uart
+        got = False
+        n = uart.any()
+        while n:
+            got = True
+            if not uart.readinto(self._junk, n if n < 32 else 32):
+                break
+            n = uart.any()
+        return got
+
+    def stats_dict(self):
+        d = {"requests": self.stats[STAT_REQUESTS], "ok": self.stats[STAT_OK],
+             "retries": self.stats[STAT_RETRIES], "last_error": self.last_error}
+        for i, k in enumerate(KINDS):
+            d[k] = self.stats[STAT_KIND + i]
+        return d
+
+
+class _Result:
+    """Awaitable of master.read(): runs the transaction, returns the register bytes."""
+
+    def __init__(self, master, tr, count):
+        self._m = master
+        self._tr = tr
+        self._count = count
+
+    def __iter__(self):
+        return self
+
+    __await__ = __iter__
+
+    def send(self, v):
+        return self.__next__()
+
+    def throw(self, typ, val=None, tb=None):
+        return self._tr.throw(typ, val, tb)
+
+    def __next__(self):
+        try:
+            return self._tr.__next__()
+        except StopIteration:
+            pass
+        raise StopIteration(memoryview(self._m.rx)[3:3 + 2 * self._count])
+
+
+def _stats_array():
+    from array import array
+
+    return array("i", [0] * (STAT_KIND + len(KINDS)))
