@@ -5,11 +5,17 @@ import time
 from firmware import config, console, diag, persist
 from firmware.charge.controller import ChargeController
 from firmware.events import EventLog
+from firmware.meters import roles
 from firmware.supervisor import Supervisor
 
 LOCKOUT_FILE = "lockout"
 _LOCKOUT_POLL_MS = 500
 HANG_MIN_MS = 500  # the controller's silence limit is max(this, watchdog_ms / 2)
+_METER_AGE_MS = 5000  # a meter task silent for its timeout + 2 periods + this is restarted
+
+
+def _beat(task):
+    return lambda: task.last_run_ms
 
 
 class App:
@@ -23,6 +29,9 @@ class App:
         lockout = persist.load_flag(LOCKOUT_FILE)
         if lockout:
             log("contactor lockout in force (welded contact); clear with diag.clear_lockout()")
+        # Meters first: the EV meter's Reading (board.meter_reading) is what the controller
+        # reads. A bad section leaves that meter off (each bad value logged).
+        self.meters = roles.build(board, self.cfg.meters, log)
         self.ctl = ChargeController(board, self.cfg, self.events, lockout=lockout)
         wd = self.cfg.watchdog_ms
         self.sup = Supervisor(board.watchdog(wd), self.ctl.fail_safe, log, self.events)
@@ -37,6 +46,9 @@ class App:
                      max_age_ms=10 * _LOCKOUT_POLL_MS)
         if self.cfg.console:
             self.sup.add("console", console.serve)
+        for t in self.meters.tasks:  # restarted if one ever stops polling
+            self.sup.add("meter " + t.role, t.run, beat=_beat(t),
+                         max_age_ms=t.timeout_ms + 2 * t.period_ms + _METER_AGE_MS)
         self.ocpp = None
         if self.cfg.ocpp is not None:
             self._start_ocpp(log)
@@ -91,6 +103,8 @@ class App:
         loop.set_exception_handler(self.sup.exception_handler)
         b = self.board
         for name, factory in list(getattr(b, "tasks", list)()) + list(extra):
+            if name == "meter" and self.meters.get("ev") is not None:
+                continue  # the configured EV meter replaces the board's own meter task
             self.sup.add(name, factory)
         if self.ctl.reflex is not None and hasattr(b, "start_reflex"):
             b.start_reflex(self.ctl.reflex)  # outside the scheduler: IRQ, thread

@@ -18,6 +18,8 @@ HELP = (
     "why             every limit on the offered current",
     "events [n]      the last n events, 1-%d (default 10)" % MAX_EVENTS,
     "clear_lockout   lift a welded-contactor lockout (the mirror must read open)",
+    "meters          each meter's values, age, errors, fault, energy register",
+    "meter A R [N] [F]  read N (2) registers from R (0x48) of Modbus meter A, fc F (4)",
     "help            this list",
     "Ctrl-C stops the firmware (the contactor opens) and gives the MicroPython REPL",
 )
@@ -30,6 +32,8 @@ def run(line, out):
         return
     cmd = words[0]
     args = words[1:]
+    if cmd == "meter":
+        return _meter(args, out)
     if cmd == "events":
         n = 10
         if len(args) > 1:
@@ -60,13 +64,33 @@ def run(line, out):
         out("console: %s failed: %r" % (cmd, e))
 
 
+def _meter(args, out):
+    """`meter ADDR REG [COUNT] [FC]` (numbers, 0x.. for hex): the read to await, or None."""
+    if not 2 <= len(args) <= 4:
+        out("console: meter takes ADDR REG [COUNT] [FC], e.g. meter 1 0x48 2 4")
+        return None
+    nums = []
+    for a in args:
+        try:
+            nums.append(int(a, 16) if a[:2] in ("0x", "0X") else int(a))
+        except ValueError:
+            out("console: meter: %r is not a number" % a)
+            return None
+    nums += [2, 4][len(nums) - 2:]
+    try:
+        return diag.meter(nums[0], nums[1], nums[2], nums[3], out=out)
+    except Exception as e:  # a diagnostic must never take the firmware down
+        out("console: meter failed: %r" % (e,))
+        return None
+
+
 def _help(out):
     for row in HELP:
         out(row)
 
 
 _PLAIN = {"status": diag.status, "why": diag.why, "clear_lockout": diag.clear_lockout,
-          "help": _help}
+          "help": _help, "meters": diag.meters}
 
 
 async def serve(stream=None, write=None, echo=True):
@@ -130,7 +154,12 @@ async def _serve(stream, write, echo):
                 except UnicodeError:
                     replies.append("console: the line is not UTF-8 text")
                 else:
-                    run(line, replies.append)
+                    pending = run(line, replies.append)
+                    if pending is not None:  # a meter read on the bus: await its reply
+                        try:
+                            await pending
+                        except Exception as e:  # noqa: BLE001 - never ends the console
+                            replies.append("console: %r" % (e,))
             buf = bytearray()
             too_long = False
             for row in replies:

@@ -49,10 +49,92 @@ def status(out=print):
             out("task       %s restarted %d times, last: %s" % (t.name, t.restarts,
                                                                t.last_error))
     out("kernels    %s" % kernel_impl())
+    meters(out)
     for msg in app.cfg.errors:
+        out("config     " + msg)
+    for msg in getattr(getattr(app, "meters", None), "errors", ()):
         out("config     " + msg)
     if app.sup.failed:
         out("supervisor FAILED: %s" % app.sup.failed)
+
+
+def meters(out=print):
+    """Each meter: last values, age, error counters, fault and energy register."""
+    app = _need(out)
+    if app is None:
+        return
+    ms = getattr(app, "meters", None)
+    tasks = ms.tasks if ms is not None else ()
+    if not tasks:
+        r = getattr(app.board, "meter_reading", None)
+        out("meter      %s" % ("none configured (config meters)" if r is None else
+                               "the board's own (config meters names none)"))
+        return
+    now = time.ticks_ms()
+    for t in tasks:
+        r = t.reading
+        age = "never" if t.last_good_ms is None else "%d.%d s" % divmod(
+            time.ticks_diff(now, t.last_good_ms) // 100, 10)
+        src = t.kind + (" @%d" % t.addr if t.addr is not None else "")
+        cur = "?" if r.i_max_da < 0 else "%d.%d A" % divmod(r.i_max_da, 10)
+        p = "?" if r.p_total_w < -100000 else "%d W" % r.p_total_w
+        out("meter %-4s %s  %s  %s  %d Wh  age %s  polls %d  errors %s" % (
+            t.role, src, cur, p, r.energy_wh, age, t.polls, t.errors_text()))
+        e = t.energy
+        reg = "register %d Wh" % t.raw_wh if t.kind == "modbus" else "counted"
+        flash = "flash %d Wh (writes %d%s)" % (e.saved_wh, e.writes, ", write errors %d" % (
+            e.write_errors) if e.write_errors else "") if e is not None else "flash none"
+        out("           %s  offset %d  swaps %d  rejected %d  %s" % (
+            reg, t.offset, t.swaps, t.rejected, flash))
+        if t.fault:
+            out("           FAULT %s" % t.fault)
+        elif t.last_error and t.in_row:
+            out("           failing: %s" % t.last_error)
+
+
+def meter(addr=1, reg=0x48, count=2, fc=4, out=print):
+    """Read any registers of a Modbus meter on the configured bus, for an installer:
+    diag.meter(addr=1, reg=0x48, count=2, fc=4). Prints the words in hex and, for two,
+    as float32 and u32. In the console the read runs beside the firmware; at the REPL
+    (firmware stopped) it runs the bus for this one read."""
+    app = _need(out)
+    if app is None:
+        return None
+    bus = getattr(getattr(app, "meters", None), "bus", None)
+    if bus is None:
+        out("meter: no Modbus bus configured (config meters.bus and a modbus meter)")
+        return None
+    for name, v, lo, hi in (("addr", addr, 1, 247), ("reg", reg, 0, 0xFFFF),
+                            ("count", count, 1, 125), ("fc", fc, 3, 4)):
+        if type(v) is not int or not lo <= v <= hi:
+            out("meter: %s=%r refused: allowed %d..%d" % (name, v, lo, hi))
+            return None
+    coro = _meter_read(bus, addr, reg, count, fc, out)
+    import asyncio
+
+    try:
+        asyncio.current_task()
+    except RuntimeError:  # no loop running: the REPL
+        asyncio.run(coro)
+        return None
+    return coro  # the console awaits it
+
+
+async def _meter_read(bus, addr, reg, count, fc, out):
+    try:
+        data = await bus.read(addr, fc, reg, count)
+    except Exception as e:  # noqa: BLE001 - the installer sees what went wrong
+        out("meter %d fc %d reg 0x%04x: %s" % (addr, fc, reg, e))
+        return
+    words = [data[2 * k] << 8 | data[2 * k + 1] for k in range(count)]
+    line = "meter %d fc %d reg 0x%04x: %s" % (addr, fc, reg, " ".join(
+        ["0x%04x" % w for w in words]))
+    if count == 2:
+        import struct
+
+        f = struct.unpack(">f", bytes(data[:4]))[0]
+        line += "  (float32 %g, u32 %d)" % (f, words[0] << 16 | words[1])
+    out(line)
 
 
 def why(out=print):

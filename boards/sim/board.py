@@ -43,6 +43,8 @@ class SimBoard:
         )
         self.led = StatusLed(hw.Pin())
         self.meter_reading = Reading()
+        self.s0_in = None  # the S0 input's Pin once a meter uses it (s0_pin)
+        self._s0_level = 1
         self.cards = CardReader()  # the simulated RFID reader (control command "card")
         self.wdt = None
         self.reflex = None
@@ -72,6 +74,11 @@ class SimBoard:
         if level != self._rcm_level:
             prev, self._rcm_level = self._rcm_level, level
             self.rcm_pin.poll_irq(prev, level)
+        if self.s0_in is not None:
+            level = self.world.s0_level()
+            if level != self._s0_level:
+                prev, self._s0_level = self._s0_level, level
+                self.s0_in.poll_irq(prev, level)
         if self.reflex is not None:
             self.reflex.tick()
         if self.wdt is not None:
@@ -111,6 +118,35 @@ class SimBoard:
             r.energy_wh = int(self.world.energy_wh)
             r.stamp(time.ticks_ms())
             await asyncio.sleep_ms(METER_POLL_MS)
+
+    # -- meters named by the config (firmware/meters/roles.py) ---------------------------------
+    def meter_bus(self, uart, baud, parity):
+        """The RS485 bus: a pty in the working folder, ttyMB<uart>, whose other end is the
+        emulated meters (tools/meter_emu.py, started by tools/simlib.py). No DE pin."""
+        from boards.sim.uart import PtyUart
+
+        return PtyUart("ttyMB%d" % uart, baud), None
+
+    def s0_pin(self, role, imp_per_kwh):
+        """The S0 input: the world's meter pulses imp_per_kwh from its energy."""
+        self.world.s0_start(imp_per_kwh)
+        self.s0_in = hw.Pin(read=self.world.s0_level)
+        return self.s0_in
+
+    def ct_input(self, role):
+        """Three CTs on the EV's phases (grid: plus the house load): 12-bit codes around
+        2048, 20 mA per code, 4 kHz per phase, 4 mains periods."""
+        grid = role == "grid"
+        w = self.world
+        return {"burst": lambda buf: w.ct_samples(buf, grid), "phases": 3,
+                "offset_code": 2048, "ua_per_code": 20000, "rate_hz": 4000, "samples": 320}
+
+    def meter_polled(self, task):
+        """After every meter poll: the reading as an observation (tests, summary)."""
+        r = task.reading
+        self.world.obs("reading", {"role": task.role, "wh": r.energy_wh, "i_da": r.i_max_da,
+                                   "p_w": r.p_total_w, "fresh": r.at_ms is not None,
+                                   "errors": r.errors, "fault": task.fault})
 
     def tasks(self):
         """The board's own supervised tasks, for App.start(extra=...)."""

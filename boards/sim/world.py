@@ -2,6 +2,7 @@
 # battery, current draw with a reaction delay), the cable, the contactor's mechanics, the
 # residual-current monitor and the energy meter. It advances in real time from its own
 # task (tick every ms), so the firmware sees changes at the moment they happen.
+import math
 import time
 
 import _thread
@@ -21,6 +22,10 @@ FAULTS = (
     "overcurrent", "ignore_stop", "lock_fail",
 )
 LOCK_TRAVEL_MS = 150  # socket lock actuator: command -> position switch
+METER_OBS_MS = 200  # "meter" observation period while the EV draws (emulated meters follow it)
+S0_PULSE_MS = 35  # the S0 output's impulse (SDM72D-M), with a 1 ms bounce at each edge
+S0_GAP_MS = 30  # shortest off time between impulses (IEC 62053-31)
+HOUSE_W = 1500  # the house's own load behind the grid meter, W over three phases
 
 
 class Ev:
@@ -69,6 +74,12 @@ class World:
         self._rcm_release_at = None
         self.energy_wh = 0.0
         self.volts = 230
+        self.house_w = HOUSE_W
+        self._meter_at = 0  # ticks of the last "meter" observation
+        self._meter_da = 0
+        self.s0_imp = 0  # S0 output off until a meter uses it (s0_start)
+        self._s0_next = 0.0
+        self._s0_at = None  # ticks of the impulse in progress
         self._last_ms = time.ticks_ms()
         self._t0_us = time.ticks_us()
         self._us = 0  # monotonic microseconds since start (never wraps)
@@ -260,7 +271,6 @@ class World:
             draw = ev._target
         if draw != ev.draw_da:
             ev.draw_da = draw
-            self.obs("meter", {"i_da": draw, "wh": int(self.energy_wh)})
         if ev.draw_da and dt > 0:
             wh = ev.draw_da * ev.phases * self.volts * dt / 36000000.0  # dA*V*ms -> Wh
             self.energy_wh += wh
@@ -269,6 +279,60 @@ class World:
                 ev._target = 0
                 ev.draw_da = 0
                 self.set_s2(False, "battery full")
+        if ev.draw_da != self._meter_da or ev.draw_da and time.ticks_diff(
+                now, self._meter_at) >= METER_OBS_MS:
+            self._meter_obs(now)
+        if self.s0_imp:
+            self._s0_tick(now)
+
+    # -- the meters' view: observations, S0 impulses, CT samples ----------------------------
+    def _meter_obs(self, now):
+        ev = self.ev
+        self._meter_at = now
+        self._meter_da = ev.draw_da
+        self.obs("meter", {"i_da": ev.draw_da, "wh": int(self.energy_wh),
+                           "mwh": int(self.energy_wh * 1000), "phases": ev.phases,
+                           "v": self.volts, "house_w": self.house_w})
+
+    def s0_start(self, imp_per_kwh):
+        """Switch the S0 output on: one impulse per 1000 / imp_per_kwh Wh from now on."""
+        self.s0_imp = imp_per_kwh
+        self._s0_next = self.energy_wh + 1000.0 / imp_per_kwh
+
+    def _s0_tick(self, now):
+        at = self._s0_at
+        if at is not None and time.ticks_diff(now, at) >= S0_PULSE_MS + S0_GAP_MS:
+            self._s0_at = at = None
+        if at is None and self.energy_wh >= self._s0_next:
+            self._s0_next += 1000.0 / self.s0_imp
+            self._s0_at = now
+
+    def s0_level(self):
+        """The S0 input: 1 idle (pull-up), 0 during an impulse; 1 ms bounces at both edges."""
+        at = self._s0_at
+        if at is None:
+            return 1
+        age = time.ticks_diff(time.ticks_ms(), at)
+        if age < 0 or age >= S0_PULSE_MS + 2 or age == 1 or age == S0_PULSE_MS:
+            return 1
+        return 0
+
+    def ct_samples(self, buf, grid):
+        """Three CT channels interleaved: the EV's phase currents (grid: plus the house
+        load), 50 Hz sines in 12-bit codes around 2048 at 20 mA per code, 4 kHz."""
+        ev = self.ev
+        amps = [0.0, 0.0, 0.0]
+        for p in range(3):
+            if p < ev.phases:
+                amps[p] = ev.draw_da / 10
+            if grid:
+                amps[p] += self.house_w / 3 / self.volts
+        n = len(buf) // 3
+        for k in range(n):
+            for p in range(3):
+                ph = 2 * math.pi * (50 * k / 4000 - p / 3)
+                code = 2048 + int(amps[p] * 70.71 * math.sin(ph))  # sqrt(2) / 0.02 A
+                buf[3 * k + p] = 0 if code < 0 else 4095 if code > 4095 else code
 
     def _ev_logic(self, now, offered):
         ev = self.ev
