@@ -60,7 +60,7 @@ KEYS = {
 
 class NetError(OSError):
     """A link or connection failure, its message naming the cause: "link down",
-    "dns: ...", "refused: host:port", "timeout: ...", "network config: ...". An OSError,
+    "dns: ...", "refused: host:port", "timeout: ...", "network: <config error>". An OSError,
     so code written for asyncio.open_connection's errors handles it unchanged."""
 
 
@@ -251,7 +251,7 @@ class Net:
         return errors
 
     def _config_error(self):
-        return "network config: " + "; ".join(self.errors)
+        return "; ".join(self.errors)  # each names the section: "network: ..."
 
     def _say(self, msg):
         if self._log is not None:
