@@ -1,0 +1,214 @@
+# WebSocket client (RFC 6455) on asyncio streams: the transport of the OCPP-J link.
+#
+#   w = await ws.connect("wss://csms.example/ocpp/CP01", user="CP01", password=key, cadata=ca)
+#   text = await w.recv()       # one task reads (answers pings, handles close) ...
+#   await w.send(text)          # ... while others send and ping
+#   await w.close()
+#
+# This module opens the link (URL, TCP, TLS with the CSMS's CA and host name checked, the
+# HTTP upgrade with Basic auth); firmware/ocpp/wsframe.py is the open connection (framing).
+import asyncio
+import binascii
+import hashlib
+
+from micropython import const
+
+from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms, ticks_ms, urandom
+from firmware.ticks import ticks_add, ticks_diff
+
+__all__ = ("connect", "parse_url", "WebSocket", "WsClosed", "WsError")
+
+_MAX_HTTP = const(4096)  # bytes of HTTP response header accepted at the upgrade
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+
+def parse_url(url):
+    """(tls, host, port, authority, path) of a ws:// or wss:// URL; WsError if it is bad."""
+    if not isinstance(url, str):
+        raise WsError("bad URL %r: not a string" % (url,))
+    for c in url:
+        if c <= " " or c == "\x7f":
+            raise WsError("bad URL %r: space or control character" % url)
+    if url.startswith("ws://"):
+        tls, rest = False, url[5:]
+    elif url.startswith("wss://"):
+        tls, rest = True, url[6:]
+    else:
+        raise WsError("bad URL %r: the scheme must be ws:// or wss://" % url)
+    if "#" in rest:
+        raise WsError("bad URL %r: a WebSocket URL has no #fragment" % url)
+    i = rest.find("/")
+    auth, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
+    if "@" in auth:
+        raise WsError("bad URL %r: give user/password as arguments, not in the URL" % url)
+    port = "443" if tls else "80"
+    if auth.startswith("["):  # IPv6 literal
+        j = auth.find("]")
+        host, tail = auth[1:j], auth[j + 1:] if j > 0 else ""
+        if j < 0 or (tail and not tail.startswith(":")):
+            raise WsError("bad URL %r: bad [IPv6] host" % url)
+        if tail:
+            port = tail[1:]
+    else:
+        j = auth.rfind(":")
+        host = auth if j < 0 else auth[:j]
+        if j >= 0:
+            port = auth[j + 1:]
+    if not host:
+        raise WsError("bad URL %r: no host" % url)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise WsError("bad URL %r: bad port %r" % (url, port))
+    return tls, host, int(port), auth, path
+
+
+def _basic(user, password):
+    """The value of an HTTP Basic Authorization header (RFC 7617, UTF-8)."""
+    u = user.encode() if isinstance(user, str) else bytes(user)
+    if b":" in u:
+        raise WsError("the user (charge point id) must not contain ':' (RFC 7617)")
+    p = password if password is not None else b""
+    p = p.encode() if isinstance(p, str) else bytes(p)
+    return "Basic " + binascii.b2a_base64(u + b":" + p)[:-1].decode()
+
+
+def _ders(cadata):
+    """The DER certificates in `cadata`: DER bytes as they are, PEM (one or more
+    certificates, bytes or str) decoded; some mbedTLS builds parse no PEM themselves."""
+    if isinstance(cadata, str):
+        cadata = cadata.encode()
+    if bytes(cadata[:11]) != b"-----BEGIN ":
+        return [bytes(cadata)]
+    out = []
+    for part in bytes(cadata).split(b"-----BEGIN CERTIFICATE-----")[1:]:
+        end = part.find(b"-----END CERTIFICATE-----")
+        if end < 0:
+            raise ValueError("PEM certificate without its END line")
+        out.append(binascii.a2b_base64(b"".join(part[:end].split())))
+    if not out:
+        raise ValueError("no CERTIFICATE in the PEM text")
+    return out
+
+
+def _tls_context(cadata):
+    import ssl
+
+    if not cadata:
+        raise WsError("wss:// needs the CSMS's CA certificate (cadata): refusing to connect "
+                      "without verifying the server")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED  # chain and, with server_hostname, the host name
+    if hasattr(ctx, "minimum_version"):  # CPython; MicroPython's mbedTLS 3 has no TLS < 1.2
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        for der in _ders(cadata):
+            ctx.load_verify_locations(cadata=der)
+    except (ValueError, OSError, TypeError) as e:
+        raise WsError("the CA certificate (cadata) is not a valid PEM or DER certificate: %s"
+                      % (e,))
+    return ctx
+
+
+def _net_error(e, where, tls, in_tls):
+    """A WsError that names the cause of a failed connect."""
+    if isinstance(e, WsError):
+        return e
+    if isinstance(e, asyncio.TimeoutError):
+        return WsError("connect to %s timed out" % where)
+    en = getattr(e, "errno", None)
+    if en == 111 or type(e).__name__ == "ConnectionRefusedError":  # ECONNREFUSED
+        return WsError("connect to %s refused: nothing listening there" % where)
+    name = type(e).__name__
+    if tls and in_tls and (isinstance(e, ValueError) or "SSL" in name or "ssl" in str(e)
+                           or "TLS" in str(e) or (isinstance(en, int) and en < 0)):
+        return WsError("TLS handshake with %s failed (CA or host name not trusted?): %s"
+                       % (where, e))
+    if isinstance(e, EOFError):
+        return WsError("%s closed the connection during the WebSocket upgrade" % where)
+    return WsError("connect to %s failed: %s %s" % (where, name, e))
+
+
+async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None,
+                  max_frame=8192, timeout_ms=10000, open_connection=None):
+    """Open a WebSocket to `url` (TCP, TLS for wss, HTTP upgrade) within timeout_ms."""
+    tls, host, port, auth, path = parse_url(url)
+    where = "%s:%d" % (host, port)
+    ctx = _tls_context(cadata) if tls else None
+    opener = open_connection or asyncio.open_connection
+    deadline = ticks_add(ticks_ms(), timeout_ms)
+    try:
+        if tls:
+            r, w = await _wait_ms(opener(host, port, ssl=ctx, server_hostname=host), timeout_ms)
+        else:
+            r, w = await _wait_ms(opener(host, port), timeout_ms)
+    except Exception as e:  # DNS, refused, unreachable; TLS too where the opener does it
+        raise _net_error(e, where, tls, True)
+    ws = WebSocket(r, w, max_frame)
+    try:
+        left = max(1, ticks_diff(deadline, ticks_ms()))
+        ws.protocol = await _wait_ms(_upgrade(ws, auth, path, protocol, user, password), left)
+    except BaseException as e:
+        await ws._shutdown()
+        if isinstance(e, Exception):
+            raise _net_error(e, where, tls, not ws._rx_any)
+        raise
+    return ws
+
+
+
+async def _upgrade(conn, auth, path, protocol, user, password):
+    """The HTTP upgrade (RFC 6455 section 4.1) on an open stream; the protocol chosen."""
+    key = binascii.b2a_base64(urandom(16))[:-1]
+    req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+           % (path, auth, key.decode()))
+    if protocol:
+        req += "Sec-WebSocket-Protocol: %s\r\n" % protocol
+    if user is not None:
+        req += "Authorization: %s\r\n" % _basic(user, password)
+    conn._w.write((req + "\r\n").encode())
+    await conn._w.drain()
+    line = await _line(conn, 0)
+    parts = line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise WsError("not an HTTP response to the upgrade: %r" % line[:60])
+    status = int(parts[1])
+    if status == 401:
+        raise WsError("HTTP 401: the server says unauthorised (wrong charge point id or "
+                      "AuthorizationKey?)")
+    if status != 101:
+        raise WsError("HTTP %d %s: the server refused the WebSocket upgrade"
+                      % (status, parts[2].strip().decode() if len(parts) > 2 else ""))
+    got = {}
+    size = len(line)
+    while True:
+        line = await _line(conn, size)
+        size += len(line)
+        if line in (b"\r\n", b"\n"):
+            break
+        i = line.find(b":")
+        name = line[:i].strip().lower()
+        if i > 0 and name in (b"upgrade", b"connection", b"sec-websocket-accept",
+                              b"sec-websocket-protocol", b"sec-websocket-extensions"):
+            got[name] = line[i + 1:].strip()
+    want = binascii.b2a_base64(hashlib.sha1(key + _GUID).digest())[:-1]
+    if got.get(b"upgrade", b"").lower() != b"websocket" or b"upgrade" not in got.get(
+            b"connection", b"").lower():
+        raise WsError("HTTP 101 without 'Upgrade: websocket' / 'Connection: Upgrade'")
+    if got.get(b"sec-websocket-accept") != want:
+        raise WsError("missing or wrong Sec-WebSocket-Accept in the server's answer")
+    if b"sec-websocket-extensions" in got:
+        raise WsError("the server chose an extension that was not offered")
+    proto = got.get(b"sec-websocket-protocol", b"").decode()
+    if proto != (protocol or ""):
+        raise WsError("the server answered with Sec-WebSocket-Protocol %r, not %r"
+                      % (proto or "(none)", protocol or "(none)"))
+    return protocol
+
+async def _line(conn, size):
+    line = await conn._r.readline()
+    conn._rx_any = True
+    if not line:
+        raise EOFError
+    if size + len(line) > _MAX_HTTP or line[-1:] != b"\n":
+        raise WsError("bad HTTP response header (over %d bytes or cut)" % _MAX_HTTP)
+    return line

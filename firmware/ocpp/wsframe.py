@@ -1,0 +1,387 @@
+# WebSocket framing (RFC 6455) of the OCPP-J link: the open connection object that
+# firmware.ocpp.ws.connect() returns, its receive state machine and masked sends.
+#
+# Text messages only (OCPP-J), no extensions. Everything the server sends is untrusted: a
+# protocol error closes the link with the RFC's close code and raises WsClosed; a declared
+# length is checked against max_frame before any byte of the payload is read. A recv()
+# cancelled mid-frame (asyncio.wait_for_ms) keeps its progress in the object, so the next
+# recv() goes on from the same byte.
+import asyncio
+import struct
+
+from micropython import const
+
+from drivers import kernels
+
+try:
+    from time import ticks_ms
+except ImportError:  # CPython: the same 30-bit wrapping milliseconds as firmware.ticks
+    import time
+
+    def ticks_ms():
+        return int(time.monotonic() * 1000) & 0x3FFFFFFF
+
+
+try:
+    from os import urandom
+except ImportError:  # a port without os.urandom
+    import random
+
+    def urandom(n):
+        return bytes(random.getrandbits(8) for _ in range(n))
+
+_OP_CONT = const(0)
+_OP_TEXT = const(1)
+_OP_BINARY = const(2)
+_OP_CLOSE = const(8)
+_OP_PING = const(9)
+_OP_PONG = const(10)
+_RX_HEAD = const(0)  # reading the 2 first header bytes
+_RX_EXT = const(1)  # reading the 16- or 64-bit payload length
+_RX_BODY = const(2)  # reading the payload
+_CLOSE_MS = const(2000)  # how long close() waits for the server's close frame
+
+# UTF-8 that MicroPython's decoder lets through but RFC 3629 forbids: bytes that never occur
+# (C0, C1, F5-F7), and lead bytes whose second byte is restricted (overlong forms,
+# UTF-16 surrogates, code points above U+10FFFF).
+_NEVER = (b"\xc0", b"\xc1", b"\xf5", b"\xf6", b"\xf7")
+_LEADS = ((b"\xe0", 0xA0, 0xBF), (b"\xed", 0x80, 0x9F), (b"\xf0", 0x90, 0xBF),
+          (b"\xf4", 0x80, 0x8F))  # fmt: skip
+
+_wait_ms = getattr(asyncio, "wait_for_ms", None)
+if _wait_ms is None:  # CPython
+
+    def _wait_ms(aw, ms):
+        return asyncio.wait_for(aw, ms / 1000)
+
+
+class WsError(Exception):
+    """The WebSocket link failed; .code is the close code sent or received, or None."""
+
+    def __init__(self, msg, code=None):
+        super().__init__(msg)
+        self.code = code
+
+
+class WsClosed(WsError):
+    """The connection is closed; .code and .reason say how (1006: lost without a close)."""
+
+    def __init__(self, code=None, reason=""):
+        super().__init__("websocket closed (%s)%s" % (code, ": " + reason if reason else ""),
+                         code)
+        self.reason = reason
+
+
+def _text(buf):
+    """The str of a UTF-8 buffer, or None when it is not valid UTF-8 (RFC 3629)."""
+    try:
+        s = str(buf, "utf-8")
+    except UnicodeError:
+        return None
+    if len(s) == len(buf):  # ASCII: nothing more to check
+        return s
+    for b in _NEVER:
+        if buf.find(b) >= 0:
+            return None
+    for b, lo, hi in _LEADS:
+        i = buf.find(b)
+        while i >= 0:  # the decoder saw a complete sequence, so buf[i + 1] exists
+            if not lo <= buf[i + 1] <= hi:
+                return None
+            i = buf.find(b, i + 1)
+    return s
+
+
+def _valid_close_code(c):
+    return 1000 <= c <= 1003 or 1007 <= c <= 1014 or 3000 <= c <= 4999
+
+
+def _close_payload(code, reason):
+    r = reason.encode()[:123] if reason else b""
+    return bytearray(struct.pack("!H", code) + r)
+
+class WebSocket:
+    """An open client connection; made by connect()."""
+
+    def __init__(self, reader, writer, max_frame):
+        self._r = reader
+        self._w = writer
+        ri = getattr(reader, "readinto", None)
+        self._readinto = ri if ri is not None else self._readinto_py
+        self._max = max_frame
+        self._wlock = asyncio.Lock()
+        self._done = asyncio.Event()  # set once closed
+        self._hdr = bytearray(8)  # header bytes 0-1, then the extended length
+        self._ctl = bytearray(125)  # control frame payload
+        self._rx = _RX_HEAD
+        self._buf = self._hdr  # where the bytes being read go: [_pos, _end)
+        self._pos = 0
+        self._end = 2
+        self._op = 0
+        self._fin = False
+        self._ctl_len = 0
+        self._msg = None  # text message being assembled
+        self._mlen = 0  # its bytes received so far
+        self._mop = 0  # its opcode, 0 when none is unfinished
+        self._reading = False
+        self._close_sent = False
+        self._rx_any = False  # an HTTP response byte arrived (TLS handshake done)
+        self.protocol = None
+        self.last_rx_ms = ticks_ms()
+        self.closed = False
+        self.code = None
+        self.reason = ""
+    # -- receiving -----------------------------------------------------------------------
+
+    async def recv(self):
+        """The next complete text message (str). Raises WsClosed once the link is closed."""
+        if self._reading:
+            raise WsError("recv() is already running in another task")
+        self._reading = True
+        try:
+            while True:
+                if self.closed:
+                    await self._shutdown()
+                    raise WsClosed(self.code, self.reason)
+                text = await self._frame()
+                if text is not None:
+                    return text
+        except (OSError, EOFError) as e:  # EOF, reset, or the socket closed by close()
+            if not self.closed:
+                mid = self._rx != _RX_HEAD or self._pos
+                self.code = 1006
+                self.reason = ("connection lost mid-frame" if mid else
+                               "connection lost without a close frame") + " (%r)" % (e,)
+            await self._shutdown()
+            raise WsClosed(self.code, self.reason)
+        finally:
+            self._reading = False
+
+    async def _readinto_py(self, mv):  # CPython's StreamReader has no readinto
+        data = await self._r.read(len(mv))
+        mv[: len(data)] = data
+        return len(data)
+
+    async def _fill(self):
+        # Reads self._buf[self._pos:self._end]; the progress stays in self._pos, so a
+        # cancelled read loses nothing.
+        while self._pos < self._end:
+            k = await self._readinto(memoryview(self._buf)[self._pos:self._end])
+            if k is None:  # nothing yet (a TLS record without application data)
+                continue
+            if not k:
+                raise EOFError("EOF")
+            self._pos += k
+            self.last_rx_ms = ticks_ms()
+
+    async def _frame(self):
+        """Reads (or goes on reading) one frame; the text when it completes a message."""
+        h = self._hdr
+        if self._rx == _RX_HEAD:
+            await self._fill()
+            b0, b1 = h[0], h[1]
+            op = b0 & 0x0F
+            n = b1 & 0x7F
+            if b0 & 0x70:
+                await self._fail(1002, "RSV bits set, no extension was negotiated")
+            if b1 & 0x80:
+                await self._fail(1002, "masked frame from the server")
+            if op >= _OP_CLOSE:
+                if op > _OP_PONG:
+                    await self._fail(1002, "unknown opcode %d" % op)
+                if not b0 & 0x80:
+                    await self._fail(1002, "fragmented control frame")
+                if n > 125:
+                    await self._fail(1002, "control frame over 125 bytes")
+            elif op > _OP_BINARY:
+                await self._fail(1002, "unknown opcode %d" % op)
+            self._op, self._fin = op, b0 & 0x80
+            self._pos = 0
+            if n < 126:
+                await self._body(n)
+            else:
+                self._rx, self._end = _RX_EXT, 2 if n == 126 else 8
+        if self._rx == _RX_EXT:
+            await self._fill()
+            if self._end == 2:
+                n = h[0] << 8 | h[1]
+            elif h[0] & 0x80:
+                await self._fail(1002, "64-bit payload length with its top bit set")
+            elif h[0] | h[1] | h[2] | h[3]:  # no int beyond 32 bits, as on a board
+                await self._fail(1009, "frame of 2^32 bytes or more, max_frame is %d"
+                                 % self._max)
+            else:
+                n = h[4] << 24 | h[5] << 16 | h[6] << 8 | h[7]
+            await self._body(n)
+        await self._fill()  # _RX_BODY
+        op = self._op
+        self._rx, self._buf, self._pos, self._end = _RX_HEAD, h, 0, 2
+        if op >= _OP_CLOSE:
+            return await self._control(op, self._ctl_len)
+        if not self._fin:
+            self._mlen = len(self._msg)
+            return None
+        msg, self._msg, self._mlen, self._mop = self._msg, None, 0, 0
+        text = _text(msg)
+        if text is None:
+            await self._fail(1007, "text message is not valid UTF-8")
+        return text
+
+    async def _body(self, n):
+        # Checks a frame whose length is known, before any of its payload is read, and sets
+        # where that payload goes.
+        op = self._op
+        if op >= _OP_CLOSE:
+            self._buf, self._pos, self._end, self._ctl_len = self._ctl, 0, n, n
+        else:
+            if op == _OP_CONT and not self._mop:
+                await self._fail(1002, "continuation frame without a message to continue")
+            if op != _OP_CONT and self._mop:
+                await self._fail(1002, "new message before the fragmented one ended")
+            if op == _OP_BINARY:
+                await self._fail(1003, "binary message: OCPP-J is text only")
+            total = self._mlen + n
+            if total > self._max:
+                await self._fail(1009, "message of %d bytes or more, max_frame is %d"
+                                 % (total, self._max))
+            self._mop = _OP_TEXT
+            old = self._msg
+            self._msg = bytearray(total)
+            if old is not None:
+                self._msg[: self._mlen] = old
+            self._buf, self._pos, self._end = self._msg, self._mlen, total
+        self._rx = _RX_BODY
+
+    async def _control(self, op, n):
+        c = self._ctl
+        if op == _OP_PING:
+            await self._write_frame(_OP_PONG, bytearray(memoryview(c)[:n]))
+            return None
+        if op == _OP_PONG:  # last_rx_ms is all it is for
+            return None
+        code, reason = 1005, ""  # 1005: the close frame had no code
+        if n == 1:
+            await self._fail(1002, "close frame with a 1-byte payload")
+        if n:
+            code = c[0] << 8 | c[1]
+            if not _valid_close_code(code):
+                await self._fail(1002, "invalid close code %d" % code)
+            reason = _text(bytes(memoryview(c)[2:n]))
+            if reason is None:
+                await self._fail(1007, "close reason is not valid UTF-8")
+        if not self._close_sent:  # answer the server's close (echo its code)
+            self._close_sent = True
+            try:
+                pl = bytearray(memoryview(c)[:2]) if n else bytearray()
+                await _wait_ms(self._write_frame(_OP_CLOSE, pl), _CLOSE_MS)
+            except Exception:
+                pass
+        if not self.closed:
+            self.code, self.reason, self.closed = code, reason, True
+        await self._shutdown()
+        raise WsClosed(code, reason)
+
+    async def _fail(self, code, why):
+        # Fail the connection (RFC 6455 7.1.7): send close with `code`, drop the socket.
+        if not self.closed:
+            self.code, self.reason, self.closed = code, why, True
+            if not self._close_sent:
+                self._close_sent = True
+                try:
+                    await _wait_ms(self._write_frame(_OP_CLOSE, _close_payload(code, why)),
+                                   _CLOSE_MS)
+                    await _wait_ms(self._discard(), _CLOSE_MS)
+                except Exception:
+                    pass
+            await self._shutdown()
+        raise WsClosed(code, why)
+
+    async def _discard(self):
+        # After a protocol error the server's bytes are frames no more: drop them until it
+        # closes the TCP connection (RFC 6455 7.1.1). Closing our socket with bytes unread
+        # would reset the link, and the server might never read our close frame.
+        mv = memoryview(self._ctl)
+        while await self._readinto(mv) != 0:
+            pass
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _write_frame(self, op, payload):
+        # One frame, masked in place with a fresh key; whole frames only under the lock.
+        n = len(payload)
+        if n < 126:
+            hdr = struct.pack("!BB", 0x80 | op, 0x80 | n)
+        elif n < 65536:
+            hdr = struct.pack("!BBH", 0x80 | op, 0xFE, n)
+        else:
+            hdr = struct.pack("!BBII", 0x80 | op, 0xFF, 0, n)
+        key = urandom(4)
+        if n:
+            kernels.ws_mask(payload, key, 0)
+        async with self._wlock:
+            w = self._w
+            if w is None:
+                raise WsClosed(self.code, self.reason)
+            w.write(hdr + key)
+            if n:
+                w.write(payload)
+            await w.drain()
+
+    async def _send(self, op, payload):
+        if self.closed or self._close_sent:
+            raise WsClosed(self.code, self.reason or "closing")
+        try:
+            await self._write_frame(op, payload)
+        except OSError as e:
+            if not self.closed:
+                self.code, self.reason = 1006, "connection lost while sending (%r)" % (e,)
+            await self._shutdown()
+            raise WsClosed(self.code, self.reason)
+
+    async def send(self, text):
+        """Send one text message (str) as a single masked frame."""
+        await self._send(_OP_TEXT, bytearray(text, "utf-8"))
+
+    async def ping(self, payload=b""):
+        """Send a ping; the server's pong updates last_rx_ms (read by recv())."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        if len(payload) > 125:
+            raise WsError("ping payload over 125 bytes")
+        await self._send(_OP_PING, bytearray(payload))
+
+    # -- closing -------------------------------------------------------------------------
+
+    async def close(self, code=1000, reason=""):
+        """Close handshake: send close, wait up to 2 s for the server's, drop the socket.
+        Never raises (except CancelledError)."""
+        try:
+            if not self.closed:
+                await _wait_ms(self._closing(code, reason), _CLOSE_MS)
+        except Exception:
+            pass
+        finally:
+            if not self.closed:
+                self.code, self.reason = code, reason
+            await self._shutdown()
+
+    async def _closing(self, code, reason):
+        if not self._close_sent:
+            self._close_sent = True
+            await self._write_frame(_OP_CLOSE, _close_payload(code, reason))
+        if self._reading:  # the reader task sees the server's close
+            await self._done.wait()
+            return
+        while True:  # read on (and drop messages) until the server's close arrives
+            await self.recv()
+
+    async def _shutdown(self):
+        self.closed = True
+        self._done.set()
+        w, self._w = self._w, None
+        if w is not None:
+            try:
+                w.close()
+                await w.wait_closed()
+            except Exception:
+                pass
