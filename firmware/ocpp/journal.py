@@ -1,0 +1,416 @@
+# The OCPP transaction journal: the offline outbox. StartTransaction, StopTransaction and
+# transaction MeterValues are pushed here BEFORE they are sent; they survive offline periods
+# and reboots and go out oldest first (peek, send, ack).
+#
+# File: an append-only sequence of records, each a 16-byte header and a body:
+#   kind u8, flags u8, body length u16, seq u32, ref i32, crc u32 (over the first 12 header
+#   bytes and the body; binascii.crc32, else the CRC-16/Modbus kernel), little endian.
+#   P push   seq, ref = the local transaction id it carries (<0) or 0, body action "\n" json
+#   A ack    seq of the acked record
+#   M map    ref = local id, body = the CSMS transactionId (i32); flag ENDED: its Stop was acked
+#   L local  ref = a local id handed out by next_local_id()
+#   S state  first record after a compaction: seq = next seq, ref = last local id,
+#            body = dropped count (u32)
+# Every call that changes the journal writes one record and flushes it (os.sync() where the
+# port has it) before it returns. At open the file is scanned; the first record with a bad
+# header or CRC ends it: that tail (a torn write, garbage) is dropped by rewriting the file.
+# Compaction writes S, the pending P records (their bytes unchanged) and the live mappings to
+# path + ".new" and renames it over the journal: a power cut leaves the old or the new file.
+# Where rename cannot replace a file (FAT), the old file is removed first; a ".new" with no
+# journal beside it is therefore complete and is taken at open, a ".new" beside a journal may
+# be partial and is deleted.
+#
+# Full policy: StartTransaction and StopTransaction are never dropped. When a push would make
+# the file exceed max_bytes, the file is compacted; if the pending records would then fill more
+# than 7/8 of max_bytes, the oldest droppable records (periodic MeterValues) are dropped, oldest
+# first, until they fill at most 7/8 (counted in stats()["dropped"]); if dropping all of them
+# still leaves no room for the new record, push raises
+# JournalError("journal full ...") and changes nothing: the caller refuses a new transaction.
+#
+# Local transaction ids: the charge point starts a transaction with next_local_id() (negative,
+# never repeated) before the CSMS gave it a transactionId. A record "needs" local id L when its
+# payload's "transactionId" is L; for StartTransaction (no such field in OCPP) the caller puts
+# L there and removes it before sending. map_tx(L, id) is kept while a pending record needs it
+# and until the transaction's StopTransaction has been acked; then it is forgotten.
+#
+# RAM: the payloads stay on flash; per pending record only its file offset (array "I").
+import json
+import os
+import struct
+from array import array
+
+from micropython import const
+
+try:
+    from binascii import crc32 as _crc32
+except ImportError:
+    _crc32 = None
+
+_HDR = const(16)
+_P = const(80)  # b"P"
+_A = const(65)
+_M = const(77)
+_L = const(76)
+_S = const(83)
+_DROPPABLE = const(1)
+_STOP = const(2)
+_START = const(4)
+_ENDED = const(1)
+_MAX_BODY = const(16384)
+_S_SIZE = const(20)  # S record: header + u32
+_M_SIZE = const(20)
+
+
+class JournalError(Exception):
+    pass
+
+
+def _crc(hdr, body):
+    if _crc32 is not None:
+        return _crc32(body, _crc32(memoryview(hdr)[:12])) & 0xFFFFFFFF
+    from drivers import kernels
+
+    return kernels.crc16_modbus(bytes(hdr[:12]) + bytes(body))
+
+
+def _exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+
+
+def _sync():
+    s = getattr(os, "sync", None)
+    if s:
+        s()
+
+
+def replace(tmp, path):
+    """Rename tmp over path; where rename cannot replace (FAT) remove path first."""
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def recover(path):
+    """Settle a compaction cut short: see the module comment."""
+    new = path + ".new"
+    if _exists(new):
+        if _exists(path):
+            os.remove(new)
+        else:
+            os.rename(new, path)
+
+
+class Journal:
+    def __init__(self, path="ocpp.jnl", max_bytes=65536):
+        self.path = path
+        self.max_bytes = max_bytes
+        self._hdr = bytearray(_HDR)
+        self._f = None
+        self.recovered = 0  # valid records found at open
+        self.torn_bytes = 0  # bytes dropped at open (torn write, garbage)
+        self.compactions = 0
+        recover(path)
+        self._scan()
+        if self.torn_bytes:
+            self._compact()
+
+    # ---- file records
+    def _pack(self, kind, flags, seq, ref, body):
+        h = bytearray(_HDR)
+        struct.pack_into("<BBHIi", h, 0, kind, flags, len(body), seq, ref)
+        struct.pack_into("<I", h, 12, _crc(h, body))
+        return h
+
+    def _read_hdr(self, off):
+        """(kind, flags, length, seq, ref) of the record at off (the file holds it)."""
+        f = self._f
+        f.seek(off)
+        if f.readinto(self._hdr) != _HDR:
+            raise JournalError("journal record at %d is cut short" % off)
+        return struct.unpack_from("<BBHIi", self._hdr, 0)
+
+    def _append(self, kind, flags, seq, ref, body=b""):
+        h = self._pack(kind, flags, seq, ref, body)
+        if self._f is None:
+            self._f = open(self.path, "w+b")
+        f = self._f
+        f.seek(self._size)
+        f.write(h)
+        if body:
+            f.write(body)
+        f.flush()
+        _sync()
+        self._size += _HDR + len(body)
+
+    def _open(self):
+        try:
+            self._f = open(self.path, "r+b")
+        except OSError:
+            self._f = None
+
+    def _scan(self):
+        self._offs = array("I")
+        self._head = 0
+        self._next_seq = 1
+        self._last_local = 0
+        self._dropped = 0
+        self._pend_bytes = 0
+        self._map = {}  # local id -> CSMS transactionId
+        self._ended = []  # local ids whose StopTransaction was acked (a mapping is kept)
+        self._refs = {}  # local id -> pending records that carry it
+        self._size = 0
+        self._scan_seq = 0
+        self._open()
+        f = self._f
+        if f is None:
+            return
+        h = self._hdr
+        pos = 0
+        while True:
+            f.seek(pos)
+            if f.readinto(h) != _HDR:
+                break
+            kind, flags, n, seq, ref = struct.unpack_from("<BBHIi", h, 0)
+            if kind not in (_P, _A, _M, _L, _S) or n > _MAX_BODY:
+                break
+            body = f.read(n) if n else b""
+            if len(body) != n or _crc(h, body) != struct.unpack_from("<I", h, 12)[0]:
+                break
+            if not self._replay(pos, kind, flags, n, seq, ref, body):
+                break
+            pos += _HDR + n
+            self.recovered += 1
+        f.seek(0, 2)
+        end = f.tell()
+        self._size = pos
+        self.torn_bytes = end - pos
+
+    def _replay(self, pos, kind, flags, n, seq, ref, body):
+        if kind == _P:
+            if seq <= self._scan_seq:
+                return False  # out of order: not a record this journal wrote here
+            self._scan_seq = seq
+            self._offs.append(pos)
+            self._next_seq = max(self._next_seq, seq + 1)
+            self._pend_bytes += _HDR + n
+            if ref < 0:
+                self._refs[ref] = self._refs.get(ref, 0) + 1
+        elif kind == _A:
+            if self.pending() == 0:
+                return False
+            k = self._read_hdr(self._offs[self._head])
+            if k[3] != seq:
+                return False
+            self._acked(k)
+        elif kind == _M:
+            self._map[ref] = struct.unpack("<i", body)[0]
+            if flags & _ENDED and ref not in self._ended:
+                self._ended.append(ref)
+        elif kind == _L:
+            self._last_local = min(self._last_local, ref)
+        else:  # S
+            if pos != 0:
+                return False
+            self._next_seq = seq
+            self._last_local = ref
+            self._dropped = struct.unpack("<I", body)[0]
+        return True
+
+    def _acked(self, k):
+        """Bookkeeping once the head record (header k) is acked."""
+        self._head += 1
+        self._pend_bytes -= _HDR + k[2]
+        ref = k[4]
+        if ref < 0:
+            c = self._refs.get(ref, 1) - 1
+            if c:
+                self._refs[ref] = c
+            else:
+                self._refs.pop(ref, None)
+            if k[1] & _STOP and ref not in self._ended:
+                self._ended.append(ref)
+            if ref in self._ended and ref not in self._refs:
+                self._ended.remove(ref)
+                self._map.pop(ref, None)
+
+    # ---- compaction
+    def _live(self):
+        return _S_SIZE + self._pend_bytes + _M_SIZE * len(self._map)
+
+    def _compact(self, skip=()):
+        """Rewrite S, the pending records except those at offsets in skip, the mappings."""
+        new = self.path + ".new"
+        g = open(new, "wb")
+        offs = array("I")
+        pend = 0
+        dropped = self._dropped + len(skip)
+        try:
+            g.write(self._pack(_S, 0, self._next_seq, self._last_local,
+                               struct.pack("<I", dropped)))
+            g.write(struct.pack("<I", dropped))
+            pos = _S_SIZE
+            refs = {}
+            for i in range(self._head, len(self._offs)):
+                off = self._offs[i]
+                if off in skip:
+                    continue
+                k = self._read_hdr(off)
+                rec = bytearray(self._hdr)
+                rec.extend(self._f.read(k[2]))
+                g.write(rec)
+                offs.append(pos)
+                pos += len(rec)
+                pend += len(rec)
+                if k[4] < 0:
+                    refs[k[4]] = refs.get(k[4], 0) + 1
+            for lid in self._map:
+                if lid in self._ended and lid not in refs:
+                    continue
+                fl = _ENDED if lid in self._ended else 0
+                body = struct.pack("<i", self._map[lid])
+                g.write(self._pack(_M, fl, 0, lid, body))
+                g.write(body)
+                pos += _M_SIZE
+            g.flush()
+        finally:
+            g.close()
+        _sync()
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        replace(new, self.path)
+        _sync()
+        self._open()
+        self._offs = offs
+        self._head = 0
+        self._size = pos
+        self._pend_bytes = pend
+        self._refs = refs
+        self._dropped = dropped
+        for lid in [x for x in self._ended if x not in refs]:
+            self._ended.remove(lid)
+            self._map.pop(lid, None)
+        self.compactions += 1
+
+    def _maybe_compact(self):
+        if self._size > self.max_bytes // 2 and self._size - self._live() >= self._size // 2:
+            self._compact()
+
+    # ---- public
+    def push(self, action, payload, droppable=False):
+        """Write one message; durable when it returns. Returns its seq."""
+        if not isinstance(action, str) or not action or "\n" in action:
+            raise JournalError("journal: bad action %r" % (action,))
+        fl = 0
+        if action == "StopTransaction":
+            fl = _STOP
+        elif action == "StartTransaction":
+            fl = _START
+        if droppable:
+            if fl:
+                raise JournalError("journal: %s is never droppable" % action)
+            fl = _DROPPABLE
+        try:
+            body = (action + "\n" + json.dumps(payload)).encode()
+        except (TypeError, ValueError) as e:
+            raise JournalError("journal: %s payload is not JSON: %s" % (action, e))
+        need = _HDR + len(body)
+        if len(body) > _MAX_BODY or need + _S_SIZE > self.max_bytes:
+            raise JournalError("journal: %s of %d bytes is too large" % (action, len(body)))
+        ref = payload.get("transactionId") if isinstance(payload, dict) else None
+        if not isinstance(ref, int) or isinstance(ref, bool) or ref >= 0:
+            ref = 0
+        if self._size + need > self.max_bytes:
+            self._make_room(need, action)
+        seq = self._next_seq
+        off = self._size
+        self._append(_P, fl, seq, ref, body)
+        self._offs.append(off)
+        self._next_seq = seq + 1
+        self._pend_bytes += need
+        if ref:
+            self._refs[ref] = self._refs.get(ref, 0) + 1
+        return seq
+
+    def _make_room(self, need, action):
+        # Drop down to 7/8 of max_bytes, not just to the byte, so that a journal full of
+        # MeterValues is not rewritten on every push while the link stays down.
+        live = self._live()
+        target = self.max_bytes - self.max_bytes // 8
+        skip = []
+        if live + need > target:
+            for i in range(self._head, len(self._offs)):
+                k = self._read_hdr(self._offs[i])
+                if k[1] & _DROPPABLE:
+                    skip.append(self._offs[i])
+                    live -= _HDR + k[2]
+                    if live + need <= target:
+                        break
+            if live + need > self.max_bytes:
+                raise JournalError("journal full: %s refused, %d pending in %d bytes"
+                                   % (action, self.pending(), self._size))
+        self._compact(skip)
+
+    def peek(self):
+        """(seq, action, payload) of the oldest pending record, or None."""
+        if self.pending() == 0:
+            return None
+        k = self._read_hdr(self._offs[self._head])
+        body = self._f.read(k[2])
+        try:
+            i = body.index(b"\n")
+            return k[3], body[:i].decode(), json.loads(body[i + 1:])
+        except ValueError as e:
+            raise JournalError("journal: record %d unreadable: %s" % (k[3], e))
+
+    def ack(self, seq):
+        """The oldest pending record (seq) was delivered; durable when it returns."""
+        if self.pending() == 0:
+            raise JournalError("journal: ack %d with nothing pending" % seq)
+        k = self._read_hdr(self._offs[self._head])
+        if k[3] != seq:
+            raise JournalError("journal: ack %d but the oldest pending is %d" % (seq, k[3]))
+        self._append(_A, 0, seq, 0)
+        self._acked(k)
+        self._maybe_compact()
+
+    def pending(self):
+        return len(self._offs) - self._head
+
+    def map_tx(self, local_id, tx_id):
+        """The CSMS's transactionId for local id local_id; durable when it returns."""
+        if not isinstance(local_id, int) or local_id >= 0 or not isinstance(tx_id, int):
+            raise JournalError("journal: bad mapping %r -> %r" % (local_id, tx_id))
+        if not -0x80000000 <= tx_id <= 0x7FFFFFFF:
+            raise JournalError("journal: transactionId %d out of range" % tx_id)
+        if self._map.get(local_id) == tx_id:
+            return
+        self._append(_M, 0, 0, local_id, struct.pack("<i", tx_id))
+        self._map[local_id] = tx_id
+
+    def tx_id(self, local_id):
+        return self._map.get(local_id)
+
+    def next_local_id(self):
+        """A new local transaction id (negative), unique across reboots; durable."""
+        lid = self._last_local - 1
+        self._append(_L, 0, 0, lid)
+        self._last_local = lid
+        return lid
+
+    def stats(self):
+        return {"pending": self.pending(), "dropped": self._dropped, "bytes": self._size,
+                "max_bytes": self.max_bytes, "recovered": self.recovered,
+                "torn_bytes": self.torn_bytes, "compactions": self.compactions,
+                "mappings": len(self._map)}
+
+    def close(self):
+        if self._f is not None:
+            self._f.close()
+            self._f = None

@@ -1,0 +1,294 @@
+# OCPP 1.6 configuration keys (GetConfiguration / ChangeConfiguration): the Core profile's
+# keys (OCPP 1.6 section 9.1), Local Auth List Management (9.2), Reservation (9.3), Smart
+# Charging (9.4) and the security whitepaper's AuthorizationKey and SecurityProfile.
+# Values changed by the CSMS are kept in a JSON file of {key: string}, written to path + ".new"
+# and renamed over (atomic) before ChangeConfiguration answers Accepted. Board facts (e.g. the
+# measurands its meter has) come in as overrides and are not persisted.
+# AuthorizationKey is write-only: GetConfiguration lists it without a value, and neither
+# repr(), diag() nor an error message ever contains it.
+import json
+import os
+
+from micropython import const
+
+_RO = const(1)  # read-only
+_REBOOT = const(2)  # a change takes effect after a reconnect/reboot: "RebootRequired"
+_SECRET = const(4)  # write-only
+
+# kinds: "b" bool, "i" int (lo..hi), "m" CSL of measurands (max items: <key>MaxLength),
+# "r" ConnectorPhaseRotation CSL, "s" string (read-only lists), "k" hex key of 16..20 bytes
+MEASURANDS = ("Energy.Active.Import.Register,Power.Active.Import,Current.Import,"
+              "Current.Offered,Voltage,Frequency,Temperature")
+_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
+_E = "Energy.Active.Import.Register"
+_DAY = const(86400)
+
+# (name, kind, default, flags, lo, hi)
+TABLE = (
+    ("AllowOfflineTxForUnknownId", "b", False, 0, 0, 0),
+    ("AuthorizationCacheEnabled", "b", True, 0, 0, 0),
+    ("AuthorizeRemoteTxRequests", "b", True, 0, 0, 0),
+    ("ClockAlignedDataInterval", "i", 0, 0, 0, _DAY),
+    ("ConnectionTimeOut", "i", 60, 0, 1, 3600),
+    ("ConnectorPhaseRotation", "r", "0.Unknown", 0, 0, 0),
+    ("ConnectorPhaseRotationMaxLength", "i", 2, _RO, 0, 0),
+    ("GetConfigurationMaxKeys", "i", 50, _RO, 0, 0),
+    ("HeartbeatInterval", "i", 300, 0, 0, _DAY),
+    ("LocalAuthorizeOffline", "b", True, 0, 0, 0),
+    ("LocalPreAuthorize", "b", False, 0, 0, 0),
+    ("MeterValuesAlignedData", "m", _E, 0, 0, 0),
+    ("MeterValuesAlignedDataMaxLength", "i", 7, _RO, 0, 0),
+    ("MeterValuesSampledData", "m", _E, 0, 0, 0),
+    ("MeterValuesSampledDataMaxLength", "i", 7, _RO, 0, 0),
+    ("MeterValueSampleInterval", "i", 60, 0, 0, _DAY),
+    ("MinimumStatusDuration", "i", 0, 0, 0, 3600),
+    ("NumberOfConnectors", "i", 1, _RO, 0, 0),
+    ("ResetRetries", "i", 3, 0, 0, 10),
+    ("StopTransactionOnEVSideDisconnect", "b", True, 0, 0, 0),
+    ("StopTransactionOnInvalidId", "b", True, 0, 0, 0),
+    ("StopTxnAlignedData", "m", "", 0, 0, 0),
+    ("StopTxnAlignedDataMaxLength", "i", 7, _RO, 0, 0),
+    ("StopTxnSampledData", "m", "", 0, 0, 0),
+    ("StopTxnSampledDataMaxLength", "i", 7, _RO, 0, 0),
+    ("SupportedFeatureProfiles", "s",
+     "Core,LocalAuthListManagement,Reservation,RemoteTrigger,SmartCharging", _RO, 0, 0),
+    ("TransactionMessageAttempts", "i", 3, 0, 1, 100),
+    ("TransactionMessageRetryInterval", "i", 60, 0, 1, _DAY),
+    ("UnlockConnectorOnEVSideDisconnect", "b", True, 0, 0, 0),
+    ("WebSocketPingInterval", "i", 60, 0, 0, 3600),
+    ("LocalAuthListEnabled", "b", True, 0, 0, 0),
+    ("LocalAuthListMaxLength", "i", 1000, _RO, 0, 0),
+    ("SendLocalListMaxLength", "i", 100, _RO, 0, 0),
+    ("ReserveConnectorZeroSupported", "b", False, _RO, 0, 0),
+    ("ChargeProfileMaxStackLevel", "i", 8, _RO, 0, 0),
+    ("ChargingScheduleAllowedChargingRateUnit", "s", "Current,Power", _RO, 0, 0),
+    ("ChargingScheduleMaxPeriods", "i", 24, _RO, 0, 0),
+    ("ConnectorSwitch3to1PhaseSupported", "b", False, _RO, 0, 0),
+    ("MaxChargingProfilesInstalled", "i", 8, _RO, 0, 0),
+    ("AuthorizationKey", "k", "", _SECRET, 16, 20),
+    ("SecurityProfile", "i", 0, _REBOOT, 0, 3),
+)
+
+
+class KeysError(Exception):
+    pass
+
+
+def _row(name):
+    for r in TABLE:
+        if r[0] == name:
+            return r
+    return None
+
+
+def _text(v):
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    return str(v)
+
+
+def _csl(s):
+    return [x.strip() for x in s.split(",")] if s.strip() else []
+
+
+class Keys:
+    def __init__(self, path="ocpp_keys.json", overrides=None):
+        self.path = path
+        self.errors = []
+        self._d = {}  # defaults, as the board's overrides set them
+        self._v = {}  # values the CSMS set (persisted)
+        self._measurands = _csl(MEASURANDS)
+        for name, val in (overrides or {}).items():
+            if name == "SupportedMeasurands":
+                bad = [m for m in _csl(val) if m not in self._measurands]
+                if bad:
+                    self.errors.append("override SupportedMeasurands: unknown %s" % bad)
+                else:
+                    self._measurands = _csl(val)
+                continue
+            r = _row(name)
+            if r is None or r[3] & _SECRET:
+                self.errors.append("override %s: no such configuration key" % name)
+                continue
+            v, err = self._parse(r, _text(val))
+            if err:
+                self.errors.append("override %s: %s" % (name, err))
+            else:
+                self._d[name] = v
+        for r in TABLE:  # measurand defaults the board does not have are left out
+            if r[1] == "m" and r[0] not in self._d:
+                self._d[r[0]] = ",".join(m for m in _csl(r[2]) if m in self._measurands)
+        self._load()
+
+    def _load(self):
+        new = self.path + ".new"
+        try:
+            os.stat(new)
+            try:
+                os.stat(self.path)
+                os.remove(new)  # a write cut short: the old file stands
+            except OSError:
+                os.rename(new, self.path)  # FAT order: the old file was already removed
+        except OSError:
+            pass
+        try:
+            with open(self.path) as f:
+                data = json.loads(f.read())
+        except OSError:
+            return  # no file yet: defaults
+        except ValueError as e:
+            self.errors.append("%s: not JSON (%s), defaults used" % (self.path, e))
+            return
+        if not isinstance(data, dict):
+            self.errors.append("%s: not a JSON object, defaults used" % self.path)
+            return
+        for name, text in data.items():
+            r = _row(name)
+            if r is None or r[3] & _RO or not isinstance(text, str):
+                self.errors.append("%s: %s ignored (unknown, read-only or not a string)"
+                                   % (self.path, name))
+                continue
+            v, err = self._parse(r, text)
+            if err:
+                self.errors.append("%s: %s ignored: %s" % (self.path, name, err))
+            else:
+                self._v[name] = v
+
+    def _parse(self, r, text):
+        """(typed value, None) or (None, why) for text as the value of key row r."""
+        name, kind, _, _, lo, hi = r
+        if kind == "b":
+            t = text.strip().lower()
+            if t in ("true", "false"):
+                return t == "true", None
+            return None, "not true/false"
+        if kind == "i":
+            t = text.strip()
+            d = t[1:] if t[:1] == "-" else t
+            if not d or len(d) > 10 or any(c not in "0123456789" for c in d):
+                return None, "not an integer"
+            v = int(t)
+            if hi > lo and not lo <= v <= hi:
+                return None, "%d outside %d..%d" % (v, lo, hi)
+            return v, None
+        if kind == "k":
+            t = text.strip()
+            try:
+                ok = len(t) % 2 == 0 and lo <= len(bytes.fromhex(t)) <= hi
+            except ValueError:
+                ok = False
+            if not ok:
+                return None, "not hex of %d..%d bytes" % (lo, hi)
+            return t.lower(), None
+        if kind == "s":
+            return text, None
+        items = _csl(text)
+        limit = self.get(name + "MaxLength")
+        if len(items) > limit:
+            return None, "%d items, at most %d" % (len(items), limit)
+        for it in items:
+            if kind == "m" and it not in self._measurands:
+                return None, "measurand %s not supported" % it
+            if kind == "r":
+                c, _, rot = it.partition(".")
+                if c not in ("0", "1", "2", "3") or int(c) > self.get("NumberOfConnectors") or \
+                        rot not in _ROTATIONS:
+                    return None, "bad phase rotation %s" % it
+        return ",".join(items), None
+
+    def get(self, name):
+        """The typed value (bool, int, str) of a key; KeyError if there is no such key."""
+        r = _row(name)
+        if r is None:
+            raise KeyError(name)
+        v = self._v.get(name)
+        return self._d.get(name, r[2]) if v is None else v
+
+    def secret(self):
+        """The AuthorizationKey as bytes (HTTP Basic password), or None if not set."""
+        h = self._v.get("AuthorizationKey")
+        return bytes.fromhex(h) if h else None
+
+    def set_secret(self, hex_key):
+        """Provision the AuthorizationKey (e.g. from the device config); as change()."""
+        return self.change("AuthorizationKey", hex_key)
+
+    def configuration(self, keys=None):
+        """(configurationKey list, unknownKey list) of GetConfiguration.conf."""
+        if keys is None:
+            keys = [r[0] for r in TABLE]
+        elif len(keys) > self.get("GetConfigurationMaxKeys"):
+            raise KeysError("GetConfiguration: %d keys asked, at most %d"
+                            % (len(keys), self.get("GetConfigurationMaxKeys")))
+        out, unknown = [], []
+        for name in keys:
+            r = _row(name) if isinstance(name, str) else None
+            if r is None:
+                unknown.append(name)
+                continue
+            e = {"key": name, "readonly": bool(r[3] & _RO)}
+            if not r[3] & _SECRET:
+                e["value"] = _text(self.get(name))
+            out.append(e)
+        return out, unknown
+
+    def change(self, name, value):
+        """ChangeConfiguration: "Accepted", "Rejected", "RebootRequired" or "NotSupported"."""
+        r = _row(name) if isinstance(name, str) else None
+        if r is None:
+            return "NotSupported"
+        if r[3] & _RO or not isinstance(value, str):
+            return "Rejected"
+        v, err = self._parse(r, value)
+        if err:
+            return "Rejected"
+        if name == "SecurityProfile":
+            if v < self.get(name):
+                return "Rejected"  # the security profile may only go up
+            if v in (1, 2) and not self._v.get("AuthorizationKey"):
+                return "Rejected"  # Basic auth needs a password first
+        old = self._v.get(name)
+        before = self.get(name)
+        self._v[name] = v
+        try:
+            self._save()
+        except OSError:
+            if old is None:
+                self._v.pop(name)
+            else:
+                self._v[name] = old
+            return "Rejected"
+        return "RebootRequired" if r[3] & _REBOOT and v != before else "Accepted"
+
+    def _save(self):
+        data = {}
+        for r in TABLE:
+            n = r[0]
+            if n in self._v:
+                data[n] = _text(self._v[n])
+        tmp = self.path + ".new"
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data))
+            f.flush()
+        try:
+            os.rename(tmp, self.path)
+        except OSError:  # FAT: rename does not replace
+            os.remove(self.path)
+            os.rename(tmp, self.path)
+        s = getattr(os, "sync", None)
+        if s:
+            s()
+
+    def diag(self):
+        """Every readable key and its value (no AuthorizationKey), for the diag console."""
+        d = {}
+        for r in TABLE:
+            if not r[3] & _SECRET:
+                d[r[0]] = self.get(r[0])
+        d["AuthorizationKey set"] = bool(self._v.get("AuthorizationKey"))
+        return d
+
+    def __repr__(self):
+        return "<Keys %s: %d changed, %d errors>" % (self.path, len(self._v), len(self.errors))

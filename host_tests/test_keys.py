@@ -1,0 +1,158 @@
+"""OCPP 1.6 configuration keys (firmware/ocpp/keys.py): GetConfiguration and
+ChangeConfiguration answers, persistence, the write-only AuthorizationKey, SecurityProfile."""
+import json
+import os
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from firmware.ocpp.keys import TABLE, Keys, KeysError
+
+CORE = ("AllowOfflineTxForUnknownId AuthorizationCacheEnabled AuthorizeRemoteTxRequests "
+        "ClockAlignedDataInterval ConnectionTimeOut ConnectorPhaseRotation "
+        "ConnectorPhaseRotationMaxLength GetConfigurationMaxKeys HeartbeatInterval "
+        "LocalAuthorizeOffline LocalPreAuthorize MeterValuesAlignedData "
+        "MeterValuesAlignedDataMaxLength MeterValuesSampledData MeterValuesSampledDataMaxLength "
+        "MeterValueSampleInterval NumberOfConnectors ResetRetries "
+        "StopTransactionOnEVSideDisconnect StopTransactionOnInvalidId StopTxnAlignedData "
+        "StopTxnAlignedDataMaxLength StopTxnSampledData StopTxnSampledDataMaxLength "
+        "SupportedFeatureProfiles TransactionMessageAttempts TransactionMessageRetryInterval "
+        "UnlockConnectorOnEVSideDisconnect WebSocketPingInterval MinimumStatusDuration "
+        "LocalAuthListEnabled LocalAuthListMaxLength SendLocalListMaxLength "
+        "ReserveConnectorZeroSupported ChargeProfileMaxStackLevel "
+        "ChargingScheduleAllowedChargingRateUnit ChargingScheduleMaxPeriods "
+        "ConnectorSwitch3to1PhaseSupported MaxChargingProfilesInstalled SecurityProfile").split()
+KEY = "646b327130726675327130662d326630726467"  # 19 bytes, hex
+
+
+def test_every_required_key_is_there_with_its_type(tmp_path):
+    k = Keys(str(tmp_path / "k.json"))
+    conf, unknown = k.configuration()
+    names = [e["key"] for e in conf]
+    assert set(CORE) <= set(names) and "AuthorizationKey" in names and unknown == []
+    assert len(names) <= k.get("GetConfigurationMaxKeys")
+    ro = {e["key"] for e in conf if e["readonly"]}
+    assert {"NumberOfConnectors", "SupportedFeatureProfiles", "LocalAuthListMaxLength",
+            "SendLocalListMaxLength", "ReserveConnectorZeroSupported"} <= ro
+    assert k.get("NumberOfConnectors") == 1 and k.get("HeartbeatInterval") == 300
+    assert k.get("AuthorizeRemoteTxRequests") is True
+    assert k.get("ChargingScheduleAllowedChargingRateUnit") == "Current,Power"
+    assert "FirmwareManagement" not in k.get("SupportedFeatureProfiles")
+    v = {e["key"]: e.get("value") for e in conf}
+    assert v["LocalPreAuthorize"] == "false" and v["NumberOfConnectors"] == "1"
+    with pytest.raises(KeyError):
+        k.get("NoSuchKey")
+    conf, unknown = k.configuration(["HeartbeatInterval", "Nope"])
+    assert conf == [{"key": "HeartbeatInterval", "readonly": False, "value": "300"}]
+    assert unknown == ["Nope"]
+    with pytest.raises(KeysError, match="at most 50"):
+        k.configuration(["HeartbeatInterval"] * 51)
+
+
+def test_change_answers(tmp_path):
+    k = Keys(str(tmp_path / "k.json"))
+    assert k.change("NoSuchKey", "1") == "NotSupported"
+    assert k.change("NumberOfConnectors", "2") == "Rejected"  # read-only
+    assert k.change("HeartbeatInterval", "abc") == "Rejected"
+    assert k.change("HeartbeatInterval", "-5") == "Rejected"
+    assert k.change("HeartbeatInterval", "999999") == "Rejected"
+    assert k.change("HeartbeatInterval", " 120 ") == "Accepted"
+    assert k.get("HeartbeatInterval") == 120
+    assert k.change("LocalPreAuthorize", "yes") == "Rejected"
+    assert k.change("LocalPreAuthorize", "TRUE") == "Accepted" and k.get("LocalPreAuthorize")
+    assert k.change("WebSocketPingInterval", "30") == "Accepted"  # applied live, no reboot
+    assert k.change("MeterValuesSampledData", "Voltage, Current.Import") == "Accepted"
+    assert k.get("MeterValuesSampledData") == "Voltage,Current.Import"
+    assert k.change("MeterValuesSampledData", "Voltage,SoC") == "Rejected"  # not supported
+    assert k.change("MeterValuesSampledData", ",".join(["Voltage"] * 8)) == "Rejected"
+    assert k.change("StopTxnSampledData", "") == "Accepted"
+    assert k.change("ConnectorPhaseRotation", "0.RST,1.RST") == "Accepted"
+    assert k.change("ConnectorPhaseRotation", "2.RST") == "Rejected"  # one connector
+    assert k.change("ConnectorPhaseRotation", "1.XYZ") == "Rejected"
+    assert k.change("HeartbeatInterval", 5) == "Rejected"  # not the string of the .req
+    assert k.get("HeartbeatInterval") == 120
+
+
+def test_changes_persist_and_a_corrupt_file_gives_defaults_and_an_error(tmp_path):
+    p = str(tmp_path / "k.json")
+    k = Keys(p)
+    k.change("HeartbeatInterval", "77")
+    k.change("MeterValuesAlignedData", "Power.Active.Import")
+    k2 = Keys(p)
+    assert k2.get("HeartbeatInterval") == 77 and k2.errors == []
+    assert k2.get("MeterValuesAlignedData") == "Power.Active.Import"
+    open(p + ".new", "w").write('{"HeartbeatInterval": "1"')  # a cut-short write
+    assert Keys(p).get("HeartbeatInterval") == 77 and not os.path.exists(p + ".new")
+    open(p, "w").write('{"HeartbeatInterval": "7')
+    k3 = Keys(p)
+    assert k3.get("HeartbeatInterval") == 300 and "not JSON" in k3.errors[0]
+    json.dump({"HeartbeatInterval": "x", "NumberOfConnectors": "3", "Bogus": "1",
+               "ResetRetries": "4"}, open(p, "w"))
+    k4 = Keys(p)
+    assert k4.get("ResetRetries") == 4 and k4.get("NumberOfConnectors") == 1
+    assert len(k4.errors) == 3 and any("HeartbeatInterval" in e for e in k4.errors)
+
+
+def test_board_overrides_narrow_the_measurands(tmp_path):
+    k = Keys(str(tmp_path / "k.json"), overrides={
+        "SupportedMeasurands": "Energy.Active.Import.Register,Current.Import",
+        "MeterValuesSampledData": "Current.Import", "LocalAuthListMaxLength": 500})
+    assert k.errors == []
+    assert k.get("MeterValuesSampledData") == "Current.Import"
+    assert k.get("LocalAuthListMaxLength") == 500
+    assert k.change("MeterValuesSampledData", "Voltage") == "Rejected"
+    assert k.change("MeterValuesSampledData", _e()) == "Accepted"
+    assert Keys(str(tmp_path / "k.json")).get("MeterValuesSampledData") == _e()
+    bad = Keys(str(tmp_path / "b.json"), overrides={"Nope": 1, "SupportedMeasurands": "SoC"})
+    assert len(bad.errors) == 2
+
+
+def _e():
+    return "Energy.Active.Import.Register"
+
+
+def test_authorization_key_is_write_only_and_never_shown(tmp_path):
+    p = str(tmp_path / "k.json")
+    k = Keys(p)
+    assert k.secret() is None
+    assert k.change("AuthorizationKey", "abcd") == "Rejected"  # < 16 bytes
+    assert k.change("AuthorizationKey", "zz" * 16) == "Rejected"
+    assert k.change("AuthorizationKey", "ab" * 21) == "Rejected"  # > 20 bytes
+    assert k.set_secret(KEY) == "Accepted"
+    assert k.secret() == b"dk2q0rfu2q0f-2f0rdg"
+    conf, _ = k.configuration(["AuthorizationKey"])
+    assert conf == [{"key": "AuthorizationKey", "readonly": False}]
+    shown = repr(k) + str(k) + repr(k.diag()) + repr(k.configuration()) + repr(k.errors)
+    assert KEY not in shown.lower() and "dk2q0rfu" not in shown
+    assert Keys(p).secret() == b"dk2q0rfu2q0f-2f0rdg"
+
+
+def test_security_profile_only_goes_up_and_needs_a_key(tmp_path):
+    k = Keys(str(tmp_path / "k.json"))
+    assert k.change("SecurityProfile", "1") == "Rejected"  # no AuthorizationKey yet
+    assert k.set_secret(KEY) == "Accepted"
+    assert k.change("SecurityProfile", "4") == "Rejected"
+    assert k.change("SecurityProfile", "2") == "RebootRequired"
+    assert k.change("SecurityProfile", "1") == "Rejected"
+    assert k.change("SecurityProfile", "2") == "Accepted"  # no change, no reconnect
+    assert Keys(str(tmp_path / "k.json")).get("SecurityProfile") == 2
+
+
+RW = [r for r in TABLE if not r[3] & 1 and r[1] == "i"]
+
+
+@given(i=st.integers(0, len(RW) - 1), v=st.one_of(
+    st.integers(-10 ** 6, 10 ** 6), st.text(max_size=8),
+    st.text(alphabet="0123456789- \u00b2\u0663", max_size=6)))
+def test_an_int_key_takes_exactly_the_values_in_its_range(tmp_path_factory, i, v):
+    name, _, default, _, lo, hi = RW[i]
+    k = Keys(str(tmp_path_factory.mktemp("k") / "k.json"))
+    if name == "SecurityProfile":
+        k.set_secret(KEY)
+    r = k.change(name, str(v))
+    t = str(v).strip()
+    ok = re.fullmatch("-?[0-9]{1,10}", t) is not None and lo <= int(t) <= hi
+    assert (r in ("Accepted", "RebootRequired")) == ok, (name, v, r)
+    assert k.get(name) == (int(t) if ok else default)
