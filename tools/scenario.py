@@ -11,6 +11,7 @@ FAULTS = (
     "diode_short", "cp_short", "rcm_trip", "rcm_broken", "welded", "no_close",
     "overcurrent", "ignore_stop", "lock_fail",
 )
+METER_FAULTS = ("silent", "crc", "exception", "garbage", "slow", "jump", "off")
 CABLE_CODINGS = (13, 20, 32, 63, 70)  # plug cable_a in amps (world.py CABLE_OHMS)
 PP_OHMS = (60, 4500)  # any other cable_a is a PP resistance in this range (proximity.py)
 # OCPP 1.6 ChargePointStatus and ChargePointErrorCode; pilot states of firmware/charge/pilot.py
@@ -117,6 +118,10 @@ COMMANDS = {
     "reflex": {"on": ((bool,), True)},
     "net": {"state": ((str,), True, _one_of("up", "down"))},
     "ping": {},
+    # host side: a fault of an emulated Modbus meter (tools/meter_emu.py); "off" clears it.
+    # arg: the exception code, the delay of "slow" in ms, the Wh of a "jump"
+    "meter": {"addr": ((int,), True, _between(1, 247)),
+              "fault": ((str,), True, _one_of(*METER_FAULTS)), "arg": ((int,), False)},
     "card": {"uid": ((str,), True, _card_uid)},
     "powercut": {"delay_ms": ((int,), False, _DELAY_MS)},
 }

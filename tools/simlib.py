@@ -51,6 +51,7 @@ class Sim:
         self.proc = None
         self.sock = None
         self.stderr = b""
+        self.meters = None  # MeterBus: the emulated Modbus meters, if the config has any
         self._own_dir = state_dir is None
         self.dir = state_dir or tempfile.mkdtemp(prefix="wallbox-sim-")
         self.t_host0 = None
@@ -58,6 +59,8 @@ class Sim:
     def start(self, timeout=20):
         with open(os.path.join(self.dir, "config.json"), "w") as f:
             json.dump(self.config, f)
+        # Modbus meters named by the config: socat + the pymodbus emulator on ttyMB<uart>
+        self.meters = MeterBus.start(self.config, self.dir)
         if self.use_mpy:
             path = os.path.join(ROOT, "build", "mpy")
             _, errors = build.compile_all(path)
@@ -114,6 +117,8 @@ class Sim:
             buf += data
             *lines, buf = buf.split(b"\n")
             new = [json.loads(x) for x in lines if x.strip()]
+            if self.meters is not None:
+                self.meters.follow(new)
             with self.cond:
                 self.obs.extend(new)
                 self.cond.notify_all()
@@ -145,6 +150,12 @@ class Sim:
     def do(self, _cmd, **fields):
         cmd = dict(fields, do=_cmd)
         check_command(cmd, "command")
+        if _cmd == "meter":  # a fault of an emulated meter: host side, in the emulator
+            if self.meters is None:
+                raise RuntimeError("meter: no emulated Modbus meter in this config "
+                                   "(config meters names none)")
+            self.meters.fault(fields["addr"], fields["fault"], fields.get("arg", 0))
+            return {"k": "ack", "do": "meter"}
         n = len(self.obs)
         self.send(cmd)
         ack = self.wait_for(lambda o: o.get("k") in ("ack", "error"), 10, since=n)
@@ -186,6 +197,8 @@ class Sim:
                     self.proc.kill()
                     out, _ = self.proc.communicate()
                 self.stderr = out or b""
+            if self.meters is not None:
+                self.meters.stop()
             if self._own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
         return self
@@ -198,6 +211,86 @@ class Sim:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class MeterBus:
+    """The emulated Modbus meters of a config's "meters" section (tools/meter_emu.py on one
+    end of a socat pty pair, the firmware's ttyMB<uart> on the other). Their registers
+    follow the world: every "meter" observation (on each change of the EV's current and
+    every 200 ms while it draws) sets the EV meter to the EV's current, power and energy and
+    the grid meter to that plus the house load."""
+
+    def __init__(self, meters, roles, bus):
+        self.bus = bus
+        self.emu = bus.emu
+        self.roles = roles  # {"ev": addr, "grid": addr}
+        self._t0 = None
+        self._house_wh = 0.0
+        self._last = None
+        self.follow([{"k": "meter", "i_da": 0, "mwh": 0, "phases": 3, "v": 230,
+                      "house_w": 0, "t": 0.0}])
+
+    @classmethod
+    def start(cls, config, workdir):
+        sec = config.get("meters") if isinstance(config, dict) else None
+        if not isinstance(sec, dict):
+            return None
+        roles = {}
+        meters = {}
+        for role in ("ev", "grid"):
+            m = sec.get(role)
+            if isinstance(m, dict) and m.get("type") == "modbus":
+                addr = m.get("addr", 1)
+                if isinstance(addr, int) and isinstance(m.get("profile"), str):
+                    roles[role] = addr
+                    meters[addr] = m["profile"]
+        if not meters:
+            return None
+        bus = sec.get("bus") if isinstance(sec.get("bus"), dict) else {}
+        uart = bus.get("uart", 1)
+        baud = bus.get("baud") or next((sec[r].get("baud") for r in roles
+                                        if sec[r].get("baud")), 9600)
+        import meter_emu
+
+        try:
+            b = meter_emu.Bus(meters, baud=baud, workdir=tempfile.mkdtemp(prefix="meterbus-"))
+        except (meter_emu.EmuError, KeyError) as e:
+            raise RuntimeError("emulated meters %r: %s" % (meters, e))
+        os.symlink(b.master_port, os.path.join(workdir, "ttyMB%s" % uart))
+        return cls(meters, roles, b)
+
+    def follow(self, obs):
+        for o in obs:
+            if o.get("k") != "meter":
+                continue
+            t = o.get("t", 0.0)
+            if self._last is not None:  # the house's energy: its load over the time since
+                self._house_wh += self._last.get("house_w", 0) * (t - self._last["t"]) / 3.6e6
+            self._last = o
+            v = o.get("v", 230)
+            amps = o["i_da"] / 10
+            ev_i = tuple(amps if p < o.get("phases", 3) else 0.0 for p in range(3))
+            ev_wh = o.get("mwh", o.get("wh", 0) * 1000) / 1000
+            if "ev" in self.roles:
+                self.emu.set(self.roles["ev"], v=(v, v, v), i=ev_i, p=tuple(x * v for x in ev_i),
+                             energy_wh=ev_wh, freq=50.0)
+            if "grid" in self.roles:
+                house = o.get("house_w", 0) / 3 / v
+                gi = tuple(x + house for x in ev_i)
+                self.emu.set(self.roles["grid"], v=(v, v, v), i=gi, p=tuple(x * v for x in gi),
+                             energy_wh=ev_wh + self._house_wh, freq=50.0)
+
+    def fault(self, addr, kind, arg=0):
+        if addr not in self.emu.meters:
+            raise RuntimeError("meter: no emulated meter at address %d (there: %s)" % (
+                addr, ", ".join(map(str, sorted(self.emu.meters)))))
+        if not arg:  # defaults: device failure, a reply after 1 s
+            arg = {"exception": 4, "slow": 1000}.get(kind, 0)
+        self.emu.fault(addr, None if kind == "off" else kind, arg)
+
+    def stop(self):
+        self.bus.stop()
+        shutil.rmtree(self.bus.dir, ignore_errors=True)
 
 
 def run_scenario(sim, sc, log=print):

@@ -29,7 +29,7 @@ _MIN_SLEEP_MS = const(10)
 
 _KIND_TEXT = {"timeout": "no reply", "crc": "CRC errors", "exception": "exception replies",
               "length": "bad frames", "address": "bad frames", "function": "bad frames",
-              "busy": "busy replies", "invalid": "invalid values", "hung": "poll hung"}
+              "busy": "busy replies", "invalid": "invalid values"}
 
 
 def _clock_text():
@@ -112,16 +112,9 @@ class MeterTask:
             self.on_poll(self)
 
     async def _poll(self, r):
-        import asyncio
-
-        w = getattr(asyncio, "wait_for_ms", None)
-        if w is None:  # CPython (tests): no timeout wrapper needed for fakes
-            await self.source.poll(r)
-            return
-        try:
-            await w(self.source.poll(r), self.timeout_ms)
-        except asyncio.TimeoutError:
-            raise _Hung(self.timeout_ms)
+        # No timeout wrapper (wait_for would allocate a task per poll): the Modbus master
+        # times out by itself, and the supervisor restarts a task whose beat stops.
+        await self.source.poll(r)
 
     def _succeeded(self, now):
         r = self.reading
@@ -239,10 +232,3 @@ class MeterTask:
         if not self.failures:
             return "none"
         return ", ".join(["%s %d" % (k, self.failures[k]) for k in sorted(self.failures)])
-
-
-class _Hung(Exception):
-    kind = "hung"
-
-    def __init__(self, ms):
-        super().__init__("no result within %d ms" % ms)
