@@ -29,9 +29,9 @@
 #
 # Local transaction ids: the charge point starts a transaction with next_local_id() (negative,
 # never repeated) before the CSMS gave it a transactionId. A record "needs" local id L when its
-# payload's "transactionId" is L; for StartTransaction (no such field in OCPP) the caller puts
-# L there and removes it before sending. map_tx(L, id) is kept while a pending record needs it
-# and until the transaction's StopTransaction has been acked; then it is forgotten.
+# payload's "transactionId" or "l" is L (the caller keeps L beside the OCPP payload, e.g.
+# {"l": L, "p": {...}}, and fills in the CSMS's id when it sends). map_tx(L, id) is kept while
+# a pending record needs it and until the transaction's StopTransaction has been acked.
 #
 # RAM: the payloads stay on flash; per pending record only its file offset (array "I").
 import json
@@ -323,9 +323,12 @@ class Journal:
         need = _HDR + len(body)
         if len(body) > _MAX_BODY or need + _S_SIZE > self.max_bytes:
             raise JournalError("journal: %s of %d bytes is too large" % (action, len(body)))
-        ref = payload.get("transactionId") if isinstance(payload, dict) else None
-        if not isinstance(ref, int) or isinstance(ref, bool) or ref >= 0:
-            ref = 0
+        ref = 0
+        if isinstance(payload, dict):
+            for name in ("transactionId", "l"):
+                r = payload.get(name)
+                if isinstance(r, int) and not isinstance(r, bool) and r < 0:
+                    ref = r
         if self._size + need > self.max_bytes:
             self._make_room(need, action)
         seq = self._next_seq

@@ -1,0 +1,309 @@
+# The OCPP 1.6 Local Authorization List (SendLocalList, GetLocalListVersion) and the
+# Authorization Cache, on flash and never in RAM: a file of fixed-size records sorted by idTag,
+# searched by bisection one record at a time (readinto a preallocated buffer).
+#
+# File: header magic "OAL1", version i32, count u32, crc u32 (CRC-32 of the first 12 header
+# bytes XOR CRC-32 of all the records), then count records of 52 bytes:
+#   key 20s   the idTag upper-cased, zero-padded: idTags are case-insensitive (CiString20)
+#   parent 20s  parentIdTag as given, zero-padded (empty: none)
+#   status u8 (index in STATUSES), 3 bytes pad, expiry u32 (epoch s, 0: none),
+#   stamp u32 (the cache: when it was put; the oldest is replaced)
+# Every change writes a whole new file to path + ".new" (the old one merged with the sorted new
+# entries, streamed) and renames it over: a power cut leaves the old list or the new one.
+# A file with a bad header or CRC counts as no list (version 0) and says so in self.errors.
+import os
+import struct
+
+from micropython import const
+
+try:
+    from binascii import crc32 as _crc32
+except ImportError:
+    _crc32 = None
+
+STATUSES = ("Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx")
+_MAGIC = b"OAL1"
+_HDR = const(16)
+_REC = const(52)
+_TAG = const(20)
+_FMT = "<20s20sB3xII"
+
+
+def _crc(buf, c):
+    if _crc32 is not None:
+        return _crc32(buf, c) & 0xFFFFFFFF
+    for b in buf:  # Fletcher-style fallback where binascii has no crc32
+        c = (c + b + 1) * 31 & 0xFFFFFFFF
+    return c
+
+
+def _key(id_tag):
+    """The stored form of an idTag (upper-case ASCII bytes), or None if it is not one."""
+    if not isinstance(id_tag, str) or not 0 < len(id_tag) <= _TAG:
+        return None
+    for c in id_tag:
+        if not " " <= c <= "~":
+            return None
+    return id_tag.upper().encode()
+
+
+class AuthListError(Exception):
+    pass
+
+
+class _Store:
+    """A sorted file of fixed-size idTag records (see the module comment)."""
+
+    def __init__(self, path, max_entries):
+        self.path = path
+        self.max_entries = max_entries
+        self.errors = []
+        self.version = 0
+        self._n = 0
+        self._rec = bytearray(_REC)
+        self._probe = bytearray(_TAG)
+        self._open()
+
+    def _open(self):
+        new = self.path + ".new"
+        try:
+            os.stat(new)
+            try:
+                os.stat(self.path)
+                os.remove(new)  # a write cut short: the old file stands
+            except OSError:
+                os.rename(new, self.path)  # FAT order: the old file was already removed
+        except OSError:
+            pass
+        self.version = self._n = 0
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            return
+        try:
+            h = f.read(_HDR)
+            if len(h) != _HDR or h[:4] != _MAGIC:
+                raise AuthListError("bad header")
+            version, n, want = struct.unpack_from("<iII", h, 4)
+            c = 0
+            rec = self._rec
+            for _ in range(n):
+                if f.readinto(rec) != _REC:
+                    raise AuthListError("%d records expected, file cut short" % n)
+                if rec[40] >= len(STATUSES):
+                    raise AuthListError("bad status")
+                c = _crc(rec, c)
+            if c ^ _crc(memoryview(h)[:12], 0) != want or f.read(1):
+                raise AuthListError("CRC mismatch")
+            self.version, self._n = version, n
+        except AuthListError as e:
+            self.errors.append("%s: %s, treated as empty" % (self.path, e))
+        finally:
+            f.close()
+
+    def __len__(self):
+        return self._n
+
+    def _cmp(self):
+        """-1, 0, 1: the record in self._rec against the key in self._probe (zero-padded)."""
+        r, p = self._rec, self._probe
+        for i in range(_TAG):
+            a, b = r[i], p[i]
+            if a != b:
+                return -1 if a < b else 1
+        return 0
+
+    def _find(self, f, key):
+        """Bisection: the record index of key (self._rec holds it), or -1."""
+        p = self._probe
+        for i in range(_TAG):
+            p[i] = key[i] if i < len(key) else 0
+        lo, hi = 0, self._n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            f.seek(_HDR + mid * _REC)
+            f.readinto(self._rec)
+            c = self._cmp()
+            if c == 0:
+                return mid
+            if c < 0:
+                lo = mid + 1
+            else:
+                hi = mid
+        return -1
+
+    def lookup(self, id_tag):
+        """(status, expiry_s or None, parent_id_tag or None) or None if not in the file."""
+        key = _key(id_tag)
+        if key is None or not self._n:
+            return None
+        with open(self.path, "rb") as f:
+            if self._find(f, key) < 0:
+                return None
+        return self._info(self._rec)
+
+    @staticmethod
+    def _info(rec):
+        _, parent, st, exp, _ = struct.unpack(_FMT, rec)
+        parent = parent.rstrip(b"\0").decode() if parent[0] else None
+        return STATUSES[st], exp or None, parent
+
+    def _records(self):
+        """Every record in key order, one at a time (the buffer is reused)."""
+        if not self._n:
+            return
+        with open(self.path, "rb") as f:
+            f.seek(_HDR)
+            for _ in range(self._n):
+                f.readinto(self._rec)
+                yield self._rec
+
+    def _write(self, version, items):
+        """Write version and the records of `items` (an iterator of 52-byte buffers in key
+        order) to path.new and rename it over; AuthListError past max_entries."""
+        new = self.path + ".new"
+        n = 0
+        c = 0
+        with open(new, "wb") as g:
+            g.write(bytes(_HDR))
+            try:
+                for rec in items:
+                    n += 1
+                    if n > self.max_entries:
+                        raise AuthListError("more than %d entries" % self.max_entries)
+                    c = _crc(rec, c)
+                    g.write(rec)
+            except AuthListError:
+                if hasattr(items, "close"):
+                    items.close()  # closes the old file it was reading
+                g.close()
+                os.remove(new)
+                raise
+            h = bytearray(_HDR)
+            h[:4] = _MAGIC
+            struct.pack_into("<iI", h, 4, version, n)
+            c0 = _crc(memoryview(h)[:12], 0)
+            struct.pack_into("<I", h, 12, c0 ^ c)
+            g.seek(0)
+            g.write(h)
+            g.flush()
+        try:
+            os.rename(new, self.path)
+        except OSError:  # FAT: rename does not replace
+            os.remove(self.path)
+            os.rename(new, self.path)
+        s = getattr(os, "sync", None)
+        if s:
+            s()
+        self.version, self._n = version, n
+        del self.errors[:]
+
+    def _merge(self, changes, drop=None):
+        """The old records merged with changes: a key-sorted list of (key, packed record or
+        None to remove); the record with key `drop` is left out."""
+        i = 0
+        m = len(changes)
+        for rec in self._records():
+            k = bytes(rec[:_TAG]).rstrip(b"\0")
+            while i < m and changes[i][0] < k:
+                if changes[i][1] is not None:
+                    yield changes[i][1]
+                i += 1
+            if i < m and changes[i][0] == k:
+                if changes[i][1] is not None:
+                    yield changes[i][1]
+                i += 1
+            elif k != drop:
+                yield rec
+        while i < m:
+            if changes[i][1] is not None:
+                yield changes[i][1]
+            i += 1
+
+    def clear(self):
+        self._write(0, iter(()))
+
+
+def _pack(key, info, stamp=0):
+    """A packed record, or AuthListError naming what is wrong with info."""
+    if not isinstance(info, (tuple, list)) or len(info) != 3:
+        raise AuthListError("idTagInfo of %s is not (status, expiry, parent)" % key)
+    status, expiry, parent = info
+    if status not in STATUSES:
+        raise AuthListError("bad status %r for %s" % (status, key))
+    if expiry is not None and (not isinstance(expiry, int) or not 0 < expiry < 1 << 32):
+        raise AuthListError("bad expiry %r for %s" % (expiry, key))
+    if parent is not None and _key(parent) is None:
+        raise AuthListError("bad parentIdTag for %s" % key)
+    rec = bytearray(_REC)
+    struct.pack_into(_FMT, rec, 0, key, (parent or "").encode(), STATUSES.index(status),
+                     expiry or 0, stamp)
+    return rec
+
+
+def _changes(entries, allow_remove):
+    out = []
+    for e in entries:
+        if not isinstance(e, (tuple, list)) or len(e) != 2:
+            raise AuthListError("entry %r is not (idTag, info)" % (e,))
+        key = _key(e[0])
+        if key is None:
+            raise AuthListError("bad idTag %r" % (e[0],))
+        if e[1] is None and not allow_remove:
+            raise AuthListError("%s without idTagInfo in a full update" % e[0])
+        out.append((key, None if e[1] is None else _pack(key, e[1])))
+    out.sort(key=lambda x: x[0])
+    for i in range(1, len(out)):
+        if out[i][0] == out[i - 1][0]:
+            raise AuthListError("idTag %s twice" % out[i][0].decode())
+    return out
+
+
+class LocalList(_Store):
+    def __init__(self, path="ocpp_list.bin", max_entries=1000):
+        _Store.__init__(self, path, max_entries)
+
+    def update(self, version, entries, full):
+        """SendLocalList: "Accepted", "Failed" or "VersionMismatch"; self.last_error says why
+        it failed. The list is unchanged unless Accepted."""
+        self.last_error = None
+        if not isinstance(version, int) or version < 0:
+            self.last_error = "bad listVersion %r" % (version,)
+            return "Failed"
+        if not full and version <= self.version:
+            return "VersionMismatch"
+        try:
+            ch = _changes(entries, not full)
+            if full:
+                if len(ch) > self.max_entries:
+                    raise AuthListError("%d entries, at most %d" % (len(ch), self.max_entries))
+                self._write(version, (r for _, r in ch))
+            else:
+                self._write(version, self._merge(ch))
+        except AuthListError as e:
+            self.last_error = str(e)
+            return "Failed"
+        except OSError as e:
+            self.last_error = "flash: %s" % e
+            return "Failed"
+        return "Accepted"
+
+
+class AuthCache(_Store):
+    def __init__(self, path="ocpp_cache.bin", max_entries=64):
+        _Store.__init__(self, path, max_entries)
+
+    def put(self, id_tag, status, expiry_s, parent, now_s):
+        """Remember the idTagInfo the CSMS gave (replacing the oldest entry when full)."""
+        key = _key(id_tag)
+        if key is None:
+            raise AuthListError("bad idTag %r" % (id_tag,))
+        rec = _pack(key, (status, expiry_s, parent), now_s & 0xFFFFFFFF)
+        drop = None
+        if self._n >= self.max_entries and self.lookup(id_tag) is None:
+            oldest = None
+            for r in self._records():
+                t = struct.unpack_from("<I", r, 48)[0]
+                if oldest is None or t < oldest:
+                    oldest, drop = t, bytes(r[:_TAG]).rstrip(b"\0")
+        self._write(0, self._merge([(key, rec)], drop))
