@@ -205,17 +205,19 @@ def test_bad_ids_frames_and_actions():
             await cp.send([3, "never-sent", {}])
             await cp.send("not json")
             await cp.send({"not": "an array"})
+            await cp.send("[" * 100000 + "]" * 100000)
             r = await cp.call("FooBar", {})
             assert r[2] == "NotImplemented"
             r = await cp.call("Reset", {"type": "Hard"})
             assert r[2] == "NotSupported"
-            await csms.wait_for(lambda: len(csms.violations) >= 8, 30)
+            await csms.wait_for(lambda: len(csms.violations) >= 9, 30)
         got = reasons(csms)
         assert got[0] == "unique id same used before on this connection"
         assert got[1] == got[2] == "unique id must be a string of 1 to 36 characters"
         assert "never-sent" in got[3] and got[4].startswith("not JSON")
         assert got[5].startswith("not an OCPP-J message")
-        assert got[6:] == ["FooBar is not an OCPP 1.6 action", "Reset is a CSMS's action"]
+        assert got[6].startswith("frame could not be read: RecursionError")
+        assert got[7:] == ["FooBar is not an OCPP 1.6 action", "Reset is a CSMS's action"]
     run(t)
 
 
@@ -360,6 +362,9 @@ def test_the_command_line_serves_and_sends(tmp_path):
         status = subprocess.run([sys.executable, CSMS_PY, "status", "--control", control],
                                 capture_output=True, text=True, timeout=60)
         assert json.loads(status.stdout)["violations"] == []
+        srv.terminate()  # SIGTERM: a clean stop
+        assert srv.wait(30) == 0
     finally:
-        srv.terminate()
-        srv.wait(30)
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait(30)

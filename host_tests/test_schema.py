@@ -272,11 +272,10 @@ def test_unknown_actions_and_the_request_set():
 
 def test_min_items_and_max_items_of_the_table_format():
     arr = (1, 3, 1, None)  # 1..3 integers
-    assert schema._value(5, arr, [], "a", 100) == (schema.OCCURRENCE, "a: fewer than 1 items")
-    assert schema._value(5, arr, [1, 2, 3, 4], "a", 100) == (
-        schema.OCCURRENCE, "a: more than 3 items")
-    assert schema._value(5, arr, [1, "2"], "a", 100) == (schema.TYPE, "a[1]: expected integer")
-    assert schema._value(5, arr, [1, 2, 3], "a", 100) is None
+    assert schema._value(5, arr, [], 100) == (schema.OCCURRENCE, ": fewer than 1 items")
+    assert schema._value(5, arr, [1, 2, 3, 4], 100) == (schema.OCCURRENCE, ": more than 3 items")
+    assert schema._value(5, arr, [1, "2"], 100) == (schema.TYPE, "[1]: expected integer")
+    assert schema._value(5, arr, [1, 2, 3], 100) is None
 
 
 def test_a_hostile_array_is_refused_by_its_length_before_its_items():

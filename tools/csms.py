@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -178,8 +179,10 @@ def main(argv=None):
         print("csms: listening on %s<cpid>%s" % (csms.url, "" if csms.control_port is None
                                                    else "; control port %d" % csms.control_port),
               flush=True)
+        done = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
         try:
-            await asyncio.Event().wait()
+            await done.wait()
         finally:
             await csms.stop()
 

@@ -188,7 +188,11 @@ class Csms:
             return
         self.frames.append({"cp": link.cp, "dir": "in", "text": text})
         self._note("frame", {"cp": link.cp, "dir": "in", "text": text})
-        m = link.conv.received(text)
+        try:
+            m = link.conv.received(text)
+        except Exception as e:  # e.g. RecursionError: JSON nested 100,000 deep
+            self._violation(link.cp, text[:1000], "frame could not be read: %r" % e)
+            return
         for reason in m.problems:
             self._violation(link.cp, text, reason)
         if m.kind == CALL and m.id is not None:
@@ -220,11 +224,13 @@ class Csms:
                 except Exception as e:  # a bug here must not end the session
                     self._event("handler_failed", link.cp, action=m.action, error=repr(e))
                     reply = [CALLERROR, m.id, "InternalError", repr(e)[:200], {}]
+            # answered as soon as it is on its way: the charge point may send its next CALL
+            # the moment it has the answer, before this task runs again
+            link.conv.answered(m.id)
             try:
                 await self._send(link, reply)
             except ConnectionClosed:
                 return
-            link.conv.answered(m.id)
             if (m.action == "StatusNotification" and m.error is None
                     and self.remote_start_on_preparing
                     and m.payload.get("connectorId") == 1

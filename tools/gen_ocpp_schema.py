@@ -10,8 +10,10 @@ maxItems, multipleOf and the date-time format. A keyword the table cannot expres
 generator with its name and path, so a new schema set never loses a rule silently.
 
 Table format (the type codes are the constants of firmware/ocpp/schema.py):
-    object spec  = tuple of fields (every object in 1.6 has additionalProperties false)
-    field        = (name, code, arg)
+    object spec  = its fields one after the other, three items each: (name, code, arg,
+                   name, code, arg, ...): one tuple per object, not one per field, is what
+                   keeps the table small in RAM (every object in 1.6 has additionalProperties
+                   false, so there is no flag for that)
     code         = type | REQUIRED (8); type: 0 string, 1 integer, 2 number, 3 boolean,
                    4 object, 5 array, 6 date-time string
     arg          = string: maxLength (int), enum (tuple of str) or None
@@ -135,7 +137,7 @@ def _object(node, root, path):
     fields = []
     for name, sub in props.items():
         code, arg = _value(sub, root, path + "." + name)
-        fields.append((name, code | (REQUIRED if name in required else 0), arg))
+        fields += (name, code | (REQUIRED if name in required else 0), arg)
     return tuple(fields)
 
 
@@ -148,10 +150,14 @@ def table(name):
     return arg
 
 
+def _is_object(t):
+    return bool(t) and len(t) % 3 == 0 and all(
+        isinstance(t[i], str) and isinstance(t[i + 1], int) for i in range(0, len(t), 3))
+
+
 def _is_spec(t):
-    """An object spec (tuple of fields) or an enum (tuple of str): the tuples worth naming."""
-    return bool(t) and (all(isinstance(x, str) for x in t) or all(
-        isinstance(x, tuple) and len(x) == 3 and isinstance(x[0], str) for x in t))
+    """An object spec or an enum (tuple of str): the tuples worth naming."""
+    return bool(t) and (all(isinstance(x, str) for x in t) or _is_object(t))
 
 
 def _shared(tables):
@@ -192,7 +198,13 @@ def _fmt(t, names, indent, used=0, top=False):
     if indent + used + len(one) <= 97:
         return one
     pad = " " * (indent + 4)
-    if _is_spec(t):  # one field or enum value a line
+    if _is_object(t):  # one field a line
+        rows = []
+        for i in range(0, len(t), 3):
+            head = "%r, %r, " % t[i:i + 2]
+            rows.append(head + _fmt(t[i + 2], names, indent + 4, len(head)))
+        return "(\n" + "".join(pad + r + ",\n" for r in rows) + " " * indent + ")"
+    if _is_spec(t):  # one enum value a line
         rows = [_fmt(x, names, indent + 4) for x in t]
         return "(\n" + "".join(pad + r + ",\n" for r in rows) + " " * indent + ")"
     # a field or an array's arg: the scalars on the first line, the nested part below

@@ -89,28 +89,36 @@ def _clip(s):
 def _payload(spec, payload, max_items):
     if type(payload) is not dict:
         return FORMATION, "payload is not a JSON object"
-    return _object(spec, payload, "", max_items)
+    bad = _object(spec, payload, max_items)
+    return None if bad is None else (bad[0], bad[1][1:])  # without the leading "."
 
 
-def _object(spec, obj, path, max_items):
-    # Keys are distinct, so an unknown one turns up within len(spec) + 1 keys.
+# The walk allocates nothing on a good payload: an error's path is put together on the way
+# back out, each level adding its ".name" or "[i]" in front of the description below it.
+def _object(spec, obj, max_items):
+    n = len(spec)
+    # Keys are distinct, so an unknown one turns up within n / 3 + 1 keys. (while loops:
+    # a range() would be allocated for each key)
     for key in obj:
-        for field in spec:
-            if field[0] == key:
-                break
-        else:
-            return PROPERTY, path + _clip(key) + ": not a property of this message"
-    for name, code, arg in spec:
+        i = 0
+        while i < n and spec[i] != key:
+            i += 3
+        if i == n:
+            return PROPERTY, "." + _clip(key) + ": not a property of this message"
+    i = 0
+    while i < n:
+        name = spec[i]
         if name in obj:
-            bad = _value(code & 7, arg, obj[name], path + name, max_items)
+            bad = _value(spec[i + 1] & 7, spec[i + 2], obj[name], max_items)
             if bad is not None:
-                return bad
-        elif code & _REQUIRED:
-            return OCCURRENCE, path + name + ": required"
+                return bad[0], "." + name + bad[1]
+        elif spec[i + 1] & _REQUIRED:
+            return OCCURRENCE, "." + name + ": required"
+        i += 3
     return None
 
 
-def _value(kind, arg, v, path, max_items):
+def _value(kind, arg, v, max_items):
     t = type(v)
     if kind == _STR or kind == _DATE:
         ok = t is str
@@ -125,36 +133,37 @@ def _value(kind, arg, v, path, max_items):
     else:
         ok = t is list
     if not ok:
-        return TYPE, path + ": expected " + _TYPE_NAMES[kind]
+        return TYPE, ": expected " + _TYPE_NAMES[kind]
     if kind == _STR:
         if arg is None:
             return None
         if type(arg) is int:
             if len(v) > arg and len(v) - _surrogate_pairs(v) > arg:
-                return PROPERTY, "%s: longer than %d" % (path, arg)
+                return PROPERTY, ": longer than %d" % arg
         elif v not in arg:
             allowed = "|".join(arg)
-            return PROPERTY, path + ": not " + (allowed if len(allowed) <= 60 else
-                                                "an allowed value")
+            return PROPERTY, ": not " + (allowed if len(allowed) <= 60 else "an allowed value")
     elif kind == _DATE:
         if not is_datetime(v):
-            return TYPE, path + ": not an RFC 3339 date-time with a time zone"
+            return TYPE, ": not an RFC 3339 date-time with a time zone"
     elif kind == _NUM:
         if arg is not None and not _multiple(v, arg):
-            return PROPERTY, "%s: not a multiple of %s" % (path, arg)
+            return PROPERTY, ": not a multiple of %s" % arg
     elif kind == _OBJ:
-        return _object(arg, v, path + ".", max_items)
+        return _object(arg, v, max_items)
     elif kind == _ARR:
         lo, hi, item_code, item_arg = arg
         n = len(v)
         if n > (hi or max_items):
-            return OCCURRENCE, "%s: more than %d items" % (path, hi or max_items)
+            return OCCURRENCE, ": more than %d items" % (hi or max_items)
         if n < lo:
-            return OCCURRENCE, "%s: fewer than %d items" % (path, lo)
-        for i in range(n):
-            bad = _value(item_code, item_arg, v[i], "%s[%d]" % (path, i), max_items)
+            return OCCURRENCE, ": fewer than %d items" % lo
+        i = 0
+        while i < n:
+            bad = _value(item_code, item_arg, v[i], max_items)
             if bad is not None:
-                return bad
+                return bad[0], "[%d]%s" % (i, bad[1])
+            i += 1
     return None
 
 
