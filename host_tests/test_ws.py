@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -41,6 +42,40 @@ BAD_UPGRADES = {
     "/badaccept": "Sec-WebSocket-Accept",
     "/404": "HTTP 404",
 }
+
+
+def seen(servers, path, key="close_code"):
+    """What the server saw on `path`, once it has recorded `key` (its handler runs in the
+    servers' thread and may finish just after the client did)."""
+    for _ in range(200):
+        rec = servers.seen.get(path, {})
+        if key in rec:
+            return rec
+        time.sleep(0.05)
+    return servers.seen.get(path, {})
+
+
+def _valid_utf8(b):
+    try:
+        b.decode("utf-8")  # CPython's decoder is strict (RFC 3629)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def utf8_vectors():
+    """Every 2-byte sequence that is not plain ASCII, and 3- and 4-byte sequences at the
+    edges of each lead byte's ranges (overlongs, surrogates, above U+10FFFF, truncated)."""
+    out = [bytes((a, b)) for a in range(256) for b in range(256) if a > 0x7F or b > 0x7F]
+    edges = (0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF)
+    for lead in range(0xE0, 0x100):
+        for b1 in edges:
+            for b2 in edges:
+                out.append(bytes((lead, b1, b2)))
+                out.append(bytes((0x41, lead, b1, b2, 0x80)))
+                out.append(bytes((lead, b1, b2, 0x80)))
+                out.append(bytes((lead, b1, b2, 0x80, 0x80)))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +109,12 @@ def mpy_run(servers, tls, tmp_path_factory):
                other_ca_pem=tls["other_ca_pem"], closed_port=closed_port,
                peer_paths=sorted(set(ws_peer.PEER_PATHS) - {"/stall"}),
                bad_upgrades=sorted(ws_peer.BAD_UPGRADES))
-    path = str(tmp_path_factory.mktemp("wscfg") / "cfg.json")
+    d = tmp_path_factory.mktemp("wscfg")
+    cfg["utf8_vectors"] = str(d / "utf8.txt")
+    with open(cfg["utf8_vectors"], "w") as f:
+        for v in utf8_vectors():
+            f.write("%s %d\n" % (v.hex(), _valid_utf8(v)))
+    path = str(d / "cfg.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
     env = dict(os.environ, MICROPYPATH=mpy_dir + os.pathsep + ".frozen")
@@ -102,16 +142,16 @@ def test_echo_of_short_long_and_utf8_texts(mpy_run, servers):
     res = mpy_run[0]["echo"]
     assert res["echoed"] == [True] * 7, res  # 5, 126, 1000, 65535 bytes, UTF-8, 10000, empty
     assert res["protocol"] == "ocpp1.6" and res["closed"]
-    seen = servers.seen["/echo/CP01"]
-    assert seen["messages"] == ["hello", 126, 1000, 65535, "Gr\u00fc\u00dfe \u20ac \U0001f600",
+    rec = seen(servers, "/echo/CP01")
+    assert rec["messages"] == ["hello", 126, 1000, 65535, "Gr\u00fc\u00dfe \u20ac \U0001f600",
                                 5000, ""]
-    assert seen["subprotocol"] == "ocpp1.6"
-    assert seen["close_code"] == 1000  # the client's close handshake
+    assert rec["subprotocol"] == "ocpp1.6"
+    assert rec["close_code"] == 1000  # the client's close handshake
 
 
 def test_every_client_frame_is_masked(mpy_run, servers):
     assert mpy_run[0]
-    assert all(rec["unmasked"] == 0 for rec in servers.seen.values())
+    assert all(rec["unmasked"] == 0 for rec in list(servers.seen.values()))
     raw = servers.seen["/pong"]["headers"]
     assert raw["sec-websocket-version"] == "13"
     assert raw["host"] == "127.0.0.1:%d" % servers.ports["raw"]
@@ -131,7 +171,7 @@ def test_fragmented_server_message_is_assembled(mpy_run):
 
 def test_utf8_split_across_fragments_with_a_ping_between(mpy_run, servers):
     assert mpy_run[0]["peer/utf8split"]["text"] == "price \u20ac ok"
-    assert servers.seen["/utf8split"]["pongs"] == [b"mid"]
+    assert seen(servers, "/utf8split")["pongs"] == [b"mid"]
 
 
 def test_server_close_raises_wsclosed_with_its_code(mpy_run, servers):
@@ -139,25 +179,25 @@ def test_server_close_raises_wsclosed_with_its_code(mpy_run, servers):
     assert res["exc"] == "WsClosed" and res["code"] == 4001, res
     assert res["reason"] == "bye from server" and res["closed"]
     assert res["send_after"] == 4001  # send() on a closed link raises WsClosed
-    assert servers.seen["/close4001/CP01"]["close_code"] == 4001  # the client echoed it
+    assert seen(servers, "/close4001/CP01")["close_code"] == 4001  # the client echoed it
 
 
 def test_empty_close_frame_gives_1005_and_an_empty_answer(mpy_run, servers):
     res = mpy_run[0]["peer/closeempty"]
     assert res["exc"] == "WsClosed" and res["code"] == 1005, res
-    assert servers.seen["/closeempty"]["close_code"] is None  # answered without a code
+    assert seen(servers, "/closeempty")["close_code"] is None  # answered without a code
 
 
 def test_close_from_another_task_ends_the_readers_recv(mpy_run, servers):
     assert mpy_run[0]["close_with_reader"] == {"reader": 1000, "closed": True}
-    seen = servers.seen["/echo/closing"]
-    assert seen["close_code"] == 1000 and seen["close_reason"] == "done"
+    rec = seen(servers, "/echo/closing")
+    assert rec["close_code"] == 1000 and rec["close_reason"] == "done"
 
 
 def test_basic_auth(mpy_run, servers):
     ok = mpy_run[0]["auth_ok"]
     assert ok["echoed"] == [True], ok
-    assert servers.seen["/auth/ok"]["close_code"] == 1000
+    assert seen(servers, "/auth/ok")["close_code"] == 1000
     bad = mpy_run[0]["auth_bad"]
     assert bad["exc"] == "WsError" and "401" in bad["msg"] and "unauthorised" in bad["msg"]
     assert servers.seen["/auth/bad"]["rejected"]
@@ -187,7 +227,7 @@ def test_protocol_error_closes_with_the_right_code(mpy_run, servers, path):
     res = mpy_run[0]["peer" + path]
     assert res["exc"] == "WsClosed" and res["code"] == code, res
     assert res["closed"] and res["send_after"] == code, res
-    assert servers.seen[path].get("close_code") == code, servers.seen[path]
+    assert seen(servers, path).get("close_code") == code, servers.seen[path]
 
 
 def test_every_raw_path_is_checked():
@@ -211,12 +251,12 @@ def test_bad_upgrade_answer_fails_the_connect(mpy_run, path):
 def test_recv_cancelled_mid_frame_resumes_intact(mpy_run, servers):
     res = mpy_run[0]["stall"]
     assert res == {"cancels": 2, "text": "stalled message", "text2": "echo after stall"}
-    assert servers.seen["/stall"]["close_code"] == 1000
+    assert seen(servers, "/stall")["close_code"] == 1000
 
 
 def test_concurrent_senders_never_interleave_frames(mpy_run, servers):
     assert mpy_run[0]["concurrent"] == {"sent": 45, "same": True}
-    assert servers.seen["/echo/concurrent"]["close_code"] == 1000
+    assert seen(servers, "/echo/concurrent")["close_code"] == 1000
 
 
 @pytest.mark.parametrize("name,words", [
@@ -226,6 +266,17 @@ def test_concurrent_senders_never_interleave_frames(mpy_run, servers):
 def test_connect_failures_name_the_cause(mpy_run, name, words):
     res = mpy_run[0][name]
     assert res["exc"] == "WsError" and words in res["msg"], res
+
+
+def test_utf8_check_agrees_with_a_strict_decoder(mpy_run):
+    res = mpy_run[0]["utf8_vectors"]
+    assert res["n"] == len(utf8_vectors()) and res["bad"] == 0, res
+
+
+def test_the_network_managers_opener_is_used_with_tls_arguments(mpy_run, servers):
+    res = mpy_run[0]["custom_opener"]
+    assert res["echoed"] == [True], res
+    assert res["calls"] == [["127.0.0.1", servers.ports["wss"], True, "127.0.0.1"]]
 
 
 def test_heap_of_an_open_connection(mpy_run):
@@ -255,7 +306,7 @@ def test_cpython_echo_over_wss_and_close(servers, tls):
         return text, c.closed
 
     assert _cpython(run()) == ("\u00fcber " * 100, True)
-    assert servers.seen["/echo/cpython"]["close_code"] == 1000
+    assert seen(servers, "/echo/cpython")["close_code"] == 1000
 
 
 def test_cpython_masked_server_frame(servers):
@@ -267,13 +318,43 @@ def test_cpython_masked_server_frame(servers):
 
     servers.seen.pop("/masked", None)
     assert _cpython(run()) == 1002
-    assert servers.seen["/masked"]["close_code"] == 1002
+    assert seen(servers, "/masked")["close_code"] == 1002
 
 
 def test_cpython_wrong_host_is_a_tls_error(servers, tls):
     url = "wss://127.0.0.1:%d/x" % servers.ports["wss_wrong"]
     with pytest.raises(ws.WsError, match="TLS"):
         _cpython(ws.connect(url, cadata=tls["ca_der"]))
+
+
+def test_cpython_dns_failure_is_named():
+    async def opener(host, port, ssl=None, server_hostname=None):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    with pytest.raises(ws.WsError, match=r"cannot resolve .*csms.invalid.*DNS"):
+        _cpython(ws.connect("ws://csms.invalid/ocpp/CP01", open_connection=opener))
+
+
+def test_cpython_user_with_a_colon_is_refused_before_connecting():
+    calls = []
+
+    async def opener(*a, **kw):
+        calls.append(a)
+        raise AssertionError("must not connect")
+
+    with pytest.raises(ws.WsError, match="must not contain ':'"):
+        _cpython(ws.connect("ws://h/x", user="CP:01", password="p", open_connection=opener))
+    assert calls == []
+
+
+def test_close_reason_is_cut_between_characters():
+    from firmware.ocpp.wsframe import _close_payload
+
+    p = _close_payload(1001, "\u20ac" * 60)  # 180 bytes of 3-byte characters
+    assert len(p) == 2 + 123 and p[:2] == b"\x03\xe9"
+    assert p[2:].decode() == "\u20ac" * 41
+    p = _close_payload(1000, "a" + "\u00e4" * 70)
+    assert len(p) == 2 + 123 and p[2:].decode() == "a" + "\u00e4" * 61
 
 
 @pytest.mark.parametrize("url,tls_,host,port,auth,path", [

@@ -44,9 +44,10 @@ def parse_url(url):
     port = "443" if tls else "80"
     if auth.startswith("["):  # IPv6 literal
         j = auth.find("]")
-        host, tail = auth[1:j], auth[j + 1:] if j > 0 else ""
+        tail = auth[j + 1:]
         if j < 0 or (tail and not tail.startswith(":")):
             raise WsError("bad URL %r: bad [IPv6] host" % url)
+        host = auth[1:j]
         if tail:
             port = tail[1:]
     else:
@@ -108,23 +109,25 @@ def _tls_context(cadata):
     return ctx
 
 
-def _net_error(e, where, tls, in_tls):
-    """A WsError that names the cause of a failed connect."""
+def _net_error(e, where, tls, phase):
+    """A WsError that names the cause of a failed connect. phase: 0 opening the connection,
+    1 the upgrade before an answer byte (MicroPython's TLS handshake runs here), 2 after."""
     if isinstance(e, WsError):
         return e
     if isinstance(e, asyncio.TimeoutError):
         return WsError("connect to %s timed out" % where)
-    en = getattr(e, "errno", None)
-    if en == 111 or type(e).__name__ == "ConnectionRefusedError":  # ECONNREFUSED
+    name, text, en = type(e).__name__, str(e), getattr(e, "errno", None)
+    if en == 111 or name == "ConnectionRefusedError":  # ECONNREFUSED
         return WsError("connect to %s refused: nothing listening there" % where)
-    name = type(e).__name__
-    if tls and in_tls and (isinstance(e, ValueError) or "SSL" in name or "ssl" in str(e)
-                           or "TLS" in str(e) or (isinstance(en, int) and en < 0)):
+    if phase == 0 and (name == "gaierror" or "addrinfo" in text):
+        return WsError("cannot resolve the host name of %s (DNS): %s" % (where, text))
+    if tls and phase < 2 and (isinstance(e, ValueError) or "SSL" in name
+                              or (isinstance(en, int) and en < 0)):  # mbedTLS codes are < 0
         return WsError("TLS handshake with %s failed (CA or host name not trusted?): %s"
-                       % (where, e))
+                       % (where, text.strip()))
     if isinstance(e, EOFError):
         return WsError("%s closed the connection during the WebSocket upgrade" % where)
-    return WsError("connect to %s failed: %s %s" % (where, name, e))
+    return WsError("connect to %s failed: %s %s" % (where, name, text))
 
 
 async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None,
@@ -133,6 +136,7 @@ async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None
     tls, host, port, auth, path = parse_url(url)
     where = "%s:%d" % (host, port)
     ctx = _tls_context(cadata) if tls else None
+    authz = None if user is None else _basic(user, password)
     opener = open_connection or asyncio.open_connection
     deadline = ticks_add(ticks_ms(), timeout_ms)
     try:
@@ -141,21 +145,20 @@ async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None
         else:
             r, w = await _wait_ms(opener(host, port), timeout_ms)
     except Exception as e:  # DNS, refused, unreachable; TLS too where the opener does it
-        raise _net_error(e, where, tls, True)
+        raise _net_error(e, where, tls, 0)
     ws = WebSocket(r, w, max_frame)
     try:
         left = max(1, ticks_diff(deadline, ticks_ms()))
-        ws.protocol = await _wait_ms(_upgrade(ws, auth, path, protocol, user, password), left)
+        ws.protocol = await _wait_ms(_upgrade(ws, auth, path, protocol, authz), left)
     except BaseException as e:
         await ws._shutdown()
         if isinstance(e, Exception):
-            raise _net_error(e, where, tls, not ws._rx_any)
+            raise _net_error(e, where, tls, 2 if ws._rx_any else 1)
         raise
     return ws
 
 
-
-async def _upgrade(conn, auth, path, protocol, user, password):
+async def _upgrade(conn, auth, path, protocol, authz):
     """The HTTP upgrade (RFC 6455 section 4.1) on an open stream; the protocol chosen."""
     key = binascii.b2a_base64(urandom(16))[:-1]
     req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -163,8 +166,8 @@ async def _upgrade(conn, auth, path, protocol, user, password):
            % (path, auth, key.decode()))
     if protocol:
         req += "Sec-WebSocket-Protocol: %s\r\n" % protocol
-    if user is not None:
-        req += "Authorization: %s\r\n" % _basic(user, password)
+    if authz:
+        req += "Authorization: %s\r\n" % authz
     conn._w.write((req + "\r\n").encode())
     await conn._w.drain()
     line = await _line(conn, 0)

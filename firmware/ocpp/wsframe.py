@@ -30,6 +30,7 @@ except ImportError:  # a port without os.urandom
     def urandom(n):
         return bytes(random.getrandbits(8) for _ in range(n))
 
+
 _OP_CONT = const(0)
 _OP_TEXT = const(1)
 _OP_BINARY = const(2)
@@ -97,8 +98,14 @@ def _valid_close_code(c):
 
 
 def _close_payload(code, reason):
-    r = reason.encode()[:123] if reason else b""
-    return bytearray(struct.pack("!H", code) + r)
+    r = reason.encode() if reason else b""
+    n = len(r)
+    if n > 123:  # a close frame holds 125 bytes; cut the reason between two characters
+        n = 123
+        while r[n] & 0xC0 == 0x80:
+            n -= 1
+    return bytearray(struct.pack("!H", code) + r[:n])
+
 
 class WebSocket:
     """An open client connection; made by connect()."""
@@ -131,6 +138,7 @@ class WebSocket:
         self.closed = False
         self.code = None
         self.reason = ""
+
     # -- receiving -----------------------------------------------------------------------
 
     async def recv(self):
