@@ -452,3 +452,22 @@ def test_boards_give_their_network_object(monkeypatch):
     assert Stm32Board.net(Stm32Board.__new__(Stm32Board), {"ssid": "garage"}) is None
     for mod in ("boards.esp32_wallbox.board", "boards.stm32_wallbox.board"):
         sys.modules.pop(mod, None)
+
+
+@pytest.mark.sim
+def test_sim_net_command_cuts_the_link_while_charging_goes_on():
+    from simrig import charge, start, status
+
+    with start() as sim:
+        n = charge(sim)
+        sim.do("net", state="down")
+        assert sim.wait_for({"k": "net"}, 5, since=n)["state"] == "down"
+        sim.wait_for({"k": "log", "msg": "network: sim link lost"}, 5, since=n)
+        m = len(sim.obs)
+        sim.send({"do": "net", "state": "sideways"})  # past the host-side check
+        err = sim.wait_for({"k": "error"}, 5, since=m)
+        assert "net state must be up or down, got 'sideways'" in err["msg"]
+        sim.do("net", state="up")
+        sim.wait_for({"k": "log", "msg": "network: sim up, address 127.0.0.1"}, 5, since=m)
+        assert not any(status(s)(o) for o in sim.obs[n:] for s in ("Faulted", "SuspendedEVSE"))
+        assert sim.state()["status"] == "Charging"

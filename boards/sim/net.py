@@ -96,6 +96,7 @@ class SimNet(Net):
         super().__init__(section, log=log, **kw)
         self.state = "up"
         self._conns = []  # what open() handed out and has not seen closed
+        self.isup()  # the link starts up: a later "down" is a link lost
 
     def set_state(self, state):
         """"up" or "down" (the link is lost: every open connection is closed at once)."""
