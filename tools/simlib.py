@@ -398,6 +398,24 @@ def reported_faults(obs):
     return out
 
 
+def metered(obs):
+    """A line per meter role from its last reading: the firmware's energy register (what
+    OCPP will report) beside the world's energy above, its errors and any fault."""
+    last = {}
+    faults = {}
+    for o in obs:
+        if o.get("k") == "reading":
+            last[o["role"]] = o
+            if o.get("fault") and o["fault"] not in faults.setdefault(o["role"], []):
+                faults[o["role"]].append(o["fault"])
+    out = []
+    for role, o in last.items():
+        seen = faults.get(role)
+        out.append("  metered %-7s %d Wh (meter errors %d%s)" % (
+            role, o["wh"], o["errors"], "; faults: " + ", ".join(seen) if seen else ""))
+    return out
+
+
 def summary(obs):
     statuses = []
     injected = []
@@ -419,6 +437,7 @@ def summary(obs):
         "session summary",
         "  duration        %.1f s" % (end.get("ms", 0) / 1000),
         "  energy          %.1f Wh" % end.get("energy_wh", 0),
+    ] + metered(obs) + [
         "  statuses        %s" % " -> ".join(statuses),
         "  max offer       %.1f A" % (max_offer / 10),
         "  contactor       closed %d time(s)" % closes,
