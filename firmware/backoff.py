@@ -60,13 +60,3 @@ class Backoff:
         """Back to first_ms (after a success)."""
         self._base = self.first_ms
         self.count = 0
-
-    def bounds(self, n):
-        """(low, high) of the wait number n (0-based): what next_ms() can return."""
-        base = self.first_ms
-        for _ in range(n):
-            if base >= self.max_ms:
-                break
-            base = min(base * 2, self.max_ms)
-        spread = base * self._jit // _ONE
-        return base - spread, base + spread
