@@ -2,15 +2,13 @@
 # or a Wiegand reader on two pin interrupts) calls present(uid) with the card's UID; the OCPP
 # charge point takes it. present() stores into a small preallocated ring and sets a
 # ThreadSafeFlag, so it may be called from a soft interrupt or another thread (the
-# simulator's control channel). A card held on the reader is reported once per REPEAT_MS.
+# simulator's control channel). A reader that reports a card continuously while it is held
+# reports it here once per presentation (that is the driver's business).
 import asyncio
 
 from micropython import const
 
-from firmware.ticks import ticks_diff, ticks_ms
-
 _SLOTS = const(4)
-REPEAT_MS = const(2000)
 MAX_LEN = const(20)  # an OCPP 1.6 idTag
 
 
@@ -20,8 +18,6 @@ class CardReader:
         self._head = 0
         self._tail = 0
         self.flag = asyncio.ThreadSafeFlag()
-        self._last = None
-        self._last_ms = 0
         self.refused = 0
 
     def present(self, uid):
@@ -29,10 +25,6 @@ class CardReader:
         if type(uid) is not str or not 0 < len(uid) <= MAX_LEN:
             self.refused += 1
             return False
-        now = ticks_ms()
-        if uid == self._last and ticks_diff(now, self._last_ms) < REPEAT_MS:
-            return False  # still held on the reader
-        self._last, self._last_ms = uid, now
         nxt = (self._head + 1) % _SLOTS
         if nxt == self._tail:
             self.refused += 1  # nobody is taking cards: drop the newest

@@ -77,7 +77,7 @@ class ChargePoint:
         if wall is not None:  # a battery RTC or the simulator's host clock
             self.clock.set(wall(), time.ticks_ms())
         self.rpc = rpc.Rpc(self._send, remote.handlers(self), log,
-                           seed=time.ticks_cpu() if hasattr(time, "ticks_cpu") else 1)
+                           seed=int.from_bytes(os.urandom(3), "big"))
         cadata = None
         if section.get("ca"):
             with open(section["ca"], "rb") as f:
