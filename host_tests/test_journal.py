@@ -402,8 +402,8 @@ def test_kill_9_of_a_micropython_process_loses_nothing_reported(tmp_path):
     path = str(tmp_path / "ocpp.jnl")
     rng = random.Random(1)
     pushed, acked = [], set()
-    torn = 0
-    for _ in range(20):
+    torn, rounds = 0, 12
+    for _ in range(rounds):
         p = subprocess.Popen([simlib.micropython_exe(), str(script), path], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(rng.randrange(5, 400)):
@@ -430,4 +430,4 @@ def test_kill_9_of_a_micropython_process_loses_nothing_reported(tmp_path):
             acked.add(missing[0])
         pushed.extend(extra)
     assert len(pushed) > 100 and len(acked) > 30
-    print("kill -9: %d rounds, %d pushes, %d with a torn tail" % (20, len(pushed), torn))
+    print("kill -9: %d rounds, %d pushes, %d with a torn tail" % (rounds, len(pushed), torn))

@@ -173,7 +173,7 @@ class _Store:
                         raise AuthListError("more than %d entries" % self.max_entries)
                     c = _crc(rec, c)
                     g.write(rec)
-            except AuthListError:
+            except (AuthListError, OSError):
                 if hasattr(items, "close"):
                     items.close()  # closes the old file it was reading
                 g.close()
@@ -199,33 +199,33 @@ class _Store:
         del self.errors[:]
 
     def _merge(self, changes, drop=None):
-        """The old records merged with changes: a key-sorted list of (key, packed record or
-        None to remove); the record with key `drop` is left out."""
-        i = 0
-        m = len(changes)
+        """The old records merged with changes (an iterator of (key, record or None to
+        remove) in key order); the old record with key `drop` is left out."""
+        cur = next(changes, None)
         for rec in self._records():
             k = bytes(rec[:_TAG]).rstrip(b"\0")
-            while i < m and changes[i][0] < k:
-                if changes[i][1] is not None:
-                    yield changes[i][1]
-                i += 1
-            if i < m and changes[i][0] == k:
-                if changes[i][1] is not None:
-                    yield changes[i][1]
-                i += 1
+            while cur is not None and cur[0] < k:
+                if cur[1] is not None:
+                    yield cur[1]
+                cur = next(changes, None)
+            if cur is not None and cur[0] == k:
+                if cur[1] is not None:
+                    yield cur[1]
+                cur = next(changes, None)
             elif k != drop:
                 yield rec
-        while i < m:
-            if changes[i][1] is not None:
-                yield changes[i][1]
-            i += 1
+        while cur is not None:
+            if cur[1] is not None:
+                yield cur[1]
+            cur = next(changes, None)
 
     def clear(self):
         self._write(0, iter(()))
 
 
-def _pack(key, info, stamp=0):
-    """A packed record, or AuthListError naming what is wrong with info."""
+def _pack(key, info, stamp=0, rec=None):
+    """The record of key and info (into rec if given), or AuthListError naming what is wrong
+    with info."""
     if not isinstance(info, (tuple, list)) or len(info) != 3:
         raise AuthListError("idTagInfo of %s is not (status, expiry, parent)" % key)
     status, expiry, parent = info
@@ -235,28 +235,35 @@ def _pack(key, info, stamp=0):
         raise AuthListError("bad expiry %r for %s" % (expiry, key))
     if parent is not None and _key(parent) is None:
         raise AuthListError("bad parentIdTag for %s" % key)
-    rec = bytearray(_REC)
+    if rec is None:
+        rec = bytearray(_REC)
     struct.pack_into(_FMT, rec, 0, key, (parent or "").encode(), STATUSES.index(status),
                      expiry or 0, stamp)
     return rec
 
 
-def _changes(entries, allow_remove):
-    out = []
+def _sort_key(e):
+    return e[0].upper()
+
+
+def _changes(entries, allow_remove, buf):
+    """Checks entries, sorts them in place by idTag and yields (key, record in buf or None)
+    one at a time: a big update is never packed into RAM as a whole."""
     for e in entries:
         if not isinstance(e, (tuple, list)) or len(e) != 2:
             raise AuthListError("entry %r is not (idTag, info)" % (e,))
-        key = _key(e[0])
-        if key is None:
+        if _key(e[0]) is None:
             raise AuthListError("bad idTag %r" % (e[0],))
         if e[1] is None and not allow_remove:
             raise AuthListError("%s without idTagInfo in a full update" % e[0])
-        out.append((key, None if e[1] is None else _pack(key, e[1])))
-    out.sort(key=lambda x: x[0])
-    for i in range(1, len(out)):
-        if out[i][0] == out[i - 1][0]:
-            raise AuthListError("idTag %s twice" % out[i][0].decode())
-    return out
+    entries.sort(key=_sort_key)
+    prev = None
+    for e in entries:
+        key = _key(e[0])
+        if key == prev:
+            raise AuthListError("idTag %s twice" % e[0])
+        prev = key
+        yield key, None if e[1] is None else _pack(key, e[1], 0, buf)
 
 
 class LocalList(_Store):
@@ -273,10 +280,13 @@ class LocalList(_Store):
         if not full and version <= self.version:
             return "VersionMismatch"
         try:
-            ch = _changes(entries, not full)
+            if not isinstance(entries, list):
+                raise AuthListError("entries is not a list")
+            ch = _changes(entries, not full, bytearray(_REC))
             if full:
-                if len(ch) > self.max_entries:
-                    raise AuthListError("%d entries, at most %d" % (len(ch), self.max_entries))
+                if len(entries) > self.max_entries:
+                    raise AuthListError("%d entries, at most %d"
+                                        % (len(entries), self.max_entries))
                 self._write(version, (r for _, r in ch))
             else:
                 self._write(version, self._merge(ch))
@@ -306,4 +316,4 @@ class AuthCache(_Store):
                 t = struct.unpack_from("<I", r, 48)[0]
                 if oldest is None or t < oldest:
                     oldest, drop = t, bytes(r[:_TAG]).rstrip(b"\0")
-        self._write(0, self._merge([(key, rec)], drop))
+        self._write(0, self._merge(iter(((key, rec),)), drop))
