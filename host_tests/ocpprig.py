@@ -99,6 +99,8 @@ def report(sim, csms):
         yield
     except BaseException:
         print("\n".join("LOG " + m for m in logs(sim)[-60:]))
+        print([(x.get("status"), x.get("offer_da"), x.get("reason")) for x in sim.obs
+               if x.get("k") == "state"][-12:])
         print("\n".join("%s %s" % (f["dir"], f["text"][:200]) for f in csms.frames[-40:]))
         raise
 

@@ -283,3 +283,175 @@ def test_reservation_use_cancel_expire_and_rejections(csms):
                                         "expiryDate": soon.strftime("%Y-%m-%dT%H:%M:%SZ")})
         assert r == {"status": "Accepted"}
         o.wait_log(sim, "reservation 4 expired", timeout=10)
+
+
+def test_connection_loss_during_a_transaction_delivers_in_order(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        o.configure(csms, "MeterValueSampleInterval", 1)
+        tx = _charging(sim, csms)
+        sim.do("net", state="down")
+        o.wait_log(sim, "link down")
+        o.sleep(3)  # meter values go to the journal meanwhile
+        sim.do("unplug")
+        o.wait_log(sim, "stopped (EVDisconnected)")
+        n = len(csms.frames)
+        sim.do("net", state="up")
+        tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
+        sent = [f["text"] for f in csms.frames[n:] if f["dir"] == "in"]
+        order = [a for t in sent for a in ("MeterValues", "StopTransaction", "StatusNotification")
+                 if '"%s"' % a in t]
+        # queued transaction messages first (in order), then the status that changed offline
+        assert "StopTransaction" in order
+        stop_at = order.index("StopTransaction")
+        assert "MeterValues" in order[:stop_at], order
+        assert "StatusNotification" not in order[:stop_at], order
+        assert tx["stop"]["meterStop"] >= tx["meterStart"]
+
+
+def test_offline_start_with_local_list_and_unknown_id(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        r = o.call(csms, "SendLocalList", {"listVersion": 1, "updateType": "Full",
+                                           "localAuthorizationList": [
+                                               {"idTag": "LOCAL1", "idTagInfo": {
+                                                   "status": "Accepted"}},
+                                               {"idTag": "BLOCKED", "idTagInfo": {
+                                                   "status": "Blocked"}}]})
+        assert r == {"status": "Accepted"}
+        assert o.call(csms, "GetLocalListVersion", {}) == {"listVersion": 1}
+        sim.do("net", state="down")
+        o.wait_log(sim, "link down")
+        sim.do("plug", cable_a=32)
+        sim.do("card", uid="BLOCKED")
+        o.wait_log(sim, "BLOCKED not accepted")
+        sim.do("card", uid="UNKNOWN9")
+        o.wait_log(sim, "UNKNOWN9 not accepted")
+        sim.do("card", uid="local1")  # idTags are case-insensitive
+        o.wait_log(sim, "transaction -1 started for local1")
+        sim.do("card", uid="local1")
+        o.wait_log(sim, "stopped (Local)")
+        sim.do("unplug")
+        sim.do("net", state="up")
+        tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
+        assert tx["idTag"] == "local1" and tx["stop"]["reason"] == "Local"
+
+
+def test_offline_unknown_id_allowed_then_deauthorised_by_the_csms():
+    with CsmsThread(tags={"GOOD": "Accepted"}) as csms:
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            o.booted(csms)
+            o.configure(csms, "AllowOfflineTxForUnknownId", "true")
+            o.configure(csms, "StopTransactionOnInvalidId", "true")
+            sim.do("net", state="down")
+            o.wait_log(sim, "link down")
+            sim.do("plug", cable_a=32)
+            sim.do("card", uid="STRANGER")
+            o.wait_log(sim, "started for STRANGER")
+            sim.do("net", state="up")
+            tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
+            assert tx["stop"]["reason"] == "DeAuthorized"
+        o.no_violations(csms)
+
+
+def test_local_list_differential_version_mismatch_and_too_long(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        full = {"listVersion": 5, "updateType": "Full", "localAuthorizationList": [
+            {"idTag": "T%04d" % i, "idTagInfo": {"status": "Accepted"}} for i in range(50)]}
+        assert o.call(csms, "SendLocalList", full) == {"status": "Accepted"}
+        diff = {"listVersion": 5, "updateType": "Differential", "localAuthorizationList": [
+            {"idTag": "T0001"}]}
+        assert o.call(csms, "SendLocalList", diff) == {"status": "VersionMismatch"}
+        diff["listVersion"] = 6
+        assert o.call(csms, "SendLocalList", diff) == {"status": "Accepted"}
+        assert o.call(csms, "GetLocalListVersion", {}) == {"listVersion": 6}
+        r = o.call(csms, "GetConfiguration", {"key": ["SendLocalListMaxLength"]})
+        n = int(r["configurationKey"][0]["value"])
+        big = {"listVersion": 7, "updateType": "Full", "localAuthorizationList": [
+            {"idTag": "U%05d" % i, "idTagInfo": {"status": "Accepted"}} for i in range(n + 1)]}
+        r = o.call(csms, "SendLocalList", big)
+        assert r in ({"status": "Failed"},) or r[0] == "OccurrenceConstraintViolation", r
+        assert o.call(csms, "GetLocalListVersion", {}) == {"listVersion": 6}
+
+
+def test_power_cut_during_a_transaction_ends_it_with_power_loss(csms, tmp_path):
+    d = o.state_dir(tmp_path)
+    sim = o.start_sim(csms, state_dir=d).start()
+    with o.report(sim, csms):
+        o.booted(csms)
+        tx = _charging(sim, csms)
+        o.sleep(1)
+        sim.send({"do": "powercut"})  # no ack: the process is gone
+        sim.wait_for({"k": "closed"}, 10)
+    sim.proc.wait(10)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
+        assert tx["stop"]["reason"] == "PowerLoss"
+        assert tx["stop"]["meterStop"] >= tx["meterStart"]
+        assert tx["start_frames"] == 1 and tx["stop_frames"] == 1
+
+
+def _offer(sim, da, timeout=15):
+    n = len(sim.obs)
+    st = sim.state()
+    if st is not None and st.get("offer_da") == da:
+        return
+    sim.wait_for(lambda x: x.get("k") == "state" and x.get("offer_da") == da, timeout, since=n)
+
+
+def test_tx_default_profile_lowers_the_offer_and_clear_restores_it(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        prof = {"chargingProfileId": 1, "stackLevel": 0,
+                "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+                "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "limit": 10.0}]}}
+        assert o.call(csms, "SetChargingProfile", {"connectorId": 1,
+                                                   "csChargingProfiles": prof}) == {
+            "status": "Accepted"}
+        _charging(sim, csms)
+        _offer(sim, 100)
+        r = o.call(csms, "GetCompositeSchedule", {"connectorId": 1, "duration": 600})
+        assert r["status"] == "Accepted"
+        assert r["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 10.0
+        # a TxProfile on top, for this transaction: 8 A
+        tid = list(csms.transactions.values())[-1]["id"]
+        txp = dict(prof, chargingProfileId=2, chargingProfilePurpose="TxProfile",
+                   transactionId=tid, chargingSchedule={"chargingRateUnit": "A",
+                                                        "chargingSchedulePeriod": [
+                                                            {"startPeriod": 0, "limit": 8.0}]})
+        assert o.call(csms, "SetChargingProfile", {"connectorId": 1,
+                                                   "csChargingProfiles": txp}) == {
+            "status": "Accepted"}
+        _offer(sim, 80)
+        assert o.call(csms, "ClearChargingProfile", {"id": 2}) == {"status": "Accepted"}
+        assert o.call(csms, "ClearChargingProfile", {"id": 99}) == {"status": "Unknown"}
+        _offer(sim, 100)
+        assert o.call(csms, "ClearChargingProfile", {}) == {"status": "Accepted"}
+        # back to the installer's max_current_a (16 A), never the 32 A rating: OCPP's
+        # "no profile" limit cannot lift the offer above the configured maximum
+        _offer(sim, 160)
+        o.sleep(6)
+        assert sim.state()["offer_da"] == 160
+
+
+def test_tx_profile_without_a_transaction_is_rejected(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        prof = {"chargingProfileId": 3, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Relative", "chargingSchedule": {
+                    "chargingRateUnit": "A", "chargingSchedulePeriod": [
+                        {"startPeriod": 0, "limit": 6.0}]}}
+        assert o.call(csms, "SetChargingProfile", {"connectorId": 1,
+                                                   "csChargingProfiles": prof}) == {
+            "status": "Rejected"}
+
+
+def test_fault_is_reported_with_the_sessions_error_code(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        _charging(sim, csms)
+        sim.do("fault", name="rcm_trip")
+        csms.wait_for(lambda: any(p["status"] == "Faulted" and p["errorCode"] ==
+                                  "GroundFailure" for cp, p in list(csms.statuses)), 15)

@@ -26,7 +26,12 @@ class ChargeController:
         self.board = board
         self.cfg = cfg
         self.events = events
+        # The installer's max_current_a is part of the ceiling, not only the first limit
+        # input: set_limit (OCPP, the limit loop) replaces the limit, and must never lift
+        # the offer above what the installer configured.
         rating = (cfg.rating_a or 6) * 10
+        if cfg.limit_da >= 60:
+            rating = min(rating, cfg.limit_da)
         self.session = Session(
             rating,
             ventilation=cfg.ventilation,

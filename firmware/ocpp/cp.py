@@ -106,8 +106,9 @@ class ChargePoint:
         self.last_error = None
 
     def _password(self):
-        k = self.keys.get("AuthorizationKey") if hasattr(self.keys, "get") else ""
-        return k or self.section.get("password") or None
+        """The Basic-auth password: the AuthorizationKey the CSMS set (hex-decoded bytes),
+        else the installer's config password."""
+        return self.keys.secret() or self.section.get("password") or None
 
     def tasks(self):
         return [("ocpp-link", self.link.run), ("ocpp", self.run),
@@ -232,6 +233,7 @@ class ChargePoint:
             amps = self.cfg.rating_a or 0
         if (amps, reason) != self._reason:
             self._reason = (amps, reason)
+            self.log("ocpp: limit %s A (%s)" % (amps, reason))
             try:
                 self.ctl.set_limit(amps, reason)
             except ValueError as e:

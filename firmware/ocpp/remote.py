@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from firmware.ocpp import clock
+from firmware.ocpp.keys import KeysError
 from firmware.ocpp.rpc import RpcError
 
 _UNLOCK_WAIT_MS = 2500
@@ -77,7 +78,10 @@ def change_configuration(cp, p):
 
 
 def get_configuration(cp, p):
-    known, unknown = cp.keys.configuration(p.get("key"))
+    try:
+        known, unknown = cp.keys.configuration(p.get("key"))
+    except KeysError as e:
+        raise RpcError("OccurrenceConstraintViolation", str(e))
     out = {"configurationKey": known}
     if unknown:
         out["unknownKey"] = unknown
