@@ -2,7 +2,14 @@
 unix port) and print a session summary.
 
     .venv/bin/python tools/sim.py --scenario scenarios/default.json [--events out.jsonl]
-                                  [--heapsize 192k] [--source]
+                                  [--heapsize 192k] [--source] [--state DIR]
+                                  [--csms URL --cp-id ID | --no-csms]
+
+By default the simulated wallbox talks OCPP 1.6J to the dev CSMS (tools/csms.py), started
+here on 127.0.0.1; it sends RemoteStartTransaction when the connector reports Preparing, so a
+scenario without a card charges too. --csms points it at any other CSMS instead; --no-csms
+runs without OCPP (the scenario's config decides). --state keeps the device's files (config,
+journal, profiles, local list) in DIR, so a killed simulator restarted on DIR resumes.
 
 The scenario format and the control channel are described in docs/sim.md. Exit status: 0 the
 scenario ran, 1 it failed (a wait timed out, the firmware stopped or ran out of memory), 2 bad
@@ -50,6 +57,11 @@ def main():
                     help="MicroPython heap size of the firmware process, e.g. %s (%s with "
                     "--source)" % (HEAP_MPY, HEAP_SOURCE))
     ap.add_argument("--source", action="store_true", help="run the .py files, not .mpy")
+    ap.add_argument("--state", help="keep the device's files in this folder across runs")
+    ap.add_argument("--csms", help="OCPP 1.6J CSMS URL (ws:// or wss://) instead of the dev CSMS")
+    ap.add_argument("--cp-id", default="SIM1", help="charge point id (default SIM1)")
+    ap.add_argument("--no-csms", action="store_true", help="no OCPP (unless the scenario's "
+                    "config names a CSMS)")
     a = ap.parse_args()
     try:
         _check_toolchain(a.source)
@@ -60,7 +72,19 @@ def main():
         print("error: %s" % e, file=sys.stderr)
         sys.exit(2)
     print("scenario %s: %s" % (a.scenario, sc.get("description", "")), flush=True)
-    sim = simlib.Sim(sc.get("config", {}), heapsize=a.heapsize, use_mpy=not a.source)
+    cfg = dict(sc.get("config", {}))
+    csms = None
+    if a.state:
+        os.makedirs(a.state, exist_ok=True)
+    if "ocpp" not in cfg and not a.no_csms:
+        url = a.csms
+        if url is None:
+            csms = _dev_csms()
+            url = csms.url
+        cfg["ocpp"] = {"url": url, "cp_id": a.cp_id}
+        cfg.setdefault("free_vend", False)
+        print("OCPP: %s as %s" % (url, a.cp_id), flush=True)
+    sim = simlib.Sim(cfg, heapsize=a.heapsize, use_mpy=not a.source, state_dir=a.state)
     try:
         failed = _run(sim, sc)
     except KeyboardInterrupt:
@@ -70,11 +94,36 @@ def main():
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     _write(a.events, sim.obs)
+    if csms is not None:
+        csms.stop()
     oom = _out_of_memory(sim, failed, a.heapsize, a.source)
     if oom or failed:
         print("error: %s" % (oom or failed), file=sys.stderr)
         sys.exit(1)
     print(simlib.summary(sim.obs))
+    if csms is not None:
+        print(_csms_summary(csms))
+        if csms.violations:
+            sys.exit(1)
+
+
+def _dev_csms():
+    from csms import CsmsThread
+
+    return CsmsThread(remote_start_on_preparing="SIM-TAG").start()
+
+
+def _csms_summary(csms):
+    lines = ["dev CSMS: %d frames, %d OCPP violations" % (len(csms.frames),
+                                                       len(csms.violations))]
+    for tx in csms.transactions.values():
+        stop = tx["stop"] or {}
+        lines.append("  transaction %s  idTag %s  meterStart %s Wh  meterStop %s Wh  %s" % (
+            tx["id"], tx["idTag"], tx["meterStart"], stop.get("meterStop", "-"),
+            stop.get("reason", "Local" if stop else "open")))
+    for v in csms.violations[:5]:
+        lines.append("  violation: %s" % v["reason"])
+    return "\n".join(lines)
 
 
 def _run(sim, sc):
