@@ -60,6 +60,8 @@ class Sim:
         with open(os.path.join(self.dir, "config.json"), "w") as f:
             json.dump(self.config, f)
         # Modbus meters named by the config: socat + the pymodbus emulator on ttyMB<uart>
+        if self.meters is not None:  # started again (`with Sim(...).start()` starts twice)
+            self.meters.stop()
         self.meters = MeterBus.start(self.config, self.dir)
         if self.use_mpy:
             path = os.path.join(ROOT, "build", "mpy")
@@ -256,7 +258,10 @@ class MeterBus:
             b = meter_emu.Bus(meters, baud=baud, workdir=tempfile.mkdtemp(prefix="meterbus-"))
         except (meter_emu.EmuError, KeyError) as e:
             raise RuntimeError("emulated meters %r: %s" % (meters, e))
-        os.symlink(b.master_port, os.path.join(workdir, "ttyMB%s" % uart))
+        link = os.path.join(workdir, "ttyMB%s" % uart)
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(b.master_port, link)
         return cls(meters, roles, b)
 
     def follow(self, obs):
