@@ -74,6 +74,7 @@ class App:
         except (OSError, ValueError) as e:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return
+        self.ocpp.meters = getattr(self, "meters", None)
         for name, factory in self.ocpp.tasks():
             self.sup.add(name, factory)
 

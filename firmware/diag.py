@@ -56,6 +56,9 @@ def status(out=print):
         out("config     " + msg)
     if app.sup.failed:
         out("supervisor FAILED: %s" % app.sup.failed)
+    cp = getattr(app, "ocpp", None)
+    if cp is not None:
+        cp.diag(out)
 
 
 def meters(out=print):

@@ -455,3 +455,20 @@ def test_fault_is_reported_with_the_sessions_error_code(csms):
         sim.do("fault", name="rcm_trip")
         csms.wait_for(lambda: any(p["status"] == "Faulted" and p["errorCode"] ==
                                   "GroundFailure" for cp, p in list(csms.statuses)), 15)
+
+
+def test_basic_auth_and_diag_never_shows_the_password():
+    pw = "s3cret-password-0123"
+    with CsmsThread(password=pw) as csms:
+        with o.start_sim(csms, ocpp={"password": pw}) as sim, o.report(sim, csms):
+            o.booted(csms)
+            lines = sim.diag("status")
+            text = "\n".join(lines)
+            assert "ocpp       %sCP1  connected  boot Accepted" % csms.url in text, text
+            assert "journal 0 pending" in text
+            assert pw not in text and pw not in "\n".join(o.logs(sim))
+        o.no_violations(csms)
+    with CsmsThread(password=pw) as csms:
+        with o.start_sim(csms, ocpp={"password": "wrong-password-0123"}) as sim:
+            o.wait_log(sim, "unauthorised")
+            assert not csms.boots

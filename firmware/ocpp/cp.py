@@ -104,6 +104,7 @@ class ChargePoint:
         self._limit_ms = 0
         self._reason = None
         self.last_error = None
+        self.meters = None  # firmware.meters.roles result, set by the app
 
     def _password(self):
         """The Basic-auth password: the AuthorizationKey the CSMS set (hex-decoded bytes),
@@ -205,8 +206,10 @@ class ChargePoint:
         return (status, error, info[:50])
 
     def meter_fault(self):
-        t = getattr(self.board, "meter_task", None)
-        return getattr(t, "fault", None) if t is not None else None
+        """The EV meter's fault text while it fails (sent as StatusNotification info)."""
+        ms = self.meters
+        t = ms.get("ev") if ms is not None else None
+        return getattr(t, "fault", None)
 
     def _timers(self, now):
         s = self.now_s()
@@ -339,6 +342,23 @@ class ChargePoint:
             p["timestamp"] = clock.iso(self.status_at[c])
         await self.rpc.call("StatusNotification", p)
         self.sent[c] = st
+
+    def diag(self, out):
+        """The OCPP lines of diag.status (no password, ever)."""
+        d = self.info()
+        now = time.ticks_ms()
+
+        def age(t):
+            return "never" if t is None else "%d s ago" % (time.ticks_diff(now, t) // 1000)
+
+        out("ocpp       %s  %s  boot %s  connects %d" % (
+            d["url"], "connected" if d["connected"] else "offline", d["registration"],
+            d["connects"]))
+        out("ocpp       journal %d pending  transaction %s  last rx %s  last tx %s" % (
+            d["journal"], d["transaction"], age(self.link.last_rx_ms),
+            age(self.link.last_tx_ms)))
+        if d["last_error"]:
+            out("ocpp       last error: %s" % d["last_error"])
 
     def info(self):
         d = self.link.info()
