@@ -29,6 +29,15 @@ RCM_TEST_PIN = const(32)  # RDC-DD test input, high = inject the test current
 LOCK_PIN = const(27)  # socket lock actuator driver, high = locked
 LOCK_SENSE_PIN = const(33)  # lock position switch to GND when locked; internal pull-up
 LED_PIN = const(2)  # status LED to GND (the DevKitC LED); strapping pin, an LED is harmless
+# Energy meters (config "meters", firmware/meters/roles.py): RS485 through a MAX3485 on
+# UART1 (pins remapped), DE and /RE tied together, high while sending.
+METER_UART = const(1)
+METER_TX = const(17)
+METER_RX = const(16)
+METER_DE = const(4)  # 10k pull-down on the board: receive while the pin floats at boot
+S0_INPUT = const(13)  # S0 input: the meter's open collector to GND; internal + 10k pull-up
+# No CT inputs: ADC1 (GPIO32-39) is taken by CP, PP, mirror, RCM and lock; ADC2 returns
+# junk while Wi-Fi runs.
 # GPIO36/39 glitch for ~80 ns when the ADC powers up: fine for analog, never a digital input.
 
 # -- levels -------------------------------------------------------------------------------------
@@ -126,6 +135,20 @@ class Esp32Board:
             sense=Pin(LOCK_SENSE_PIN, Pin.IN, Pin.PULL_UP), sense_locked=LOCK_SENSE_LOCKED,
         )
         self.led = StatusLed(Pin(LED_PIN, Pin.OUT, value=1 - LED_ON), on_level=LED_ON)
+
+    def meter_bus(self, uart, baud, parity):
+        """The RS485 bus of the Modbus meters: (UART, DE pin)."""
+        if uart != METER_UART:
+            raise ValueError("this board's RS485 bus is uart %d, not %d" % (METER_UART, uart))
+        from machine import UART
+
+        u = UART(METER_UART, baudrate=baud, bits=8, parity=parity, stop=1, tx=METER_TX,
+                 rx=METER_RX, rxbuf=512)
+        return u, Pin(METER_DE, Pin.OUT, value=0)
+
+    def s0_pin(self, role, imp_per_kwh):
+        """The one S0 input (either role)."""
+        return Pin(S0_INPUT, Pin.IN, Pin.PULL_UP)
 
     def net(self, section):
         """The Wi-Fi station (firmware/net_wlan.py) for the config's "network" section: one

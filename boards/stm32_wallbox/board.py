@@ -30,6 +30,20 @@ RCM_TEST_PIN = "B15"  # RDC-DD test input, high = inject the test current
 LOCK_PIN = "B1"  # socket lock actuator driver, high = locked
 LOCK_SENSE_PIN = "C7"  # lock position switch to GND when locked; internal pull-up
 LED_PIN = "C6"  # status LED to GND
+# Energy meters (config "meters", firmware/meters/roles.py): RS485 through a MAX3485 on
+# UART2 (TX A2, RX A3), DE and /RE tied together, high while sending.
+METER_UART = const(2)
+METER_DE = "A1"  # 10k pull-down on the board: receive while the pin floats at boot
+S0_INPUT = "A8"  # S0 input: the meter's open collector to GND; internal + 10k pull-up
+# Three CTs (100 A : 50 mA, 33 ohm burden, biased at VDDA / 2) on ADC123_IN12/13, ADC12_IN14:
+# 0.8057 mV per code / 33 ohm x 2000 = 48.83 mA per code.
+CT_ADC_PINS = ("C2", "C3", "C4")
+CT_OFFSET_CODE = const(2048)
+CT_UA_PER_CODE = const(48830)
+CT_RATE_HZ = const(4000)  # per channel, paced by CT_PACE_TIMER
+CT_SAMPLES = const(320)  # 4 mains periods at 50 Hz
+CT_PACE_TIMER = const(8)  # free on this port (2, 3, 5, 6 have default uses; 4 and 7 are CP's)
+CT_CAL = (1000, 1000, 1000)  # per-phase factor, per-mille: measure against a meter
 
 # -- timers -------------------------------------------------------------------------------------
 # TIM2, 3, 5, 6 have default uses on this port (LED, servo, DAC/read_timed); TIM4 and TIM7
@@ -110,6 +124,27 @@ class CpBurst:
             self.busy = False
 
 
+class CtBurst:
+    """The CT channels sampled together by read_timed_multi, then interleaved into the
+    meter's buffer (L1 L2 L3 L1 ...): no allocation after the first call."""
+
+    def __init__(self, adcs, timer, samples):
+        from array import array
+
+        self._adcs = adcs
+        self._timer = timer
+        self._bufs = tuple(array("H", bytes(2 * samples)) for _ in adcs)
+
+    def __call__(self, buf):
+        bufs = self._bufs
+        pyb.ADC.read_timed_multi(self._adcs, bufs, self._timer)
+        n = len(bufs)
+        for p in range(n):
+            b = bufs[p]
+            for k in range(len(b)):
+                buf[k * n + p] = b[k]
+
+
 def pp_reader(adc):
     read = adc.read
 
@@ -172,6 +207,24 @@ class Stm32Board:
 
     def stop_reflex(self):
         self.cp_timer.callback(None)
+
+    def meter_bus(self, uart, baud, parity):
+        """The RS485 bus of the Modbus meters: (UART, DE pin)."""
+        if uart != METER_UART:
+            raise ValueError("this board's RS485 bus is uart %d, not %d" % (METER_UART, uart))
+        u = pyb.UART(METER_UART, baud, bits=8, parity=parity, stop=1, read_buf_len=512)
+        return u, pyb.Pin(METER_DE, pyb.Pin.OUT_PP, value=0)
+
+    def s0_pin(self, role, imp_per_kwh):
+        """The one S0 input (either role)."""
+        return pyb.Pin(S0_INPUT, pyb.Pin.IN, pyb.Pin.PULL_UP)
+
+    def ct_input(self, role):
+        """The three CTs (either role), read by ADC.read_timed_multi."""
+        adcs = tuple(pyb.ADC(pyb.Pin(p)) for p in CT_ADC_PINS)
+        return {"burst": CtBurst(adcs, pyb.Timer(CT_PACE_TIMER, freq=CT_RATE_HZ), CT_SAMPLES),
+                "phases": 3, "offset_code": CT_OFFSET_CODE, "ua_per_code": CT_UA_PER_CODE,
+                "rate_hz": CT_RATE_HZ, "samples": CT_SAMPLES, "cal": CT_CAL}
 
     def net(self, section):
         """None: the STM32F405 has no Ethernet MAC (and this board no Wi-Fi module), so the
