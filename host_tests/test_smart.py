@@ -165,6 +165,8 @@ def test_watts_to_amps(ps):
     assert amps(ps, T0 + H) == 15.9  # no numberPhases: the phases given (3)
     assert amps(ps, T0 + H, phases=1) == 47.8
     assert amps(ps, T0 + 2 * H) == 6  # 4140.5 / 690 = 6.0007
+    assert amps(ps, T0 + H, volts=0) == 0  # no voltage known: a power limit gives 0 A
+    assert amps(ps, T0 + H, phases=0) == 0
 
 
 def test_valid_from_and_to(ps):

@@ -86,11 +86,13 @@ def _above(r, b, c):
 
 
 def _da(r, k, volts, phases):
-    """Deci-amperes of period k of record r (W -> A rounded down)."""
+    """Deci-amperes of period k of record r (W -> A rounded down; with no usable voltage
+    or phase count a power limit gives 0 A, the safe side)."""
     arr = r[R_PERIODS]
     if not r[R_WATTS]:
         return arr[k + 1]
-    return int(arr[k + 1] // (volts * (arr[k + 2] or phases)))
+    va = volts * (arr[k + 2] or phases)
+    return int(arr[k + 1] // va) if va > 0 else 0
 
 
 def _tenths_num(x):

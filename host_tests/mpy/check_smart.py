@@ -102,7 +102,9 @@ try:
     check("persisted", again.list() == ps.list() and again.errors == [])
     check("persisted limit", again.limit(T0 + 60, tx_start_s=T0, tx_id=7) ==
           ps.limit(T0 + 60, tx_start_s=T0, tx_id=7))
-    check("end transaction", ps.end_transaction(7) == 1 and len(Profiles(tmp)) == 2)
+    check("retag", ps.retag(7, 1234) == 1 and Profiles(tmp).limit(
+        T0 + 7 * H, tx_start_s=T0, tx_id=1234)[:2] == (25, "TxProfile 3"))
+    check("end transaction", ps.end_transaction(1234) == 1 and len(Profiles(tmp)) == 2)
     check("clear", ps.clear() == "Accepted" and ps.clear() == "Unknown")
     with open(tmp, "w") as f:
         f.write("{not json")
