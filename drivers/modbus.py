@@ -33,11 +33,18 @@ if hasattr(asyncio, "sleep_ms"):
     def _wait(ms):
         return next(_sleep_ms(ms))  # queues the current task; resuming us ends the sleep
 
-else:  # CPython: hand the sleep's future to the task
-    _sleep = asyncio.sleep
+else:  # CPython: hand the task a future that a timer completes
+
+    def _wake(fut):
+        if not fut.done():
+            fut.set_result(None)
 
     def _wait(ms):
-        return next(_sleep(ms / 1000).__await__())
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        loop.call_later(ms / 1000, _wake, fut)
+        fut._asyncio_future_blocking = True  # as Future.__await__ yields it
+        return fut
 
 
 MAX_FRAME = const(256)

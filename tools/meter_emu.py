@@ -182,8 +182,10 @@ class MeterEmu:
         """Physical values (V, A, W, Wh, Hz); per-phase ones as tuples. p_total defaults to
         the sum of p."""
         m = self.meters[addr]
+        prof = pf.PROFILES[m.profile]
         if p_total is None and p is not None:
-            p_total = sum(p)
+            one = prof.get("p") and prof["p"][1] is None  # single phase
+            p_total = p[0] if one else sum(p)
         if energy_wh is not None:
             m.energy_wh = energy_wh
         img = image_values(m.profile, v=v, i=i, p=p, p_total=p_total, energy_wh=energy_wh,

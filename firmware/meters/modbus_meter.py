@@ -30,8 +30,8 @@ class MeterError(Exception):
 
 
 def f32_scaled(hi, lo, k, d):
-    """round(v * k / d) of the float32 whose words are hi, lo (v = the float), in integers
-    below 2**30; _NAN for NaN/inf, _BIG when the result would not fit. k, d <= 1000."""
+    """round(v * k / d) (half away from zero) of the float32 whose words are hi, lo, in
+    integers below 2**30; _NAN for NaN/inf, _BIG from |v * k| >= 2**28. k, d <= 1000."""
     e = (hi >> 7) & 0xFF
     if e == 0xFF:
         return _NAN
@@ -45,10 +45,10 @@ def f32_scaled(hi, lo, k, d):
         t = 0
     elif sh >= 12:
         t = (mh + (ml >> 12)) >> (sh - 12)
-    elif sh >= 0:
-        if mh >= 1 << (18 + sh):
+    elif sh > -7:  # t < 2**30 (a small int on 32-bit ports) when |v * k| < 2**28
+        if mh >= 1 << (17 + sh):
             return _BIG
-        t = (mh << (12 - sh)) + (ml >> sh)
+        t = (mh << (12 - sh)) + ((ml >> sh) if sh >= 0 else (ml << -sh))
     else:
         return _BIG
     r = (t + d) // (2 * d)
