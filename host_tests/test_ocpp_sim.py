@@ -472,3 +472,18 @@ def test_basic_auth_and_diag_never_shows_the_password():
         with o.start_sim(csms, ocpp={"password": "wrong-password-0123"}) as sim:
             o.wait_log(sim, "unauthorised")
             assert not csms.boots
+
+
+def test_remote_start_with_a_tx_profile_limits_that_transaction(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        sim.do("plug", cable_a=32)
+        o.wait_status(csms, "Preparing")
+        prof = {"chargingProfileId": 7, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Relative", "chargingSchedule": {
+                    "chargingRateUnit": "A", "chargingSchedulePeriod": [
+                        {"startPeriod": 0, "limit": 7.0}]}}
+        r = o.call(csms, "RemoteStartTransaction", {"idTag": "RS", "chargingProfile": prof})
+        assert r == {"status": "Accepted"}
+        o.wait_tx(csms, lambda t: t["idTag"] == "RS")
+        _offer(sim, 70, timeout=20)

@@ -268,7 +268,7 @@ def composite(cp, p):
     return cp.profiles.composite(
         c, now, p["duration"], p.get("chargingRateUnit"),
         tx_start_s=o["start_s"] if o else None, tx_id=cp.tx.csms_id(), volts=cp.volts(),
-        phases=cp.cfg.phases)
+        phases=cp.cfg.phases, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
 
 
 # -- Remote trigger ----------------------------------------------------------------------------

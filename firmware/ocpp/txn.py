@@ -35,6 +35,7 @@ class Transactions:
         self._next_aligned = None
         self._wh = 0  # highest energy register seen: meterStop never below meterStart
         self._recover()
+        cp.profiles.end_transaction(None)  # no transaction survives a reboot: nor its TxProfile
 
     # -- energy and samples ----------------------------------------------------------------
     def energy(self):
@@ -363,6 +364,7 @@ class Transactions:
         self._attempts = 0
         if action == "StartTransaction":
             j.map_tx(local, conf["transactionId"])
+            cp.profiles.retag(local, conf["transactionId"])  # RemoteStart's TxProfile
             info = conf["idTagInfo"]
             if cp.keys.get("AuthorizationCacheEnabled"):
                 cp.cache.put(p["idTag"], info["status"], _exp(info), info.get("parentIdTag"),
