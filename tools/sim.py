@@ -36,9 +36,11 @@ except ImportError as e:
 # 144k with the .mpy build, up to 208k with --source (the unix port compiles the .py files
 # itself); these leave a quarter or more for the firmware to grow. Since the default scenario
 # meters with an emulated SDM630 over Modbus (meter task, master, profiles): 208k with the
-# .mpy build (200k fails), 256k with --source (240k fails).
-HEAP_MPY = "256k"
-HEAP_SOURCE = "320k"
+# .mpy build (200k fails), 256k with --source (240k fails). Since it also talks OCPP to the dev
+# CSMS: 416k with the .mpy build (384k fails); 512k leaves room. The OCPP heap is the open
+# work of the OCPP issue (its runtime peak is far above its 32 KB target).
+HEAP_MPY = "512k"
+HEAP_SOURCE = "640k"
 
 
 def heapsize(text):
