@@ -74,7 +74,9 @@ def test_a_session_metered_by_s0_impulses_matches_the_worlds_energy():
         world = world_wh(sim)
     # One impulse per Wh, each sent once the world's energy passed it (with a bounce at
     # both edges): the count is the world's energy rounded down, never more.
-    assert 0 <= world - rs[-1]["wh"] < 1.0, (rs[-1], world)
+    # The last impulse may still be on its way (35 ms on, 15 ms debounce, the next poll) when
+    # the run ends: at most one impulse behind, never ahead.
+    assert 0 <= world - rs[-1]["wh"] < 2.0, (rs[-1], world)
     assert max(r["p_w"] for r in rs) > 5000  # power from the impulse interval (~11 kW)
     assert rs[-1]["i_da"] == -1  # an S0 output knows no current: unknown, not 0
     assert any(line.startswith("meter ev   s0") for line in diag), diag

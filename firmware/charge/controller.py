@@ -26,12 +26,8 @@ class ChargeController:
         self.board = board
         self.cfg = cfg
         self.events = events
-        # The installer's max_current_a is part of the ceiling, not only the first limit
-        # input: set_limit (OCPP, the limit loop) replaces the limit, and must never lift
-        # the offer above what the installer configured.
         rating = (cfg.rating_a or 6) * 10
-        if cfg.limit_da >= 60:
-            rating = min(rating, cfg.limit_da)
+        self._max_da = cfg.limit_da  # the installer's ceiling: set_limit never lifts above it
         self.session = Session(
             rating,
             ventilation=cfg.ventilation,
@@ -90,6 +86,8 @@ class ChargeController:
         if err is not None:
             i.limit_da, i.limit_reason = 0, "limit refused"
             raise ValueError("set_limit: " + err)
+        if da > self._max_da:  # OCPP or the limit loop can only lower the installer's limit
+            da, reason = self._max_da, "config max_current_a"
         i.limit_da, i.limit_reason = da, reason
 
     def set_cap(self, amps):
