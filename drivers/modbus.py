@@ -185,7 +185,20 @@ def check_reply(req, rx, n, label):
     return None
 
 
-class Transaction:
+class Awaitable:
+    """An object awaited again and again without a generator per await (as asyncio's own
+    sleep_ms): a subclass gives __next__ (and throw), this makes it awaitable."""
+
+    def __iter__(self):
+        return self
+
+    __await__ = __iter__
+
+    def send(self, v):
+        return self.__next__()
+
+
+class Transaction(Awaitable):
     """One caller's requests on the bus. read()/write() set it up and return it; awaiting it
     runs the request (lock, t3.5, send, receive, check, retries) without allocating. The
     reply is in master.rx (register bytes from offset 3) until the next request."""
@@ -223,14 +236,6 @@ class Transaction:
         if m.owner is self:
             m.owner = None
         self._st = _IDLE
-
-    def __iter__(self):
-        return self
-
-    __await__ = __iter__
-
-    def send(self, v):
-        return self.__next__()
 
     def throw(self, typ, val=None, tb=None):
         self._release()  # cancelled or timed out by the caller: free the bus
@@ -445,21 +450,13 @@ class ModbusMaster:
         return d
 
 
-class _Result:
+class _Result(Awaitable):
     """Awaitable of master.read(): runs the transaction, returns the register bytes."""
 
     def __init__(self, master, tr, count):
         self._m = master
         self._tr = tr
         self._count = count
-
-    def __iter__(self):
-        return self
-
-    __await__ = __iter__
-
-    def send(self, v):
-        return self.__next__()
 
     def throw(self, typ, val=None, tb=None):
         return self._tr.throw(typ, val, tb)

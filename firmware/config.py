@@ -64,7 +64,7 @@ class Config:
             self.refuse = True
             return False
         default, kind, lo, hi, safe = spec
-        msg = _check(value, kind, lo, hi)
+        msg = check_value(value, kind, lo, hi)
         if msg is None:
             setattr(self, key, value)
             self._given.append(key)
@@ -98,7 +98,10 @@ class Config:
         return min(r, self.max_current_a) * 10
 
 
-def _check(value, kind, lo, hi):
+def check_value(value, kind, lo, hi):
+    """What is wrong with value for kind ("int" lo..hi, "bool", "str" a non-empty name,
+    "section" a JSON object, or a tuple of choices), or None. Also used by config sections
+    (firmware/meters/roles.py)."""
     if kind == "int":
         if type(value) is not int:
             return "not an integer, allowed %d..%d" % (lo, hi)
@@ -110,6 +113,9 @@ def _check(value, kind, lo, hi):
     elif kind == "section":
         if type(value) is not dict:
             return "must be a JSON object"
+    elif kind == "str":
+        if type(value) is not str or not value:
+            return "must be a name (text)"
     elif value not in kind or type(value) is not type(kind[0]):
         return "allowed " + ", ".join([str(k) for k in kind])
     return None

@@ -1,6 +1,54 @@
-# Small persistent flags (e.g. the welded-contactor lockout). Written atomically: a new
-# file, then a rename, so a power cut leaves either the old or the new value.
+# Atomic files. A value is written to path + ".new", flushed, then renamed over the old file,
+# so a power cut leaves either the old or the new content; recover() settles a write cut
+# short at boot. Used by the lockout flag and every OCPP store (journal compaction, keys,
+# local list, profiles, availability, the open transaction).
+import json
 import os
+
+
+def exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+
+
+def sync():
+    """Push the filesystem's buffers to flash where the port can (os.sync)."""
+    s = getattr(os, "sync", None)
+    if s:
+        s()
+
+
+def replace(tmp, path):
+    """Rename tmp over path; where rename cannot replace (FAT) remove path first."""
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def recover(path):
+    """A write cut short: with the old file still there the .new is dropped; without it (FAT
+    order: the old file was removed first) the .new is the file."""
+    new = path + ".new"
+    if exists(new):
+        if exists(path):
+            os.remove(new)
+        else:
+            os.rename(new, path)
+
+
+def save_json(path, obj):
+    """Write obj as JSON atomically."""
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(obj))
+        f.flush()
+    replace(tmp, path)
+    sync()
 
 
 def load_flag(name, default=False):
@@ -15,4 +63,4 @@ def save_flag(name, value):
     tmp = name + ".new"
     with open(tmp, "w") as f:
         f.write("1" if value else "0")
-    os.rename(tmp, name)
+    replace(tmp, name)

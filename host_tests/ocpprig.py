@@ -1,7 +1,6 @@
 """Simulator + dev CSMS for the OCPP tests: the real firmware on the unix port connects to
 tools/csms.py on loopback; every frame it sends is checked there (violations)."""
 import contextlib
-import os
 import sys
 import time
 
@@ -115,4 +114,4 @@ def kill(sim):
         pass
 
 
-__all__ = ["CsmsThread", "os"]
+__all__ = ["CsmsThread"]

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import simrig  # noqa: E402  (tools/ on sys.path: simlib)
 from firmware import net as fnet
 from firmware.backoff import Backoff
 from firmware.net import Net, NetError
@@ -336,14 +337,6 @@ async def _echo(reader, writer):
     writer.close()
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_open_connects_and_names_each_failure(monkeypatch):
     async def main():
         srv = await asyncio.start_server(_echo, "127.0.0.1", 0)
@@ -366,7 +359,7 @@ def test_open_connects_and_names_each_failure(monkeypatch):
             await net.open("csms.example", port)
         srv.close()
 
-    _free_port_closed = _free_port()
+    _free_port_closed = simrig.simlib._free_port()
     run(main())
 
 

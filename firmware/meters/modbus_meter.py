@@ -9,7 +9,7 @@ from array import array
 
 from micropython import const
 
-from drivers.modbus import ModbusError
+from drivers.modbus import Awaitable, ModbusError
 from firmware.meter import UNKNOWN
 from firmware.meters import profiles as pf
 
@@ -124,7 +124,7 @@ def decode(enc, b, o, k, d):
     return raw
 
 
-class ModbusMeter:
+class ModbusMeter(Awaitable):
     """A meter at `addr` on `master`; `profile` a name in profiles.PROFILES; `inverted`
     for a meter wired upside down (negates currents and powers, swaps import/export)."""
 
@@ -176,14 +176,6 @@ class ModbusMeter:
     def _start_block(self):
         start, count = self.blocks[self._b]
         self._tr.read(self.addr, self._fc, start, count)
-
-    def __iter__(self):
-        return self
-
-    __await__ = __iter__
-
-    def send(self, v):
-        return self.__next__()
 
     def throw(self, typ, val=None, tb=None):
         self._b = -1

@@ -9,6 +9,7 @@
 # The board supplies the hardware: meter_bus(uart, baud, parity) -> (uart, de_pin),
 # s0_pin(role, imp_per_kwh) -> Pin, ct_input(role) -> dict (burst, phases, offset_code,
 # ua_per_code, rate_hz, samples, cal).
+from firmware.config import check_value
 from firmware.meter import Reading
 from firmware.meters.energy import EnergyStore
 from firmware.meters.task import MeterTask
@@ -37,23 +38,6 @@ _BUS = {"uart": (1, "int", 0, 9), "baud": (None, BAUDS, 0, 0),
         "retries": (2, "int", 0, 5)}
 
 
-def _check(value, kind, lo, hi):
-    if kind == "int":
-        if type(value) is not int:
-            return "not an integer, allowed %d..%d" % (lo, hi)
-        if not lo <= value <= hi:
-            return "out of range, allowed %d..%d" % (lo, hi)
-    elif kind == "bool":
-        if type(value) is not bool:
-            return "allowed true or false"
-    elif kind == "str":
-        if type(value) is not str or not value:
-            return "must be a name (text)"
-    elif value not in kind or type(value) is not type(kind[0]):
-        return "allowed " + ", ".join([str(k) for k in kind])
-    return None
-
-
 def check_section(where, d, spec, errors):
     """Values of one object against spec; None (and a message per bad key) if any is bad."""
     if type(d) is not dict:
@@ -73,7 +57,7 @@ def check_section(where, d, spec, errors):
                 ok = False
             out[key] = default
             continue
-        msg = _check(d[key], kind, lo, hi)
+        msg = check_value(d[key], kind, lo, hi)
         if msg is not None:
             errors.append("meters: %s.%s=%r refused: %s" % (where, key, d[key], msg))
             ok = False

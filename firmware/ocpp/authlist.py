@@ -16,6 +16,8 @@ import struct
 
 from micropython import const
 
+from firmware import persist
+
 try:
     from binascii import crc32 as _crc32
 except ImportError:
@@ -65,16 +67,7 @@ class _Store:
         self._open()
 
     def _open(self):
-        new = self.path + ".new"
-        try:
-            os.stat(new)
-            try:
-                os.stat(self.path)
-                os.remove(new)  # a write cut short: the old file stands
-            except OSError:
-                os.rename(new, self.path)  # FAT order: the old file was already removed
-        except OSError:
-            pass
+        persist.recover(self.path)
         self.version = self._n = 0
         try:
             f = open(self.path, "rb")
@@ -187,14 +180,8 @@ class _Store:
             g.seek(0)
             g.write(h)
             g.flush()
-        try:
-            os.rename(new, self.path)
-        except OSError:  # FAT: rename does not replace
-            os.remove(self.path)
-            os.rename(new, self.path)
-        s = getattr(os, "sync", None)
-        if s:
-            s()
+        persist.replace(new, self.path)
+        persist.sync()
         self.version, self._n = version, n
         del self.errors[:]
 

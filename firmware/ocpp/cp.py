@@ -13,6 +13,7 @@ import time
 
 from micropython import const
 
+from firmware import persist
 from firmware.ocpp import clock, remote, rpc, txn
 from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
@@ -130,10 +131,7 @@ class ChargePoint:
             pass
 
     def save_state(self):
-        tmp = STATE_FILE + ".new"
-        with open(tmp, "w") as f:
-            json.dump({"available": self.available}, f)
-        os.rename(tmp, STATE_FILE)
+        persist.save_json(STATE_FILE, {"available": self.available})
 
     def now_s(self):
         return self.clock.now_s(time.ticks_ms())

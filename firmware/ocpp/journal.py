@@ -87,6 +87,8 @@ def _sync():
         s()
 
 
+# The same helpers as firmware/persist.py, kept here on this module's `os` so the power-cut
+# tests can put the journal alone on a simulated flash (host_tests/test_journal.py).
 def replace(tmp, path):
     """Rename tmp over path; where rename cannot replace (FAT) remove path first."""
     try:

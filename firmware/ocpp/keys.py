@@ -7,9 +7,10 @@
 # AuthorizationKey is write-only: GetConfiguration lists it without a value, and neither
 # repr(), diag() nor an error message ever contains it.
 import json
-import os
 
 from micropython import const
+
+from firmware import persist
 
 _RO = const(1)  # read-only
 _REBOOT = const(2)  # a change takes effect after a reconnect/reboot: "RebootRequired"
@@ -123,16 +124,7 @@ class Keys:
         self._load()
 
     def _load(self):
-        new = self.path + ".new"
-        try:
-            os.stat(new)
-            try:
-                os.stat(self.path)
-                os.remove(new)  # a write cut short: the old file stands
-            except OSError:
-                os.rename(new, self.path)  # FAT order: the old file was already removed
-        except OSError:
-            pass
+        persist.recover(self.path)
         try:
             with open(self.path) as f:
                 data = json.loads(f.read())
@@ -268,18 +260,7 @@ class Keys:
             n = r[0]
             if n in self._v:
                 data[n] = _text(self._v[n])
-        tmp = self.path + ".new"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(data))
-            f.flush()
-        try:
-            os.rename(tmp, self.path)
-        except OSError:  # FAT: rename does not replace
-            os.remove(self.path)
-            os.rename(tmp, self.path)
-        s = getattr(os, "sync", None)
-        if s:
-            s()
+        persist.save_json(self.path, data)
 
     def diag(self):
         """Every readable key and its value (no AuthorizationKey), for the diag console."""

@@ -17,10 +17,11 @@
 # - recurrencyKind on a profile that is not Recurring: ignored.
 # - validTo at or before validFrom: refused (the profile could never apply).
 import json
-import os
 from array import array
 
 from micropython import const
+
+from firmware import persist
 
 R_ID = const(0)
 R_CONN = const(1)
@@ -200,7 +201,7 @@ def save(path, records, iso):
             f.write(json.dumps({"c": r[R_CONN], "tx": r[R_TX], "p": to_dict(r, iso)}))
             sep = ", "
         f.write("]}")
-    os.rename(tmp, path)
+    persist.replace(tmp, path)
 
 
 def load(path):

@@ -11,6 +11,7 @@ import time
 
 from micropython import const
 
+from firmware import persist
 from firmware.ocpp import clock, rpc
 from firmware.ocpp.journal import JournalError
 
@@ -82,11 +83,8 @@ class Transactions:
     # -- the open transaction on flash ---------------------------------------------------
     def _save(self):
         o = self.open
-        tmp = TX_FILE + ".new"
-        with open(tmp, "w") as f:
-            json.dump({"l": o["l"], "tag": o["tag"], "start_s": o["start_s"], "wh": self._wh,
-                       "t": self.cp.now_s()}, f)
-        os.rename(tmp, TX_FILE)
+        persist.save_json(TX_FILE, {"l": o["l"], "tag": o["tag"], "start_s": o["start_s"],
+                                    "wh": self._wh, "t": self.cp.now_s()})
 
     def _recover(self):
         """A transaction open at the last power cut ends now, with reason PowerLoss."""
