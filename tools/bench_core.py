@@ -148,8 +148,10 @@ def default_session(heapsize=None, heap=False):
     return not bad, sim, sim.output()[-500:]
 
 
-def heapcheck(heapsize=None):
-    """The core alone (boards/sim/heapcheck.py): no control channel, no observation log."""
+def heapcheck(heapsize=None, args=(), cwd=None, timeout=120):
+    """The firmware without the simulator's apparatus (boards/sim/heapcheck.py): no control
+    channel, no observation log. args go to heapcheck (e.g. --ocpp URL); cwd is the device's
+    filesystem (a temporary folder if None)."""
     _, errors = simlib.build.compile_all(os.path.join(simlib.ROOT, "build", "mpy"))
     if errors:
         raise RuntimeError("\n".join(errors))
@@ -160,9 +162,10 @@ def heapcheck(heapsize=None):
     env = dict(os.environ, MICROPYPATH=":".join(
         [os.path.join(simlib.ROOT, "build", "mpy")] + natmods + [".frozen"]))
     # cwd away from the sources: '' on sys.path would otherwise import the .py files
-    with tempfile.TemporaryDirectory() as cwd:
-        r = subprocess.run(cmd + ["-m", "boards.sim.heapcheck"], capture_output=True,
-                           text=True, env=env, timeout=120, cwd=cwd)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run(cmd + ["-m", "boards.sim.heapcheck"] + list(args),
+                           capture_output=True, text=True, env=env, timeout=timeout,
+                           cwd=cwd or tmp)
     try:
         res = json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -1,11 +1,20 @@
-# Heap figures of the charge-control core for a full session on the simulated board, without
-# the control channel and its observation stream (the measuring apparatus of the simulator):
+# Heap figures of the firmware for a full session on the simulated board, without the control
+# channel and its observation stream (the measuring apparatus of the simulator):
 #   micropython [-X heapsize=N] -m boards.sim.heapcheck
+#   micropython [-X heapsize=N] -m boards.sim.heapcheck --ocpp URL [--ca FILE]
+#                                  [--journal N] [--charge-s S] [--relink]
 # Prints one JSON line: code (gc.mem_alloc after every import), peak (live data after a
 # collection, sampled every 10 ms through the session), runtime = peak - code, and whether the
 # session completed (plug, charge, EV full, unplug, Available).
+# With --ocpp the OCPP client runs too (every module imported before "code" is taken, as a
+# board with frozen modules would have them in flash): the journal is first filled with one
+# finished offline transaction of N messages (Start, N-2 MeterValues, Stop) that goes out at
+# boot, the car charges for S seconds while the CSMS (tools/bench_ocpp.py) does what it wants
+# (SendLocalList, GetConfiguration, ...), --relink cuts the link once while charging (a new
+# TLS handshake), and the run ends when the journal is empty again.
 import gc
 import json
+import sys
 
 from boards.sim.board import SimBoard, heap_sampler
 from boards.sim.world import World
@@ -15,32 +24,117 @@ from firmware import config
 import asyncio  # noqa: E402 (frozen, already loaded)
 import time  # noqa: E402
 
+
+def _opts(argv):
+    o = {"--ocpp": None, "--ca": None, "--journal": "0", "--charge-s": "0"}
+    k = 1
+    while k < len(argv):
+        if argv[k] in o and k + 1 < len(argv):
+            o[argv[k]] = argv[k + 1]
+            k += 2
+        else:
+            o[argv[k]] = True
+            k += 1
+    return o
+
+
+OPTS = _opts(sys.argv)
+# Modules the firmware imports on first use: loaded here so that "code" holds them (on a board
+# they are frozen into flash); what remains in "runtime" is the firmware's data.
+_LAZY = ["drivers.reflex", "random", "errno", "select"]
+if OPTS["--ocpp"]:
+    _LAZY += ["firmware.ocpp." + m for m in (
+        "authlist", "clock", "cp", "journal", "keys", "link", "remote", "rpc", "schema",
+        "schema16", "smart", "smart_store", "txn", "ws", "wsframe")]
+    _LAZY += ["boards.sim.net", "firmware.net", "firmware.backoff", "asyncio.stream"]
+for _m in _LAZY:
+    try:
+        __import__(_m)
+    except ImportError:
+        pass
+journal = sys.modules.get("firmware.ocpp.journal")
+
 gc.collect()
 CODE = gc.mem_alloc()
 
 
-async def _wait(app, status, ms):
+async def _wait(cond, ms):
     t0 = time.ticks_ms()
-    while app.ctl.session.act.status != status:
+    while not cond():
         if time.ticks_diff(time.ticks_ms(), t0) > ms:
             return False
         await asyncio.sleep_ms(5)
     return True
 
 
-async def _session(app, world, board, peak, seen):
+MARKS = {}
+
+
+def _mark(name):
+    gc.collect()
+    MARKS[name] = gc.mem_alloc() - CODE
+
+
+def _status(app, status):
+    return lambda: app.ctl.session.act.status == status
+
+
+def _fill_journal(n):
+    """One finished offline transaction of n messages, as a long offline session leaves it."""
+    j = journal.Journal()
+    local = j.next_local_id()
+    t = "2026-11-21T10:00:00Z"
+    j.push("StartTransaction", {"l": local, "p": {
+        "connectorId": 1, "idTag": "OFFLINE1", "meterStart": 0, "timestamp": t}})
+    for k in range(n - 2):
+        j.push("MeterValues", {"l": local, "p": {"connectorId": 1, "meterValue": [{
+            "timestamp": t, "sampledValue": [{
+                "value": str(k), "context": "Sample.Periodic", "unit": "Wh",
+                "measurand": "Energy.Active.Import.Register"}]}]}}, droppable=True)
+    j.push("StopTransaction", {"l": local, "p": {
+        "meterStop": n, "timestamp": t, "reason": "Local"}})
+    pending = j.pending()
+    j.close()
+    return pending
+
+
+async def _session(app, world, board, peak, seen, charge_s):
+    ocpp = OPTS["--ocpp"]
     app.start([("heap", lambda: heap_sampler(peak, 10))])
     await asyncio.sleep_ms(200)
+    if ocpp:
+        ok = await _wait(lambda: app.ocpp.registration == "Accepted", 30000)
+        ok = ok and await _wait(lambda: app.ocpp.journal.pending() == 0, 120000)
+        seen.append("journal sent" if ok else "journal stuck")
+        await asyncio.sleep_ms(300)
+        _mark("connected, idle")
     world.plug(32)
-    ok = await _wait(app, "Charging", 5000)
+    ok = await _wait(_status(app, "Charging"), 10000)
     seen.append(app.ctl.session.act.status)
-    ok = ok and await _wait(app, "SuspendedEV", 60000)  # battery full: EV opens S2
+    await asyncio.sleep_ms(300)
+    _mark("charging")
+    if charge_s:
+        t0 = time.ticks_ms()
+        relinked = not OPTS.get("--relink")
+        while ok and time.ticks_diff(time.ticks_ms(), t0) < charge_s * 1000:
+            await asyncio.sleep_ms(100)
+            if not relinked and time.ticks_diff(time.ticks_ms(), t0) > charge_s * 500:
+                relinked = True
+                board.net().set_state("down")
+                await asyncio.sleep_ms(300)
+                board.net().set_state("up")
+        world.ev.soc_wh = world.ev.capacity_wh - 30
+    ok = ok and await _wait(_status(app, "SuspendedEV"), 60000)  # battery full: EV opens S2
     seen.append(app.ctl.session.act.status)
     await asyncio.sleep_ms(500)
     world.unplug()
-    ok = ok and await _wait(app, "Available", 3000)
+    ok = ok and await _wait(_status(app, "Available"), 3000)
     seen.append(app.ctl.session.act.status)
+    if ocpp:
+        ok = ok and await _wait(lambda: app.ocpp.journal.pending() == 0, 30000)
+        seen.append("journal empty" if ok else "journal stuck")
     await asyncio.sleep_ms(200)
+    _mark("after the session")
     app.stop()
     await asyncio.sleep_ms(0)
     return ok
@@ -50,14 +144,28 @@ def main():
     world = World(lambda kind, fields: None)
     world.ev.capacity_wh = 1000
     world.ev.soc_wh = 970
+    charge_s = int(OPTS["--charge-s"])
+    if charge_s:
+        world.ev.soc_wh = 0
     board = SimBoard(world)
-    cfg = config.from_dict({"rating_a": 32, "max_current_a": 16})
+    d = {"rating_a": 32, "max_current_a": 16}
+    queued = 0
+    if OPTS["--ocpp"]:
+        d["free_vend"] = True
+        d["ocpp"] = {"url": OPTS["--ocpp"], "cp_id": "HEAP"}
+        if OPTS["--ca"]:
+            d["ocpp"]["ca"] = OPTS["--ca"]
+        if int(OPTS["--journal"]):
+            queued = _fill_journal(int(OPTS["--journal"]))
+    cfg = config.from_dict(d)
     app = fw_app.App(board, cfg=cfg, log=lambda m: None)
+    _mark("firmware built")
     peak = [0]
     seen = []
-    ok = asyncio.run(_session(app, world, board, peak, seen))
+    ok = asyncio.run(_session(app, world, board, peak, seen, charge_s))
     print(json.dumps({"code": CODE, "peak": peak[0], "runtime": peak[0] - CODE,
                       "completed": ok, "statuses": seen, "energy_wh": world.energy_wh,
+                      "journal_at_boot": queued, "marks": MARKS,
                       "kernels": fw_app.diag.kernel_impl()}))
 
 

@@ -148,7 +148,9 @@ def build(board, section, log=print, clock=None):
     """Check the section and make each meter's source, Reading (on the board) and task.
     Never raises: what cannot be built is in .errors (and logged) and stays off."""
     ms = Meters()
-    meters, bus, errors = check(section, _profiles())
+    modbus = type(section) is dict and any(
+        type(m) is dict and m.get("type") == "modbus" for m in section.values())
+    meters, bus, errors = check(section, _profiles() if modbus else None)
     ms.errors = errors
     for role in ROLES:
         m = meters.get(role)
