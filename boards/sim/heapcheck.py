@@ -81,7 +81,7 @@ def _status(app, status):
 
 def _fill_journal(n):
     """One finished offline transaction of n messages, as a long offline session leaves it."""
-    j = journal.Journal()
+    j = journal.Journal(max_bytes=1024 * sys.modules["firmware.ocpp.cp"].JOURNAL_KB)
     local = j.next_local_id()
     t = "2026-11-21T10:00:00Z"
     j.push("StartTransaction", {"l": local, "p": {

@@ -23,6 +23,7 @@ from firmware.ocpp.smart import Profiles
 _TICK_MS = const(250)
 _LIMIT_MS = const(1000)
 _BOOT_RETRY_S = const(30)
+JOURNAL_KB = const(192)  # the journal's flash budget (ocpp.journal_kb)
 STATE_FILE = "ocpp_state.json"  # availability (persists across reboots, as 1.6 says)
 
 
@@ -49,8 +50,12 @@ def check_section(s):
         err.append("ocpp.password: 16..40 characters (OCPP AuthorizationKey)")
     if type(url) is str and url.startswith("wss://") and "ca" not in s:
         err.append("ocpp.ca: wss:// needs the CA certificate file")
+    jk = s.get("journal_kb", JOURNAL_KB)
+    if type(jk) is not int or not 16 <= jk <= 4096:
+        err.append("ocpp.journal_kb: the journal's flash budget, 16..4096 KiB, got %r" % (jk,))
     for k in s:
-        if k not in ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id"):
+        if k not in ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id",
+                     "journal_kb"):
             err.append("ocpp: unknown key %r" % (k,))
     return err
 
@@ -67,7 +72,7 @@ class ChargePoint:
         self.keys = Keys()
         for m in self.keys.errors:
             log(m)
-        self.journal = Journal()
+        self.journal = Journal(max_bytes=1024 * section.get("journal_kb", JOURNAL_KB))
         self.list = LocalList()
         self.cache = AuthCache()
         self.profiles = Profiles()
@@ -77,7 +82,7 @@ class ChargePoint:
         wall = getattr(board, "wall_s", None)
         if wall is not None:  # a battery RTC or the simulator's host clock
             self.clock.set(wall(), time.ticks_ms())
-        self.rpc = rpc.Rpc(self._send, remote.handlers(self), log,
+        self.rpc = rpc.Rpc(self._send, remote.HANDLERS, log, ctx=self,
                            seed=int.from_bytes(os.urandom(3), "big"))
         cadata = None
         if section.get("ca"):

@@ -80,13 +80,16 @@ class Link:
         pinger = asyncio.create_task(self._pinger())
         try:
             while True:
-                text = await self.ws.recv()
-                self.last_rx_ms = time.ticks_ms()
-                await self.rpc.received(text)
+                # No local holds the text: rpc drops it once parsed (a big SendLocalList
+                # is then its objects alone while the handler runs).
+                await self.rpc.received(await self.ws.recv(), self._rx)
         finally:
             pinger.cancel()
             self.connected = False
             self.up.clear()
+
+    def _rx(self):
+        self.last_rx_ms = time.ticks_ms()
 
     async def _pinger(self):
         # WebSocketPingInterval: our ping every interval; no bytes for 2 intervals + margin

@@ -14,34 +14,6 @@ _UNLOCK_WAIT_MS = 2500
 _RESET_FLUSH_MS = 10000
 
 
-def handlers(cp):
-    def h(fn):
-        async def call(p):
-            return fn(cp, p)
-
-        return call
-
-    return {
-        "CancelReservation": h(cancel_reservation),
-        "ChangeAvailability": h(change_availability),
-        "ChangeConfiguration": h(change_configuration),
-        "ClearCache": h(clear_cache),
-        "ClearChargingProfile": h(clear_profile),
-        "DataTransfer": h(data_transfer),
-        "GetCompositeSchedule": h(composite),
-        "GetConfiguration": h(get_configuration),
-        "GetLocalListVersion": h(list_version),
-        "RemoteStartTransaction": h(remote_start),
-        "RemoteStopTransaction": h(remote_stop),
-        "ReserveNow": h(reserve_now),
-        "Reset": h(reset),
-        "SendLocalList": h(send_local_list),
-        "SetChargingProfile": h(set_profile),
-        "TriggerMessage": h(trigger),
-        "UnlockConnector": lambda p: unlock(cp, p),
-    }
-
-
 def _status(s):
     return {"status": s}
 
@@ -185,16 +157,16 @@ def send_local_list(cp, p):
     if len(items) > cp.keys.get("SendLocalListMaxLength"):
         return _status("Failed")
     full = p["updateType"] == "Full"
-    entries = []
-    for e in items:
+    n = 0
+    for e in items:  # in place: each entry's dicts are freed as its tuple replaces them
         info = e.get("idTagInfo")
-        if info is None:
-            if full:
-                continue  # nothing to store for it
-            entries.append((e["idTag"], None))
-            continue
-        entries.append((e["idTag"], (info["status"], _expiry(info), info.get("parentIdTag"))))
-    return _status(cp.list.update(p["listVersion"], entries, full))
+        if info is None and full:
+            continue  # nothing to store for it
+        items[n] = (e["idTag"], None if info is None else (
+            info["status"], _expiry(info), info.get("parentIdTag")))
+        n += 1
+    del items[n:]
+    return _status(cp.list.update(p["listVersion"], items, full))
 
 
 def _expiry(info):
@@ -306,3 +278,26 @@ async def send_triggered(cp, what, c):
         await cp.rpc.call("FirmwareStatusNotification", {"status": "Idle"})
     else:
         raise RpcError("NotImplemented", what)
+
+
+# action -> fn(cp, payload) -> result dict, or a coroutine giving it (rpc awaits those); a
+# module-level table: no closure per handler in RAM
+HANDLERS = {
+    "CancelReservation": cancel_reservation,
+    "ChangeAvailability": change_availability,
+    "ChangeConfiguration": change_configuration,
+    "ClearCache": clear_cache,
+    "ClearChargingProfile": clear_profile,
+    "DataTransfer": data_transfer,
+    "GetCompositeSchedule": composite,
+    "GetConfiguration": get_configuration,
+    "GetLocalListVersion": list_version,
+    "RemoteStartTransaction": remote_start,
+    "RemoteStopTransaction": remote_stop,
+    "ReserveNow": reserve_now,
+    "Reset": reset,
+    "SendLocalList": send_local_list,
+    "SetChargingProfile": set_profile,
+    "TriggerMessage": trigger,
+    "UnlockConnector": unlock,
+}

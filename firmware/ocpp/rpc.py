@@ -83,9 +83,11 @@ class Rpc:
     """`send` is an async callable taking the text of one frame. The link feeds every
     received text to `received()`; `call()` sends ours and awaits its answer."""
 
-    def __init__(self, send, handlers, log=print, timeout_ms=30000, seed=0):
+    def __init__(self, send, handlers, log=print, timeout_ms=30000, seed=0, ctx=None):
         self._send = send
-        self.handlers = handlers  # action -> async fn(payload) -> result payload
+        # action -> fn(ctx, payload) -> result payload, or a coroutine that gives it
+        self.handlers = handlers
+        self.ctx = ctx
         self.log = log
         self.timeout_ms = timeout_ms
         self._lock = asyncio.Lock()
@@ -131,8 +133,11 @@ class Rpc:
             self._answer = (ERROR, "GenericError", "connection lost")
             self._flag.set()
 
-    async def received(self, text):
-        """One text message from the server: an answer to our CALL, or a CALL to handle."""
+    async def received(self, text, seen=None):
+        """One text message from the server: an answer to our CALL, or a CALL to handle.
+        seen(): called as it arrives (the link's last-message time)."""
+        if seen is not None:
+            seen()
         try:
             kind, mid, action, payload = parse(text)
         except RpcError as e:
@@ -142,6 +147,7 @@ class Rpc:
             if mid is not None:
                 await self._error(mid, e.code, e.description)
             return
+        text = None  # noqa: F841 - the frame's text is not needed past here: free it
         if kind != CALL:
             if mid != self._pending or self._answer is not None:
                 self.stats[3] += 1
@@ -168,7 +174,9 @@ class Rpc:
             await self._error(mid, bad[0], bad[1])
             return
         try:
-            result = await handler(payload)
+            result = handler(self.ctx, payload)
+            if type(result) is not dict:
+                result = await result
         except RpcError as e:
             await self._error(mid, e.code, e.description)
             return

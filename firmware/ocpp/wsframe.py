@@ -8,10 +8,13 @@
 # recv() goes on from the same byte.
 import asyncio
 import struct
+import sys
 
 from micropython import const
 
 from drivers import kernels
+
+_MPY = sys.implementation.name == "micropython"
 
 try:
     from time import ticks_ms
@@ -40,6 +43,7 @@ _OP_PONG = const(10)
 _RX_HEAD = const(0)  # reading the 2 first header bytes
 _RX_EXT = const(1)  # reading the 16- or 64-bit payload length
 _RX_BODY = const(2)  # reading the payload
+_OUT_CHUNK = const(512)  # bytes masked and written at a time
 _CLOSE_MS = const(2000)  # how long close() waits for the server's close frame
 
 # UTF-8 that MicroPython's decoder lets through but RFC 3629 forbids: bytes that never occur
@@ -97,6 +101,15 @@ def _valid_close_code(c):
     return 1000 <= c <= 1003 or 1007 <= c <= 1014 or 3000 <= c <= 4999
 
 
+def _octets(payload):
+    """The bytes of a payload without a copy where the port allows (MicroPython gives a
+    str's UTF-8 bytes through memoryview; CPython needs encode)."""
+    try:
+        return memoryview(payload)
+    except TypeError:
+        return memoryview(payload.encode())
+
+
 def _close_payload(code, reason):
     r = reason.encode() if reason else b""
     n = len(r)
@@ -120,6 +133,7 @@ class WebSocket:
         self._done = asyncio.Event()  # set once closed
         self._hdr = bytearray(8)  # header bytes 0-1, then the extended length
         self._ctl = bytearray(125)  # control frame payload
+        self._out = bytearray(_OUT_CHUNK)  # outgoing payload, masked a chunk at a time
         self._rx = _RX_HEAD
         self._buf = self._hdr  # where the bytes being read go: [_pos, _end)
         self._pos = 0
@@ -315,8 +329,11 @@ class WebSocket:
     # -- sending -------------------------------------------------------------------------
 
     async def _write_frame(self, op, payload):
-        # One frame, masked in place with a fresh key; whole frames only under the lock.
-        n = len(payload)
+        # One frame with a fresh key, masked chunk by chunk through self._out: a message is
+        # never copied whole (payload: str, bytes or bytearray, left as it is). Whole frames
+        # only under the lock.
+        src = _octets(payload)
+        n = len(src)
         if n < 126:
             hdr = struct.pack("!BB", 0x80 | op, 0x80 | n)
         elif n < 65536:
@@ -324,15 +341,22 @@ class WebSocket:
         else:
             hdr = struct.pack("!BBII", 0x80 | op, 0xFF, 0, n)
         key = urandom(4)
-        if n:
-            kernels.ws_mask(payload, key, 0)
         async with self._wlock:
             w = self._w
             if w is None:
                 raise WsClosed(self.code, self.reason)
             w.write(hdr + key)
-            if n:
-                w.write(payload)
+            out = self._out
+            pos = 0
+            while pos < n:
+                k = min(n - pos, _OUT_CHUNK)
+                chunk = out if k == _OUT_CHUNK else memoryview(out)[:k]
+                chunk[:] = src[pos:pos + k]
+                kernels.ws_mask(chunk, key, pos)
+                w.write(chunk if _MPY else bytes(chunk))  # CPython may keep a view
+                pos += k
+                if pos < n:
+                    await w.drain()
             await w.drain()
 
     async def _send(self, op, payload):
@@ -348,7 +372,7 @@ class WebSocket:
 
     async def send(self, text):
         """Send one text message (str) as a single masked frame."""
-        await self._send(_OP_TEXT, bytearray(text, "utf-8"))
+        await self._send(_OP_TEXT, text)
 
     async def ping(self, payload=b""):
         """Send a ping; the server's pong updates last_rx_ms (read by recv())."""
