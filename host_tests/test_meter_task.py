@@ -29,6 +29,7 @@ class FakeMeter:
         self.fail = None
         self.wh = 1000
         self.i = (100, -20, UNKNOWN)
+        self.export = -1
 
     async def poll(self, r):
         if self.fail is not None:
@@ -36,6 +37,7 @@ class FakeMeter:
         for k in range(3):
             r.i_da[k] = self.i[k]
         r.energy_wh = self.wh
+        r.export_wh = self.export
 
 
 def make(store=None, period_ms=1000, max_w=22000):
@@ -127,6 +129,26 @@ def test_energy_going_backwards_is_rejected_and_the_last_good_value_stays():
     src.wh = 1005  # back to normal: accepted, no swap
     step(t, 2000)
     assert r.energy_wh == 1005 and t.swaps == 0
+
+
+def test_the_export_register_going_back_or_jumping_reads_unknown_until_confirmed():
+    t, src, r, logs = make(max_w=22000)
+    src.export = 500
+    step(t, 0)
+    assert r.export_wh == 500
+    src.export = 400  # backwards: unknown, logged once, the import register unaffected
+    step(t, 1000)
+    assert r.export_wh == -1 and r.energy_wh == 1000 and t.rejected == 1
+    assert logs == ["meter ev: export register 400 Wh rejected: went back 100 Wh"]
+    src.export = 520  # plausible again after the glitch
+    step(t, 2000)
+    assert r.export_wh == 520
+    src.export = 520 + 5000  # 22 kW cannot export 5 kWh in a second
+    step(t, 3000)
+    assert r.export_wh == -1 and "export register 5520 Wh rejected: jumped +5000 Wh" in logs[-1]
+    for k in range(SWAP_CONFIRM - 1):  # the same new register again and again: taken
+        step(t, 4000 + 1000 * k)
+    assert r.export_wh == 5520 and logs[-1] == "meter ev: export register now 5520 Wh (was 520)"
 
 
 def test_an_impossible_jump_is_rejected_a_possible_one_accepted():

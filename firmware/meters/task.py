@@ -13,6 +13,9 @@
 # register is shown plus an offset that continues the old total, so energy_wh never goes
 # backwards and never jumps. The offset (and the last total) live in an EnergyStore, so the
 # view survives a reboot; a lower register found at boot is a swap the same way.
+# The export register (not billed here: the limit loop's grid meter) gets the same
+# plausibility test without the offset: a value that goes back or jumps reads as unknown
+# (-1), counted and logged; SWAP_CONFIRM such readings in a row are taken as the new register.
 import time
 
 from micropython import const
@@ -90,6 +93,9 @@ class MeterTask:
         self._cand_first = -1
         self._cand_ms = 0
         self._cand_n = 0
+        self._exp_wh = -1  # export register last accepted, when
+        self._exp_ms = 0
+        self._exp_bad = 0  # rejected in a row
 
     def now(self):
         return self._clock() if self._clock is not None else time.ticks_ms()
@@ -127,6 +133,8 @@ class MeterTask:
         r.i_max_da = m
         if r.energy_wh >= 0:
             r.energy_wh = self.guard(now, r.energy_wh)
+        if r.export_wh >= 0:
+            r.export_wh = self.guard_export(now, r.export_wh)
         r.stamp(now)
         self.good += 1
         if self.in_row >= LOG_AFTER:
@@ -193,6 +201,30 @@ class MeterTask:
         if self.rejects_in_row == 1:
             self.log("meter %s: energy register %d Wh rejected: %s" % (self.role, raw, why))
         return last
+
+    def guard_export(self, now, raw):
+        """The export register to show for `raw` (see the top): raw, or -1 when rejected."""
+        last = self._exp_wh
+        if last >= 0 and self._exp_bad < SWAP_CONFIRM - 1:
+            if raw < last:
+                why = "went back %d Wh" % (last - raw)
+            elif raw - last > self._most(ticks_diff(now, self._exp_ms)):
+                why = "jumped +%d Wh" % (raw - last)
+            else:
+                why = None
+            if why is not None:
+                self._exp_bad += 1
+                self.rejected += 1
+                if self._exp_bad == 1:
+                    self.log("meter %s: export register %d Wh rejected: %s" % (
+                        self.role, raw, why))
+                return -1
+        if self._exp_bad and last >= 0:
+            self.log("meter %s: export register now %d Wh (was %d)" % (self.role, raw, last))
+        self._exp_bad = 0
+        self._exp_wh = raw
+        self._exp_ms = now
+        return raw
 
     def _most(self, dt_ms):
         """The most energy (Wh) max_w can deliver in dt_ms, with margin and slack."""
