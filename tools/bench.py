@@ -20,6 +20,13 @@ def main():
         if rc:
             failed.append(name)
             print("!! %s failed (exit %d)" % (name, rc), flush=True)
+    # How many simulated wallboxes run at once (issue 7 "Fleet"): 30 s per N, at most 32.
+    print("== fleet", flush=True)
+    rc = subprocess.call([sys.executable, os.path.join(HERE, "fleet.py"), "--find",
+                          "--seconds", "30", "--max", "32"])
+    if rc:
+        failed.append("fleet")
+        print("!! fleet failed (exit %d)" % rc, flush=True)
     if failed:
         sys.exit(1)
 

@@ -9,6 +9,7 @@ import json
 import os
 import ssl
 import sys
+import time
 import urllib.parse
 
 from websockets.asyncio.server import serve
@@ -63,6 +64,7 @@ class Csms:
         self.meter_values, self.notifications, self.data_transfers = [], [], []
         self.events = []  # connections, refusals, remote starts: {"event", "cp", ...}
         self.accepted = {}  # cp id -> status of its last BootNotification answer
+        self.beats = []  # (cp, action, time.monotonic()) of each Boot and Heartbeat (fleet)
         self._triggered = {}  # cp id -> set of actions a TriggerMessage asked for
         self._starts = {}  # (cp, connectorId, idTag, meterStart, timestamp) -> id
         self._next_tx = 1
@@ -253,10 +255,12 @@ class Csms:
     def _handle(self, cp, action, p):
         if action == "BootNotification":
             self.boots.append((cp, p))
+            self.beats.append((cp, action, time.monotonic()))
             self.accepted[cp] = self.boot_status
             return {"status": self.boot_status, "currentTime": now_iso(),
                     "interval": self.interval}
         if action == "Heartbeat":
+            self.beats.append((cp, action, time.monotonic()))
             return {"currentTime": now_iso()}
         if action == "StatusNotification":
             self.statuses.append((cp, p))
