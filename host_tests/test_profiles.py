@@ -107,6 +107,17 @@ def test_every_profile_decodes_known_values(profile):
     assert all(c <= prof["max_regs"] for _, _, c in bus.reads)
 
 
+def test_register_units_where_meters_differ():
+    # The same 12.5 kWh: Eastron's float register counts kWh, Finder 7E's counts Wh.
+    for profile, reg, value in (("sdm630", 0x48, 12.5), ("finder_7e", 0x1106, 12500.0)):
+        bus, meter = make(profile)
+        hi, lo = struct.unpack(">HH", struct.pack(">f", value))
+        bus.images[1] = {reg: hi, reg + 1: lo}
+        r = Reading()
+        poll(meter, r)
+        assert r.energy_wh == 12500, profile
+
+
 def test_eastron_reads_at_most_80_registers_in_one_block():
     bus, meter = make("sdm630")
     assert meter.blocks == [(0x00, 0x4C)]

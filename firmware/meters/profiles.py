@@ -79,12 +79,13 @@ _ORNO = {
     "p": _3(0x1E, 0x20, 0x22, F32, 3), "p_total": (0x1C, F32, 3),
     "energy": (0x108, F32, 3), "freq": (0x14, F32, 2),
 }
-# Finder 7E.78: fc 04, float32. Not in the spec's register table: these registers and the
-# energy unit (kWh) are unverified; no per-phase power, so current signs stay as read.
+# Finder 7E.78.8.400.0212: fc 04, float32 ABCD, V / A / W / Wh (its energy register counts
+# Wh, not kWh), up to 127 registers a read. Registers as SmartEVSE's meter table lists them;
+# not checked against a unit here. No per-phase power: current signs stay as read.
 _FINDER_7E = {
-    "fc": 4, "max_regs": 125, "serial": "unverified",
+    "fc": 4, "max_regs": 125, "serial": "fc 04; address and line as set on the meter",
     "v": _3(0x1000, 0x1002, 0x1004, F32, 1), "i": _3(0x100E, 0x1010, 0x1012, F32, 1),
-    "p_total": (0x1026, F32, 0), "energy": (0x1106, F32, 3), "export": (0x110E, F32, 3),
+    "p_total": (0x1026, F32, 0), "energy": (0x1106, F32, 0), "export": (0x110E, F32, 0),
 }
 
 PROFILES = {
