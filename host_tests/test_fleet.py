@@ -57,7 +57,9 @@ def test_beats_outside_the_window_and_order_do_not_matter():
 
 
 def test_expected_heartbeats_and_a_bad_interval():
-    assert fleet.expected_heartbeats(0.0, 59.9, 10) == 5
+    assert fleet.expected_heartbeats(0.0, 60.0, 10) == 5  # at most 11 s apart
+    assert fleet.expected_heartbeats(0.0, 65.9, 10) == 5
+    assert fleet.expected_heartbeats(0.0, 66.0, 10) == 6
     assert fleet.expected_heartbeats(5.0, 3.0, 10) == 0
     with pytest.raises(fleet.FleetError, match="interval"):
         fleet.missed_heartbeats(0.0, [], 10.0, 0)
@@ -125,6 +127,7 @@ def test_two_wallboxes_for_fifteen_seconds_pass():
     assert res["missed"] == 0 and res["violations"] == 0, lines
     assert res["overruns"] == 0, lines
     assert res["passed"] and fleet.verdict(res).startswith("fleet N=2: pass ("), lines
+    assert fleet.lag_line(res).startswith("  loop lag of the 2 boxes: p99 worst ")
     for r in res["rows"]:
         assert r["heartbeats"] >= 2, lines  # boot + ~16 s at 5 s: the CSMS heard them
         assert r["cycles"] >= 1 and r["c2b"], lines  # the EV charged and left C

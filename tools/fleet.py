@@ -16,9 +16,9 @@ an unplug and a new plug (a new transaction). Per box:
   looks at most once a second, so a healthy gap is interval .. interval + ~1 s. A gap longer
   than LIMIT = 1.5 x interval + 2 s (SLACK_S) is missed heartbeats: 1 + (gap - LIMIT) //
   interval of them. The gaps are boot -> first, each to the next, and last -> end of run (a
-  box that falls silent at the end misses them too). "got/expected" is shown beside it,
-  expected = (end - boot) // interval; as each gap runs up to ~1 s over the interval, got
-  may trail expected by one without a miss (the last one was due just after the end).
+  box that falls silent at the end misses them too). The count the CSMS got is shown beside
+  the least a healthy box sends, (end - boot) // (interval + POLL_S): each gap runs up to
+  POLL_S = 1 s over the interval.
 - overruns: the firmware's charge-controller step (2 ms grid) arriving later than the
   reflex's silence limit, BEAT_MS = 1.5 s (drivers/reflex.py): the reflex opening for
   "controller silent" (trip 3), the supervisor's fail-safe for a silent safety task (trip 5),
@@ -47,6 +47,7 @@ from csms import CsmsError, CsmsThread  # noqa: E402
 
 BEAT_MS = 1500  # drivers/reflex.py BEAT_MS: the controller silent this long -> reflex opens
 SLACK_S = 2.0  # on top of 1.5 x interval: the 1 s send-loop poll plus a busy host
+POLL_S = 1.0  # firmware/ocpp/cp.py: the send loop looks at the heartbeat at least once a second
 TRIP_BEAT = 3  # firmware/charge/session.py TRIP_BEAT, TRIP_FAIL_SAFE
 TRIP_FAIL_SAFE = 5
 CONFIG = {"rating_a": 32, "max_current_a": 16, "reclose_ms": 1000, "reclose_error_ms": 1000,
@@ -91,7 +92,9 @@ def longest_gap(start, beats, end):
 
 
 def expected_heartbeats(start, end, interval):
-    return max(0, int((end - start) // interval))
+    """The fewest heartbeats a healthy box sends from start to end (each gap runs up to
+    POLL_S over the interval)."""
+    return max(0, int((end - start) // (interval + POLL_S)))
 
 
 def overruns(obs, stats):
@@ -238,12 +241,21 @@ def _figures(boxes, beats, violations, t_end, heartbeat):
 
 
 def box_lines(res):
-    return ["  %s: heartbeats %d/%d (longest gap %.1f s), missed %d, overruns %d (loop lag "
-            "p99 %d ms, max %d ms), C->B max %.1f ms over %d, violations %d%s" % (
+    return ["  %s: heartbeats %d (>= %d due, longest gap %.1f s), missed %d, overruns %d "
+            "(loop lag p99 %d ms, max %d ms), C->B max %.1f ms over %d, violations %d%s" % (
                 r["cp"], r["heartbeats"], r["expected"], r["gap"], r["missed"], r["overruns"],
                 r["lag_p99"], r["lag_max"], max(r["c2b"]) if r["c2b"] else 0.0,
                 len(r["c2b"]), r["violations"], "; " + r["error"] if r["error"] else "")
             for r in res["rows"]]
+
+
+def lag_line(res):
+    rows = [r for r in res["rows"] if r["lag_max"] >= 0]
+    if not rows:
+        return "  loop lag: no box reported it"
+    return "  loop lag of the %d boxes: p99 worst %d ms, max %d ms (overrun at %d ms); %d C->B" \
+        " reactions" % (len(rows), max(r["lag_p99"] for r in rows),
+                        max(r["lag_max"] for r in rows), BEAT_MS, res["c2b_n"])
 
 
 def verdict(res):
@@ -297,6 +309,7 @@ def main(argv=None):
             return 2
         if a.verbose or not a.find or not res["passed"]:
             print("\n".join(box_lines(res)))
+        print(lag_line(res))
         print(verdict(res), flush=True)
         if not res["passed"]:
             break
