@@ -102,6 +102,40 @@ def test_find_sizes():
     assert fleet.find_sizes(1) == [1]
 
 
+def _fake_run(limit, tried):
+    def run(n, seconds, heartbeat, heapsize):
+        tried.append(n)
+        ok = n <= limit
+        return {"n": n, "rows": [], "missed": 0 if ok else 2, "overruns": 0, "violations": 0,
+                "c2b_max": 1.5, "c2b_n": 0, "errors": [], "passed": ok}
+    return run
+
+
+def test_find_grows_n_then_narrows_the_last_step(monkeypatch, capsys):
+    tried = []
+    monkeypatch.setattr(fleet, "run", _fake_run(21, tried))
+    assert fleet.main(["--find", "--max", "32"]) == 0
+    assert tried == [1, 2, 4, 8, 12, 16, 24, 20, 22]
+    out = capsys.readouterr().out
+    assert "fleet N=24: FAIL (missed heartbeats 2, overruns 0, C->B max 1.5 ms, violations 0)" \
+        in out
+    assert out.rstrip().endswith("fleet: largest N with no missed heartbeat and no overrun: 20")
+
+
+def test_find_stops_at_max_and_says_so(monkeypatch, capsys):
+    tried = []
+    monkeypatch.setattr(fleet, "run", _fake_run(100, tried))
+    fleet.main(["--find", "--max", "12"])
+    assert tried == [1, 2, 4, 8, 12]
+    assert capsys.readouterr().out.rstrip().endswith(": 12 (the --max tried)")
+
+
+def test_find_when_even_one_box_fails(monkeypatch, capsys):
+    monkeypatch.setattr(fleet, "run", _fake_run(0, []))
+    assert fleet.main(["--find"]) == 1
+    assert capsys.readouterr().out.rstrip().endswith("no overrun: 0")
+
+
 @pytest.mark.parametrize("argv, says", [
     ([], "give N or --find"),
     (["3", "--find"], "give N or --find"),

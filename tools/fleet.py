@@ -31,7 +31,8 @@ an unplug and a new plug (a new transaction). Per box:
 A box that does not boot, stops, or does not follow its EV within a timeout fails the run
 too. Verdict line: "fleet N=..: pass|FAIL (missed heartbeats .., overruns .., C->B max ..
 ms, violations ..)". --find runs N = 1, 2, 4, 8, 12, 16, 24, 32, ... (to --max) until one
-fails and prints the largest that passed. Exit status 0 when the run (or N=1) passed.
+fails, halves the last step until the failing N is at most 2 above a passing one, and
+prints the largest that passed. Exit status 0 when the run (with --find: N=1) passed.
 """
 import argparse
 import os
@@ -297,28 +298,51 @@ def main(argv=None):
     if seconds < 3 * a.heartbeat:
         ap.error("--seconds %g is too short for --heartbeat %d (>= 3 intervals)"
                  % (seconds, a.heartbeat))
-    sizes = find_sizes(a.max) if a.find else [a.n]
-    best = 0
+    if not a.find:
+        res = _measure(a.n, seconds, a)
+        return 2 if res is None else 0 if res["passed"] else 1
+    sizes = find_sizes(a.max)
+    best, worst = 0, None
     for n in sizes:
-        print("fleet: %d simulated wallbox%s for %.0f s, heartbeat %d s ..." % (
-            n, "es" if n > 1 else "", seconds, a.heartbeat), flush=True)
-        try:
-            res = run(n, seconds, a.heartbeat, a.heapsize)
-        except FleetError as e:
-            print("error: %s" % e, file=sys.stderr)
+        res = _measure(n, seconds, a)
+        if res is None:
             return 2
-        if a.verbose or not a.find or not res["passed"]:
-            print("\n".join(box_lines(res)))
-        print(lag_line(res))
-        print(verdict(res), flush=True)
         if not res["passed"]:
+            worst = n
             break
         best = n
-    if a.find:
-        print("fleet: largest N with no missed heartbeat and no overrun: %d%s" % (
-            best, " (the --max tried)" if best == sizes[-1] else ""), flush=True)
+    while worst is not None and worst - best > 2:  # narrow the last step down
+        n = (best + worst) // 2
+        res = _measure(n, seconds, a)
+        if res is None:
+            return 2
+        if res["passed"]:
+            best = n
+        else:
+            worst = n
+    print("fleet: largest N with no missed heartbeat and no overrun: %d%s" % (
+        best, " (the --max tried)" if best == sizes[-1] else ""), flush=True)
     return 0 if best else 1
 
+
+def _measure(n, seconds, a):
+    """One run of n boxes with its lines printed; None after a FleetError (printed)."""
+    print("fleet: %d simulated wallbox%s for %.0f s, heartbeat %d s ..." % (
+        n, "es" if n > 1 else "", seconds, a.heartbeat), flush=True)
+    try:
+        res = run(n, seconds, a.heartbeat, a.heapsize)
+    except FleetError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return None
+    lines = box_lines(res)
+    if a.find and not a.verbose:  # only the boxes that failed
+        lines = [x for x, r in zip(lines, res["rows"]) if r["missed"] or r["overruns"]
+                 or r["violations"] or r["error"]]
+    if lines:
+        print("\n".join(lines))
+    print(lag_line(res))
+    print(verdict(res), flush=True)
+    return res
 
 if __name__ == "__main__":
     try:
