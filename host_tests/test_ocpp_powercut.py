@@ -1,23 +1,16 @@
 """Randomised power cuts (issue 7, journal): the real firmware on the unix port is killed
-(kill -9, the simulator's `powercut` command) at random instants across many sessions and
-restarted on the same state directory each time; the dev CSMS must end up with every
-transaction exactly once, stopped exactly once, in order, and the energy register must
-never go backwards.
+(kill -9: the simulator's `powercut`) at random instants across many sessions and restarted
+on the same state directory; the dev CSMS must get every transaction once, stopped once, in
+order, and the energy register must never go backwards. More runs, another seed:
+WB_POWERCUT_RUNS=200 WB_POWERCUT_SEED=3 (make fuzz runs 100 from a new seed).
 
-    WB_POWERCUT_RUNS=200 WB_POWERCUT_SEED=3 .venv/bin/python -m pytest -q \\
-        host_tests/test_ocpp_powercut.py
-
-The delivery checks (`deliveries`, `check_deliveries`) read the CSMS's JSON-lines log, where
-frames and connections appear in the order they happened; test_ocpp_chaos.py uses them too.
-A message may legitimately reach the CSMS twice: when its first copy was the last thing the
-charge point sent on that connection (the answer, or the journal's record of it, was lost
-with the link or the power). Any other repeat is a duplicate.
-
-Three firmware bugs (firmware/ocpp/txn.py writes the journal and the open-transaction file
-ocpp_tx.json one after the other, and a cut between the two writes leaves them disagreeing)
-are pinned by deterministic reproducers at the end (xfail, strict). The random test lands in
-one of those windows only rarely (a few ms per second of charging); when it does, it ends as
-xfail naming the bug, and any other broken rule fails it.
+The delivery checks read the CSMS's JSON-lines log (frames and connections in the order they
+happened); test_ocpp_chaos.py uses them too. A message may reach the CSMS twice only when its
+first copy was the last thing sent on that connection (the answer was lost with the link or
+the power). Three firmware bugs (txn.py writes the journal and ocpp_tx.json one after the
+other; a cut between the two leaves them disagreeing) are pinned by deterministic reproducers
+at the end (xfail, strict); the random test lands in those windows rarely (a few ms per
+second of charging) and then ends as xfail naming the bug. Anything else fails it.
 """
 import json
 import os
@@ -42,6 +35,7 @@ CUT_MAX_MS = 6000
 # starts at 0 in every process).
 METERS = {"ev": {"type": "s0", "imp_per_kwh": 1000, "save_wh": 1, "period_ms": 200}}
 TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
+_REGISTER = "Energy.Active.Import.Register"
 
 
 # -- what the CSMS received ------------------------------------------------------------------
@@ -63,9 +57,7 @@ def deliveries(lines, transactions):
             f = json.loads(e["text"])
             if isinstance(f, list) and len(f) == 4 and f[0] == 2:
                 calls.append((conn, len(calls), f[2], f[3]))
-    last = {}
-    for c, i, _, _ in calls:
-        last[c] = i
+    last = {c: i for c, i, _, _ in calls}  # the last CALL of each connection
     tid_of = {_key("StartTransaction", t["start"]): t["id"] for t in transactions.values()
               if t.get("start") is not None}
     out, seen = [], {}
@@ -87,8 +79,7 @@ def _key(action, p):
 
 def _energy(mv):
     for v in mv["sampledValue"]:
-        if v.get("measurand", "Energy.Active.Import.Register") == \
-                "Energy.Active.Import.Register":
+        if v.get("measurand", _REGISTER) == _REGISTER:
             return int(float(v["value"]))
     return None
 
@@ -160,11 +151,6 @@ def check_deliveries(msgs):
 
 
 # -- the runs --------------------------------------------------------------------------------
-def _alive(sim):
-    return sim.proc is not None and sim.proc.poll() is None and not any(
-        x.get("k") == "closed" for x in sim.obs[-3:])
-
-
 def _script(rng, free):
     """A random mix of what a user and the network do: [(command, fields) | (None, s)]."""
     steps = [(None, rng.uniform(0, 1.2))]
@@ -189,7 +175,7 @@ def _script(rng, free):
 
 def _play(sim, steps):
     for cmd, arg in steps:
-        if not _alive(sim):
+        if sim.proc.poll() is not None or sim.obs[-1].get("k") == "closed":
             return
         try:
             if cmd is None:
@@ -210,9 +196,7 @@ def _kill_during_start(sim, after_s):
         if sim.proc is not None and sim.proc.poll() is None:
             sim.proc.kill()
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
+    return threading.Thread(target=run, daemon=True)
 
 
 def _one_run(csms, d, rng, log):
@@ -220,6 +204,7 @@ def _one_run(csms, d, rng, log):
     sim = o.start_sim(csms, state_dir=d, free_vend=free, meters=METERS)
     if rng.random() < 0.15:  # a cut while the firmware boots: journal scan, recovery
         killer = _kill_during_start(sim, rng.uniform(0, 0.25))
+        killer.start()
         try:
             sim.start()
         except (RuntimeError, TimeoutError, OSError):
@@ -232,11 +217,8 @@ def _one_run(csms, d, rng, log):
         sim.send({"do": "powercut", "delay_ms": cut})
         _play(sim, _script(rng, free))
         how = "at %d ms" % cut
-    try:
-        if sim.sock is not None:
-            sim.wait_for({"k": "closed"}, CUT_MAX_MS / 1000 + 30)
-    except RuntimeError:
-        pass  # "closed while waiting": what we wait for
+    if sim.sock is not None:  # the control connection closes with the process
+        sim.wait_for({"k": "closed"}, CUT_MAX_MS / 1000 + 30)
     sim.proc.wait(30)
     sim.stop()
     log.append((how, o.logs(sim)))
@@ -244,17 +226,14 @@ def _one_run(csms, d, rng, log):
 
 def _started(runs):
     """(tag, meterStart) of every transaction the firmware logged as journaled, in order."""
-    out = []
-    for _, lines in runs:
-        for m in lines:
-            if " started for " in m and m.startswith("ocpp: transaction "):
-                tag = m.split(" started for ")[1].split(",")[0]
-                out.append((tag, int(m.split("meterStart ")[1].split()[0])))
-    return out
+    return [(m.split(" started for ")[1].split(",")[0], int(m.split("meterStart ")[1].split()[0]))
+            for _, lines in runs for m in lines
+            if m.startswith("ocpp: transaction ") and " started for " in m]
 
 
 @pytest.mark.slow
 def test_random_power_cuts_lose_and_duplicate_no_transaction(tmp_path):
+    print("power cuts: seed %d (WB_POWERCUT_SEED), %d runs" % (SEED, RUNS))
     rng = random.Random(SEED)
     d = o.state_dir(tmp_path)
     log_path = str(tmp_path / "csms.jsonl")
@@ -284,9 +263,8 @@ def test_random_power_cuts_lose_and_duplicate_no_transaction(tmp_path):
     lost = [(how, m) for how, lines in runs for m in lines if "NOT journaled" in m
             or "given up" in m or "dropped: no transactionId" in m]
     retransmitted = sum(len(m["copies"]) - 1 for m in msgs)
-    print("power cuts: %d runs, %d transactions journaled (logged), %d at the CSMS, "
-          "%d messages, %d retransmitted after a cut" % (
-              RUNS, len(started), len(txs), len(msgs), retransmitted))
+    print("power cuts: %d transactions journaled (logged), %d at the CSMS, %d messages, "
+          "%d retransmitted after a cut" % (len(started), len(txs), len(msgs), retransmitted))
     print("cuts:", ", ".join(how for how, _ in runs[:-1]))
     assert not [x for k, x in bad if k is None], bad[:10]
     assert not lost, lost
@@ -310,25 +288,50 @@ def test_random_power_cuts_lose_and_duplicate_no_transaction(tmp_path):
             "; ".join(KNOWN[k] for k in known), [x for k, x in bad if k]))
 
 
+# -- the checks themselves, on a made-up CSMS log ---------------------------------------------
+def _frames(*items):
+    """Log lines: "c" a new connection, or (action, payload) a CALL from the charge point."""
+    return [{"event": "connected"} if it == "c" else {
+        "event": "frame", "dir": "in", "text": json.dumps([2, "m%d" % n, it[0], it[1]])}
+        for n, it in enumerate(items)]
+
+
+_START = {"connectorId": 1, "idTag": "A", "meterStart": 10, "timestamp": "t0"}
+_TXS = {1: {"id": 1, "start": _START}}
+
+
+def _mv(wh, at="t1"):
+    return ("MeterValues", {"connectorId": 1, "transactionId": 1, "meterValue": [
+        {"timestamp": at, "sampledValue": [{"value": str(wh)}]}]})
+
+
+def _stop(wh, reason="Local"):
+    return ("StopTransaction", {"transactionId": 1, "meterStop": wh, "timestamp": "t2",
+                                "reason": reason})
+
+
+def _problems(*items):
+    return check_deliveries(deliveries(_frames(*items), _TXS))[0]
+
+
+def test_the_delivery_checks_accept_a_resend_after_a_lost_answer_and_nothing_else():
+    start = ("StartTransaction", _START)
+    assert _problems("c", start, _mv(12), "c", _mv(12), _stop(15)) == []
+    # sent again although more followed on the same connection: a duplicate
+    assert _problems("c", start, _mv(12), _mv(13, "t2"), "c", _mv(12), _stop(15))
+    assert _problems("c", start, _stop(15), _mv(12))  # after its Stop
+    assert _problems("c", start, _mv(12))  # never stopped
+    assert _problems("c", start, _mv(12), _stop(11))  # a sample above meterStop
+    assert _problems("c", start, _stop(9))  # meterStop < meterStart
+    assert [k for k, _ in _problems("c", start, _stop(15), "c", _stop(15, "PowerLoss"))] == [
+        "stop-window"]
+    assert [k for k, _ in _problems("c", start, _mv(20), _stop(15, "PowerLoss"))] == [
+        "sample-window"]
+
+
 # -- the windows, one cut each, deterministic (CPython: txn with a fake charge point) ---------
 class _PowerCut(BaseException):
     """The process dies here: nothing after this line runs, what is on disk stays."""
-
-
-class _Ticks:
-    def __init__(self):
-        self.ms = 1000
-
-    def ticks_ms(self):
-        return self.ms
-
-    @staticmethod
-    def ticks_add(a, b):
-        return a + b
-
-    @staticmethod
-    def ticks_diff(a, b):
-        return a - b
 
 
 def _charge_point(wh):
@@ -362,8 +365,11 @@ def _reboot(cp, wh=-1):
 
 @pytest.fixture
 def ticks(tmp_path, monkeypatch):
+    """The files in tmp_path; txn's clock (ticks_*) is t.ms."""
     monkeypatch.chdir(tmp_path)
-    t = _Ticks()
+    t = types.SimpleNamespace(ms=1000, ticks_add=lambda a, b: a + b,
+                              ticks_diff=lambda a, b: a - b)
+    t.ticks_ms = lambda: t.ms
     monkeypatch.setattr(txn, "time", t)
     return t
 

@@ -36,3 +36,6 @@ mutants: $(SETUP)
 # kept in build/hypothesis and replayed first on the next run.
 fuzz: $(SETUP)
 	WALLBOX_HYPOTHESIS=fuzz $(PY) -m pytest -q $(FUZZ_TESTS)
+	# OCPP power cuts: 100 random runs from a new seed (printed; WB_POWERCUT_SEED replays it)
+	WB_POWERCUT_RUNS=100 WB_POWERCUT_SEED=$$(date +%s) $(PY) -m pytest -q -rxX \
+		host_tests/test_ocpp_powercut.py -k random_power_cuts
