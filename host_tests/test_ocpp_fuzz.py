@@ -64,7 +64,7 @@ def _no_constant(name):
 
 @pytest.fixture(scope="module")
 def cases():
-    return gen.generate(6000, SEED)
+    return gen.generate(3000, SEED)
 
 
 def test_plan_gives_every_family_at_least_one_case_and_exactly_n():
@@ -76,7 +76,7 @@ def test_plan_gives_every_family_at_least_one_case_and_exactly_n():
 
 
 def test_generator_is_deterministic_and_leaves_out_known_bugs(cases):
-    again = gen.generate(6000, SEED)
+    again = gen.generate(3000, SEED)
     assert [c.wire for c in cases] == [c.wire for c in again]
     assert [c.wire for c in gen.generate(200, SEED + 1)] != [c.wire for c in cases[:200]]
     assert not {c.kind for c in cases} & set(gen.KNOWN_BUGS)
@@ -225,9 +225,6 @@ def test_fuzz_10000_frames_right_answers_no_restart_safety_reaction_kept():
 # Firmware bugs this fuzz found (each kind is left out of the run above and replayed here
 # until the firmware is fixed; strict: a fix makes the test fail until the mark is removed).
 _BUGS = {
-    "deep-nesting": "MicroPython's json.loads raises RuntimeError (maximum recursion depth) "
-                    "on a deeply nested array; rpc.parse catches only ValueError/TypeError, so "
-                    "the ocpp-link task dies and is restarted",
     "escaped-astral-id": "an id with an escaped character above U+FFFF is kept as two "
                          "surrogates by MicroPython's json and echoed as CESU-8: the answer "
                          "is a text frame that is not valid UTF-8",

@@ -39,3 +39,5 @@ fuzz: $(SETUP)
 	# OCPP power cuts: 100 random runs from a new seed (printed; WB_POWERCUT_SEED replays it)
 	WB_POWERCUT_RUNS=100 WB_POWERCUT_SEED=$$(date +%s) $(PY) -m pytest -q -rxX \
 		host_tests/test_ocpp_powercut.py -k random_power_cuts
+	# OCPP fuzz: 50,000 hostile frames from a random seed (printed; --seed S replays it)
+	$(PY) tools/ocpp_fuzz.py --frames 50000
