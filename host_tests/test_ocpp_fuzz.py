@@ -217,7 +217,12 @@ def test_fuzz_10000_frames_right_answers_no_restart_safety_reaction_kept():
     assert res["restarts"] == []
     assert res["cycle_errors"] == [] and res["cycles"] >= 3 and res["reactions"]
     assert res["after"] is not None  # a charge cycle after the fuzz: C->B still opens
-    assert max(res["reactions"]) <= ocpp_fuzz.TARGET_P99_MS, lines  # device clock
+    # The safety reaction within its target throughout (device clock, which on the unix port
+    # is the host's): p99 <= 10 ms, as the issue states the target. Not the max: one host
+    # stall of a loaded CI machine (seen: 422 ms at load average 70) would fail it, and the
+    # slowest reaction's context is printed above for a reader to judge.
+    rx = res["reactions"]
+    assert ocpp_fuzz.bench_core.pct(rx, 99) <= ocpp_fuzz.TARGET_P99_MS, lines
     # the protocol violations closed the link and the client came back every time
     assert res["connects"] >= 1 + sum(fams[f]["reconnects"] for f in fams)
 
@@ -236,8 +241,9 @@ _BUGS = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=w))
-                                  for k, w in _BUGS.items()])
+@pytest.mark.parametrize("kind", [
+    pytest.param(k, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=w))
+    for k, w in _BUGS.items()])
 def test_known_firmware_bug(kind):
     case = next(c for c in gen.known_bug_cases() if c.kind == kind)
     after = [c for c in gen.generate(40, SEED) if c.family in ("unknown-action", "bad-payload")]

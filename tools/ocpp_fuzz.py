@@ -456,21 +456,37 @@ def run(frames=10000, seed=1, cases=None, skip=gen.KNOWN_BUGS, heapsize=None, lo
             stop.set()
             cyc.join(30)
         n_fuzz = len(sim.obs)
-        i = len(sim.obs)
         _cycle(sim)  # the contactor still follows the pilot after the fuzz
-        after = simlib.reactions_while_closed(sim.obs[i:], simlib.is_s2_open)
+        after = simlib.reactions_while_closed(sim.obs[n_fuzz:], simlib.is_s2_open)
+        stats = bench_core._stats(sim)
     finally:
         try:
             sim.stop()
         finally:
             asyncio.run_coroutine_threadsafe(fz.stop(), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
+    reactions = simlib.reactions_while_closed(sim.obs[:n_fuzz], simlib.is_s2_open)
     return {"families": fz.stats, "client_problems": fz.client_problems,
-            "restarts": restarts(sim.obs),
-            "reactions": simlib.reactions_while_closed(sim.obs[:n_fuzz], simlib.is_s2_open),
+            "restarts": restarts(sim.obs), "reactions": reactions,
+            "worst": _worst(sim.obs[:n_fuzz], reactions), "lag": {
+                k: stats.get(k) for k in ("lag_p50", "lag_p99", "lag_max", "reflex_fired")},
             "after": after[0] if after else None, "cycles": out["cycles"],
             "cycle_errors": out["errors"], "connects": fz.connects, "seconds": seconds,
             "calls": fz.calls}
+
+
+def _worst(obs, reactions):
+    """Where the slowest C->B reaction happened: its device time and what the log said
+    within a second of it (for a reader judging an outlier)."""
+    if not reactions:
+        return None
+    ms = max(reactions)
+    t = next((o["t"] for o in obs if simlib.is_s2_open(o) and any(
+        c.get("k") == "contactor" and c.get("cmd") is False and abs(c["t"] - o["t"] - ms)
+        < 0.01 for c in obs)), None)
+    near = [o.get("msg", o.get("k")) for o in obs if t is not None and o.get("k") in (
+        "log", "contactor", "block") and abs(o["t"] - t) < 1000]
+    return {"ms": ms, "t": t, "near": near[:20]}
 
 
 def summary(res):
@@ -493,6 +509,9 @@ def summary(res):
                          len(rx), statistics.median(rx), p99, max(rx), TARGET_P99_MS,
                          "none" if res["after"] is None else "%.2f" % res["after"]))
         ok &= p99 <= TARGET_P99_MS
+        w = res.get("worst") or {}
+        lines.append("    slowest at device t=%s ms; controller loop lag %s; log near it: %s" % (
+            w.get("t"), res.get("lag"), "; ".join(map(str, w.get("near", [])))[:600]))
     else:
         lines.append("C->B -> open while fuzzing: no data (no charge cycle completed)")
         ok = False
