@@ -23,6 +23,7 @@ help:
 	@echo "make vboard     a virtual board without hardware (BOARD=sim PORT=build/vboard/ttyV0)"
 	@echo "make natmod MPY_DIR=... [ARCH=...]   native kernels (docs/native.md)"
 	@echo "make natmod-size   sizes of the built natmods;  make natmod-clean   delete them"
+	@echo "make mp32 MPY_DIR=...   a 32-bit unix port for ESP32-sized heap figures (make bench)"
 	@echo "make setup      create .venv and install what the tools need"
 	@echo "make clean      delete build/ and dist/ (compiled files and natmods)"
 

@@ -156,3 +156,19 @@ def test_an_int_key_takes_exactly_the_values_in_its_range(tmp_path_factory, i, v
     ok = re.fullmatch("-?[0-9]{1,10}", t) is not None and lo <= int(t) <= hi
     assert (r in ("Accepted", "RebootRequired")) == ok, (name, v, r)
     assert k.get(name) == (int(t) if ok else default)
+
+
+def test_a_full_send_local_list_of_the_advertised_length_fits_one_frame():
+    # The longest entries a CSMS can send (idTag and parentIdTag of 20 characters, the longest
+    # status, a date-time with nanoseconds and an offset) in the longest envelope.
+    from firmware.ocpp import link
+
+    n = dict((r[0], r[2]) for r in TABLE)["SendLocalListMaxLength"]
+    entry = {"idTag": "T" * 20, "idTagInfo": {
+        "status": "ConcurrentTx", "expiryDate": "2099-12-31T23:59:59.999999999+14:00",
+        "parentIdTag": "P" * 20}}
+    frame = json.dumps([2, "x" * 36, "SendLocalList", {
+        "listVersion": 2 ** 31 - 1, "updateType": "Differential",
+        "localAuthorizationList": [entry] * n}])
+    assert len(frame.encode()) <= link.MAX_FRAME
+    assert n >= 50  # a 1000-entry list in at most 20 messages

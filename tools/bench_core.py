@@ -148,17 +148,18 @@ def default_session(heapsize=None, heap=False):
     return not bad, sim, sim.output()[-500:]
 
 
-def heapcheck(heapsize=None, args=(), cwd=None, timeout=120):
+def heapcheck(heapsize=None, args=(), cwd=None, timeout=120, exe=None):
     """The firmware without the simulator's apparatus (boards/sim/heapcheck.py): no control
     channel, no observation log. args go to heapcheck (e.g. --ocpp URL); cwd is the device's
-    filesystem (a temporary folder if None)."""
+    filesystem (a temporary folder if None); exe another micropython (a 32-bit build: no
+    x64 natmods then)."""
     _, errors = simlib.build.compile_all(os.path.join(simlib.ROOT, "build", "mpy"))
     if errors:
         raise RuntimeError("\n".join(errors))
-    cmd = [simlib.micropython_exe()]
+    cmd = [exe or simlib.micropython_exe()]
     if heapsize:
         cmd += ["-X", "heapsize=%s" % heapsize]
-    natmods = glob.glob(os.path.join(simlib.ROOT, "dist", "x64_*"))
+    natmods = [] if exe else glob.glob(os.path.join(simlib.ROOT, "dist", "x64_*"))
     env = dict(os.environ, MICROPYPATH=":".join(
         [os.path.join(simlib.ROOT, "build", "mpy")] + natmods + [".frozen"]))
     # cwd away from the sources: '' on sys.path would otherwise import the .py files
@@ -168,6 +169,8 @@ def heapcheck(heapsize=None, args=(), cwd=None, timeout=120):
                            cwd=cwd or tmp)
     try:
         res = json.loads(r.stdout.strip().splitlines()[-1])
+        if os.environ.get("WB_HEAPCHECK_LOG"):
+            print(r.stdout[-3000:], r.stderr[-2000:])
     except (ValueError, IndexError):
         return False, None
     return bool(res.get("completed")), res

@@ -2,7 +2,7 @@
 # channel and its observation stream (the measuring apparatus of the simulator):
 #   micropython [-X heapsize=N] -m boards.sim.heapcheck
 #   micropython [-X heapsize=N] -m boards.sim.heapcheck --ocpp URL [--ca FILE]
-#                                  [--journal N] [--charge-s S] [--relink]
+#                                  [--journal N] [--charge-s S] [--relink] [--verbose]
 # Prints one JSON line: code (gc.mem_alloc after every import), peak (live data after a
 # collection, sampled every 10 ms through the session), runtime = peak - code, and whether the
 # session completed (plug, charge, EV full, unplug, Available).
@@ -43,6 +43,9 @@ OPTS = _opts(sys.argv)
 # they are frozen into flash); what remains in "runtime" is the firmware's data.
 _LAZY = ["drivers.reflex", "random", "errno", "select"]
 if OPTS["--ocpp"]:
+    from boards.sim import sha1
+
+    sha1.install()  # a measuring build without mbedTLS (tools/bench_ocpp.py, 32-bit)
     _LAZY += ["firmware.ocpp." + m for m in (
         "authlist", "clock", "cp", "journal", "keys", "link", "remote", "rpc", "schema",
         "schema16", "smart", "smart_store", "txn", "ws", "wsframe")]
@@ -158,7 +161,7 @@ def main():
         if int(OPTS["--journal"]):
             queued = _fill_journal(int(OPTS["--journal"]))
     cfg = config.from_dict(d)
-    app = fw_app.App(board, cfg=cfg, log=lambda m: None)
+    app = fw_app.App(board, cfg=cfg, log=print if OPTS.get("--verbose") else lambda m: None)
     _mark("firmware built")
     peak = [0]
     seen = []

@@ -59,7 +59,7 @@ TABLE = (
     ("WebSocketPingInterval", "i", 60, 0, 0, 3600),
     ("LocalAuthListEnabled", "b", True, 0, 0, 0),
     ("LocalAuthListMaxLength", "i", 1000, _RO, 0, 0),
-    ("SendLocalListMaxLength", "i", 100, _RO, 0, 0),
+    ("SendLocalListMaxLength", "i", 50, _RO, 0, 0),  # fits link.MAX_FRAME (a test)
     ("ReserveConnectorZeroSupported", "b", False, _RO, 0, 0),
     ("ChargeProfileMaxStackLevel", "i", 8, _RO, 0, 0),
     ("ChargingScheduleAllowedChargingRateUnit", "s", "Current,Power", _RO, 0, 0),
