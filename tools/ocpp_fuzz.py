@@ -535,9 +535,9 @@ def main():
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 31)
     skip = () if a.known_bugs else gen.KNOWN_BUGS
+    left = "; known bugs left out: " + ", ".join(skip) if skip else ""
     print("ocpp fuzz: %d cases, seed %d (replay: python tools/ocpp_fuzz.py --frames %d "
-          "--seed %d)%s" % (a.frames, seed, a.frames, seed, "" if a.known_bugs else
-                            "; known bugs left out: " + ", ".join(gen.KNOWN_BUGS)), flush=True)
+          "--seed %d)%s" % (a.frames, seed, a.frames, seed, left), flush=True)
     res = run(a.frames, seed, skip=skip, heapsize=a.heapsize,
               log=lambda s: print(s, flush=True))
     lines, ok = summary(res)

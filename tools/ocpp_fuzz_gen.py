@@ -47,9 +47,11 @@ WEIGHTS = {
     "bad-utf8": 3, "ws-protocol": 6, "server-close": 4,
 }
 FAMILIES = tuple(WEIGHTS)
-# Cases that found a firmware bug: left out of the CI run (skip=KNOWN_BUGS) and replayed by
-# their own xfail test in host_tests/test_ocpp_fuzz.py until the firmware is fixed.
-KNOWN_BUGS = ("escaped-astral-id", "lone-surrogate-id", "escaped-astral-key")
+# Cases that find an open firmware bug: left out of the CI run (skip=KNOWN_BUGS) and replayed
+# by their own xfail test in host_tests/test_ocpp_fuzz.py until the firmware is fixed.
+KNOWN_BUGS = ()
+# Cases that found a bug since fixed: in every run, and replayed by a regression test each.
+FIXED_BUGS = ("escaped-astral-id", "lone-surrogate-id", "escaped-astral-key")
 
 
 class Case:
@@ -644,8 +646,8 @@ def generate(n, seed, families=FAMILIES, skip=KNOWN_BUGS):
     return out
 
 
-def known_bug_cases(seed=1):
-    """One case of each known-bug kind (for the xfail reproducers)."""
+def known_bug_cases(seed=1, kinds=KNOWN_BUGS + FIXED_BUGS):
+    """One case of each kind named (the reproducers of bugs found, open or fixed)."""
     rng = random.Random(seed)
     return [hostile_json(rng, i, skip=[x for x in HOSTILE_KINDS if x != k])
-            for i, k in enumerate(KNOWN_BUGS)]
+            for i, k in enumerate(kinds)]

@@ -38,6 +38,34 @@ class RpcError(Exception):
         self.description = description
 
 
+def dumps(x):
+    """json.dumps for the wire. MicroPython's json keeps a \\uD83D\\uDE00 it parsed as two
+    3-byte surrogate halves (CESU-8) and writes them back raw: not UTF-8, and a strict CSMS
+    closes the link (1007). Such halves go out as \\u escapes again, so the CSMS reads back
+    exactly the string it sent (an id, a property name, an idTag)."""
+    text = json.dumps(x)
+    try:
+        if len(memoryview(text)) == len(text):  # MicroPython: bytes == characters, ASCII
+            return text
+    except TypeError:  # CPython: memoryview takes no str; its json writes ASCII anyway
+        if text.isascii():
+            return text
+    b = text.encode("utf-8", "surrogatepass")
+    if b.find(b"\xed") < 0:
+        return text
+    out = bytearray()
+    i, n = 0, len(b)
+    while i < n:
+        c = b[i]
+        if c == 0xED and i + 2 < n and b[i + 1] >= 0xA0:  # U+D800..DFFF
+            out += ("\\u%04x" % (0xD000 | (b[i + 1] & 0x3F) << 6 | (b[i + 2] & 0x3F))).encode()
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return str(out, "utf-8")
+
+
 class RpcTimeout(RpcError):
     def __init__(self, action):
         super().__init__("Timeout", "no answer to %s" % action)
@@ -111,7 +139,7 @@ class Rpc:
             self._answer = None
             self._flag.clear()
             try:
-                await self._send(json.dumps([CALL, mid, action, payload]))
+                await self._send(dumps([CALL, mid, action, payload]))
                 self.stats[0] += 1
                 try:
                     await asyncio.wait_for_ms(self._flag.wait(), timeout_ms or self.timeout_ms)
@@ -184,11 +212,11 @@ class Rpc:
             self.log("ocpp: %s handler failed: %r" % (action, e))
             await self._error(mid, INTERNAL, "handler failed")
             return
-        await self._send(json.dumps([RESULT, mid, result]))
+        await self._send(dumps([RESULT, mid, result]))
 
     async def _error(self, mid, code, description):
         self.stats[2] += 1
-        await self._send(json.dumps([ERROR, mid, code, description[:255], {}]))
+        await self._send(dumps([ERROR, mid, code, description[:255], {}]))
 
 
 def _clip(s, n=80):

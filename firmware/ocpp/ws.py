@@ -146,6 +146,10 @@ async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None
             r, w = await _wait_ms(opener(host, port), timeout_ms)
     except Exception as e:  # DNS, refused, unreachable; TLS too where the opener does it
         raise _net_error(e, where, tls, 0)
+    try:  # no Nagle wait on a plain socket (IPPROTO_TCP, TCP_NODELAY; lwIP and Linux)
+        w.s.setsockopt(6, 1, 1)
+    except Exception:  # TLS socket, CPython stream, a port without it: frames are one write
+        pass
     ws = WebSocket(r, w, max_frame)
     try:
         left = max(1, ticks_diff(deadline, ticks_ms()))

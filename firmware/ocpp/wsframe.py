@@ -133,7 +133,7 @@ class WebSocket:
         self._done = asyncio.Event()  # set once closed
         self._hdr = bytearray(8)  # header bytes 0-1, then the extended length
         self._ctl = bytearray(125)  # control frame payload
-        self._out = bytearray(_OUT_CHUNK)  # outgoing payload, masked a chunk at a time
+        self._out = bytearray(_OUT_CHUNK + 14)  # header, payload masked a chunk at a time
         self._rx = _RX_HEAD
         self._buf = self._hdr  # where the bytes being read go: [_pos, _end)
         self._pos = 0
@@ -345,18 +345,25 @@ class WebSocket:
             w = self._w
             if w is None:
                 raise WsClosed(self.code, self.reason)
-            w.write(hdr + key)
+            # The header goes out with the first chunk: a frame up to _OUT_CHUNK bytes is one
+            # write (two small writes would wait on Nagle + the server's delayed ACK).
             out = self._out
+            m = len(hdr) + 4
+            out[: m - 4] = hdr
+            out[m - 4: m] = key
             pos = 0
-            while pos < n:
+            while True:
                 k = min(n - pos, _OUT_CHUNK)
-                chunk = out if k == _OUT_CHUNK else memoryview(out)[:k]
-                chunk[:] = src[pos:pos + k]
-                kernels.ws_mask(chunk, key, pos)
+                body = memoryview(out)[m: m + k]
+                body[:] = src[pos: pos + k]
+                kernels.ws_mask(body, key, pos)
+                chunk = memoryview(out)[: m + k]
                 w.write(chunk if _MPY else bytes(chunk))  # CPython may keep a view
                 pos += k
-                if pos < n:
-                    await w.drain()
+                m = 0
+                if pos >= n:
+                    break
+                await w.drain()
             await w.drain()
 
     async def _send(self, op, payload):
