@@ -127,6 +127,34 @@ def test_ev_side_disconnect_with_stop_off_keeps_the_transaction(csms):
         assert all(t["stop"] is None for t in csms.transactions.values())
 
 
+def test_unlock_on_ev_side_disconnect_cannot_be_turned_off(csms):
+    # The core always opens the lock when the EV side disconnects: false is Rejected, never
+    # accepted and ignored; the key says it is read-only.
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        assert o.call(csms, "ChangeConfiguration", {
+            "key": "UnlockConnectorOnEVSideDisconnect", "value": "false"}) == {
+                "status": "Rejected"}
+        r = o.call(csms, "GetConfiguration", {"key": ["UnlockConnectorOnEVSideDisconnect"]})
+        assert r["configurationKey"] == [{"key": "UnlockConnectorOnEVSideDisconnect",
+                                          "readonly": True, "value": "true"}]
+
+
+def test_minimum_status_duration_holds_back_a_short_lived_status(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        o.configure(csms, "MinimumStatusDuration", 4)
+        m = o.mark(csms)
+        sim.do("plug")  # Preparing for about a second: never reported
+        o.sleep(1)
+        sim.do("unplug")
+        o.sleep(6)
+        assert o.statuses(csms)[m:] == []
+        sim.do("plug")  # stays: reported once it has lasted 4 s
+        o.wait_status(csms, "Preparing", since=m, timeout=30)
+        assert o.statuses(csms)[m:] == ["Preparing"]
+
+
 def test_get_and_change_configuration(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)

@@ -174,6 +174,12 @@ class ChargePoint:
             self.status_at[0] = self.now_s()
             self.wake.set()
 
+    def _stable_s(self, c):
+        """Seconds connector c has had its present status (MinimumStatusDuration); a large
+        number while the clock is not set."""
+        now, at = self.now_s(), self.status_at[c]
+        return 1 << 30 if now is None or at is None else now - at
+
     def _cp_status(self):
         if getattr(self.ctl.session, "halted", False):
             return ("Faulted", "InternalError", "fail-safe")
@@ -284,8 +290,10 @@ class ChargePoint:
             return True
         if await self.tx.send_next():
             return True
+        msd = self.keys.get("MinimumStatusDuration")
         for c in (0, 1):
-            if self.status[c] is not None and self.status[c] != self.sent[c]:
+            if self.status[c] is not None and self.status[c] != self.sent[c] and (
+                    msd <= 0 or self._stable_s(c) >= msd):
                 await self.send_status(c)
                 return True
         if self.triggers:
