@@ -48,10 +48,10 @@ def test_drop_stall_reject_and_csms_restart_during_a_transaction(tmp_path):
     csms2 = None
     px = _proxy(csms_port)
     url = "ws://127.0.0.1:%d/" % px.port
-    sim = o.start_sim(csms, ocpp={"url": url}).start()
+    sim = o.start_sim(csms, ocpp={"url": url}).start(timeout=60)
     try:
         with o.report(sim, csms):
-            o.booted(csms)
+            o.booted(csms, timeout=60)
             o.configure(csms, "MeterValueSampleInterval", 1)
             o.configure(csms, "WebSocketPingInterval", PING_S)
             sim.do("plug", cable_a=32)
@@ -65,8 +65,9 @@ def test_drop_stall_reject_and_csms_restart_during_a_transaction(tmp_path):
 
             # (a) the server goes away: connections closed, new ones refused, for 3 s
             n = _connections(csms)
+            mark = len(sim.obs)
             px.set_mode("drop")
-            o.wait_log(sim, "link down", since=since)
+            o.wait_log(sim, "link down", since=mark)
             time.sleep(3)
             px.set_mode("pass")
             _reconnected(csms, n)
@@ -77,7 +78,9 @@ def test_drop_stall_reject_and_csms_restart_during_a_transaction(tmp_path):
             n = _connections(csms)
             mark = len(sim.obs)
             px.set_mode("stall")
+            t0 = time.monotonic()
             o.wait_log(sim, "no answer for", timeout=4 * PING_S + 40, since=mark)
+            stall_s = time.monotonic() - t0
             px.set_mode("pass")
             _reconnected(csms, n)
             _values_flow(csms, tid)
@@ -93,7 +96,7 @@ def test_drop_stall_reject_and_csms_restart_during_a_transaction(tmp_path):
             _values_flow(csms, tid)
             downs = [x["msg"] for x in sim.obs[mark:] if x.get("k") == "log"
                      and "link down" in x["msg"]]
-            assert len(downs) >= 2, downs  # the cut, then at least one refused connect
+            assert any("refused" in m for m in downs[1:]), downs  # the cut, then refusals
         # (d) the CSMS restarts mid-transaction on the same port
         o.no_violations(csms)
         csms.stop()
@@ -126,9 +129,10 @@ def test_drop_stall_reject_and_csms_restart_during_a_transaction(tmp_path):
     stamps = [mv["timestamp"] for p in t["values"] for mv in p["meterValue"]]
     gaps = [_seconds(b) - _seconds(a) for a, b in zip(stamps, stamps[1:])]
     print("chaos: %d MeterValues, %d retransmitted after a lost answer, longest gap "
-          "between samples %d s, connections %d + %d, restarts %s" % (
-              len(t["values"]), retransmitted, max(gaps), _connections(csms),
-              _connections(csms2), stats["restarts"]))
+          "between samples %d s, stall found dead after %.1f s, connections %d + %d, "
+          "restarts %s" % (len(t["values"]), retransmitted, max(gaps), stall_s,
+                           _connections(csms), _connections(csms2), stats["restarts"]))
+    print("chaos: while refused:", downs)
     # nothing lost: the samples are taken every second whatever the link does
     assert gaps and max(gaps) <= 10, stamps
     assert stamps == sorted(stamps)

@@ -5,13 +5,13 @@ order, and the energy register must never go backwards. More runs, another seed:
 WB_POWERCUT_RUNS=200 WB_POWERCUT_SEED=3 (make fuzz runs 100 from a new seed).
 
 The delivery checks read the CSMS's JSON-lines log (frames and connections in the order they
-happened); test_ocpp_chaos.py uses them too. A message may reach the CSMS twice only when its
-first copy was the last thing sent on that connection (the answer was lost with the link or
-the power). Three firmware bugs (txn.py writes the journal and ocpp_tx.json one after the
-other; a cut between the two leaves them disagreeing) are pinned by deterministic reproducers
-at the end (xfail, strict); the random test lands in those windows rarely (a few ms per
-second of charging) and then ends as xfail naming the bug. Anything else fails it.
+happened; test_ocpp_chaos.py uses them too): a message may reach it twice only when its first
+copy was the last thing sent on that connection (the answer was lost). Three firmware bugs -
+txn.py writes the journal and ocpp_tx.json one after the other; a cut between the two leaves
+them disagreeing - have deterministic reproducers at the end (xfail, strict); the random test
+lands in those windows rarely and then ends as xfail naming the bug. Anything else fails it.
 """
+import contextlib
 import json
 import os
 import random
@@ -86,12 +86,9 @@ def _energy(mv):
 
 # Firmware bugs the random test can land in (see the reproducers at the end): kind -> text
 KNOWN = {
-    "start-window": "a cut between journaling StartTransaction and writing ocpp_tx.json: "
-                    "the transaction is never stopped",
-    "stop-window": "a cut between journaling StopTransaction and removing ocpp_tx.json: a "
-                   "second StopTransaction (PowerLoss) at the next boot",
-    "sample-window": "a cut between journaling a MeterValues and rewriting ocpp_tx.json: the "
-                     "PowerLoss meterStop is below that sample's register",
+    "start-window": "StartTransaction journaled, cut before ocpp_tx.json: never stopped",
+    "stop-window": "StopTransaction journaled, cut before ocpp_tx.json goes: a 2nd (PowerLoss)",
+    "sample-window": "MeterValues journaled, cut before ocpp_tx.json: PowerLoss meterStop below",
 }
 
 
@@ -128,11 +125,8 @@ def check_deliveries(msgs):
     for tid, t in sorted(txs.items()):
         stops = t["stops"]
         if len(stops) != 1:
-            kind = None
-            if not stops:
-                kind = "start-window"
-            elif len(stops) == 2 and stops[1]["reason"] == "PowerLoss":
-                kind = "stop-window"
+            kind = "start-window" if not stops else "stop-window" if len(stops) == 2 and \
+                stops[1]["reason"] == "PowerLoss" else None
             bad.append((kind, "transaction %s stopped %d times: %s" % (tid, len(stops), stops)))
         if t["start"] is None or not stops:
             continue
@@ -166,8 +160,7 @@ def _script(rng, free):
             steps += [("net", {"state": "down" if rng.random() < 0.5 else "up"}),
                       (None, rng.uniform(0.2, 1.5))]
         if not free and rng.random() < 0.4:
-            steps.append(("card", {"uid": tag}))  # a local stop, then unplug
-            steps.append((None, rng.uniform(0, 0.8)))
+            steps += [("card", {"uid": tag}), (None, rng.uniform(0, 0.8))]  # a local stop
         steps.append(("unplug", {}))
         steps += [(None, rng.uniform(0.1, 1.0)), ("net", {"state": "up"})]
     return steps
@@ -193,8 +186,8 @@ def _kill_during_start(sim, after_s):
         while sim.proc is None and time.time() < deadline:
             time.sleep(0.002)
         time.sleep(after_s)
-        if sim.proc is not None and sim.proc.poll() is None:
-            sim.proc.kill()
+        if sim.proc is not None:
+            sim.proc.kill()  # nothing happens if it has gone already
 
     return threading.Thread(target=run, daemon=True)
 
@@ -212,7 +205,7 @@ def _one_run(csms, d, rng, log):
         killer.join(40)
         how = "during start"
     else:
-        sim.start()
+        sim.start(timeout=60)
         cut = rng.randint(0, CUT_MAX_MS)
         sim.send({"do": "powercut", "delay_ms": cut})
         _play(sim, _script(rng, free))
@@ -222,6 +215,13 @@ def _one_run(csms, d, rng, log):
     sim.proc.wait(30)
     sim.stop()
     log.append((how, o.logs(sim)))
+
+
+@contextlib.contextmanager
+def _started_sim(csms, d):
+    sim = o.start_sim(csms, state_dir=d, meters=METERS).start(timeout=60)  # a loaded machine
+    yield sim
+    sim.stop()
 
 
 def _started(runs):
@@ -239,15 +239,15 @@ def test_random_power_cuts_lose_and_duplicate_no_transaction(tmp_path):
     log_path = str(tmp_path / "csms.jsonl")
     runs = []
     with CsmsThread(log=log_path) as csms:
-        with o.start_sim(csms, state_dir=d, meters=METERS) as sim, o.report(sim, csms):
-            o.booted(csms)
+        with _started_sim(csms, d) as sim, o.report(sim, csms):
+            o.booted(csms, timeout=60)
             o.configure(csms, "MeterValueSampleInterval", 1)  # a journal write every second
             o.configure(csms, "AllowOfflineTxForUnknownId", "true")
             o.configure(csms, "WebSocketPingInterval", 0)
         for _ in range(RUNS):
             _one_run(csms, d, rng, runs)
         # a clean run lets the journal drain
-        with o.start_sim(csms, state_dir=d, meters=METERS) as sim, o.report(sim, csms):
+        with _started_sim(csms, d) as sim, o.report(sim, csms):
             boots = len(csms.boots)
             csms.wait_for(lambda: len(csms.boots) > boots, 60)
             sim.wait_for(lambda x: x.get("k") == "log" and "boot accepted" in x["msg"], 60)
@@ -264,8 +264,8 @@ def test_random_power_cuts_lose_and_duplicate_no_transaction(tmp_path):
             or "given up" in m or "dropped: no transactionId" in m]
     retransmitted = sum(len(m["copies"]) - 1 for m in msgs)
     print("power cuts: %d transactions journaled (logged), %d at the CSMS, %d messages, "
-          "%d retransmitted after a cut" % (len(started), len(txs), len(msgs), retransmitted))
-    print("cuts:", ", ".join(how for how, _ in runs[:-1]))
+          "%d retransmitted after a cut; cuts %s" % (len(started), len(txs), len(msgs),
+                                                      retransmitted, [h for h, _ in runs[:-1]]))
     assert not [x for k, x in bad if k is None], bad[:10]
     assert not lost, lost
     # the CSMS's transactions, in order, are the ones the firmware journaled; a start
@@ -284,8 +284,8 @@ def test_random_power_cuts_lose_and_duplicate_no_transaction(tmp_path):
             "the energy register went backwards", a, txs[a], b, txs[b])
     known = sorted({k for k, _ in bad if k is not None})
     if known:  # the reproducers below pin these deterministically
-        pytest.xfail("landed in known firmware bug(s): %s; %s" % (
-            "; ".join(KNOWN[k] for k in known), [x for k, x in bad if k]))
+        pytest.xfail("seed %d landed in known firmware bug(s): %s; %s" % (
+            SEED, "; ".join(KNOWN[k] for k in known), [x for k, x in bad if k]))
 
 
 # -- the checks themselves, on a made-up CSMS log ---------------------------------------------
