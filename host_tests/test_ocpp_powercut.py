@@ -282,10 +282,8 @@ def test_random_power_cuts_lose_and_duplicate_no_transaction(tmp_path):
     for a, b in zip(stopped, stopped[1:]):
         assert txs[b]["start"]["meterStart"] >= txs[a]["stops"][0]["meterStop"], (
             "the energy register went backwards", a, txs[a], b, txs[b])
-    known = sorted({k for k, _ in bad if k is not None})
-    if known:  # the reproducers below pin these deterministically
-        pytest.xfail("seed %d landed in known firmware bug(s): %s; %s" % (
-            SEED, "; ".join(KNOWN[k] for k in known), [x for k, x in bad if k]))
+    # the three windows this test once found (KNOWN) are fixed; landing in one fails too
+    assert not bad, ("seed %d: %s" % (SEED, ["%s: %s" % (KNOWN.get(k, k), x) for k, x in bad]))
 
 
 # -- the checks themselves, on a made-up CSMS log ---------------------------------------------
@@ -386,19 +384,59 @@ def _cut_at(monkeypatch, obj, name, when=lambda *a: True):
     return lambda: monkeypatch.setattr(obj, name, real)
 
 
-@pytest.mark.xfail(strict=True, reason="firmware bug: " + KNOWN["start-window"])
+def _cut_after(monkeypatch, obj, name, when):
+    """The process dies right after obj.name(*args) returned (when(*args)): it is durable."""
+    real = getattr(obj, name)
+
+    def cut(*args, **kw):
+        r = real(*args, **kw)
+        if when(*args):
+            raise _PowerCut
+        return r
+
+    monkeypatch.setattr(obj, name, cut)
+    return lambda: monkeypatch.setattr(obj, name, real)
+
+
+# These three once failed (KNOWN): the open transaction was taken from ocpp_tx.json alone,
+# written after the journal. Now the journal says which transactions are open and the file,
+# written first, gives the energy.
 def test_cut_after_the_start_is_journaled_still_ends_the_transaction(ticks, monkeypatch):
     cp = _charge_point(100)
     tx = txn.Transactions(cp)
-    power_back = _cut_at(monkeypatch, txn.persist, "save_json")  # ocpp_tx.json
+    power_back = _cut_after(monkeypatch, cp.journal, "push",
+                            lambda action, *a: action == "StartTransaction")
     with pytest.raises(_PowerCut):
         tx.observe(ticks.ms)  # plugged, free vend: StartTransaction journaled
     power_back()
-    sent = [a for a, _ in _reboot(cp)]
-    assert sent == ["StartTransaction", "StopTransaction"], sent
+    recs = _reboot(cp)
+    assert [a for a, _ in recs] == ["StartTransaction", "StopTransaction"], recs
+    assert recs[1][1]["reason"] == "PowerLoss" and recs[1][1]["meterStop"] >= 100
 
 
-@pytest.mark.xfail(strict=True, reason="firmware bug: " + KNOWN["stop-window"])
+def test_cut_after_the_start_with_its_file_lost_still_ends_the_transaction(ticks, monkeypatch):
+    cp = _charge_point(100)
+    tx = txn.Transactions(cp)
+    tx.observe(ticks.ms)
+    assert tx.open is not None
+    os.remove(txn.TX_FILE)  # the file lost (a bad flash sector): the journal still knows
+    recs = _reboot(cp, wh=120)
+    assert [a for a, _ in recs] == ["StartTransaction", "MeterValues", "StopTransaction"]
+    assert recs[-1][1]["meterStop"] == 120
+
+
+def test_cut_before_the_start_is_journaled_leaves_no_transaction(ticks, monkeypatch):
+    cp = _charge_point(100)
+    tx = txn.Transactions(cp)
+    power_back = _cut_at(monkeypatch, cp.journal, "push",
+                         lambda action, *a: action == "StartTransaction")
+    with pytest.raises(_PowerCut):
+        tx.observe(ticks.ms)
+    power_back()
+    assert _reboot(cp) == []
+    assert not os.path.exists(txn.TX_FILE)
+
+
 def test_cut_after_the_stop_is_journaled_sends_one_stop(ticks, monkeypatch):
     cp = _charge_point(100)
     tx = txn.Transactions(cp)
@@ -413,7 +451,6 @@ def test_cut_after_the_stop_is_journaled_sends_one_stop(ticks, monkeypatch):
     assert stops == ["Local"], stops
 
 
-@pytest.mark.xfail(strict=True, reason="firmware bug: " + KNOWN["sample-window"])
 def test_cut_after_a_sample_is_journaled_keeps_meter_stop_above_it(ticks, monkeypatch):
     cp = _charge_point(100)
     cp.keys.change("MeterValueSampleInterval", "1")
@@ -422,9 +459,10 @@ def test_cut_after_a_sample_is_journaled_keeps_meter_stop_above_it(ticks, monkey
     tx.timers(ticks.ms, 1800000000)
     ticks.ms += 1000
     cp.board.meter_reading.energy_wh = 105
-    power_back = _cut_at(monkeypatch, txn.persist, "save_json")
+    power_back = _cut_after(monkeypatch, cp.journal, "push",
+                            lambda action, *a: action == "MeterValues")
     with pytest.raises(_PowerCut):
-        tx.timers(ticks.ms, 1800000001)  # the 105 Wh sample journaled, then ocpp_tx.json
+        tx.timers(ticks.ms, 1800000001)  # the 105 Wh sample journaled
     power_back()
     recs = _reboot(cp)
     top = max(_energy(mv) for a, p in recs if a == "MeterValues" for mv in p["meterValue"])

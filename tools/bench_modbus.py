@@ -135,7 +135,7 @@ def main():
     if errors:
         print("\n".join(errors))
         sys.exit(1)
-    for rel in ("drivers/modbus.mpy", "firmware/meters/profiles.mpy",
+    for rel in ("drivers/modbus.mpy", "drivers/modbus_frame.mpy", "firmware/meters/profiles.mpy",
                 "firmware/meters/modbus_meter.mpy"):
         print("mpy size %-34s %6d bytes" % (rel, os.path.getsize(os.path.join(mpy_dir, rel))))
     bus = meter_emu.start_bus({1: "sdm630"}, baud=9600)

@@ -402,6 +402,20 @@ class Journal:
     def tx_id(self, local_id):
         return self._map.get(local_id)
 
+    def open_locals(self):
+        """Local ids of transactions whose StartTransaction is here (pending, or mapped) and
+        whose StopTransaction never was: what a power cut left open. Reads the pending
+        headers: for the boot, not for every step."""
+        out = []
+        for lid in list(self._refs) + list(self._map):
+            if lid < 0 and lid not in self._ended and lid not in out:
+                out.append(lid)
+        for i in range(self._head, len(self._offs)):
+            k = self._read_hdr(self._offs[i])
+            if k[1] & _STOP and k[4] in out:
+                out.remove(k[4])
+        return out
+
     def next_local_id(self):
         """A new local transaction id (negative), unique across reboots; durable."""
         lid = self._last_local - 1

@@ -45,15 +45,18 @@ class Transactions:
             self._wh = m.energy_wh
         return self._wh
 
-    def sample(self, context, key, connector=1):
-        """One meterValue for the measurands configured under `key` (a CSL)."""
+    def sample(self, context, key, connector=1, wh=None):
+        """One meterValue for the measurands configured under `key` (a CSL); wh: the energy
+        register to report (default: read it now)."""
         cp = self.cp
+        if wh is None:
+            wh = self.energy()
         m = getattr(cp.board, "meter_reading", None)
         sv = []
         for name in cp.keys.get(key).split(","):
             name = name.strip()
             if name == "Energy.Active.Import.Register":
-                sv.append(_v(self.energy(), context, name, "Wh"))
+                sv.append(_v(wh, context, name, "Wh"))
             elif m is None:
                 continue
             elif name == "Power.Active.Import" and m.p_total_w > -0x20000000:
@@ -77,7 +80,7 @@ class Transactions:
                 if t is not None:
                     sv.append(_v(t, context, name, "Celsius"))
         if not sv:
-            sv.append(_v(self.energy(), context, "Energy.Active.Import.Register", "Wh"))
+            sv.append(_v(wh, context, "Energy.Active.Import.Register", "Wh"))
         return {"timestamp": cp.iso_now(), "sampledValue": sv}
 
     # -- the open transaction on flash ---------------------------------------------------
@@ -87,24 +90,42 @@ class Transactions:
                                     "wh": self._wh, "t": self.cp.now_s()})
 
     def _recover(self):
-        """A transaction open at the last power cut ends now, with reason PowerLoss."""
+        """A transaction open at the last power cut ends now, with reason PowerLoss. The
+        journal says which are open (a Start and no Stop: the Stop may be journaled while the
+        file below was not yet removed, or the file lost); ocpp_tx.json gives the last
+        energy register saved and when (saved before every journaled reading, so meterStop
+        is never below one)."""
+        cp = self.cp
         try:
             with open(TX_FILE) as f:
                 d = json.load(f)
-            local, wh, t = d["l"], d["wh"], d["t"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return
-        cp = self.cp
+            if type(d) is not dict:
+                d = {}
+        except (OSError, ValueError):
+            d = {}
+        wh, t = d.get("wh"), d.get("t")
         if type(wh) is int and wh > self._wh:
             self._wh = wh
-        p = {"meterStop": self.energy(), "timestamp": clock.iso(t or cp.now_s() or 0),
-             "reason": "PowerLoss"}
         try:
-            cp.journal.push("StopTransaction", {"l": local, "p": p})
-            os.remove(TX_FILE)
-            cp.log("ocpp: transaction %s ended by a power cut" % (local,))
+            opens = cp.journal.open_locals()
         except (JournalError, OSError) as e:
-            cp.log("ocpp: cannot end the transaction open at power loss: %r" % (e,))
+            cp.log("ocpp: cannot read the journal's open transactions: %r" % (e,))
+            opens = []
+        for local in opens:
+            when = t if d.get("l") == local and type(t) is int else None
+            p = {"meterStop": self.energy(), "reason": "PowerLoss",
+                 "timestamp": clock.iso(when or cp.now_s() or 0)}
+            try:
+                cp.journal.push("StopTransaction", {"l": local, "p": p})
+                cp.log("ocpp: transaction %s ended by a power cut, meterStop %d Wh" % (
+                    local, p["meterStop"]))
+            except (JournalError, OSError) as e:
+                cp.log("ocpp: cannot end the transaction open at power loss: %r" % (e,))
+                return  # the file stays: the next boot tries again
+        try:
+            os.remove(TX_FILE)
+        except OSError:
+            pass
 
     # -- decisions (the observer task; never waits on the network) -------------------------
     def observe(self, now):
@@ -150,17 +171,21 @@ class Transactions:
             cp.reservation = None
         try:
             local = cp.journal.next_local_id()
+            self.open = {"l": local, "tag": au["tag"], "parent": au.get("parent"),
+                         "start_s": s, "data": []}
+            self._save()  # before the journal: a cut after the push below finds the energy
             cp.journal.push("StartTransaction", {"l": local, "p": p})
-        except JournalError as e:
+        except (JournalError, OSError) as e:
             cp.log("ocpp: transaction refused: %s" % (e,))
-            self.auth = None
+            self.open = self.auth = None
             cp.ctl.set_auth(False)
+            try:
+                os.remove(TX_FILE)
+            except OSError:
+                pass
             return
         self.auth = None
-        self.open = {"l": local, "tag": au["tag"], "parent": au.get("parent"),
-                     "start_s": s, "data": []}
         self.stop_reason = self.stop_tag = None
-        self._save()
         cp.ctl.set_auth(True)
         cp.log("ocpp: transaction %s started for %s, meterStart %d Wh" % (
             local, au["tag"], p["meterStart"]))
@@ -219,7 +244,6 @@ class Transactions:
                 if cp.keys.get("StopTxnSampledData"):
                     o["data"].append(self.sample("Sample.Periodic", "StopTxnSampledData"))
                     del o["data"][:-_STOP_DATA_MAX]
-                self._save()
         al = cp.keys.get("ClockAlignedDataInterval")
         if al > 0 and s is not None:
             if self._next_aligned is None or self._next_aligned - s > al:
@@ -242,10 +266,12 @@ class Transactions:
 
     def _push_values(self, context, key):
         o = self.open
-        p = {"connectorId": 1, "meterValue": [self.sample(context, key)]}
+        wh = self.energy()
+        p = {"connectorId": 1, "meterValue": [self.sample(context, key, wh=wh)]}
         try:
+            self._save()  # first: after a cut, meterStop is never below a journaled reading
             self.cp.journal.push("MeterValues", {"l": o["l"], "p": p}, droppable=True)
-        except JournalError as e:
+        except (JournalError, OSError) as e:
             self.cp.log("ocpp: meter values not journaled: %s" % (e,))
         self.cp.wake.set()
 
