@@ -515,3 +515,31 @@ def test_remote_start_with_a_tx_profile_limits_that_transaction(csms):
         assert r == {"status": "Accepted"}
         o.wait_tx(csms, lambda t: t["idTag"] == "RS")
         _offer(sim, 70, timeout=20)
+
+
+def test_wss_with_the_csms_ca_charges_and_a_wrong_host_name_is_refused(tmp_path):
+    # Security profile 2: TLS with the CA from config; a certificate for another host name
+    # (from the same CA) is refused, named as a TLS failure, and nothing is sent to it.
+    import shutil
+
+    import certs
+
+    c = certs.make_certs(str(tmp_path / "certs"))
+    d = o.state_dir(tmp_path)
+    shutil.copy(c["ca_pem"], d + "/ca.pem")
+    with CsmsThread(cert=c["cert"], key=c["key"]) as csms:
+        url = "wss://localhost:%d/" % csms.port
+        with o.start_sim(csms, ocpp={"url": url, "ca": "ca.pem"}, state_dir=d,
+                         free_vend=True) as sim, o.report(sim, csms):
+            o.booted(csms)
+            m = o.mark(csms)
+            sim.do("plug")
+            o.wait_status(csms, "Charging", since=m, timeout=30)
+            tx = o.wait_tx(csms, lambda t: t["meterStart"] is not None)
+            assert tx["stop"] is None
+        o.no_violations(csms)
+    with CsmsThread(cert=c["wrong_cert"], key=c["wrong_key"]) as csms:
+        url = "wss://localhost:%d/" % csms.port
+        with o.start_sim(csms, ocpp={"url": url, "ca": "ca.pem"}, state_dir=d) as sim:
+            o.wait_log(sim, "TLS handshake with localhost:%d failed" % csms.port, timeout=30)
+            assert not csms.boots
