@@ -27,7 +27,7 @@ from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys
 from ocpprig import CsmsThread
 
-RUNS = int(os.environ.get("WB_POWERCUT_RUNS", "14"))
+RUNS = int(os.environ.get("WB_POWERCUT_RUNS", "10"))
 SEED = int(os.environ.get("WB_POWERCUT_SEED", "20260"))
 CUT_MAX_MS = 6000
 # An S0 meter: its register lives on the firmware's flash (save_wh 1: a cut loses < 1 Wh),
