@@ -126,7 +126,11 @@ async def _session(app, world, board, peak, seen, charge_s):
                 board.net().set_state("down")
                 await asyncio.sleep_ms(300)
                 board.net().set_state("up")
-        world.ev.soc_wh = world.ev.capacity_wh - 30
+        for _ in range(20):  # the world thread may write back an older value: until it sticks
+            world.ev.soc_wh = world.ev.capacity_wh - 30
+            await asyncio.sleep_ms(50)
+            if world.ev.soc_wh >= world.ev.capacity_wh - 40:
+                break
     ok = ok and await _wait(_status(app, "SuspendedEV"), 60000)  # battery full: EV opens S2
     seen.append(app.ctl.session.act.status)
     await asyncio.sleep_ms(500)
