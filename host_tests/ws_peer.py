@@ -22,27 +22,13 @@ from http import HTTPStatus
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+import simrig  # noqa: F401 - puts tools/ on sys.path
+from ocpp_fuzz_gen import frame  # noqa: E402 - one server-frame builder for both peers
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 AUTH_USER = "CP01"
 AUTH_PASSWORD = "pa:ss w\u00f6rd"  # a ':' and a non-ASCII character, both allowed
 WAIT_S = 20  # generous: a loaded CI machine
-
-
-def frame(op, payload=b"", fin=True, rsv=0, mask=None, length=None):
-    """One server frame; `length` overrides the declared payload length."""
-    n = len(payload) if length is None else length
-    b0 = (0x80 if fin else 0) | rsv << 4 | op
-    m = 0x80 if mask else 0
-    if n < 126:
-        hdr = struct.pack("!BB", b0, m | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", b0, m | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", b0, m | 127, n)
-    if mask:
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        hdr += mask
-    return hdr + payload
 
 
 async def read_frame(reader):
