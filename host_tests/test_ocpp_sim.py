@@ -127,17 +127,38 @@ def test_ev_side_disconnect_with_stop_off_keeps_the_transaction(csms):
         assert all(t["stop"] is None for t in csms.transactions.values())
 
 
-def test_unlock_on_ev_side_disconnect_cannot_be_turned_off(csms):
-    # The core always opens the lock when the EV side disconnects: false is Rejected, never
-    # accepted and ignored; the key says it is read-only.
+def _lock(sim):
+    """The socket lock's last command (observation "lock"), False before any."""
+    v = [ob["v"] for ob in sim.obs if ob.get("k") == "lock"]
+    return bool(v and v[-1])
+
+
+def test_unlock_connector_on_ev_side_disconnect_false_holds_the_cable_for_its_card(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
-        assert o.call(csms, "ChangeConfiguration", {
-            "key": "UnlockConnectorOnEVSideDisconnect", "value": "false"}) == {
-                "status": "Rejected"}
-        r = o.call(csms, "GetConfiguration", {"key": ["UnlockConnectorOnEVSideDisconnect"]})
-        assert r["configurationKey"] == [{"key": "UnlockConnectorOnEVSideDisconnect",
-                                          "readonly": True, "value": "true"}]
+        o.configure(csms, "UnlockConnectorOnEVSideDisconnect", "false")
+        _charging(sim, csms, "CARD1")
+        assert _lock(sim)
+        sim.do("unplug", ev_only=True)  # the EV side only: the cable stays in the socket
+        tx = o.wait_tx(csms, lambda t: t["stop"] is not None)
+        assert tx["stop"]["reason"] == "EVDisconnected"
+        o.wait_log(sim, "the cable stays locked until CARD1's card")
+        o.sleep(1)
+        assert _lock(sim)  # held, with no transaction and the contactor open
+        sim.do("card", uid="CARD1")
+        o.wait_log(sim, "cable unlocked (card CARD1)")
+        sim.wait_for(lambda ob: ob.get("k") == "lock" and not ob["v"], 10)
+        sim.do("unplug")  # the cable taken out
+        # again: somebody else's card does not free it, UnlockConnector does
+        _charging(sim, csms, "CARD2")
+        sim.do("unplug", ev_only=True)
+        o.wait_log(sim, "until CARD2's card")
+        sim.do("card", uid="OTHER")
+        o.sleep(1)
+        assert _lock(sim)
+        assert o.call(csms, "UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
+        assert not _lock(sim)
+        o.wait_log(sim, "cable unlocked (UnlockConnector)")
 
 
 def test_minimum_status_duration_holds_back_a_short_lived_status(csms):

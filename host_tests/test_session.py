@@ -46,6 +46,34 @@ def test_lock_held_during_session_released_on_unplug_and_fault():
     assert not r.s.act.lock
 
 
+def test_lock_hold_keeps_a_cable_left_in_the_socket_locked_and_never_closes():
+    # OCPP UnlockConnectorOnEVSideDisconnect false: the EV side unplugged, the cable stays
+    # in the socket (PP valid): locked, contactor open; released by the request, by the cable
+    # leaving, or by a fault.
+    r = Rig()
+    r.charging()
+    r.i.lock_hold = True
+    r.ev = "A"  # EV side unplugged, the cable still in the socket
+    r.step(200)
+    assert r.s.act.lock and not r.s.act.close and r.s.act.status == S.AVAILABLE
+    r.i.authorized = False
+    r.step(50)
+    assert r.s.act.lock and not r.s.act.close
+    r.i.lock_hold = False
+    r.step(2)
+    assert not r.s.act.lock
+    r.i.lock_hold = True
+    r.step(2)
+    assert r.s.act.lock
+    r.i.pp_da = 0  # the cable is taken out (no valid PP): nothing left to hold
+    r.step(2)
+    assert not r.s.act.lock
+    r.i.pp_da = 320
+    r.ev = "E"  # a fault: the user may always leave
+    r.step(50)
+    assert not r.s.act.lock and not r.s.act.close
+
+
 def test_closes_only_once_the_lock_sensor_confirms():
     r = Rig(lock_feedback=True)
     r.lock_travel = 600  # a slow actuator: the contactor waits for it

@@ -29,7 +29,7 @@ OBSERVATIONS = {
     "state": ("status", "error", "info", "pilot", "offer_da", "reason"),
     "duty": ("v",), "contactor": ("cmd",), "contacts": ("closed",), "rcm_test": ("v",),
     "lock": ("v",), "event": ("code", "val", "at_ms"),
-    "ev": ("what", "why", "state", "cable_ohms", "fault", "on", "max_da", "vent"),
+    "ev": ("what", "why", "state", "cable_ohms", "fault", "on", "max_da", "vent", "ev_only"),
     "meter": ("i_da", "wh", "mwh", "phases", "v", "house_w"),
     "reading": ("role", "wh", "i_da", "p_w", "fresh", "errors", "fault"),
     "log": ("msg",), "watchdog": ("reset",),
@@ -90,7 +90,7 @@ def _card_uid(v):
 COMMANDS = {
     # command: {field: (types, required[, check])}; check(value) says what is wrong or None
     "plug": {"cable_a": ((int,), False, _cable_a)},
-    "unplug": {"delay_ms": ((int,), False, _DELAY_MS)},
+    "unplug": {"delay_ms": ((int,), False, _DELAY_MS), "ev_only": ((bool,), False)},
     "cable": {"ohms": ((int, type(None)), False, _ohms_or_null)},
     "s2": {"closed": ((bool,), True), "delay_ms": ((int,), False, _DELAY_MS)},
     "ev": {

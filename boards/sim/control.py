@@ -111,8 +111,9 @@ class Control:
         w.obs("ev", {"what": "cable", "cable_ohms": w.cable_ohms})
 
     def do_unplug(self, c):
-        if not self._later(c, "unplug", None):
-            self.world.unplug()
+        ev_only = bool(c.get("ev_only", False))
+        if not self._later(c, "unplug", ev_only):
+            self.world.unplug(ev_only)
 
     def do_s2(self, c):
         if not self._later(c, "s2", bool(c["closed"])):

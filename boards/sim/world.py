@@ -146,7 +146,7 @@ class World:
             elif name == "fault":
                 self.set_fault(arg[0], arg[1])
             elif name == "unplug":
-                self.unplug()
+                self.unplug(bool(arg))
 
     def pp_ohms(self):
         return self.cable_ohms
@@ -210,11 +210,13 @@ class World:
         self.ev._wait_until = None
         self.obs("ev", {"what": "plug", "cable_ohms": self.cable_ohms})
 
-    def unplug(self):
+    def unplug(self, ev_only=False):
+        """The EV leaves; ev_only: the cable stays in the socket (unplugged at the EV side)."""
         self.ev.plugged = False
         self.ev.s2 = False
-        self.cable_ohms = None
-        self.obs("ev", {"what": "unplug"})
+        if not ev_only:
+            self.cable_ohms = None
+        self.obs("ev", {"what": "unplug", "ev_only": ev_only})
 
     def set_s2(self, closed, why="command"):
         ev = self.ev

@@ -103,6 +103,13 @@ class ChargeController:
         i.authorized = False
         i.authorized = _check_bool("set_auth", on)
 
+    def set_lock_hold(self, on):
+        """Keep a cable left in the socket locked while the EV side is unplugged (OCPP
+        UnlockConnectorOnEVSideDisconnect false). Only the lock: no power without a session."""
+        i = self.inputs
+        i.lock_hold = False
+        i.lock_hold = _check_bool("set_lock_hold", on)
+
     def set_available(self, on):
         i = self.inputs
         i.available = False

@@ -83,6 +83,7 @@ class Inputs:
         self.cap_da = 0x7FFF  # hard caps (e.g. a fuse); like the limit, a decrease acts at once
         self.ev_da = -1  # highest phase current from the meter, -1 unknown
         self.lock_fb = False  # socket lock sensor says locked (used with lock_feedback)
+        self.lock_hold = False  # keep the cable locked in the socket with the EV side gone
 
 
 class Actions:
@@ -429,10 +430,12 @@ class Session:
             status = SUSPENDED_EV if self._charged else PREPARING
         # The socket lock holds the plug while a session may deliver power; it is released
         # on a fault (so the user can leave) but never while the contactor is closed or its
-        # mirror contact says closed (a welded contact keeps the socket live).
+        # mirror contact says closed (a welded contact keeps the socket live). lock_hold
+        # (OCPP UnlockConnectorOnEVSideDisconnect false) keeps a cable left in the socket
+        # locked after the EV side unplugged; it never closes the contactor.
         a.lock = a.close or (self.feedback and i.contactor_fb) or (
             plugged and i.authorized and i.available and self.fault is None and not self.disabled
-        )
+        ) or (i.lock_hold and i.pp_da > 0 and self.fault is None)
         if status != a.status or error != a.error:
             a.status = status
             a.error = error

@@ -55,9 +55,7 @@ TABLE = (
      "Core,LocalAuthListManagement,Reservation,RemoteTrigger,SmartCharging", _RO, 0, 0),
     ("TransactionMessageAttempts", "i", 3, 0, 1, 100),
     ("TransactionMessageRetryInterval", "i", 60, 0, 1, _DAY),
-    # the core opens the lock when the EV side disconnects (no lock hold for OCPP): false is
-    # Rejected rather than accepted and ignored
-    ("UnlockConnectorOnEVSideDisconnect", "b", True, _RO, 0, 0),
+    ("UnlockConnectorOnEVSideDisconnect", "b", True, 0, 0, 0),
     ("WebSocketPingInterval", "i", 60, 0, 0, 3600),
     ("LocalAuthListEnabled", "b", True, 0, 0, 0),
     ("LocalAuthListMaxLength", "i", 1000, _RO, 0, 0),

@@ -129,6 +129,7 @@ async def _reset(cp, kind):
 async def unlock(cp, p):
     if p["connectorId"] != 1 or cp.cfg.connector != "type2_socket":
         return _status("NotSupported")  # no such connector, or a tethered cable
+    cp.tx.release("UnlockConnector")
     if cp.tx.open is not None:
         cp.tx.stop_reason = "UnlockCommand"
         cp.wake.set()

@@ -30,6 +30,7 @@ class Transactions:
         self.stop_tag = None
         self.pending_profile = None  # RemoteStartTransaction's chargingProfile
         self._was_plugged = False
+        self.hold = None  # (tag, parent) whose card unlocks a cable left in the socket
         self._attempts = 0
         self._retry_ms = 0
         self._next_sample = None
@@ -152,12 +153,33 @@ class Transactions:
                     cp.available[0] and cp.available[1]):
                 self._start(now)
         else:
-            if self._was_plugged and not plugged and cp.keys.get(
-                    "StopTransactionOnEVSideDisconnect"):
-                self.stop_reason = self.stop_reason or "EVDisconnected"
+            if self._was_plugged and not plugged:
+                self._ev_side_gone(o)
+                if cp.keys.get("StopTransactionOnEVSideDisconnect"):
+                    self.stop_reason = self.stop_reason or "EVDisconnected"
             if self.stop_reason is not None:
                 self._stop(self.stop_reason, self.stop_tag, plugged)
+        if self.hold is not None and cp.ctl.inputs.pp_da <= 0:
+            self.release("the cable was taken out")
         self._was_plugged = plugged
+
+    def _ev_side_gone(self, o):
+        # UnlockConnectorOnEVSideDisconnect false: a cable left in the socket stays locked
+        # until the transaction's card (or UnlockConnector) frees it.
+        cp = self.cp
+        if cp.keys.get("UnlockConnectorOnEVSideDisconnect") or (
+                cp.cfg.connector != "type2_socket") or cp.ctl.inputs.pp_da <= 0:
+            return
+        self.hold = (o["tag"], o.get("parent"))
+        cp.ctl.set_lock_hold(True)
+        cp.log("ocpp: EV side unplugged; the cable stays locked until %s's card" % o["tag"])
+
+    def release(self, why):
+        """Unlock a cable held after the EV side unplugged."""
+        if self.hold is not None:
+            self.hold = None
+            self.cp.ctl.set_lock_hold(False)
+            self.cp.log("ocpp: cable unlocked (%s)" % why)
 
     def _start(self, now):
         cp = self.cp
@@ -282,7 +304,12 @@ class Transactions:
     # -- authorisation ---------------------------------------------------------------------
     def card(self, tag):
         """A card at the reader: stops our transaction, cancels a waiting authorisation, or
-        asks for a new one."""
+        asks for a new one; the card of a held cable unlocks it."""
+        h = self.hold
+        if h is not None and _same(h[0], tag):
+            self.release("card %s" % tag)
+            if self.open is None:
+                return
         o = self.open
         if o is not None:
             if _same(o["tag"], tag):
