@@ -205,7 +205,8 @@ def test_unsupported_actions_are_known_and_have_no_handler():
 
 @pytest.mark.slow
 def test_fuzz_10000_frames_right_answers_no_restart_safety_reaction_kept():
-    res = ocpp_fuzz.run(10000, SEED)
+    # four simulated wallboxes at once, 2,500 frames each: the fuzz waits on round trips
+    res = ocpp_fuzz.run_parallel(10000, SEED, parts=4)
     lines, ok = ocpp_fuzz.summary(res)
     print("\n".join(lines))
     fams = res["families"]
@@ -215,7 +216,7 @@ def test_fuzz_10000_frames_right_answers_no_restart_safety_reaction_kept():
     assert all(st["right"] == st["sent"] for st in fams.values()), lines
     assert res["client_problems"] == []
     assert res["restarts"] == []
-    assert res["cycle_errors"] == [] and res["cycles"] >= 3 and res["reactions"]
+    assert res["cycle_errors"] == [] and res["cycles"] >= 12 and res["reactions"]
     assert res["after"] is not None  # a charge cycle after the fuzz: C->B still opens
     # The safety reaction within its target throughout (device clock, which on the unix port
     # is the host's): p99 <= 10 ms, as the issue states the target. Not the max: one host
