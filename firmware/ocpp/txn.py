@@ -14,6 +14,7 @@ from micropython import const
 from firmware import persist
 from firmware.ocpp import clock, rpc
 from firmware.ocpp.journal import JournalError
+from firmware.ocpp.values import meter_value
 
 TX_FILE = "ocpp_tx.json"  # the open transaction (a power cut ends it with PowerLoss)
 _STOP_DATA_MAX = const(8)  # StopTxn*Data samples kept for transactionData
@@ -49,40 +50,7 @@ class Transactions:
     def sample(self, context, key, connector=1, wh=None):
         """One meterValue for the measurands configured under `key` (a CSL); wh: the energy
         register to report (default: read it now)."""
-        cp = self.cp
-        if wh is None:
-            wh = self.energy()
-        m = getattr(cp.board, "meter_reading", None)
-        sv = []
-        for name in cp.keys.get(key).split(","):
-            name = name.strip()
-            if name == "Energy.Active.Import.Register":
-                sv.append(_v(wh, context, name, "Wh"))
-            elif m is None:
-                continue
-            elif name == "Power.Active.Import" and m.p_total_w > -0x20000000:
-                sv.append(_v(max(0, m.p_total_w), context, name, "W"))
-            elif name == "Current.Import":
-                for k in range(3):
-                    if m.i_da[k] > -0x20000000:
-                        sv.append(_v("%.1f" % (abs(m.i_da[k]) / 10), context, name, "A",
-                                     "L%d" % (k + 1)))
-            elif name == "Current.Offered":
-                sv.append(_v("%.1f" % (cp.ctl.session.act.offer_da / 10), context, name, "A"))
-            elif name == "Voltage":
-                for k in range(3):
-                    if m.v_dv[k] > 0:
-                        sv.append(_v("%.1f" % (m.v_dv[k] / 10), context, name, "V",
-                                     "L%d-N" % (k + 1)))
-            elif name == "Frequency" and m.freq_chz > 0:
-                sv.append(_v("%.2f" % (m.freq_chz / 100), context, name, None))
-            elif name == "Temperature" and hasattr(cp.board, "temperature_c"):
-                t = cp.board.temperature_c()
-                if t is not None:
-                    sv.append(_v(t, context, name, "Celsius"))
-        if not sv:
-            sv.append(_v(wh, context, "Energy.Active.Import.Register", "Wh"))
-        return {"timestamp": cp.iso_now(), "sampledValue": sv}
+        return meter_value(self.cp, context, key, self.energy() if wh is None else wh)
 
     # -- the open transaction on flash ---------------------------------------------------
     def _save(self):
@@ -428,15 +396,6 @@ class Transactions:
                         p["idTag"], info["status"]))
         j.ack(seq)
         return True
-
-
-def _v(value, context, measurand, unit, phase=None):
-    d = {"value": str(value), "context": context, "measurand": measurand}
-    if unit:
-        d["unit"] = unit
-    if phase:
-        d["phase"] = phase
-    return d
 
 
 def _same(a, b, pa=None, pb=None):
