@@ -14,15 +14,7 @@ import socket
 from micropython import const
 
 from firmware.backoff import Backoff
-from firmware.ticks import ticks_diff
-
-try:
-    from time import ticks_ms
-except ImportError:  # CPython (host tests): the 30-bit wrap of firmware/ticks.py
-    import time as _time
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000) & 0x3FFFFFFF
+from firmware.ticks import ticks_diff, ticks_ms
 
 
 _POLL_MS = const(250)  # link status poll while connecting or waiting

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from firmware import persist
 from firmware.ocpp import journal as jmod
 from firmware.ocpp.journal import Journal, JournalError
 
@@ -254,8 +255,8 @@ def run_script(path, ops, budget, max_bytes, fat=False):
     after each op (only the last one with a budget),
     the local ids that calls returned, bytes written)."""
     flash = Flash(budget, fat)
-    jmod.open, real_os = flash.open, jmod.os
-    jmod.os = FakeOs(flash)
+    jmod.open, real_os = flash.open, persist.os
+    persist.os = FakeOs(flash)  # the journal's file operations go through firmware.persist
     states, done, lids = [], 0, []
     try:
         j = Journal(path, max_bytes)
@@ -285,7 +286,7 @@ def run_script(path, ops, budget, max_bytes, fat=False):
     except Cut:
         pass
     finally:
-        jmod.os = real_os
+        persist.os = real_os
         del jmod.open
     return done, states, lids, flash.spent
 

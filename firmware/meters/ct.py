@@ -10,7 +10,7 @@ from micropython import const
 
 from drivers import kernels
 from firmware.meter import UNKNOWN
-from firmware.ticks import ticks_diff
+from firmware.ticks import ticks_diff, ticks_ms
 
 NOISE_MA = const(200)  # below 0.2 A per phase counts as no current (ADC and CT noise)
 MAX_DT_MS = const(5000)  # a longer gap between polls integrates at most this (stale)
@@ -28,9 +28,7 @@ class CtMeter:
     def __init__(self, burst, phases, offset_code, ua_per_code, rate_hz, samples, store,
                  cal=None, volts=230, clock=None):
         if clock is None:
-            import time
-
-            clock = time.ticks_ms
+            clock = ticks_ms
         self._clock = clock
         self._burst = burst
         self.phases = phases

@@ -16,7 +16,7 @@ from array import array
 from micropython import const
 
 from firmware.meter import UNKNOWN
-from firmware.ticks import ticks_add, ticks_diff
+from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 DEBOUNCE_MS = const(15)
 IDLE_MS = const(60000)  # no impulse for this long: power 0 (60 W at 1000 imp/kWh)
@@ -35,9 +35,7 @@ class S0Meter:
     def __init__(self, pin, imp_per_kwh, store, debounce_ms=DEBOUNCE_MS, active=0,
                  clock=None):
         if clock is None:
-            import time
-
-            clock = time.ticks_ms
+            clock = ticks_ms
         self._clock = clock
         self.pin = pin
         self.imp_per_kwh = imp_per_kwh

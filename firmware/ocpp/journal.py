@@ -35,11 +35,12 @@
 #
 # RAM: the payloads stay on flash; per pending record only its file offset (array "I").
 import json
-import os
 import struct
 from array import array
 
 from micropython import const
+
+from firmware import persist
 
 try:
     from binascii import crc32 as _crc32
@@ -73,41 +74,6 @@ def _crc(hdr, body):
     return kernels.crc16_modbus(bytes(hdr[:12]) + bytes(body))
 
 
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-
-
-def _sync():
-    s = getattr(os, "sync", None)
-    if s:
-        s()
-
-
-# The same helpers as firmware/persist.py, kept here on this module's `os` so the power-cut
-# tests can put the journal alone on a simulated flash (host_tests/test_journal.py).
-def replace(tmp, path):
-    """Rename tmp over path; where rename cannot replace (FAT) remove path first."""
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        os.remove(path)
-        os.rename(tmp, path)
-
-
-def recover(path):
-    """Settle a compaction cut short: see the module comment."""
-    new = path + ".new"
-    if _exists(new):
-        if _exists(path):
-            os.remove(new)
-        else:
-            os.rename(new, path)
-
-
 class Journal:
     def __init__(self, path="ocpp.jnl", max_bytes=65536):
         self.path = path
@@ -117,7 +83,7 @@ class Journal:
         self.recovered = 0  # valid records found at open
         self.torn_bytes = 0  # bytes dropped at open (torn write, garbage)
         self.compactions = 0
-        recover(path)
+        persist.recover(path)
         self._scan()
         if self.torn_bytes:
             self._compact()
@@ -147,7 +113,7 @@ class Journal:
         if body:
             f.write(body)
         f.flush()
-        _sync()
+        persist.sync()
         self._size += _HDR + len(body)
 
     def _open(self):
@@ -282,12 +248,12 @@ class Journal:
             g.flush()
         finally:
             g.close()
-        _sync()
+        persist.sync()
         if self._f is not None:
             self._f.close()
             self._f = None
-        replace(new, self.path)
-        _sync()
+        persist.replace(new, self.path)
+        persist.sync()
         self._open()
         self._offs = offs
         self._head = 0

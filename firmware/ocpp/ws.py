@@ -13,8 +13,8 @@ import hashlib
 
 from micropython import const
 
-from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms, ticks_ms, urandom
-from firmware.ticks import ticks_add, ticks_diff
+from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms, urandom
+from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 __all__ = ("connect", "parse_url", "WebSocket", "WsClosed", "WsError")
 

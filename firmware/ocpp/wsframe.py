@@ -13,17 +13,9 @@ import sys
 from micropython import const
 
 from drivers import kernels
+from firmware.ticks import ticks_ms
 
 _MPY = sys.implementation.name == "micropython"
-
-try:
-    from time import ticks_ms
-except ImportError:  # CPython: the same 30-bit wrapping milliseconds as firmware.ticks
-    import time
-
-    def ticks_ms():
-        return int(time.monotonic() * 1000) & 0x3FFFFFFF
-
 
 try:
     from os import urandom
