@@ -101,7 +101,8 @@ def test_drop_stall_reject_and_csms_restart_during_a_transaction(tmp_path):
         o.no_violations(csms)
         csms.stop()
         time.sleep(1.5)
-        csms2 = CsmsThread(port=csms_port, log=log_path).start()
+        # the same CSMS (its database: the transactions) back on the same port
+        csms2 = CsmsThread(port=csms_port, log=log_path, transactions=csms.transactions).start()
         with o.report(sim, csms2):
             csms2.wait_for(lambda: o.CP in csms2.links, 45)
             _values_flow(csms2, tid)

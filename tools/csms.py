@@ -4,6 +4,8 @@
                          [--cert C --key K] [--boot-status Pending] [--interval 300]
                          [--tag ID=Status ...] [--remote-start-on-preparing IDTAG]
                          [--answer-delay S] [--ping S] [--log FILE]
+                         [--style dev|fresh|steve|ocppcore|citrineos|openocpp|naive|hostile]
+                         [--seed N] [--fresh-ids]
     python tools/csms.py send --control 8181 CPID Action '{"json": "payload"}'
     python tools/csms.py status --control 8181
 
@@ -16,6 +18,10 @@ MeterValues, DataTransfer, the notifications); everything is kept in memory and,
 written as JSON lines. Unknown actions get NotImplemented and a CSMS's own actions
 NotSupported, as OCPP-J 1.6 says (this frame loop does not use the `ocpp` package's
 ChargePoint class, whose codes for these two are swapped: its issue #493).
+
+--style NAME answers the way a real central system does (tools/csms_styles.py: times and
+offsets, idTagInfo fields, transactionId ranges, a resent StartTransaction, a Stop for an
+unknown id); --fresh-ids gives every StartTransaction a new id whatever the style.
 
 From Python: `Csms(...)` with `await start()`/`stop()`, `await call(cp, action, payload)`,
 `await wait_for(predicate, timeout)`; `CsmsThread(...)` runs one in a thread for synchronous
@@ -34,6 +40,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from csms_server import HOST, Csms, CsmsError  # noqa: E402
+from csms_styles import STYLES  # noqa: E402
 
 __all__ = ["Csms", "CsmsError", "CsmsThread", "control"]
 
@@ -144,6 +151,11 @@ def main(argv=None):
     sv.add_argument("--answer-delay", type=float, default=0.0, help="seconds before answers")
     sv.add_argument("--ping", type=float, default=None, help="WebSocket ping interval, s")
     sv.add_argument("--log", help="append every frame and event as JSON lines")
+    sv.add_argument("--style", default="dev", choices=sorted(STYLES),
+                    help="answer the way this central system does (default dev)")
+    sv.add_argument("--seed", type=int, default=None, help="random seed of the hostile style")
+    sv.add_argument("--fresh-ids", action="store_true", default=None,
+                    help="a new transactionId for every StartTransaction (no dedupe)")
     for name in ("send", "status"):
         p = sub.add_parser(name, help="ask a running CSMS through its control port")
         p.add_argument("--control", type=int, required=True)
@@ -172,7 +184,8 @@ def main(argv=None):
                 tags=_tags(args.tag), password=args.password, cert=args.cert, key=args.key,
                 remote_start_on_preparing=args.remote_start_on_preparing,
                 control_port=args.control, log=args.log, answer_delay=args.answer_delay,
-                ping_interval=args.ping)
+                ping_interval=args.ping, style=args.style, seed=args.seed,
+                fresh_ids=args.fresh_ids)
 
     async def run():
         await csms.start()

@@ -16,6 +16,7 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import csms_styles  # noqa: E402
 from csms_check import CALL, CALLERROR, CALLRESULT, Conversation  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -47,10 +48,13 @@ class _Link:
 class Csms:
     def __init__(self, port=0, *, boot_status="Accepted", interval=300, tags=None,
                  password=None, cert=None, key=None, remote_start_on_preparing=None,
-                 control_port=None, log=None, answer_delay=0.0, ping_interval=None):
+                 control_port=None, log=None, answer_delay=0.0, ping_interval=None,
+                 style="dev", seed=None, fresh_ids=None, transactions=None):
         self.port, self.control_port = port, control_port
         self.boot_status, self.interval = boot_status, interval
-        self.tags = dict(tags or {})  # idTag -> status; unknown tags are Invalid if any
+        # idTag -> status, or an idTagInfo-like dict (status, expiryDate, parentIdTag) that
+        # the styles which send those fields use; unknown tags are Invalid if any are given
+        self.tags = dict(tags or {})
         self.password, self.cert, self.key = password, cert, key
         self.remote_start_on_preparing = remote_start_on_preparing
         self.answer_delay, self.ping_interval = answer_delay, ping_interval
@@ -58,8 +62,12 @@ class Csms:
         self.links = {}  # cp id -> _Link
         self.frames = []  # {"cp", "dir": "in"|"out", "text"}
         self.violations = []  # {"cp", "frame", "reason"}
-        self.transactions = {}  # id -> {"id", "cp", "connectorId", "idTag", "meterStart",
-        #       "timestamp", "start", "stop", "meter_values", "start_frames", "stop_frames"}
+        # id -> {"id", "cp", "connectorId", "idTag", "meterStart", "timestamp", "start",
+        #        "stop", "meter_values", "start_frames", "stop_frames", "seq"}; pass another
+        # CSMS's `transactions` to restart "the same" CSMS with its database
+        self.transactions = transactions if transactions is not None else {}
+        self.starts = []  # (cp, payload, transactionId answered) of every StartTransaction
+        self.unknown_stops = []  # (cp, payload) of Stops for an id this CSMS never gave
         self.boots, self.statuses, self.authorizations = [], [], []  # (cp, payload)
         self.meter_values, self.notifications, self.data_transfers = [], [], []
         self.events = []  # connections, refusals, remote starts: {"event", "cp", ...}
@@ -67,7 +75,10 @@ class Csms:
         self.beats = []  # (cp, action, time.monotonic()) of each Boot and Heartbeat (fleet)
         self._triggered = {}  # cp id -> set of actions a TriggerMessage asked for
         self._starts = {}  # (cp, connectorId, idTag, meterStart, timestamp) -> id
-        self._next_tx = 1
+        self.style = csms_styles.make(style, self, seed)
+        self.fresh_ids = self.style.fresh_ids if fresh_ids is None else fresh_ids
+        if self.transactions:  # numbering goes on after the database's last id
+            self.style.next_id = max(max(self.transactions), 0) + 1
         self._changed = None
         self._server = self._control = self._log = None
 
@@ -223,6 +234,8 @@ class Csms:
             else:
                 try:
                     reply = [CALLRESULT, m.id, self._handle(link.cp, m.action, m.payload)]
+                except csms_styles.CallError as e:  # the style's way to refuse
+                    reply = [CALLERROR, m.id, e.code, e.description, {}]
                 except Exception as e:  # a bug here must not end the session
                     self._event("handler_failed", link.cp, action=m.action, error=repr(e))
                     reply = [CALLERROR, m.id, "InternalError", repr(e)[:200], {}]
@@ -248,26 +261,28 @@ class Csms:
         self._event("remote_start", cp, payload=payload, result=result)
 
     # -- answers to the charge point's CALLs ----------------------------------------------
-    def _id_tag_info(self, tag):
-        status = self.tags.get(tag, "Invalid" if self.tags else "Accepted")
-        return {"status": status}
+    def strict_violation(self, cp, payload, reason):
+        """A style's complaint about a CALL that is valid OCPP but wrong for this CSMS."""
+        self._violation(cp, json.dumps(payload), reason)
 
     def _handle(self, cp, action, p):
+        style = self.style
+        if action in style.unsupported:
+            raise csms_styles.CallError("NotSupported", "%s is not supported" % action)
         if action == "BootNotification":
             self.boots.append((cp, p))
             self.beats.append((cp, action, time.monotonic()))
             self.accepted[cp] = self.boot_status
-            return {"status": self.boot_status, "currentTime": now_iso(),
-                    "interval": self.interval}
+            return style.boot(p)
         if action == "Heartbeat":
             self.beats.append((cp, action, time.monotonic()))
-            return {"currentTime": now_iso()}
+            return style.heartbeat()
         if action == "StatusNotification":
             self.statuses.append((cp, p))
             return {}
         if action == "Authorize":
             self.authorizations.append((cp, p))
-            return {"idTagInfo": self._id_tag_info(p["idTag"])}
+            return style.authorize(p)
         if action == "StartTransaction":
             return self._start_transaction(cp, p)
         if action == "StopTransaction":
@@ -280,7 +295,7 @@ class Csms:
             return {}
         if action == "DataTransfer":
             self.data_transfers.append((cp, p))
-            return {"status": "UnknownVendorId"}
+            return style.data_transfer(p)
         if action in NOTIFICATIONS:
             self.notifications.append((cp, action, p))
             return {}
@@ -288,35 +303,45 @@ class Csms:
             return {"status": "Rejected"}
         raise CsmsError("no answer for %s" % action)
 
+    def _open(self):
+        return [t for t in self.transactions.values() if t["stop"] is None
+                and t["start"] is not None]
+
     def _start_transaction(self, cp, p):
         key = (cp, p["connectorId"], p["idTag"], p["meterStart"], p["timestamp"])
-        tid = self._starts.get(key)
-        if tid is None:  # a retransmission of the same start gets the same id
-            tid = self._next_tx
-            self._next_tx += 1
+        tid = None if self.fresh_ids else self._starts.get(key)
+        if tid is None:
+            tid, info, store = self.style.start(cp, p, self._open())
+        else:  # a retransmission of the same start gets the same id
+            info, store = self.style.id_tag_info(p["idTag"], "start"), True
+        if tid is None:
+            tid = self.style.new_id()
+        if store and tid not in self.transactions:
             self._starts[key] = tid
             self.transactions[tid] = {
                 "id": tid, "cp": cp, "connectorId": p["connectorId"], "idTag": p["idTag"],
                 "meterStart": p["meterStart"], "timestamp": p["timestamp"], "start": p,
-                "stop": None, "meter_values": [], "start_frames": 0, "stop_frames": 0}
-        tx = self.transactions[tid]
-        tx["start_frames"] += 1
-        self._note("transaction", {"cp": cp, "id": tid, "start": p})
-        return {"transactionId": tid, "idTagInfo": self._id_tag_info(p["idTag"])}
+                "stop": None, "meter_values": [], "start_frames": 0, "stop_frames": 0,
+                "seq": len(self.starts)}
+        if store:
+            self.transactions[tid]["start_frames"] += 1
+        self.starts.append((cp, p, tid))
+        self._note("transaction", {"cp": cp, "id": tid, "start": p, "stored": store})
+        return {"transactionId": tid, "idTagInfo": info}
 
     def _stop_transaction(self, cp, p):
         tid = p["transactionId"]
         tx = self.transactions.get(tid)
-        if tx is None:  # e.g. started before this CSMS ran
-            tx = self.transactions[tid] = {
-                "id": tid, "cp": cp, "connectorId": None, "idTag": None, "meterStart": None,
-                "timestamp": None, "start": None, "stop": None, "meter_values": [],
-                "start_frames": 0, "stop_frames": 0}
-        if tx["stop"] is None:
-            tx["stop"] = p
-        tx["stop_frames"] += 1
-        self._note("transaction", {"cp": cp, "id": tid, "stop": p})
-        return {"idTagInfo": self._id_tag_info(p["idTag"])} if "idTag" in p else {}
+        if tx is None:  # e.g. the id 0 of a refused start, or a charge point's own id
+            self.unknown_stops.append((cp, p))
+            tx = self.style.stop_unknown(cp, p, self._open())
+        if tx is not None:
+            if tx["stop"] is None:
+                tx["stop"] = p
+            tx["stop_frames"] += 1
+        self._note("transaction", {"cp": cp, "id": tid, "stop": p,
+                                   "closed": None if tx is None else tx["id"]})
+        return self.style.stop(p)
 
     # -- commands to a charge point -------------------------------------------------------
     async def call(self, cp, action, payload, timeout=30.0):
