@@ -26,7 +26,10 @@ def status(out=print):
     a = s.act
     i = app.ctl.inputs
     b = app.board
+    from firmware.version import VERSION
+
     out("board      %s" % b.name)
+    out("firmware   %s" % VERSION)
     out("status     %s  error %s  %s" % (a.status, a.error, a.info))
     out("pilot      %s (raw %s)  duty %d/1000" % (a.pilot, i.pilot, a.duty))
     out("offer      %d.%d A  (%s)" % (a.offer_da // 10, a.offer_da % 10, a.reason))

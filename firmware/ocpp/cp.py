@@ -14,6 +14,8 @@ import time
 from micropython import const
 
 from firmware import persist
+from firmware.backoff import Backoff
+from firmware.version import VERSION
 from firmware.ocpp import clock, remote, rpc, txn
 from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
@@ -91,7 +93,8 @@ class ChargePoint:
         self.link = Link(section["url"], section["cp_id"], self.rpc, self.keys, log,
                          password=self._password(), cadata=cadata, net=net)
         self.registration = None  # None, "Pending", "Accepted", "Rejected"
-        self.boot_retry_ms = 0
+        self.boot_retry_ms = 0  # BootNotification again after Pending/Rejected's interval
+        self._hold = {}  # message key -> [ticks it may go again, Backoff] after a failure
         self.heartbeat_ms = None
         self.wake = asyncio.ThreadSafeFlag()
         self.cards = getattr(board, "cards", None)  # drivers.rfid.CardReader
@@ -132,11 +135,18 @@ class ChargePoint:
             a = d.get("available")
             if type(a) is list and len(a) == 2 and all(type(x) is bool for x in a):
                 self.available = a
+            w = d.get("scheduled")
+            if type(w) is list and len(w) == 2 and w[0] in (0, 1) and type(w[1]) is bool:
+                # a change Scheduled for the end of a transaction that a reboot ended
+                self.available[w[0]] = w[1]
+                self.log("ocpp: scheduled availability change applied at boot")
+                self.save_state()
         except (OSError, ValueError, AttributeError):
             pass
 
     def save_state(self):
-        persist.save_json(STATE_FILE, {"available": self.available})
+        persist.save_json(STATE_FILE, {"available": self.available,
+                                       "scheduled": self.pending_avail})
 
     def now_s(self):
         return self.clock.now_s(time.ticks_ms())
@@ -281,44 +291,82 @@ class ChargePoint:
                     pass
 
     async def _send_one(self):
-        """At most one CALL; True when something was sent."""
+        """At most one CALL; True when something was tried."""
         now = time.ticks_ms()
         if self.registration != "Accepted":
-            if self.registration is not None and time.ticks_diff(now, self.boot_retry_ms) < 0:
+            # While Pending the CSMS may ask for messages (TriggerMessage); a triggered
+            # BootNotification goes at once, not at the end of the interval.
+            if self.triggers and self.registration == "Pending":
+                action, conn = self.triggers.pop(0)
+                if action != "BootNotification":
+                    return await self._attempt(None, action, remote.send_triggered, self,
+                                               action, conn)
+            elif not self._due("boot", now) or self.registration is not None and (
+                    time.ticks_diff(now, self.boot_retry_ms) < 0):
                 return False
-            await self.boot()
-            return True
+            return await self._attempt("boot", "BootNotification", self.boot)
         if await self.tx.send_next():
             return True
         msd = self.keys.get("MinimumStatusDuration")
         for c in (0, 1):
             if self.status[c] is not None and self.status[c] != self.sent[c] and (
-                    msd <= 0 or self._stable_s(c) >= msd):
-                await self.send_status(c)
-                return True
+                    msd <= 0 or self._stable_s(c) >= msd) and self._due(c, now):
+                return await self._attempt(c, "StatusNotification", self.send_status, c)
         if self.triggers:
             action, conn = self.triggers.pop(0)
-            await remote.send_triggered(self, action, conn)
-            return True
+            return await self._attempt(None, action, remote.send_triggered, self, action, conn)
         if self.outbox:
             action, payload = self.outbox.pop(0)
-            await self.rpc.call(action, payload)
-            return True
+            return await self._attempt(None, action, self.rpc.call, action, payload)
         hb = self.keys.get("HeartbeatInterval")
-        if hb > 0 and time.ticks_diff(now, self.heartbeat_ms) >= hb * 1000:
-            await self.heartbeat()
-            return True
+        if hb > 0 and time.ticks_diff(now, self.heartbeat_ms) >= hb * 1000 and self._due(
+                "hb", now):
+            return await self._attempt("hb", "Heartbeat", self.heartbeat)
         return False
+
+    def _due(self, key, now):
+        h = self._hold.get(key)
+        return h is None or time.ticks_diff(now, h[0]) >= 0
+
+    async def _attempt(self, key, name, fn, *args):
+        """One non-transaction CALL. When the CSMS answers it with an error (or not at all)
+        it waits out its own backoff (key), or is dropped (key None: a triggered message or
+        a clock-aligned reading): nothing else waits behind it (OCPP 1.6 asks not to flood
+        the CSMS). A dropped link is not an attempt: the caller retries after reconnect."""
+        try:
+            await fn(*args)
+        except rpc.RpcError as e:
+            if not self.link.connected:
+                raise
+            if key is None:
+                self.log("ocpp: %s failed (%s %s), not retried" % (name, e.code, e.description))
+                return True
+            h = self._hold.get(key)
+            if h is None:
+                # BootNotification: 10 s doubling to 5 min (libocpp waits 60 s); others 5 s
+                # doubling to 2 min; both +/-25 % jitter so a fleet does not retry in step
+                h = self._hold[key] = [0, Backoff(10000 if key == "boot" else 5000,
+                                                  300000 if key == "boot" else 120000)]
+            wait = h[1].next_ms()
+            h[0] = time.ticks_add(time.ticks_ms(), wait)
+            self.last_error = "%s: %s %s" % (name, e.code, e.description)
+            self.log("ocpp: %s failed (%s %s), retry in %d s" % (
+                name, e.code, e.description, wait // 1000))
+            return True
+        if key is not None:
+            self._hold.pop(key, None)
+        return True
 
     def _boot_payload(self):
         s = self.section
         return {"chargePointVendor": s.get("vendor", "OpenWallbox")[:20],
                 "chargePointModel": s.get("model", getattr(self.board, "name", "wallbox"))[:20],
-                "firmwareVersion": "0.7"}
+                "firmwareVersion": VERSION}
 
     async def boot(self):
         conf = await self.rpc.call("BootNotification", self._boot_payload())
         self.registration = conf["status"]
+        self.rpc.mute = self.registration == "Rejected"  # 1.6 4.2: no answers while Rejected
         interval = conf["interval"]
         self._set_clock(conf["currentTime"])
         now = time.ticks_ms()

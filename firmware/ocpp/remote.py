@@ -24,19 +24,27 @@ def change_availability(cp, p):
     if c not in (0, 1):
         return _status("Rejected")
     op = p["type"] == "Operative"
+    w = cp.pending_avail
     if not op and cp.tx.open is not None:
-        cp.pending_avail = (c, op)  # applied when the transaction ends
+        cp.pending_avail = (c, op)  # applied when the transaction ends; kept across a reboot
+        _save(cp)
         return _status("Scheduled")
+    if w is not None and (w[0] == c or c == 0):
+        cp.pending_avail = None  # a newer change for that connector replaces the scheduled one
     apply_availability(cp, c, op)
     return _status("Accepted")
 
 
-def apply_availability(cp, c, op):
-    cp.available[c] = op
+def _save(cp):
     try:
         cp.save_state()
     except OSError as e:
         cp.log("ocpp: availability not saved: %r" % (e,))
+
+
+def apply_availability(cp, c, op):
+    cp.available[c] = op
+    _save(cp)
     cp.ctl.set_available(cp.available[0] and cp.available[1])
     cp.wake.set()
 
@@ -51,7 +59,7 @@ def change_configuration(cp, p):
 
 def get_configuration(cp, p):
     try:
-        known, unknown = cp.keys.configuration(p.get("key"))
+        known, unknown = cp.keys.configuration(p.get("key") or None)  # [] = all (1.6 5.8)
     except KeysError as e:
         raise RpcError("OccurrenceConstraintViolation", str(e))
     out = {"configurationKey": known}

@@ -125,6 +125,7 @@ class Rpc:
         self._n = 0
         self._prefix = "%x-" % (seed & 0xFFFFFF)
         self.stats = [0, 0, 0, 0]  # calls sent, received, errors answered, frames dropped
+        self.mute = False  # True: the CSMS's CALLs are dropped unanswered (boot Rejected)
 
     def _new_id(self):
         self._n = (self._n + 1) & 0x3FFFFFFF
@@ -188,6 +189,11 @@ class Rpc:
             self._flag.set()
             return
         self.stats[1] += 1
+        if self.mute:
+            self.stats[3] += 1
+            self.log("ocpp: %s not answered: the CSMS rejected our BootNotification" % _clip(
+                action, 40))
+            return
         handler = self.handlers.get(action)
         if handler is None:
             known = action in schema.REQUESTS

@@ -215,8 +215,8 @@ class Transactions:
         if cp.pending_avail is not None:
             from firmware.ocpp import remote
 
-            remote.apply_availability(cp, *cp.pending_avail)
-            cp.pending_avail = None
+            w, cp.pending_avail = cp.pending_avail, None
+            remote.apply_availability(cp, *w)
         cp.wake.set()
 
     def timers(self, now, s):

@@ -1,0 +1,143 @@
+"""OCPP faults found by reviewing the client against the 1.6 specification and real central
+systems (issue 13): each test failed on the firmware before its fix. The real firmware on the
+unix port against the dev CSMS; where a real CSMS answers differently from the dev one, the
+test changes the dev CSMS's answer for that message."""
+import time
+
+import pytest
+
+import ocpprig as o
+from ocpprig import CsmsThread
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def csms():
+    with CsmsThread() as c:
+        yield c
+        o.no_violations(c)
+
+
+def _fail(csms, pred, code_log):
+    """Make the dev CSMS answer a CALLERROR to the charge point's CALLs matching pred(action,
+    payload); each such CALL's arrival (host monotonic seconds) goes into code_log."""
+    server = csms.csms
+    real = server._handle
+
+    def handle(cp, action, p):
+        if pred(action, p):
+            code_log.append((action, p, time.monotonic()))
+            raise RuntimeError("refused by the test")  # -> CALLERROR InternalError
+        return real(cp, action, p)
+
+    server._handle = handle
+
+
+def _charging(sim, csms, tag="CARD1"):
+    sim.do("plug", cable_a=32)
+    sim.do("card", uid=tag)
+    tx = o.wait_tx(csms, lambda t: t["idTag"] == tag and t["stop"] is None)
+    o.wait_status(csms, "Charging")
+    return tx
+
+
+def test_get_configuration_with_an_empty_key_list_returns_every_key(csms):
+    # 1.6 GetConfiguration.req: "If the list is empty or missing, all keys are reported".
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        every = o.call(csms, "GetConfiguration", {})["configurationKey"]
+        empty = o.call(csms, "GetConfiguration", {"key": []})["configurationKey"]
+        assert len(every) > 30
+        assert [k["key"] for k in empty] == [k["key"] for k in every]
+
+
+def test_a_boot_answered_with_an_error_is_retried_with_backoff_not_every_second():
+    tried = []
+    with CsmsThread() as csms:
+        _fail(csms, lambda a, p: a == "BootNotification" and len(tried) < 2, tried)
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            csms.wait_for(lambda: len(tried) >= 1, 30)
+            o.sleep(5)
+            assert len(tried) == 1, "BootNotification retried within 5 s of a CALLERROR"
+            o.booted(csms, timeout=60)
+            assert len(tried) == 2
+            # backoff: 10 s, then 20 s, each +/- 25 %; the CSMS's arrival times are a lower
+            # bound that a loaded machine can only lengthen
+            assert tried[1][2] - tried[0][2] >= 7.5
+        o.no_violations(csms)
+
+
+def test_a_status_the_csms_keeps_refusing_blocks_neither_the_other_connector_nor_heartbeats():
+    refused = []
+    with CsmsThread(interval=2) as csms:
+        _fail(csms, lambda a, p: a == "StatusNotification" and p["connectorId"] == 0, refused)
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            csms.wait_for(lambda: "Available" in o.statuses(csms, 1), 30)
+            beats = len(csms.beats)
+            sim.do("plug", cable_a=32)
+            o.wait_status(csms, "Preparing", timeout=10)
+            csms.wait_for(lambda: len(csms.beats) >= beats + 2, 10)  # heartbeats every 2 s
+            o.sleep(6)
+            n = len(refused)
+            assert 1 <= n <= 3, "connector 0's status retried %d times in ~8 s" % n
+            gaps = [b[2] - a[2] for a, b in zip(refused, refused[1:])]
+            assert all(g >= 3.75 for g in gaps), gaps  # 5 s first, +/- 25 %
+        o.no_violations(csms)
+
+
+def test_a_boot_notification_triggered_while_pending_is_sent_at_once():
+    with CsmsThread(boot_status="Pending", interval=300) as csms:
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            csms.wait_for(lambda: len(csms.boots) >= 1, 30)
+            assert o.call(csms, "TriggerMessage", {"requestedMessage": "BootNotification"}) == {
+                "status": "Accepted"}
+            csms.wait_for(lambda: len(csms.boots) >= 2, 10)  # not after the 300 s interval
+        o.no_violations(csms)
+
+
+def test_no_answer_to_the_csms_while_the_boot_is_rejected():
+    # 1.6 section 4.2: while Rejected the charge point shall not respond to any CSMS message.
+    from csms_server import CsmsError
+
+    with CsmsThread(boot_status="Rejected", interval=300) as csms:
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            o.wait_log(sim, "boot Rejected")
+            with pytest.raises(CsmsError, match="did not answer"):
+                o.call(csms, "GetConfiguration", {}, timeout=3)
+            assert o.wait_log(sim, "not answered: the CSMS rejected")
+
+
+def test_operative_cancels_an_inoperative_scheduled_for_the_end_of_the_transaction(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        _charging(sim, csms)
+        r = o.call(csms, "ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+        assert r == {"status": "Scheduled"}
+        r = o.call(csms, "ChangeAvailability", {"connectorId": 1, "type": "Operative"})
+        assert r == {"status": "Accepted"}
+        m = o.mark(csms)
+        sim.do("card", uid="CARD1")
+        o.wait_tx(csms, lambda t: t["stop"] is not None)
+        sim.do("unplug")
+        o.wait_status(csms, "Available", since=m)
+        o.sleep(1)
+        assert "Unavailable" not in o.statuses(csms)[m:]
+
+
+def test_a_scheduled_inoperative_survives_a_power_cut(csms, tmp_path):
+    d = o.state_dir(tmp_path)
+    sim = o.start_sim(csms, state_dir=d).start()
+    with o.report(sim, csms):
+        o.booted(csms)
+        _charging(sim, csms)
+        r = o.call(csms, "ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+        assert r == {"status": "Scheduled"}
+        sim.send({"do": "powercut"})
+        sim.wait_for({"k": "closed"}, 10)
+    sim.proc.wait(10)
+    m = o.mark(csms)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
+        o.wait_status(csms, "Unavailable", since=m, timeout=30)
+        assert "Available" not in o.statuses(csms)[m:]
