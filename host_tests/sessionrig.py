@@ -1,15 +1,28 @@
-"""A session wired to an ideal EV, cable, contactor, RCM and socket lock (CPython tests)."""
+"""A session wired to an ideal EV, cable, contactor, RCM and socket lock. Runs on CPython
+and on the MicroPython unix port (host_tests/mpy/check_wrap.py imports it there).
+
+The rig's clock is a ticks clock: every stamp is masked to the port's ticks period (2^30 ms
+with firmware/ticks.py's CPython fallback, as on ESP32 and STM32; the unix port's own
+period on MicroPython) and every interval is a ticks_diff, so a rig started near the end of
+the period (`Rig(t0=...)`, `wrap_in(ms)`) runs its session across the wrap."""
 from firmware.charge import pilot as cp
 from firmware.charge import session as S
 from firmware.events import EventLog
+from firmware.ticks import ticks_add, ticks_diff
 
 HIGH = {"A": 12000, "B": 9000, "C": 6000, "D": 3000, "E": 0, "F": -12000}
+PERIOD = ticks_add(0, -1) + 1  # the ticks period of the clock the session runs on
+
+
+def wrap_in(ms):
+    """A start time `ms` before the ticks clock wraps to 0."""
+    return ticks_add(0, -ms)
 
 
 class Rig:
     """A session wired to an ideal EV, cable, contactor and RCM, stepped every 2 ms."""
 
-    def __init__(self, rating_da=320, **kw):
+    def __init__(self, rating_da=320, t0=0, log=True, **kw):
         self.ev = "A"
         self.diode_short = False
         self.rcm_trip = False
@@ -24,11 +37,16 @@ class Rig:
         self.s = S.Session(rating_da, events=self.events, **kw)
         self.i = S.Inputs()
         self.i.pp_da = 320
-        self.t = 0
+        self.t = ticks_add(t0, 0)
+        self.t0 = self.t
         self._test_at = None
         self._release_at = None
-        self.log = []
+        self.log = [] if log else None  # off for long runs on MicroPython's small heap
         self.closings = []  # (t, raw pilot) at each step where the coil was commanded closed
+
+    def since(self, t):
+        """ms from the stamp `t` to now, on the wrapping clock."""
+        return ticks_diff(self.t, t)
 
     def _rcm(self):
         if self.rcm_trip:
@@ -40,11 +58,13 @@ class Rig:
             self._release_at = None
             if self._test_at is None:
                 self._test_at = self.t
-            return self.t - self._test_at >= 20
+            return self.since(self._test_at) >= 20
         if self._test_at is not None:
             self._test_at = None
             self._release_at = self.t
-        return self._release_at is not None and self.t - self._release_at < 20
+        if self._release_at is not None and self.since(self._release_at) >= 20:
+            self._release_at = None  # past its use: a stamp kept would come round again
+        return self._release_at is not None
 
     def step(self, n=1, dt=2):
         for _ in range(n):
@@ -66,22 +86,23 @@ class Rig:
             elif self._lock_at is None:
                 self._lock_at = self.t
             self.i.lock_fb = (
-                a.lock and not self.lock_jam and self.t - self._lock_at >= self.lock_travel
+                a.lock and not self.lock_jam and self.since(self._lock_at) >= self.lock_travel
             )
             was = a.close
             self.s.step(self.t, self.i)
             if a.close and not was:
                 self.closings.append((self.t, self.i.pilot))
-            self.log.append((self.t, a.close, a.duty, a.status))
-            self.t += dt
+            if self.log is not None:
+                self.log.append((self.t, a.close, a.duty, a.status))
+            self.t = ticks_add(self.t, dt)
         return self.s.act
 
     def until(self, pred, limit_ms=20000):
         start = self.t
         while not pred(self.s.act):
             self.step()
-            assert self.t - start <= limit_ms, "condition not reached in %d ms" % limit_ms
-        return self.t - start
+            assert self.since(start) <= limit_ms, "condition not reached in %d ms" % limit_ms
+        return self.since(start)
 
     def charging(self):
         self.ev = "B"

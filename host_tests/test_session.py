@@ -9,6 +9,7 @@ from firmware.charge import session as S
 from firmware.charge.proximity import BUTTON, INVALID
 
 from sessionrig import HIGH, Rig  # noqa: E402
+import spec
 
 
 def test_plug_charge_full_unplug_statuses():
@@ -91,7 +92,7 @@ def test_jammed_lock_is_a_connector_lock_failure_and_never_closes():
     r.ev = "C"
     r.until(lambda a: a.lock)
     t = r.until(lambda a: a.status == S.FAULTED)  # from the lock command
-    assert S.LOCK_MS <= t <= S.LOCK_MS + 20
+    assert spec.LOCK_MS <= t <= spec.LOCK_MS + 20
     a = r.s.act
     assert a.error == S.LOCK_FAILURE and a.info == "lock failed"
     assert not any(closed for _, closed, _, _ in r.log)
@@ -108,7 +109,7 @@ def test_lock_letting_go_while_charging_opens_at_once():
     r.charging()
     r.lock_jam = True  # the sensor says unlocked: the plug is being pulled
     t = r.until(lambda a: not a.close)
-    assert t <= S.FB_DEBOUNCE_MS + 4
+    assert t <= spec.FB_DEBOUNCE_MS + 4
     assert r.s.act.error == S.LOCK_FAILURE and r.s.act.info == "lock lost"
 
 
@@ -167,7 +168,7 @@ def test_faults_open_at_once_and_drive_f_for_300ms():
         assert r.until(lambda a: not a.close) < 10, fault
         assert r.s.act.duty == cp.DUTY_F
         assert r.s.act.status == S.FAULTED
-        assert r.until(lambda a: a.duty != cp.DUTY_F) >= S.F_HOLD_MS - 10
+        assert r.until(lambda a: a.duty != cp.DUTY_F) >= spec.F_HOLD_MS - 10
 
 
 def test_rcm_trip_reports_ground_failure_and_needs_self_test():
@@ -363,7 +364,7 @@ def test_reclose_spacing():
     t_open = r.t
     r.ev = "C"
     r.until(lambda a: a.close)
-    assert r.t - t_open >= S.RECLOSE_MS
+    assert r.t - t_open >= spec.RECLOSE_MS
 
 
 def test_disabled_config_never_charges():
@@ -484,8 +485,8 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
             # A mirror reading closed while the coil is off, for longer than the grace: weld.
             if i.contactor_fb and not was_closed and fb is True:
                 mirror_bad_since = t if mirror_bad_since is None else mirror_bad_since
-                if t - mirror_bad_since > S.CLOSE_FB_MS + S.FB_DEBOUNCE_MS + 5 and (
-                        last_open is None or t - last_open[0] > S.CLOSE_FB_MS + 20):
+                if t - mirror_bad_since > spec.CLOSE_FB_MS + spec.FB_DEBOUNCE_MS + 5 and (
+                        last_open is None or t - last_open[0] > spec.CLOSE_FB_MS + 20):
                     weld_seen = True
             else:
                 mirror_bad_since = None
@@ -511,11 +512,11 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
             if a.close and not was_closed:
                 closed_any = True
                 assert raw in ok_raw, "closed while the latest raw pilot says %s" % raw
-                assert cd_since is not None and t - cd_since >= cp.READY_HOLD_MS
+                assert cd_since is not None and t - cd_since >= spec.READY_HOLD_MS
                 assert a.pilot in ok_raw
                 assert diode_seen, "closed without a passed diode check"
                 assert passed_at is not None, "closed without a passed self-test"
-                assert t - passed_at <= S.rt.RCM_TEST_VALID_MS, "closed on a stale self-test"
+                assert t - passed_at <= spec.RCM_TEST_VALID_MS, "closed on a stale self-test"
                 passed_at = None  # one test, one closing
                 assert not i.rcm_fault
                 assert pp > 0 and pp == cable, "closed on a cable other than the one plugged"
@@ -524,7 +525,7 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
                 assert not lock_fb or (i.lock_fb and a.lock), "closed without the lock"
                 assert not weld_seen, "closed after a welded contact"
                 if last_open is not None:
-                    spacing = S.RECLOSE_ERROR_MS if last_open[1] else S.RECLOSE_MS
+                    spacing = spec.RECLOSE_ERROR_MS if last_open[1] else spec.RECLOSE_MS
                     assert t - last_open[0] >= spacing
             if was_closed and not a.close:
                 last_open = (t, a.status == S.FAULTED)
@@ -533,13 +534,13 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
                 assert a.status != S.FAULTED
                 if pp != cable:  # a lost or changed cable: open once it persisted
                     pp_bad_since = t if pp_bad_since is None else pp_bad_since
-                    assert pp != BUTTON and t - pp_bad_since <= S.PP_DEBOUNCE_MS + dt
+                    assert pp != BUTTON and t - pp_bad_since <= spec.PP_DEBOUNCE_MS + dt
                 else:
                     pp_bad_since = None
                 assert bad_run[1] < cp.SAFE_SAMPLES, "stayed closed with the EV out of C"
                 if lock_fb and not i.lock_fb:
                     lock_lost_at = t if lock_lost_at is None else lock_lost_at
-                    assert t - lock_lost_at < S.FB_DEBOUNCE_MS
+                    assert t - lock_lost_at < spec.FB_DEBOUNCE_MS
                 else:
                     lock_lost_at = None
             else:
@@ -551,7 +552,7 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
                 assert a.offer_da <= cable
             if a.offer_da > prev_offer:
                 if prev_offer and last_increase is not None:
-                    assert t - last_increase >= S.OFFER_CHANGE_MS
+                    assert t - last_increase >= spec.OFFER_CHANGE_MS
                 last_increase = t
             elif a.offer_da < prev_offer:
                 last_increase = t if plugged else None
@@ -561,7 +562,7 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
             if a.duty == cp.DUTY_F and f_since is None:
                 f_since = t
             elif a.duty != cp.DUTY_F and f_since is not None:
-                assert t - f_since >= S.F_HOLD_MS
+                assert t - f_since >= spec.F_HOLD_MS
                 f_since = None
             if not cp.is_pwm(a.duty):
                 diode_seen = False
@@ -632,16 +633,16 @@ def test_invariants_in_consistent_worlds(events, vent, lock_fb):
             assert a.pilot == "C" or (a.pilot == "D" and vent)
             assert a.status != S.FAULTED
             # No offer while closed: the EV gets STOP_OPEN_MS to go to B, then it opens.
-            assert a.offer_da >= 60 or r.t - state["zero_at"] <= S.STOP_OPEN_MS
+            assert a.offer_da >= 60 or r.t - state["zero_at"] <= spec.STOP_OPEN_MS
             # The lock sensor letting go is acted on after its 10 ms debounce.
             if lock_fb and not i.lock_fb:
                 state["lock_bad"] = r.t if state["lock_bad"] is None else state["lock_bad"]
-                assert r.t - state["lock_bad"] < S.FB_DEBOUNCE_MS
+                assert r.t - state["lock_bad"] < spec.FB_DEBOUNCE_MS
             else:
                 state["lock_bad"] = None
             if i.pp_da != state["cable"]:
                 state["pp_bad"] = state["pp_bad"] if state["pp_bad"] is not None else r.t
-                assert r.t - state["pp_bad"] <= S.PP_DEBOUNCE_MS + 4
+                assert r.t - state["pp_bad"] <= spec.PP_DEBOUNCE_MS + 4
             else:
                 state["pp_bad"] = None
         else:

@@ -6,10 +6,10 @@ import copy
 
 from firmware.charge import pilot as cp
 from firmware.charge import session as S
-from firmware.charge.offer import OC_PAUSE_MS
 from firmware.charge.proximity import BUTTON, INVALID
 
 from sessionrig import Rig
+import spec
 
 NO_LIMIT = 0x7FFF
 
@@ -69,8 +69,8 @@ def test_a_diode_that_fails_while_pwm_is_off_is_checked_before_the_next_closing(
 def test_a_passed_self_test_counts_for_a_closing_up_to_10s_later_not_after():
     # The EV goes back to B in the step the self-test passes: no closing. Back in C, it is
     # closed on that test while the test is at most RCM_TEST_VALID_MS old, else a new one.
-    for back_after, fresh in ((S.rt.RCM_TEST_VALID_MS, True),
-                              (S.rt.RCM_TEST_VALID_MS + 2, False)):
+    for back_after, fresh in ((spec.RCM_TEST_VALID_MS, True),
+                              (spec.RCM_TEST_VALID_MS + 2, False)):
         r = Rig()
         _plug_in_and_ask(r)
         _to_the_step_before_closing(r)
@@ -80,10 +80,10 @@ def test_a_passed_self_test_counts_for_a_closing_up_to_10s_later_not_after():
         assert not r.s.act.close
         assert _events_since(r, r.events.count - 1)[-1][1] == "rcm test passed"
         # C must hold READY_HOLD_MS before it is accepted, then the coil closes at once.
-        r.step((back_after - cp.READY_HOLD_MS) // 2 - 1)
+        r.step((back_after - spec.READY_HOLD_MS) // 2 - 1)
         r.ev = "C"
         n = r.events.count
-        r.step(cp.READY_HOLD_MS // 2 + 1)
+        r.step(spec.READY_HOLD_MS // 2 + 1)
         codes = [c for _, c, _ in _events_since(r, n)]
         if fresh:
             assert _closings(r) == [passed + back_after] and "rcm test" not in codes
@@ -125,7 +125,7 @@ def test_a_self_test_that_never_sees_the_output_rise_switches_the_test_current_o
     r.until(lambda a: a.rcm_test)
     t = r.until(lambda a: a.status == S.FAULTED, 2000)
     a = r.s.act
-    assert t == S.rt.RCM_TRIP_MS + 2  # the first step after the 1 s the output had to rise
+    assert t == spec.RCM_TRIP_MS + 2  # the first step after the 1 s the output had to rise
     assert a.error == S.GROUND_FAILURE and a.info == "rcm self-test failed"
     assert not a.rcm_test  # the test current is not left injected
     r.step(100)
@@ -160,9 +160,9 @@ def test_a_fault_opens_records_why_and_delays_the_next_closing_by_30s():
     r.ev = "A"
     r.until(lambda a: a.status == S.AVAILABLE, 1000)
     _plug_in_and_ask(r)
-    r.until(lambda a: a.close, S.RECLOSE_ERROR_MS)
-    assert r.closings[-1][0] - t_open >= S.RECLOSE_ERROR_MS
-    assert r.closings[-1][0] - t_open <= S.RECLOSE_ERROR_MS + 200
+    r.until(lambda a: a.close, spec.RECLOSE_ERROR_MS)
+    assert r.closings[-1][0] - t_open >= spec.RECLOSE_ERROR_MS
+    assert r.closings[-1][0] - t_open <= spec.RECLOSE_ERROR_MS + 200
 
 
 def test_a_button_press_and_an_unplug_open_with_their_reasons_in_the_journal():
@@ -202,13 +202,13 @@ def test_the_6s_stop_timeout_holds_for_a_second_closing_in_the_same_session():
     r.ev = "B"
     r.until(lambda a: not a.close)
     r.ev = "C"
-    r.until(lambda a: a.close, S.RECLOSE_MS + 500)
+    r.until(lambda a: a.close, spec.RECLOSE_MS + 500)
     r.i.authorized = False  # EVSE stops; this EV ignores the PWM going away
     r.step()
     assert r.s.act.close and r.s.act.duty == cp.DUTY_X1
     t_stop = _last_step_t(r)
     r.until(lambda a: not a.close)
-    assert _last_step_t(r) - t_stop == S.STOP_OPEN_MS
+    assert _last_step_t(r) - t_stop == spec.STOP_OPEN_MS
     assert r.events.last(1) == [(_last_step_t(r), "open", "stop timeout")]
 
 
@@ -226,8 +226,8 @@ def test_a_reflex_pilot_trip_is_acknowledged_once_and_recloses_after_5s():
     r.i.trip = 0  # the controller cleared the driver's latch
     assert r.step().ack_trip == 0
     n = r.events.count
-    r.until(lambda a: a.close, S.RECLOSE_MS + 500)  # the EV still asks: a normal re-close
-    assert _events_since(r, n)[0] == (t_trip + S.RECLOSE_MS, "rcm test", 0)  # not a ms before
+    r.until(lambda a: a.close, spec.RECLOSE_MS + 500)  # the EV still asks: a normal re-close
+    assert _events_since(r, n)[0] == (t_trip + spec.RECLOSE_MS, "rcm test", 0)  # not a ms before
 
 
 def test_a_reflex_heartbeat_trip_recloses_only_after_30s():
@@ -239,10 +239,10 @@ def test_a_reflex_heartbeat_trip_recloses_only_after_30s():
     assert not a.close and a.ack_trip == S.TRIP_BEAT
     assert r.events.last(1) == [(t_trip, "trip", S.TRIP_BEAT)]
     r.i.trip = 0
-    r.step(S.RECLOSE_MS // 2 + 100)
+    r.step(spec.RECLOSE_MS // 2 + 100)
     assert not r.s.act.close
-    r.until(lambda a: a.close, S.RECLOSE_ERROR_MS)
-    assert r.closings[-1][0] - t_trip >= S.RECLOSE_ERROR_MS
+    r.until(lambda a: a.close, spec.RECLOSE_ERROR_MS)
+    assert r.closings[-1][0] - t_trip >= spec.RECLOSE_ERROR_MS
 
 
 def test_an_unknown_trip_reason_still_opens_and_is_acknowledged():
@@ -284,7 +284,7 @@ def test_a_fail_safe_replaces_a_lesser_fault_and_outlasts_unplugging():
     r.ev = "B"
     r.step(10)
     r.ev = "C"
-    r.step(S.RECLOSE_ERROR_MS // 2 + 500)  # past the 30 s re-close spacing
+    r.step(spec.RECLOSE_ERROR_MS // 2 + 500)  # past the 30 s re-close spacing
     a = r.s.act
     assert len(r.closings) == 1 and a.status == S.FAULTED and a.error == S.INTERNAL
 
@@ -298,8 +298,8 @@ def test_after_a_fault_minus_12v_is_driven_for_more_than_300ms_and_the_pilot_is_
     assert r.s.act.pilot == "E"
     r.step(1, dt=1)
     assert r.s.act.pilot is None  # while the EVSE drives -12 V, the line says nothing
-    r.step(S.F_HOLD_MS - 2, dt=1)
-    assert _last_step_t(r) == t_fault + S.F_HOLD_MS and r.s.act.duty == cp.DUTY_F
+    r.step(spec.F_HOLD_MS - 2, dt=1)
+    assert _last_step_t(r) == t_fault + spec.F_HOLD_MS and r.s.act.duty == cp.DUTY_F
     r.step(1, dt=1)  # one ms past the 300 ms
     assert r.s.act.duty == cp.DUTY_X1
 
@@ -324,14 +324,14 @@ def test_clearing_a_lockout_with_the_ev_still_plugged_lets_it_charge_again():
     r.step(100)
     assert r.s.act.error == S.POWER_SWITCH
     r.welded = False  # a person freed the contact
-    r.step(S.F_HOLD_MS // 2)
+    r.step(spec.F_HOLD_MS // 2)
     assert r.s.act.status == S.FAULTED and r.s.act.pilot == "B"
     assert r.s.clear_lockout(r.t, fb_open=True)
     assert r.events.last(1) == [(r.t, "lockout cleared", 0)]
     a = r.step()
     assert a.status != S.FAULTED and a.error == S.NO_ERROR
     r.ev = "C"
-    r.until(lambda a: a.close, S.RECLOSE_ERROR_MS + 1000)
+    r.until(lambda a: a.close, spec.RECLOSE_ERROR_MS + 1000)
 
 
 def test_a_lockout_persisted_before_a_restart_faults_the_station_from_the_first_step():
@@ -348,7 +348,7 @@ def test_a_lockout_persisted_before_a_restart_faults_the_station_from_the_first_
 def test_a_contact_welded_at_power_up_is_locked_out_after_the_10ms_debounce():
     r = Rig()
     r.welded = True
-    r.step(S.FB_DEBOUNCE_MS // 2)  # t = 0 .. 8 ms
+    r.step(spec.FB_DEBOUNCE_MS // 2)  # t = 0 .. 8 ms
     assert r.s.act.status == S.AVAILABLE
     a = r.step()  # t = 10 ms
     assert a.status == S.FAULTED and a.error == S.POWER_SWITCH and a.info == "welded"
@@ -362,8 +362,8 @@ def test_the_mirror_gets_the_full_250ms_to_follow_an_opening():
     r.ev = "B"
     r.until(lambda a: not a.close)
     t_open = _last_step_t(r)
-    r.step(S.CLOSE_FB_MS // 2)
-    assert _last_step_t(r) == t_open + S.CLOSE_FB_MS and r.s.act.status != S.FAULTED
+    r.step(spec.CLOSE_FB_MS // 2)
+    assert _last_step_t(r) == t_open + spec.CLOSE_FB_MS and r.s.act.status != S.FAULTED
     a = r.step()
     assert a.status == S.FAULTED and a.error == S.POWER_SWITCH and a.info == "welded"
 
@@ -374,8 +374,8 @@ def test_the_mirror_gets_the_full_250ms_to_follow_a_closing():
     _plug_in_and_ask(r)
     r.until(lambda a: a.close)
     t_close = _last_step_t(r)
-    r.step(S.CLOSE_FB_MS // 2)
-    assert _last_step_t(r) == t_close + S.CLOSE_FB_MS and r.s.act.close
+    r.step(spec.CLOSE_FB_MS // 2)
+    assert _last_step_t(r) == t_close + spec.CLOSE_FB_MS and r.s.act.close
     a = r.step()
     assert not a.close and a.error == S.POWER_SWITCH and a.info == "contactor did not close"
 
@@ -388,7 +388,7 @@ def test_an_rcm_output_stuck_high_after_the_test_pulse_fails_the_test_after_1_5s
     r.until(lambda a: not a.rcm_test)
     t_off = _last_step_t(r)
     r.until(lambda a: a.status == S.FAULTED, 2000)
-    assert _last_step_t(r) - t_off == S.rt.RCM_CLEAR_MS + 2
+    assert _last_step_t(r) - t_off == spec.RCM_CLEAR_MS + 2
     assert r.s.act.info == "rcm self-test failed" and r.closings == []
 
 
@@ -440,7 +440,7 @@ def test_after_an_abandoned_test_an_output_that_stays_high_trips_after_1_5s():
     t_abandon = _leave_c_while_the_test_output_is_high(r, stuck=True)
     r.until(lambda a: a.status == S.FAULTED, 2000)
     # Masked until RCM_CLEAR_MS after the abandon (first step past it), tripped on the next.
-    assert _last_step_t(r) - t_abandon == S.rt.RCM_CLEAR_MS + 4
+    assert _last_step_t(r) - t_abandon == spec.RCM_CLEAR_MS + 4
     assert r.s.act.error == S.GROUND_FAILURE and r.s.act.info == "rcm"
 
 
@@ -498,7 +498,7 @@ def test_a_lost_or_changed_cable_opens_after_exactly_30ms_and_says_which():
         r = Rig()
         r.charging()
         r.i.pp_da = pp
-        r.step(S.PP_DEBOUNCE_MS // 2)  # the first 30 ms of the bad reading
+        r.step(spec.PP_DEBOUNCE_MS // 2)  # the first 30 ms of the bad reading
         assert r.s.act.close
         a = r.step()
         assert not a.close and a.status == S.FAULTED and a.error == S.OTHER and a.info == info
@@ -529,7 +529,7 @@ def test_an_increase_comes_exactly_5s_after_the_last_change():
     t_down = _last_step_t(r)
     r.i.limit_da = NO_LIMIT
     r.until(lambda a: a.offer_da == 320)
-    assert _last_step_t(r) - t_down == S.OFFER_CHANGE_MS
+    assert _last_step_t(r) - t_down == spec.OFFER_CHANGE_MS
 
 
 def test_overcurrent_pauses_exactly_7s_after_it_started_and_for_exactly_60s():
@@ -541,13 +541,13 @@ def test_overcurrent_pauses_exactly_7s_after_it_started_and_for_exactly_60s():
     t_over = _last_step_t(r)
     r.until(lambda a: a.offer_da == 0)
     t_pause = _last_step_t(r) - 2  # the pause started in the step before the offer fell
-    assert t_pause - t_over == S.OC_TOLERANCE_MS
+    assert t_pause - t_over == spec.OC_TOLERANCE_MS
     assert _events_since(r, n) == [(t_pause, "overcurrent", 360), (t_pause + 2, "offer", 0)]
     r.ev_da = -1
     r.step(59, dt=1000)
     r.until(lambda a: a.offer_da == 320, 2000)
     # The session reads the pause before the policy drops it: it ends one step past 60 s.
-    assert OC_PAUSE_MS <= _last_step_t(r) - t_pause <= OC_PAUSE_MS + 2
+    assert spec.OC_PAUSE_MS <= _last_step_t(r) - t_pause <= spec.OC_PAUSE_MS + 2
 
 
 def test_state_d_without_ventilation_opens_once_three_samples_agree():

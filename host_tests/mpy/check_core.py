@@ -36,9 +36,12 @@ check("gap keeps", cp.classify(7500, -12000, True, cp.B) == cp.B)
 check("pp 680 ohm = 20 A", pp.type2_ampacity(680) == 200)
 check("pp invalid", pp.type2_ampacity(50) == pp.INVALID and pp.type2_ampacity(5000) == 0)
 
-# Session across the ticks wrap: start 1 s before time.ticks_ms() wraps.
+# Session across the ticks wrap: start 200 ms before time.ticks_ms() wraps, so that B->C,
+# the self-test and the closing (430 ms of steps) happen across it. check_wrap.py runs whole
+# sessions, every phase across the wrap.
 period = ticks_add(0, -1) + 1
-t = period - 1000
+t = period - 200
+t0 = t
 s = Session(320)
 i = Inputs()
 i.pp_da = 320
@@ -50,7 +53,8 @@ for state in ("A",) * 5 + ("B",) * 10 + ("C",) * 200:
     i.contactor_fb = s.act.close
     s.step(t, i)
     t = ticks_add(t, 2)
-check("charging across the ticks wrap", s.act.status == CHARGING and s.act.close)
+check("charging across the ticks wrap", s.act.status == CHARGING and s.act.close
+      and 0 < t < t0)  # the clock wrapped
 
 
 # The safety path with the heap locked: fake hardware that does not allocate.
