@@ -80,7 +80,7 @@ def test_two_meters_with_different_profiles_on_one_bus(bus):
     assert c.cmd("poll 1") == ("OK 1 i=162,-159,4 v=2301,2317,2294 p=3700,-3500,80 pt=280 "
                                "e=1234500 x=45600 f=5002 imax=162")
     assert c.cmd("poll 2") == ("OK 2 i=60,60,60 v=2290,2300,2310 p=1380,1385,1390 pt=4155 "
-                               "e=98760 x=-1 f=4998 imax=60")
+                               "e=98760 x=0 f=4998 imax=60")  # ABB: its export register
     b.emu.set(1, i=(8.0, 8.0, 8.0), p=(1840.0, 1840.0, 1840.0))
     assert c.cmd("poll 1").startswith("OK 1 i=80,80,80 ")
     assert b.emu.requests(1) == 2 and b.emu.requests(2) == 2  # blocks: SDM 1, ABB 2

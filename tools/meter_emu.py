@@ -2,9 +2,12 @@
 master in drivers/modbus.py to talk to over a pty pair from socat.
 
 pymodbus's serial server (RTU framer) answers every request: it parses the request, checks
-it, builds the reply and its CRC. This module only supplies the registers (a store with one
-image per address, encoded with the meter's profile from firmware/meters/profiles.py) and
-the faults a real bus has, per address:
+it, builds the reply and its CRC. This module supplies the registers and each model's
+personality from its own maps (tools/meter_maps.py, written from the makers' documents, not
+from the firmware's profile table): the read length it refuses (exception 03 beyond
+max_regs), the registers it does not have (exception 02), the wrong function code (01), the
+step of its energy registers, what an unwired phase reads (NaN or 0), its CT/PT ratio
+registers. And the faults a real bus has, per address:
   silent      no reply (the reply pymodbus built is dropped)
   crc         the reply's last CRC byte flipped
   exception   an exception reply with the given code (pymodbus builds it from the store's
@@ -30,15 +33,9 @@ import sys
 import tempfile
 import threading
 import time
-import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-if "micropython" not in sys.modules:  # profiles.py is device code
-    _shim = types.ModuleType("micropython")
-    _shim.const = lambda x: x
-    sys.modules["micropython"] = _shim
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pymodbus.constants import ExcCodes  # noqa: E402
 from pymodbus.exceptions import NoSuchIdException  # noqa: E402
@@ -46,80 +43,109 @@ from pymodbus.framer import FramerType  # noqa: E402
 from pymodbus.server import ModbusSerialServer  # noqa: E402
 from pymodbus.simulator import SimData, SimDevice  # noqa: E402
 
-from firmware.meters import profiles as pf  # noqa: E402
+from meter_maps import MODELS  # noqa: E402
 
 FAULTS = ("silent", "crc", "exception", "garbage", "slow", "jump")
-# physical unit -> the Reading's unit, per profile key
-_TO_READING = {"v": 10, "i": 10, "p": 1, "p_total": 1, "energy": 1, "export": 1, "freq": 100}
+_PACK = {"f32": ">f", "i32": ">i", "u32": ">I", "i32sw": ">i", "u64": ">Q", "i64": ">q",
+         "i16": ">h", "u16": ">H"}
+ILLEGAL_FUNCTION, ILLEGAL_ADDRESS = 1, 2
 
 
 class EmuError(Exception):
     pass
 
 
-def encode(enc, raw):
-    """Registers (list of ints) holding raw in encoding enc (profiles.F32 ...)."""
-    if enc == pf.F32:
-        b = struct.pack(">f", raw)
-    else:
-        n = round(raw)
-        if enc == pf.U16:
-            b = struct.pack(">H", n)
-        elif enc == pf.I16:
-            b = struct.pack(">h", n)
-        elif enc == pf.U32:
-            b = struct.pack(">I", n)
-        elif enc == pf.I32:
-            b = struct.pack(">i", n)
-        elif enc == pf.I32_CDAB:
-            b = struct.pack(">i", n)
-            b = b[2:] + b[:2]
-        elif enc == pf.U64:
-            b = struct.pack(">Q", n)
-        elif enc == pf.I64:
-            b = struct.pack(">q", n)
-        else:
-            raise EmuError("unknown encoding %r" % (enc,))
+def model(name):
+    """The model's map; an unknown name is named with the known ones."""
+    m = MODELS.get(name)
+    if m is None:
+        raise EmuError("unknown meter profile %r (known: %s)" % (name, ", ".join(sorted(MODELS))))
+    return m
+
+
+def encode(typ, raw):
+    """Registers (list of ints) holding raw in type typ ("f32", "i32sw", ...)."""
+    fmt = _PACK.get(typ)
+    if fmt is None:
+        raise EmuError("unknown register type %r" % (typ,))
+    b = struct.pack(fmt, raw if typ == "f32" else round(raw))
+    if typ == "i32sw":
+        b = b[2:] + b[:2]
     return list(struct.unpack(">%dH" % (len(b) // 2), b))
 
 
-def image_values(profile_name, **values):
-    """{register: [words]} for physical values (V, A, W, Wh, Hz) in a profile's encoding.
-    Keys: v, i, p (per phase tuples), p_total, energy_wh, export_wh, freq."""
-    prof = pf.PROFILES[profile_name]
+def image_values(name, phases=3, **values):
+    """{register: [words]} for physical values (V, A, W, Wh, Hz) in a model's map.
+    Keys: v, i, p (per phase tuples), p_total, energy_wh, export_wh, freq. Energies are
+    counted down to the model's step; phases beyond `phases` read as its unwired marker."""
+    m = model(name)
+    vals = m["values"]
     out = {}
-    keys = {"energy_wh": "energy", "export_wh": "export"}
-    for name, val in values.items():
+    for key, val in values.items():
         if val is None:
             continue
-        key = keys.get(name, name)
-        spec = prof.get(key)
-        if spec is None:
-            continue
         if key in ("v", "i", "p"):
-            pairs = [(s, x) for s, x in zip(spec, val) if s is not None]
+            items = [("%s%d" % (key, k + 1), x, k) for k, x in enumerate(val)]
         else:
-            pairs = [(spec, val)]
-        for (reg, enc, exp), x in pairs:
-            raw = x * _TO_READING[key] / 10 ** exp
-            out[reg] = encode(enc, raw)
+            name_ = {"p_total": "p", "energy_wh": "imp", "export_wh": "exp", "freq": "hz"}[key]
+            if key in ("energy_wh", "export_wh"):
+                val = val // m["step_wh"] * m["step_wh"]
+            items = [(name_, val, -1)]
+        for reg_name, x, phase in items:
+            spec = vals.get(reg_name)
+            if spec is None:
+                continue
+            reg, typ, unit = spec
+            if phase >= phases:
+                if m["absent"] == "nan" and typ == "f32":
+                    out[reg] = [0xFFC0, 0x0000]  # Schneider's NaN: "not available"
+                else:
+                    out[reg] = encode(typ, 0)
+                continue
+            out[reg] = encode(typ, x / unit)
     return out
 
 
 class _Meter:
     def __init__(self, addr, profile):
-        pf.PROFILES[profile]  # KeyError names an unknown profile
+        self.model = model(profile)
         self.addr = addr
         self.profile = profile
         self.tables = {fc: array.array("H", bytes(2 * 65536)) for fc in (3, 4)}
         self.fault = None
         self.arg = 0
         self.requests = 0
+        self.refused = []  # (fc, address, count, code) of every read its personality refused
         self.energy_wh = 0
+        self.phases = 3
+        ratios = self.model.get("ratios")
+        if ratios:  # CT 1, PT 1.0: a meter connected directly
+            self.tables[self.model["fc"]][ratios[0]] = 1
+            self.tables[self.model["fc"]][ratios[1]] = ratios[2]
 
     @property
     def table(self):
-        return self.tables[pf.PROFILES[self.profile]["fc"]]
+        return self.tables[self.model["fc"]]
+
+    def check(self, fc, address, count):
+        """None if the model answers this read, else the exception code it gives."""
+        m = self.model
+        if fc != m["fc"]:
+            return ILLEGAL_FUNCTION
+        if not 1 <= count <= m["max_regs"]:
+            return m["over_code"]
+        for reg in range(address, address + count):
+            if not any(lo <= reg < hi for lo, hi in m["has"]):
+                return ILLEGAL_ADDRESS
+        return None
+
+    def read(self, fc, address, count):
+        """The registers, or the exception code the real meter would answer."""
+        code = self.check(fc, address, count)
+        if code is not None:
+            self.refused.append((fc, address, count, code))
+            return code
+        return list(self.tables[fc][address:address + count])
 
 
 class _Store:
@@ -144,10 +170,9 @@ class _Store:
             await asyncio.sleep(m.arg / 1000)
         if m.fault == "exception":
             return ExcCodes(m.arg)
-        if fc not in (3, 4) or address + count > 65536:
-            return ExcCodes.ILLEGAL_ADDRESS
         with self.emu.lock:
-            return list(m.tables[fc][address:address + count])
+            got = m.read(fc, address, count)
+        return ExcCodes(got) if isinstance(got, int) else got
 
     async def async_setValues(self, dev_id, fc, address, values):
         m = self._meter(dev_id)
@@ -180,17 +205,34 @@ class MeterEmu:
     def set(self, addr, v=None, i=None, p=None, p_total=None, energy_wh=None, export_wh=None,
             freq=None):
         """Physical values (V, A, W, Wh, Hz); per-phase ones as tuples. p_total defaults to
-        the sum of p."""
+        the sum of p (of the phases the model has and that are wired)."""
         m = self.meters[addr]
-        prof = pf.PROFILES[m.profile]
         if p_total is None and p is not None:
-            one = prof.get("p") and prof["p"][1] is None  # single phase
-            p_total = p[0] if one else sum(p)
+            one = "p2" not in m.model["values"] and "v2" not in m.model["values"]
+            p_total = p[0] if one else sum(p[:m.phases])
         if energy_wh is not None:
             m.energy_wh = energy_wh
-        img = image_values(m.profile, v=v, i=i, p=p, p_total=p_total, energy_wh=energy_wh,
-                           export_wh=export_wh, freq=freq)
+        img = image_values(m.profile, phases=m.phases, v=v, i=i, p=p, p_total=p_total,
+                           energy_wh=energy_wh, export_wh=export_wh, freq=freq)
         self.set_words(addr, img)
+
+    def wire(self, addr, phases=3, ct=1, pt=1):
+        """How the meter is installed: phases wired (the others read as the model's unwired
+        marker from the next set()), and the CT and PT ratios set on a meter that keeps them
+        (EmuError for a model without ratio registers)."""
+        m = self.meters[addr]
+        m.phases = phases
+        if (ct, pt) != (1, 1):
+            r = m.model.get("ratios")
+            if r is None:
+                raise EmuError("%s has no CT/PT ratio registers" % m.profile)
+            with self.lock:
+                m.table[r[0]] = ct
+                m.table[r[1]] = round(pt * r[2])
+
+    def refused(self, addr):
+        """[(fc, address, count, exception code)] of the reads the model refused."""
+        return list(self.meters[addr].refused)
 
     def set_words(self, addr, image):
         """Raw registers {register: [words]} in the meter's table."""
@@ -274,6 +316,8 @@ class Bus:
     """socat's pty pair with meters on one end: master_port for the master."""
 
     def __init__(self, meters, baud=9600, workdir=None):
+        for name in meters.values():
+            model(name)  # an unknown profile is named before anything starts
         if shutil.which("socat") is None:
             raise EmuError("socat is not installed")
         self.dir = workdir or tempfile.mkdtemp(prefix="meterbus-")
@@ -314,13 +358,13 @@ def start_bus(meters, baud=9600):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("meters", nargs="+", help="addr=profile, e.g. 1=sdm630 (profiles: %s)"
-                    % ", ".join(sorted(pf.PROFILES)))
+                    % ", ".join(sorted(MODELS)))
     ap.add_argument("--baud", type=int, default=9600)
     args = ap.parse_args(argv)
     meters = {}
     for m in args.meters:
         a, _, p = m.partition("=")
-        if not a.isdigit() or p not in pf.PROFILES:
+        if not a.isdigit() or p not in MODELS:
             ap.error("bad meter %r: want addr=profile" % m)
         meters[int(a)] = p
     bus = start_bus(meters, baud=args.baud)

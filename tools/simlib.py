@@ -256,7 +256,7 @@ class MeterBus:
 
         try:
             b = meter_emu.Bus(meters, baud=baud, workdir=tempfile.mkdtemp(prefix="meterbus-"))
-        except (meter_emu.EmuError, KeyError) as e:
+        except meter_emu.EmuError as e:
             raise RuntimeError("emulated meters %r: %s" % (meters, e))
         link = os.path.join(workdir, "ttyMB%s" % uart)
         if os.path.lexists(link):

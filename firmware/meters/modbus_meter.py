@@ -75,7 +75,8 @@ def int_raw(enc, b, o):
             if w0 or w1:
                 return _BIG
         else:
-            if w0 == 0x7FFF and w1 == w2 == w3 == 0xFFFF:
+            if (w0 == 0x7FFF and w1 == w2 == w3 == 0xFFFF) or (
+                    w0 == 0x8000 and w1 == w2 == w3 == 0):  # Schneider: not available
                 return UNKNOWN
             if not (w0 == w1 == 0 or (w0 == w1 == 0xFFFF and w2 & 0x8000)):
                 return _BIG
@@ -140,8 +141,10 @@ class ModbusMeter(Awaitable):
         self.profile = profile
         self.inverted = inverted
         self._fc = p["fc"]
+        self.res_wh = p.get("res_wh", 1)  # the energy guard's register step
+        self._nan_absent = p.get("nan_absent", False)
         flds = pf.fields(p)
-        self.blocks = pf.blocks(flds, p.get("max_regs", 100))
+        self.blocks = pf.blocks(flds, p.get("max_regs", 100), p.get("gap", pf.DENSE))
         n = len(flds)
         self._slot = bytearray(n)
         self._blk = bytearray(n)
@@ -215,6 +218,8 @@ class ModbusMeter(Awaitable):
                 continue
             slot = self._slot[j]
             v = decode(self._enc[j], rx, self._off[j], self._k[j], self._d[j])
+            if v == _NAN and slot < 9 and self._nan_absent:
+                v = UNKNOWN  # a phase that is not wired (single-phase use)
             if v == _NAN:
                 self._b = -1
                 raise MeterError("meter %d: %s is not a number"
