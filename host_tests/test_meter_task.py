@@ -278,3 +278,61 @@ def test_build_reports_a_board_without_the_input_and_keeps_running():
     assert logs == ["meters: ev s0 meter cannot start: this board has no S0 input; the ev "
                     "meter is off", "meters: grid ct meter cannot start: this board has no "
                     "CT inputs; the grid meter is off"]
+
+
+# -- the register's resolution ------------------------------------------------------------
+class SteppedMeter(FakeMeter):
+    """A meter whose register counts whole steps of step_wh (an EM340: 0.1 kWh), charging
+    at watts from a fake clock."""
+
+    def __init__(self, clock, watts, step_wh, start_wh=500000):
+        super().__init__()
+        self.clock, self.watts, self.step_wh, self.start_wh = clock, watts, step_wh, start_wh
+
+    async def poll(self, r):
+        true_wh = self.start_wh + self.watts * self.clock[0] / 3600000
+        self.wh = int(true_wh) // self.step_wh * self.step_wh
+        await super().poll(r)
+
+
+@pytest.mark.parametrize("step_wh", [100, 1000])  # EM340 0.1 kWh; an S0 meter at 1 imp/kWh
+def test_an_hour_at_11_kw_in_coarse_register_steps_is_all_counted(step_wh):
+    clock = [0]
+    logs = []
+    src = SteppedMeter(clock, 11000, step_wh)
+    t = MeterTask("ev", src, Reading(), log=logs.append, max_w=60000, res_wh=step_wh,
+                  clock_text=lambda: "12:00:01")
+    for k in range(3601):  # one poll a second for an hour
+        clock[0] = k * 1000
+        step(t, clock[0])
+    moved = t.reading.energy_wh - 500000
+    assert 10900 <= moved <= 11000, moved  # the register's own rounding, nothing lost
+    assert t.swaps == 0 and t.rejected == 0
+    assert not any("swapped" in m or "rejected" in m for m in logs), logs[:3]
+
+
+def test_roles_give_the_guard_each_meters_register_step():
+    class Pin(object):
+        IRQ_FALLING, IRQ_RISING = 2, 1
+
+        def irq(self, handler=None, trigger=0):
+            pass
+
+        def value(self):
+            return 1
+
+    class Board:
+        def s0_pin(self, role, imp):
+            return Pin()
+
+    ms = roles.build(Board(), {"ev": {"type": "s0", "imp_per_kwh": 10},
+                               "grid": {"type": "s0", "imp_per_kwh": 3}}, log=lambda m: None)
+    assert (ms.get("ev").res_wh, ms.get("grid").res_wh) == (100, 334)  # Wh per impulse, up
+    from firmware.meters.modbus_meter import ModbusMeter
+
+    class Master:
+        def transaction(self):
+            return None
+
+    assert ModbusMeter(Master(), 1, "em340").res_wh == 100
+    assert ModbusMeter(Master(), 1, "abb_b23").res_wh == 10

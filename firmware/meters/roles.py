@@ -179,6 +179,7 @@ def _make(board, role, m, bus, ms, log, clock):
 
         source = ModbusMeter(ms.bus, m["addr"], m["profile"], m["inverted"])
         store = EnergyStore("energy_" + role, step_wh=save)
+        res_wh = source.res_wh
     elif kind == "s0":
         from firmware.meters.s0 import S0Meter
 
@@ -188,6 +189,7 @@ def _make(board, role, m, bus, ms, log, clock):
         source = S0Meter(board.s0_pin(role, m["imp_per_kwh"]), m["imp_per_kwh"], store,
                          debounce_ms=m["debounce_ms"], clock=clock)
         store = None  # the register is the source's own: no swap offset
+        res_wh = (1000 + m["imp_per_kwh"] - 1) // m["imp_per_kwh"]  # Wh per impulse, up
     else:
         from firmware.meters.ct import CtMeter
 
@@ -199,13 +201,14 @@ def _make(board, role, m, bus, ms, log, clock):
                          c["rate_hz"], c["samples"], store, cal=c.get("cal"),
                          volts=m["volts"], clock=clock)
         store = None
+        res_wh = 0  # integrated: moves by whole Wh
     reading = getattr(board, READING_ATTR[role], None)
     if reading is None:
         reading = Reading()
         setattr(board, READING_ATTR[role], reading)
     max_kw = m["max_kw"] or MAX_KW[role]
     task = MeterTask(role, source, reading, period_ms=m["period_ms"], log=log, store=store,
-                     max_w=max_kw * 1000, clock=clock)
+                     max_w=max_kw * 1000, clock=clock, res_wh=res_wh)
     task.kind = kind
     task.addr = m.get("addr")
     task.energy = source.store if store is None else store

@@ -6,8 +6,9 @@
 # info). The task never ends: any error of a source is one more counted failure.
 #
 # Energy guard (the import register): a value below the last good one, or above what
-# max_w could have delivered since the last good reading (x1.5, + SLACK_WH for the
-# register's resolution), is rejected: the Reading keeps the last good value and the
+# max_w could have delivered since the last good reading (x1.5, + SLACK_WH for rounding and
+# jitter, + res_wh: one step of the register, which moves in whole steps - 100 Wh on an
+# EM340, 1000/imp_per_kwh Wh on an S0 meter), is rejected: the Reading keeps the last good value and the
 # rejection is counted and logged. When SWAP_CONFIRM readings in a row agree on such a new
 # register (each plausible against the one before), the meter was swapped: from then on the
 # register is shown plus an offset that continues the old total, so energy_wh never goes
@@ -26,7 +27,7 @@ from firmware.ticks import ticks_diff
 FAULT_MS = const(5000)  # no good reading for this long: a fault (= meter.STALE_MS: stale)
 LOG_AFTER = const(3)  # failures in a row before the burst is logged
 SWAP_CONFIRM = const(3)  # agreeing readings that make a new register a swapped meter
-SLACK_WH = const(20)  # register resolution (0.01 kWh, float32 rounding) and poll jitter
+SLACK_WH = const(20)  # float32 rounding and poll jitter (the register's step comes on top)
 MAX_W = const(60000)  # default power ceiling: 3 x 80 A x 250 V
 _MIN_SLEEP_MS = const(10)
 
@@ -55,7 +56,7 @@ class MeterTask:
     """One meter role ("ev", "grid") polling one source into one Reading."""
 
     def __init__(self, role, source, reading, period_ms=1000, log=print, store=None,
-                 max_w=MAX_W, timeout_ms=None, clock=None, clock_text=_clock_text):
+                 max_w=MAX_W, timeout_ms=None, clock=None, clock_text=_clock_text, res_wh=0):
         self.role = role
         self.kind = ""  # modbus, s0, ct (roles.py sets it; diag shows it)
         self.addr = None  # Modbus address
@@ -67,6 +68,7 @@ class MeterTask:
         self.log = log
         self.store = store  # EnergyStore of the swap offset (Modbus), or None
         self.max_w = max_w
+        self.res_wh = res_wh  # the register's step (Wh): one step may come at once
         self._clock = clock
         self._clock_text = clock_text
         self.on_poll = None  # callable(task) after every poll (the simulator observes it)
@@ -230,7 +232,7 @@ class MeterTask:
         """The most energy (Wh) max_w can deliver in dt_ms, with margin and slack."""
         if dt_ms < 0:
             dt_ms = 0
-        return self.max_w * dt_ms // 2400000 + SLACK_WH  # x1.5 / 3600000
+        return self.max_w * dt_ms // 2400000 + SLACK_WH + self.res_wh  # x1.5 / 3600000
 
     def _accept(self, now, total):
         self.total_wh = total
