@@ -8,12 +8,13 @@
 # Energy guard (the import register): a value below the last good one, or above what
 # max_w could have delivered since the last good reading (x1.5, + SLACK_WH for rounding and
 # jitter, + res_wh: one step of the register, which moves in whole steps - 100 Wh on an
-# EM340, 1000/imp_per_kwh Wh on an S0 meter), is rejected: the Reading keeps the last good value and the
-# rejection is counted and logged. When SWAP_CONFIRM readings in a row agree on such a new
-# register (each plausible against the one before), the meter was swapped: from then on the
-# register is shown plus an offset that continues the old total, so energy_wh never goes
-# backwards and never jumps. The offset (and the last total) live in an EnergyStore, so the
-# view survives a reboot; a lower register found at boot is a swap the same way.
+# EM340, 1000/imp_per_kwh Wh on an S0 meter), is rejected: the Reading keeps the last good
+# value and the rejection is counted and logged. When SWAP_CONFIRM readings in a row agree
+# on such a new register (each plausible against the one before), the meter was swapped:
+# from then on the register is shown plus an offset that continues the old total, so
+# energy_wh never goes backwards and never jumps. The offset (and the last total) live in
+# an EnergyStore, so the view survives a reboot; a lower register found at boot is a swap
+# the same way.
 # The export register (not billed here: the limit loop's grid meter) gets the same
 # plausibility test without the offset: a value that goes back or jumps reads as unknown
 # (-1), counted and logged; SWAP_CONFIRM such readings in a row are taken as the new register.
