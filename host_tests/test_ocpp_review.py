@@ -141,3 +141,50 @@ def test_a_scheduled_inoperative_survives_a_power_cut(csms, tmp_path):
         o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
         o.wait_status(csms, "Unavailable", since=m, timeout=30)
         assert "Available" not in o.statuses(csms)[m:]
+
+
+def _tx_profile(limit):
+    return {"chargingProfileId": 7, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative", "chargingSchedule": {
+                "chargingRateUnit": "A", "chargingSchedulePeriod": [
+                    {"startPeriod": 0, "limit": float(limit)}]}}
+
+
+def _offer(sim, da, timeout=15):
+    st = sim.state()
+    if st is not None and st.get("offer_da") == da:
+        return
+    n = len(sim.obs)
+    sim.wait_for(lambda x: x.get("k") == "state" and x.get("offer_da") == da, timeout, since=n)
+
+
+def test_a_remote_start_profile_whose_transaction_never_started_does_not_limit_the_next():
+    with CsmsThread(tags={"CARD1": "Accepted"}) as csms:
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            o.booted(csms)
+            o.configure(csms, "AuthorizeRemoteTxRequests", "true")
+            r = o.call(csms, "RemoteStartTransaction", {"idTag": "NOPE",
+                                                        "chargingProfile": _tx_profile(7)})
+            assert r == {"status": "Accepted"}
+            o.wait_log(sim, "idTag NOPE not accepted")  # the CSMS's Authorize says Invalid
+            tx = _charging(sim, csms, "CARD1")
+            o.sleep(2)
+            assert sim.state()["offer_da"] == 160, "NOPE's TxProfile limits CARD1's transaction"
+            assert tx["stop"] is None
+        o.no_violations(csms)
+
+
+def test_a_remote_start_profile_limits_before_the_csms_answers_the_start():
+    held = []
+    with CsmsThread() as csms:
+        _fail(csms, lambda a, p: a == "StartTransaction" and len(held) < 100, held)
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            o.booted(csms)
+            sim.do("plug", cable_a=32)
+            o.wait_status(csms, "Preparing")
+            r = o.call(csms, "RemoteStartTransaction", {"idTag": "RS",
+                                                        "chargingProfile": _tx_profile(7)})
+            assert r == {"status": "Accepted"}
+            csms.wait_for(lambda: held, 10)
+            _offer(sim, 70, timeout=10)  # no transactionId yet: the profile holds all the same
+            assert not csms.transactions

@@ -247,7 +247,7 @@ class ChargePoint:
         if s is not None and len(self.profiles):
             o = self.tx.open
             amps, why, _ = self.profiles.limit(
-                s, 1, tx_start_s=o["start_s"] if o else None, tx_id=self.tx.csms_id(),
+                s, 1, tx_start_s=o["start_s"] if o else None, tx_id=self.tx.profile_id(),
                 volts=self.volts(), phases=self.cfg.phases)
             if amps is not None:
                 reason = "ocpp: " + why

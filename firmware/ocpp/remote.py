@@ -91,8 +91,8 @@ def remote_start(cp, p):
     r = cp.reservation
     if r is not None and r["tag"].lower() != tag.lower():
         return _status("Rejected")
-    tx.pending_profile = prof
-    asyncio.create_task(tx.authorize(tag, remote_ok=not cp.keys.get("AuthorizeRemoteTxRequests")))
+    asyncio.create_task(tx.authorize(tag, remote_ok=not cp.keys.get("AuthorizeRemoteTxRequests"),
+                                     profile=prof))
     return _status("Accepted")
 
 
@@ -222,11 +222,7 @@ def set_profile(cp, p):
     c = p["connectorId"]
     if c not in (0, 1):
         return _status("Rejected")
-    o = cp.tx.open
-    tx_id = cp.tx.csms_id() if o is not None else None
-    if o is not None and tx_id is None:
-        tx_id = o["l"]
-    st = cp.profiles.set(c, p["csChargingProfiles"], tx_id=tx_id)
+    st = cp.profiles.set(c, p["csChargingProfiles"], tx_id=cp.tx.profile_id())
     cp._reason = None
     cp._limit_ms = time.ticks_add(time.ticks_ms(), -1000)
     return _status(st)
@@ -248,7 +244,7 @@ def composite(cp, p):
     o = cp.tx.open
     return cp.profiles.composite(
         c, now, p["duration"], p.get("chargingRateUnit"),
-        tx_start_s=o["start_s"] if o else None, tx_id=cp.tx.csms_id(), volts=cp.volts(),
+        tx_start_s=o["start_s"] if o else None, tx_id=cp.tx.profile_id(), volts=cp.volts(),
         phases=cp.cfg.phases, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
 
 

@@ -29,7 +29,6 @@ class Transactions:
         self.finished = False  # stopped while the EV is still plugged (Finishing)
         self.stop_reason = None  # a stop asked for (remote, local, reset, invalid id)
         self.stop_tag = None
-        self.pending_profile = None  # RemoteStartTransaction's chargingProfile
         self._was_plugged = False
         self.hold = None  # (tag, parent) whose card unlocks a cable left in the socket
         self._attempts = 0
@@ -181,9 +180,9 @@ class Transactions:
             local, au["tag"], p["meterStart"]))
         self._push_values("Transaction.Begin", "MeterValuesSampledData")
         self._next_sample = None
-        if self.pending_profile is not None:
-            cp.profiles.set(1, self.pending_profile, tx_id=local)
-            self.pending_profile = None
+        prof = au.get("profile")
+        if prof is not None:  # RemoteStart's TxProfile: in force before the CSMS's answer
+            cp.profiles.set(1, prof, tx_id=local)
         cp.wake.set()
 
     def _stop(self, reason, tag, plugged):
@@ -202,7 +201,7 @@ class Transactions:
             cp.journal.push("StopTransaction", {"l": o["l"], "p": p})
         except JournalError as e:  # never dropped by the journal; report it loudly
             cp.log("ocpp: StopTransaction NOT journaled: %s" % (e,))
-        cp.profiles.end_transaction(self.csms_id() or o["l"])
+        cp.profiles.end_transaction(self.profile_id())
         self.open = None
         self.stop_reason = self.stop_tag = None
         self.finished = plugged
@@ -269,6 +268,15 @@ class Transactions:
         o = self.open
         return None if o is None else self.cp.journal.tx_id(o["l"])
 
+    def profile_id(self):
+        """The id TxProfiles of the open transaction are bound to: the CSMS's transactionId
+        once known, the local id before (smart.retag swaps it when the answer comes)."""
+        o = self.open
+        if o is None:
+            return None
+        t = self.cp.journal.tx_id(o["l"])
+        return o["l"] if t is None else t
+
     # -- authorisation ---------------------------------------------------------------------
     def card(self, tag):
         """A card at the reader: stops our transaction, cancels a waiting authorisation, or
@@ -299,9 +307,10 @@ class Transactions:
             hit = self.cp.cache.lookup(tag)
         return hit
 
-    async def authorize(self, tag, stop_parent=None, remote_ok=False):
+    async def authorize(self, tag, stop_parent=None, remote_ok=False, profile=None):
         """Decide on an idTag (card or RemoteStart): online Authorize, or the local list,
-        cache and offline rules. Returns True when accepted."""
+        cache and offline rules. Returns True when accepted. profile: RemoteStart's
+        TxProfile, which goes with the authorisation (and is gone when it is dropped)."""
         cp = self.cp
         k = cp.keys
         s = cp.now_s()
@@ -342,7 +351,7 @@ class Transactions:
             return False
         if self.open is not None:
             return False
-        self.auth = {"tag": tag, "parent": parent, "at": time.ticks_ms()}
+        self.auth = {"tag": tag, "parent": parent, "at": time.ticks_ms(), "profile": profile}
         cp.wake.set()
         return True
 
