@@ -2,7 +2,6 @@
 and hypothesis properties over arbitrary input sequences."""
 from hypothesis import event, example, given
 from hypothesis import strategies as st
-import pytest
 
 from firmware.charge import pilot as cp
 from firmware.charge import session as S
@@ -573,10 +572,10 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
 def test_the_gate_property_reaches_closings():
     """The property above checks its gates only where the contactor closes: most of its
     examples must get there."""
+    if CLOSING_STATS["examples"] == 0:  # run alone (-k): draw the property's examples now
+        test_never_closes_unless_every_condition_holds()
     n = CLOSING_STATS["examples"]
-    if n == 0:
-        pytest.skip("runs after test_never_closes_unless_every_condition_holds")
-    assert CLOSING_STATS["closed"] / n >= 0.25, CLOSING_STATS
+    assert n > 0 and CLOSING_STATS["closed"] / n >= 0.25, CLOSING_STATS
 
 
 @given(st.lists(st.tuples(st.integers(1, 30), st.sampled_from(PILOTS)), max_size=200))
@@ -603,6 +602,9 @@ EVENT = st.one_of(
     st.tuples(st.just("pp"), st.sampled_from([INVALID, BUTTON, 130, 200, 320])),
     st.tuples(st.sampled_from(["limit", "cap", "ev_da"]), st.integers(0, 700)),
 )
+
+
+WORLD_STATS = {"examples": 0, "closed": 0}
 
 
 @example([(("ev", "C"), 148), (("auth", False), 2), (("pp", BUTTON), 38)], False, False)
@@ -649,7 +651,12 @@ def test_invariants_in_consistent_worlds(events, vent, lock_fb):
             state["lock_bad"] = state["pp_bad"] = None
         assert a.offer_da == 0 or 60 <= a.offer_da <= min(320, i.limit_da, i.cap_da)
 
-    for (kind, val), ms in events:
+    # Every world starts with an EV plugged in and asking for 600 ms (it charges unless the
+    # draw says otherwise: no cable, ...); the random events then act on a live session.
+    # Only the closed steps after that start count for the reach below.
+    for n, ((kind, val), ms) in enumerate([(("ev", "C"), 600)] + list(events)):
+        if n == 1:
+            closed_steps = 0
         if kind == "ev":
             r.ev = val
         elif kind == "pp":
@@ -672,6 +679,18 @@ def test_invariants_in_consistent_worlds(events, vent, lock_fb):
                 assert "rcm test passed" in codes  # a self-test right before this closing
             check()
     event("closed steps > 0" if closed_steps else "never closed")
+    WORLD_STATS["examples"] += 1
+    WORLD_STATS["closed"] += closed_steps > 0
     r.ev = "B"  # whatever happened: leaving C opens at once
     r.step(3)
     assert not r.s.act.close
+
+
+def test_the_consistent_worlds_reach_a_closed_contactor():
+    """The invariants above are about a closed contactor: a good share of the worlds must
+    charge, or the property checks them on an idle station only (it was 47 of 202 before
+    every world started with an EV asking)."""
+    if WORLD_STATS["examples"] == 0:  # run alone (-k): draw the property's examples now
+        test_invariants_in_consistent_worlds()
+    n = WORLD_STATS["examples"]
+    assert n > 0 and WORLD_STATS["closed"] / n >= 0.75, WORLD_STATS  # ci: 182 of 202
