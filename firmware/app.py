@@ -49,6 +49,10 @@ class App:
         for t in self.meters.tasks:  # restarted if one ever stops polling
             self.sup.add("meter " + t.role, t.run, beat=_beat(t),
                          max_age_ms=t.timeout_ms + 2 * t.period_ms + _METER_AGE_MS)
+        # The card reader before OCPP: its ring (board.cards) is where OCPP takes cards.
+        self.rfid = None
+        if self.cfg.rfid is not None:
+            self._start_rfid(log)
         self.ocpp = None
         if self.cfg.ocpp is not None:
             self._start_ocpp(log)
@@ -77,6 +81,14 @@ class App:
         self.ocpp.meters = getattr(self, "meters", None)
         for name, factory in self.ocpp.tasks():
             self.sup.add(name, factory)
+
+    def _start_rfid(self, log):
+        from firmware import rfid
+
+        r = self.rfid = rfid.build(self.board, self.cfg.rfid, self.events, log, self.cfg.errors)
+        if r is not None:  # restarted if it ever stops stepping (its longest wait: the backoff)
+            self.sup.add("rfid", r.run, beat=lambda: r.last_ms,
+                         max_age_ms=rfid.BACKOFF_MAX_MS * 2)
 
     def _ctl_beat(self):
         return self.ctl.last_step_ms

@@ -32,11 +32,12 @@ SCHEMA = {
     "reclose_ms": (5000, "int", 1000, 60000, True),  # contactor rest after leaving C
     "reclose_error_ms": (30000, "int", 1000, 600000, True),  # ... and after an error
     # Sections: a JSON object each, checked by the component that owns it when it starts
-    # (firmware/ocpp, firmware/net, firmware/meters); a component with a bad section stays
-    # off and says why. None of them can raise the offer.
+    # (firmware/ocpp, firmware/net, firmware/meters, firmware/rfid); a component with a bad
+    # section stays off and says why. None of them can raise the offer.
     "ocpp": (None, "section", 0, 0, True),  # CSMS url, charge point id, password, CA file
     "network": (None, "section", 0, 0, True),  # Wi-Fi / Ethernet credentials and backoff
     "meters": (None, "section", 0, 0, True),  # the EV meter and the optional grid meter
+    "rfid": (None, "section", 0, 0, True),  # the card reader (firmware/rfid.py); off if absent
 }
 
 _SUGGEST_MAX_LEN = 40  # longer unknown keys get no suggestion (edit distance is O(n*m))

@@ -53,6 +53,9 @@ def status(out=print):
                                                                t.last_error))
     out("kernels    %s" % kernel_impl())
     meters(out)
+    rfid = getattr(app, "rfid", None)
+    if rfid is not None:
+        rfid.diag(out)
     for msg in app.cfg.errors:
         out("config     " + msg)
     for msg in getattr(getattr(app, "meters", None), "errors", ()):

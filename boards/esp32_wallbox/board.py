@@ -36,6 +36,17 @@ METER_TX = const(17)
 METER_RX = const(16)
 METER_DE = const(4)  # 10k pull-down on the board: receive while the pin floats at boot
 S0_INPUT = const(13)  # S0 input: the meter's open collector to GND; internal + 10k pull-up
+# Card reader (config "rfid", firmware/rfid.py): a PN532 module on the 4-pin reader header
+# (GND, 3V3, SDA/TXD, SCL/RXD, as PN532 breakouts label it); the module's switches pick I2C
+# or HSU and the config's "bus" says which. I2C0 on GPIO21/22 (the ESP32's usual I2C pins,
+# 4k7 pull-ups on the module), or UART2 with RX on the module's TXD line and TX on its RXD.
+RFID_I2C = const(0)
+RFID_SDA = const(21)
+RFID_SCL = const(22)
+RFID_I2C_HZ = const(100000)
+RFID_UART = const(2)
+RFID_RX = const(21)  # from the module's TXD (the SDA line)
+RFID_TX = const(22)  # to the module's RXD (the SCL line)
 # No CT inputs: ADC1 (GPIO32-39) is taken by CP, PP, mirror, RCM and lock; ADC2 returns
 # junk while Wi-Fi runs.
 # GPIO36/39 glitch for ~80 ns when the ADC powers up: fine for analog, never a digital input.
@@ -149,6 +160,25 @@ class Esp32Board:
     def s0_pin(self, role, imp_per_kwh):
         """The one S0 input (either role)."""
         return Pin(S0_INPUT, Pin.IN, Pin.PULL_UP)
+
+    def card_reader(self, reader, bus):
+        """The card reader chip on the reader header: reader "pn532", bus "i2c" or "uart"."""
+        from drivers import pn532
+
+        if reader != "pn532":
+            raise ValueError("reader %r: this board has a driver for pn532 only" % (reader,))
+        if bus == "i2c":
+            from machine import I2C
+
+            i2c = I2C(RFID_I2C, scl=Pin(RFID_SCL), sda=Pin(RFID_SDA), freq=RFID_I2C_HZ)
+            return pn532.Pn532(pn532.I2cLink(i2c))
+        if bus == "uart":
+            from machine import UART
+
+            u = UART(RFID_UART, baudrate=pn532.HSU_BAUD, bits=8, parity=None, stop=1,
+                     tx=RFID_TX, rx=RFID_RX, timeout=0, rxbuf=256)
+            return pn532.Pn532(pn532.UartLink(u), wake=True)
+        raise ValueError("bus %r: the reader header is i2c or uart" % (bus,))
 
     def net(self, section):
         """The Wi-Fi station (firmware/net_wlan.py) for the config's "network" section: one

@@ -35,6 +35,12 @@ LED_PIN = "C6"  # status LED to GND
 METER_UART = const(2)
 METER_DE = "A1"  # 10k pull-down on the board: receive while the pin floats at boot
 S0_INPUT = "A8"  # S0 input: the meter's open collector to GND; internal + 10k pull-up
+# Card reader (config "rfid", firmware/rfid.py): a PN532 module on the 4-pin reader header
+# (GND, 3V3, SDA/TXD, SCL/RXD); its switches pick I2C or HSU, the config's "bus" says which.
+# B10/B11 are I2C2 (SCL, SDA) and also USART3 (TX, RX): the same two wires serve either mode.
+RFID_I2C = const(2)  # SCL B10, SDA B11 (pyboard Y9, Y10); 4k7 pull-ups on the module
+RFID_I2C_HZ = const(100000)
+RFID_UART = const(3)  # TX B10 -> module RXD (SCL line), RX B11 <- module TXD (SDA line)
 # Three CTs (100 A : 50 mA, 33 ohm burden, biased at VDDA / 2) on ADC123_IN12/13, ADC12_IN14:
 # 0.8057 mV per code / 33 ohm x 2000 = 48.83 mA per code.
 CT_ADC_PINS = ("C2", "C3", "C4")
@@ -218,6 +224,22 @@ class Stm32Board:
     def s0_pin(self, role, imp_per_kwh):
         """The one S0 input (either role)."""
         return pyb.Pin(S0_INPUT, pyb.Pin.IN, pyb.Pin.PULL_UP)
+
+    def card_reader(self, reader, bus):
+        """The card reader chip on the reader header: reader "pn532", bus "i2c" or "uart"."""
+        from drivers import pn532
+
+        if reader != "pn532":
+            raise ValueError("reader %r: this board has a driver for pn532 only" % (reader,))
+        if bus == "i2c":
+            from machine import I2C
+
+            return pn532.Pn532(pn532.I2cLink(I2C(RFID_I2C, freq=RFID_I2C_HZ)))
+        if bus == "uart":
+            u = pyb.UART(RFID_UART, pn532.HSU_BAUD, bits=8, parity=None, stop=1, timeout=0,
+                         read_buf_len=256)
+            return pn532.Pn532(pn532.UartLink(u), wake=True)
+        raise ValueError("bus %r: the reader header is i2c or uart" % (bus,))
 
     def ct_input(self, role):
         """The three CTs (either role), read by ADC.read_timed_multi."""

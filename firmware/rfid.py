@@ -1,0 +1,75 @@
+# Config section "rfid" -> the card reader's polling task (docs/deploy.md, docs/boards.md):
+#   "rfid": {"reader": "pn532", "bus": "i2c", "poll_ms": 200, "gone_ms": 1000}
+# Off unless the section is given. The board supplies the hardware: card_reader(reader, bus)
+# -> a chip driver (drivers/pn532.py) on the board's reader header; the task
+# (drivers/rfid.py ReaderTask) feeds board.cards, the CardReader ring the OCPP charge point
+# takes cards from. A bad section, or a board without that reader or bus, leaves the reader
+# off and says why; it never touches charging (cards only authorise).
+from firmware.config import check_value
+
+READERS = ("pn532",)
+BUSES = ("i2c", "uart")
+REQUIRED = "required"
+# key: (default, kind, low, high)
+SPEC = {
+    "reader": (REQUIRED, READERS, 0, 0),
+    "bus": ("i2c", BUSES, 0, 0),
+    "poll_ms": (200, "int", 50, 2000),  # a look for a card every poll_ms
+    "gone_ms": (1000, "int", 200, 10000),  # away this long: the next sighting is a new tap
+}
+BACKOFF_FIRST_MS = 1000  # a lost reader is tried again after 1 s, 2 s ... 30 s (+/- 25 %)
+BACKOFF_MAX_MS = 30000
+
+
+def check(section):
+    """(checked dict or None, errors): every bad or unknown key named with what is allowed."""
+    errors = []
+    if type(section) is not dict:
+        return None, ["rfid: must be a JSON object, got %r" % (section,)]
+    out = {}
+    for key in section:
+        if key not in SPEC:
+            errors.append("rfid.%s unknown (known: %s)" % (key, ", ".join(sorted(SPEC))))
+    for key, (default, kind, lo, hi) in SPEC.items():
+        if key not in section:
+            if default == REQUIRED:
+                errors.append("rfid.%s missing (allowed %s)" % (key, ", ".join(kind)))
+            out[key] = default
+            continue
+        msg = check_value(section[key], kind, lo, hi)
+        if msg is not None:
+            errors.append("rfid.%s=%r refused: %s" % (key, section[key], msg))
+        out[key] = section[key]
+    return (None if errors else out), errors
+
+
+def build(board, section, events=None, log=print, errors=None):
+    """The reader task for the config's section, or None (no section, or off: each reason
+    logged and appended to `errors`)."""
+    if section is None:
+        return None
+    cfg, msgs = check(section)
+    make = getattr(board, "card_reader", None)
+    chip = None
+    if cfg is not None and make is None:
+        msgs.append("rfid: board %s has no card reader header" % board.name)
+    elif cfg is not None:
+        try:
+            chip = make(cfg["reader"], cfg["bus"])
+        except (ValueError, OSError) as e:
+            msgs.append("rfid: cannot open the %s on %s: %s" % (cfg["reader"], cfg["bus"], e))
+    if chip is None:
+        for m in msgs:
+            m = "config: " + m + "; card reader off"
+            log(m)
+            if errors is not None:
+                errors.append(m)
+        return None
+    from drivers.rfid import CardReader, ReaderTask
+    from firmware.backoff import Backoff
+
+    ring = getattr(board, "cards", None)
+    if ring is None:
+        ring = board.cards = CardReader()
+    return ReaderTask(chip, ring, Backoff(BACKOFF_FIRST_MS, BACKOFF_MAX_MS),
+                      poll_ms=cfg["poll_ms"], gone_ms=cfg["gone_ms"], log=log, events=events)

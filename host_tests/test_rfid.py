@@ -1,0 +1,435 @@
+"""The PN532 card reader on CPython: its frames (UM0701-02), the driver against a fake chip
+that speaks the host protocol on I2C and HSU (host_tests/mpy/pn532_fake.py, also used on the
+unix port by host_tests/mpy/check_rfid.py), the polling task's debounce, loss reporting and
+backoff on the device clock, the config section and the two real boards' reader wiring."""
+import importlib
+import os
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers import pn532, rfid
+from firmware import config
+from firmware import rfid as rfid_cfg
+from firmware.events import EventLog
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "mpy"))
+from pn532_fake import FakePn532  # noqa: E402
+
+UID7 = bytes.fromhex("04A2B3C4D5E680")
+UID4 = bytes.fromhex("DEADBEEF")
+
+
+class Ring:
+    """drivers.rfid.CardReader's present() (its ThreadSafeFlag is MicroPython's)."""
+
+    def __init__(self):
+        self.cards = []
+
+    def present(self, uid):
+        self.cards.append(uid)
+        return True
+
+
+class Steps:
+    """Backoff stand-in that records what it handed out."""
+
+    def __init__(self, first=1000, cap=8000):
+        self.first, self.cap, self.waits = first, cap, []
+        self.base = first
+
+    def next_ms(self):
+        w = self.base
+        self.base = min(self.base * 2, self.cap)
+        self.waits.append(w)
+        return w
+
+    def reset(self):
+        self.base = self.first
+
+
+class Rig:
+    """A ReaderTask on a fake PN532, stepped on a simulated device clock (ms)."""
+
+    def __init__(self, mode="i2c", poll_ms=200, gone_ms=1000, delay=1):
+        self.fake = FakePn532(mode)
+        self.fake.delay = delay
+        link = pn532.I2cLink(self.fake) if mode == "i2c" else pn532.UartLink(self.fake)
+        self.chip = pn532.Pn532(link, wake=mode == "hsu")
+        self.ring = Ring()
+        self.log = []
+        self.events = EventLog(16)
+        self.backoff = Steps()
+        self.task = rfid.ReaderTask(self.chip, self.ring, self.backoff, poll_ms=poll_ms,
+                                    gone_ms=gone_ms, log=self.log.append, events=self.events)
+        self.now = 1000
+        self.starts = []  # (ms, op) of every transaction the task began
+        start = self.chip.start
+
+        def spy(op, now):
+            self.starts.append((now, op))
+            start(op, now)
+
+        self.chip.start = spy
+
+    def run(self, ms):
+        end = self.now + ms
+        while self.now < end:
+            self.now += max(1, self.task.tick(self.now))
+
+    def events_named(self, code):
+        return [e for e in self.events.last() if e[1] == code]
+
+
+# -- frames ---------------------------------------------------------------------------------
+
+
+def test_host_frames_match_the_user_manual():
+    # UM0701-02 6.2.1.1 and the InListPassiveTarget example of 7.3.5: TFI D4, LEN/LCS, DCS
+    assert bytes(pn532.host_frame(b"\x02")) == bytes.fromhex("0000FF02FED4022A00")
+    assert bytes(pn532.host_frame(b"\x4a\x01\x00")) == bytes.fromhex("0000FF04FCD44A0100E100")
+    with pytest.raises(ValueError, match="extended frame"):
+        pn532.host_frame(bytes(254))
+
+
+def _parse(data):
+    p = pn532.FrameParser()
+    for b in data:
+        r = p.feed(b)
+        if r != pn532._MORE:
+            return r, bytes(p.data[:p.n])
+    return pn532._MORE, b""
+
+
+def _chip_frame(payload):
+    n = len(payload) + 1
+    s = (0xD5 + sum(payload)) & 0xFF
+    return bytes([0, 0, 0xFF, n, (256 - n) & 0xFF, 0xD5]) + payload + bytes(
+        [(256 - s) & 0xFF, 0])
+
+
+def test_parser_knows_ack_nack_and_the_error_frame():
+    assert _parse(pn532.ACK_FRAME)[0] == pn532._GOT_ACK
+    assert _parse(pn532.NACK_FRAME)[0] == pn532._GOT_NACK
+    assert _parse(pn532.ERROR_FRAME)[0] == pn532._GOT_APP_ERROR
+    # an I2C read: the status byte and padding around the frame
+    r, data = _parse(b"\x01\x00" + _chip_frame(b"\x03\x32\x01\x06\x07") + b"\x00\x00")
+    assert r == pn532._GOT_FRAME and data == b"\xd5\x03\x32\x01\x06\x07"
+    assert _parse(bytes.fromhex("0000FFFFFF0010"))[0] == pn532._BAD_LCS  # extended: not ours
+
+
+@given(st.binary(min_size=1, max_size=30), st.data())
+def test_a_corrupted_byte_is_never_taken_for_a_good_frame(payload, data):
+    good = _chip_frame(payload)
+    assert _parse(good) == (pn532._GOT_FRAME, b"\xd5" + payload)
+    # flip one bit anywhere in LEN, LCS, TFI, data or DCS
+    i = data.draw(st.integers(3, len(good) - 2))
+    bit = data.draw(st.integers(0, 7))
+    bad = bytearray(good)
+    bad[i] ^= 1 << bit
+    r, got = _parse(bytes(bad))
+    assert not (r == pn532._GOT_FRAME and got != b"\xd5" + payload)
+
+
+def test_uid_text_is_upper_case_hex_in_card_order():
+    assert rfid.uid_text(UID4, 4) == "DEADBEEF"
+    assert rfid.uid_text(UID7, 7) == "04A2B3C4D5E680"
+    ten = bytes(range(0xF0, 0xFA))
+    assert rfid.uid_text(ten, 10) == "F0F1F2F3F4F5F6F7F8F9"  # 20 chars: the idTag's limit
+    assert len(rfid.uid_text(ten, 10)) == rfid.MAX_LEN
+
+
+# -- the driver and its task ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["i2c", "hsu"])
+def test_init_configures_the_chip_then_polls(mode):
+    r = Rig(mode)
+    r.run(1000)
+    f = r.fake
+    assert r.task.state() == "ok" and r.chip.version == 0x0106
+    assert f.sam and f.passive_retries == pn532._PASSIVE_RETRIES
+    assert f.seen[0x02] == 1 and f.seen[0x14] == 1 and f.seen[0x32] == 1
+    assert 4 <= f.seen[0x4A] <= 6 and r.task.polls == f.seen[0x4A]  # every 200 ms
+    assert r.ring.cards == [] and r.task.errors == 0 and f.bad_frames == 0
+
+
+def test_hsu_without_the_wake_up_gets_no_answer():
+    f = FakePn532("hsu")
+    chip = pn532.Pn532(pn532.UartLink(f), wake=False)
+    chip.start(rfid.OP_INIT, 0)
+    t = 0
+    while True:
+        r = chip.step(t)
+        if r != rfid.PENDING:
+            break
+        t += 4
+    assert r == rfid.E_TIMEOUT and f.seen[0x02] == 0
+
+
+@pytest.mark.parametrize("mode", ["i2c", "hsu"])
+def test_a_held_card_is_one_presentation(mode):
+    r = Rig(mode)
+    r.run(500)
+    r.fake.put_card(UID7)
+    r.run(5000)
+    assert r.ring.cards == ["04A2B3C4D5E680"] and r.task.presented == 1
+    r.fake.take_card()
+    r.run(600)  # away for less than gone_ms (1 s): still the same tap
+    r.fake.put_card(UID7)
+    r.run(1000)
+    assert r.ring.cards == ["04A2B3C4D5E680"]
+    r.fake.take_card()
+    r.run(1400)
+    r.fake.put_card(UID7)
+    r.run(400)
+    assert r.ring.cards == ["04A2B3C4D5E680"] * 2
+    r.fake.put_card(UID4)  # another card: presented at once
+    r.run(400)
+    assert r.ring.cards == ["04A2B3C4D5E680"] * 2 + ["DEADBEEF"]
+
+
+def test_faults_while_a_card_is_held_do_not_present_it_again():
+    r = Rig("i2c")
+    r.fake.put_card(UID7)
+    r.run(500)
+    # Three kinds of failed poll in a row (below the loss threshold), then a minute of a
+    # card that the chip sometimes misses.
+    r.fake.error = 1
+    r.run(200)
+    r.fake.mute = 1
+    r.run(500)
+    assert r.task.errors == 2 and not r.task.lost
+    for _ in range(20):
+        r.fake.take_card()
+        r.run(400)
+        r.fake.put_card(UID7)
+        r.run(2600)
+    assert r.ring.cards == ["04A2B3C4D5E680"]
+
+
+@pytest.mark.parametrize("mode", ["i2c", "hsu"])
+def test_a_corrupted_answer_is_asked_again_with_nack(mode):
+    r = Rig(mode)
+    r.fake.put_card(UID4)
+    r.run(200)
+    r.fake.take_card()
+    r.run(1200)
+    r.ring.cards.clear()
+    r.fake.put_card(UID7)
+    r.fake.bad_dcs = 1
+    r.run(200)
+    assert r.chip.nacks_sent == 1 and r.fake.nacks == 1
+    assert r.ring.cards == ["04A2B3C4D5E680"] and r.task.errors == 0
+    r.fake.bad_lcs = 2  # wrong twice: the repeat is wrong too -> a checksum error
+    r.run(200)
+    assert r.task.errors == 1 and r.task.last_error == rfid.E_CHECKSUM
+
+
+@pytest.mark.parametrize("mode", ["i2c", "hsu"])
+def test_a_command_left_unanswered_is_aborted_with_ack(mode):
+    r = Rig(mode)
+    r.run(500)
+    r.fake.mute = 1
+    t0 = r.now
+    r.run(300)
+    assert r.fake.acks == 1 and r.chip.aborts_sent == 1
+    assert r.task.last_error == rfid.E_TIMEOUT and r.task.errors == 1
+    # the abort frees the chip: the next poll works
+    n = r.task.polls
+    r.run(400)
+    assert r.task.polls > n and r.now - t0 < 1000
+
+
+@pytest.mark.parametrize("fault,err", [("nack", rfid.E_NACK), ("error", rfid.E_CHIP),
+                                       ("deaf", rfid.E_TIMEOUT)])
+def test_each_fault_is_counted_by_its_name(fault, err):
+    r = Rig("hsu")
+    r.run(500)
+    setattr(r.fake, fault, 1)
+    r.run(400)
+    assert r.task.last_error == err and r.task.errors == 1 and not r.task.lost
+    out = []
+    r.task.diag(out.append)
+    assert out[0].startswith("rfid       pn532 v1.6 ok") and rfid.ERRORS[err] in out[0]
+
+
+def test_a_chip_that_is_not_a_pn532_is_refused():
+    r = Rig("i2c")
+    r.fake.ic = 0x31
+    r.run(5000)
+    assert r.task.state() == "lost" and r.task.last_error == rfid.E_VERSION
+    assert "not the configured chip" in r.log[0] and r.fake.seen[0x4A] == 0
+
+
+@pytest.mark.parametrize("mode", ["i2c", "hsu"])
+def test_a_lost_reader_is_reported_once_retried_with_backoff_and_comes_back(mode):
+    r = Rig(mode)
+    r.fake.put_card(UID7)
+    r.run(1000)
+    r.fake.gone = True  # unplugged: I2C nobody acknowledges, HSU silence
+    r.fake.deaf = 10 ** 6
+    t_gone = r.now
+    r.run(20000)
+    assert r.task.state() == "lost"
+    assert len(r.log) == 1 and "pn532 not answering" in r.log[0]
+    assert len(r.events_named("rfid lost")) == 1
+    # Three polls fail (every poll_ms), then the init is tried after 1, 2, 4, 8, 8 s.
+    inits = [t for t, op in r.starts if op == rfid.OP_INIT and t > t_gone]
+    gaps = [b - a for a, b in zip(inits, inits[1:])]
+    assert r.backoff.waits[:5] == [1000, 2000, 4000, 8000, 8000]
+    # each gap: the wait handed out plus the failed try itself (an ACK timeout at most)
+    assert len(gaps) >= 3 and all(0 <= g - w <= pn532.ACK_MS + 10
+                                  for g, w in zip(gaps, r.backoff.waits[1:]))
+    assert len(inits) <= 6  # polling on would make ~80 tries
+    r.fake.power_cycle()  # powered again: back from reset (HSU asleep, not configured)
+    r.fake.put_card(UID7)
+    r.run(9000)
+    assert r.task.state() == "ok" and r.fake.sam
+    assert "answers again" in r.log[-1] and len(r.events_named("rfid back")) == 1
+    # The card that lay there all along is not a new tap.
+    assert r.ring.cards == ["04A2B3C4D5E680"]
+    n = len(r.backoff.waits)
+    r.fake.gone = True
+    r.fake.deaf = 10 ** 6
+    r.run(3000)
+    assert r.backoff.waits[n:n + 2] == [1000, 2000]  # a success reset the backoff
+
+
+def test_init_on_a_chip_that_never_answers_says_so_at_boot():
+    r = Rig("i2c")
+    r.fake.gone = True
+    r.run(3000)
+    assert r.task.state() == "lost" and "bus error" in r.log[0]
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+def test_config_takes_the_rfid_section_and_checks_it():
+    c = config.from_dict({"rating_a": 16, "rfid": {"reader": "pn532"}})
+    assert c.errors == [] and c.rfid == {"reader": "pn532"}
+    assert rfid_cfg.check({"reader": "pn532"}) == (
+        {"reader": "pn532", "bus": "i2c", "poll_ms": 200, "gone_ms": 1000}, [])
+    c = config.from_dict({"rating_a": 16, "rfdi": {}})
+    assert "did you mean 'rfid'" in c.errors[0]
+
+
+@pytest.mark.parametrize("section,words", [
+    ({}, ["rfid.reader missing", "pn532"]),
+    ({"reader": "mfrc522"}, ["rfid.reader='mfrc522' refused", "allowed pn532"]),
+    ({"reader": "pn532", "bus": "spi"}, ["rfid.bus='spi' refused", "allowed i2c, uart"]),
+    ({"reader": "pn532", "poll_ms": 10}, ["rfid.poll_ms=10 refused", "50..2000"]),
+    ({"reader": "pn532", "pins": [21, 22]}, ["rfid.pins unknown", "known: bus, gone_ms"]),
+    ("pn532", ["rfid: must be a JSON object"]),
+])
+def test_a_bad_section_names_the_key_and_leaves_the_reader_off(section, words):
+    cfg, errors = rfid_cfg.check(section)
+    assert cfg is None
+    text = " ".join(errors)
+    for w in words:
+        assert w in text, text
+    log, errs = [], []
+
+    class Board:
+        name = "x"
+
+        def card_reader(self, reader, bus):
+            raise AssertionError("not reached")
+
+    assert rfid_cfg.build(Board(), section, log=log.append, errors=errs) is None
+    assert errs == log and all(m.endswith("; card reader off") for m in log)
+
+
+# -- the real boards --------------------------------------------------------------------------
+
+
+def _board(name, monkeypatch, fake):
+    import test_boards
+
+    hw = test_boards.Hw()
+    machine, pyb, esp32 = test_boards.make_fakes(hw)
+    opened = []
+
+    class I2C:
+        def __init__(self, ident, scl=None, sda=None, freq=None):
+            opened.append(("I2C", ident, scl and scl.id, sda and sda.id, freq))
+
+        def writeto(self, addr, buf):
+            return fake.writeto(addr, buf)
+
+        def readfrom_into(self, addr, buf):
+            return fake.readfrom_into(addr, buf)
+
+    class UART:
+        def __init__(self, ident, baudrate=9600, **kw):
+            opened.append(("UART", ident, baudrate, kw.get("tx"), kw.get("rx")))
+            self.write, self.any, self.readinto = fake.write, fake.any, fake.readinto
+
+    machine.I2C, machine.UART, pyb.UART = I2C, UART, UART
+    for mod_name, mod in (("machine", machine), ("pyb", pyb), ("esp32", esp32)):
+        monkeypatch.setitem(sys.modules, mod_name, mod)
+    modname = "boards.%s.board" % name
+    monkeypatch.delitem(sys.modules, modname, raising=False)
+    mod = importlib.import_module(modname)
+    hw.cp_adc_pin = mod.CP_ADC_PIN
+    hw.rcm_pin = mod.RCM_FAULT_PIN
+    return mod, mod.build(), opened, hw
+
+
+@pytest.mark.parametrize("name", ["esp32_wallbox", "stm32_wallbox"])
+@pytest.mark.parametrize("bus", ["i2c", "uart"])
+def test_each_board_reads_cards_from_its_reader_header(name, bus, monkeypatch):
+    fake = FakePn532("i2c" if bus == "i2c" else "hsu")
+    mod, board, opened, hw = _board(name, monkeypatch, fake)
+    assert getattr(board, "cards", None) is None  # no reader configured: none made
+    used = set(hw.pins)  # every pin the board itself took
+    log = []
+    task = rfid_cfg.build(board, {"reader": "pn532", "bus": bus, "poll_ms": 100},
+                          log=log.append)
+    assert log == [] and task is not None and board.cards is task.ring
+    if name == "esp32_wallbox":
+        want = (("I2C", 0, 22, 21, 100000) if bus == "i2c" else
+                ("UART", 2, 115200, 22, 21))
+        for p in (mod.RFID_SDA, mod.RFID_SCL):  # free of every other use on the board
+            assert p not in used
+    else:
+        want = ("I2C", 2, None, None, 100000) if bus == "i2c" else ("UART", 3, 115200, None,
+                                                                    None)
+    assert opened == [want]
+    fake.put_card(UID7)
+    t = 0
+    while t < 1000:
+        t += max(1, task.tick(t))
+    assert task.state() == "ok" and board.cards.take() == "04A2B3C4D5E680"
+    assert board.cards.take() is None
+
+
+@pytest.mark.parametrize("name", ["esp32_wallbox", "stm32_wallbox"])
+def test_a_board_refuses_an_unknown_reader_or_bus_by_name(name, monkeypatch):
+    mod, board, opened, hw = _board(name, monkeypatch, FakePn532())
+    with pytest.raises(ValueError, match="'mfrc522'"):
+        board.card_reader("mfrc522", "i2c")
+    with pytest.raises(ValueError, match="'spi'"):
+        board.card_reader("pn532", "spi")
+    assert opened == []
+
+
+@pytest.mark.parametrize("name", ["esp32_wallbox", "stm32_wallbox"])
+def test_the_reader_header_is_documented_as_wired(name, monkeypatch):
+    import re
+
+    mod, board, opened, hw = _board(name, monkeypatch, FakePn532())
+    text = open(os.path.join(HERE, "..", "docs", "boards.md")).read()
+    section = re.search(r"^## %s\b(.*?)(?=^## |\Z)" % name, text, re.S | re.M).group(1)
+    for k in dir(mod):
+        if k.startswith("RFID_") and not k.endswith("_HZ"):
+            v = getattr(mod, k)
+            assert "`%s`" % k in section, k
+            if k.endswith(("_SDA", "_SCL", "_RX", "_TX")):
+                assert "GPIO%d" % v in section, k
+            else:
+                assert ("I2C%d" % v if "I2C" in k else "ART%d" % v) in section, k
