@@ -1,6 +1,7 @@
 """Simulator + dev CSMS for the OCPP tests: the real firmware on the unix port connects to
 tools/csms.py on loopback; every frame it sends is checked there (violations)."""
 import contextlib
+import json
 import sys
 import time
 
@@ -74,6 +75,16 @@ def configure(csms, key, value):
 def booted(csms, timeout=30):
     csms.wait_for(lambda: csms.accepted.get(CP) == "Accepted" and "Available" in statuses(
         csms), timeout)
+
+
+def frame_action(f):
+    """The action of a CALL frame the CSMS logged (csms.frames), None for other frames."""
+    m = json.loads(f["text"])
+    return m[2] if m[0] == 2 else None
+
+
+def frame_payload(f):
+    return json.loads(f["text"])[-1]
 
 
 def no_violations(csms):

@@ -134,9 +134,15 @@ def test_hard_reset_during_a_transaction_stops_it_then_reboots(csms, tmp_path):
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         o.booted(csms)
         tx = _charging(sim, csms, "HARD1")
+        n = len(sim.obs)
         assert o.call(csms, "Reset", {"type": "Hard"}) == {"status": "Accepted"}
         o.wait_log(sim, "stopped (HardReset)")
-        sim.wait_for({"k": "end"}, 20)
+        end = sim.wait_for({"k": "end"}, 20)
+        # The contactor was opened (commanded, and the contacts followed) before the reboot.
+        after = sim.obs[n:sim.obs.index(end)]
+        cmds = [x["cmd"] for x in after if x.get("k") == "contactor"]
+        contacts = [x["closed"] for x in after if x.get("k") == "contacts"]
+        assert cmds and cmds[-1] is False and contacts and contacts[-1] is False, after[-20:]
     assert len(csms.boots) == 1
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         csms.wait_for(lambda: len(csms.boots) >= 2, 30)

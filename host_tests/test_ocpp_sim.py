@@ -58,10 +58,18 @@ def test_boot_pending_then_accepted():
 
 
 def test_boot_rejected_retries_after_interval_and_charges_locally_nothing_else():
+    # Free vend: the EV plugged while the CSMS rejects the boot charges, and the CSMS hears
+    # nothing but the retried BootNotifications (OCPP 1.6 4.2).
     with CsmsThread(boot_status="Rejected", interval=2) as csms:
-        with o.start_sim(csms) as sim, o.report(sim, csms):
-            csms.wait_for(lambda: len(csms.boots) >= 2, 20)
-            assert not csms.statuses
+        with o.start_sim(csms, free_vend=True) as sim, o.report(sim, csms):
+            csms.wait_for(lambda: len(csms.boots) >= 1, 20)
+            sim.do("plug", cable_a=32)
+            sim.wait_for({"k": "contacts", "closed": True}, 10)
+            assert sim.state()["status"] == "Charging"
+            csms.wait_for(lambda: len(csms.boots) >= 3, 20)
+            assert not csms.statuses and not csms.transactions
+            sent = {o.frame_action(f) for f in csms.frames if f["dir"] == "in"}
+            assert sent == {"BootNotification"}, sent
         o.no_violations(csms)
 
 
@@ -92,8 +100,23 @@ def test_remote_start_and_stop(csms):
             "status": "Accepted"}
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None)
         assert tx["stop"]["reason"] == "Remote"
-        # a second remote start while one is open is rejected
         sim.do("unplug")
+
+
+def test_a_second_remote_start_while_one_is_open_is_rejected(csms):
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        sim.do("plug", cable_a=32)
+        o.wait_status(csms, "Preparing")
+        r = o.call(csms, "RemoteStartTransaction", {"idTag": "REMOTE1", "connectorId": 1})
+        assert r == {"status": "Accepted"}
+        tx = o.wait_tx(csms, lambda t: t["idTag"] == "REMOTE1")
+        o.wait_status(csms, "Charging")
+        for p in ({"idTag": "REMOTE2", "connectorId": 1}, {"idTag": "REMOTE2"}):
+            assert o.call(csms, "RemoteStartTransaction", p) == {"status": "Rejected"}, p
+        o.sleep(2)
+        assert [t["idTag"] for t in csms.transactions.values()] == ["REMOTE1"]
+        assert tx["stop"] is None and sim.state()["status"] == "Charging"
 
 
 def test_remote_start_rejected_when_busy_and_for_a_bad_connector(csms):
@@ -290,9 +313,30 @@ def test_trigger_message(csms):
         o.booted(csms)
         assert o.call(csms, "TriggerMessage", {"requestedMessage": "BootNotification"}) == {
             "status": "Rejected"}
+        # The triggered message itself: its action and the connector it was asked for.
+        sim.do("plug", cable_a=32)
+        o.wait_status(csms, "Preparing")
+        o.sleep(1)
+        for what, c, check in (
+                ("StatusNotification", 1, lambda p: p["connectorId"] == 1
+                 and p["status"] == "Preparing"),
+                ("StatusNotification", 0, lambda p: p["connectorId"] == 0
+                 and p["status"] == "Available"),
+                ("MeterValues", 1, lambda p: p["connectorId"] == 1 and all(
+                    v["context"] == "Trigger" for m in p["meterValue"]
+                    for v in m["sampledValue"])),
+                ("Heartbeat", None, lambda p: p == {})):
+            n = len(csms.frames)
+            req = {"requestedMessage": what}
+            if c is not None:
+                req["connectorId"] = c
+            assert o.call(csms, "TriggerMessage", req) == {"status": "Accepted"}, req
+            got = csms.wait_for(lambda: [p for f in csms.frames[n:] if f["dir"] == "in"
+                                         and o.frame_action(f) == what
+                                         for p in [o.frame_payload(f)]], 10)
+            assert len(got) == 1 and check(got[0]), (req, got)
         n = len(csms.frames)
-        for what in ("Heartbeat", "StatusNotification", "MeterValues",
-                     "DiagnosticsStatusNotification", "FirmwareStatusNotification"):
+        for what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
             assert o.call(csms, "TriggerMessage", {"requestedMessage": what}) == {
                 "status": "Accepted"}, what
             csms.wait_for(lambda: any('"%s"' % what in f["text"] and f["dir"] == "in"
