@@ -6,6 +6,8 @@
 import time
 
 _PERIOD_US = 1000  # one CP PWM period at 1 kHz
+_HIGH_6A_US = 100  # the high phase at the 6 A offer (10 %)
+_MAX_READ_NS = 45000  # slower reads give the 6 A high phase fewer than ~2 samples
 
 
 def burst(board, n=20):
@@ -21,6 +23,10 @@ def burst(board, n=20):
         k, us, us // k, (us * 100 // k) % 100, rate, p.rate_hz))
     if us < _PERIOD_US * 11 // 10:
         print("warning    the burst spans less than 1.1 PWM periods: raise CP_SAMPLES")
+    if us * 1000 // k > _MAX_READ_NS:
+        print("warning    one ADC read takes more than %d us: at the 6 A offer the high phase "
+              "(%d us) gets fewer than 2 samples and may be missed" % (
+                  _MAX_READ_NS // 1000, _HIGH_6A_US))
     return rate
 
 
@@ -51,7 +57,8 @@ def cp(board, high_mv=12000, low_mv=-12000):
     uv = (high_mv - low_mv) * 1000 // (hi - lo)
     off = high_mv - hi * uv // 1000
     print("codes      +12 V -> %d, -12 V -> %d" % (hi, lo))
-    print("now        CP_OFFSET_MV = %d, CP_UV_PER_CODE = %d" % (p.offset_mv, p.uv_per_code))
-    print("measured   CP_OFFSET_MV = const(%d)" % off)
-    print("           CP_UV_PER_CODE = const(%d)" % uv)
+    n_off, n_uv = getattr(board, "cp_names", ("CP_OFFSET_MV", "CP_UV_PER_CODE"))
+    print("now        %s = %d, %s = %d" % (n_off, p.offset_mv, n_uv, p.uv_per_code))
+    print("measured   %s = const(%d)" % (n_off, off))
+    print("           %s = const(%d)" % (n_uv, uv))
     return off, uv

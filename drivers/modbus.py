@@ -179,11 +179,16 @@ class Transaction(Awaitable):
                     m.de(1)
                 uart.write(self._req8 if self._n == 8 else memoryview(self._req)[:self._n])
                 self._st = _SENT
-                return _wait(self._n * m.char_us // 1000 + 1)  # the wire time of the request
+                if m.de is None:  # a self-switching transceiver: wait out the wire time
+                    return _wait(self._n * m.char_us // 1000 + 1)
+                # DE drops on the port's own completion, not on the loop's timing (a fast
+                # meter answers t3.5 after the last stop bit; a late DE cuts its reply):
+                # stm32's write() returns after the last stop bit and flush() at once;
+                # esp32's write() only fills the FIFO and flush() waits for it to drain
+                # (ports/stm32/machine_uart.c, ports/esp32/machine_uart.c).
+                uart.flush()
+                m.de(0)
             elif st == _SENT:
-                if m.de is not None:
-                    uart.flush()  # returns once the last stop bit is out
-                    m.de(0)
                 now = ticks_us()
                 m.last_us = now
                 self._deadline = ticks_add(now, m.timeout_ms * 1000)

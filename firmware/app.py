@@ -23,9 +23,14 @@ class App:
         self.board = board
         self.log = log
         self.cfg = cfg if cfg is not None else config.load(cfg_path)
+        why = getattr(board, "refuse_why", None)
+        if why:  # the board cannot measure safely (uncalibrated CP): never offer
+            self.cfg.refuse = True
+            self.cfg.errors.append(why)
         for msg in self.cfg.errors:
             log(msg)
         self.events = EventLog(32)
+        persist.set_gate(getattr(board, "flash_write_ok", None))
         lockout = persist.load_flag(LOCKOUT_FILE)
         if lockout:
             log("contactor lockout in force (welded contact); clear with diag.clear_lockout()")

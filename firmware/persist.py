@@ -5,6 +5,23 @@
 import json
 import os
 
+_gate = None  # the board's flash_write_ok(), or None: always allowed
+
+
+def set_gate(fn):
+    """The board's answer to "may the filesystem be written now?" (board.flash_write_ok:
+    False while the contactor is closed on a board where a flash erase blinds the safety
+    path, docs/boards.md). None: always."""
+    global _gate
+    _gate = fn
+
+
+def flash_ok():
+    """True when a write to the filesystem may erase flash now. Stores that can wait (the
+    energy register's copy, the OCPP journal) ask before writing and keep the data in RAM
+    meanwhile."""
+    return _gate is None or _gate()
+
 
 def exists(p):
     try:

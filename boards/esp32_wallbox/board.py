@@ -28,7 +28,8 @@ RCM_FAULT_PIN = const(35)  # RDC-DD fault output, high = tripped; input-only, 10
 RCM_TEST_PIN = const(32)  # RDC-DD test input, high = inject the test current
 LOCK_PIN = const(27)  # socket lock actuator driver, high = locked
 LOCK_SENSE_PIN = const(33)  # lock position switch to GND when locked; internal pull-up
-LED_PIN = const(2)  # status LED to GND (the DevKitC LED); strapping pin, an LED is harmless
+LED_PIN = const(2)  # status LED on the carrier board (the DevKitC itself has only a power
+# LED; some clones have one on GPIO2); strapping pin: an LED to GND is harmless
 # Energy meters (config "meters", firmware/meters/roles.py): RS485 through a MAX3485 on
 # UART1 (pins remapped), DE and /RE tied together, high while sending.
 METER_UART = const(1)
@@ -71,16 +72,26 @@ CP_SAFE_DUTY_U16 = const(65535)
 # Divider: CP -100k- node -20k- 3V3, node -15k- GND. V_node = 1.3026 V + 0.078947 * V_cp,
 # so -13.5 .. +13.5 V maps to 0.24 .. 2.37 V, inside the ADC's linear range at 11 dB
 # (0.15 .. 2.45 V). V_cp = (V_node - 1.3026 V) * 12.667.
-# read_u16() codes: nominal 3.3 V / 65536 = 50.35 uV per code at the pin (uncalibrated; the
-# ESP32 ADC gain differs by up to ~6 % between parts) -> 638 uV per code on the CP line.
-# Calibrate each unit: `from boards import calib; calib.cp(board)` prints both numbers.
+# Codes: read_uv() // 50, i.e. 50 uV per code at the pin, from the eFuse-calibrated
+# read_uv() (ports/esp32/machine_adc.c, adc.c: the chip's Vref/two-point eFuse values remove
+# the ADC's zero offset, ~142 mV at 11 dB, and its per-chip gain; raw read_u16() codes with
+# nominal constants read a B at its low tolerance, 8.4 V, as C). 50 uV x 12.667 = 633 uV
+# per code on the CP line. A chip without eFuse calibration (read_uv raises at build) falls
+# back to read_u16() and these constants only if CP_CALIBRATED says a unit calibration
+# (calib.cp) wrote them; otherwise the board refuses to charge and says how to calibrate.
 CP_OFFSET_MV = const(-16500)  # CP voltage at code 0 (V_node = 0)
-CP_UV_PER_CODE = const(638)
-# Burst: read_u16() in a tight Python loop takes ~35 us per sample (an old report; v1.29's
-# oneshot driver may be faster). CP_SAMPLES * CP_SAMPLE_US must span > 1 PWM period: 64
-# samples x 35 us = 2.24 ms = two periods. Measure on your unit with calib.burst(board) and
-# put the measured us here: the rate only scales the frequency result, plateaus and duty
-# come out right at any rate that spans a period.
+CP_UV_PER_CODE = const(633)
+_UV_PER_CODE = const(50)  # read_uv() // this = the code the pilot analysis gets
+# read_u16() fallback (no eFuse calibration): written by calib.cp(board) for this unit.
+CP_CALIBRATED = False
+CP_RAW_OFFSET_MV = const(-16500)
+CP_RAW_UV_PER_CODE = const(638)
+# Burst: one read in a tight Python loop takes ~35 us (an old report; v1.29's oneshot
+# driver may be faster; read_uv adds the calibration arithmetic). CP_SAMPLES * CP_SAMPLE_US
+# must span > 1 PWM period: 64 samples x 35 us = 2.24 ms = two periods. Measure on your
+# unit with calib.burst(board) (it warns above 45 us a read: the 6 A offer's 100 us high
+# phase would get fewer than 2 samples) and put the measured us here: the rate only scales
+# the frequency result, plateaus and duty come out right at any rate that spans a period.
 CP_SAMPLE_US = const(35)
 CP_RATE_HZ = const(1000000 // CP_SAMPLE_US)  # 28571 Hz
 CP_SAMPLES = const(64)
@@ -94,7 +105,19 @@ PP_VREF_MV = const(3300)
 
 
 def cp_burst(adc):
-    """A burst reader: fills the whole buffer with back-to-back read_u16() samples."""
+    """A burst reader: fills the whole buffer with back-to-back calibrated samples
+    (read_uv() // 50: small ints, no allocation)."""
+    read_uv = adc.read_uv
+
+    def burst(buf):
+        for i in range(len(buf)):
+            buf[i] = read_uv() // _UV_PER_CODE
+
+    return burst
+
+
+def cp_burst_raw(adc):
+    """The fallback for a chip without eFuse calibration: raw read_u16() codes."""
     read = adc.read_u16
 
     def burst(buf):
@@ -104,11 +127,29 @@ def cp_burst(adc):
     return burst
 
 
+def has_efuse_cal(adc):
+    """True if read_uv() works (the chip has eFuse calibration values)."""
+    try:
+        adc.read_uv()
+        return True
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def pp_reader(adc):
     read_uv = adc.read_uv  # eFuse-calibrated
 
     def read_mv():
         return read_uv() // 1000
+
+    return read_mv
+
+
+def pp_reader_raw(adc):
+    read = adc.read_u16
+
+    def read_mv():
+        return read() * PP_VREF_MV // 65535
 
     return read_mv
 
@@ -130,12 +171,28 @@ class Esp32Board:
         else:
             self.cp_pwm = PWM(Pin(CP_PWM_PIN), freq=CP_FREQ_HZ, duty_u16=CP_SAFE_DUTY_U16)
         self.cp_adc = ADC(Pin(CP_ADC_PIN), atten=ADC.ATTN_11DB)
-        self.cp_burst = cp_burst(self.cp_adc)
-        self.pilot = Pilot(
-            self.cp_pwm, self.cp_burst, CP_SAMPLES, CP_RATE_HZ, CP_OFFSET_MV, CP_UV_PER_CODE
-        )
+        self.refuse_why = None  # set: App refuses to charge and says this
+        self.cp_calibrated = has_efuse_cal(self.cp_adc)
+        if self.cp_calibrated:
+            self.cp_burst = cp_burst(self.cp_adc)
+            off, uv = CP_OFFSET_MV, CP_UV_PER_CODE
+        else:
+            self.cp_burst = cp_burst_raw(self.cp_adc)
+            off, uv = CP_RAW_OFFSET_MV, CP_RAW_UV_PER_CODE
+            self.cp_names = ("CP_RAW_OFFSET_MV", "CP_RAW_UV_PER_CODE")  # for calib.cp
+            self.cp_calibrated = CP_CALIBRATED
+            if not CP_CALIBRATED:
+                self.refuse_why = (
+                    "board: this ESP32 has no eFuse ADC calibration and CP_RAW_OFFSET_MV/"
+                    "CP_RAW_UV_PER_CODE are not calibrated for this unit; charging refused. "
+                    "Calibrate: calib.cp(build()), put the numbers in board.py and set "
+                    "CP_CALIBRATED = True (docs/boards.md)")
+        self.pilot = Pilot(self.cp_pwm, self.cp_burst, CP_SAMPLES, CP_RATE_HZ, off, uv)
         self.pp_adc = ADC(Pin(PP_ADC_PIN), atten=ADC.ATTN_11DB)
-        self.pp = Proximity(pp_reader(self.pp_adc), PP_PULLUP_OHM, PP_VREF_MV)
+        if self.cp_calibrated and has_efuse_cal(self.pp_adc):
+            self.pp = Proximity(pp_reader(self.pp_adc), PP_PULLUP_OHM, PP_VREF_MV)
+        else:  # ~4 % gain and 142 mV offset matter less across PP's wide bands
+            self.pp = Proximity(pp_reader_raw(self.pp_adc), PP_PULLUP_OHM, PP_VREF_MV)
         self.rcm = Rcm(
             Pin(RCM_FAULT_PIN, Pin.IN),
             Pin(RCM_TEST_PIN, Pin.OUT, value=1 - RCM_TEST_LEVEL),

@@ -51,9 +51,18 @@ CT_SAMPLES = const(320)  # 4 mains periods at 50 Hz
 CT_PACE_TIMER = const(8)  # free on this port (2, 3, 5, 6 have default uses; 4 and 7 are CP's)
 CT_CAL = (1000, 1000, 1000)  # per-phase factor, per-mille: measure against a meter
 
+# Energy registers (boards/backed.py): RTC->BKP0R..BKP19R (20 x 32 bit, kept by a cell on
+# VBAT through a power cut, written without an erase); 8 words (two 16-byte records) each.
+# BKP0R..BKP3R are left alone (some boards' bootloader entry uses BKP0R).
+RTC_BKP0R = const(0x40002850)
+BKP_WORDS = const(20)
+BKP_ENERGY = {"energy_ev": 4, "energy_grid": 12}
+
 # -- timers -------------------------------------------------------------------------------------
 # TIM2, 3, 5, 6 have default uses on this port (LED, servo, DAC/read_timed); TIM4 and TIM7
-# are free. TIM4 is 16 bit: at 1 kHz pyb picks prescaler 1, period 41999 (23.8 ns steps).
+# are free. TIM4 is 16 bit on APB1 (84 MHz timer clock): 84000 counts per 1 kHz period do not
+# fit, so pyb (ports/stm32/timer.c compute_prescaler_period_from_freq) divides by 5 first:
+# prescaler 5 (PSC 4), period 16800 (ARR 16799), 59.5 ns steps, 0.006 % duty resolution.
 CP_TIMER = const(4)
 CP_CHANNEL = const(1)
 CP_PACE_TIMER = const(7)  # basic timer (no pins) that paces ADC.read_timed
@@ -112,38 +121,60 @@ class TimerPwm:
         self._ch.pulse_width(w)
 
 
-class CpBurst:
-    """The burst reader: read_timed fills the whole buffer, one sample per pace-timer tick.
-    `busy` is True meanwhile: the reflex's interrupt must not start a conversion on the
-    same ADC then (it uses the burst's result instead)."""
+class AdcGuard:
+    """Every pyb.ADC on this port is ADC1 (ports/stm32/adc.c). The reflex's one conversion in
+    the CP timer's interrupt ends with HAL_ADC_Stop: inside read_timed/read_timed_multi (which
+    start the ADC once, then only set SWSTART) every later conversion then waits out the
+    10 ms EOC timeout and returns the stale value, and a read() it lands in the middle of
+    (channel set, not yet started) converts the CP channel instead. So every ADC user holds
+    `busy` while it converts; the interrupt then takes no sample of its own."""
 
-    def __init__(self, adc, pace):
-        self._read_timed = adc.read_timed
-        self._pace = pace
+    def __init__(self):
         self.busy = False
 
+
+class CpBurst:
+    """The burst reader: read_timed fills the whole buffer, one sample per pace-timer tick,
+    holding the ADC guard (the reflex uses the burst's result meanwhile)."""
+
+    def __init__(self, adc, pace, guard):
+        self._read_timed = adc.read_timed
+        self._pace = pace
+        self._guard = guard
+
+    @property
+    def busy(self):
+        return self._guard.busy
+
     def __call__(self, buf):
-        self.busy = True
+        g = self._guard
+        g.busy = True
         try:
             self._read_timed(buf, self._pace)
         finally:
-            self.busy = False
+            g.busy = False
 
 
 class CtBurst:
     """The CT channels sampled together by read_timed_multi, then interleaved into the
     meter's buffer (L1 L2 L3 L1 ...): no allocation after the first call."""
 
-    def __init__(self, adcs, timer, samples):
+    def __init__(self, adcs, timer, samples, guard):
         from array import array
 
         self._adcs = adcs
         self._timer = timer
+        self._guard = guard
         self._bufs = tuple(array("H", bytes(2 * samples)) for _ in adcs)
 
     def __call__(self, buf):
         bufs = self._bufs
-        pyb.ADC.read_timed_multi(self._adcs, bufs, self._timer)
+        g = self._guard
+        g.busy = True  # CT_SAMPLES / CT_RATE_HZ = 80 ms without a reflex CP sample
+        try:
+            pyb.ADC.read_timed_multi(self._adcs, bufs, self._timer)
+        finally:
+            g.busy = False
         n = len(bufs)
         for p in range(n):
             b = bufs[p]
@@ -151,11 +182,30 @@ class CtBurst:
                 buf[k * n + p] = b[k]
 
 
-def pp_reader(adc):
+class HardIrqPin:
+    """A pyb.Pin whose irq() is always hard (the stm32 port's Pin.irq defaults to hard=False:
+    a scheduled handler that runs only between bytecodes)."""
+
+    def __init__(self, pin):
+        self.pin = pin
+        self.value = pin.value
+        self.IRQ_RISING = pin.IRQ_RISING
+        self.IRQ_FALLING = pin.IRQ_FALLING
+
+    def irq(self, handler=None, trigger=None):
+        return self.pin.irq(handler=handler, trigger=trigger, hard=True)
+
+
+def pp_reader(adc, guard):
     read = adc.read
 
     def read_mv():
-        return read() * PP_VREF_MV // _ADC_FULL
+        guard.busy = True
+        try:
+            code = read()
+        finally:
+            guard.busy = False
+        return code * PP_VREF_MV // _ADC_FULL
 
     return read_mv
 
@@ -168,7 +218,7 @@ class Stm32Board:
     def __init__(self):
         Pin = pyb.Pin
         # Outputs first, each created at its safe level: coil off, CP at +12 V (x1).
-        coil = Pin(CONTACTOR_PIN, Pin.OUT_PP, value=1 - CONTACTOR_ON)
+        coil = Pin(CONTACTOR_PIN, Pin.OUT, value=1 - CONTACTOR_ON)
         self.contactor = Contactor(
             coil, Pin(MIRROR_PIN, Pin.IN, Pin.PULL_DOWN), mirror_closed=MIRROR_CLOSED,
             coil_on=CONTACTOR_ON,
@@ -179,51 +229,79 @@ class Stm32Board:
         )
         self.cp_pwm = TimerPwm(self.cp_timer, ch)
         self.cp_pace = pyb.Timer(CP_PACE_TIMER, freq=CP_RATE_HZ)
+        self.adc_guard = AdcGuard()
         self.cp_adc = pyb.ADC(Pin(CP_ADC_PIN))
-        self.cp_burst = CpBurst(self.cp_adc, self.cp_pace)
+        self.cp_burst = CpBurst(self.cp_adc, self.cp_pace, self.adc_guard)
         self._cp_read = self.cp_adc.read
         self.pilot = Pilot(
             self.cp_pwm, self.cp_burst, CP_SAMPLES, CP_RATE_HZ, CP_OFFSET_MV, CP_UV_PER_CODE
         )
         self.pp_adc = pyb.ADC(Pin(PP_ADC_PIN))
-        self.pp = Proximity(pp_reader(self.pp_adc), PP_PULLUP_OHM, PP_VREF_MV)
+        self.pp = Proximity(pp_reader(self.pp_adc, self.adc_guard), PP_PULLUP_OHM, PP_VREF_MV)
         self.rcm = Rcm(
             Pin(RCM_FAULT_PIN, Pin.IN, Pin.PULL_UP),
-            Pin(RCM_TEST_PIN, Pin.OUT_PP, value=1 - RCM_TEST_LEVEL),
-            fault_level=RCM_FAULT_LEVEL, test_level=RCM_TEST_LEVEL,
+            Pin(RCM_TEST_PIN, Pin.OUT, value=1 - RCM_TEST_LEVEL),
+            fault_level=RCM_FAULT_LEVEL, test_level=RCM_TEST_LEVEL, hard_irq=True,
         )
         self.lock = Lock(
-            Pin(LOCK_PIN, Pin.OUT_PP, value=1 - LOCK_LEVEL), locked_level=LOCK_LEVEL,
+            Pin(LOCK_PIN, Pin.OUT, value=1 - LOCK_LEVEL), locked_level=LOCK_LEVEL,
             sense=Pin(LOCK_SENSE_PIN, Pin.IN, Pin.PULL_UP), sense_locked=LOCK_SENSE_LOCKED,
         )
-        self.led = StatusLed(Pin(LED_PIN, Pin.OUT_PP, value=1 - LED_ON), on_level=LED_ON)
+        self.led = StatusLed(Pin(LED_PIN, Pin.OUT, value=1 - LED_ON), on_level=LED_ON)
 
     def cp_high_mv(self):
         """The reflex's CP sample, taken in the CP timer's update interrupt: the counter has
         just wrapped, the PWM output is high (>= 100 us at the lowest offer), so one
-        conversion reads the high plateau. During a burst: the burst's high plateau."""
-        if self.cp_burst.busy:
+        conversion reads the high plateau. While another ADC user holds the guard (CP burst,
+        PP read, CT burst): the last burst's high plateau."""
+        if self.adc_guard.busy:
             return self.pilot.out[0]
         return CP_OFFSET_MV + self._cp_read() * CP_UV_PER_CODE // 1000
 
     def start_reflex(self, reflex):
         """The reflex runs in the CP timer's update interrupt, 1 kHz: pyb.Timer callbacks
-        are hard IRQs that pre-empt the interpreter even inside C (a TLS handshake)."""
+        are hard IRQs that pre-empt the interpreter even inside C (a TLS handshake). An
+        exception escaping a timer callback makes the port disable it for good
+        (ports/stm32/timer.c): Reflex.tick catches its own and opens the contactor, and the
+        controller fails safe if tick stops running while armed (Reflex.stalled)."""
+        reflex.driven = True
         self.cp_timer.callback(reflex.tick)
 
     def stop_reflex(self):
         self.cp_timer.callback(None)
+
+    def flash_write_ok(self):
+        """False while the contactor is closed. The port's flash cache is written back in
+        FLASH_IRQHandler (priority 6, storage.c) and a sector erase (16-128 KB, 0.25-2 s on
+        the F405) stalls instruction fetch: the CP timer's interrupt (priority 13), the
+        controller and the RCM interrupt are all blind meanwhile, so nothing may write the
+        filesystem during a session (firmware/persist.py asks this)."""
+        return not self.contactor.closed
+
+    def energy_backend(self, name):
+        """Where an energy register lives (firmware/meters/energy.py): the RTC backup
+        registers (no erase, battery-backed on VBAT), copied to flash when a session ends."""
+        from machine import mem32
+
+        from boards.backed import BackedEnergy, Mem32Words
+
+        first = BKP_ENERGY.get(name)
+        if first is None:
+            raise ValueError("no backup registers for energy register %r" % (name,))
+        return BackedEnergy(Mem32Words(mem32, RTC_BKP0R, BKP_WORDS), first,
+                            self.flash_write_ok)
 
     def meter_bus(self, uart, baud, parity):
         """The RS485 bus of the Modbus meters: (UART, DE pin)."""
         if uart != METER_UART:
             raise ValueError("this board's RS485 bus is uart %d, not %d" % (METER_UART, uart))
         u = pyb.UART(METER_UART, baud, bits=8, parity=parity, stop=1, read_buf_len=512)
-        return u, pyb.Pin(METER_DE, pyb.Pin.OUT_PP, value=0)
+        return u, pyb.Pin(METER_DE, pyb.Pin.OUT, value=0)
 
     def s0_pin(self, role, imp_per_kwh):
-        """The one S0 input (either role)."""
-        return pyb.Pin(S0_INPUT, pyb.Pin.IN, pyb.Pin.PULL_UP)
+        """The one S0 input (either role), its interrupt hard: the handler runs at the edge,
+        so the time and the level it reads are the edge's (a soft one runs after a block)."""
+        return HardIrqPin(pyb.Pin(S0_INPUT, pyb.Pin.IN, pyb.Pin.PULL_UP))
 
     def card_reader(self, reader, bus):
         """The card reader chip on the reader header: reader "pn532", bus "i2c" or "uart"."""
@@ -244,7 +322,9 @@ class Stm32Board:
     def ct_input(self, role):
         """The three CTs (either role), read by ADC.read_timed_multi."""
         adcs = tuple(pyb.ADC(pyb.Pin(p)) for p in CT_ADC_PINS)
-        return {"burst": CtBurst(adcs, pyb.Timer(CT_PACE_TIMER, freq=CT_RATE_HZ), CT_SAMPLES),
+        burst = CtBurst(adcs, pyb.Timer(CT_PACE_TIMER, freq=CT_RATE_HZ), CT_SAMPLES,
+                        self.adc_guard)
+        return {"burst": burst,
                 "phases": 3, "offset_code": CT_OFFSET_CODE, "ua_per_code": CT_UA_PER_CODE,
                 "rate_hz": CT_RATE_HZ, "samples": CT_SAMPLES, "cal": CT_CAL}
 
@@ -256,7 +336,11 @@ class Stm32Board:
         return None
 
     def watchdog(self, timeout_ms):
-        """The independent watchdog (IWDG, up to ~32 s); it cannot be stopped once started."""
+        """The independent watchdog (IWDG, up to ~32 s); it cannot be stopped once started.
+        It counts the LSI oscillator, 17-47 kHz on the F405 (datasheet), while the port sets
+        the prescaler for 32 kHz: the reset comes 0.68x to 1.9x timeout_ms after the last
+        feed (3.4-9.4 s for 5000). The supervisor's own hang limit (timeout_ms / 2) stays
+        below the shortest of these."""
         return WDT(timeout=timeout_ms)
 
     def reset(self):

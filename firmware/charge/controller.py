@@ -164,6 +164,9 @@ class ChargeController:
 
     def step(self, now):
         """One pass of the safety path. Returns the session's actions."""
+        r = self.reflex
+        if r is not None and r.stalled(now):
+            self.fail_safe()  # armed and nothing runs it (a disabled IRQ): never charge blind
         self.sample(now)
         a = self.session.step(now, self.inputs)
         self.apply(a)

@@ -178,14 +178,14 @@ def _make(board, role, m, bus, ms, log, clock):
         from firmware.meters.modbus_meter import ModbusMeter
 
         source = ModbusMeter(ms.bus, m["addr"], m["profile"], m["inverted"])
-        store = EnergyStore("energy_" + role, step_wh=save)
+        store = EnergyStore("energy_" + role, step_wh=save, fs=_backend(board, role))
         res_wh = source.res_wh
     elif kind == "s0":
         from firmware.meters.s0 import S0Meter
 
         if not hasattr(board, "s0_pin"):
             raise ValueError("this board has no S0 input")
-        store = EnergyStore("energy_" + role, step_wh=save)
+        store = EnergyStore("energy_" + role, step_wh=save, fs=_backend(board, role))
         source = S0Meter(board.s0_pin(role, m["imp_per_kwh"]), m["imp_per_kwh"], store,
                          debounce_ms=m["debounce_ms"], clock=clock)
         store = None  # the register is the source's own: no swap offset
@@ -196,7 +196,7 @@ def _make(board, role, m, bus, ms, log, clock):
         if not hasattr(board, "ct_input"):
             raise ValueError("this board has no CT inputs")
         c = board.ct_input(role)
-        store = EnergyStore("energy_" + role, step_wh=save)
+        store = EnergyStore("energy_" + role, step_wh=save, fs=_backend(board, role))
         source = CtMeter(c["burst"], c["phases"], c["offset_code"], c["ua_per_code"],
                          c["rate_hz"], c["samples"], store, cal=c.get("cal"),
                          volts=m["volts"], clock=clock)
@@ -216,6 +216,13 @@ def _make(board, role, m, bus, ms, log, clock):
     if hook is not None:
         task.on_poll = hook
     return task
+
+
+def _backend(board, role):
+    """The board's store for an energy register (where writing costs no flash erase), or
+    None: files (docs/boards.md, per board)."""
+    make = getattr(board, "energy_backend", None)
+    return make("energy_" + role) if make is not None else None
 
 
 def _master(board, bus):

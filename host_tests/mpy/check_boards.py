@@ -33,9 +33,11 @@ def _node_mv(cp_mv):
 
 CODES_U16 = {}  # CP mV -> ESP32 read_u16() code (3.3 V full scale)
 CODES_12 = {}  # CP mV -> STM32 12-bit code
+CODES_UV = {}  # CP mV -> ESP32 read_uv() at the pin
 for _mv in _LEVELS:
     CODES_U16[_mv] = int(_node_mv(_mv) * 65535 / 3300)
     CODES_12[_mv] = int(_node_mv(_mv) * 4096 / 3300)
+    CODES_UV[_mv] = int(_node_mv(_mv) * 1000)
 
 
 class W:  # the world the fakes see
@@ -64,7 +66,7 @@ def cp_mv_at(t_us):
 
 
 class Pin:
-    IN, OUT, OUT_PP = 1, 2, 2
+    IN, OUT = 1, 2
     PULL_UP, PULL_DOWN = 1, 2
     IRQ_RISING, IRQ_FALLING = 1, 2
 
@@ -81,7 +83,7 @@ class Pin:
             return self.v
         self.v = v
 
-    def irq(self, handler=None, trigger=None):
+    def irq(self, handler=None, trigger=None, hard=False):
         self.handler = handler
 
 
@@ -125,6 +127,9 @@ class ADC:  # ESP32: one read at a time, ~35 us apart
         return CODES_U16[cp_mv_at(self.n * 35 % 1000)]
 
     def read_uv(self):
+        if self.id == W.cp_adc_pin:
+            self.n += 1
+            return CODES_UV[cp_mv_at(self.n * 35 % 1000)]
         return W.pp_mv * 1000
 
 
