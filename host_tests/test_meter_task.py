@@ -254,12 +254,36 @@ def test_a_good_section_is_taken_with_its_defaults():
      "meters: grid.baud=19200 differs from the bus's 9600 (one bus, one speed); the Modbus "
      "meters are off"),
     ({"house": {}}, "meters: house unknown (known: bus, ev, grid); ignored"),
+    ({"grid": {"type": "ct"}},
+     "meters: grid.type='ct' refused: a current transformer measures no direction, so "
+     "feed-in would count as import; use a Modbus meter for the grid role; the grid meter "
+     "is off"),
+    ({"ev": {"type": "s0", "imp_per_kwh": 10000}},
+     "meters: ev.imp_per_kwh=10000 refused: at max_kw=60 that is 167 impulses/s, and an "
+     "input with debounce_ms=15 counts at most 33/s (impulses of >= 15 ms on and off): set "
+     "max_kw to the most the circuit can draw; the ev meter is off"),
+    ({"grid": {"type": "s0", "imp_per_kwh": 1000}},  # the grid's ceiling is 250 kW
+     "meters: grid.imp_per_kwh=1000 refused: at max_kw=250 that is 70 impulses/s, and an "
+     "input with debounce_ms=15 counts at most 33/s (impulses of >= 15 ms on and off): set "
+     "max_kw to the most the circuit can draw; the grid meter is off"),
     ("sdm630", "meters: must be a JSON object; no meter runs"),
 ])
 def test_each_bad_value_is_named_and_that_meter_is_off(section, message):
     meters, bus, errors = roles.check(section, PROFILES)
     assert message in errors, errors
     assert "ev" not in meters or not any(e.endswith("the ev meter is off") for e in errors)
+
+
+def test_s0_rates_the_input_counts_are_taken():
+    meters, bus, errors = roles.check({
+        "ev": {"type": "s0", "imp_per_kwh": 2000, "max_kw": 22, "debounce_ms": 25},
+        "grid": {"type": "s0", "imp_per_kwh": 1000, "max_kw": 43}}, PROFILES)
+    assert errors == [] and sorted(meters) == ["ev", "grid"]
+
+
+def test_a_ct_is_taken_for_the_ev_role():
+    meters, bus, errors = roles.check({"ev": {"type": "ct"}}, PROFILES)
+    assert errors == [] and meters["ev"]["type"] == "ct"
 
 
 def test_a_bad_grid_meter_leaves_the_ev_meter_running():
@@ -273,11 +297,12 @@ def test_build_reports_a_board_without_the_input_and_keeps_running():
         pass
 
     logs = []
-    ms = roles.build(Board(), {"ev": {"type": "s0"}, "grid": {"type": "ct"}}, log=logs.append)
+    ms = roles.build(Board(), {"ev": {"type": "ct"}, "grid": {"type": "s0", "max_kw": 40}},
+                     log=logs.append)
     assert ms.tasks == []
-    assert logs == ["meters: ev s0 meter cannot start: this board has no S0 input; the ev "
-                    "meter is off", "meters: grid ct meter cannot start: this board has no "
-                    "CT inputs; the grid meter is off"]
+    assert logs == ["meters: ev ct meter cannot start: this board has no CT inputs; the ev "
+                    "meter is off", "meters: grid s0 meter cannot start: this board has no "
+                    "S0 input; the grid meter is off"]
 
 
 # -- the register's resolution ------------------------------------------------------------

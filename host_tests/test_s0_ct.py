@@ -107,6 +107,34 @@ def test_a_glitch_right_after_an_edge_does_not_count():
     assert m.impulses == 1
 
 
+def test_noise_spikes_on_an_idle_line_never_count():
+    # IEC 62053-31: an impulse is on for >= 30 ms; a spike shorter than debounce_ms is noise
+    # (it counted as one Wh when the leading edge alone counted).
+    m, pin, clock, fs = s0()
+    for k, width in enumerate((1, 3, 8, 14)):
+        clock.t = 1000 + k * 500
+        pulse(pin, clock, on_ms=width)
+    assert m.impulses == 0
+    clock.t = 4000
+    pulse(pin, clock, on_ms=30)  # a real impulse still counts, once
+    assert m.impulses == 1
+
+
+def test_an_impulse_counts_at_its_release_and_a_pulse_under_way_at_boot_does_not():
+    m, pin, clock, fs = s0()
+    pin.set(0)
+    clock.t += 20
+    assert m.impulses == 0  # on for 20 ms, not released yet
+    pin.set(1)
+    assert m.impulses == 1
+    pin2 = FakePin()
+    pin2.level = 0  # the line is active when the meter starts: the end of an impulse
+    m2 = S0Meter(pin2, 1000, EnergyStore("energy_x", fs=MemFs()), clock=clock)
+    clock.t += 40
+    pin2.set(1)
+    assert m2.impulses == 0
+
+
 def test_power_from_the_pulse_interval_then_decaying_to_zero():
     m, pin, clock, fs = s0(imp=1000)
     r = Reading()
@@ -117,10 +145,10 @@ def test_power_from_the_pulse_interval_then_decaying_to_zero():
     asyncio.run(m.poll(r))
     assert r.p_total_w == 7200 and r.energy_wh == 5
     assert r.i_da[0] == UNKNOWN and r.p_w[2] == UNKNOWN  # S0 knows no phases
-    clock.t = 3000 + 2000  # 2 s without an impulse: at most 1 Wh in 2 s
+    clock.t = 3035 + 2000  # 2 s after the last impulse (counted at its release, 3035)
     asyncio.run(m.poll(r))
-    assert r.p_total_w == 1800
-    clock.t = 3000 + IDLE_MS
+    assert r.p_total_w == 1800  # at most 1 Wh in 2 s
+    clock.t = 3035 + IDLE_MS
     asyncio.run(m.poll(r))
     assert r.p_total_w == 0
 

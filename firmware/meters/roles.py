@@ -95,6 +95,8 @@ def check(section, profiles=None):
             errors.append("meters: %s.profile=%r unknown (known: %s)" % (
                 role, m["profile"], ", ".join(sorted(profiles))))
             m = None
+        if m is not None:
+            m = _physics(role, kind, m, errors)
         if m is None:
             errors[n:] = [e + "; the %s meter is off" % role for e in errors[n:]]
             continue
@@ -120,6 +122,28 @@ def check(section, profiles=None):
             for role in modbus:
                 del meters[role]
     return meters, bus, errors
+
+
+def _physics(role, kind, m, errors):
+    """What the values allow physically: a CT knows no direction (so no grid role), an S0
+    input counts impulses of at least debounce_ms on and off (so a ceiling on their rate)."""
+    if kind == "ct" and role == "grid":
+        errors.append("meters: grid.type='ct' refused: a current transformer measures no "
+                      "direction, so feed-in would count as import; use a Modbus meter for "
+                      "the grid role")
+        return None
+    if kind == "s0":
+        kw = m["max_kw"] or MAX_KW[role]
+        per_h = m["imp_per_kwh"] * kw  # impulses per hour at the ceiling
+        if per_h * 2 * m["debounce_ms"] > 3600000:
+            errors.append("meters: %s.imp_per_kwh=%d refused: at max_kw=%d that is %d "
+                          "impulses/s, and an input with debounce_ms=%d counts at most %d/s "
+                          "(impulses of >= %d ms on and off): set max_kw to the most the "
+                          "circuit can draw" % (role, m["imp_per_kwh"], kw, (per_h + 3599) // 3600,
+                                                m["debounce_ms"], 500 // m["debounce_ms"],
+                                                m["debounce_ms"]))
+            return None
+    return m
 
 
 def _profiles():

@@ -3,11 +3,14 @@
 # preallocated array (small ints only: no allocation, no floats); the meter task's poll()
 # turns new impulses into energy (the flash register, firmware/meters/energy.py) and power.
 #
-# Debounce: an edge into the active level counts only when the line was quiet (no edge of
-# either kind) for debounce_ms before it. 10-20 ms is inside the standard's window: longer
-# than any bounce (< 5 ms), shorter than the shortest off time (30 ms); 15 ms by default.
-# Bounces at the start of a pulse follow the counted edge within 5 ms; bounces at its end
-# are edges into the active level right after an edge: neither counts.
+# Counting: an impulse is an active period of at least debounce_ms that began after the
+# line had been idle for at least debounce_ms; it counts at its release. 10-25 ms is inside
+# the standard's window: longer than any bounce (< 5 ms) and than a noise spike, no longer
+# than the shortest on and off time (30 ms); 15 ms by default. Bounces at the start of a
+# pulse only restart its on-time (the pulse stays armed); bounces after its release are
+# active periods of a few ms, and they follow an idle time shorter than debounce_ms: neither
+# counts, and neither does a spike of noise on an idle line. The impulse rate this counts is
+# at most one per 2 x debounce_ms (roles.py refuses an imp_per_kwh x max_kw above it).
 #
 # Power: from the interval between the last two impulses; while no impulse comes it is at
 # most one impulse over the time since the last one (it decays as 1/t), and 0 after IDLE_MS.
@@ -27,6 +30,8 @@ _N = const(0)  # impulses counted (wraps at 2^30)
 _EDGE = const(1)  # ticks of the last edge of either kind
 _PULSE = const(2)  # ticks of the last counted impulse
 _GAP = const(3)  # ms between the last two impulses (0: fewer than two)
+_ON = const(4)  # 1 while the line was last seen active
+_ARM = const(5)  # 1: the active period began after an idle time of >= debounce_ms
 
 
 class S0Meter:
@@ -44,7 +49,8 @@ class S0Meter:
         self.active = active
         self.uwh_per_imp = 1000000000 // imp_per_kwh
         now = clock()
-        self.st = array("i", (0, ticks_add(now, -debounce_ms), now, 0))
+        on = 1 if pin.value() == active else 0  # a pulse under way at boot does not count
+        self.st = array("i", (0, ticks_add(now, -debounce_ms), now, 0, on, 0))
         self._seen = 0
         self._uwh = 0  # energy below one Wh not yet in the store, uWh
         self.p_w = 0
@@ -55,10 +61,19 @@ class S0Meter:
         """Pin interrupt, both edges: stores ticks and counts; no allocation."""
         now = self._clock()
         st = self.st
-        quiet = ticks_diff(now, st[_EDGE])
+        since = ticks_diff(now, st[_EDGE])  # how long the line kept its previous level
         st[_EDGE] = now
-        if pin.value() != self.active or quiet < self.debounce_ms:
+        if pin.value() == self.active:
+            if not st[_ON] and since >= self.debounce_ms:
+                st[_ARM] = 1  # idle long enough: an impulse may begin
+            st[_ON] = 1
             return
+        if not st[_ON]:
+            return  # idle again (a missed edge): no active period seen
+        st[_ON] = 0
+        if not st[_ARM] or since < self.debounce_ms:
+            return  # a bounce, a spike, or a pulse too short to be one
+        st[_ARM] = 0
         if st[_N]:
             st[_GAP] = ticks_diff(now, st[_PULSE])
         st[_PULSE] = now

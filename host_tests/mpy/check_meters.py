@@ -61,20 +61,19 @@ store = EnergyStore("energy_s0", step_wh=10)
 pin = Pin()
 s0 = S0Meter(pin, 1000, store, clock=clock)
 h = pin.handler
-edges = array("i", (0, 1, 2, 3, 35, 36, 37))  # leading edge + bounces, release + bounces
+# leading edge + bounces, 31 ms on, release + a bounce (times in ms, the level after each)
+edges = array("i", (0, 1, 2, 3, 4, 35, 36, 37))
+levels = array("i", (0, 1, 0, 1, 0, 1, 0, 1))
 
 
 def impulses(n):
     # in a function: locals, no new globals (a new global's dict slot would allocate)
     for k in range(n):
         t0 = 1000 + k * 100
-        lvl = 0
         for j in range(len(edges)):  # (iterating the array itself would allocate)
-            e = edges[j]
-            T[0] = t0 + e
-            pin.v = lvl if e < 35 else 1 - lvl
+            T[0] = t0 + edges[j]
+            pin.v = levels[j]
             h(pin)
-            lvl ^= 1
 
 
 err = None
