@@ -50,6 +50,7 @@ _PASSIVE_RETRIES = const(0x02)
 ACK_MS = const(30)  # ACK after a command (the PN532 sends it within a few ms)
 ANSWER_MS = const(250)  # answer to the commands used here, MaxRetries above included
 CHECK_MS = const(4)  # the reader task's wait between two looks at the link
+_WAKE_MS = const(2)  # HSU: quiet time after the wake-up pulse before the first command
 _MAX_DATA = const(40)  # TFI + answer we accept; a 10-byte UID with ATS needs ~32
 _HSU_CHUNK = const(24)
 
@@ -277,6 +278,7 @@ class Pn532:
         self._due = now
         if op == OP_INIT and self._wake_first:
             self.link.wake()
+            self._due = ticks_add(now, _WAKE_MS)
 
     def step(self, now):
         try:
@@ -289,6 +291,8 @@ class Pn532:
         ph = self._phase
         link = self.link
         if ph == _SEND:
+            if ticks_diff(now, self._due) < 0:
+                return PENDING
             link.discard()
             self.parser.reset()
             link.send(self._seq[self._idx])
@@ -342,6 +346,7 @@ class Pn532:
             return r
         self._idx += 1
         self._phase = _SEND
+        self._due = now
         return self._step(now)
 
     def _answer(self, cmd):

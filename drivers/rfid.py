@@ -190,7 +190,7 @@ class ReaderTask:
         # time stays, so a glitch never turns one presentation into two.
         if self._cur_len:
             self._seen_ms = now
-        if self.in_row < LOST_AFTER and self.ready:
+        if self.in_row < LOST_AFTER:  # a glitch (or a chip still waking up): try again soon
             self._due = ticks_add(now, self.poll_ms)
             return self.poll_ms
         self.ready = False

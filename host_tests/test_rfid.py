@@ -299,6 +299,15 @@ def test_a_lost_reader_is_reported_once_retried_with_backoff_and_comes_back(mode
     assert r.backoff.waits[n:n + 2] == [1000, 2000]  # a success reset the backoff
 
 
+@pytest.mark.parametrize("mode", ["i2c", "hsu"])
+def test_a_chip_slow_to_answer_at_boot_is_not_reported_lost(mode):
+    r = Rig(mode)
+    r.fake.deaf = rfid.LOST_AFTER - 1  # the first tries get nothing (still powering up)
+    r.run(2000)
+    assert r.task.state() == "ok" and r.log == [] and r.events_named("rfid lost") == []
+    assert r.task.errors == rfid.LOST_AFTER - 1 and r.backoff.waits == []
+
+
 def test_init_on_a_chip_that_never_answers_says_so_at_boot():
     r = Rig("i2c")
     r.fake.gone = True
