@@ -156,7 +156,9 @@ def test_hard_reset_during_a_transaction_stops_it_then_reboots(csms, tmp_path):
         assert len(csms.transactions) == 1
 
 
-def test_invalid_id_from_the_csms_with_stop_off_keeps_charging():
+def test_invalid_id_from_the_csms_with_stop_off_stops_energy_and_keeps_the_transaction():
+    # OCPP 1.6 (StopTransactionOnInvalidId false): the charge point stops the energy
+    # delivery and keeps the transaction open until it ends otherwise.
     with CsmsThread(tags={"GOOD": "Accepted"}) as csms:
         with o.start_sim(csms) as sim, o.report(sim, csms):
             o.booted(csms)
@@ -167,21 +169,28 @@ def test_invalid_id_from_the_csms_with_stop_off_keeps_charging():
             sim.do("plug", cable_a=32)
             sim.do("card", uid="STRANGER")
             o.wait_log(sim, "started for STRANGER")
+            sim.wait_for(lambda x: x.get("k") == "state" and x["status"] == "Charging", 20)
+            n_obs = len(sim.obs)
             sim.do("net", state="up")
             tx = o.wait_tx(csms, lambda t: t["idTag"] == "STRANGER", timeout=60)
             answer = [f["text"] for f in csms.frames if f["dir"] == "out"
                       and '"transactionId": %d' % tx["id"] in f["text"]]
             assert answer and '"Invalid"' in answer[0], answer
-            # the readings queued offline go out, then new ones keep coming: the transaction
-            # goes on, and so does charging
+            # energy stops: no offer, the contactor opens; the CSMS sees SuspendedEVSE
+            sim.wait_for(lambda x: x.get("k") == "state" and x["offer_da"] == 0, 20,
+                         since=n_obs)
+            sim.wait_for(lambda x: x.get("k") == "contactor" and not x["cmd"], 20,
+                         since=n_obs)
+            o.wait_status(csms, "SuspendedEVSE", timeout=20)
+            # the transaction goes on: its readings keep coming, no Stop
             csms.wait_for(lambda: tx["meter_values"], 20)
-            o.sleep(3)
             n = len(csms.frames)
             csms.wait_for(lambda: sum(1 for a, p in _inbound(csms, n) if a == "MeterValues"
                                       and p.get("transactionId") == tx["id"]) >= 2, 20)
             assert tx["stop"] is None
-            assert sim.state()["status"] == "Charging"
+            assert sim.state()["offer_da"] == 0
             assert not _log_since(sim, "by the CSMS: stopping", 0)
+            assert _log_since(sim, "energy stopped, transaction %d kept" % tx["id"], 0)
             # until the user stops it
             sim.do("card", uid="STRANGER")
             tx = o.wait_tx(csms, lambda t: t["stop"] is not None)

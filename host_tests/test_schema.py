@@ -38,7 +38,7 @@ BAD_DATES = [
     "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2024-04-31T10:00:00Z",
     "2024-01-01T24:00:00Z", "2024-01-01T00:60:00Z", "2024-01-01T00:00:60Z",
     "2024-01-01T00:00:00", "2024-01-01 00:00:00Z", "0000-01-01T00:00:00Z",
-    "2024-01-01T00:00:00+0100", "2024-01-01T00:00:00.Z", "2024-1-01T00:00:00Z",
+    "2024-01-01T00:00:00+01", "2024-01-01T00:00:00.Z", "2024-1-01T00:00:00Z",
     "20240101T000000Z", "", "now", "2024-01-01T00:00:00+24:00", "2024-01-01T00:00:00Z ",
     "\uff12024-01-01T00:00:00Z", "2024-01-01T00:00:00ZZ", "2024-01-00T00:00:00Z",
     "1900-02-29T00:00:00Z", "2024-01-01T00:00:00-05:60", "2024-01-01T00:00",
@@ -295,6 +295,28 @@ def test_a_hostile_array_is_refused_by_its_length_before_its_items():
                                "0001-01-01t00:00:00-23:59", "9999-12-31T23:59:59+00:00"])
 def test_good_dates(s):
     assert schema.is_datetime(s) and oracle_valid("HeartbeatResponse", {"currentTime": s})
+
+
+@pytest.mark.parametrize("s", ["2024-01-01T00:00:00+0100", "2024-01-01T00:00:00.5-0000"])
+def test_basic_offsets_pass_as_clock_parse_reads_them(s):
+    # jsonschema's RFC 3339 refuses them; a CSMS that sends them means a definite instant
+    from firmware.ocpp import clock
+
+    assert schema.is_datetime(s) and clock.parse(s) > 0
+    assert schema.check_request("ReserveNow", {"connectorId": 1, "expiryDate": s,
+                                               "idTag": "A", "reservationId": 1}) is None
+
+
+def test_lax_response_check_passes_extra_fields_and_formats_not_needed_fields():
+    conf = {"transactionId": 5, "x": 1, "idTagInfo": {"status": "Accepted", "y": [],
+                                                      "expiryDate": "2030-01-01 00:00",
+                                                      "parentIdTag": "p" * 40}}
+    assert schema.check_response("StartTransaction", conf)[0] == schema.PROPERTY
+    assert schema.check_response("StartTransaction", conf, lax=True) is None
+    for bad in ({"transactionId": "5", "idTagInfo": {"status": "Accepted"}},
+                {"transactionId": 5, "idTagInfo": {"status": "OK"}},
+                {"transactionId": 5}, {"transactionId": 5, "idTagInfo": {"status": 1}}):
+        assert schema.check_response("StartTransaction", bad, lax=True) is not None, bad
 
 
 @pytest.mark.parametrize("s", BAD_DATES + ["2024-01-01T00:00:00Z\n"])

@@ -4,8 +4,9 @@
 #
 # File: header magic "OAL1", version i32, count u32, crc u32 (CRC-32 of the first 12 header
 # bytes XOR CRC-32 of all the records), then count records of 52 bytes:
-#   key 20s   the idTag upper-cased, zero-padded: idTags are case-insensitive (CiString20)
-#   parent 20s  parentIdTag as given, zero-padded (empty: none)
+#   key 20s   the idTag's UTF-8 with a-z upper-cased, zero-padded: idTags are
+#             case-insensitive (CiString20)
+#   parent 20s  parentIdTag's UTF-8 as given, zero-padded (empty: none)
 #   status u8 (index in STATUSES), 3 bytes pad, expiry u32 (epoch s, 0: none),
 #   stamp u32 (the cache: when it was put; the oldest is replaced)
 # Every change writes a whole new file to path + ".new" (the old one merged with the sorted new
@@ -17,6 +18,7 @@ import struct
 from micropython import const
 
 from firmware import persist
+from firmware.ocpp import clock
 
 try:
     from binascii import crc32 as _crc32
@@ -29,6 +31,7 @@ _HDR = const(16)
 _REC = const(52)
 _TAG = const(20)
 _FMT = "<20s20sB3xII"
+EXPIRY_MAX = const(0xFFFFFFFF)  # 2106-02-07T06:28:15Z, the last second a record can hold
 
 
 def _crc(buf, c):
@@ -39,14 +42,60 @@ def _crc(buf, c):
     return c
 
 
-def _key(id_tag):
-    """The stored form of an idTag (upper-case ASCII bytes), or None if it is not one."""
-    if not isinstance(id_tag, str) or not 0 < len(id_tag) <= _TAG:
+def _fits(s):
+    """The UTF-8 of s if it fits a 20-byte field (1..20 bytes, no control character),
+    else None. An idTag of 20 characters beyond ASCII may need up to 80 bytes: not stored."""
+    if not isinstance(s, str) or not s:
         return None
-    for c in id_tag:
-        if not " " <= c <= "~":
+    b = s.encode()
+    if len(b) > _TAG:
+        return None
+    for c in b:
+        if c < 32 or c == 127:
             return None
-    return id_tag.upper().encode()
+    return b
+
+
+def _key(id_tag):
+    """The stored form of an idTag (UTF-8, a-z upper-cased: the same on every port), or
+    None if it cannot be stored."""
+    b = _fits(id_tag)
+    return None if b is None else b.upper()
+
+
+def storable(id_tag):
+    return _key(id_tag) is not None
+
+
+def stored_info(info):
+    """What the cache and the local list keep of an idTagInfo the CSMS gave (any
+    schema-valid one): (status, expiry_s or None, parent or None, note). The expiry is
+    clamped to what a record holds - before 1970: 1970-01-01T00:00:01Z (long expired),
+    after EXPIRY_MAX: EXPIRY_MAX (OCPP.Core sends 2199-12-31 on every answer); an empty
+    parentIdTag is none, one that does not fit 20 bytes is left out. note names what was
+    changed (to be logged), or is None. An expiryDate that clock.parse cannot read at all
+    gives None: such an entry is not stored."""
+    note = None
+    e = info.get("expiryDate")
+    exp = None
+    if e is not None:
+        try:
+            exp = clock.parse(e)
+        except ValueError:
+            if type(e) is str and len(e) >= 4 and e[:4].isdigit() and e[:4] <= "1970":
+                exp = 0
+            else:
+                return None
+        if exp < 1:
+            exp, note = 1, "expiryDate %s kept as 1970-01-01T00:00:01Z" % e
+        elif exp > EXPIRY_MAX:
+            exp, note = EXPIRY_MAX, "expiryDate %s kept as %s" % (e, clock.iso(EXPIRY_MAX))
+    parent = info.get("parentIdTag")
+    if parent is not None and _fits(parent) is None:
+        if parent:
+            note = (note + "; " if note else "") + "parentIdTag %r left out" % (parent,)
+        parent = None
+    return info["status"], exp, parent, note
 
 
 class AuthListError(Exception):
@@ -138,7 +187,7 @@ class _Store:
     @staticmethod
     def _info(rec):
         _, parent, st, exp, _ = struct.unpack(_FMT, rec)
-        parent = parent.rstrip(b"\0").decode() if parent[0] else None
+        parent = str(parent.rstrip(b"\0"), "utf-8") if parent[0] else None
         return STATUSES[st], exp or None, parent
 
     def _records(self):
@@ -218,19 +267,21 @@ def _pack(key, info, stamp=0, rec=None):
     status, expiry, parent = info
     if status not in STATUSES:
         raise AuthListError("bad status %r for %s" % (status, key))
-    if expiry is not None and (not isinstance(expiry, int) or not 0 < expiry < 1 << 32):
-        raise AuthListError("bad expiry %r for %s" % (expiry, key))
-    if parent is not None and _key(parent) is None:
-        raise AuthListError("bad parentIdTag for %s" % key)
+    if expiry is not None and (not isinstance(expiry, int) or not 0 < expiry <= EXPIRY_MAX):
+        raise AuthListError("bad expiry %r for %s (stored_info clamps it)" % (expiry, key))
+    pb = b""
+    if parent is not None:
+        pb = _fits(parent)
+        if pb is None:
+            raise AuthListError("bad parentIdTag for %s (stored_info leaves it out)" % key)
     if rec is None:
         rec = bytearray(_REC)
-    struct.pack_into(_FMT, rec, 0, key, (parent or "").encode(), STATUSES.index(status),
-                     expiry or 0, stamp)
+    struct.pack_into(_FMT, rec, 0, key, pb, STATUSES.index(status), expiry or 0, stamp)
     return rec
 
 
 def _sort_key(e):
-    return e[0].upper()
+    return _key(e[0])
 
 
 def _changes(entries, allow_remove, buf):

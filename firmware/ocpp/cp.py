@@ -21,6 +21,7 @@ from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys
 from firmware.ocpp.smart import Profiles
+from firmware.ocpp.wsframe import WsError
 
 _TICK_MS = const(250)
 _LIMIT_MS = const(1000)
@@ -113,6 +114,7 @@ class ChargePoint:
         self._limit_ms = 0
         self._reason = None
         self.last_error = None
+        self.faults = 0  # exceptions caught in the OCPP tasks (fault())
         self.meters = None  # firmware.meters.roles result, set by the app
 
     def _password(self):
@@ -220,6 +222,8 @@ class ChargePoint:
                 status = "Available"
         elif tx.open is None:
             status = "Finishing" if tx.finished else "Preparing"
+        elif tx.open.get("suspended"):
+            status = "SuspendedEVSE"  # the CSMS said the idTag is invalid: no energy
         elif status == "Preparing":
             status = "SuspendedEV"  # authorised, EV not drawing yet
         return (status, error, info[:50])
@@ -280,10 +284,14 @@ class ChargePoint:
                 self.log("ocpp: %s" % self.last_error)
                 sent = False
                 await asyncio.sleep_ms(1000)
-            except Exception as e:  # the link dropped mid-call (WsError) or similar
+            except (WsError, OSError) as e:  # the link dropped mid-call
                 self.last_error = repr(e)
                 sent = False
                 await asyncio.sleep_ms(500)
+            except Exception as e:  # a fault in the sender: never silent
+                self.fault("sender", e)
+                sent = False
+                await asyncio.sleep_ms(1000)
             if not sent:
                 try:
                     await asyncio.wait_for_ms(self.wake.wait(), 1000)
@@ -402,6 +410,12 @@ class ChargePoint:
         await self.rpc.call("StatusNotification", p)
         self.sent[c] = st
 
+    def fault(self, where, e):
+        """An unexpected exception in the OCPP tasks: logged, counted (diag), remembered."""
+        self.faults += 1
+        self.last_error = "%s: %r" % (where, e)
+        self.log("ocpp: fault %d in %s: %r" % (self.faults, where, e))
+
     def diag(self, out):
         """The OCPP lines of diag.status (no password, ever)."""
         d = self.info()
@@ -418,11 +432,13 @@ class ChargePoint:
             age(self.link.last_tx_ms)))
         if d["last_error"]:
             out("ocpp       last error: %s" % d["last_error"])
+        if self.faults:
+            out("ocpp       faults %d (see the log)" % self.faults)
 
     def info(self):
         d = self.link.info()
         d.update({"registration": self.registration, "journal": self.journal.pending(),
                   "status": self.status[1] and self.status[1][0],
                   "transaction": self.tx.csms_id(), "last_error": self.last_error or
-                  d["last_error"]})
+                  d["last_error"], "faults": self.faults})
         return d

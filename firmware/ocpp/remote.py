@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from firmware.ocpp import clock
+from firmware.ocpp.authlist import storable, stored_info
 from firmware.ocpp.keys import KeysError
 from firmware.ocpp.rpc import RpcError
 
@@ -168,19 +169,27 @@ def send_local_list(cp, p):
     full = p["updateType"] == "Full"
     n = 0
     for e in items:  # in place: each entry's dicts are freed as its tuple replaces them
-        info = e.get("idTagInfo")
+        tag, info = e["idTag"], e.get("idTagInfo")
         if info is None and full:
             continue  # nothing to store for it
-        items[n] = (e["idTag"], None if info is None else (
-            info["status"], _expiry(info), info.get("parentIdTag")))
+        if info is not None:
+            info = stored_info(info)
+            if info is None:
+                cp.log("ocpp: local list: %s left out: expiryDate unreadable" % tag)
+                continue
+            if info[3]:
+                cp.log("ocpp: local list: %s: %s" % (tag, info[3]))
+            info = info[:3]
+        if not storable(tag):  # no reader can present it
+            cp.log("ocpp: local list: idTag %r left out: over 20 bytes of UTF-8" % tag)
+            continue
+        items[n] = (tag, info)
         n += 1
     del items[n:]
-    return _status(cp.list.update(p["listVersion"], items, full))
-
-
-def _expiry(info):
-    e = info.get("expiryDate")
-    return None if e is None else clock.parse(e)
+    st = cp.list.update(p["listVersion"], items, full)
+    if st == "Failed":
+        cp.log("ocpp: SendLocalList failed: %s" % cp.list.last_error)
+    return _status(st)
 
 
 # -- Reservation -------------------------------------------------------------------------------
@@ -198,12 +207,16 @@ def reserve_now(cp, p):
         return _status("Occupied")
     if st not in ("Available", "Reserved") or cp.tx.open is not None or cp.tx.auth is not None:
         return _status("Occupied")
-    expiry = clock.parse(p["expiryDate"])
+    try:
+        expiry = clock.parse(p["expiryDate"])
+    except ValueError as e:  # schema-valid but before 1970: long past
+        cp.log("ocpp: ReserveNow rejected: %s" % (e,))
+        return _status("Rejected")
     now = cp.now_s()
     if now is not None and expiry <= now:
         return _status("Rejected")
     cp.reservation = {"id": p["reservationId"], "tag": p["idTag"],
-                      "parent": p.get("parentIdTag"), "expiry": expiry}
+                      "parent": p.get("parentIdTag") or None, "expiry": expiry}
     cp.wake.set()
     return _status("Accepted")
 

@@ -124,7 +124,9 @@ class Rpc:
         self._answer = None
         self._n = 0
         self._prefix = "%x-" % (seed & 0xFFFFFF)
-        self.stats = [0, 0, 0, 0]  # calls sent, received, errors answered, frames dropped
+        # calls sent, received, errors answered, frames dropped, answers used despite a
+        # schema deviation (check_response lax)
+        self.stats = [0, 0, 0, 0, 0]
         self.mute = False  # True: the CSMS's CALLs are dropped unanswered (boot Rejected)
 
     def _new_id(self):
@@ -132,8 +134,9 @@ class Rpc:
         return self._prefix + str(self._n)
 
     async def call(self, action, payload, timeout_ms=None):
-        """Send a CALL; return the CALLRESULT payload (checked against the schema). Raises
-        RpcError for a CALLERROR or a bad result, RpcTimeout, or the link's error."""
+        """Send a CALL; return the CALLRESULT payload (checked against the schema: what the
+        charge point needs strictly, the rest logged). Raises RpcError for a CALLERROR or a
+        result it cannot use, RpcTimeout, or the link's error."""
         async with self._lock:
             mid = self._new_id()
             self._pending = mid
@@ -153,7 +156,14 @@ class Rpc:
                 raise RpcError(body, desc)
             bad = schema.check_response(action, body)
             if bad is not None:
-                raise RpcError(bad[0], "%s.conf: %s" % (action, bad[1]))
+                # An answer is thrown away only when a field the charge point needs is
+                # missing or wrong: an extra field or another date format from a real CSMS
+                # must not cost a transactionId (it would be sent again: a new transaction).
+                worse = schema.check_response(action, body, lax=True)
+                if worse is not None:
+                    raise RpcError(worse[0], "%s.conf: %s" % (action, worse[1]))
+                self.stats[4] += 1
+                self.log("ocpp: %s.conf used despite %s: %s" % (action, bad[0], bad[1]))
             return body
 
     def cancel(self):

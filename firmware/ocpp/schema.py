@@ -32,7 +32,8 @@
 # to within the float's precision (relative 1e-9 with 64-bit floats, 1e-5 with the 32-bit
 # floats of most boards), so 21.4 passes where a float division would say
 # 213.99999999999997 (jsonschema gets it right only on Decimals, as the ocpp package parses
-# them); a date-time with a trailing newline is refused; the "uri" format is not checked
+# them); a date-time with a trailing newline is refused, one with the basic offset +hhmm
+# (which clock.parse reads) passes; the "uri" format is not checked
 # (jsonschema does not either, without rfc3987). An escaped surrogate pair counts as one
 # character in maxLength, as in JSON Schema, though MicroPython's json keeps it as two.
 from micropython import const
@@ -73,12 +74,15 @@ def check_request(action, payload, max_items=MAX_ITEMS):
     return _payload(spec, payload, max_items)
 
 
-def check_response(action, payload, max_items=MAX_ITEMS):
-    """The CALLRESULT to the charge point's CALL `action`: None or (error_code, description)."""
+def check_response(action, payload, max_items=MAX_ITEMS, lax=False):
+    """The CALLRESULT to the charge point's CALL `action`: None or (error_code, description).
+    lax: only what the charge point needs is checked (required fields, types, enums, array
+    lengths): a property the schema does not name, a string over its maxLength and a
+    date-time in another format pass (their reader copes: clock.parse, authlist)."""
     spec = RESPONSES.get(action)
     if spec is None:
         return NOT_IMPLEMENTED, "no OCPP 1.6 response to " + _clip(action)
-    return _payload(spec, payload, max_items)
+    return _payload(spec, payload, max_items, lax)
 
 
 def _clip(s):
@@ -86,20 +90,20 @@ def _clip(s):
     return s if len(s) <= 40 else s[:40] + "..."
 
 
-def _payload(spec, payload, max_items):
+def _payload(spec, payload, max_items, lax=False):
     if type(payload) is not dict:
         return FORMATION, "payload is not a JSON object"
-    bad = _object(spec, payload, max_items)
+    bad = _object(spec, payload, max_items, lax)
     return None if bad is None else (bad[0], bad[1][1:])  # without the leading "."
 
 
 # The walk allocates nothing on a good payload: an error's path is put together on the way
 # back out, each level adding its ".name" or "[i]" in front of the description below it.
-def _object(spec, obj, max_items):
+def _object(spec, obj, max_items, lax=False):
     n = len(spec)
     # Keys are distinct, so an unknown one turns up within n / 3 + 1 keys. (while loops:
     # a range() would be allocated for each key)
-    for key in obj:
+    for key in () if lax else obj:
         i = 0
         while i < n and spec[i] != key:
             i += 3
@@ -109,7 +113,7 @@ def _object(spec, obj, max_items):
     while i < n:
         name = spec[i]
         if name in obj:
-            bad = _value(spec[i + 1] & 7, spec[i + 2], obj[name], max_items)
+            bad = _value(spec[i + 1] & 7, spec[i + 2], obj[name], max_items, lax)
             if bad is not None:
                 return bad[0], "." + name + bad[1]
         elif spec[i + 1] & _REQUIRED:
@@ -118,7 +122,7 @@ def _object(spec, obj, max_items):
     return None
 
 
-def _value(kind, arg, v, max_items):
+def _value(kind, arg, v, max_items, lax=False):
     t = type(v)
     if kind == _STR or kind == _DATE:
         ok = t is str
@@ -138,19 +142,19 @@ def _value(kind, arg, v, max_items):
         if arg is None:
             return None
         if type(arg) is int:
-            if len(v) > arg and len(v) - _surrogate_pairs(v) > arg:
+            if not lax and len(v) > arg and len(v) - _surrogate_pairs(v) > arg:
                 return PROPERTY, ": longer than %d" % arg
         elif v not in arg:
             allowed = "|".join(arg)
             return PROPERTY, ": not " + (allowed if len(allowed) <= 60 else "an allowed value")
     elif kind == _DATE:
-        if not is_datetime(v):
+        if not lax and not is_datetime(v):
             return TYPE, ": not an RFC 3339 date-time with a time zone"
     elif kind == _NUM:
         if arg is not None and not _multiple(v, arg):
             return PROPERTY, ": not a multiple of %s" % arg
     elif kind == _OBJ:
-        return _object(arg, v, max_items)
+        return _object(arg, v, max_items, lax)
     elif kind == _ARR:
         lo, hi, item_code, item_arg = arg
         n = len(v)
@@ -160,7 +164,7 @@ def _value(kind, arg, v, max_items):
             return OCCURRENCE, ": fewer than %d items" % lo
         i = 0
         while i < n:
-            bad = _value(item_code, item_arg, v[i], max_items)
+            bad = _value(item_code, item_arg, v[i], max_items, lax)
             if bad is not None:
                 return bad[0], "[%d]%s" % (i, bad[1])
             i += 1
@@ -210,8 +214,9 @@ def _digits(b, i, n):
 
 
 def is_datetime(s):
-    """RFC 3339 date-time with a time zone: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM);
-    T and Z in either case; year 0001-9999, the day within its month, no leap second."""
+    """RFC 3339 date-time with a time zone: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM),
+    or the basic offset +HHMM that clock.parse reads as well; T and Z in either case; year
+    0001-9999, the day within its month, no leap second."""
     if type(s) is not str:
         return False
     b = s.encode()
@@ -241,6 +246,12 @@ def is_datetime(s):
     c = b[i]
     if c == 90 or c == 122:  # Z z
         return i + 1 == n
-    if (c != 43 and c != 45) or i + 6 != n or b[i + 3] != 58:  # + - :
+    if c != 43 and c != 45:  # + -
         return False
-    return 0 <= _digits(b, i + 1, 2) <= 23 and 0 <= _digits(b, i + 4, 2) <= 59
+    if i + 6 == n and b[i + 3] == 58:  # +hh:mm
+        m = i + 4
+    elif i + 5 == n:  # +hhmm: ISO 8601's basic offset, which clock.parse reads too
+        m = i + 3
+    else:
+        return False
+    return 0 <= _digits(b, i + 1, 2) <= 23 and 0 <= _digits(b, m, 2) <= 59

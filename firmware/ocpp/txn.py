@@ -12,7 +12,7 @@ import time
 from micropython import const
 
 from firmware import persist
-from firmware.ocpp import clock, rpc
+from firmware.ocpp import clock, txsend
 from firmware.ocpp.journal import JournalError
 from firmware.ocpp.values import meter_value
 
@@ -324,13 +324,14 @@ class Transactions:
         elif online and k.get("LocalPreAuthorize") and local and local[0] == "Accepted":
             status, parent = "Accepted", local[2]
         elif online:
+            info = None
             try:
                 info = (await cp.rpc.call("Authorize", {"idTag": tag}))["idTagInfo"]
-                status, parent = info["status"], info.get("parentIdTag")
-                if k.get("AuthorizationCacheEnabled"):
-                    cp.cache.put(tag, status, _exp(info), parent, s or 0)
-            except (rpc.RpcError, OSError, Exception) as e:
+            except Exception as e:  # RpcError, the link's error: no answer
                 cp.log("ocpp: Authorize failed (%r), deciding offline" % (e,))
+            if info is not None:
+                status, parent = info["status"], info.get("parentIdTag") or None
+                self.remember(tag, info)
         if status is None:
             if local is not None and k.get("LocalAuthorizeOffline"):
                 status, parent = local[0], local[2]
@@ -355,70 +356,17 @@ class Transactions:
         cp.wake.set()
         return True
 
-    # -- the journal's sender side (the sender task) ----------------------------------------
+    # -- the journal's sender side (the sender task): firmware/ocpp/txsend.py ----------------
     async def send_next(self):
-        cp = self.cp
-        j = cp.journal
-        rec = j.peek()
-        if rec is None:
-            return False
-        seq, action, body = rec
-        if self._attempts and time.ticks_diff(time.ticks_ms(), self._retry_ms) < 0:
-            return False
-        p = dict(body["p"])
-        local = body["l"]
-        if action != "StartTransaction":
-            tid = j.tx_id(local)
-            if tid is None:  # its StartTransaction was given up: nothing to attach it to
-                cp.log("ocpp: %s of transaction %s dropped: no transactionId" % (action, local))
-                j.ack(seq)
-                return True
-            p["transactionId"] = tid
-        try:
-            conf = await cp.rpc.call(action, p)
-        except rpc.RpcError as e:
-            if not cp.link.connected:
-                raise  # offline: not an attempt; resent after the reconnect
-            self._attempts += 1
-            if self._attempts >= max(1, cp.keys.get("TransactionMessageAttempts")):
-                cp.log("ocpp: %s given up after %d attempts: %s %s" % (
-                    action, self._attempts, e.code, e.description))
-                self._attempts = 0
-                j.ack(seq)
-            else:
-                self._retry_ms = time.ticks_add(time.ticks_ms(), 1000 * self._attempts * max(
-                    1, cp.keys.get("TransactionMessageRetryInterval")))
-            return True
-        self._attempts = 0
-        if action == "StartTransaction":
-            j.map_tx(local, conf["transactionId"])
-            cp.profiles.retag(local, conf["transactionId"])  # RemoteStart's TxProfile
-            info = conf["idTagInfo"]
-            if cp.keys.get("AuthorizationCacheEnabled"):
-                cp.cache.put(p["idTag"], info["status"], _exp(info), info.get("parentIdTag"),
-                             cp.now_s() or 0)
-            o = self.open
-            if o is not None and o["l"] == local and info["status"] != "Accepted":
-                if cp.keys.get("StopTransactionOnInvalidId"):
-                    self.stop_reason = "DeAuthorized"
-                    cp.log("ocpp: idTag %s %s by the CSMS: stopping" % (
-                        p["idTag"], info["status"]))
-        j.ack(seq)
-        return True
+        return await txsend.send_next(self)
+
+    def remember(self, tag, info):
+        txsend.remember(self.cp, tag, info)
 
 
 def _same(a, b, pa=None, pb=None):
-    """idTags are case-insensitive; a matching parentIdTag counts as the same group."""
+    """idTags are case-insensitive; a matching parentIdTag counts as the same group (an
+    empty one is no group)."""
     if a.lower() == b.lower():
         return True
-    return pa is not None and pb is not None and pa.lower() == pb.lower()
-
-
-def _exp(info):
-    e = info.get("expiryDate")
-    if e is None:
-        return None
-    try:
-        return clock.parse(e)
-    except ValueError:
-        return None
+    return bool(pa) and bool(pb) and pa.lower() == pb.lower()

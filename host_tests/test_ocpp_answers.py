@@ -1,0 +1,194 @@
+"""Legal but unusual answers of real central systems (issue 13, 1.1, 1.4, 1.12; issue 15, 3):
+the real ChargePoint on the MicroPython unix port (host_tests/mpy/ocpp_answers_rig.py: fake
+controller and board, a scripted CSMS in the same process). Each test says what the CSMS
+receives: one StartTransaction per transaction, then its MeterValues and StopTransaction.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RIG = os.path.join(ROOT, "host_tests", "mpy", "ocpp_answers_rig.py")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import simlib  # noqa: E402
+
+pytestmark = pytest.mark.sim
+OCPP_CORE_EXPIRY = "2199-12-31T00:00:00+01:00"  # OCPP.Core's answer to every Authorize/Start
+
+
+def run(tmp_path, plan, timeout=60):
+    work = tmp_path / "flash"
+    work.mkdir(exist_ok=True)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    env = dict(os.environ, MICROPYPATH=ROOT + os.pathsep + ".frozen")
+    r = subprocess.run([simlib.micropython_exe(), RIG, str(path), str(work)],
+                       capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+    assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-3000:]
+    return json.loads(lines[-1][7:])
+
+
+def actions(res, which=("StartTransaction", "MeterValues", "StopTransaction")):
+    return [a for a, _ in res["got"] if a in which]
+
+
+def payloads(res, action):
+    return [p for a, p in res["got"] if a == action]
+
+
+SESSION = [["plug"], ["card", "CARD1"], ["until", "StartTransaction", 1, 5000],
+           ["sleep", 300], ["unplug"], ["until", "StopTransaction", 1, 5000], ["sleep", 100],
+           ["lookup", "cache", "CARD1"], ["diag"]]
+
+
+def start_answer(info, tid=7):
+    return {"StartTransaction": [{"transactionId": tid, "idTagInfo": info}]}
+
+
+@pytest.mark.parametrize("info", [
+    {"status": "Accepted", "expiryDate": OCPP_CORE_EXPIRY},
+    {"status": "Accepted", "expiryDate": "1969-12-31T23:59:59Z"},
+    {"status": "Accepted", "expiryDate": "0001-01-01T00:00:00Z"},
+    {"status": "Accepted", "parentIdTag": ""},
+    {"status": "Accepted", "parentIdTag": "GR\u00dcPPE-\u00e9\u20ac"},
+    {"status": "Accepted", "parentIdTag": "\u20ac" * 20},
+    {"status": "Accepted", "expiryDate": "2030-01-01T00:00:00+0000"},
+], ids=["2199", "1969", "year1", "empty-parent", "utf8-parent", "long-utf8-parent",
+        "basic-offset"])
+def test_a_start_answered_with_any_legal_id_tag_info_is_sent_once(tmp_path, info):
+    res = run(tmp_path, {"keys": {"MeterValueSampleInterval": 0}, "answers": start_answer(info),
+                         "steps": SESSION})
+    assert actions(res) == ["StartTransaction", "MeterValues", "StopTransaction"], res["log"]
+    assert [p["transactionId"] for p in payloads(res, "StopTransaction")] == [7]
+    assert payloads(res, "MeterValues")[0]["transactionId"] == 7
+    assert res["journal"] == 0 and res["faults"] == 0, res["log"]
+    assert not res["timeouts"] if "timeouts" in res else True
+    cached = res["lookups"][0][2]
+    assert cached is not None and cached[0] in ("Accepted", "Expired"), res["lookups"]
+
+
+def test_expiry_after_2106_is_cached_clamped_and_logged(tmp_path):
+    res = run(tmp_path, {"answers": start_answer(
+        {"status": "Accepted", "expiryDate": OCPP_CORE_EXPIRY}), "steps": SESSION})
+    assert res["lookups"][0][2] == ["Accepted", 0xFFFFFFFF, None]
+    assert any("kept as 2106-02-07T06:28:15Z" in m for m in res["log"]), res["log"]
+
+
+def test_expiry_before_1970_is_cached_as_long_expired(tmp_path):
+    res = run(tmp_path, {"answers": start_answer(
+        {"status": "Accepted", "expiryDate": "1969-07-20T20:17:00Z"}), "steps": SESSION})
+    assert res["lookups"][0][2] == ["Accepted", 1, None]
+
+
+def test_authorize_answered_with_a_2199_expiry_is_not_called_failed(tmp_path):
+    res = run(tmp_path, {"answers": {"Authorize": [{"idTagInfo": {
+        "status": "Accepted", "expiryDate": OCPP_CORE_EXPIRY, "parentIdTag": ""}}]},
+        "steps": SESSION})
+    assert not any("Authorize failed" in m for m in res["log"]), res["log"]
+    assert actions(res) == ["StartTransaction", "MeterValues", "StopTransaction"]
+
+
+def test_an_answer_with_extra_fields_and_a_zoneless_date_keeps_its_transaction_id(tmp_path):
+    conf = {"transactionId": 9, "idTagInfo": {"status": "Accepted",
+                                              "expiryDate": "2030-01-01T00:00:00",
+                                              "vendorField": 1}, "sessionUrl": "x"}
+    res = run(tmp_path, {"answers": {"StartTransaction": [conf]}, "steps": SESSION})
+    assert actions(res) == ["StartTransaction", "MeterValues", "StopTransaction"], res["log"]
+    assert payloads(res, "StopTransaction")[0]["transactionId"] == 9
+    # an expiry it cannot read is not cached, and said so (the entry is Authorize's)
+    assert res["lookups"][0][2] == ["Accepted", None, None]
+    assert any("not cached: expiryDate '2030-01-01T00:00:00'" in m for m in res["log"])
+
+
+def test_an_answer_missing_what_the_charge_point_needs_is_still_an_error(tmp_path):
+    bad = {"transactionId": "9", "idTagInfo": {"status": "Accepted"}}
+    res = run(tmp_path, {"keys": {"TransactionMessageRetryInterval": 1},
+                         "answers": {"StartTransaction": [bad]}, "steps": SESSION})
+    starts = payloads(res, "StartTransaction")
+    assert len(starts) == 2, res["log"]  # the bad answer was an attempt; the retry got 101
+    assert payloads(res, "StopTransaction")[0]["transactionId"] == 101
+
+
+def test_a_start_refused_more_than_the_attempts_keeps_its_values_and_stop(tmp_path):
+    errs = [{"_error": "InternalError"}] * 3
+    res = run(tmp_path, {"keys": {"TransactionMessageAttempts": 2,
+                                  "TransactionMessageRetryInterval": 1},
+                         "answers": {"StartTransaction": errs},
+                         "steps": [["plug"], ["card", "CARD1"], ["sleep", 300], ["unplug"],
+                                   ["until", "StopTransaction", 1, 12000]]})
+    assert actions(res) == ["StartTransaction"] * 4 + ["MeterValues", "StopTransaction"], (
+        res["log"])
+    assert payloads(res, "StopTransaction")[0]["transactionId"] == 101
+    assert res["journal"] == 0
+
+
+def test_stop_answer_updates_the_cache(tmp_path):
+    res = run(tmp_path, {"answers": {"StopTransaction": [
+        {"idTagInfo": {"status": "Blocked", "expiryDate": "2030-01-01T00:00:00Z"}}]},
+        "steps": [["plug"], ["card", "CARD1"], ["until", "StartTransaction", 1, 5000],
+                  ["card", "card1"], ["until", "StopTransaction", 1, 5000], ["sleep", 100],
+                  ["lookup", "cache", "CARD1"]]})
+    assert payloads(res, "StopTransaction")[0]["idTag"] == "card1"
+    assert res["lookups"][0][2] == ["Blocked", 1893456000, None], res["lookups"]
+
+
+def test_a_transaction_id_beyond_32_bits_is_acknowledged_once(tmp_path):
+    # A transactionId outside 32 bits (schema-valid) cannot be journaled: the Start is still
+    # acknowledged once, its MeterValues and Stop dropped with a log line.
+    res = run(tmp_path, {"answers": {"StartTransaction": [
+        {"transactionId": 1 << 40, "idTagInfo": {"status": "Accepted"}}]}, "steps": SESSION})
+    assert actions(res, ("StartTransaction",)) == ["StartTransaction"], res["log"]
+    assert any("cannot be sent" in m for m in res["log"]), res["log"]
+
+
+def test_a_fault_in_the_sender_is_logged_and_counted_in_diag(tmp_path):
+    res = run(tmp_path, {"steps": [["sleep", 200], ["break_peek"], ["plug"], ["card", "C"],
+                                   ["until", "StartTransaction", 1, 5000], ["diag"]]})
+    assert res["faults"] == 1
+    assert any("fault 1 in sender" in m and "unreadable record" in m for m in res["log"])
+    assert any("faults 1" in line for line in res["diag"]), res["diag"]
+    assert actions(res)[:1] == ["StartTransaction"]  # the sender went on
+
+
+def entry(tag, **info):
+    return {"idTag": tag, "idTagInfo": dict(status="Accepted", **info)}
+
+
+def test_send_local_list_stores_every_legal_id_tag_info(tmp_path):
+    lst = [entry("A1", expiryDate=OCPP_CORE_EXPIRY),
+           entry("A2", expiryDate="1960-01-01T00:00:00Z"),
+           entry("A3", parentIdTag=""), entry("A4", parentIdTag="\u00e9quipe"),
+           entry("A5", parentIdTag="\u20ac" * 20), entry("\u00e9t\u00e9"),
+           entry("A6", expiryDate="2030-01-01T00:00:00+0000")]
+    res = run(tmp_path, {"steps": [["sleep", 200], ["call", "SendLocalList", {
+        "listVersion": 3, "updateType": "Full", "localAuthorizationList": lst}],
+        ["call", "GetLocalListVersion", {}]] + [
+        ["lookup", "list", t] for t in ("a1", "A2", "A3", "A4", "A5", "\u00c9t\u00e9", "A6")]})
+    assert res["replies"] == [["SendLocalList", {"status": "Accepted"}],
+                              ["GetLocalListVersion", {"listVersion": 3}]], res["log"]
+    got = {t: hit for _, t, hit in res["lookups"]}
+    assert got["a1"] == ["Accepted", 0xFFFFFFFF, None]
+    assert got["A2"] == ["Accepted", 1, None]
+    assert got["A3"] == ["Accepted", None, None]
+    assert got["A4"] == ["Accepted", None, "\u00e9quipe"]
+    assert got["A5"] == ["Accepted", None, None]  # 60 bytes: left out, logged
+    assert got["A6"] == ["Accepted", 1893456000, None]
+    assert got["\u00c9t\u00e9"] is None  # only a-z are folded: \u00e9 is not \u00c9
+    assert any("parentIdTag" in m and "left out" in m for m in res["log"]), res["log"]
+
+
+def test_a_reservation_before_1970_is_rejected_and_an_empty_parent_is_no_group(tmp_path):
+    res = run(tmp_path, {"steps": [["sleep", 200], ["call", "ReserveNow", {
+        "connectorId": 1, "expiryDate": "1960-01-01T00:00:00Z", "idTag": "R1",
+        "reservationId": 1}], ["call", "ReserveNow", {
+            "connectorId": 1, "expiryDate": "2099-01-01T00:00:00Z", "idTag": "R1",
+            "reservationId": 2, "parentIdTag": ""}], ["sleep", 50],
+        ["plug"], ["card", "OTHER"], ["sleep", 500]],
+        "answers": {"Authorize": [{"idTagInfo": {"status": "Accepted", "parentIdTag": ""}}]}})
+    assert [r for _, r in res["replies"]] == [{"status": "Rejected"}, {"status": "Accepted"}]
+    assert actions(res) == []  # OTHER with parent "" is not R1's group: reserved for R1
+    assert any("reserved for another idTag" in m for m in res["log"]), res["log"]
