@@ -5,6 +5,8 @@
 # bad value, and an unknown key refuses too: it may be a misspelt limit.
 import json
 
+from firmware import persist
+
 # key: (default, kind, low, high, safe_to_default). kind: "int", "bool" or a tuple of choices.
 # safe_to_default says whether a bad value may fall back to the default: True only where the
 # default is the low-current or strict side, so the fallback can never offer more than the
@@ -163,6 +165,7 @@ def from_dict(d):
 def load(path="config.json"):
     """Read and check the config file. Never raises: errors are in Config.errors."""
     try:
+        persist.recover(path)  # a copy (tools/deploy.py) cut short by a power cut
         with open(path) as f:
             d = json.load(f)
     except OSError:

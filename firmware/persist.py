@@ -1,9 +1,19 @@
-# Atomic files. A value is written to path + ".new", flushed, then renamed over the old file,
-# so a power cut leaves either the old or the new content; recover() settles a write cut
-# short at boot. Used by the lockout flag and every OCPP store (journal compaction, keys,
-# local list, profiles, availability, the open transaction).
+# Persistent files: one rule for every file the firmware writes (docs/safety.md, "Files on
+# flash"). A value is written whole to path + ".new", flushed, synced, then renamed over the
+# old file (on FAT through path + ".ok", see replace) and synced again, so a power cut at any
+# instant leaves the old or the new content and a save that returned survives a cut.
+# recover(path), called by every loader before it reads, settles a write cut short. Stores
+# of records (the journal, the energy register) keep the same promise with checksums: a torn
+# record is found and dropped at boot.
+#
+# The restart marker: an orderly restart (firmware.app.App.restart) writes why it restarts;
+# the next boot takes it (take_restart) and so tells a restart it chose from a power cut.
 import json
 import os
+
+RESTART_FILE = "restart"
+restart_reason = None  # what take_restart() found at this boot (None: no orderly restart)
+
 
 _gate = None  # the board's flash_write_ok(), or None: always allowed
 
@@ -38,46 +48,144 @@ def sync():
         s()
 
 
+def remove(p):
+    """Remove p if it is there (True if it was)."""
+    try:
+        os.remove(p)
+        return True
+    except OSError:
+        return False
+
+
 def replace(tmp, path):
-    """Rename tmp over path; where rename cannot replace (FAT) remove path first."""
+    """Rename tmp (complete and synced) over path. Where rename cannot replace a file (FAT)
+    tmp is first renamed to path + ".ok", which says it is complete, then path is removed
+    and the .ok renamed: recover() finishes that after a cut at any point."""
     try:
         os.rename(tmp, path)
     except OSError:
+        ok = path + ".ok"
+        os.rename(tmp, ok)
         os.remove(path)
-        os.rename(tmp, path)
+        os.rename(ok, path)
 
 
 def recover(path):
-    """A write cut short: with the old file still there the .new is dropped; without it (FAT
-    order: the old file was removed first) the .new is the file."""
+    """Settle a write cut short: a .ok is complete and becomes the file (replacing it if
+    the cut came before the old file was removed); a .new never is, and is dropped."""
+    ok = path + ".ok"
     new = path + ".new"
-    if exists(new):
+    done = False
+    if exists(ok):
         if exists(path):
-            os.remove(new)
-        else:
-            os.rename(new, path)
+            os.remove(path)
+        os.rename(ok, path)
+        done = True
+    if exists(new):
+        os.remove(new)
+        done = True
+    if done:
+        sync()
+
+
+class Atomic:
+    """`with Atomic(path, "wb") as f: f.write(...)`: the file is path + ".new" until the
+    block ends without an exception; then it is flushed, synced and renamed over path. On an
+    exception the .new is removed and path is left as it was."""
+
+    def __init__(self, path, mode="wb"):
+        self.path = path
+        self.tmp = path + ".new"
+        self.f = open(self.tmp, mode)
+
+    def __enter__(self):
+        return self.f
+
+    def __exit__(self, kind, value, tb):
+        f = self.f
+        if kind is not None:
+            f.close()
+            remove(self.tmp)
+            return False
+        try:
+            f.flush()
+        finally:
+            f.close()
+        sync()  # the data is on flash before the rename can make it the file
+        replace(self.tmp, self.path)
+        sync()  # and the rename too, before the caller goes on
+        return False
+
+
+def write_atomic(path, data, mode="wb"):
+    with Atomic(path, mode) as f:
+        f.write(data)
+
+
+def read(path, mode="r"):
+    """The whole content of path after recover(), or None if there is no such file."""
+    recover(path)
+    try:
+        f = open(path, mode)
+    except OSError:
+        return None
+    with f:
+        return f.read()
 
 
 def save_json(path, obj):
     """Write obj as JSON atomically."""
-    tmp = path + ".new"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(obj))
-        f.flush()
-    replace(tmp, path)
-    sync()
+    write_atomic(path, json.dumps(obj), "w")
 
 
-def load_flag(name, default=False):
+def load_json(path):
+    """The JSON value in path after recover(); None if there is no file. ValueError (saying
+    which file) when it is not JSON."""
     try:
-        with open(name) as f:
-            return f.read(1) == "1"
-    except OSError:
+        text = read(path)
+        if text is None:
+            return None
+        return json.loads(text)
+    except ValueError as e:  # not JSON, or not even text
+        raise ValueError("%s: not JSON (%s)" % (path, e))
+
+
+def load_flag(name, default=False, bad=None):
+    """A flag file ("1"/"0"): missing -> default; any other content -> bad (default if None)."""
+    try:
+        text = read(name)
+    except ValueError:  # not text
+        text = "?"
+    if text is None:
         return default
+    if text in ("0", "1"):
+        return text == "1"
+    return default if bad is None else bad
 
 
 def save_flag(name, value):
-    tmp = name + ".new"
-    with open(tmp, "w") as f:
-        f.write("1" if value else "0")
-    replace(tmp, name)
+    write_atomic(name, "1" if value else "0", "w")
+
+
+def mark_restart(kind):
+    """Write why the firmware restarts itself (the orderly restart path calls it last)."""
+    write_atomic(RESTART_FILE, kind, "w")
+
+
+def take_restart():
+    """At boot: why the firmware restarted itself (the marker's text), or None (a power cut,
+    a watchdog reset, a crash: nothing chose this restart). The marker is removed so that a
+    later power cut is not taken for this restart; the value stays in `restart_reason`."""
+    global restart_reason
+    try:
+        text = read(RESTART_FILE)
+    except OSError:
+        text = None
+    except ValueError:  # a marker, unreadable
+        text = "restart"
+    if text is not None:
+        remove(RESTART_FILE)
+        sync()
+        text = text.strip() or "restart"
+    restart_reason = text
+    return text

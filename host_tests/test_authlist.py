@@ -96,10 +96,17 @@ def test_a_cut_during_a_rewrite_leaves_the_old_or_the_new_list(tmp_path):
         ll = LocalList(p)
         assert ll.version == 1 and ll.lookup(tag(3)) == ACC and ll.errors == []
         assert not os.path.exists(p + ".new")
-    os.remove(p)  # FAT order: the old list removed, the complete .new not yet renamed
-    open(p + ".new", "wb").write(new)
-    ll = LocalList(p)
-    assert ll.version == 2 and ll.lookup(tag(3)) is None and len(ll) == 19
+    # FAT order (persist.replace): the complete copy renamed to .ok, beside the old list or
+    # with the old list removed; a .new beside it is never complete
+    for keep_old in (True, False):
+        if not keep_old:
+            os.remove(p)
+        open(p + ".ok", "wb").write(new)
+        open(p + ".new", "wb").write(new[:40])
+        ll = LocalList(p)
+        assert ll.version == 2 and ll.lookup(tag(3)) is None and len(ll) == 19
+        assert not os.path.exists(p + ".ok") and not os.path.exists(p + ".new")
+        open(p, "wb").write(old)
 
 
 def test_cache_replaces_the_oldest_entry(tmp_path):

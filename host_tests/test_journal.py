@@ -3,6 +3,7 @@ policy, and power cuts at every byte of every write (a simulated flash that stop
 after N bytes), random garbage at the end, and kill -9 of a real MicroPython process."""
 import os
 import random
+import shutil
 import subprocess
 import sys
 
@@ -170,12 +171,23 @@ def test_a_leftover_new_file_is_settled_at_open(tmp_path):
     open(p + ".new", "wb").write(b"partial compaction")
     assert [r[0] for r in drain(Journal(p))] == [s]  # old file kept, partial .new deleted
     assert not os.path.exists(p + ".new")
-    # FAT order (remove the journal, then rename): a complete .new alone is the journal
+    # FAT order (the complete copy renamed to .ok, the journal removed, the .ok renamed): a
+    # .ok is the journal, beside the old one or alone
     j = Journal(p)
     s2 = j.push("MeterValues", mv(-1, 2))
     j.close()
-    os.rename(p, p + ".new")
-    assert [r[0] for r in drain(Journal(p))] == [s2]
+    shutil.copy(p, p + ".ok")
+    os.rename(p + ".ok", p + ".keep")
+    drain(Journal(p))  # the old journal (beside the .ok below) moves on: nothing pending
+    os.rename(p + ".keep", p + ".ok")
+    assert [r[0] for r in drain(Journal(p))] == [s2]  # the .ok is the journal
+    j = Journal(p)
+    s3 = j.push("MeterValues", mv(-1, 3))
+    j.close()
+    os.rename(p, p + ".ok")  # the cut came after the old journal was removed
+    open(p + ".new", "wb").write(b"partial")
+    assert [r[0] for r in drain(Journal(p))] == [s3]
+    assert not os.path.exists(p + ".ok") and not os.path.exists(p + ".new")
 
 
 # ---- power cuts: a flash that stops writing after `budget` bytes (renames count as 1)

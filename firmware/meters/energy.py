@@ -20,6 +20,7 @@ import struct
 from micropython import const
 
 from drivers import kernels
+from firmware import persist
 
 _MAGIC = const(0x4557)  # "WE"
 REC_LEN = const(16)
@@ -71,6 +72,8 @@ class Files:
     def write(self, path, buf):
         with open(path, "wb") as f:
             f.write(buf)
+            f.flush()
+        persist.sync()  # on flash before write() says the record is saved
 
 
 class EnergyStore:

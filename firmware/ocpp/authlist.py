@@ -12,7 +12,6 @@
 # Every change writes a whole new file to path + ".new" (the old one merged with the sorted new
 # entries, streamed) and renames it over: a power cut leaves the old list or the new one.
 # A file with a bad header or CRC counts as no list (version 0) and says so in self.errors.
-import os
 import struct
 
 from micropython import const
@@ -219,7 +218,7 @@ class _Store:
                 if hasattr(items, "close"):
                     items.close()  # closes the old file it was reading
                 g.close()
-                os.remove(new)
+                persist.remove(new)
                 raise
             h = bytearray(_HDR)
             h[:4] = _MAGIC
@@ -229,6 +228,7 @@ class _Store:
             g.seek(0)
             g.write(h)
             g.flush()
+        persist.sync()  # the records are on flash before the rename makes them the list
         persist.replace(new, self.path)
         persist.sync()
         self.version, self._n = version, n

@@ -7,7 +7,6 @@
 # The network can only lower the offer or ask to stop: everything reaches the controller
 # through set_auth / set_available / set_limit.
 import asyncio
-import json
 import os
 import time
 
@@ -132,8 +131,7 @@ class ChargePoint:
     # -- persistent bits -------------------------------------------------------------------
     def _load_state(self):
         try:
-            with open(STATE_FILE) as f:
-                d = json.load(f)
+            d = persist.load_json(STATE_FILE)
             a = d.get("available")
             if type(a) is list and len(a) == 2 and all(type(x) is bool for x in a):
                 self.available = a

@@ -190,10 +190,9 @@ def to_dict(r, iso):
 
 
 def save(path, records, iso):
-    """Write every record to `path` atomically (a new file, then a rename). One profile is
-    encoded at a time, so no big string is built."""
-    tmp = path + ".new"
-    with open(tmp, "w") as f:
+    """Write every record to `path` atomically (persist.Atomic: a new file, synced, then
+    renamed). One profile is encoded at a time, so no big string is built."""
+    with persist.Atomic(path, "w") as f:
         f.write('{"v": 1, "profiles": [')
         sep = ""
         for r in records:
@@ -201,13 +200,13 @@ def save(path, records, iso):
             f.write(json.dumps({"c": r[R_CONN], "tx": r[R_TX], "p": to_dict(r, iso)}))
             sep = ", "
         f.write("]}")
-    persist.replace(tmp, path)
 
 
 def load(path):
     """(entries, errors): the (connector, tx, profile dict) triples in the file, unchecked;
     a missing file is no profiles and no error, an unreadable one is none and an error."""
     try:
+        persist.recover(path)
         f = open(path)
     except OSError:
         return (), []

@@ -5,8 +5,6 @@
 # CSMS's transactionId is filled in when the record is sent (journal.tx_id), so a
 # transaction started offline is mapped once its StartTransaction.conf arrives.
 import asyncio
-import json
-import os
 import time
 
 from micropython import const
@@ -19,6 +17,15 @@ from firmware.ocpp.values import meter_value
 TX_FILE = "ocpp_tx.json"  # the open transaction (a power cut ends it with PowerLoss)
 _STOP_DATA_MAX = const(8)  # StopTxn*Data samples kept for transactionData
 FREE_VEND_TAG = "FreeVend"
+
+
+def load_saved():
+    """The open transaction saved on flash (a dict; {} when there is none or it is unreadable)."""
+    try:
+        d = persist.load_json(TX_FILE)
+    except (OSError, ValueError):
+        d = None
+    return d if type(d) is dict else {}
 
 
 class Transactions:
@@ -64,13 +71,7 @@ class Transactions:
         energy register saved and when (saved before every journaled reading, so meterStop
         is never below one)."""
         cp = self.cp
-        try:
-            with open(TX_FILE) as f:
-                d = json.load(f)
-            if type(d) is not dict:
-                d = {}
-        except (OSError, ValueError):
-            d = {}
+        d = load_saved()
         wh, t = d.get("wh"), d.get("t")
         if type(wh) is int and wh > self._wh:
             self._wh = wh
@@ -90,10 +91,7 @@ class Transactions:
             except (JournalError, OSError) as e:
                 cp.log("ocpp: cannot end the transaction open at power loss: %r" % (e,))
                 return  # the file stays: the next boot tries again
-        try:
-            os.remove(TX_FILE)
-        except OSError:
-            pass
+        persist.remove(TX_FILE)
 
     # -- decisions (the observer task; never waits on the network) -------------------------
     def observe(self, now):
@@ -168,10 +166,7 @@ class Transactions:
             cp.log("ocpp: transaction refused: %s" % (e,))
             self.open = self.auth = None
             cp.ctl.set_auth(False)
-            try:
-                os.remove(TX_FILE)
-            except OSError:
-                pass
+            persist.remove(TX_FILE)
             return
         self.auth = None
         self.stop_reason = self.stop_tag = None
@@ -205,10 +200,7 @@ class Transactions:
         self.open = None
         self.stop_reason = self.stop_tag = None
         self.finished = plugged
-        try:
-            os.remove(TX_FILE)
-        except OSError:
-            pass
+        persist.remove(TX_FILE)
         cp.log("ocpp: transaction %s stopped (%s), meterStop %d Wh" % (
             o["l"], reason, p["meterStop"]))
         if cp.pending_avail is not None:
