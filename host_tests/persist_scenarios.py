@@ -117,6 +117,10 @@ def _profiles():
 class _Cp:
     def __init__(self):
         self.available = [True, True]
+        self.pending_avail = None
+
+    def log(self, msg):
+        pass
 
     def now_s(self):
         return T0 + 5

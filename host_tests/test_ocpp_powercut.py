@@ -22,6 +22,7 @@ import types
 import pytest
 
 import ocpprig as o
+from firmware import persist
 from firmware.ocpp import txn
 from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys
@@ -443,7 +444,7 @@ def test_cut_after_the_stop_is_journaled_sends_one_stop(ticks, monkeypatch):
     tx.observe(ticks.ms)
     assert tx.open is not None
     tx.stop_reason = "Local"
-    power_back = _cut_at(monkeypatch, txn.os, "remove", lambda p: p == txn.TX_FILE)
+    power_back = _cut_at(monkeypatch, persist.os, "remove", lambda p: p == txn.TX_FILE)
     with pytest.raises(_PowerCut):
         tx.observe(ticks.ms)  # StopTransaction journaled, then the file's removal
     power_back()
