@@ -39,6 +39,36 @@ class Mem32Words:
         self._mem[self._addr + 4 * k] = v
 
 
+class RtcWords:
+    """`n` 32-bit words in the ESP32's RTC slow memory (machine.RTC().memory(): kept through
+    a reset, a watchdog reset and deep sleep; lost on a power cut). Every write stores the
+    whole block (the port's API)."""
+
+    def __init__(self, n, rtc=None):
+        if rtc is None:
+            from machine import RTC
+
+            rtc = RTC()
+        self._rtc = rtc
+        self.n = n
+        old = rtc.memory()
+        self._buf = bytearray(4 * n)
+        k = min(len(old), 4 * n)
+        self._buf[:k] = old[:k]
+
+    def __getitem__(self, k):
+        b = self._buf
+        o = 4 * k
+        return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)
+
+    def __setitem__(self, k, v):
+        b = self._buf
+        o = 4 * k
+        for i in range(4):
+            b[o + i] = (v >> (8 * i)) & 0xFF
+        self._rtc.memory(b)
+
+
 class BackedEnergy:
     """`words`: indexable u32 words (>= slots x 4 from `first`); `flash_ok()`: may the
     filesystem be written now; `files`: the flash backend (energy.Files())."""

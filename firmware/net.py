@@ -95,6 +95,11 @@ class Net:
         self._now = ticks_ms  # a test puts a fake clock here, and a fake sleep below
         self._sleep_ms = _sleep_ms
         self._since = self._now()
+        # The board's answer to "may a call block the interpreter in C now?" (a DNS lookup,
+        # a TLS handshake): False while the contactor is closed on a board without a reflex
+        # (esp32_wallbox, docs/safety.md). None: always.
+        self.gate = None
+        self.deferred = 0  # opens refused by the gate
 
     # -- the link -----------------------------------------------------------------------------
     def isup(self):
@@ -179,6 +184,10 @@ class Net:
         if type(port) is not int or not 0 < port < 65536:
             raise NetError("bad port %r (1..65535)" % (port,))
         where = "%s:%d" % (host, port)
+        if self.gate is not None and not self.gate():
+            self.deferred += 1
+            raise NetError("deferred: no DNS lookup or TLS handshake while the contactor is "
+                           "closed on this board (no reflex); retried after the session")
         if not _numeric(host):
             try:  # blocking on every port (lwIP, getaddrinfo): a DNS failure named as such
                 socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)

@@ -395,8 +395,15 @@ def make_esp32(dev):
         def txdone(self):
             return dev.t >= self.sent_at
 
+    class RTC:
+        def memory(self, data=None):  # RTC slow memory: survives a reset, not a power cut
+            if data is None:
+                return bytes(dev.rtc_mem)
+            dev.rtc_mem = bytes(data)
+
+    dev.rtc_mem = b""
     machine = types.ModuleType("machine")
     machine.Pin, machine.PWM, machine.ADC, machine.UART = Pin, PWM, ADC, UART
-    machine.WDT = _WDT
+    machine.WDT, machine.RTC = _WDT, RTC
     machine.reset = lambda: None
     return machine

@@ -340,3 +340,104 @@ def test_calibration_warns_when_one_read_is_too_slow_for_6a(esp32, capsys, monke
     dev.esp_read_us = 30
     calib.burst(board, n=2)
     assert "6 A" not in capsys.readouterr().out
+
+
+# -- item 6: ESP32 without a reflex: nothing blocks in C while closed -----------------------
+
+
+class _Wlan:
+    def __init__(self, *a):
+        pass
+
+    def active(self, *a):
+        return True
+
+    def isconnected(self):
+        return True
+
+    def ifconfig(self):
+        return ("10.0.0.2", "255.255.255.0", "10.0.0.1", "10.0.0.1")
+
+    def config(self, *a, **kw):
+        return None
+
+    def status(self, *a):
+        return 1010
+
+
+def test_esp32_no_dns_or_tls_while_the_contactor_is_closed(esp32, monkeypatch):
+    """A reconnect during a session would block the interpreter in getaddrinfo (past the
+    watchdog on a dead DNS server) or in the TLS handshake, with no reflex to open the
+    contactor meanwhile: it is refused until the session is over."""
+    import types as _types
+
+    from firmware import net as net_mod
+
+    dev, mod = esp32
+    nw = _types.ModuleType("network")
+    nw.WLAN, nw.STA_IF = _Wlan, 0
+    monkeypatch.setitem(sys.modules, "network", nw)
+    board = mod.build()
+    n = board.net({"ssid": "home", "password": "secret123"})
+    n._link = lambda: True  # the Wi-Fi is up: the lookup is what is under test
+    n._ip = lambda: "10.0.0.2"
+    looked_up = []
+
+    def getaddrinfo(*a):
+        looked_up.append(a)
+        raise OSError(-2)
+
+    monkeypatch.setattr(net_mod.socket, "getaddrinfo", getaddrinfo)
+    board.contactor.set(True)
+    with pytest.raises(net_mod.NetError, match="deferred"):
+        asyncio.run(n.open("csms.example.org", 443))
+    assert not looked_up
+    board.contactor.set(False)
+    with pytest.raises(net_mod.NetError, match="dns"):
+        asyncio.run(n.open("csms.example.org", 443))
+    assert looked_up
+
+
+def test_esp32_energy_register_written_without_flash_while_closed(esp32, monkeypatch):
+    dev, mod = esp32
+    flash = []
+    monkeypatch.setattr(energy.Files, "write",
+                        lambda self, path, buf: flash.append(board.contactor.closed))
+    board = mod.build()
+    ms = roles.build(board, S0_CFG, log=lambda m: None, clock=lambda: dev.t // 1000)
+    store = ms.get("ev").energy
+    board.contactor.set(True)
+    for _ in range(5):
+        store.add(10)
+    assert store.writes == 5 and True not in flash
+    again = energy.EnergyStore("energy_ev", fs=board.energy_backend("energy_ev"))
+    assert again.wh == 50  # a reset (watchdog) keeps it: RTC memory
+    board.contactor.set(False)
+    store.add(1)
+    store.flush()
+    assert flash and True not in flash  # the session is over: the copy reaches flash
+
+
+# -- item 9: the esp32 port's LAN.status() codes --------------------------------------------
+
+
+@pytest.mark.parametrize("code, says", [(3, "no address"), (4, "no link"), (5, "up")])
+def test_esp32_lan_status_is_read_with_the_esp32_codes(code, says):
+    """ports/esp32/modnetwork.h: 3 is ETH_CONNECTED (link, no address yet), 4 DISCONNECTED,
+    5 GOT_IP; the stm32 port's 3 is "up"."""
+    import types as _types
+
+    from firmware.net_lan import LanNet
+
+    class LAN:
+        def __init__(self, **kw):
+            pass
+
+        def status(self):
+            return code
+
+    nw = _types.ModuleType("network")
+    nw.LAN = LAN
+    n = LanNet({}, network=nw, log=None, port="esp32")
+    n._lan = LAN()
+    assert says in n._why(), n._why()

@@ -52,6 +52,10 @@ RFID_TX = const(22)  # to the module's RXD (the SCL line)
 # junk while Wi-Fi runs.
 # GPIO36/39 glitch for ~80 ns when the ADC powers up: fine for analog, never a digital input.
 
+# Energy registers in RTC slow memory (machine.RTC().memory(), boards/backed.py): 16 words.
+RTC_WORDS = const(16)
+RTC_ENERGY = {"energy_ev": 0, "energy_grid": 8}
+
 # -- levels -------------------------------------------------------------------------------------
 CONTACTOR_ON = const(1)
 MIRROR_CLOSED = const(1)  # NO mirror contact: reads 1 when the main contacts are closed
@@ -245,7 +249,29 @@ class Esp32Board:
             from firmware.net_wlan import WlanNet
 
             n = self._net = WlanNet(section)
+            n.gate = self.blocking_ok
         return n
+
+    def blocking_ok(self):
+        """False while the contactor is closed: this port has no hard timer interrupt, so no
+        reflex runs while the interpreter is blocked in C (the GIL is held through an mbedTLS
+        handshake, a blocking getaddrinfo, a flash erase). Net.open() refuses meanwhile (the
+        OCPP link retries after the session); persist and the energy register ask it as
+        flash_write_ok."""
+        return not self.contactor.closed
+
+    flash_write_ok = blocking_ok
+
+    def energy_backend(self, name):
+        """The energy register in RTC slow memory (no erase; kept through a reset and the
+        watchdog, not through a power cut), copied to flash when the contactor is open
+        (boards/backed.py): a power cut during a session loses that session's energy."""
+        from boards.backed import BackedEnergy, RtcWords
+
+        first = RTC_ENERGY.get(name)
+        if first is None:
+            raise ValueError("no RTC memory words for energy register %r" % (name,))
+        return BackedEnergy(RtcWords(RTC_WORDS), first, self.flash_write_ok)
 
     def watchdog(self, timeout_ms):
         """The ESP-IDF task watchdog (panic reset); it cannot be stopped once started."""
