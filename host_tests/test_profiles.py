@@ -241,7 +241,8 @@ def exact_round(bits, k, d):
 
 
 @given(st.integers(0, 0xFFFFFFFF), st.sampled_from([(1, 1), (10, 1), (100, 1), (1000, 1),
-                                                     (1, 10), (1, 100), (1, 1000)]))
+                                                     (1, 10), (1, 100), (1, 1000),
+                                                     (20, 100), (9999, 100), (4000, 10)]))
 @example(struct.unpack(">I", struct.pack(">f", 230.1))[0], (10, 1))
 @example(struct.unpack(">I", struct.pack(">f", 2.5))[0], (1, 1))
 @example(struct.unpack(">I", struct.pack(">f", 262143.9))[0], (1000, 1))
@@ -416,3 +417,37 @@ def test_a_misspelt_profile_in_a_scenario_names_the_known_ones(tmp_path):
         simlib.MeterBus.start(config, str(tmp_path))
     assert str(e.value).startswith("emulated meters {1: 'abb'}: unknown meter profile 'abb' "
                                    "(known: abb_b23, abb_b24, dtsu666, em340, finder_7e")
+
+
+def test_dtsu666_behind_current_transformers_reads_the_primary_side():
+    # Users of the DTSU666-CT report its Modbus values stay on the CT's secondary side even
+    # with IrAt set on the meter (docs/meters.md): as a grid meter it would under-read the
+    # house by the CT ratio and let the limit loop overload the fuse.
+    bus, meter = make("dtsu666")
+    values = dict(VALUES, p=(3700.0, 3500.0, 80.0), p_total=7280.0)
+    img = bus.load(1, "dtsu666", **values)  # connected directly: IrAt 1, UrAt 1.0
+    r = Reading()
+    poll(meter, r)
+    assert r.i_da[0] == 162 and r.energy_wh == 1234500
+    bus2, meter2 = make("dtsu666")
+    img = bus2.add(1, "dtsu666")
+    img[0x0006], img[0x0007] = 20, 10  # 100:5 current transformers
+    for reg, words in meter_emu.image_values("dtsu666", ct=20, **values).items():
+        for k, w in enumerate(words):
+            img[reg + k] = w
+    assert img[0x200C] == 0x444A  # 810.0 (mA) on the meter
+    r = Reading()
+    poll(meter2, r)
+    assert list(r.i_da) == [162, 159, 4]  # the primary current, to 0.1 A
+    assert list(r.v_dv) == [2301, 2317, 2294]
+    assert list(r.p_w) == [3700, 3500, 80] and r.p_total_w == 7280
+    assert (r.energy_wh, r.export_wh) == (-1, -1)  # not settled which side: not billed
+    assert (meter.ct, meter.pt10, meter2.ct) == (1, 10, 20)
+
+
+def test_dtsu666_with_a_nonsense_ratio_fails_the_poll():
+    bus, meter = make("dtsu666")
+    img = bus.load(1, "dtsu666", **VALUES)
+    img[0x0006] = 0
+    with pytest.raises(MeterError, match="CT ratio 0 / PT ratio 10 out of range 1..9999"):
+        poll(meter, Reading())

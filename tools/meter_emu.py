@@ -74,11 +74,13 @@ def encode(typ, raw):
     return list(struct.unpack(">%dH" % (len(b) // 2), b))
 
 
-def image_values(name, phases=3, **values):
+def image_values(name, phases=3, ct=1, pt=1, **values):
     """{register: [words]} for physical values (V, A, W, Wh, Hz) in a model's map.
     Keys: v, i, p (per phase tuples), p_total, energy_wh, export_wh, freq. Energies are
-    counted down to the model's step; phases beyond `phases` read as its unwired marker."""
+    counted down to the model's step; phases beyond `phases` read as its unwired marker;
+    behind current/voltage transformers (ct, pt) the meter shows the secondary side."""
     m = model(name)
+    side = {"v": pt, "i": ct, "p": ct * pt, "p_total": ct * pt}
     vals = m["values"]
     out = {}
     for key, val in values.items():
@@ -102,7 +104,7 @@ def image_values(name, phases=3, **values):
                 else:
                     out[reg] = encode(typ, 0)
                 continue
-            out[reg] = encode(typ, x / unit)
+            out[reg] = encode(typ, x / unit / side.get(key, 1))
     return out
 
 
@@ -118,6 +120,7 @@ class _Meter:
         self.refused = []  # (fc, address, count, code) of every read its personality refused
         self.energy_wh = 0
         self.phases = 3
+        self.ct = self.pt = 1  # transformer ratios (the meter then shows the secondary side)
         ratios = self.model.get("ratios")
         if ratios:  # CT 1, PT 1.0: a meter connected directly
             self.tables[self.model["fc"]][ratios[0]] = 1
@@ -212,8 +215,9 @@ class MeterEmu:
             p_total = p[0] if one else sum(p[:m.phases])
         if energy_wh is not None:
             m.energy_wh = energy_wh
-        img = image_values(m.profile, phases=m.phases, v=v, i=i, p=p, p_total=p_total,
-                           energy_wh=energy_wh, export_wh=export_wh, freq=freq)
+        img = image_values(m.profile, phases=m.phases, ct=m.ct, pt=m.pt, v=v, i=i, p=p,
+                           p_total=p_total, energy_wh=energy_wh, export_wh=export_wh,
+                           freq=freq)
         self.set_words(addr, img)
 
     def wire(self, addr, phases=3, ct=1, pt=1):
@@ -222,6 +226,7 @@ class MeterEmu:
         (EmuError for a model without ratio registers)."""
         m = self.meters[addr]
         m.phases = phases
+        m.ct, m.pt = ct, pt
         if (ct, pt) != (1, 1):
             r = m.model.get("ratios")
             if r is None:

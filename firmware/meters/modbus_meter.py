@@ -31,7 +31,8 @@ class MeterError(Exception):
 
 def f32_scaled(hi, lo, k, d):
     """round(v * k / d) (half away from zero) of the float32 whose words are hi, lo, in
-    integers below 2**30; _NAN for NaN/inf, _BIG from |v * k| >= 2**28. k, d <= 1000."""
+    integers below 2**30; _NAN for NaN/inf, _BIG from |v * k| >= 2**28. k < 2**14 (the
+    partial products stay below 2**26), d <= 100000."""
     e = (hi >> 7) & 0xFF
     if e == 0xFF:
         return _NAN
@@ -116,7 +117,7 @@ def decode(enc, b, o, k, d):
     if k > 1:
         if raw > _MAX // k or raw < -(_MAX // k):
             return _BIG
-        return raw * k
+        raw *= k
     if d > 1:
         q = raw // d
         if 2 * (raw - q * d) >= d:
@@ -145,6 +146,15 @@ class ModbusMeter(Awaitable):
         self._nan_absent = p.get("nan_absent", False)
         flds = pf.fields(p)
         self.blocks = pf.blocks(flds, p.get("max_regs", 100), p.get("gap", pf.DENSE))
+        # CT/PT ratio registers (DTSU666): read first in every poll; its values are the
+        # secondary side, so currents x CT, voltages x PT, powers x both; the energy
+        # registers are then unknown (docs/meters.md: not settled which side they count).
+        ratios = p.get("ratios")
+        self._rb = 0 if ratios else -1  # the block of the ratio registers
+        if ratios:
+            self.blocks.insert(0, (ratios[0], 2))
+        self.ct = 1  # the ratios last read (1 and 10: a meter connected directly)
+        self.pt10 = 10
         n = len(flds)
         self._slot = bytearray(n)
         self._blk = bytearray(n)
@@ -210,16 +220,49 @@ class ModbusMeter(Awaitable):
         stop.__traceback__ = None
         raise stop
 
+    def _ratios(self, rx):
+        ct = (rx[3] << 8) | rx[4]
+        pt10 = (rx[5] << 8) | rx[6]
+        if not 1 <= ct <= 9999 or not 1 <= pt10 <= 9999:
+            self._b = -1
+            raise MeterError("meter %d: CT ratio %d / PT ratio %d out of range 1..9999"
+                             % (self.addr, ct, pt10))
+        self.ct = ct
+        self.pt10 = pt10
+
+    def _scaled(self, slot, v):
+        """A secondary-side power or energy on the primary side (a meter behind CT/PT);
+        currents and voltages are scaled in the decoder (no rounding before the ratio)."""
+        if slot < 10:
+            return v * self.ct * self.pt10 // 10
+        if slot < 12:
+            return UNKNOWN  # energy: which side it counts is not settled
+        return v
+
     def _decode_block(self, b):
         rx = self.master.rx
+        if b == self._rb:
+            self._ratios(rx)
+            return
+        scaled = self._rb >= 0 and (self.ct != 1 or self.pt10 != 10)
         vals = self._vals
         for j in range(len(self._slot)):
             if self._blk[j] != b:
                 continue
             slot = self._slot[j]
-            v = decode(self._enc[j], rx, self._off[j], self._k[j], self._d[j])
+            k = self._k[j]
+            d = self._d[j]
+            if scaled and slot < 6:
+                if slot < 3:
+                    k *= self.ct
+                else:
+                    k *= self.pt10
+                    d *= 10
+            v = decode(self._enc[j], rx, self._off[j], k, d)
             if v == _NAN and slot < 9 and self._nan_absent:
                 v = UNKNOWN  # a phase that is not wired (single-phase use)
+            if scaled and slot >= 6 and v != UNKNOWN and v != _NAN and v != _BIG:
+                v = self._scaled(slot, v)
             if v == _NAN:
                 self._b = -1
                 raise MeterError("meter %d: %s is not a number"

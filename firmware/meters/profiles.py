@@ -76,9 +76,12 @@ _EM340 = {
     "p": _3(0x12, 0x14, 0x16, I32_CDAB, -1), "p_total": (0x28, I32_CDAB, -1),
     "energy": (0x34, I32_CDAB, 2), "export": (0x4E, I32_CDAB, 2), "freq": (0x33, I16, 1),
 }
-# Chint DTSU666: fc 03, scaled float32: 0.1 V, 0.001 A, 0.1 W, kWh, 0.01 Hz; a sparse map
+# Chint DTSU666: fc 03, scaled float32: 0.1 V, 0.001 A, 0.1 W, kWh, 0.01 Hz; a sparse map.
+# "ratios": its CT ratio (IrAt, int16) and PT ratio (UrAt, int16 x 0.1) registers, first of
+# two: behind transformers its values are the secondary side (modbus_meter.py scales them).
 _DTSU666 = {
     "fc": 3, "max_regs": 125, "gap": 0, "res_wh": 10, "serial": (9600, "N", 1),
+    "ratios": (0x0006,),
     "v": _3(0x2006, 0x2008, 0x200A, F32, 0), "i": _3(0x200C, 0x200E, 0x2010, F32, -2),
     "p": _3(0x2014, 0x2016, 0x2018, F32, -1), "p_total": (0x2012, F32, -1),
     "energy": (0x101E, F32, 3), "export": (0x1028, F32, 3), "freq": (0x2044, F32, 0),
