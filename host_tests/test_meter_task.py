@@ -361,3 +361,16 @@ def test_roles_give_the_guard_each_meters_register_step():
 
     assert ModbusMeter(Master(), 1, "em340").res_wh == 100
     assert ModbusMeter(Master(), 1, "abb_b23").res_wh == 10
+
+
+def test_a_bus_line_other_than_the_meters_factory_line_gets_a_hint():
+    from firmware.meters.profiles import PROFILES as ALL
+
+    meters, bus, errors = roles.check({
+        "ev": {"type": "modbus", "profile": "iem3x5x"},
+        "grid": {"type": "modbus", "profile": "orno_we516", "addr": 2},
+        "bus": {"baud": 9600, "parity": "E"}}, ALL)
+    assert errors == []
+    assert roles.serial_hints(meters, bus, ALL) == [
+        "meters: ev meter iem3x5x leaves the factory at 19200 8E1; the bus runs 9600 8E1: "
+        "set the meter to the bus's line"]  # the Orno ships at 9600 8E1: no hint

@@ -190,7 +190,27 @@ def build(board, section, log=print, clock=None):
         ms.by_role[role] = task
     for msg in ms.errors:
         log(msg)
+    if bus is not None and modbus:
+        for msg in serial_hints(meters, bus, _profiles() or {}):
+            log(msg)
     return ms
+
+
+def serial_hints(meters, bus, profiles):
+    """A line per Modbus meter whose model leaves the factory on another line than the
+    bus's (a meter still on its factory line would never answer): a hint, not an error."""
+    out = []
+    for role in ROLES:
+        m = meters.get(role)
+        if m is None or m["type"] != "modbus":
+            continue
+        ser = profiles.get(m["profile"], {}).get("serial")
+        if ser and (ser[0], ser[1]) != (bus["baud"], bus["parity"]):
+            out.append("meters: %s meter %s leaves the factory at %d 8%s%d; the bus runs "
+                       "%d 8%s1: set the meter to the bus's line" % (
+                           role, m["profile"], ser[0], ser[1], ser[2], bus["baud"],
+                           bus["parity"]))
+    return out
 
 
 def _make(board, role, m, bus, ms, log, clock):
