@@ -123,3 +123,42 @@ def test_steady_polling_on_the_pty_allocates_nothing(bus):
     assert out == "STEADY 50 of 50 None", out
     stats = c.cmd("stats")
     assert "'timeout': 0" in stats and "'crc': 0" in stats
+
+
+def test_every_profile_answers_through_pymodbus_within_its_personality():
+    # Every profile on one bus, each emulated with its own maker's map and limits (read
+    # length, registers it has): the master on the unix port reads each without a refusal.
+    from firmware.meters import profiles
+
+    names = sorted(profiles.PROFILES)
+    meters = {a: p for a, p in enumerate(names, start=1)}
+    b = meter_emu.start_bus(meters, baud=BAUD)
+    try:
+        for a in meters:
+            b.emu.set(a, **SDM)
+        c = Client(b.master_port, ",".join("%d=%s" % (a, p) for a, p in meters.items()))
+        try:
+            for a, p in meters.items():
+                out = c.cmd("poll %d" % a)
+                assert out.startswith("OK %d " % a) and " e=1234500 x=45600 " in out, (p, out)
+                assert b.emu.refused(a) == [], p
+        finally:
+            c.close()
+    finally:
+        b.stop()
+
+
+def test_a_register_the_meter_lacks_gets_exception_02_on_the_wire():
+    # The SDM72D-M v2 map read from a first SDM72D-M (reduced register set).
+    b = meter_emu.start_bus({1: "sdm72dm_v1"}, baud=BAUD)
+    try:
+        b.emu.set(1, **SDM)
+        c = Client(b.master_port, "1=sdm72dm_v2")
+        try:
+            out = c.cmd("poll 1")
+            assert out.startswith("ERR 1 exception") and "exception 02" in out, out
+            assert b.emu.refused(1)[0][3] == 2
+        finally:
+            c.close()
+    finally:
+        b.stop()
