@@ -451,3 +451,27 @@ def test_dtsu666_with_a_nonsense_ratio_fails_the_poll():
     img[0x0006] = 0
     with pytest.raises(MeterError, match="CT ratio 0 / PT ratio 10 out of range 1..9999"):
         poll(meter, Reading())
+
+
+def test_six_minutes_at_11_kw_on_an_emulated_em340_count_1_1_kwh():
+    # The EM340's energy register moves in 0.1 kWh steps (its personality): the meter task,
+    # built as roles.py builds it, takes every step (it once took each for a meter swap).
+    from firmware.meters.task import MeterTask
+
+    bus, meter = make("em340")
+    bus.load(1, "em340", **VALUES)
+    logs = []
+    t = MeterTask("ev", meter, Reading(), log=logs.append, max_w=60000, res_wh=meter.res_wh,
+                  clock_text=lambda: "12:00:01")
+
+    async def hour():
+        for k in range(361):  # a poll a second (the hour is test_meter_task's)
+            wh = 1234500 + 11000 * k / 3600
+            for reg, words in meter_emu.image_values("em340", energy_wh=wh).items():
+                for j, w in enumerate(words):
+                    bus.images[1][reg + j] = w
+            await t.step(k * 1000)
+
+    asyncio.run(hour())
+    assert t.reading.energy_wh - 1234500 == 1100  # 11 steps of 100 Wh
+    assert t.swaps == 0 and t.rejected == 0 and logs == []
