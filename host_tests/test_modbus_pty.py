@@ -162,3 +162,29 @@ def test_a_register_the_meter_lacks_gets_exception_02_on_the_wire():
             c.close()
     finally:
         b.stop()
+
+
+def test_a_meter_on_its_factory_line_never_answers_a_bus_on_another():
+    # An iEM3x5x leaves the factory at 19200 8E1; on a 115200 8N1 bus it hears only framing
+    # errors: the poll times out, and the config check's hint names both lines.
+    from firmware.meters import roles
+    from firmware.meters.profiles import PROFILES
+
+    b = meter_emu.start_bus({1: "iem3x5x"}, baud=BAUD)
+    try:
+        b.emu.set(1, **SDM)
+        b.emu.line(1, "factory")
+        c = Client(b.master_port, "1=iem3x5x")
+        try:
+            assert c.cmd("poll 1").startswith("ERR 1 timeout")
+            b.emu.line(1, BAUD, "N")  # the installer sets the meter to the bus's line
+            assert c.cmd("poll 1").startswith("OK 1 ")
+        finally:
+            c.close()
+    finally:
+        b.stop()
+    meters, bus, errors = roles.check({"ev": {"type": "modbus", "profile": "iem3x5x"},
+                                       "bus": {"baud": BAUD}}, PROFILES)
+    assert roles.serial_hints(meters, bus, PROFILES) == [
+        "meters: ev meter iem3x5x leaves the factory at 19200 8E1; the bus runs 115200 8N1: "
+        "set the meter to the bus's line"]

@@ -120,6 +120,7 @@ class _Meter:
         self.refused = []  # (fc, address, count, code) of every read its personality refused
         self.energy_wh = 0
         self.phases = 3
+        self.line = None  # (baud, parity) it is set to; None: the bus's
         self.ct = self.pt = 1  # transformer ratios (the meter then shows the secondary side)
         ratios = self.model.get("ratios")
         if ratios:  # CT 1, PT 1.0: a meter connected directly
@@ -192,9 +193,10 @@ class _Store:
 class MeterEmu:
     """Meters {addr: profile name} served by pymodbus on the pty `port_path`."""
 
-    def __init__(self, port_path, meters, baud=9600, seed=1):
+    def __init__(self, port_path, meters, baud=9600, seed=1, parity="N"):
         self.port = port_path
         self.baud = baud
+        self.parity = parity  # the bus's line: a meter set to another one never answers
         self.meters = {a: _Meter(a, p) for a, p in meters.items()}
         self.lock = threading.Lock()
         self._rand = random.Random(seed)
@@ -211,7 +213,7 @@ class MeterEmu:
         the sum of p (of the phases the model has and that are wired)."""
         m = self.meters[addr]
         if p_total is None and p is not None:
-            one = "p2" not in m.model["values"] and "v2" not in m.model["values"]
+            one = "i1" in m.model["values"] and "i2" not in m.model["values"]  # 1 phase
             p_total = p[0] if one else sum(p[:m.phases])
         if energy_wh is not None:
             m.energy_wh = energy_wh
@@ -253,6 +255,18 @@ class MeterEmu:
         t = m.tables[fc] if fc else m.table
         return list(t[reg:reg + count])
 
+    def line(self, addr, baud=None, parity="N"):
+        """The line the meter is set to: (baud, parity), "factory" for its model's factory
+        line, None (the default) for the bus's. On another line than the bus's it hears
+        only framing errors and never answers, as a real meter does."""
+        m = self.meters[addr]
+        if baud == "factory":
+            ser = m.model["serial"]
+            if ser is None:
+                raise EmuError("%s: factory line not settled" % m.profile)
+            baud, parity = ser[0], ser[1]
+        m.line = None if baud is None else (baud, parity)
+
     def fault(self, addr, kind=None, arg=0):
         """Switch a fault on for one address (kind in FAULTS), or off (kind None)."""
         if kind is not None and kind not in FAULTS:
@@ -272,6 +286,8 @@ class MeterEmu:
         if not sending or not data:
             return data
         m = self.meters.get(data[0])
+        if m is not None and m.line is not None and m.line != (self.baud, self.parity):
+            return b""  # on another line: it never understood the request
         if m is None or m.fault is None:
             return data
         if m.fault == "silent":
