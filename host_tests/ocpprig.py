@@ -2,15 +2,28 @@
 tools/csms.py on loopback; every frame it sends is checked there (violations)."""
 import contextlib
 import json
+import os
 import sys
 import time
 
 import simrig
 
 sys.path.insert(0, simrig.ROOT_TOOLS)
-from csms import CsmsThread  # noqa: E402
+import csms  # noqa: E402
 
 CP = "CP1"
+# The answer style of every CsmsThread a test starts without naming one (tools/csms_styles.py):
+# WB_CSMS_STYLE=hostile runs a test file against the hostile CSMS; test_ocpp_styles.py sets it
+# per test.
+STYLE = os.environ.get("WB_CSMS_STYLE", "dev")
+SEED = int(os.environ.get("WB_CSMS_SEED", "1"))
+
+
+class CsmsThread(csms.CsmsThread):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("style", STYLE)
+        kwargs.setdefault("seed", SEED)
+        csms.CsmsThread.__init__(self, **kwargs)
 
 
 def config(csms, ocpp=None, **extra):

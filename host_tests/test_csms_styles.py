@@ -222,6 +222,8 @@ def test_the_stamp_helper_writes_the_instant_it_is_given():
     assert csms_styles.stamp(t, 7, 60) == "2026-03-01T01:30:05.1234560+01:00"
     assert csms_styles.stamp(t, 9, -1439, "", "t") == "2026-02-28t00:31:05.123456000-23:59"
     assert csms_styles.stamp(t, 3, 0, "-00:00") == "2026-03-01T00:30:05.123-00:00"
+    year1 = datetime.datetime(1, 1, 1, 0, 0, 0, 0, datetime.timezone.utc)
+    assert csms_styles.stamp(year1, 0, 90) == "0001-01-01T01:30:00+01:30"
     for text in ("2026-02-28t00:31:05.123456000-23:59", "2026-03-01T01:30:05.1234560+01:00"):
         assert _instant(text) == t
 

@@ -29,6 +29,8 @@ answers to a charge point's CALLs. Each style is modelled on the public source o
              negative, -2^31 and 2^31-1, heartbeat interval 0, 1 or 2^31-1, idTagInfo in a
              StopTransaction.conf without an idTag. The schemas forbid unknown properties
              (additionalProperties false everywhere), so it adds none.
+  hostile-safe  hostile without the expiryDate and parentIdTag values of the open firmware
+             fault (issue 13, 1.1)
 
 A style never changes what the test configured: the tags (csms.tags) decide the status, the
 boot status stays csms.boot_status, and the BootNotification interval while Pending or
@@ -60,7 +62,9 @@ def stamp(t, digits=3, offset_min=0, zone="Z", t_sep="T"):
     """`t` (aware) as RFC 3339 text: `digits` fraction digits, at `offset_min` minutes from
     UTC; zone "Z"/"z" (only at offset 0), "+00:00", "-00:00" or "" for an offset."""
     local = t.astimezone(datetime.timezone(datetime.timedelta(minutes=offset_min)))
-    text = local.strftime("%Y-%m-%d") + t_sep + local.strftime("%H:%M:%S") + _frac(local, digits)
+    text = "%04d-%02d-%02d%s%02d:%02d:%02d%s" % (  # not strftime: %Y gives "1" for year 1
+        local.year, local.month, local.day, t_sep, local.hour, local.minute, local.second,
+        _frac(local, digits))
     if zone in ("Z", "z", "-00:00") and offset_min == 0:
         return text + zone
     sign = "-" if offset_min < 0 else "+"
@@ -304,12 +308,35 @@ class Hostile(Dev):
         return out
 
 
-STYLES = {s.name: s for s in (Dev, Fresh, Steve, OcppCore, Citrine, OpenOcpp, Naive, Hostile)}
+class HostileSafe(Hostile):
+    """hostile without the values of the open firmware fault (issue 13, 1.1: an idTagInfo
+    the cache cannot store blocks the journal): expiryDate within 1970..2105, parentIdTag
+    absent or non-empty ASCII."""
+
+    name = "hostile-safe"
+
+    def id_tag_info(self, tag, when):
+        info = Hostile.id_tag_info(self, tag, when)
+        exp = info.get("expiryDate", "2000")
+        if not "1970" <= exp[:4] <= "2105" or exp.startswith("1970-01-01"):
+            info["expiryDate"] = "2105-12-31T23:59:59.5-01:00"
+        parent = info.get("parentIdTag")
+        if parent is not None and (not parent or not parent.isascii()):
+            info["parentIdTag"] = "GROUP-" + str(len(parent))
+        return info
+
+
+STYLES = {s.name: s for s in (Dev, Fresh, Steve, OcppCore, Citrine, OpenOcpp, Naive, Hostile,
+                              HostileSafe)}
 # The styles whose every answer is valid OCPP 1.6 (the certification cases run against them)
-LEGAL = ("dev", "fresh", "steve", "ocppcore", "citrineos", "openocpp", "hostile")
+LEGAL = ("dev", "fresh", "steve", "ocppcore", "citrineos", "openocpp", "hostile",
+         "hostile-safe")
 
 
 def make(name, csms, seed=None):
+    """The style `name` (or a style class) for `csms`."""
+    if not isinstance(name, str):
+        return name(csms, seed)
     try:
         cls = STYLES[name]
     except KeyError:
