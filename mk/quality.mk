@@ -41,3 +41,5 @@ fuzz: $(SETUP)
 		host_tests/test_ocpp_powercut.py -k random_power_cuts
 	# OCPP fuzz: 50,000 hostile frames from a random seed (printed; --seed S replays it)
 	$(PY) tools/ocpp_fuzz.py --frames 50000
+	# OCPP legal-but-unusual answers and CALLs: 50,000 from a random seed (printed; --seed S)
+	$(PY) tools/ocpp_legal_fuzz.py --messages 50000
