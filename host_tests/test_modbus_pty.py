@@ -188,3 +188,19 @@ def test_a_meter_on_its_factory_line_never_answers_a_bus_on_another():
     assert roles.serial_hints(meters, bus, PROFILES) == [
         "meters: ev meter iem3x5x leaves the factory at 19200 8E1; the bus runs 115200 8N1: "
         "set the meter to the bus's line"]
+
+
+def test_dtsu666_behind_100_to_5_cts_reads_the_primary_side_on_the_unix_port():
+    b = meter_emu.start_bus({1: "dtsu666"}, baud=BAUD)
+    try:
+        b.emu.wire(1, ct=20)  # IrAt 20: the meter shows the secondary side
+        b.emu.set(1, **SDM)
+        assert b.emu.words(1, 0x200C, 2) == [0x444A, 0x8000]  # 810.0 mA on the meter
+        c = Client(b.master_port, "1=dtsu666")
+        try:
+            assert c.cmd("poll 1") == ("OK 1 i=162,-159,4 v=2301,2317,2294 p=3700,-3500,80 "
+                                       "pt=280 e=-1 x=-1 f=5002 imax=162")
+        finally:
+            c.close()
+    finally:
+        b.stop()
