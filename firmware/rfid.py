@@ -1,19 +1,21 @@
 # Config section "rfid" -> the card reader's polling task (docs/deploy.md, docs/boards.md):
 #   "rfid": {"reader": "pn532", "bus": "i2c", "poll_ms": 200, "gone_ms": 1000}
+#   "rfid": {"reader": "mfrc522"}                   (bus "spi", the only one it has)
 # Off unless the section is given. The board supplies the hardware: card_reader(reader, bus)
-# -> a chip driver (drivers/pn532.py) on the board's reader header; the task
+# -> a chip driver (drivers/pn532.py, drivers/mfrc522.py) on the board's reader header; the task
 # (drivers/rfid.py ReaderTask) feeds board.cards, the CardReader ring the OCPP charge point
 # takes cards from. A bad section, or a board without that reader or bus, leaves the reader
 # off and says why; it never touches charging (cards only authorise).
 from firmware.config import check_value
 
-READERS = ("pn532",)
-BUSES = ("i2c", "uart")
+READERS = ("pn532", "mfrc522")
+BUSES = ("i2c", "uart", "spi")
+READER_BUSES = {"pn532": ("i2c", "uart"), "mfrc522": ("spi",)}  # the first: the default
 REQUIRED = "required"
 # key: (default, kind, low, high)
 SPEC = {
     "reader": (REQUIRED, READERS, 0, 0),
-    "bus": ("i2c", BUSES, 0, 0),
+    "bus": (None, BUSES, 0, 0),  # None: the reader's first bus
     "poll_ms": (200, "int", 50, 2000),  # a look for a card every poll_ms
     "gone_ms": (1000, "int", 200, 10000),  # away this long: the next sighting is a new tap
 }
@@ -40,7 +42,16 @@ def check(section):
         if msg is not None:
             errors.append("rfid.%s=%r refused: %s" % (key, section[key], msg))
         out[key] = section[key]
-    return (None if errors else out), errors
+    if errors:
+        return None, errors
+    buses = READER_BUSES[out["reader"]]
+    if out["bus"] is None:
+        out["bus"] = buses[0]
+    elif out["bus"] not in buses:
+        errors.append("rfid.bus=%r refused: the %s is wired on %s" % (
+            out["bus"], out["reader"], " or ".join(buses)))
+        return None, errors
+    return out, errors
 
 
 def build(board, section, events=None, log=print, errors=None):

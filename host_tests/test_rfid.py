@@ -323,14 +323,20 @@ def test_config_takes_the_rfid_section_and_checks_it():
     assert c.errors == [] and c.rfid == {"reader": "pn532"}
     assert rfid_cfg.check({"reader": "pn532"}) == (
         {"reader": "pn532", "bus": "i2c", "poll_ms": 200, "gone_ms": 1000}, [])
+    assert rfid_cfg.check({"reader": "mfrc522", "poll_ms": 100})[0]["bus"] == "spi"
+    assert rfid_cfg.check({"reader": "pn532", "bus": "uart"})[0]["bus"] == "uart"
     c = config.from_dict({"rating_a": 16, "rfdi": {}})
     assert "did you mean 'rfid'" in c.errors[0]
 
 
 @pytest.mark.parametrize("section,words", [
     ({}, ["rfid.reader missing", "pn532"]),
-    ({"reader": "mfrc522"}, ["rfid.reader='mfrc522' refused", "allowed pn532"]),
-    ({"reader": "pn532", "bus": "spi"}, ["rfid.bus='spi' refused", "allowed i2c, uart"]),
+    ({"reader": "rc999"}, ["rfid.reader='rc999' refused", "allowed pn532, mfrc522"]),
+    ({"reader": "pn532", "bus": "can"}, ["rfid.bus='can' refused", "allowed i2c, uart, spi"]),
+    ({"reader": "pn532", "bus": "spi"}, ["rfid.bus='spi' refused: the pn532 is wired on i2c "
+                                         "or uart"]),
+    ({"reader": "mfrc522", "bus": "i2c"}, ["rfid.bus='i2c' refused: the mfrc522 is wired on "
+                                           "spi"]),
     ({"reader": "pn532", "poll_ms": 10}, ["rfid.poll_ms=10 refused", "50..2000"]),
     ({"reader": "pn532", "pins": [21, 22]}, ["rfid.pins unknown", "known: bus, gone_ms"]),
     ("pn532", ["rfid: must be a JSON object"]),
@@ -434,11 +440,15 @@ def test_the_reader_header_is_documented_as_wired(name, monkeypatch):
     mod, board, opened, hw = _board(name, monkeypatch, FakePn532())
     text = open(os.path.join(HERE, "..", "docs", "boards.md")).read()
     section = re.search(r"^## %s\b(.*?)(?=^## |\Z)" % name, text, re.S | re.M).group(1)
-    for k in dir(mod):
-        if k.startswith("RFID_") and not k.endswith("_HZ"):
-            v = getattr(mod, k)
-            assert "`%s`" % k in section, k
-            if k.endswith(("_SDA", "_SCL", "_RX", "_TX")):
-                assert "GPIO%d" % v in section, k
-            else:
-                assert ("I2C%d" % v if "I2C" in k else "ART%d" % v) in section, k
+    names = [k for k in dir(mod) if k.startswith("RFID_") and not k.endswith("_HZ")]
+    assert len(names) >= 4
+    for k in names:
+        v = getattr(mod, k)
+        assert "`%s`" % k in section, k
+        if isinstance(v, str):
+            want = v
+        elif k.endswith(("_I2C", "_UART", "_SPI")):
+            want = {"_I2C": "I2C%d", "_UART": "ART%d", "_SPI": "SPI%d"}["_" + k.split("_")[-1]] % v
+        else:
+            want = "GPIO%d" % v
+        assert want in section, (k, want)

@@ -48,6 +48,14 @@ RFID_I2C_HZ = const(100000)
 RFID_UART = const(2)
 RFID_RX = const(21)  # from the module's TXD (the SDA line)
 RFID_TX = const(22)  # to the module's RXD (the SCL line)
+# ... or an MFRC522 (RC522) module on the SPI reader header: VSPI, its SDA pin is the chip
+# select; its RST pin to 3V3 (the driver resets the chip by command), IRQ not connected.
+RFID_SPI = const(2)  # VSPI
+RFID_SCK = const(18)
+RFID_MOSI = const(23)
+RFID_MISO = const(19)
+RFID_CS = const(5)  # strapping pin: idles high, as the chip select does
+RFID_SPI_HZ = const(1000000)  # the chip takes 10 MHz; 1 MHz for a cable to the front panel
 # No CT inputs: ADC1 (GPIO32-39) is taken by CP, PP, mirror, RCM and lock; ADC2 returns
 # junk while Wi-Fi runs.
 # GPIO36/39 glitch for ~80 ns when the ADC powers up: fine for analog, never a digital input.
@@ -223,23 +231,33 @@ class Esp32Board:
         return Pin(S0_INPUT, Pin.IN, Pin.PULL_UP)
 
     def card_reader(self, reader, bus):
-        """The card reader chip on the reader header: reader "pn532", bus "i2c" or "uart"."""
-        from drivers import pn532
-
-        if reader != "pn532":
-            raise ValueError("reader %r: this board has a driver for pn532 only" % (reader,))
-        if bus == "i2c":
+        """The card reader chip on a reader header: pn532 on "i2c" or "uart" (HSU), mfrc522
+        on "spi"."""
+        if reader == "pn532" and bus == "i2c":
             from machine import I2C
+
+            from drivers import pn532
 
             i2c = I2C(RFID_I2C, scl=Pin(RFID_SCL), sda=Pin(RFID_SDA), freq=RFID_I2C_HZ)
             return pn532.Pn532(pn532.I2cLink(i2c))
-        if bus == "uart":
+        if reader == "pn532" and bus == "uart":
             from machine import UART
+
+            from drivers import pn532
 
             u = UART(RFID_UART, baudrate=pn532.HSU_BAUD, bits=8, parity=None, stop=1,
                      tx=RFID_TX, rx=RFID_RX, timeout=0, rxbuf=256)
             return pn532.Pn532(pn532.UartLink(u), wake=True)
-        raise ValueError("bus %r: the reader header is i2c or uart" % (bus,))
+        if reader == "mfrc522" and bus == "spi":
+            from machine import SPI
+
+            from drivers.mfrc522 import Mfrc522
+
+            spi = SPI(RFID_SPI, baudrate=RFID_SPI_HZ, polarity=0, phase=0, sck=Pin(RFID_SCK),
+                      mosi=Pin(RFID_MOSI), miso=Pin(RFID_MISO))
+            return Mfrc522(spi, Pin(RFID_CS, Pin.OUT, value=1))
+        raise ValueError("reader %r on bus %r: this board has pn532 on i2c or uart, mfrc522 "
+                         "on spi" % (reader, bus))
 
     def net(self, section):
         """The Wi-Fi station (firmware/net_wlan.py) for the config's "network" section: one

@@ -41,6 +41,11 @@ S0_INPUT = "A8"  # S0 input: the meter's open collector to GND; internal + 10k p
 RFID_I2C = const(2)  # SCL B10, SDA B11 (pyboard Y9, Y10); 4k7 pull-ups on the module
 RFID_I2C_HZ = const(100000)
 RFID_UART = const(3)  # TX B10 -> module RXD (SCL line), RX B11 <- module TXD (SDA line)
+# ... or an MFRC522 (RC522) module on the SPI reader header: SPI1 SCK A5, MISO A6, MOSI A7
+# (pyboard X6-X8), its SDA pin (chip select) on RFID_CS; RST to 3V3, IRQ not connected.
+RFID_SPI = const(1)
+RFID_CS = "A4"  # pyboard X5
+RFID_SPI_HZ = const(1000000)  # the chip takes 10 MHz; 1 MHz for a cable to the front panel
 # Three CTs (100 A : 50 mA, 33 ohm burden, biased at VDDA / 2) on ADC123_IN12/13, ADC12_IN14:
 # 0.8057 mV per code / 33 ohm x 2000 = 48.83 mA per code.
 CT_ADC_PINS = ("C2", "C3", "C4")
@@ -304,20 +309,29 @@ class Stm32Board:
         return HardIrqPin(pyb.Pin(S0_INPUT, pyb.Pin.IN, pyb.Pin.PULL_UP))
 
     def card_reader(self, reader, bus):
-        """The card reader chip on the reader header: reader "pn532", bus "i2c" or "uart"."""
-        from drivers import pn532
-
-        if reader != "pn532":
-            raise ValueError("reader %r: this board has a driver for pn532 only" % (reader,))
-        if bus == "i2c":
+        """The card reader chip on a reader header: pn532 on "i2c" or "uart" (HSU), mfrc522
+        on "spi"."""
+        if reader == "pn532" and bus == "i2c":
             from machine import I2C
 
+            from drivers import pn532
+
             return pn532.Pn532(pn532.I2cLink(I2C(RFID_I2C, freq=RFID_I2C_HZ)))
-        if bus == "uart":
+        if reader == "pn532" and bus == "uart":
+            from drivers import pn532
+
             u = pyb.UART(RFID_UART, pn532.HSU_BAUD, bits=8, parity=None, stop=1, timeout=0,
                          read_buf_len=256)
             return pn532.Pn532(pn532.UartLink(u), wake=True)
-        raise ValueError("bus %r: the reader header is i2c or uart" % (bus,))
+        if reader == "mfrc522" and bus == "spi":
+            from machine import SPI
+
+            from drivers.mfrc522 import Mfrc522
+
+            spi = SPI(RFID_SPI, baudrate=RFID_SPI_HZ, polarity=0, phase=0)
+            return Mfrc522(spi, pyb.Pin(RFID_CS, pyb.Pin.OUT, value=1))
+        raise ValueError("reader %r on bus %r: this board has pn532 on i2c or uart, mfrc522 "
+                         "on spi" % (reader, bus))
 
     def ct_input(self, role):
         """The three CTs (either role), read by ADC.read_timed_multi."""

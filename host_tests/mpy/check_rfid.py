@@ -9,10 +9,11 @@ import micropython
 
 sys.path.append(__file__.rsplit("/", 1)[0] if "/" in __file__ else ".")
 
-from drivers import pn532  # noqa: E402
+from drivers import mfrc522, pn532  # noqa: E402
 from drivers.rfid import CardReader, ReaderTask  # noqa: E402
 from firmware.backoff import Backoff  # noqa: E402
 from firmware.events import EventLog  # noqa: E402
+from mfrc522_fake import FakeMfrc522  # noqa: E402
 from pn532_fake import FakePn532  # noqa: E402
 
 FAILS = []
@@ -147,6 +148,41 @@ async def scenario(mode):
         pass
 
 
+async def scenario_mfrc522():
+    fake = FakeMfrc522()
+    chip = mfrc522.Mfrc522(fake.spi, fake.cs)
+    ring = CardReader()
+    task = ReaderTask(chip, ring, Backoff(50, 400, seed=1), poll_ms=20, gone_ms=100,
+                      log=LOG.append)
+    t = asyncio.create_task(task.run())
+    await until(lambda: task.state() == "ok")
+    p0 = task.polls
+    err = await locked(500)
+    check("mfrc522: empty field polled with the heap locked (%d polls, %r)" % (
+        task.polls - p0, err), err is None and not t.done() and task.polls - p0 >= 3)
+    fake.put_card(b"\x04\xa2\xb3\xc4\xd5\xe6\x80")
+    await until(lambda: task.presented)
+    check("mfrc522: 7-byte card presented", takeall(ring) == ["04A2B3C4D5E680"])
+    p0 = task.polls
+    h0 = fake.halts
+
+    def faults(k):
+        if k == 10:
+            fake.bad_crc = 1  # the SAK's CRC_A wrong once
+
+    err = await locked(600, faults)
+    await until(lambda: fake.bad_crc == 0 and task.in_row == 0)
+    check("mfrc522: held card (two cascade levels, HLTA, WUPA) and a bad CRC_A, heap locked "
+          "(%d polls, %d halts, %r)" % (task.polls - p0, fake.halts - h0, err),
+          err is None and not t.done() and task.polls - p0 >= 3 and fake.halts - h0 >= 3
+          and task.errors == 1 and takeall(ring) == [])
+    t.cancel()
+    try:
+        await t
+    except asyncio.CancelledError:
+        pass
+
+
 def app_wiring():
     """The firmware's App on the simulated board with a PN532 on its reader header: the
     config's rfid section starts a supervised task that fills board.cards (where OCPP takes
@@ -194,6 +230,7 @@ def app_wiring():
 async def main():
     await scenario("i2c")
     await scenario("hsu")
+    await scenario_mfrc522()
 
 
 asyncio.run(main())
