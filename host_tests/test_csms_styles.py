@@ -236,3 +236,18 @@ def test_cli_names_an_unknown_style_and_lists_the_styles():
         csms_styles.make("x", None)
     assert json.dumps(sorted(csms_styles.STYLES))  # every style has a name
     assert os.path.exists(CSMS_PY)
+
+
+def test_a_lost_answer_is_recorded_then_the_link_drops():
+    async def t(csms, open_cp):
+        async with open_cp() as ws:
+            cp = Cp(ws)
+            await cp.send([2, "s1", "StartTransaction", START])
+            with pytest.raises(Exception):  # closed, no answer
+                await cp.recv()
+        async with open_cp() as ws:
+            r = await Cp(ws).call("StartTransaction", START)
+        assert [s[2] for s in csms.starts] == [r[2]["transactionId"]] * 2  # deduped
+        assert [e["action"] for e in csms.events if e["event"] == "answer_lost"] == [
+            "StartTransaction"]
+    run(t, lose_answers={"StartTransaction": 1})

@@ -41,9 +41,12 @@ def _values_flow(csms, tid, timeout=30):
     csms.wait_for(lambda: count() >= n + 2, timeout)
 
 
-def test_drop_stall_reject_and_csms_restart_during_a_transaction(tmp_path):
+@pytest.mark.parametrize("fresh", [False, True], ids=["dedupe", "fresh-ids"])
+def test_drop_stall_reject_and_csms_restart_during_a_transaction(tmp_path, fresh):
+    # fresh-ids: the CSMS gives every StartTransaction a new id (no dedupe), as OCPP.Core,
+    # CitrineOS and open-ocpp do: exactly-once must hold without the CSMS's help
     log_path = str(tmp_path / "csms.jsonl")
-    csms = CsmsThread(log=log_path).start()
+    csms = CsmsThread(log=log_path, fresh_ids=fresh).start()
     csms_port = csms.port
     csms2 = None
     px = _proxy(csms_port)
@@ -102,7 +105,8 @@ def test_drop_stall_reject_and_csms_restart_during_a_transaction(tmp_path):
         csms.stop()
         time.sleep(1.5)
         # the same CSMS (its database: the transactions) back on the same port
-        csms2 = CsmsThread(port=csms_port, log=log_path, transactions=csms.transactions).start()
+        csms2 = CsmsThread(port=csms_port, log=log_path, transactions=csms.transactions,
+                           fresh_ids=fresh).start()
         with o.report(sim, csms2):
             csms2.wait_for(lambda: o.CP in csms2.links, 45)
             _values_flow(csms2, tid)

@@ -50,3 +50,37 @@ def test_certification_case_against_a_real_csms_style(style, case, monkeypatch, 
         fn(**kw)  # a case without a csms parameter starts its own, in the same style
         o.no_violations(csms)
 
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["dedupe", "fresh-ids"])
+def test_a_start_whose_answer_is_lost_goes_again_and_the_id_that_arrived_is_used(fresh):
+    # The CSMS records the first StartTransaction, then the link drops before its answer
+    # leaves. The charge point must send it again after the reconnect and use the id of the
+    # answer it got: with fresh ids that is a second transaction, and the first stays open
+    # at the CSMS with nothing in it (OCPP 1.6 gives the charge point no way to know it).
+    with o.CsmsThread(style="dev", fresh_ids=fresh,
+                      lose_answers={"StartTransaction": 1}) as csms:
+        with o.start_sim(csms) as simulator, o.report(simulator, csms):
+            o.booted(csms)
+            o.configure(csms, "MeterValueSampleInterval", 1)
+            simulator.do("plug", cable_a=32)
+            simulator.do("card", uid="LOST1")
+            csms.wait_for(lambda: len(csms.starts) >= 2, 60)
+            o.wait_status(csms, "Charging")
+            o.sleep(2)  # a few samples
+            simulator.do("unplug")
+            o.wait_tx(csms, lambda t: t["stop"] is not None, 30)
+        o.no_violations(csms)
+    assert [e["action"] for e in csms.events if e["event"] == "answer_lost"] == [
+        "StartTransaction"]
+    first, second = csms.starts[0], csms.starts[1]
+    assert first[1] == second[1] and len(csms.starts) == 2  # the same message, sent twice
+    assert (first[2] != second[2]) == fresh
+    stopped = [t for t in csms.transactions.values() if t["stop"] is not None]
+    assert [t["id"] for t in stopped] == [second[2]]
+    samples = [p["transactionId"] for cp, p in csms.meter_values if "transactionId" in p]
+    assert samples and set(samples) == {second[2]}
+    if fresh:
+        orphan = csms.transactions[first[2]]
+        assert orphan["stop"] is None and orphan["meter_values"] == []
+    assert len(csms.transactions) == (2 if fresh else 1)

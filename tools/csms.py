@@ -5,7 +5,7 @@
                          [--tag ID=Status ...] [--remote-start-on-preparing IDTAG]
                          [--answer-delay S] [--ping S] [--log FILE]
                          [--style dev|fresh|steve|ocppcore|citrineos|openocpp|naive|hostile]
-                         [--seed N] [--fresh-ids]
+                         [--seed N] [--fresh-ids] [--lose-answer ACTION[=N] ...]
     python tools/csms.py send --control 8181 CPID Action '{"json": "payload"}'
     python tools/csms.py status --control 8181
 
@@ -21,7 +21,9 @@ ChargePoint class, whose codes for these two are swapped: its issue #493).
 
 --style NAME answers the way a real central system does (tools/csms_styles.py: times and
 offsets, idTagInfo fields, transactionId ranges, a resent StartTransaction, a Stop for an
-unknown id); --fresh-ids gives every StartTransaction a new id whatever the style.
+unknown id); --fresh-ids gives every StartTransaction a new id whatever the style;
+--lose-answer StartTransaction=1 handles the first such CALL, then drops the link instead
+of answering (the answer is lost: the charge point must send it again).
 
 From Python: `Csms(...)` with `await start()`/`stop()`, `await call(cp, action, payload)`,
 `await wait_for(predicate, timeout)`; `CsmsThread(...)` runs one in a thread for synchronous
@@ -129,6 +131,16 @@ def _tags(items):
     return out
 
 
+def _losses(ap, items):
+    out = {}
+    for item in items:
+        action, _, n = item.partition("=")
+        if not action or not (n or "1").isdigit():
+            ap.error("--lose-answer %r: expected ACTION or ACTION=N" % item)
+        out[action] = int(n or 1)
+    return out
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("serve", "send", "status", "-h", "--help"):
@@ -156,6 +168,8 @@ def main(argv=None):
     sv.add_argument("--seed", type=int, default=None, help="random seed of the hostile style")
     sv.add_argument("--fresh-ids", action="store_true", default=None,
                     help="a new transactionId for every StartTransaction (no dedupe)")
+    sv.add_argument("--lose-answer", action="append", default=[], metavar="ACTION[=N]",
+                    help="handle the first N (1) CALLs of ACTION, then drop the link unanswered")
     for name in ("send", "status"):
         p = sub.add_parser(name, help="ask a running CSMS through its control port")
         p.add_argument("--control", type=int, required=True)
@@ -185,7 +199,7 @@ def main(argv=None):
                 remote_start_on_preparing=args.remote_start_on_preparing,
                 control_port=args.control, log=args.log, answer_delay=args.answer_delay,
                 ping_interval=args.ping, style=args.style, seed=args.seed,
-                fresh_ids=args.fresh_ids)
+                fresh_ids=args.fresh_ids, lose_answers=_losses(ap, args.lose_answer))
 
     async def run():
         await csms.start()

@@ -49,7 +49,8 @@ class Csms:
     def __init__(self, port=0, *, boot_status="Accepted", interval=300, tags=None,
                  password=None, cert=None, key=None, remote_start_on_preparing=None,
                  control_port=None, log=None, answer_delay=0.0, ping_interval=None,
-                 style="dev", seed=None, fresh_ids=None, transactions=None):
+                 style="dev", seed=None, fresh_ids=None, transactions=None,
+                 lose_answers=None):
         self.port, self.control_port = port, control_port
         self.boot_status, self.interval = boot_status, interval
         # idTag -> status, or an idTagInfo-like dict (status, expiryDate, parentIdTag) that
@@ -58,6 +59,9 @@ class Csms:
         self.password, self.cert, self.key = password, cert, key
         self.remote_start_on_preparing = remote_start_on_preparing
         self.answer_delay, self.ping_interval = answer_delay, ping_interval
+        # action -> how many of its answers to lose: the CALL is handled (and recorded), then
+        # the connection drops instead of the answer going out, as when a link dies then
+        self.lose_answers = dict(lose_answers or {})
         self.log_path = log
         self.links = {}  # cp id -> _Link
         self.frames = []  # {"cp", "dir": "in"|"out", "text"}
@@ -239,6 +243,11 @@ class Csms:
                 except Exception as e:  # a bug here must not end the session
                     self._event("handler_failed", link.cp, action=m.action, error=repr(e))
                     reply = [CALLERROR, m.id, "InternalError", repr(e)[:200], {}]
+            if self.lose_answers.get(m.action, 0) > 0:
+                self.lose_answers[m.action] -= 1
+                self._event("answer_lost", link.cp, action=m.action, reply=reply)
+                link.ws.transport.abort()
+                return
             # answered as soon as it is on its way: the charge point may send its next CALL
             # the moment it has the answer, before this task runs again
             link.conv.answered(m.id)
