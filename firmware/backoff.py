@@ -16,9 +16,13 @@ def _random_seed():
 
         return int.from_bytes(os.urandom(4), "little")
     except (ImportError, AttributeError, OSError):  # a port without a random source
-        import time
+        pass
+    import time
 
+    try:
         return int(time.time())
+    except AttributeError:  # and without a clock (ports/qemu): microseconds since power-on
+        return time.ticks_us()
 
 
 class Backoff:
