@@ -24,6 +24,9 @@ help:
 	@echo "make natmod MPY_DIR=... [ARCH=...]   native kernels (docs/native.md)"
 	@echo "make natmod-size   sizes of the built natmods;  make natmod-clean   delete them"
 	@echo "make mp32 MPY_DIR=...   a 32-bit unix port for ESP32-sized heap figures (make bench)"
+	@echo "make qemu MPY_DIR=... [ARCH=armv7m|rv32imc]   the firmware frozen into MicroPython's"
+	@echo "                qemu port, run on an emulated MCU: checks, a session, natmods"
+	@echo "make qemu-image MPY_DIR=... [ARCH=...]   only build that image (docs/deploy.md)"
 	@echo "make setup      create .venv and install what the tools need"
 	@echo "make clean      delete build/ and dist/ (compiled files and natmods)"
 

@@ -35,6 +35,8 @@ def device_files(board=None):
             if board and parts[0] == "boards" and len(parts) > 1 and parts[1] != board:
                 continue
             for f in sorted(files):
+                if f.startswith("manifest"):
+                    continue  # freezing recipes for the host's build (docs/deploy.md)
                 if f.endswith(".py") or f.endswith(".vpy"):
                     out.append(os.path.join(rel, f))
     return out

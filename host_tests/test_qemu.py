@@ -1,0 +1,84 @@
+"""The firmware frozen into MicroPython's ports/qemu and run on emulated microcontrollers
+(Cortex-M3 mps2-an385 and RV32IMC virt; tools/qemu_run.py, docs/deploy.md). The emulator
+tests need MPY_DIR (a MicroPython source tree to build the image from), qemu-system-arm /
+qemu-system-riscv32 and the cross compilers; without them they are skipped, saying which is
+missing. The first test runs everywhere: what the emulator found, kept on CPython."""
+import os
+import shutil
+import subprocess
+import sys
+import types
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+
+def test_backoff_starts_on_a_port_without_urandom_or_a_clock(monkeypatch):
+    # ports/qemu has neither os.urandom nor time.time(): every supervised task's Backoff
+    # raised AttributeError there and the App did not start.
+    from firmware import backoff
+
+    monkeypatch.setitem(sys.modules, "os", types.ModuleType("os"))
+    fake_time = types.ModuleType("time")
+    fake_time.ticks_us = lambda: 123456
+    monkeypatch.setitem(sys.modules, "time", fake_time)
+    b = backoff.Backoff()
+    waits = [b.next_ms() for _ in range(3)]
+    assert 750 <= waits[0] <= 1250 and 1500 <= waits[1] <= 2500
+
+
+# -- on the emulator (MPY_DIR) ---------------------------------------------------------------
+
+_NEEDS = {"armv7m": ("qemu-system-arm", "arm-none-eabi-gcc"),
+          "rv32imc": ("qemu-system-riscv32", "riscv64-unknown-elf-gcc")}
+
+
+def _mpy_dir():
+    d = os.environ.get("MPY_DIR")
+    return d if d and os.path.isfile(os.path.join(d, "ports", "qemu", "Makefile")) else None
+
+
+def _need(arch):
+    if _mpy_dir() is None:
+        pytest.skip("MPY_DIR is not set to a MicroPython source tree (docs/deploy.md)")
+    for exe in _NEEDS[arch]:
+        if shutil.which(exe) is None:
+            pytest.skip("%s is not installed (apt-get install qemu-system-arm "
+                        "qemu-system-misc gcc-arm-none-eabi gcc-riscv64-unknown-elf)" % exe)
+
+
+_BUILT = {}
+
+
+def qemu(arch):
+    """The emulator with the frozen image of this tree, built once per test run."""
+    import qemu_run
+
+    _need(arch)
+    if arch not in _BUILT:
+        r = subprocess.run(["make", "-s", "qemu-image", "ARCH=" + arch, "MPY_DIR=" + _mpy_dir()],
+                           cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        _BUILT[arch] = True
+    return qemu_run.Qemu(arch).connect()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["armv7m", "rv32imc"])
+def test_a_charging_session_on_the_emulated_board(arch):
+    import qemu_run
+
+    with qemu(arch) as q:
+        rec = qemu_run.run_session(q, log=lambda m: None)
+    assert qemu_run.session_problems(rec) == [], rec
+    assert rec["board"] == "qemu" and rec["status_charging"] == "Charging"
+    # The EV closed S2 after the 16 A offer, the contactor followed; S2 opening (the battery
+    # stops) opened the contactor within IEC 61851-1's 100 ms, on the device clock.
+    assert 0 <= rec["contactor_open_ms"] - rec["s2_open_ms"] <= 100
+    assert rec["energy_wh"] > 1
+    # The frozen image leaves the code in flash: the heap after boot is a fraction of the
+    # ESP32-WROOM-sized heap (112 KiB), with room for the session's peak.
+    assert rec["heap_size"] > 100000
+    assert rec["heap_peak"] < rec["heap_size"] // 2, rec

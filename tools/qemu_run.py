@@ -1,0 +1,281 @@
+"""The frozen firmware image on an emulated microcontroller (QEMU), driven over its UART.
+
+    python tools/qemu_run.py --arch armv7m --mpy-dir /work/mpy all|checks|session|natmod|serve
+
+`make qemu` builds the image (mk/qemu.mk) and runs `all`: the pure-logic MicroPython checks
+(host_tests/mpy/check_*.py, sent over the raw REPL), a charging session in-process
+(boards/qemu/session.py) and the architecture's wbkernels natmod against its Python twins on
+the host tests' vectors. `serve` starts the emulator with its UART on a pty (for `make deploy
+BOARD=qemu PORT=...` and `make diag`) and keeps it running until Ctrl-C. docs/deploy.md.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# What ports/qemu's Makefile and boards/<BOARD>/mpconfigboard.mk give each machine.
+MACHINES = {
+    "armv7m": ("qemu-system-arm", ["-machine", "mps2-an385", "-semihosting"]),
+    "rv32imc": ("qemu-system-riscv32", ["-machine", "virt", "-bios", "none", "-semihosting"]),
+}
+# The port's CPU for rv32: with Zcmp, which QEMU has since 8.1 (Debian 12 ships 7.2; the image
+# of mk/qemu.mk does not need it).
+_RV32_CPU_ZCMP = ["-cpu", "rv32,zcd=off,zcmp=on"]
+
+
+def qemu_version(exe):
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"version (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+# Checks that need what the qemu image lacks: sockets and the network (check_net), the
+# ws client (a socket peer). The others run with the RAM filesystem mounted.
+SKIP_CHECKS = {"check_net.py": "needs sockets (the qemu port has no network)"}
+
+
+class QemuError(Exception):
+    pass
+
+
+def image_path(arch):
+    return os.path.join(ROOT, "build", "qemu", arch, "firmware.elf")
+
+
+class Qemu:
+    """One emulator process with its UART on a pty, and a raw-REPL session on it.
+
+    icount: QEMU's -icount shift=0: one guest instruction = 1 ns of virtual time, so the
+    guest's ticks_us() counts thousands of instructions (tools/bench_qemu.py)."""
+
+    def __init__(self, arch, elf=None, icount=False, link=None):
+        if arch not in MACHINES:
+            raise QemuError("unknown arch %r; known: %s" % (arch, ", ".join(MACHINES)))
+        elf = elf or image_path(arch)
+        if not os.path.exists(elf):
+            raise QemuError("no image %s: make qemu-image MPY_DIR=... ARCH=%s" % (elf, arch))
+        exe, args = MACHINES[arch]
+        if arch == "rv32imc" and qemu_version(exe) >= (8, 1):
+            args = args + _RV32_CPU_ZCMP
+        cmd = [exe] + args + ["-nographic", "-monitor", "null", "-serial", "pty",
+                              "-kernel", elf]  # fmt: skip
+        if icount:
+            cmd += ["-icount", "shift=0"]
+        self.arch = arch
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pty = self._find_pty()
+        self.link = link
+        if link:
+            if os.path.lexists(link):
+                os.remove(link)
+            os.symlink(self.pty, link)
+        self.t = None
+
+    def _find_pty(self):
+        line = b""
+        t0 = time.time()
+        while time.time() - t0 < 20:
+            c = self.proc.stdout.read(1)
+            if not c:
+                break
+            line += c
+            m = re.search(rb"char device redirected to (/dev/pts/\d+)", line)
+            if m:
+                return m.group(1).decode()
+        self.close()
+        raise QemuError("qemu did not give a pty: %r" % line[-300:])
+
+    def connect(self):
+        from mpremote.transport_serial import SerialTransport
+
+        self.t = SerialTransport(self.pty, baudrate=115200)
+        self.t.enter_raw_repl(soft_reset=False, timeout_overall=30)
+        return self
+
+    def exec(self, script, timeout=300, echo=None):
+        """Run `script` in the raw REPL; returns its output (str). An exception on the
+        device raises QemuError with the traceback."""
+        out = []
+
+        def consume(data):
+            out.append(data)
+            if echo is not None:
+                echo(data.decode(errors="replace"))
+
+        self.t.exec_raw_no_follow(script)
+        ret, err = self.t.follow(timeout, consume)
+        text = b"".join(out).replace(b"\x04", b"").decode(errors="replace")
+        if err:
+            raise QemuError("device: %s\n%s" % (err.decode(errors="replace"), text[-2000:]))
+        return text.replace("\r\n", "\n")
+
+    def mount_ramfs(self):
+        self.exec("from boards.qemu import ramfs; ramfs.mount()")
+
+    def put(self, path, data):
+        """Write a file on the device's RAM filesystem (after mount_ramfs)."""
+        d = os.path.dirname(path)
+        if d:
+            self.exec("import os\ntry:\n os.mkdir(%r)\nexcept OSError:\n pass" % d)
+        self.exec("f = open(%r, 'wb')" % path)
+        for k in range(0, len(data), 1024):
+            self.exec("f.write(%r)" % bytes(data[k:k + 1024]))
+        self.exec("f.close(); del f")
+
+    def close(self):
+        if self.t is not None:
+            try:
+                self.t.close()
+            except Exception:
+                pass
+            self.t = None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.link and os.path.islink(self.link):
+            os.remove(self.link)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -- what `make qemu` runs ------------------------------------------------------------------
+
+
+def run_checks(q, names=None, log=print):
+    """host_tests/mpy/check_*.py on the device; {name: (ok, summary)}."""
+    import glob
+
+    q.mount_ramfs()
+    q.exec("import os\nfor d in ('/tmp',):\n try:\n  os.mkdir(d)\n except OSError:\n  pass")
+    vec = os.path.join(ROOT, "host_tests", "schema_vectors.json")
+    with open(vec, "rb") as f:
+        q.put("/host_tests/schema_vectors.json", f.read())
+    res = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "host_tests", "mpy", "check_*.py"))):
+        name = os.path.basename(path)
+        if names and name not in names:
+            continue
+        if name in SKIP_CHECKS:
+            res[name] = (None, "skipped: " + SKIP_CHECKS[name])
+            log("%-18s skipped: %s" % (name, SKIP_CHECKS[name]))
+            continue
+        with open(path) as f:
+            src = f.read()
+        try:
+            out = q.exec("import gc\ngc.collect()\n" + src + "\n", timeout=600)
+        except QemuError as e:
+            out = str(e)
+        fails = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
+        m = re.search(r"DONE (\d+) failed", out)
+        ok = bool(m) and m.group(1) == "0" and not fails
+        passes = sum(1 for ln in out.splitlines() if ln.startswith("PASS"))
+        summary = "%d passed, %s" % (passes, m.group(0) if m else "no DONE line")
+        if not ok:
+            summary += "\n" + "\n".join(fails or out.splitlines()[-12:])
+        res[name] = (ok, summary)
+        log("%-18s %s %s" % (name, "ok  " if ok else "FAIL", summary))
+        q.exec("import sys\nfor m in [m for m in sys.modules if m.startswith('host_')]:\n"
+               " del sys.modules[m]\nimport gc\ngc.collect()")
+    return res
+
+
+def run_session(q, log=print):
+    out = q.exec("from boards.qemu import session\nsession.run()\n", timeout=600)
+    for line in out.splitlines():
+        if line.startswith("SESSION "):
+            rec = json.loads(line[8:])
+            log("session   %s" % summarize_session(rec))
+            return rec
+    raise QemuError("no SESSION line:\n" + out[-2000:])
+
+
+def summarize_session(r):
+    return ("board %s, kernels %s: plug %s ms, S2 closed %s ms, contacts closed %s ms, "
+            "%s with duty %s, %.2f Wh; S2 open %s ms -> contactor open %s ms, after unplug "
+            "%s; %d controller steps, heap after boot %d B, peak %d B of %d B" % (
+                r["board"], r["kernels"], r["plug_ms"], r["s2_close_ms"],
+                r["contacts_closed_ms"], r["status_charging"], r["duty"], r["energy_wh"],
+                r["s2_open_ms"], r["contactor_open_ms"], r["status_after"], r["steps"],
+                r["heap_boot"], r["heap_peak"], r["heap_size"]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=("all", "checks", "session", "natmod", "serve"))
+    ap.add_argument("--arch", default="armv7m", choices=sorted(MACHINES))
+    ap.add_argument("--mpy-dir", default=os.environ.get("MPY_DIR"))
+    ap.add_argument("--link", help="serve: a symlink to the pty, e.g. build/qemu/ttyQ0")
+    a = ap.parse_args()
+    failed = []
+    if a.what == "serve":
+        q = Qemu(a.arch, link=a.link)
+        print("qemu %s: UART on %s%s (Ctrl-C ends it)" % (
+            a.arch, q.pty, " -> " + a.link if a.link else ""), flush=True)
+        try:
+            q.proc.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            q.close()
+        return
+    with Qemu(a.arch) as q:
+        q.connect()
+        if a.what in ("all", "checks"):
+            for name, (ok, _) in run_checks(q).items():
+                if ok is False:
+                    failed.append(name)
+        if a.what in ("all", "session"):
+            rec = run_session(q)
+            for problem in session_problems(rec):
+                failed.append("session: " + problem)
+    if a.what in ("all", "natmod"):
+        import qemu_natmod
+
+        failed += qemu_natmod.run(a.arch, a.mpy_dir)
+    if failed:
+        print("qemu %s: FAILED: %s" % (a.arch, "; ".join(failed)))
+        sys.exit(1)
+    print("qemu %s: all passed" % a.arch)
+
+
+def session_problems(r):
+    """What a user would notice going wrong in the session record (empty: none)."""
+    p = []
+    if r["status_charging"] != "Charging":
+        p.append("status %r while the EV draws, not Charging" % r["status_charging"])
+    if r["contacts_closed_ms"] is None or r["s2_close_ms"] is None:
+        p.append("the contactor never closed")
+    elif r["contacts_closed_ms"] - r["s2_close_ms"] > 3000:
+        p.append("contactor closed %d ms after S2" % (r["contacts_closed_ms"] - r["s2_close_ms"]))
+    if r["energy_wh"] <= 0:
+        p.append("no energy delivered")
+    if 266 not in r["duty"]:
+        p.append("no 16 A offer (duty 266) in %s" % r["duty"])
+    if r["contactor_open_ms"] is None:
+        p.append("the contactor did not open after S2 opened")
+    elif r["contactor_open_ms"] - r["s2_open_ms"] > 100:  # IEC 61851-1: C -> B within 100 ms
+        p.append("contactor opened %d ms after S2" % (r["contactor_open_ms"] - r["s2_open_ms"]))
+    if r["status_after"] != "Available":
+        p.append("status %r after unplugging, not Available" % r["status_after"])
+    if r["clock_errors"]:
+        p.append("%d errors in the world's clock" % r["clock_errors"])
+    return p
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main()
