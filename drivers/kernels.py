@@ -24,8 +24,21 @@ REFLEX_SAMPLES = 2  # consecutive bad pilot samples that fire
 def abi():
     """(arch, 'major.sub') of this MicroPython's native code, e.g. ('x64', '6.3')."""
     v = getattr(sys.implementation, "_mpy", 0)
-    a = v >> 10
+    a = v >> 10 & 0x3F  # bits 16 and up: the RV32 extensions the port emits (Zba, Zcmp)
     return (_MPY_ARCHS[a] if a < len(_MPY_ARCHS) else None), "%d.%d" % (v & 0xFF, v >> 8 & 3)
+
+
+# A Thumb-2 core loads natmods of its own arch and every ARM one below it (py/persistentcode.h,
+# MPY_FEATURE_ARCH_TEST); one without an FPU reports armv7em, for which make natmod builds
+# nothing: a Cortex-M3 runs the armv7m natmod.
+_ARM_ARCHS = ("armv7emdp", "armv7emsp", "armv7em", "armv7m", "armv6m")
+
+
+def natmod_archs(arch):
+    """The natmod archs this machine can run, its own first."""
+    if arch in _ARM_ARCHS:
+        return _ARM_ARCHS[_ARM_ARCHS.index(arch):]
+    return (arch,)
 
 
 def _load_native():
@@ -39,16 +52,18 @@ def _load_native():
     except (ImportError, ValueError):  # absent, or an .mpy of another arch/version
         pass
     here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    path = here + "/../dist/%s_%s" % (arch, ver)  # make natmod's output, as make deploy copies
-    sys.path.insert(0, path)
-    try:
-        import wbkernels
+    for a in natmod_archs(arch):
+        path = here + "/../dist/%s_%s" % (a, ver)  # make natmod's output, as deploy copies it
+        sys.path.insert(0, path)
+        try:
+            import wbkernels
 
-        return wbkernels
-    except (ImportError, ValueError):
-        return None
-    finally:
-        sys.path.remove(path)
+            return wbkernels
+        except (ImportError, ValueError):
+            pass
+        finally:
+            sys.path.remove(path)
+    return None
 
 
 def use(impl):

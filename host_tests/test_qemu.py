@@ -82,3 +82,52 @@ def test_a_charging_session_on_the_emulated_board(arch):
     # ESP32-WROOM-sized heap (112 KiB), with room for the session's peak.
     assert rec["heap_size"] > 100000
     assert rec["heap_peak"] < rec["heap_size"] // 2, rec
+
+
+def test_kernels_abi_reads_the_arch_of_an_rv32_port_with_extension_flags(monkeypatch):
+    # ports/qemu's RV32 build reports _mpy 208646: v6.3, rv32imc, and Zba|Zcmp in bits 16+;
+    # the loader took the whole upper part for the arch, found none and ran the twins.
+    from drivers import kernels
+
+    monkeypatch.setattr(sys.implementation, "_mpy", 208646, raising=False)
+    assert kernels.abi() == ("rv32imc", "6.3")
+    monkeypatch.setattr(sys.implementation, "_mpy", 6918, raising=False)  # Cortex-M3
+    assert kernels.abi() == ("armv7em", "6.3")
+    # a Thumb-2 core without an FPU reports armv7em and runs the armv7m natmod
+    assert kernels.natmod_archs("armv7em")[:2] == ("armv7em", "armv7m")
+    assert kernels.natmod_archs("xtensawin") == ("xtensawin",)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["armv7m", "rv32imc"])
+def test_the_natmod_runs_on_its_own_isa_and_equals_the_twins(arch):
+    import qemu_natmod
+
+    qemu(arch).close()  # the image, built once
+    lines = []
+    problems = qemu_natmod.run(arch, _mpy_dir(), log=lines.append)
+    assert problems == [], "\n".join(lines)
+    assert "natmod 45" in lines[0] and "the natmod allocates nothing" in lines[0], lines
+
+
+@pytest.mark.slow
+def test_pure_logic_checks_and_schema_vectors_on_the_emulated_cortex_m3():
+    import qemu_run
+
+    with qemu("armv7m") as q:
+        res = qemu_run.run_checks(q, names=["check_core.py"], log=lambda m: None)
+        wrong = qemu_run.run_schema(q, log=lambda m: None)
+    assert res["check_core.py"][0] is True, res
+    assert wrong == 0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="found on the emulated Cortex-M3: steady Modbus polling "
+                   "allocates under heap_lock on a 32-bit port (it does not on the 64-bit unix "
+                   "port); for the Modbus owner")
+def test_modbus_steady_polling_allocates_nothing_on_the_emulated_cortex_m3():
+    import qemu_run
+
+    with qemu("armv7m") as q:
+        res = qemu_run.run_checks(q, names=["check_modbus.py"], log=lambda m: None)
+    assert res["check_modbus.py"][0] is True, res

@@ -135,12 +135,15 @@ def board_arch(board):
 def native_modules(arch, ver):
     """Natmods built for this arch and .mpy version (make natmod): [(local, device path)].
     drivers/kernels.py looks for them in dist/<arch>_<ver>/ next to drivers/."""
-    d = "dist/%s_%s" % (arch, ver)
-    top = os.path.join(ROOT, "dist", "%s_%s" % (arch, ver))
-    if not arch or not os.path.isdir(top):
-        return []
-    return [(os.path.join(top, f), d + "/" + f) for f in sorted(os.listdir(top))
-            if f.endswith(".mpy")]
+    from drivers.kernels import natmod_archs  # a Cortex-M3 (armv7em) runs armv7m's
+
+    for a in natmod_archs(arch) if arch else ():
+        d = "dist/%s_%s" % (a, ver)
+        top = os.path.join(ROOT, "dist", "%s_%s" % (a, ver))
+        if os.path.isdir(top):
+            return [(os.path.join(top, f), d + "/" + f) for f in sorted(os.listdir(top))
+                    if f.endswith(".mpy")]
+    return []
 
 
 def plan(board, out_dir=None):
@@ -238,7 +241,7 @@ class Device:
     def abi(self):
         """(arch, 'major.sub') of the device's native code, as drivers/kernels.abi()."""
         v = int(self.run("print(getattr(sys.implementation, '_mpy', 0))").strip() or 0)
-        a = v >> 10
+        a = v >> 10 & 0x3F  # above bit 16: RV32 extension flags
         arch = _MPY_ARCHS[a] if a < len(_MPY_ARCHS) else None
         return arch, "%d.%d" % (v & 0xFF, v >> 8 & 3)
 
