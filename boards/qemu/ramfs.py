@@ -56,9 +56,12 @@ class RamFile(io.IOBase):
             b = b.encode()
         d = self._d
         end = self._pos + len(b)
-        if end > len(d):
-            d.extend(bytes(end - len(d)))
-        d[self._pos:end] = b
+        if self._pos == len(d):
+            d.extend(b)  # appending: no zero-filled copy first
+        else:
+            if end > len(d):
+                d.extend(bytes(end - len(d)))
+            d[self._pos:end] = b
         self._pos = end
         return len(b)
 
