@@ -49,6 +49,14 @@ SKIP_CHECKS = {
 }
 
 
+# Faults these runs found in other components, open until fixed there (each has a strict
+# xfail test in host_tests/test_qemu.py): the failing check lines they explain.
+OPEN_FINDINGS = {
+    "check_modbus.py": ("FAIL steady polling of two meters allocates nothing",
+                        "FAIL stats count requests and retries"),
+}
+
+
 class QemuError(Exception):
     pass
 
@@ -205,8 +213,12 @@ def run_checks(q, names=None, log=print):
         summary = "%d passed, %s" % (passes, m.group(0) if m else "no DONE line")
         if not ok:
             summary += "\n" + "\n".join(fails or out.splitlines()[-12:])
+        known = OPEN_FINDINGS.get(name, ())
+        if not ok and m and fails and all(ln.startswith(known) for ln in fails) and known:
+            ok = "open"  # only the known, reported fault: not a new failure
+            summary += " (open finding, host_tests/test_qemu.py xfail)"
         res[name] = (ok, summary)
-        log("%-18s %s %s" % (name, "ok  " if ok else "FAIL", summary))
+        log("%-18s %s %s" % (name, {True: "ok  ", "open": "OPEN"}.get(ok, "FAIL"), summary))
         q.exec("import sys\nfor m in [m for m in sys.modules if m.startswith('host_')]:\n"
                " del sys.modules[m]\nimport gc\ngc.collect()")
     return res
