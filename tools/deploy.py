@@ -135,9 +135,11 @@ def board_arch(board):
 def native_modules(arch, ver):
     """Natmods built for this arch and .mpy version (make natmod): [(local, device path)].
     drivers/kernels.py looks for them in dist/<arch>_<ver>/ next to drivers/."""
-    from drivers.kernels import natmod_archs  # a Cortex-M3 (armv7em) runs armv7m's
-
-    for a in natmod_archs(arch) if arch else ():
+    # as drivers/kernels.natmod_archs (importing it here would need micropython.const): a
+    # Thumb-2 core runs every ARM natmod below its own arch, a Cortex-M3 (armv7em) armv7m's
+    arm = ("armv7emdp", "armv7emsp", "armv7em", "armv7m", "armv6m")
+    archs = arm[arm.index(arch):] if arch in arm else (arch,)
+    for a in archs if arch else ():
         d = "dist/%s_%s" % (a, ver)
         top = os.path.join(ROOT, "dist", "%s_%s" % (a, ver))
         if os.path.isdir(top):
