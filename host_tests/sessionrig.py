@@ -27,6 +27,8 @@ class Rig:
         self.diode_short = False
         self.rcm_trip = False
         self.rcm_broken = False
+        self.rcm_rise_ms = 20  # the RCM's fault output follows the test input this late
+        self.rcm_fall_ms = 20  # ... and falls this long after the test input drops
         self.welded = False
         self.no_close = False
         self.lock_jam = False  # the lock never reaches its locked position
@@ -58,11 +60,11 @@ class Rig:
             self._release_at = None
             if self._test_at is None:
                 self._test_at = self.t
-            return self.since(self._test_at) >= 20
+            return self.since(self._test_at) >= self.rcm_rise_ms
         if self._test_at is not None:
             self._test_at = None
             self._release_at = self.t
-        if self._release_at is not None and self.since(self._release_at) >= 20:
+        if self._release_at is not None and self.since(self._release_at) >= self.rcm_fall_ms:
             self._release_at = None  # past its use: a stamp kept would come round again
         return self._release_at is not None
 

@@ -25,6 +25,7 @@ RCM_CLEAR_MS = 1500  # ... and fall within this after the test input drops
 RCM_TEST_VALID_MS = 10000  # a passed test counts for one closing, this long
 RCM_RETEST_MS = 24 * 3600 * 1000  # continuous charging: a new self-test every 24 h
 # docs/safety.md
+DEBOUNCE_SAMPLES = 3  # a new pilot state must be seen in this many consecutive samples
 OC_PAUSE_MS = 60000  # after the overcurrent tolerance: no offer this long
 LOCK_MS = 1000  # the socket lock's switch must confirm within this
 PP_DEBOUNCE_MS = 30  # a lost or changed cable must persist this long

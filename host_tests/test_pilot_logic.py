@@ -3,6 +3,8 @@ import pytest
 
 from firmware.charge import pilot as cp
 
+import spec
+
 
 @pytest.mark.parametrize("amps,pct", [(6, 10.0), (10, 16.6), (16, 26.6), (32, 53.3),
                                       (51, 85.0), (63, 89.2), (80, 96.0)])
@@ -74,7 +76,7 @@ def feed(f, raws, t0=0, dt=2):
 
 
 def test_safety_transitions_accepted_within_50ms_budget():
-    # At the controller's 2 ms period the filter accepts C->B in SAFE_SAMPLES samples.
+    # At the controller's 2 ms period the filter accepts C->B in 3 samples (docs/safety.md).
     for target in ("A", "B", "E", "F", cp.FAULT, cp.DIODE):
         f = cp.PilotFilter()
         feed(f, ["C"] * 100)
@@ -84,7 +86,7 @@ def test_safety_transitions_accepted_within_50ms_budget():
         while f.update(target, t) != target:
             t += 2
             n += 1
-        assert n + 1 == cp.SAFE_SAMPLES
+        assert n + 1 == spec.DEBOUNCE_SAMPLES
         assert (n + 1) * 2 < 50
 
 

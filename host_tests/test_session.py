@@ -536,7 +536,7 @@ def test_never_closes_unless_every_condition_holds(segments, vent, rating, lock_
                     assert pp != BUTTON and t - pp_bad_since <= spec.PP_DEBOUNCE_MS + dt
                 else:
                     pp_bad_since = None
-                assert bad_run[1] < cp.SAFE_SAMPLES, "stayed closed with the EV out of C"
+                assert bad_run[1] < spec.DEBOUNCE_SAMPLES, "stayed closed with the EV out of C"
                 if lock_fb and not i.lock_fb:
                     lock_lost_at = t if lock_lost_at is None else lock_lost_at
                     assert t - lock_lost_at < spec.FB_DEBOUNCE_MS

@@ -4,6 +4,8 @@ states what the user, the EV or the diagnostics would see when the gate is missi
 by one sample."""
 import copy
 
+import pytest
+
 from firmware.charge import pilot as cp
 from firmware.charge import session as S
 from firmware.charge.proximity import BUTTON, INVALID
@@ -116,6 +118,31 @@ def test_an_rcm_output_that_rises_while_open_is_a_ground_failure():
     r.ev = "C"
     r.step(3000)
     assert r.closings == []  # latched until a self-test passes (run when unplugged)
+
+
+def test_a_slow_rcm_within_its_limits_passes_the_self_test_and_charges():
+    # IEC 62955 modules take their time: the output may rise up to 1 s after the test
+    # input and fall up to 1.5 s after it drops. Within those limits the test passes.
+    r = Rig()
+    r.rcm_rise_ms = spec.RCM_TRIP_MS - 50
+    r.rcm_fall_ms = spec.RCM_CLEAR_MS - 50
+    _plug_in_and_ask(r)
+    r.until(lambda a: a.close, spec.RCM_TRIP_MS + spec.RCM_CLEAR_MS + 500)
+    assert r.s.fault is None and r.s.act.status == S.PREPARING or r.step(20).close
+    codes = [c for _, c, _ in r.events.last()]
+    assert "rcm test passed" in codes and not r.s.rcm_tripped
+
+
+@pytest.mark.parametrize("rise,fall", [(spec.RCM_TRIP_MS + 50, 20),
+                                       (20, spec.RCM_CLEAR_MS + 50)])
+def test_an_rcm_slower_than_its_limits_fails_the_self_test(rise, fall):
+    r = Rig()
+    r.rcm_rise_ms, r.rcm_fall_ms = rise, fall
+    _plug_in_and_ask(r)
+    r.until(lambda a: a.status == S.FAULTED, spec.RCM_TRIP_MS + spec.RCM_CLEAR_MS + 500)
+    a = r.s.act
+    assert a.error == S.GROUND_FAILURE and a.info == "rcm self-test failed"
+    assert r.closings == []
 
 
 def test_a_self_test_that_never_sees_the_output_rise_switches_the_test_current_off():
@@ -410,7 +437,7 @@ def test_the_ev_leaving_c_switches_the_test_current_off_at_once():
     _plug_in_and_ask(r)
     r.until(lambda a: a.rcm_test)
     r.ev = "B"
-    r.step(cp.SAFE_SAMPLES)  # B accepted: the test is abandoned before the output rose
+    r.step(spec.DEBOUNCE_SAMPLES)  # B accepted: the test is abandoned before the output rose
     assert not r.s.act.rcm_test and r.s.act.pilot == "B"
 
 
@@ -555,7 +582,7 @@ def test_state_d_without_ventilation_opens_once_three_samples_agree():
         r = Rig(ventilation=vent)
         r.charging()
         r.ev = "D"
-        r.step(cp.SAFE_SAMPLES - 1)
+        r.step(spec.DEBOUNCE_SAMPLES - 1)
         assert r.s.act.close and r.s.act.pilot == "C"
         a = r.step()  # C -> D needs no new 100 ms hold: D is accepted with the third sample
         assert a.pilot == "D" and a.close == vent
@@ -564,13 +591,13 @@ def test_state_d_without_ventilation_opens_once_three_samples_agree():
             assert (_last_step_t(r), "open", S.R_VENT) in r.events.last(3)
         else:
             r.ev = "B"  # with ventilation too, B is no state to charge in
-            r.step(cp.SAFE_SAMPLES)
+            r.step(spec.DEBOUNCE_SAMPLES)
             assert not r.s.act.close
 
 
 def test_the_pilot_is_unknown_until_three_samples_agree():
     r = Rig()
-    r.step(cp.SAFE_SAMPLES - 1)
+    r.step(spec.DEBOUNCE_SAMPLES - 1)
     assert r.s.act.pilot is None
     r.step()
     assert r.s.act.pilot == "A"
@@ -581,6 +608,11 @@ def test_b_to_c_at_a_slow_sampling_period_needs_three_samples_and_100ms():
     for t in (0, 50, 100):
         f.update("B", t)
     assert [f.update("C", t) for t in (150, 200, 250)] == ["B", "B", "C"]
+    f = cp.PilotFilter()
+    for t in (0, 150, 300):
+        f.update("B", t)
+    # 150 ms apart: the second C has held 150 ms, but three samples are still needed
+    assert [f.update("C", t) for t in (450, 600, 750)] == ["B", "B", "C"]
 
 
 # -- pilot thresholds at their exact edges (the rig's EV only has nominal plateaus) ----------
