@@ -40,6 +40,12 @@ _APP_ERROR = const(0x7F)
 _CMD_VERSION = const(0x02)
 _CMD_SAM = const(0x14)
 _CMD_RFCONFIG = const(0x32)
+_CMD_PARAMS = const(0x12)
+# SetParameters flags: only fAutomaticATR_RES (bit 2). fAutomaticRATS (bit 4, set after
+# reset) would have InListPassiveTarget send RATS to every ISO 14443-4 card (DESFire, bank
+# cards) and append its ATS (up to ~20 bytes, more for some) to the answer; the UID needs
+# none of it, and without it the longest answer is 18 bytes (a 10-byte UID).
+_PARAM_FLAGS = const(0x04)
 _CMD_LIST = const(0x4A)
 # RFConfiguration item 5 (MaxRetries): MxRtyATR, MxRtyPSL, MxRtyPassiveActivation. The last
 # is 0xFF after reset: InListPassiveTarget then waits for a card for ever. A finite count
@@ -51,7 +57,7 @@ ACK_MS = const(30)  # ACK after a command (the PN532 sends it within a few ms)
 ANSWER_MS = const(250)  # answer to the commands used here, MaxRetries above included
 CHECK_MS = const(4)  # the reader task's wait between two looks at the link
 _WAKE_MS = const(2)  # HSU: quiet time after the wake-up pulse before the first command
-_MAX_DATA = const(40)  # TFI + answer we accept; a 10-byte UID with ATS needs ~32
+_MAX_DATA = const(24)  # TFI + answer we accept: a 10-byte UID's needs 18 (no ATS, above)
 _HSU_CHUNK = const(24)
 
 # parser results (feed)
@@ -243,7 +249,8 @@ class UartLink:
 
 class Pn532:
     """The reader chip: start(OP_INIT) checks the firmware version and configures it
-    (SAMConfiguration normal mode, finite passive-activation retries); start(OP_POLL) lists
+    (SAMConfiguration normal mode, finite passive-activation retries, no automatic RATS);
+    start(OP_POLL) lists
     one ISO 14443A target. step(now_ms) -> PENDING, R_OK, R_CARD (uid[:uid_len]), R_NONE or
     an E_* error (drivers/rfid.py)."""
 
@@ -263,6 +270,7 @@ class Pn532:
             host_frame(bytes((_CMD_VERSION,))),
             host_frame(bytes((_CMD_SAM, 0x01, 0x14, 0x01))),  # normal mode, 1 s, IRQ used
             host_frame(bytes((_CMD_RFCONFIG, _CFG_RETRIES, 0xFF, 0x01, _PASSIVE_RETRIES))),
+            host_frame(bytes((_CMD_PARAMS, _PARAM_FLAGS))),
         )
         self._poll = (host_frame(bytes((_CMD_LIST, 0x01, 0x00))),)  # 1 target, 106 kbps A
         self._seq = self._poll

@@ -8,6 +8,7 @@
 # frame is ignored: no ACK). A good frame gets the ACK frame, then the answer:
 #   02 GetFirmwareVersion -> D5 03 IC Ver Rev Support (IC 0x32, V1.6)
 #   14 SAMConfiguration    -> D5 15 (leaves LowVbat; InListPassiveTarget before it: error)
+#   12 SetParameters       -> D5 13 (bit 4 fAutomaticRATS: a card's ATS after its UID)
 #   32 RFConfiguration     -> D5 33 (item 5 sets MxRtyPassiveActivation; 0xFF, the reset
 #                             value, makes InListPassiveTarget wait for a card for ever)
 #   4A InListPassiveTarget -> D5 4B 00, or D5 4B 01 01 SENS_RES SEL_RES len UID
@@ -28,6 +29,8 @@ class FakePn532:
         self.asleep = mode == "hsu"
         self.sam = False
         self.passive_retries = 0xFF
+        self.params = 0x14  # SetParameters flags after reset: fAutomaticATR_RES, ...RATS
+        self.ats = None
         self.uid = bytearray(10)
         self.uid_len = 0  # no card
         self.delay = 0  # looks (status reads / any() calls) before an answer shows
@@ -43,18 +46,21 @@ class FakePn532:
         self._nf = 0
         self._qn = 0
         self._rpos = 0  # bytes of frame 0 already read (HSU)
-        self._last = bytearray(48)  # the last answer, for a NACK
+        self._last = bytearray(64)  # the last answer, for a NACK
         self._last_n = 0
-        self._f = bytearray(48)  # the answer being built
+        self._f = bytearray(64)  # the answer being built
         self._fn = 0
         self._sum = 0
         self._waiting = False  # InListPassiveTarget waiting for a card (no finite retries)
 
     # -- the card ------------------------------------------------------------------------------
-    def put_card(self, uid):
+    def put_card(self, uid, ats=None):
+        """A card in the field; `ats`: its ATS (an ISO 14443-4 card), sent after the UID
+        while fAutomaticRATS is set (as after reset)."""
         for i in range(len(uid)):
             self.uid[i] = uid[i]
         self.uid_len = len(uid)
+        self.ats = ats
 
     def take_card(self):
         self.uid_len = 0
@@ -66,6 +72,7 @@ class FakePn532:
         self.asleep = self.mode == "hsu"
         self.sam = False
         self.passive_retries = 0xFF
+        self.params = 0x14
         self._clear()
         self._last_n = 0
 
@@ -234,6 +241,9 @@ class FakePn532:
         elif cmd == 0x14 and end - a >= 1 and buf[a] == 0x01:
             self.sam = True
             self._begin(0x15)
+        elif cmd == 0x12 and end - a >= 1:
+            self.params = buf[a]
+            self._begin(0x13)
         elif cmd == 0x32 and end - a >= 1:
             if buf[a] == 0x05 and end - a >= 4:
                 self.passive_retries = buf[a + 3]
@@ -252,10 +262,16 @@ class FakePn532:
                 self._put(1)  # Tg
                 self._put(0x00)
                 self._put(0x44 if k == 7 else (0x04 if k == 4 else 0x84))  # SENS_RES
-                self._put(0x08 if k == 4 else 0x00)  # SEL_RES: MIFARE Classic 1K / NTAG
+                ats = self.ats if self.params & 0x10 else None
+                # SEL_RES: MIFARE Classic 1K / NTAG, 0x20 an ISO 14443-4 card
+                self._put(0x20 if self.ats else (0x08 if k == 4 else 0x00))
                 self._put(k)
                 for j in range(k):
                     self._put(self.uid[j])
+                if ats:
+                    self._put(len(ats) + 1)  # TL counts itself
+                    for j in range(len(ats)):
+                        self._put(ats[j])
         else:
             self._answer_error()
             return
