@@ -1,6 +1,6 @@
 # Test quality (docs/testing.md): mutation testing of the pure charge logic and long
 # property-test runs. Neither is part of `make test`.
-.PHONY: mutants fuzz
+.PHONY: mutants mutants-safety fuzz
 
 FUZZ_TESTS := host_tests/test_session.py host_tests/test_native_core.py \
 	host_tests/test_reflex_kernel.py host_tests/test_pilot_logic.py host_tests/test_proximity.py
@@ -12,7 +12,18 @@ FUZZ_TESTS := host_tests/test_session.py host_tests/test_native_core.py \
 # (mutmut's name patterns). Then: killed / checked, and the survivors by file
 # (`.venv/bin/mutmut show NAME` prints one's diff). Slow: see docs/testing.md.
 MUTANTS ?=
-mutants: $(SETUP)
+mutants: $(SETUP) mutants-mutmut mutants-safety
+
+# The mutations mutmut cannot make (tools/mutate_safety.py): ticks_diff(a, b) -> a - b in each
+# session module, each safety constant ten times larger and smaller. Each runs the session
+# tests (CPython, then check_core/check_wrap on the unix port); prints killed or survived and
+# the score. SAFETY_MUTANTS='LOCK_MS' limits the run to the names containing it.
+SAFETY_MUTANTS ?=
+mutants-safety: $(SETUP)
+	@nice -n 5 $(PY) tools/mutate_safety.py -k "$(SAFETY_MUTANTS)"
+
+.PHONY: mutants-mutmut
+mutants-mutmut: $(SETUP)
 	rm -rf mutants
 	@mkdir -p build
 	@echo "mutants: mutmut run $(MUTANTS) (log: build/mutmut-run.log)"
