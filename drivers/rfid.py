@@ -42,6 +42,9 @@ class CardReader:
         # CPython (host tests) has no ThreadSafeFlag; an Event answers the same set()/wait().
         self.flag = getattr(asyncio, "ThreadSafeFlag", asyncio.Event)()
         self.refused = 0
+        # Why the reader cannot read cards now (its driver sets it), or None: for a status
+        # report (OCPP 1.6 ChargePointErrorCode ReaderFailure on connector 0).
+        self.fault = None
 
     def present(self, uid):
         """A card seen: uid as hex text (upper case), at most 20 characters."""
@@ -154,6 +157,7 @@ class ReaderTask:
             self.backoff.reset()
             if self.lost:
                 self.lost = False
+                self.ring.fault = None
                 self._report("rfid back", "%s answers again" % chip.name, now)
         elif r == R_CARD:
             self.polls += 1
@@ -197,6 +201,7 @@ class ReaderTask:
         wait = self.backoff.next_ms()
         if not self.lost:
             self.lost = True
+            self.ring.fault = "%s not answering" % self.chip.name
             self._report("rfid lost", "%s not answering (%s); retrying with backoff" % (
                 self.chip.name, ERRORS.get(r, r)), now)
         self._due = ticks_add(now, wait)

@@ -28,6 +28,7 @@ class Ring:
 
     def __init__(self):
         self.cards = []
+        self.fault = None
 
     def present(self, uid):
         self.cards.append(uid)
@@ -298,6 +299,7 @@ def test_a_lost_reader_is_reported_once_retried_with_backoff_and_comes_back(mode
     assert r.task.state() == "lost"
     assert len(r.log) == 1 and "pn532 not answering" in r.log[0]
     assert len(r.events_named("rfid lost")) == 1
+    assert r.ring.fault == "pn532 not answering"  # what a status report can read
     # Three polls fail (every poll_ms), then the init is tried after 1, 2, 4, 8, 8 s.
     inits = [t for t, op in r.starts if op == rfid.OP_INIT and t > t_gone]
     gaps = [b - a for a, b in zip(inits, inits[1:])]
@@ -311,6 +313,7 @@ def test_a_lost_reader_is_reported_once_retried_with_backoff_and_comes_back(mode
     r.run(9000)
     assert r.task.state() == "ok" and r.fake.sam
     assert "answers again" in r.log[-1] and len(r.events_named("rfid back")) == 1
+    assert r.ring.fault is None
     # The card that lay there all along is not a new tap.
     assert r.ring.cards == ["04A2B3C4D5E680"]
     n = len(r.backoff.waits)

@@ -129,7 +129,8 @@ async def scenario(mode):
     await asyncio.sleep_ms(100)
     lost = [e for e in events.last() if e[1] == "rfid lost"]
     check(mode + ": reader loss reported once (%s)" % (LOG[-1:],),
-          task.lost and len(lost) == 1 and "not answering" in LOG[-1])
+          task.lost and len(lost) == 1 and "not answering" in LOG[-1]
+          and ring.fault == "pn532 not answering")
     n0 = task.in_row
     await asyncio.sleep_ms(1200)
     # Backoff(50, 400): 50, 100, 200, 400, 400 ms (+/- 25 %) between tries: from 0.1 s to
@@ -140,7 +141,8 @@ async def scenario(mode):
     fake.power_cycle()
     await until(lambda: task.state() == "ok")
     check(mode + ": back after power-up (%s, %s)" % (task.state(), LOG[-1]),
-          task.state() == "ok" and "answers again" in LOG[-1] and fake.sam)
+          task.state() == "ok" and "answers again" in LOG[-1] and fake.sam
+          and ring.fault is None)
     t.cancel()
     try:
         await t
