@@ -68,9 +68,13 @@ def test_change_answers(tmp_path):
     assert k.change("MeterValuesSampledData", "Voltage,SoC") == "Rejected"  # not supported
     assert k.change("MeterValuesSampledData", ",".join(["Voltage"] * 8)) == "Rejected"
     assert k.change("StopTxnSampledData", "") == "Accepted"
-    assert k.change("ConnectorPhaseRotation", "0.RST,1.RST") == "Accepted"
-    assert k.change("ConnectorPhaseRotation", "2.RST") == "Rejected"  # one connector
-    assert k.change("ConnectorPhaseRotation", "1.XYZ") == "Rejected"
+    # the board says how the connector is wired; the firmware has no use for a CSMS's value
+    assert k.change("ConnectorPhaseRotation", "0.RST,1.RST") == "Rejected"
+    assert k.change("ResetRetries", "2") == "Rejected"  # a reset here cannot fail: read-only
+    wired = Keys(str(tmp_path / "w.json"), overrides={"ConnectorPhaseRotation": "0.RST,1.RST"})
+    assert wired.get("ConnectorPhaseRotation") == "0.RST,1.RST" and wired.errors == []
+    for bad in ("2.RST", "1.XYZ"):  # one connector; no such rotation
+        assert Keys(str(tmp_path / "x.json"), overrides={"ConnectorPhaseRotation": bad}).errors
     assert k.change("HeartbeatInterval", 5) == "Rejected"  # not the string of the .req
     assert k.get("HeartbeatInterval") == 120
 
@@ -89,9 +93,9 @@ def test_changes_persist_and_a_corrupt_file_gives_defaults_and_an_error(tmp_path
     k3 = Keys(p)
     assert k3.get("HeartbeatInterval") == 300 and "not JSON" in k3.errors[0]
     json.dump({"HeartbeatInterval": "x", "NumberOfConnectors": "3", "Bogus": "1",
-               "ResetRetries": "4"}, open(p, "w"))
+               "ConnectionTimeOut": "40"}, open(p, "w"))
     k4 = Keys(p)
-    assert k4.get("ResetRetries") == 4 and k4.get("NumberOfConnectors") == 1
+    assert k4.get("ConnectionTimeOut") == 40 and k4.get("NumberOfConnectors") == 1
     assert len(k4.errors) == 3 and any("HeartbeatInterval" in e for e in k4.errors)
 
 
@@ -172,3 +176,16 @@ def test_a_full_send_local_list_of_the_advertised_length_fits_one_frame():
         "localAuthorizationList": [entry] * n}])
     assert len(frame.encode()) <= link.MAX_FRAME
     assert n >= 50  # a 1000-entry list in at most 20 messages
+
+
+def test_supported_measurands_follow_the_configured_ev_meter():
+    from firmware.ocpp.keys import supported_measurands
+
+    base = [_e(), "Current.Offered"]
+    assert supported_measurands(None).split(",") == base
+    assert supported_measurands({"ev": {"type": "s0"}}).split(",") == base + [
+        "Power.Active.Import"]
+    ct = supported_measurands({"ev": {"type": "ct"}}, temperature=True).split(",")
+    assert "Voltage" not in ct and "Current.Import" in ct and ct[-1] == "Temperature"
+    sdm = supported_measurands({"ev": {"type": "modbus", "profile": "sdm630"}}).split(",")
+    assert {"Voltage", "Current.Import", "Power.Active.Import", "Frequency"} <= set(sdm)

@@ -21,7 +21,7 @@ OCPP_CORE_EXPIRY = "2199-12-31T00:00:00+01:00"  # OCPP.Core's answer to every Au
 
 def run(tmp_path, plan, timeout=60):
     work = tmp_path / "flash"
-    work.mkdir(exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan))
     env = dict(os.environ, MICROPYPATH=ROOT + os.pathsep + ".frozen")
@@ -192,3 +192,112 @@ def test_a_reservation_before_1970_is_rejected_and_an_empty_parent_is_no_group(t
     assert [r for _, r in res["replies"]] == [{"status": "Rejected"}, {"status": "Accepted"}]
     assert actions(res) == []  # OTHER with parent "" is not R1's group: reserved for R1
     assert any("reserved for another idTag" in m for m in res["log"]), res["log"]
+
+
+@pytest.mark.parametrize("start_parent,card_parent,stops", [
+    ("G1", "g1", True), ("", "", False), ("G1", "", False)])
+def test_a_card_of_the_group_from_start_conf_stops_a_remote_start(tmp_path, start_parent,
+                                                                   card_parent, stops):
+    res = run(tmp_path, {
+        "keys": {"AuthorizeRemoteTxRequests": "false"},
+        "answers": {"StartTransaction": [{"transactionId": 5, "idTagInfo": {
+            "status": "Accepted", "parentIdTag": start_parent}}],
+            "Authorize": [{"idTagInfo": {"status": "Accepted", "parentIdTag": card_parent}}]},
+        "steps": [["sleep", 200], ["call", "RemoteStartTransaction", {"idTag": "R1"}],
+                  ["plug"], ["until", "StartTransaction", 1, 5000], ["sleep", 100],
+                  ["card", "OTHER"], ["until", "StopTransaction", 1, 1500]]})
+    assert payloads(res, "StartTransaction")[0]["idTag"] == "R1"
+    assert "Authorize" not in [a for a, _ in res["got"][:3]]
+    stops_got = payloads(res, "StopTransaction")
+    if stops:
+        assert [(p["idTag"], p["reason"]) for p in stops_got] == [("OTHER", "Local")]
+    else:
+        assert stops_got == [] and res["open"], res["log"]
+
+
+def test_measurands_the_meter_lacks_are_rejected(tmp_path):
+    def change(key, value):
+        return ["call", "ChangeConfiguration", {"key": key, "value": value}]
+
+    steps = [["sleep", 100], change("MeterValuesSampledData", "Voltage"),
+             change("MeterValuesSampledData", "Energy.Active.Import.Register,Current.Offered"),
+             change("StopTxnSampledData", "Frequency")]
+    s0 = run(tmp_path / "s0", {"meters": {"ev": {"type": "s0"}}, "steps": steps})
+    assert [r["status"] for _, r in s0["replies"]] == ["Rejected", "Accepted", "Rejected"]
+    sdm = run(tmp_path / "sdm", {"meters": {"ev": {"type": "modbus", "profile": "sdm630"}},
+                                 "steps": steps})
+    assert [r["status"] for _, r in sdm["replies"]] == ["Accepted", "Accepted", "Accepted"]
+
+
+def test_board_overrides_reach_the_keys_and_unused_keys_are_read_only(tmp_path):
+    res = run(tmp_path, {"board_keys": {"ConnectorPhaseRotation": "0.RST,1.RST"}, "steps": [
+        ["sleep", 100],
+        ["call", "GetConfiguration", {"key": ["ConnectorPhaseRotation", "ResetRetries"]}],
+        ["call", "ChangeConfiguration", {"key": "ConnectorPhaseRotation", "value": "1.STR"}],
+        ["call", "ChangeConfiguration", {"key": "ResetRetries", "value": "2"}]]})
+    conf = res["replies"][0][1]["configurationKey"]
+    assert conf == [{"key": "ConnectorPhaseRotation", "readonly": True, "value": "0.RST,1.RST"},
+                    {"key": "ResetRetries", "readonly": True, "value": "0"}]
+    assert [r for _, r in res["replies"][1:]] == [{"status": "Rejected"}] * 2
+
+
+def test_a_boot_interval_above_a_day_is_clamped_and_logged(tmp_path):
+    res = run(tmp_path, {"answers": {"BootNotification": [{
+        "status": "Accepted", "currentTime": "2027-01-15T08:00:00Z", "interval": 100000}]},
+        "steps": [["sleep", 200], ["call", "GetConfiguration", {"key": ["HeartbeatInterval"]}]]})
+    assert res["replies"][0][1]["configurationKey"][0]["value"] == "86400"
+    assert any("100000 s clamped to 86400" in m for m in res["log"]), res["log"]
+
+
+def test_get_local_list_version_of_a_disabled_list_is_its_version(tmp_path):
+    res = run(tmp_path, {"steps": [
+        ["sleep", 100], ["call", "SendLocalList", {"listVersion": 4, "updateType": "Full",
+                                                   "localAuthorizationList": []}],
+        ["call", "ChangeConfiguration", {"key": "LocalAuthListEnabled", "value": "false"}],
+        ["call", "GetLocalListVersion", {}]]})
+    assert res["replies"][-1][1] == {"listVersion": 4}  # -1 means "not supported" (5.8)
+
+
+def test_triggers_are_bounded_and_not_repeated_while_the_sender_waits(tmp_path):
+    trig = []
+    for what in ("StatusNotification", "MeterValues", "Heartbeat"):
+        for c in (None, 0, 1):
+            req = {"requestedMessage": what}
+            if c is not None:
+                req["connectorId"] = c
+            trig.append(["call", "TriggerMessage", req])
+    res = run(tmp_path, {"delay": {"Heartbeat": 1500}, "keys": {"HeartbeatInterval": 1},
+                         "steps": [["sleep", 200], ["until", "Heartbeat", 1, 3000]]
+                         + trig[:1] * 3 + trig + [
+        ["call", "TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"}],
+        ["call", "TriggerMessage", {"requestedMessage": "DiagnosticsStatusNotification"}],
+        ["sleep", 3000]]})
+    st = [r["status"] for _, r in res["replies"]]
+    # the first one three times, then nine of which it is one: eight wait, the ninth is one
+    # too many; each is sent once
+    assert st == ["Accepted"] * 11 + ["Rejected"] + ["NotImplemented"] * 2, st
+    assert [a for a, _ in res["got"]].count("MeterValues") == 3  # connectors None, 0, 1
+    assert [a for a, _ in res["got"]].count("Heartbeat") >= 2
+    assert not [a for a, _ in res["got"] if "Firmware" in a or "Diagnostics" in a]
+
+
+def test_transaction_data_cut_to_eight_samples_is_logged(tmp_path):
+    res = run(tmp_path, {"keys": {"MeterValueSampleInterval": 1,
+                                  "StopTxnSampledData": "Energy.Active.Import.Register"},
+                         "steps": [["plug"], ["card", "C"], ["until", "MeterValues", 10, 15000],
+                                   ["card", "C"], ["until", "StopTransaction", 1, 3000]]},
+              timeout=90)
+    stop = payloads(res, "StopTransaction")[0]
+    assert len(stop["transactionData"]) == 8
+    assert stop["transactionData"][-1]["sampledValue"][0]["context"] == "Transaction.End"
+    assert any("transactionData keeps the last 8 samples" in m for m in res["log"])
+    assert any("earlier samples left out" in m for m in res["log"]), res["log"]
+
+
+def test_two_cards_with_empty_parents_are_not_one_group(tmp_path):
+    empty = {"idTagInfo": {"status": "Accepted", "parentIdTag": ""}}
+    res = run(tmp_path, {"answers": {"Authorize": [empty, empty]}, "steps": [
+        ["plug"], ["card", "FIRST"], ["until", "StartTransaction", 1, 5000], ["sleep", 100],
+        ["card", "OTHER"], ["until", "Authorize", 2, 2000], ["sleep", 300]]})
+    assert [a for a, _ in res["got"]].count("Authorize") == 2
+    assert payloads(res, "StopTransaction") == [] and res["open"], res["log"]

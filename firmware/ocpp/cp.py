@@ -18,7 +18,7 @@ from firmware.version import VERSION
 from firmware.ocpp import clock, remote, rpc, txn
 from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
-from firmware.ocpp.keys import Keys
+from firmware.ocpp.keys import Keys, key_overrides
 from firmware.ocpp.smart import Profiles
 from firmware.ocpp.wsframe import WsError
 
@@ -71,7 +71,7 @@ class ChargePoint:
         self.cfg = cfg
         self.log = log
         self.section = section
-        self.keys = Keys()
+        self.keys = Keys(overrides=key_overrides(board, cfg))
         for m in self.keys.errors:
             log(m)
         self.journal = Journal(max_bytes=1024 * section.get("journal_kb", JOURNAL_KB))
@@ -377,8 +377,10 @@ class ChargePoint:
         self._set_clock(conf["currentTime"])
         now = time.ticks_ms()
         if self.registration == "Accepted":
-            if interval > 0:
-                self.keys.change("HeartbeatInterval", str(interval))
+            if interval > 0:  # above the key's range (a day): clamped, and said so
+                if interval > 86400:
+                    self.log("ocpp: heartbeat interval %d s clamped to 86400" % interval)
+                self.keys.change("HeartbeatInterval", str(min(interval, 86400)))
             self.heartbeat_ms = now
             self.sent = [None, None]  # every connector's status after boot
             self.log("ocpp: boot accepted")

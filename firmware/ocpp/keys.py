@@ -31,7 +31,9 @@ TABLE = (
     ("AuthorizeRemoteTxRequests", "b", True, 0, 0, 0),
     ("ClockAlignedDataInterval", "i", 0, 0, 0, _DAY),
     ("ConnectionTimeOut", "i", 60, 0, 1, 3600),
-    ("ConnectorPhaseRotation", "r", "0.Unknown", 0, 0, 0),
+    # Read-only: the firmware has no use for it; the board (its installer) says how the
+    # connector is wired (overrides), so the CSMS reads what is true.
+    ("ConnectorPhaseRotation", "r", "0.Unknown", _RO, 0, 0),
     ("ConnectorPhaseRotationMaxLength", "i", 2, _RO, 0, 0),
     ("GetConfigurationMaxKeys", "i", 50, _RO, 0, 0),
     ("HeartbeatInterval", "i", 300, 0, 0, _DAY),
@@ -44,7 +46,7 @@ TABLE = (
     ("MeterValueSampleInterval", "i", 60, 0, 0, _DAY),
     ("MinimumStatusDuration", "i", 0, 0, 0, 3600),
     ("NumberOfConnectors", "i", 1, _RO, 0, 0),
-    ("ResetRetries", "i", 3, 0, 0, 10),
+    ("ResetRetries", "i", 0, _RO, 0, 10),  # board.reset() cannot fail and be retried
     ("StopTransactionOnEVSideDisconnect", "b", True, 0, 0, 0),
     ("StopTransactionOnInvalidId", "b", True, 0, 0, 0),
     ("StopTxnAlignedData", "m", "", 0, 0, 0),
@@ -75,6 +77,36 @@ class KeysError(Exception):
     pass
 
 
+# What each meter type of the config's "meters" section measures (docs/meters.md); the
+# Modbus profile's value keys give its measurands. Current.Offered comes from the controller.
+_PROFILE_MEASURANDS = (("i", "Current.Import"), ("v", "Voltage"),
+                       ("p_total", "Power.Active.Import"), ("p", "Power.Active.Import"),
+                       ("freq", "Frequency"))
+
+
+def supported_measurands(meters, temperature=False):
+    """The CSL of measurands the EV meter of a "meters" config section (dict or None) gives:
+    the board's SupportedMeasurands override. A CT's voltage is configured, not measured:
+    it is not offered."""
+    out = [_E, "Current.Offered"]
+    ev = meters.get("ev") if type(meters) is dict else None
+    kind = ev.get("type") if type(ev) is dict else None
+    if kind == "s0":
+        out.append("Power.Active.Import")
+    elif kind == "ct":
+        out += ["Power.Active.Import", "Current.Import"]
+    elif kind == "modbus":
+        from firmware.meters.profiles import PROFILES
+
+        prof = PROFILES.get(ev.get("profile"), {})
+        for field, m in _PROFILE_MEASURANDS:
+            if field in prof and m not in out:
+                out.append(m)
+    if temperature:
+        out.append("Temperature")
+    return ",".join(out)
+
+
 def _row(name):
     for r in TABLE:
         if r[0] == name:
@@ -92,6 +124,17 @@ def _text(v):
 
 def _csl(s):
     return [x.strip() for x in s.split(",")] if s.strip() else []
+
+
+def key_overrides(board, cfg):
+    """The board's overrides of the configuration key table (board.ocpp_keys: {name:
+    value}, e.g. ConnectorPhaseRotation as the connector is wired), and the measurands the
+    configured EV meter has unless the board names them (SupportedMeasurands)."""
+    o = dict(getattr(board, "ocpp_keys", None) or {})
+    if "SupportedMeasurands" not in o:
+        o["SupportedMeasurands"] = supported_measurands(
+            getattr(cfg, "meters", None), hasattr(board, "temperature_c"))
+    return o
 
 
 class Keys:

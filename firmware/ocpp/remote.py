@@ -12,6 +12,10 @@ from firmware.ocpp.keys import KeysError
 from firmware.ocpp.rpc import RpcError
 
 _UNLOCK_WAIT_MS = 2500
+_TRIGGERS_MAX = 8  # distinct (message, connector) requests waiting for the sender
+# Firmware Management is not in SupportedFeatureProfiles: its notifications are not
+# implemented (TriggerMessage.conf NotImplemented, 1.6 section 6.54), not a made-up "Idle".
+_NOT_TRIGGERED = ("DiagnosticsStatusNotification", "FirmwareStatusNotification")
 _RESET_FLUSH_MS = 10000
 
 
@@ -155,8 +159,8 @@ async def unlock(cp, p):
 
 # -- Local authorisation list -----------------------------------------------------------------
 def list_version(cp, p):
-    if not cp.keys.get("LocalAuthListEnabled"):
-        return {"listVersion": -1}
+    # 1.6 5.8: -1 only when local lists are not supported at all (they are: the profile is in
+    # SupportedFeatureProfiles); a disabled list still has its version, 0 when empty.
     return {"listVersion": cp.list.version}
 
 
@@ -269,7 +273,12 @@ def trigger(cp, p):
         return _status("Rejected")
     if what == "BootNotification" and cp.registration == "Accepted":
         return _status("Rejected")  # already accepted: nothing to boot again
-    cp.triggers.append((what, c))
+    if what in _NOT_TRIGGERED:
+        return _status("NotImplemented")
+    if (what, c) not in cp.triggers:  # the same request twice is sent once
+        if len(cp.triggers) >= _TRIGGERS_MAX:  # the sender is blocked: do not pile up
+            return _status("Rejected")
+        cp.triggers.append((what, c))
     cp.wake.set()
     return _status("Accepted")
 
@@ -290,10 +299,6 @@ async def send_triggered(cp, what, c):
         if tid is not None and p["connectorId"] == 1:
             p["transactionId"] = tid
         await cp.rpc.call("MeterValues", p)
-    elif what == "DiagnosticsStatusNotification":
-        await cp.rpc.call("DiagnosticsStatusNotification", {"status": "Idle"})
-    elif what == "FirmwareStatusNotification":
-        await cp.rpc.call("FirmwareStatusNotification", {"status": "Idle"})
     else:
         raise RpcError("NotImplemented", what)
 

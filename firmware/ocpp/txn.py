@@ -187,11 +187,12 @@ class Transactions:
         p = {"meterStop": self.energy(), "timestamp": cp.iso_now(), "reason": reason}
         if tag:
             p["idTag"] = tag
-        data = o["data"]
         if cp.keys.get("StopTxnSampledData"):
-            data.append(self.sample("Transaction.End", "StopTxnSampledData"))
-        if data:
-            p["transactionData"] = data[-_STOP_DATA_MAX:]
+            self._keep(self.sample("Transaction.End", "StopTxnSampledData"))
+        if o["data"]:
+            p["transactionData"] = o["data"]
+            if o.get("cut"):
+                cp.log("ocpp: transactionData: %d earlier samples left out" % o["cut"])
         try:
             cp.journal.push("StopTransaction", {"l": o["l"], "p": p})
         except JournalError as e:  # never dropped by the journal; report it loudly
@@ -223,8 +224,7 @@ class Transactions:
                     self._next_sample = time.ticks_add(now, iv * 1000)
                 self._push_values("Sample.Periodic", "MeterValuesSampledData")
                 if cp.keys.get("StopTxnSampledData"):
-                    o["data"].append(self.sample("Sample.Periodic", "StopTxnSampledData"))
-                    del o["data"][:-_STOP_DATA_MAX]
+                    self._keep(self.sample("Sample.Periodic", "StopTxnSampledData"))
         al = cp.keys.get("ClockAlignedDataInterval")
         if al > 0 and s is not None:
             if self._next_aligned is None or self._next_aligned - s > al:
@@ -238,12 +238,22 @@ class Transactions:
         if self.open is not None:
             self._push_values("Sample.Clock", "MeterValuesAlignedData")
             if cp.keys.get("StopTxnAlignedData"):
-                self.open["data"].append(self.sample("Sample.Clock", "StopTxnAlignedData"))
-                del self.open["data"][:-_STOP_DATA_MAX]
+                self._keep(self.sample("Sample.Clock", "StopTxnAlignedData"))
         elif cp.link.connected and len(cp.outbox) < 4:
             cp.outbox.append(("MeterValues", {"connectorId": 1, "meterValue": [
                 self.sample("Sample.Clock", "MeterValuesAlignedData")]}))
             cp.wake.set()
+
+    def _keep(self, mv):
+        """One StopTxn*Data sample for transactionData: the last _STOP_DATA_MAX are kept (RAM
+        and frame size); the first one dropped is logged, the count goes with the stop."""
+        o = self.open
+        o["data"].append(mv)
+        if len(o["data"]) > _STOP_DATA_MAX:
+            del o["data"][0]
+            o["cut"] = o.get("cut", 0) + 1
+            if o["cut"] == 1:
+                self.cp.log("ocpp: transactionData keeps the last %d samples" % _STOP_DATA_MAX)
 
     def _push_values(self, context, key):
         o = self.open

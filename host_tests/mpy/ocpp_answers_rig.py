@@ -7,7 +7,8 @@
 #
 #   micropython ocpp_answers_rig.py PLAN.json WORKDIR
 # PLAN: {"keys": {name: value}, "answers": {action: [payload | {"_error": code}, ...]},
-#        "steps": [[op, args...], ...]}
+#        "steps": [[op, args...], ...], "delay": {action: ms before its answer},
+#        "meters": the config's meters section, "board_keys": board.ocpp_keys}
 # Answers are used in order, then the default one. Steps (each on the device clock):
 #   ["plug"] ["unplug"] ["card", tag] ["sleep", ms] ["until", action, n, timeout_ms]
 #   ["call", action, payload] ["lookup", "cache"|"list", tag] ["diag"]
@@ -91,7 +92,10 @@ ZERO = -0x40000000
 board = NS(name="rig", meter_reading=NS(energy_wh=1000, p_total_w=3680, i_da=[160, ZERO, ZERO],
                                         v_dv=[2300, 0, 0], freq_chz=5000),
            wall_s=lambda: T0, reset=lambda: None)
-cfg = NS(free_vend=False, connector="type2_socket", phases=1, rating_a=16, max_current_a=16)
+if "board_keys" in PLAN:
+    board.ocpp_keys = PLAN["board_keys"]
+cfg = NS(free_vend=False, connector="type2_socket", phases=1, rating_a=16, max_current_a=16,
+         meters=PLAN.get("meters"))
 ctl = Ctl()
 
 
@@ -139,7 +143,7 @@ class Csms:
         return {}
 
     async def answer(self, mid, action, p):
-        await asyncio.sleep_ms(5)
+        await asyncio.sleep_ms(PLAN.get("delay", {}).get(action, 5))
         lst = self.answers.get(action) or []
         i = self.used.get(action, 0)
         self.used[action] = i + 1
