@@ -40,8 +40,8 @@ def payloads(res, action):
     return [p for a, p in res["got"] if a == action]
 
 
-SESSION = [["plug"], ["card", "CARD1"], ["until", "StartTransaction", 1, 5000],
-           ["sleep", 300], ["unplug"], ["until", "StopTransaction", 1, 5000], ["sleep", 100],
+SESSION = [["plug"], ["card", "CARD1"], ["until", "StartTransaction", 1, 15000],
+           ["sleep", 300], ["unplug"], ["until", "StopTransaction", 1, 15000], ["sleep", 100],
            ["lookup", "cache", "CARD1"], ["diag"]]
 
 
@@ -119,7 +119,7 @@ def test_a_start_refused_more_than_the_attempts_keeps_its_values_and_stop(tmp_pa
                                   "TransactionMessageRetryInterval": 1},
                          "answers": {"StartTransaction": errs},
                          "steps": [["plug"], ["card", "CARD1"], ["sleep", 300], ["unplug"],
-                                   ["until", "StopTransaction", 1, 12000]]})
+                                   ["until", "StopTransaction", 1, 30000]]})
     assert actions(res) == ["StartTransaction"] * 4 + ["MeterValues", "StopTransaction"], (
         res["log"])
     assert payloads(res, "StopTransaction")[0]["transactionId"] == 101
@@ -129,8 +129,8 @@ def test_a_start_refused_more_than_the_attempts_keeps_its_values_and_stop(tmp_pa
 def test_stop_answer_updates_the_cache(tmp_path):
     res = run(tmp_path, {"answers": {"StopTransaction": [
         {"idTagInfo": {"status": "Blocked", "expiryDate": "2030-01-01T00:00:00Z"}}]},
-        "steps": [["plug"], ["card", "CARD1"], ["until", "StartTransaction", 1, 5000],
-                  ["card", "card1"], ["until", "StopTransaction", 1, 5000], ["sleep", 100],
+        "steps": [["plug"], ["card", "CARD1"], ["until", "StartTransaction", 1, 15000],
+                  ["card", "card1"], ["until", "StopTransaction", 1, 15000], ["sleep", 100],
                   ["lookup", "cache", "CARD1"]]})
     assert payloads(res, "StopTransaction")[0]["idTag"] == "card1"
     assert res["lookups"][0][2] == ["Blocked", 1893456000, None], res["lookups"]
@@ -147,7 +147,7 @@ def test_a_transaction_id_beyond_32_bits_is_acknowledged_once(tmp_path):
 
 def test_a_fault_in_the_sender_is_logged_and_counted_in_diag(tmp_path):
     res = run(tmp_path, {"steps": [["sleep", 200], ["break_peek"], ["plug"], ["card", "C"],
-                                   ["until", "StartTransaction", 1, 5000], ["diag"]]})
+                                   ["until", "StartTransaction", 1, 15000], ["diag"]]})
     assert res["faults"] == 1
     assert any("fault 1 in sender" in m and "unreadable record" in m for m in res["log"])
     assert any("faults 1" in line for line in res["diag"]), res["diag"]
@@ -204,8 +204,8 @@ def test_a_card_of_the_group_from_start_conf_stops_a_remote_start(tmp_path, star
             "status": "Accepted", "parentIdTag": start_parent}}],
             "Authorize": [{"idTagInfo": {"status": "Accepted", "parentIdTag": card_parent}}]},
         "steps": [["sleep", 200], ["call", "RemoteStartTransaction", {"idTag": "R1"}],
-                  ["plug"], ["until", "StartTransaction", 1, 5000], ["sleep", 100],
-                  ["card", "OTHER"], ["until", "StopTransaction", 1, 1500]]})
+                  ["plug"], ["until", "StartTransaction", 1, 15000], ["sleep", 100],
+                  ["card", "OTHER"], ["until", "StopTransaction", 1, 4000]]})
     assert payloads(res, "StartTransaction")[0]["idTag"] == "R1"
     assert "Authorize" not in [a for a, _ in res["got"][:3]]
     stops_got = payloads(res, "StopTransaction")
@@ -267,7 +267,7 @@ def test_triggers_are_bounded_and_not_repeated_while_the_sender_waits(tmp_path):
                 req["connectorId"] = c
             trig.append(["call", "TriggerMessage", req])
     res = run(tmp_path, {"delay": {"Heartbeat": 1500}, "keys": {"HeartbeatInterval": 1},
-                         "steps": [["sleep", 200], ["until", "Heartbeat", 1, 3000]]
+                         "steps": [["sleep", 200], ["until", "Heartbeat", 1, 15000]]
                          + trig[:1] * 3 + trig + [
         ["call", "TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"}],
         ["call", "TriggerMessage", {"requestedMessage": "DiagnosticsStatusNotification"}],
@@ -285,7 +285,7 @@ def test_transaction_data_cut_to_eight_samples_is_logged(tmp_path):
     res = run(tmp_path, {"keys": {"MeterValueSampleInterval": 1,
                                   "StopTxnSampledData": "Energy.Active.Import.Register"},
                          "steps": [["plug"], ["card", "C"], ["until", "MeterValues", 10, 15000],
-                                   ["card", "C"], ["until", "StopTransaction", 1, 3000]]},
+                                   ["card", "C"], ["until", "StopTransaction", 1, 15000]]},
               timeout=90)
     stop = payloads(res, "StopTransaction")[0]
     assert len(stop["transactionData"]) == 8
@@ -297,7 +297,7 @@ def test_transaction_data_cut_to_eight_samples_is_logged(tmp_path):
 def test_two_cards_with_empty_parents_are_not_one_group(tmp_path):
     empty = {"idTagInfo": {"status": "Accepted", "parentIdTag": ""}}
     res = run(tmp_path, {"answers": {"Authorize": [empty, empty]}, "steps": [
-        ["plug"], ["card", "FIRST"], ["until", "StartTransaction", 1, 5000], ["sleep", 100],
-        ["card", "OTHER"], ["until", "Authorize", 2, 2000], ["sleep", 300]]})
+        ["plug"], ["card", "FIRST"], ["until", "StartTransaction", 1, 15000], ["sleep", 100],
+        ["card", "OTHER"], ["until", "Authorize", 2, 15000], ["sleep", 300]]})
     assert [a for a, _ in res["got"]].count("Authorize") == 2
     assert payloads(res, "StopTransaction") == [] and res["open"], res["log"]
