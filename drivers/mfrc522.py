@@ -17,7 +17,8 @@
 from micropython import const
 
 from drivers.rfid import (
-    E_BUS, E_CHECKSUM, E_FRAME, E_TIMEOUT, E_VERSION, OP_INIT, PENDING, R_CARD, R_NONE, R_OK)
+    E_BUS, E_CHECKSUM, E_CHIP, E_FRAME, E_TIMEOUT, E_VERSION, OP_INIT, PENDING, R_CARD, R_NONE,
+    R_OK)
 
 try:
     from time import ticks_add, ticks_diff
@@ -126,6 +127,10 @@ class Mfrc522:
         self._want = 0
 
     # -- registers -----------------------------------------------------------------------------
+    def version_text(self):
+        v = self.version
+        return "v1.0" if v == 0x91 else ("v2.0" if v == 0x92 else "0x%02X" % v)
+
     def _wr(self, reg, val):
         self._a[0] = (reg << 1) & 0x7E
         self._b[0] = val
@@ -215,6 +220,10 @@ class Mfrc522:
             v = self._rd(VERSION)  # every poll: is the chip still there?
             if v != self.version:
                 return self._end(E_BUS if v == 0x00 or v == 0xFF else E_VERSION)
+            if self._rd(TX_CONTROL) & 0x03 != 0x03:
+                # The antenna is off: the chip was reset (a brown-out) and lost its setup.
+                # It would report "no card" for ever; an error makes the task set it up again.
+                return self._end(E_CHIP)
             self._tx[0] = _WUPA
             self._ph = _WAKE
             self._send(1, 7, 2, now)  # a short frame: 7 bits

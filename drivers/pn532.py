@@ -279,6 +279,9 @@ class Pn532:
         self._due = 0
         self._nacked = False
 
+    def version_text(self):
+        return "v%d.%d" % (self.version >> 8, self.version & 0xFF)
+
     def start(self, op, now):
         self._seq = self._init if op == OP_INIT else self._poll
         self._idx = 0

@@ -73,7 +73,8 @@ class CardReader:
 # -- reader chips ------------------------------------------------------------------------------
 # A chip driver (drivers/pn532.py) is a non-blocking state machine: start(op, now_ms) begins
 # OP_INIT (find and configure the chip) or OP_POLL (look for one card); step(now_ms) returns
-# PENDING while it works, then one result. uid[:uid_len] holds the card's UID after R_CARD.
+# PENDING while it works, then one result. uid[:uid_len] holds the card's UID after R_CARD;
+# name, check_ms (the wait between two steps), version (0: not known yet), version_text().
 OP_INIT = const(1)
 OP_POLL = const(2)
 PENDING = const(0)
@@ -190,8 +191,8 @@ class ReaderTask:
         self.errors += 1
         self.in_row += 1
         self.last_error = r
-        # While a card lies on the reader, a failed poll says nothing about it: its seen
-        # time stays, so a glitch never turns one presentation into two.
+        # While a card lies on the reader, a failed poll counts as seeing it: only polls that
+        # worked can say it is gone, so a glitch never turns one presentation into two.
         if self._cur_len:
             self._seen_ms = now
         if self.in_row < LOST_AFTER:  # a glitch (or a chip still waking up): try again soon
@@ -217,7 +218,7 @@ class ReaderTask:
 
     def diag(self, out=print):
         chip = self.chip
-        ver = " v%d.%d" % (chip.version >> 8, chip.version & 0xFF) if chip.version else ""
+        ver = " " + chip.version_text() if chip.version else ""
         out("rfid       %s%s %s  polls %d  cards %d  errors %d%s" % (
             chip.name, ver, self.state(), self.polls, self.presented, self.errors,
             " (last: %s)" % ERRORS.get(self.last_error, self.last_error)

@@ -136,6 +136,22 @@ def test_an_unplugged_module_is_lost_reported_and_found_again():
     assert r.ring.cards == ["DEADBEEF"]  # lay there all along: not a new tap
 
 
+def test_a_chip_reset_behind_the_drivers_back_is_set_up_again():
+    # A brown-out resets the chip alone: same VersionReg, but the antenna is off, so it would
+    # answer "no card" for ever. The driver notices, the task counts it lost and sets it up.
+    r = Rig()
+    r.run(500)
+    r.fake._reset()
+    r.run(600)
+    assert r.task.last_error == rfid.E_CHIP and r.task.state() == "lost"
+    r.fake.put_card(UID4)
+    r.run(2000)
+    assert r.task.state() == "ok" and r.ring.cards == ["DEADBEEF"]
+    out = []
+    r.task.diag(out.append)
+    assert out[0].startswith("rfid       mfrc522 v2.0 ok")
+
+
 def test_a_hung_chip_times_out_and_a_foreign_chip_is_refused():
     r = Rig()
     r.run(300)
