@@ -79,11 +79,11 @@ class App:
         if callable(net):
             net = net(self.cfg.network or {})
         try:
-            self.ocpp = ChargePoint(self.ctl, b, self.cfg.ocpp, self.cfg, log, net=net)
+            self.ocpp = ChargePoint(self.ctl, b, self.cfg.ocpp, self.cfg, log, net=net,
+                                    meters=self.meters)
         except (OSError, ValueError) as e:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return
-        self.ocpp.meters = getattr(self, "meters", None)
         for name, factory in self.ocpp.tasks():
             self.sup.add(name, factory)
 

@@ -345,9 +345,11 @@ class _PowerCut(BaseException):
 
 def _charge_point(wh):
     """What Transactions needs of a ChargePoint: plugged in, free vend, offline."""
-    act = types.SimpleNamespace(pilot="C", status="Charging", offer_da=160)
+    act = types.SimpleNamespace(pilot="C", status="Charging", offer_da=160, close=False)
     ns = types.SimpleNamespace
-    return ns(board=ns(meter_reading=ns(energy_wh=wh)), keys=Keys(), journal=Journal(),
+    # a meter read just now, whatever the time: fresh, last poll after the contactor opened
+    meter = ns(energy_wh=wh, at_ms=1 << 28, fresh=lambda now: True)
+    return ns(board=ns(meter_reading=meter), meters=None, keys=Keys(), journal=Journal(),
               log=lambda m: None, cfg=ns(free_vend=True), section={}, reservation=None,
               profiles=ns(end_transaction=lambda t: None, retag=lambda a, b: None,
                           set=lambda *a, **k: None),

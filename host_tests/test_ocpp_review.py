@@ -188,3 +188,67 @@ def test_a_remote_start_profile_limits_before_the_csms_answers_the_start():
             csms.wait_for(lambda: held, 10)
             _offer(sim, 70, timeout=10)  # no transactionId yet: the profile holds all the same
             assert not csms.transactions
+
+
+def _meter_state(d, wh=None, silent=False):
+    """The simulated meter's non-volatile register (Wh) and whether it answers at boot."""
+    import json
+    import os
+
+    if wh is not None:
+        with open(os.path.join(d, "sim_meter_wh"), "w") as f:
+            f.write("%.3f" % wh)
+    with open(os.path.join(d, "sim_faults.json"), "w") as f:
+        json.dump(["meter_silent"] if silent else [], f)
+
+
+def test_meter_start_is_never_a_value_the_meter_did_not_give(csms, tmp_path):
+    # Free vend, EV plugged at boot, the meter silent: meterStart 0 would bill the meter's
+    # whole lifetime register (1234.5 kWh here) at the stop.
+    d = o.state_dir(tmp_path)
+    _meter_state(d, wh=1234567, silent=True)
+    with o.start_sim(csms, state_dir=d, free_vend=True) as sim, o.report(sim, csms):
+        o.booted(csms)
+        sim.do("plug", cable_a=32)
+        o.wait_log(sim, "waits for the meter")
+        o.sleep(12)  # past the bounded wait: no saved register either, so it waits on
+        assert not csms.transactions
+        # no energy flows unbilled meanwhile: the contacts never closed
+        assert not [x for x in sim.obs if x.get("k") == "contacts" and x.get("closed")]
+        sim.do("fault", name="meter_silent", on=False)
+        tx = o.wait_tx(csms, lambda t: True, timeout=15)
+        assert tx["meterStart"] == 1234567
+        o.wait_status(csms, "Charging")
+
+
+def test_meter_stop_is_read_after_the_contactor_opened_and_the_next_start_continues(
+        csms, tmp_path):
+    # every Wh belongs to exactly one transaction: the next meterStart equals this meterStop
+    # when nothing was charged between (it was the last poll, up to a period old)
+    d = o.state_dir(tmp_path)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        o.booted(csms)
+        _charging(sim, csms, "CARD1")
+        o.sleep(3)
+        sim.do("card", uid="CARD1")
+        first = o.wait_tx(csms, lambda t: t["idTag"] == "CARD1" and t["stop"] is not None)
+        sim.do("card", uid="CARD2")
+        second = o.wait_tx(csms, lambda t: t["idTag"] == "CARD2")
+        assert first["stop"]["meterStop"] > first["meterStart"]
+        assert second["meterStart"] == first["stop"]["meterStop"]
+
+
+def test_the_simulated_meter_keeps_its_register_across_a_restart(csms, tmp_path):
+    d = o.state_dir(tmp_path)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        o.booted(csms)
+        _charging(sim, csms, "CARD1")
+        o.sleep(3)
+        sim.do("card", uid="CARD1")
+        first = o.wait_tx(csms, lambda t: t["stop"] is not None)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        csms.wait_for(lambda: len(csms.boots) >= 2, 30)
+        sim.do("plug", cable_a=32)
+        sim.do("card", uid="CARD2")
+        second = o.wait_tx(csms, lambda t: t["idTag"] == "CARD2")
+        assert second["meterStart"] >= first["stop"]["meterStop"] > 0

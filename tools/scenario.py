@@ -9,7 +9,7 @@ import json
 # here. host_tests/test_sim_cli.py checks that both lists are equal.
 FAULTS = (
     "diode_short", "cp_short", "rcm_trip", "rcm_broken", "welded", "no_close",
-    "overcurrent", "ignore_stop", "lock_fail",
+    "overcurrent", "ignore_stop", "lock_fail", "meter_silent",
 )
 METER_FAULTS = ("silent", "crc", "exception", "garbage", "slow", "jump", "off")
 CABLE_CODINGS = (13, 20, 32, 63, 70)  # plug cable_a in amps (world.py CABLE_OHMS)

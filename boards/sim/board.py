@@ -114,10 +114,12 @@ class SimBoard:
         """The EV meter's own task: reads the meter, stamps the cached reading."""
         r = self.meter_reading
         while True:
+            await asyncio.sleep_ms(METER_POLL_MS)
+            if self.world.faults["meter_silent"]:
+                continue  # no answer: the reading goes stale
             r.i_max_da = self.world.ev.draw_da
             r.energy_wh = int(self.world.energy_wh)
             r.stamp(time.ticks_ms())
-            await asyncio.sleep_ms(METER_POLL_MS)
 
     # -- meters named by the config (firmware/meters/roles.py) ---------------------------------
     def meter_bus(self, uart, baud, parity):

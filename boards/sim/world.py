@@ -2,6 +2,7 @@
 # battery, current draw with a reaction delay), the cable, the contactor's mechanics, the
 # residual-current monitor and the energy meter. It advances in real time from its own
 # task (tick every ms), so the firmware sees changes at the moment they happen.
+import json
 import math
 import time
 
@@ -19,8 +20,14 @@ _V = 12000  # generator amplitude, mV
 CABLE_OHMS = {13: 1500, 20: 680, 32: 220, 63: 100, 70: 100}
 FAULTS = (
     "diode_short", "cp_short", "rcm_trip", "rcm_broken", "welded", "no_close",
-    "overcurrent", "ignore_stop", "lock_fail",
+    "overcurrent", "ignore_stop", "lock_fail", "meter_silent",
 )
+# A meter's register is non-volatile: it lives in the state folder (the process's working
+# folder), so a restarted simulator on the same --state counts on from where it was, as a
+# real meter does after a power cut. FAULTS_FILE (optional, written by a test) sets faults
+# that are there from power-up (a meter that does not answer at boot).
+REGISTER_FILE = "sim_meter_wh"
+FAULTS_FILE = "sim_faults.json"
 LOCK_TRAVEL_MS = 150  # socket lock actuator: command -> position switch
 METER_OBS_MS = 200  # "meter" observation period while the EV draws (emulated meters follow it)
 S0_PULSE_MS = 35  # the S0 output's impulse (SDM72D-M), with a 1 ms bounce at each edge
@@ -60,6 +67,9 @@ class World:
         # Every fault has its entry from the start: set_fault() only replaces values, so
         # the clock thread never reads the dict while it is resized.
         self.faults = {name: False for name in FAULTS}
+        for name in _boot_faults():  # no observation yet: the control channel is not up
+            if name in self.faults:
+                self.faults[name] = True
         self._later = []  # [due ticks_ms, method name, argument], run by the clock thread
         self._later_lock = _thread.allocate_lock()
         self.duty = 1000  # what the PWM drives, per-mille
@@ -72,7 +82,8 @@ class World:
         self.rcm_test = False
         self._rcm_test_at = 0
         self._rcm_release_at = None
-        self.energy_wh = 0.0
+        self.energy_wh = _load_register()
+        self._saved_wh = int(self.energy_wh)
         self.volts = 230
         self.house_w = HOUSE_W
         self._meter_at = 0  # ticks of the last "meter" observation
@@ -277,6 +288,9 @@ class World:
             wh = ev.draw_da * ev.phases * self.volts * dt / 36000000.0  # dA*V*ms -> Wh
             self.energy_wh += wh
             ev.soc_wh += wh
+            if int(self.energy_wh) != self._saved_wh:
+                self._saved_wh = int(self.energy_wh)
+                _save_register(self.energy_wh)
             if ev.full and ev.auto and ev.s2:
                 ev._target = 0
                 ev.draw_da = 0
@@ -356,3 +370,28 @@ class World:
                 self.set_s2(True, "offer")
             elif not offered:
                 self.set_s2(False, "PWM off")
+
+
+def _load_register():
+    try:
+        with open(REGISTER_FILE) as f:
+            return float(f.read())
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _save_register(wh):
+    try:
+        with open(REGISTER_FILE, "w") as f:
+            f.write("%.3f" % wh)
+    except OSError:
+        pass
+
+
+def _boot_faults():
+    try:
+        with open(FAULTS_FILE) as f:
+            names = json.load(f)
+    except (OSError, ValueError):
+        return ()
+    return names if type(names) is list else ()

@@ -63,7 +63,7 @@ def check_section(s):
 
 
 class ChargePoint:
-    def __init__(self, ctl, board, section, cfg, log=print, net=None):
+    def __init__(self, ctl, board, section, cfg, log=print, net=None, meters=None):
         from firmware.ocpp.link import Link
 
         self.ctl = ctl
@@ -102,19 +102,22 @@ class ChargePoint:
         self.pending_avail = None  # a change Scheduled until the transaction ends
         self._load_state()
         ctl.set_available(self.available[0] and self.available[1])
+        # With OCPP a transaction authorises the controller (free vend too: it starts at the
+        # plug), so no energy flows before meterStart is known (txenergy.py).
+        ctl.set_auth(False)
         self.status = [None, None]  # (status, error, info) observed, per connector
         self.sent = [None, None]  # ... last sent
         self.status_at = [0, 0]  # wall seconds of the observed change
         self.triggers = []  # (action, connector) asked by TriggerMessage
         self.outbox = []  # non-transaction messages waiting for the link: (action, payload)
         self.reservation = None  # dict: id, tag, parent, expiry_s
+        self.meters = meters  # firmware.meters.roles result (the EV meter's saved register)
         self.tx = txn.Transactions(self)
         self.reset_kind = None
         self._limit_ms = 0
         self._reason = None
         self.last_error = None
         self.faults = 0  # exceptions caught in the OCPP tasks (fault())
-        self.meters = None  # firmware.meters.roles result, set by the app
 
     def _password(self):
         """The Basic-auth password: the AuthorizationKey the CSMS set (hex-decoded bytes),

@@ -126,7 +126,7 @@ async def _reset(cp, kind):
     # A soft reset waits (bounded) until the journal is delivered; a hard one only for the
     # stop to be journaled: the journal survives the reset either way.
     t0 = time.ticks_ms()
-    limit = _RESET_FLUSH_MS if kind == "Soft" else 1000
+    limit = _RESET_FLUSH_MS if kind == "Soft" else 4000  # the Stop reads the meter (<= 3 s)
     while time.ticks_diff(time.ticks_ms(), t0) < limit:
         if cp.tx.open is None and (kind == "Hard" or cp.journal.pending() == 0
                                    or not cp.link.connected):

@@ -12,6 +12,7 @@ from micropython import const
 from firmware import persist
 from firmware.ocpp import clock, txsend
 from firmware.ocpp.journal import JournalError
+from firmware.ocpp.txenergy import TxEnergy
 from firmware.ocpp.values import meter_value
 
 TX_FILE = "ocpp_tx.json"  # the open transaction (a power cut ends it with PowerLoss)
@@ -42,16 +43,15 @@ class Transactions:
         self._retry_ms = 0
         self._next_sample = None
         self._next_aligned = None
-        self._wh = 0  # highest energy register seen: meterStop never below meterStart
+        self.e = TxEnergy(cp)  # meterStart / meterStop (never below a value reported)
+        self._stop_at = None  # ticks a stop was asked: meterStop waits for the meter
+        self._stop_ts = None  # ... and the wall time of that moment (the Stop's timestamp)
         self._recover()
         cp.profiles.end_transaction(None)  # no transaction survives a reboot: nor its TxProfile
 
     # -- energy and samples ----------------------------------------------------------------
     def energy(self):
-        m = getattr(self.cp.board, "meter_reading", None)
-        if m is not None and m.energy_wh > self._wh:
-            self._wh = m.energy_wh
-        return self._wh
+        return self.e.now()
 
     def sample(self, context, key, connector=1, wh=None):
         """One meterValue for the measurands configured under `key` (a CSL); wh: the energy
@@ -62,7 +62,7 @@ class Transactions:
     def _save(self):
         o = self.open
         persist.save_json(TX_FILE, {"l": o["l"], "tag": o["tag"], "start_s": o["start_s"],
-                                    "wh": self._wh, "t": self.cp.now_s()})
+                                    "wh": self.e.wh, "t": self.cp.now_s()})
 
     def _recover(self):
         """A transaction open at the last power cut ends now, with reason PowerLoss. The
@@ -73,8 +73,7 @@ class Transactions:
         cp = self.cp
         d = load_saved()
         wh, t = d.get("wh"), d.get("t")
-        if type(wh) is int and wh > self._wh:
-            self._wh = wh
+        self.e.raise_to(wh)  # meterStop: this, or the meter's saved register if higher
         try:
             opens = cp.journal.open_locals()
         except (JournalError, OSError) as e:
@@ -104,26 +103,34 @@ class Transactions:
                 if self._was_plugged or self.finished:
                     self.finished = False
                     if self.auth is None:
-                        cp.ctl.set_auth(bool(cp.cfg.free_vend))
+                        cp.ctl.set_auth(False)
                 a_ = self.auth
                 if a_ is not None and time.ticks_diff(now, a_["at"]) > 1000 * cp.keys.get(
                         "ConnectionTimeOut"):
                     cp.log("ocpp: no cable within ConnectionTimeOut, authorisation dropped")
                     self.auth = None
-                    cp.ctl.set_auth(bool(cp.cfg.free_vend))
+                    cp.ctl.set_auth(False)
             elif self.auth is None and cp.cfg.free_vend and not self.finished:
                 self.auth = {"tag": cp.section.get("free_vend_id", FREE_VEND_TAG),
                              "parent": None, "at": now}
             if plugged and self.auth is not None and a.status != "Faulted" and (
                     cp.available[0] and cp.available[1]):
-                self._start(now)
+                wh = self.e.at_start(now)
+                if wh is not None:
+                    self._start(now, wh)
+            else:
+                self.e.cancel_start()
         else:
             if self._was_plugged and not plugged:
                 self._ev_side_gone(o)
                 if cp.keys.get("StopTransactionOnEVSideDisconnect"):
                     self.stop_reason = self.stop_reason or "EVDisconnected"
             if self.stop_reason is not None:
-                self._stop(self.stop_reason, self.stop_tag, plugged)
+                if self._stop_at is None:  # open the contactor first, then read meterStop
+                    self._stop_at, self._stop_ts = now, cp.iso_now()
+                    cp.ctl.set_auth(False)
+                if self.e.stop_settled(now, self._stop_at, a.close):
+                    self._stop(self.stop_reason, self.stop_tag, plugged)
         if self.hold is not None and cp.ctl.inputs.pp_da <= 0:
             self.release("the cable was taken out")
         self._was_plugged = plugged
@@ -146,11 +153,11 @@ class Transactions:
             self.cp.ctl.set_lock_hold(False)
             self.cp.log("ocpp: cable unlocked (%s)" % why)
 
-    def _start(self, now):
+    def _start(self, now, wh):
         cp = self.cp
         au = self.auth
         s = cp.now_s()
-        p = {"connectorId": 1, "idTag": au["tag"], "meterStart": self.energy(),
+        p = {"connectorId": 1, "idTag": au["tag"], "meterStart": wh,
              "timestamp": clock.iso(s or 0)}
         r = cp.reservation
         if r is not None and _same(r["tag"], au["tag"], au.get("parent"), r.get("parent")):
@@ -184,7 +191,10 @@ class Transactions:
         cp = self.cp
         o = self.open
         cp.ctl.set_auth(False)
-        p = {"meterStop": self.energy(), "timestamp": cp.iso_now(), "reason": reason}
+        p = {"meterStop": self.energy(), "timestamp": self._stop_ts or cp.iso_now(),
+             "reason": reason}
+        self._stop_at = self._stop_ts = None
+        self.e.stopped()
         if tag:
             p["idTag"] = tag
         if cp.keys.get("StopTxnSampledData"):
@@ -214,6 +224,8 @@ class Transactions:
     def timers(self, now, s):
         cp = self.cp
         o = self.open
+        if self._stop_at is not None:
+            return  # stopping: the next reading is the Stop's (sent after nothing of its own)
         iv = cp.keys.get("MeterValueSampleInterval")
         if o is not None and iv > 0:
             if self._next_sample is None:
@@ -296,7 +308,7 @@ class Transactions:
                 asyncio.create_task(self.authorize(tag, stop_parent=o.get("parent")))
         elif self.auth is not None and _same(self.auth["tag"], tag):
             self.auth = None
-            self.cp.ctl.set_auth(bool(self.cp.cfg.free_vend))
+            self.cp.ctl.set_auth(False)
         else:
             asyncio.create_task(self.authorize(tag))
 

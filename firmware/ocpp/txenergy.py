@@ -1,0 +1,88 @@
+# The energy at a transaction's edges (OCPP meterStart / meterStop), from the EV meter.
+# Rules (docs/ocpp.md, "Energy at the edges"):
+# - Never report a register the meter did not give. meterStart is a reading no older than
+#   the meter's staleness limit; without one the transaction waits for it (the contactor
+#   stays open, so no energy goes unbilled), up to START_WAIT_MS; after that the meter
+#   task's saved register (its EnergyStore) will do. With neither the transaction waits
+#   for the meter: charging with an unknown meterStart would bill the meter's lifetime.
+# - meterStop is read after the contactor opened: the stop waits (bounded by STOP_WAIT_MS)
+#   for a poll stamped after the opening, so the energy of the last poll period belongs to
+#   this transaction and not to none.
+# - The register reported never goes below one already reported (journaled readings, the
+#   open transaction's file, the meter task's saved total): `wh` only rises.
+# A board without an EV meter reports 0 Wh at both edges (nothing is billed by energy).
+from micropython import const
+
+from firmware.ticks import ticks_diff
+
+START_WAIT_MS = const(10000)
+STOP_WAIT_MS = const(3000)
+
+
+class TxEnergy:
+    def __init__(self, cp):
+        self.cp = cp
+        self.wh = 0  # the highest register known (Wh)
+        self._wait = None  # ticks since a start waits for the meter
+        self._opened = None  # ticks the contactor was first seen open after a stop
+
+    def reading(self):
+        return getattr(self.cp.board, "meter_reading", None)
+
+    def saved(self):
+        """The EV meter task's total as saved on flash (its EnergyStore), -1 if none."""
+        ms = self.cp.meters
+        t = ms.get("ev") if ms is not None else None
+        v = getattr(t, "total_wh", -1)
+        return v if type(v) is int else -1
+
+    def raise_to(self, wh):
+        if type(wh) is int and wh > self.wh:
+            self.wh = wh
+
+    def now(self):
+        """The register to report now: the highest value known (Wh)."""
+        m = self.reading()
+        if m is not None:
+            self.raise_to(m.energy_wh)
+        self.raise_to(self.saved())
+        return self.wh
+
+    def at_start(self, now):
+        """meterStart, or None while the start must wait for the meter."""
+        m = self.reading()
+        if m is None or m.fresh(now) and m.energy_wh >= 0:
+            self._wait = None
+            return self.now()
+        log = self.cp.log
+        if self._wait is None:
+            self._wait = now
+            log("ocpp: no fresh meter reading: the transaction waits for the meter")
+            return None
+        if ticks_diff(now, self._wait) < START_WAIT_MS:
+            return None
+        if self.saved() >= 0 or self.wh > 0:
+            self._wait = None
+            log("ocpp: the meter gives no reading: meterStart is its saved register")
+            return self.now()
+        return None
+
+    def cancel_start(self):
+        self._wait = None
+
+    def stop_settled(self, now, asked, closed):
+        """True once meterStop can be read: a poll stamped after the contactor opened (or
+        STOP_WAIT_MS after the stop was asked at `asked`)."""
+        if closed:
+            self._opened = None
+        elif self._opened is None:
+            self._opened = now
+        m = self.reading()
+        if m is None or ticks_diff(now, asked) >= STOP_WAIT_MS:
+            return True
+        at = m.at_ms
+        return self._opened is not None and at is not None and ticks_diff(
+            at, self._opened) > 0
+
+    def stopped(self):
+        self._opened = None
