@@ -35,4 +35,32 @@ for (name, start), (_, end) in zip(marks, marks[1:]):
             ok, msg = False, ": %s" % (e,)
         check("whole session, wrap %d ms into %s%s" % (at - start, name, msg), ok)
 
+
+
+# The RCM self-test's 1 s limit across the wrap: a module that never trips fails the test.
+def first_test_start():
+    r = Rig(log=False)
+    r.ev = "B"
+    r.step(10)
+    r.ev = "C"
+    r.until(lambda a: a.rcm_test, 3000)
+    return ticks_diff(r.t, r.t0)
+
+
+at = first_test_start()
+for after in (1, 500):
+    r = Rig(t0=wrap_in(at + after), log=False)
+    r.rcm_broken = True
+    r.ev = "B"
+    r.step(10)
+    r.ev = "C"
+    try:
+        r.until(lambda a: a.rcm_test, 3000)
+        ms = r.until(lambda a: a.status == "Faulted", 2000)
+        ok, msg = 1000 <= ms <= 1004 and not r.s.act.close, "%d ms" % ms
+    except AssertionError as e:
+        ok, msg = False, str(e)
+    check("broken RCM fails its self-test 1 s after it started, wrap %d ms in: %s"
+          % (after, msg), ok)
+
 print("DONE %d failed" % len(FAILS))
