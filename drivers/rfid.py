@@ -107,10 +107,11 @@ def uid_text(uid, n):
 
 class ReaderTask:
     """Polls a chip every poll_ms and feeds `ring` (a CardReader): one presentation per card
-    put on the reader; the same UID held there (or back within gone_ms of the last poll that
-    saw it, judged by polls that worked) is not presented again. LOST_AFTER failures in a row
-    make the reader lost: reported once (log, event "rfid lost"), then re-initialised after
-    waits from `backoff` (next_ms(), reset()) until it answers ("rfid back")."""
+    put on the reader; the same UID is presented again only after polls that worked saw no
+    card for gone_ms in a row (a failed poll or a sighting starts that count again).
+    LOST_AFTER failures in a row make the reader lost: reported once (log, event "rfid lost",
+    ring.fault), then re-initialised after waits from `backoff` (next_ms(), reset()) until it
+    answers ("rfid back")."""
 
     def __init__(self, chip, ring, backoff, poll_ms=200, gone_ms=1000, log=print,
                  events=None):
@@ -131,7 +132,8 @@ class ReaderTask:
         self.last_ms = 0  # last step, for the supervisor's beat
         self._cur = bytearray(10)  # the card on the reader now
         self._cur_len = 0
-        self._seen_ms = 0
+        self._empty = False  # polls that worked have seen no card since _empty_ms
+        self._empty_ms = 0
         self._op = 0
         self._due = 0
 
@@ -165,8 +167,13 @@ class ReaderTask:
             self._card(chip.uid, chip.uid_len, now)
         else:
             self.polls += 1
-            if self._cur_len and ticks_diff(now, self._seen_ms) >= self.gone_ms:
-                self._cur_len = 0  # taken away: the next sighting is a new presentation
+            if self._cur_len:
+                if not self._empty:
+                    self._empty = True
+                    self._empty_ms = now
+                elif ticks_diff(now, self._empty_ms) >= self.gone_ms:
+                    self._cur_len = 0  # taken away: the next sighting is a new presentation
+                    self._empty = False
         self._due = ticks_add(now, self.poll_ms)
         return self.poll_ms
 
@@ -178,7 +185,7 @@ class ReaderTask:
                 if cur[i] != uid[i]:
                     same = False
                     break
-        self._seen_ms = now
+        self._empty = False
         if same:
             return
         for i in range(n):
@@ -192,9 +199,9 @@ class ReaderTask:
         self.in_row += 1
         self.last_error = r
         # While a card lies on the reader, a failed poll counts as seeing it: only polls that
-        # worked can say it is gone, so a glitch never turns one presentation into two.
-        if self._cur_len:
-            self._seen_ms = now
+        # worked, one after the other for gone_ms, can say it is gone, so a glitch or a lost
+        # reader never turns one presentation into two.
+        self._empty = False
         if self.in_row < LOST_AFTER:  # a glitch (or a chip still waking up): try again soon
             self._due = ticks_add(now, self.poll_ms)
             return self.poll_ms
