@@ -189,6 +189,7 @@ class Csms:
             for f in link.futures.values():
                 if not f.done():
                     f.set_exception(CsmsError("%s disconnected" % cp))
+                    f.exception()  # a caller still gets it; nobody waiting is no error
             if self.links.get(cp) is link:
                 del self.links[cp]
             self._event("disconnected", cp)
