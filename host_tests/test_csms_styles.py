@@ -251,3 +251,18 @@ def test_a_lost_answer_is_recorded_then_the_link_drops():
         assert [e["action"] for e in csms.events if e["event"] == "answer_lost"] == [
             "StartTransaction"]
     run(t, lose_answers={"StartTransaction": 1})
+
+
+def test_dev_flags_meter_values_for_an_id_it_never_gave():
+    mv = {"connectorId": 1, "transactionId": 55, "meterValue": [
+        {"timestamp": T0, "sampledValue": [{"value": "1"}]}]}
+
+    async def t(csms, open_cp):
+        async with open_cp() as ws:
+            cp = Cp(ws)
+            assert (await cp.call("MeterValues", mv))[0] == 3
+            no_tx = {"connectorId": 0, "meterValue": mv["meterValue"]}
+            assert (await cp.call("MeterValues", no_tx))[0] == 3  # no transactionId: fine
+        return reasons(csms)
+    assert run(t) == ["MeterValues for transactionId 55, which this CSMS never gave"]
+    assert run(t, style="steve") == []

@@ -302,6 +302,8 @@ class Csms:
             tx = self.transactions.get(p.get("transactionId"))
             if tx is not None:
                 tx["meter_values"].append(p)
+            elif "transactionId" in p:
+                style.meter_values_unknown(cp, p)
             return {}
         if action == "DataTransfer":
             self.data_transfers.append((cp, p))

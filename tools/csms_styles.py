@@ -130,6 +130,13 @@ class Dev:
                                    "CSMS never gave" % (p["transactionId"],))
         return None
 
+    def meter_values_unknown(self, cp, p):
+        """MeterValues naming a transactionId this CSMS never gave: a violation for dev (a
+        transaction's samples wait for its id); the real CSMSs store or drop them."""
+        if self.name == "dev":
+            self.csms.strict_violation(cp, p, "MeterValues for transactionId %r, which this "
+                                       "CSMS never gave" % (p["transactionId"],))
+
     def stop(self, p):
         return {"idTagInfo": self.id_tag_info(p["idTag"], "stop")} if "idTag" in p else {}
 
