@@ -10,6 +10,8 @@ expiryDate 2199 on every StartTransaction.conf (the Start was sent again forever
 each time), the hostile style's empty or non-ASCII parentIdTag (Authorize "deciding
 offline"), and the naive style's zone-less currentTime (the charge point never booted)."""
 import inspect
+import os
+import sys
 
 import pytest
 import test_ocpp_cases as cases
@@ -18,6 +20,8 @@ import test_ocpp_sim as sim
 import ocpprig as o
 
 pytestmark = pytest.mark.slow
+SIM_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                      "sim.py")
 
 CASES = {
     "cold-boot-card": sim.test_cold_boot_then_plug_and_card,
@@ -84,3 +88,33 @@ def test_a_start_whose_answer_is_lost_goes_again_and_the_id_that_arrived_is_used
         orphan = csms.transactions[first[2]]
         assert orphan["stop"] is None and orphan["meter_values"] == []
     assert len(csms.transactions) == (2 if fresh else 1)
+
+
+def test_sim_cli_with_state_keeps_the_dev_csms_transactions_across_runs(tmp_path):
+    # tools/sim.py --state DIR: the device's journal outlives the run, so the dev CSMS's
+    # transactions must too (DIR.csms.json): the Stop of a transaction left open in the
+    # first run reaches the second run's CSMS, which knows its id (no violation, exit 0).
+    import json
+    import subprocess
+
+    cfg = {"rating_a": 32, "max_current_a": 16, "connector": "type2_socket"}
+    first = {"description": "a transaction open when the run ends", "config": cfg,
+             "steps": [{"at_ms": 500, "do": "plug", "cable_a": 32},
+                       {"wait": {"status": "Charging"}, "timeout_ms": 30000}],
+             "end_after_ms": 1500}
+    second = {"description": "boot again", "config": cfg,
+              "steps": [{"at_ms": 6000, "do": "stats"}], "end_after_ms": 500}
+    state = tmp_path / "state"
+    outs = []
+    for k, sc in enumerate((first, second)):
+        path = tmp_path / ("sc%d.json" % k)
+        path.write_text(json.dumps(sc))
+        r = subprocess.run([sys.executable, SIM_PY, "--scenario", str(path), "--state",
+                            str(state), "--source"], capture_output=True, text=True,
+                           timeout=180)
+        outs.append(r)
+        assert r.returncode == 0, (k, r.stdout[-2000:], r.stderr[-2000:])
+    db = json.loads((tmp_path / "state.csms.json").read_text())
+    assert len(db) == 1, db
+    tx = next(iter(db.values()))
+    assert tx["stop"] is not None and tx["stop"]["reason"] == "PowerLoss", (tx, outs[1].stdout)

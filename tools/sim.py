@@ -81,7 +81,7 @@ def main():
     if "ocpp" not in cfg and not a.no_csms:
         url = a.csms
         if url is None:
-            csms = _dev_csms()
+            csms = _dev_csms(a.state)
             url = csms.url
         cfg["ocpp"] = {"url": url, "cp_id": a.cp_id}
         cfg.setdefault("free_vend", False)
@@ -98,6 +98,7 @@ def main():
     _write(a.events, sim.obs)
     if csms is not None:
         csms.stop()
+        _save_csms_db(a.state, csms)
     oom = _out_of_memory(sim, failed, a.heapsize, a.source)
     if oom or failed:
         print("error: %s" % (oom or failed), file=sys.stderr)
@@ -109,10 +110,30 @@ def main():
             sys.exit(1)
 
 
-def _dev_csms():
+def _csms_db(state):
+    """With --state, the dev CSMS keeps its transactions beside the folder (DIR.csms.json),
+    as a real CSMS keeps its database: a Stop the device journaled in an earlier run then
+    closes the transaction this CSMS started (the dev CSMS calls an unknown id a violation)."""
+    return None if not state else os.path.normpath(state) + ".csms.json"
+
+
+def _dev_csms(state=None):
     from csms import CsmsThread
 
-    return CsmsThread(remote_start_on_preparing="SIM-TAG").start()
+    db = {}
+    path = _csms_db(state)
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            db = {int(k): v for k, v in json.load(f).items()}
+    return CsmsThread(remote_start_on_preparing="SIM-TAG", transactions=db).start()
+
+
+def _save_csms_db(state, csms):
+    path = _csms_db(state)
+    if path:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(csms.transactions, f)
+        os.replace(path + ".tmp", path)
 
 
 def _csms_summary(csms):
