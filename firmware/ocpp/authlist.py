@@ -30,7 +30,8 @@ _HDR = const(16)
 _REC = const(52)
 _TAG = const(20)
 _FMT = "<20s20sB3xII"
-EXPIRY_MAX = const(0xFFFFFFFF)  # 2106-02-07T06:28:15Z, the last second a record can hold
+EXPIRY_MAX = 0xFFFFFFFF  # 2106-02-07T06:28:15Z, the last second a record holds (not const:
+# beyond a small int on 32-bit ports)
 
 
 def _crc(buf, c):
