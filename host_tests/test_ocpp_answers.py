@@ -29,6 +29,7 @@ def run(tmp_path, plan, timeout=60):
                        capture_output=True, text=True, env=env, timeout=timeout)
     lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
     assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
     return json.loads(lines[-1][7:])
 
 

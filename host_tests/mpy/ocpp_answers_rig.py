@@ -24,6 +24,7 @@ with open(PLAN_PATH) as f:
     PLAN = json.load(f)
 os.chdir(WORK)
 
+from firmware.meter import Reading  # noqa: E402
 from firmware.ocpp import cp as cpmod  # noqa: E402
 
 T0 = 1800000000  # 2027-01-15T08:00:00Z
@@ -47,7 +48,7 @@ class NS:
 class Ctl:
     def __init__(self):
         self.session = NS(act=NS(pilot="A", status="Available", error="NoError", info="",
-                                 lock=False, offer_da=0), halted=False)
+                                 lock=False, offer_da=0, close=False), halted=False)
         self.inputs = NS(pp_da=0, authorized=False, available=True)
         self._flags = []
 
@@ -80,18 +81,18 @@ class Ctl:
     def _update(self):
         a = self.session.act
         if a.pilot in (None, "A"):
-            a.status = "Available"
+            a.status, a.offer_da, a.close = "Available", 0, False
         elif self.inputs.authorized:
-            a.status, a.offer_da = "Charging", 160
+            a.status, a.offer_da, a.close = "Charging", 160, True
         else:
-            a.status, a.offer_da = "Preparing", 0
+            a.status, a.offer_da, a.close = "Preparing", 0, False
         self.changed()
 
 
-ZERO = -0x40000000
-board = NS(name="rig", meter_reading=NS(energy_wh=1000, p_total_w=3680, i_da=[160, ZERO, ZERO],
-                                        v_dv=[2300, 0, 0], freq_chz=5000),
-           wall_s=lambda: T0, reset=lambda: None)
+meter = Reading()  # the EV meter, polled by meter_task() below
+meter.energy_wh, meter.p_total_w, meter.i_da[0], meter.v_dv[0], meter.freq_chz = (
+    1000, 3680, 160, 2300, 5000)
+board = NS(name="rig", meter_reading=meter, wall_s=lambda: T0, reset=lambda: None)
 if "board_keys" in PLAN:
     board.ocpp_keys = PLAN["board_keys"]
 cfg = NS(free_vend=False, connector="type2_socket", phases=1, rating_a=16, max_current_a=16,
@@ -215,8 +216,15 @@ async def step(s):
         raise SystemExit("unknown step %r" % (op,))
 
 
+async def meter_task():
+    while True:
+        meter.stamp(time.ticks_ms())
+        await asyncio.sleep_ms(100)
+
+
 async def main():
-    tasks = [asyncio.create_task(cp.run()), asyncio.create_task(cp.send_loop())]
+    tasks = [asyncio.create_task(cp.run()), asyncio.create_task(cp.send_loop()),
+             asyncio.create_task(meter_task())]
     await asyncio.sleep_ms(50)
     for s in PLAN.get("steps", []):
         await step(s)
