@@ -131,3 +131,75 @@ def test_modbus_steady_polling_allocates_nothing_on_the_emulated_cortex_m3():
     with qemu("armv7m") as q:
         res = qemu_run.run_checks(q, names=["check_modbus.py"], log=lambda m: None)
     assert res["check_modbus.py"][0] is True, res
+
+
+@pytest.mark.slow
+def test_bench_counts_instructions_on_the_emulated_cortex_m3():
+    import bench_qemu
+
+    qemu("armv7m").close()
+    r = bench_qemu.measure("armv7m", _mpy_dir())
+    lines = []
+    bench_qemu.report("armv7m", r, out=lines.append)
+    assert r["status_charging"] == "Charging" and r["status_idle"] == "Available", r
+    # the natmod is the fastest pilot analysis, then viper, then bytecode, as on the host
+    assert 0 < r["pilot_natmod"] < r["pilot_viper"] < r["pilot_bytecode"], r
+    for key in ("step_idle", "step_charging", "reflex_tick", "modbus_decode",
+                "ocpp_parse_check"):
+        assert r[key] > 0, (key, r)
+    # frozen: the code stays in flash; every module imported takes well under a third of
+    # the ESP32-WROOM-sized heap (a .mpy deploy puts ~210 KB of code there, docs/deploy.md)
+    assert r["heap_boot"] < r["heap_size"] // 3, r
+    assert any("ESP32 240 MHz" in ln for ln in lines), lines
+
+
+def _served(arch, link):
+    """An emulated board as `tools/qemu_run.py serve` gives it: UART on a pty (link), a RAM
+    filesystem mounted, the raw REPL left."""
+    import qemu_run
+
+    q = qemu_run.Qemu(arch, link=link).connect()
+    q.mount_ramfs()
+    q.t.exit_raw_repl()
+    q.t.close()
+    q.t = None
+    return q
+
+
+def _tool(*args):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py")] + list(args),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_deploy_warns_and_diag_reads_the_firmware_on_the_emulated_uart(tmp_path):
+    from mpremote.transport_serial import SerialTransport
+
+    qemu("armv7m").close()
+    link = str(tmp_path / "ttyQ0")
+    q = _served("armv7m", link)
+    try:
+        # 112 KiB of heap cannot hold the copied .mpy code: make deploy says so, up front
+        rc, out = _tool("deploy", "--board", "qemu", "--port", link)
+        assert "native arch armv7em; native kernels: dist/armv7m_6.3/wbkernels.mpy" in out, out
+        assert "warning: the .mpy files to copy hold" in out and "frozen image" in out, out
+    finally:
+        q.close()
+    q = _served("armv7m", link)
+    try:
+        rc, out = _tool("diag", "--port", link)
+        assert "the firmware is not running" in out, out
+        # the frozen firmware started from the REPL, as main.py would on a board
+        t = SerialTransport(link, baudrate=115200)
+        t.enter_raw_repl(soft_reset=False)
+        t.exec("f = open('config.json', 'w'); f.write('{\"rating_a\": 16}'); f.close()")
+        t.exec_raw_no_follow("import boards.qemu.main")
+        t.serial.write(b"\x04")
+        t.close()
+        rc, out = _tool("diag", "--port", link)
+        assert rc == 0, out
+        assert "board      qemu" in out and "status     Available" in out, out
+        assert "16.0 A  EVSE rating (config rating_a)" in out, out
+    finally:
+        q.close()

@@ -148,6 +148,18 @@ def native_modules(arch, ver):
     return []
 
 
+def heap_warning(files, free):
+    """The warning for a device whose free heap cannot hold the code copied to it (imported
+    .mpy code lives in the heap), or None."""
+    code = sum(os.path.getsize(p) for p, rel in files if rel.endswith(".mpy"))
+    if free is None or code <= free:
+        return None
+    return ("warning: the .mpy files to copy hold %d B of code and the device has %d B of "
+            "heap free: imported, the code lives in the heap and will not fit. Build a frozen "
+            "image with boards/<board>/manifest.py instead (docs/deploy.md, \"Two routes\")"
+            % (code, free))
+
+
 def plan(board, out_dir=None):
     """Compile and list what goes on the device: [(local path, device path)], main.py last."""
     out_dir = out_dir or os.path.join(ROOT, "build", "deploy", board)
@@ -240,6 +252,13 @@ class Device:
         self.port = port
         self.watchdog = self.run(_KEEPALIVE).strip() == "True"
 
+    def free_heap(self):
+        """Bytes free on the device's heap after a collection (None if it cannot say)."""
+        try:
+            return int(self.run("import gc\ngc.collect()\nprint(gc.mem_free())").strip())
+        except (ValueError, DeployError):
+            return None
+
     def abi(self):
         """(arch, 'major.sub') of the device's native code, as drivers/kernels.abi()."""
         v = int(self.run("print(getattr(sys.implementation, '_mpy', 0))").strip() or 0)
@@ -322,6 +341,9 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print):
         out("device: .mpy %s, native arch %s; native kernels: %s" % (
             ver, arch, ", ".join(rel for _, rel in natmods) or
             "none built for it (make natmod), the Python twins run"))
+        warn = heap_warning(files, dev.free_heap())
+        if warn:
+            out(warn)
         if arch and arch != board_arch(board):
             out("warning: %s declares MPY_ARCH %s: its @native/@viper modules will not load "
                 "on this %s device (the Python versions run)" % (board, board_arch(board), arch))

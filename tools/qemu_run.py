@@ -282,6 +282,11 @@ def main():
     failed = []
     if a.what == "serve":
         q = Qemu(a.arch, link=a.link)
+        q.connect()  # a filesystem for config.json and make deploy, as a board has flash
+        q.mount_ramfs()
+        q.t.exit_raw_repl()
+        q.t.close()
+        q.t = None
         print("qemu %s: UART on %s%s (Ctrl-C ends it)" % (
             a.arch, q.pty, " -> " + a.link if a.link else ""), flush=True)
         try:

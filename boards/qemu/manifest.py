@@ -7,6 +7,6 @@ include("../manifest_firmware.py")  # noqa: F821 - manifest functions
 package("boards/sim", base_path="../..",  # noqa: F821
         files=["__init__.py", "board.py", "hw.py", "world.py"])
 package("boards/qemu", base_path="../..",  # noqa: F821
-        files=["__init__.py", "board.py", "nothread.py", "ramfs.py", "session.py",
+        files=["__init__.py", "board.py", "nothread.py", "ramfs.py", "session.py", "bench.py",
                "main.py"])
 c_module("cmod/asyncio_on")  # noqa: F821
