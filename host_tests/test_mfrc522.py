@@ -120,6 +120,23 @@ def test_a_wrong_sak_crc_is_a_checksum_error_then_the_card_is_read():
     assert r.ring.cards == ["04A2B3C4D5E680"] and not r.task.lost
 
 
+def test_a_flipped_uid_bit_fails_the_bcc_and_an_odd_sak_is_refused():
+    r = Rig()
+    r.run(300)
+    r.fake.noise = 1
+    r.fake.put_card(UID4)
+    r.run(700)  # the card, left READY, ignores one WUPA (back to IDLE), then is read
+    assert r.task.errors == 1 and r.task.last_error == rfid.E_CHECKSUM
+    assert r.ring.cards == ["DEADBEEF"]
+    r = Rig()
+    r.run(300)
+    r.fake.odd_sak = 1  # "UID not complete" for a 4-byte UID: no cascade tag came first
+    r.fake.put_card(UID4)
+    r.run(700)  # the card, left ACTIVE, ignores one WUPA (back to IDLE), then is read
+    assert r.task.errors == 1 and r.task.last_error == rfid.E_FRAME
+    assert r.ring.cards == ["DEADBEEF"]
+
+
 def test_an_unplugged_module_is_lost_reported_and_found_again():
     r = Rig()
     r.fake.put_card(UID4)

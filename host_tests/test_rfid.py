@@ -299,6 +299,14 @@ def test_each_fault_is_counted_by_its_name(fault, err):
     assert out[0].startswith("rfid       pn532 v1.6 ok") and rfid.ERRORS[err] in out[0]
 
 
+def test_an_answer_with_an_impossible_uid_length_is_refused():
+    r = Rig("i2c")
+    r.run(300)
+    r.fake.put_card(bytes(5))  # ISO 14443A UIDs have 4, 7 or 10 bytes
+    r.run(300)
+    assert r.task.last_error == rfid.E_FRAME and r.ring.cards == []
+
+
 def test_a_chip_that_is_not_a_pn532_is_refused():
     r = Rig("i2c")
     r.fake.ic = 0x31

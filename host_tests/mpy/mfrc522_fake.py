@@ -17,8 +17,10 @@
 # right CRC_A selects (SAK + CRC_A; SAK 0x04 while the UID goes on); HLTA (0x50 0x00 CRC_A)
 # halts an ACTIVE card. Anything unexpected (REQA/WUPA to a READY or ACTIVE card too) sends
 # the card back to IDLE with no answer.
-# Faults: bad_crc (count: the next SAKs' CRC_A wrong), gone (every read gives 0x00, writes
-# are lost: the module unplugged), stuck (commands never finish: no interrupt bits).
+# Faults: bad_crc (count: the next SAKs' CRC_A wrong), noise (count: a UID bit flipped in the
+# next anticollision answers), odd_sak (count: SAKs that claim more UID bytes), gone (every
+# read gives 0x00, writes are lost: the module unplugged), stuck (commands never finish: no
+# interrupt bits).
 _REG = 64
 
 _COMMAND = 0x01
@@ -75,6 +77,8 @@ class FakeMfrc522:
         self.cards = []
         self.reset_reads = 2
         self.bad_crc = 0
+        self.noise = 0  # count: the next anticollision answers get one UID bit flipped
+        self.odd_sak = 0  # count: the next SAKs claim "UID not complete" (right CRC_A)
         self.gone = False
         self.stuck = False
         self.frames = 0  # frames the antenna sent
@@ -223,6 +227,9 @@ class FakeMfrc522:
             for i in range(4):
                 out[i] = b[i]
             out[4] = b[0] ^ b[1] ^ b[2] ^ b[3]
+            if self.noise:
+                self.noise -= 1
+                out[1] ^= 0x10  # the BCC no longer matches
             return 5
         if n == 9 and f[0] in sel and f[1] == 0x70:
             crc = crc_a(f, 7)
@@ -235,13 +242,17 @@ class FakeMfrc522:
                     continue
                 more = c.level_bytes(lvl, self._lvl)
                 b = self._lvl
-                if b[0] != f[2] or b[1] != f[3] or b[2] != f[4] or b[3] != f[5]:
+                if (b[0] != f[2] or b[1] != f[3] or b[2] != f[4] or b[3] != f[5]
+                        or f[6] != b[0] ^ b[1] ^ b[2] ^ b[3]):
                     continue
                 if more:
                     c.level = lvl + 1
                 else:
                     c.state = _ACTIVE
                 out[0] = 0x04 if more else (0x08 if len(c.uid) == 4 else 0x00)
+                if self.odd_sak:
+                    self.odd_sak -= 1
+                    out[0] |= 0x04
                 crc = crc_a(out, 1)
                 out[1] = crc & 0xFF
                 out[2] = crc >> 8
