@@ -6,6 +6,7 @@ from firmware import config, console, diag, persist
 from firmware.charge.controller import ChargeController
 from firmware.events import EventLog
 from firmware.meters import roles
+from firmware.restart import STOPPED, SUPERVISOR, Restart
 from firmware.supervisor import Supervisor
 
 LOCKOUT_FILE = "lockout"
@@ -31,15 +32,28 @@ class App:
             log(msg)
         self.events = EventLog(32)
         persist.set_gate(getattr(board, "flash_write_ok", None))
-        lockout = persist.load_flag(LOCKOUT_FILE)
+        # Why the last run ended: a restart the firmware chose (the marker's word, see
+        # firmware/restart.py) or None (a power cut, the watchdog, a crash).
+        self.restart_reason = persist.take_restart()
+        log("boot: after %s" % (("an orderly restart (%s)" % self.restart_reason)
+                                if self.restart_reason else "a power cut or reset"))
+        # A lockout file that is there but unreadable keeps the lockout (the safe side).
+        lockout = persist.load_flag(LOCKOUT_FILE, False, True)
         if lockout:
             log("contactor lockout in force (welded contact); clear with diag.clear_lockout()")
         # Meters first: the EV meter's Reading (board.meter_reading) is what the controller
         # reads. A bad section leaves that meter off (each bad value logged).
         self.meters = roles.build(board, self.cfg.meters, log)
         self.ctl = ChargeController(board, self.cfg, self.events, lockout=lockout)
+        self.restart = Restart(board, self.ctl.fail_safe, log)
+        for t in self.meters.tasks:
+            self.restart.add("energy " + t.role, t.flush)
+        self.restart.add("lockout", self._save_lockout)
         wd = self.cfg.watchdog_ms
-        self.sup = Supervisor(board.watchdog(wd), self.ctl.fail_safe, log, self.events)
+        # A failure of the safety path restarts through the one path (stores saved, marker
+        # written) at once; the watchdog does the reset.
+        self.sup = Supervisor(board.watchdog(wd), self.ctl.fail_safe, log, self.events,
+                              on_fail=lambda: self.restart.prepare(SUPERVISOR))
         # The controller steps every few ms. A silence of up to a second or two is the
         # interpreter blocked in C (TLS handshake, flash erase): the reflex covers it. Longer
         # is a hang: fail safe and reset, before the hardware watchdog would.
@@ -84,6 +98,8 @@ class App:
         except (OSError, ValueError) as e:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return
+        self.ocpp.restart = self.restart  # OCPP Reset restarts through the one path
+        self.restart.add("open transaction", self.ocpp.tx.flush)
         for name, factory in self.ocpp.tasks():
             self.sup.add(name, factory)
 
@@ -101,16 +117,19 @@ class App:
     def _persist_beat_ms(self):
         return self._persist_beat
 
+    def _save_lockout(self):
+        lockout = self.ctl.session.lockout
+        if lockout != self._saved_lockout:
+            persist.save_flag(LOCKOUT_FILE, lockout)
+            self._saved_lockout = lockout
+
     async def _persist(self):
         # Outside the safety path: the controller never waits on the filesystem.
         while True:
-            lockout = self.ctl.session.lockout
-            if lockout != self._saved_lockout:
-                try:
-                    persist.save_flag(LOCKOUT_FILE, lockout)
-                    self._saved_lockout = lockout
-                except OSError as e:
-                    self.log("persist: cannot save lockout: %r" % (e,))
+            try:
+                self._save_lockout()
+            except OSError as e:
+                self.log("persist: cannot save lockout: %r" % (e,))
             self._persist_beat = time.ticks_ms()
             await asyncio.sleep_ms(_LOCKOUT_POLL_MS)
 
@@ -142,10 +161,9 @@ class App:
         self.start(extra)
         while self.sup.failed is None:
             await asyncio.sleep_ms(100)
-        # A failure: the supervisor stopped feeding; wait for the watchdog.
-        self.ctl.fail_safe()
-        await asyncio.sleep_ms(self.cfg.watchdog_ms * 2)
-        self.board.reset()
+        # A failure: the supervisor stopped feeding. Restart (stores saved, marker written);
+        # the watchdog resets the board while we wait, else the reset below does.
+        await self.restart.now(SUPERVISOR, self.cfg.watchdog_ms * 2)
 
 
 def run(board, cfg_path="config.json"):
@@ -153,4 +171,6 @@ def run(board, cfg_path="config.json"):
     try:
         asyncio.run(app.main())
     finally:
-        app.ctl.fail_safe()
+        # Stopped at the REPL (Ctrl-C; tools/deploy.py resets afterwards) or crashed out of
+        # the loop: contactor open, stores written, marker "stopped".
+        app.restart.prepare(STOPPED)

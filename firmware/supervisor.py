@@ -34,9 +34,10 @@ class Task:
 
 
 class Supervisor:
-    def __init__(self, wdt, fail_safe, log=print, events=None):
+    def __init__(self, wdt, fail_safe, log=print, events=None, on_fail=None):
         self.wdt = wdt  # public: deploy feeds it while the firmware is stopped for a copy
         self._fail_safe = fail_safe
+        self._on_fail = on_fail  # called once, at the first failure (the restart path)
         self._log = log
         self._events = events
         self.tasks = []
@@ -57,10 +58,12 @@ class Supervisor:
         t.task = asyncio.create_task(self._guard(t))
 
     def fail(self, why):
+        self._fail_safe()
         if self.failed is None:
             self.failed = why
             self._log("supervisor: %s; contactor opened, watchdog will reset" % why)
-        self._fail_safe()
+            if self._on_fail is not None:
+                self._on_fail()
 
     def exception_handler(self, loop, context):
         """asyncio's last resort: a task outside the supervisor died."""

@@ -10,7 +10,12 @@
 #   "last-sync"  nothing since the last sync (the whole state as of that sync).
 # fat=True: rename does not replace an existing file (FAT); persist removes the old one first.
 # on(flash, modules) points the modules' `open` and `os` at the simulated flash.
+import io
+import sys
+
 MODES = ("eager", "data", "last-sync")
+# MicroPython's json.load and stream functions take a Python object only through io.IOBase
+_Base = io.IOBase if sys.implementation.name == "micropython" else object
 
 
 class Cut(Exception):
@@ -125,7 +130,7 @@ class _Os:
         return sorted(self.flash.names)
 
 
-class _File:
+class _File(_Base):
     def __init__(self, flash, node, text, pos):
         self.flash = flash
         self.node = node
@@ -179,15 +184,19 @@ class _File:
         d[self.pos:end] = b
         self.pos = end
 
-    def read(self, n=-1):
+    def _read(self, n):
         d = self.node.data
         end = len(d) if n is None or n < 0 else min(len(d), self.pos + n)
         b = bytes(d[self.pos:end])
         self.pos = max(self.pos, end)
+        return b
+
+    def read(self, n=-1):
+        b = self._read(n)
         return b.decode() if self.text else b
 
     def readinto(self, buf):
-        b = self.read(len(buf))
+        b = self._read(len(buf))
         buf[:len(b)] = b
         return len(b)
 

@@ -97,7 +97,7 @@ def test_deploy_to_the_virtual_board(vboard):
     found = [os.path.relpath(os.path.join(d, f), flash) for d, _, fs in os.walk(flash)
              for f in fs]
     assert [f for f in found if f.endswith(".py")] == ["main.py"]
-    assert not [f for f in found if f.endswith(".tmp")]
+    assert not [f for f in found if f.endswith((".tmp", ".new", ".ok"))]
     with open(os.path.join(flash, "main.py")) as f, \
             open(os.path.join(ROOT, "boards", "sim", "main.py")) as g:
         assert f.read() == g.read()

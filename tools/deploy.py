@@ -221,6 +221,24 @@ for d in %r:
 """
 
 
+_COMMIT = """\
+f.flush()
+f.close()
+_s = getattr(os, 'sync', None)
+if _s:
+    _s()
+try:
+    os.rename(%(tmp)r, %(path)r)
+except OSError:
+    os.rename(%(tmp)r, %(ok)r)
+    os.remove(%(path)r)
+    os.rename(%(ok)r, %(path)r)
+if _s:
+    _s()
+_k()
+"""
+
+
 _RESET_KIND = """\
 try:
     import machine
@@ -285,12 +303,13 @@ class Device:
                         % path).strip() == "1"
 
     def write(self, path, data):
-        """Write atomically: path.tmp, then rename over path."""
-        tmp = path + ".tmp"
+        """Write atomically as firmware/persist.py does (the firmware's loaders recover a
+        copy cut short): path.new, synced, then renamed over path (on FAT through path.ok)."""
+        tmp = path + ".new"
         self.run("f=open(%r,'wb')\nw=f.write" % tmp)
         for i in range(0, len(data), _CHUNK):
             self.run("w(%r)\n_k()" % data[i:i + _CHUNK])
-        self.run("f.close()\nos.rename(%r,%r)\n_k()" % (tmp, path))
+        self.run(_COMMIT % {"tmp": tmp, "path": path, "ok": path + ".ok"})
 
     def remove(self, path):
         self.run("try:\n os.remove(%r)\nexcept OSError:\n pass\n" % path)

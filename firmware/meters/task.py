@@ -245,8 +245,9 @@ class MeterTask:
         return total
 
     def flush(self):
-        if self.store is not None:
-            self.store.flush()
+        """Write the energy register's unsaved Wh (the S0/CT source's own store too)."""
+        if self.energy is not None:
+            self.energy.flush()
 
     # -- the task --------------------------------------------------------------------------
     async def run(self):

@@ -20,6 +20,7 @@ from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys, key_overrides
 from firmware.ocpp.smart import Profiles
+from firmware.restart import Restart
 from firmware.ocpp.wsframe import WsError
 
 _TICK_MS = const(250)
@@ -114,6 +115,7 @@ class ChargePoint:
         self.meters = meters  # firmware.meters.roles result (the EV meter's saved register)
         self.tx = txn.Transactions(self)
         self.reset_kind = None
+        self.restart = Restart(board, ctl.fail_safe, log)  # the App hands in its own
         self._limit_ms = 0
         self._reason = None
         self.last_error = None

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from firmware.ocpp import clock
+from firmware.restart import OCPP_HARD, OCPP_SOFT
 from firmware.ocpp.authlist import storable, stored_info
 from firmware.ocpp.keys import KeysError
 from firmware.ocpp.rpc import RpcError
@@ -133,10 +134,8 @@ async def _reset(cp, kind):
             break
         await asyncio.sleep_ms(100)
     cp.log("ocpp: %s reset" % kind.lower())
-    if kind == "Hard":
-        cp.ctl.fail_safe()  # contactor open before the power goes
-    await asyncio.sleep_ms(100)
-    cp.board.reset()
+    # The one restart path (firmware/restart.py): contactor open, stores saved, marker.
+    await cp.restart.now(OCPP_HARD if kind == "Hard" else OCPP_SOFT)
 
 
 async def unlock(cp, p):

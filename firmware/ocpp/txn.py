@@ -64,6 +64,12 @@ class Transactions:
         persist.save_json(TX_FILE, {"l": o["l"], "tag": o["tag"], "start_s": o["start_s"],
                                     "wh": self.e.wh, "t": self.cp.now_s()})
 
+    def flush(self):
+        """An orderly restart: save the open transaction's register as it is now."""
+        if self.open is not None:
+            self.energy()
+            self._save()
+
     def _recover(self):
         """A transaction open at the last power cut ends now, with reason PowerLoss. The
         journal says which are open (a Start and no Stop: the Stop may be journaled while the
