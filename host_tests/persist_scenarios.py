@@ -144,11 +144,16 @@ def _availability():
     return setup, save, boot
 
 
+class _Energy:
+    def __init__(self, wh):
+        self.wh = wh
+
+
 class _Tx:
     def __init__(self, wh):
         self.cp = _Cp()
         self.open = {"l": -3, "tag": "CARD1", "start_s": T0, "data": []}
-        self._wh = wh
+        self.e = _Energy(wh)  # txenergy.TxEnergy's register
 
 
 def _open_tx():
