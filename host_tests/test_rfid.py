@@ -381,6 +381,19 @@ def test_config_takes_the_rfid_section_and_checks_it():
     assert "did you mean 'rfid'" in c.errors[0]
 
 
+def test_make_deploy_refuses_a_bad_rfid_section_before_touching_the_device(tmp_path):
+    sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+    import deploy
+
+    bad = tmp_path / "c.json"
+    bad.write_text('{"rating_a": 16, "rfid": {"reader": "pn532", "bus": "spi"}}')
+    with pytest.raises(deploy.DeployError, match=r"rfid.bus='spi' refused: the pn532 is wired"):
+        deploy.deploy("sim", "/dev/null", config_path=str(bad))
+    good = tmp_path / "g.json"
+    good.write_text('{"rating_a": 16, "rfid": {"reader": "mfrc522"}}')
+    assert b'"mfrc522"' in deploy.config_text(str(good))
+
+
 @pytest.mark.parametrize("section,words", [
     ({}, ["rfid.reader missing", "pn532"]),
     ({"reader": "rc999"}, ["rfid.reader='rc999' refused", "allowed pn532, mfrc522"]),

@@ -119,8 +119,13 @@ def config_text(path=None):
         from firmware import config
 
         c = config.from_dict(d)
-        if c.errors:
-            raise DeployError("--config %s is refused:\n  %s" % (path, "\n  ".join(c.errors)))
+        errors = list(c.errors)
+        if type(d) is dict and d.get("rfid") is not None:
+            from firmware import rfid
+
+            errors += rfid.check(d["rfid"])[1]  # a bad one would leave the reader off
+        if errors:
+            raise DeployError("--config %s is refused:\n  %s" % (path, "\n  ".join(errors)))
     return (json.dumps(d, indent=1, sort_keys=True) + "\n").encode()
 
 
