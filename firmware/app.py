@@ -6,7 +6,7 @@ from firmware import config, console, diag, persist
 from firmware.charge.controller import ChargeController
 from firmware.events import EventLog
 from firmware.meters import roles
-from firmware.restart import STOPPED, SUPERVISOR, Restart
+from firmware.restart import CRASH, STOPPED, SUPERVISOR, WATCHDOG, Restart
 from firmware.supervisor import Supervisor
 
 LOCKOUT_FILE = "lockout"
@@ -33,10 +33,14 @@ class App:
         self.events = EventLog(32)
         persist.set_gate(getattr(board, "flash_write_ok", None))
         # Why the last run ended: a restart the firmware chose (the marker's word, see
-        # firmware/restart.py) or None (a power cut, the watchdog, a crash).
-        self.restart_reason = persist.take_restart()
-        log("boot: after %s" % (("an orderly restart (%s)" % self.restart_reason)
-                                if self.restart_reason else "a power cut or reset"))
+        # firmware/restart.py), "watchdog" where the board can tell, else None (a power cut).
+        reason = persist.take_restart()
+        if reason is None and hasattr(board, "reset_cause"):
+            reason = persist.restart_reason = board.reset_cause()
+        self.restart_reason = reason
+        log("boot: after " + ("a power cut or reset" if reason is None else
+                              "a watchdog reset" if reason == WATCHDOG else
+                              "an orderly restart (%s)" % reason))
         # A lockout file that is there but unreadable keeps the lockout (the safe side).
         lockout = persist.load_flag(LOCKOUT_FILE, False, True)
         if lockout:
@@ -168,9 +172,11 @@ class App:
 
 def run(board, cfg_path="config.json"):
     app = App(board, cfg_path=cfg_path)
+    kind = CRASH  # out of the loop by an exception: the watchdog resets the board
     try:
         asyncio.run(app.main())
+    except KeyboardInterrupt:
+        kind = STOPPED  # Ctrl-C at the REPL (tools/deploy.py resets afterwards)
+        raise
     finally:
-        # Stopped at the REPL (Ctrl-C; tools/deploy.py resets afterwards) or crashed out of
-        # the loop: contactor open, stores written, marker "stopped".
-        app.restart.prepare(STOPPED)
+        app.restart.prepare(kind)  # contactor open, stores written, marker

@@ -7,7 +7,8 @@
 #   3. the restart marker says why (persist.mark_restart; the next boot takes it with
 #      persist.take_restart(): a restart the firmware chose, not a power cut),
 #   4. the board resets (now() only; the REPL stop leaves that to the user or deploy).
-# A watchdog reset, a crash or a power cut leave no marker: the next boot finds None.
+# A watchdog reset or a power cut leave no marker: the next boot finds None, or "watchdog"
+# where the board tells its reset cause (board.reset_cause()).
 import asyncio
 
 from firmware import persist
@@ -17,7 +18,9 @@ OCPP_SOFT = "ocpp-soft"
 OCPP_HARD = "ocpp-hard"
 SUPERVISOR = "supervisor"
 STOPPED = "stopped"
+CRASH = "crash"  # an exception ended the firmware's loop (firmware.app.run)
 OTA = "ota"
+WATCHDOG = "watchdog"  # no marker, but the board's reset_cause() says so
 
 
 class Restart:

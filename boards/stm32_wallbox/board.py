@@ -360,6 +360,16 @@ class Stm32Board:
     def reset(self):
         machine_reset()
 
+    def reset_cause(self):
+        """"watchdog" after a watchdog reset, else None (firmware.app: a reboot the firmware
+        did not choose, but not a power cut either)."""
+        import machine
+
+        c = getattr(machine, "reset_cause", None)
+        if c is not None and c() == getattr(machine, "WDT_RESET", None):
+            return "watchdog"
+        return None
+
 
 def build():
     return Stm32Board()
