@@ -355,6 +355,7 @@ def _charge_point(wh):
                           set=lambda *a, **k: None),
               ctl=ns(session=ns(act=act), set_auth=lambda on: None),
               now_s=lambda: 1800000000, iso_now=lambda: "2027-01-15T08:00:00Z",
+              stamp=lambda: 1800000000,
               wake=ns(set=lambda: None), available=[True, True], pending_avail=None,
               link=ns(connected=False), outbox=[])
 

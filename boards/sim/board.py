@@ -9,6 +9,7 @@ import time
 import _thread
 
 from boards.sim import hw
+from boards.sim import rtc as sim_rtc
 from drivers.contactor import Contactor
 from drivers.led import StatusLed
 from drivers.lock import Lock
@@ -52,6 +53,10 @@ class SimBoard:
         self._running = False
         self.clock_ticks = 0
         self.clock_errors = 0
+        boot = sim_rtc.boot_settings()  # sim_clock.json: this power-up's RTC, NTP and link
+        self.rtc = sim_rtc.SimRtc(boot.get("rtc", "set"))
+        self._has_ntp = boot.get("ntp", False) is True
+        self._net_at_boot = boot.get("net", "up")
 
     def _pp_mv(self):
         r = self.world.pp_ohms()
@@ -64,9 +69,10 @@ class SimBoard:
         rising edge): the EV's plateau, or -12 V while the EVSE drives state F."""
         return self.world.cp_high()
 
-    def wall_s(self):
-        """Wall-clock UTC seconds (the host's clock: a board's battery RTC)."""
-        return int(time.time())
+    def ntp_s(self, host):
+        """NTP (MicroPython's ntptime on a board): the host's clock while the link is up,
+        when sim_clock.json gives the network NTP; OSError otherwise."""
+        return sim_rtc.ntp_s(self.net().state == "up", self._has_ntp)
 
     def poll(self):
         """Every ms from the clock thread: hardware interrupts, the watchdog, the reflex."""
@@ -162,6 +168,8 @@ class SimBoard:
             from boards.sim.net import SimNet
 
             n = self._net = SimNet(section, log=lambda m: self.world.obs("log", {"msg": m}))
+            if self._net_at_boot == "down":  # sim_clock.json: no link from power-up
+                n.set_state("down")
         return n
 
     def watchdog(self, timeout_ms):

@@ -12,7 +12,7 @@ import time
 
 from micropython import const
 
-from firmware import persist
+from firmware import persist, timekeep
 from firmware.backoff import Backoff
 from firmware.version import VERSION
 from firmware.ocpp import clock, remote, rpc, txn
@@ -45,7 +45,7 @@ def check_section(s):
     cid = s.get("cp_id")
     if type(cid) is not str or not 1 <= len(cid) <= 48 or "/" in cid or " " in cid:
         err.append("ocpp.cp_id: 1..48 characters without '/' or spaces, got %r" % (cid,))
-    for k in ("password", "ca", "vendor", "model", "free_vend_id"):
+    for k in ("password", "ca", "vendor", "model", "free_vend_id", "ntp"):
         if k in s and type(s[k]) is not str:
             err.append("ocpp.%s: must be a string" % k)
     pw = s.get("password")
@@ -58,7 +58,7 @@ def check_section(s):
         err.append("ocpp.journal_kb: the journal's flash budget, 16..4096 KiB, got %r" % (jk,))
     for k in s:
         if k not in ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id",
-                     "journal_kb"):
+                     "journal_kb", "ntp"):
             err.append("ocpp: unknown key %r" % (k,))
     return err
 
@@ -81,10 +81,9 @@ class ChargePoint:
         self.profiles = Profiles()
         for m in getattr(self.profiles, "errors", ()):
             log(m)
-        self.clock = clock.Clock()
-        wall = getattr(board, "wall_s", None)
-        if wall is not None:  # a battery RTC or the simulator's host clock
-            self.clock.set(wall(), time.ticks_ms())
+        # the clock model: RTC at boot, NTP before connecting, the CSMS's time (timekeep.py)
+        self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(
+            board, section.get("ntp", timekeep.NTP_HOST)))
         self.rpc = rpc.Rpc(self._send, remote.HANDLERS, log, ctx=self,
                            seed=int.from_bytes(os.urandom(3), "big"))
         cadata = None
@@ -92,7 +91,8 @@ class ChargePoint:
             with open(section["ca"], "rb") as f:
                 cadata = f.read()
         self.link = Link(section["url"], section["cp_id"], self.rpc, self.keys, log,
-                         password=self._password(), cadata=cadata, net=net)
+                         password=self._password(), cadata=cadata, net=net,
+                         prepare=self.tk.before_connect)
         self.registration = None  # None, "Pending", "Accepted", "Rejected"
         self.boot_retry_ms = 0  # BootNotification again after Pending/Rejected's interval
         self._hold = {}  # message key -> [ticks it may go again, Backoff] after a failure
@@ -108,7 +108,7 @@ class ChargePoint:
         ctl.set_auth(False)
         self.status = [None, None]  # (status, error, info) observed, per connector
         self.sent = [None, None]  # ... last sent
-        self.status_at = [0, 0]  # wall seconds of the observed change
+        self.status_at = [None, None]  # stamp of the observed change (tk.stamp)
         self.triggers = []  # (action, connector) asked by TriggerMessage
         self.outbox = []  # non-transaction messages waiting for the link: (action, payload)
         self.reservation = None  # dict: id, tag, parent, expiry_s
@@ -154,11 +154,14 @@ class ChargePoint:
                                        "scheduled": self.pending_avail})
 
     def now_s(self):
-        return self.clock.now_s(time.ticks_ms())
+        return self.tk.now_s(time.ticks_ms())
 
     def iso_now(self):
-        s = self.now_s()
-        return clock.iso(s if s is not None else 0)
+        return self.tk.iso_now(time.ticks_ms())
+
+    def stamp(self):
+        """A record's time: epoch seconds, or boot-relative while unknown (timekeep.py)."""
+        return self.tk.stamp(time.ticks_ms())
 
     # -- the observer --------------------------------------------------------------------
     async def run(self):
@@ -181,19 +184,18 @@ class ChargePoint:
         st = self._connector_status()
         if st != self.status[1]:
             self.status[1] = st
-            self.status_at[1] = self.now_s()
+            self.status_at[1] = self.stamp()
             self.wake.set()
         c0 = self._cp_status()
         if c0 != self.status[0]:
             self.status[0] = c0
-            self.status_at[0] = self.now_s()
+            self.status_at[0] = self.stamp()
             self.wake.set()
 
     def _stable_s(self, c):
-        """Seconds connector c has had its present status (MinimumStatusDuration); a large
-        number while the clock is not set."""
-        now, at = self.now_s(), self.status_at[c]
-        return 1 << 30 if now is None or at is None else now - at
+        """Seconds connector c has had its present status (MinimumStatusDuration)."""
+        at = self.status_at[c]
+        return 1 << 30 if at is None else self.tk.age_s(at, time.ticks_ms())
 
     def _cp_status(self):
         if getattr(self.ctl.session, "halted", False):
@@ -401,7 +403,7 @@ class ChargePoint:
 
     def _set_clock(self, text):
         try:
-            self.clock.set(clock.parse(text), time.ticks_ms())
+            self.tk.set(clock.parse(text), "csms", time.ticks_ms())
         except ValueError as e:
             self.log("ocpp: bad currentTime %r: %s" % (text, e))
 
@@ -411,7 +413,7 @@ class ChargePoint:
         if st[2]:
             p["info"] = st[2]
         if self.status_at[c] is not None:
-            p["timestamp"] = clock.iso(self.status_at[c])
+            p["timestamp"] = self.tk.iso(self.status_at[c], time.ticks_ms())
         await self.rpc.call("StatusNotification", p)
         self.sent[c] = st
 

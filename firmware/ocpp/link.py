@@ -17,7 +17,8 @@ _DEAD_MARGIN_MS = const(10000)
 
 
 class Link:
-    def __init__(self, url, cp_id, rpc, keys, log=print, password=None, cadata=None, net=None):
+    def __init__(self, url, cp_id, rpc, keys, log=print, password=None, cadata=None, net=None,
+                 prepare=None):
         self.url = url.rstrip("/") + "/" + cp_id
         self.cp_id = cp_id
         self.rpc = rpc
@@ -26,6 +27,7 @@ class Link:
         self.password = password
         self.cadata = cadata
         self.net = net
+        self.prepare = prepare  # async, before each connection: the clock (TLS checks dates)
         self.ws = None
         self.connected = False
         self.up = asyncio.Event()  # set while connected
@@ -68,6 +70,8 @@ class Link:
         if self.net is not None:
             await self.net.up()
             opener = self.net.open
+        if self.prepare is not None:
+            await self.prepare()
         user = self.cp_id if self.password else None
         self.ws = await ws.connect(
             self.url, user=user, password=self.password, cadata=self.cadata,

@@ -10,7 +10,7 @@ import time
 from micropython import const
 
 from firmware import persist
-from firmware.ocpp import clock, txsend
+from firmware.ocpp import txsend
 from firmware.ocpp.journal import JournalError
 from firmware.ocpp.txenergy import TxEnergy
 from firmware.ocpp.values import meter_value
@@ -58,11 +58,16 @@ class Transactions:
         register to report (default: read it now)."""
         return meter_value(self.cp, context, key, self.energy() if wh is None else wh)
 
+    def _stamped(self, mv):
+        """A sample that goes to the journal: its time is resolved when sent (timekeep.py)."""
+        mv["timestamp"] = self.cp.stamp()
+        return mv
+
     # -- the open transaction on flash ---------------------------------------------------
     def _save(self):
         o = self.open
         persist.save_json(TX_FILE, {"l": o["l"], "tag": o["tag"], "start_s": o["start_s"],
-                                    "wh": self.e.wh, "t": self.cp.now_s()})
+                                    "wh": self.e.wh, "t": self.cp.stamp()})
 
     def flush(self):
         """An orderly restart: save the open transaction's register as it is now."""
@@ -86,9 +91,10 @@ class Transactions:
             cp.log("ocpp: cannot read the journal's open transactions: %r" % (e,))
             opens = []
         for local in opens:
-            when = t if d.get("l") == local and type(t) is int else None
+            # the last time saved in the cut boot (boot-relative if its clock was unknown)
+            when = t if d.get("l") == local and type(t) in (int, list) else None
             p = {"meterStop": self.energy(), "reason": "PowerLoss",
-                 "timestamp": clock.iso(when or cp.now_s() or 0)}
+                 "timestamp": when if when is not None else cp.stamp()}
             try:
                 cp.journal.push("StopTransaction", {"l": local, "p": p})
                 cp.log("ocpp: transaction %s ended by a power cut, meterStop %d Wh" % (
@@ -133,7 +139,7 @@ class Transactions:
                     self.stop_reason = self.stop_reason or "EVDisconnected"
             if self.stop_reason is not None:
                 if self._stop_at is None:  # open the contactor first, then read meterStop
-                    self._stop_at, self._stop_ts = now, cp.iso_now()
+                    self._stop_at, self._stop_ts = now, cp.stamp()
                     cp.ctl.set_auth(False)
                 if self.e.stop_settled(now, self._stop_at, a.close):
                     self._stop(self.stop_reason, self.stop_tag, plugged)
@@ -163,8 +169,7 @@ class Transactions:
         cp = self.cp
         au = self.auth
         s = cp.now_s()
-        p = {"connectorId": 1, "idTag": au["tag"], "meterStart": wh,
-             "timestamp": clock.iso(s or 0)}
+        p = {"connectorId": 1, "idTag": au["tag"], "meterStart": wh, "timestamp": cp.stamp()}
         r = cp.reservation
         if r is not None and _same(r["tag"], au["tag"], au.get("parent"), r.get("parent")):
             p["reservationId"] = r["id"]
@@ -197,7 +202,8 @@ class Transactions:
         cp = self.cp
         o = self.open
         cp.ctl.set_auth(False)
-        p = {"meterStop": self.energy(), "timestamp": self._stop_ts or cp.iso_now(),
+        ts = self._stop_ts
+        p = {"meterStop": self.energy(), "timestamp": cp.stamp() if ts is None else ts,
              "reason": reason}
         self._stop_at = self._stop_ts = None
         self.e.stopped()
@@ -266,7 +272,7 @@ class Transactions:
         """One StopTxn*Data sample for transactionData: the last _STOP_DATA_MAX are kept (RAM
         and frame size); the first one dropped is logged, the count goes with the stop."""
         o = self.open
-        o["data"].append(mv)
+        o["data"].append(self._stamped(mv))
         if len(o["data"]) > _STOP_DATA_MAX:
             del o["data"][0]
             o["cut"] = o.get("cut", 0) + 1
@@ -276,7 +282,7 @@ class Transactions:
     def _push_values(self, context, key):
         o = self.open
         wh = self.energy()
-        p = {"connectorId": 1, "meterValue": [self.sample(context, key, wh=wh)]}
+        p = {"connectorId": 1, "meterValue": [self._stamped(self.sample(context, key, wh=wh))]}
         try:
             self._save()  # first: after a cut, meterStop is never below a journaled reading
             self.cp.journal.push("MeterValues", {"l": o["l"], "p": p}, droppable=True)

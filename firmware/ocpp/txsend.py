@@ -24,7 +24,8 @@ async def send_next(tx):
     seq, action, body = rec
     if tx._attempts and time.ticks_diff(time.ticks_ms(), tx._retry_ms) < 0:
         return False
-    p = dict(body["p"])
+    # times stamped before the clock was known get their wall time now (timekeep.py)
+    p = cp.tk.resolve(body["p"], time.ticks_ms())
     local = body["l"]
     if action != "StartTransaction":
         tid = j.tx_id(local)

@@ -1,0 +1,100 @@
+"""The clock model on the simulated wallbox (firmware/timekeep.py, docs/ocpp.md "Clock"): a
+board whose RTC lost its time, charging before the CSMS could be reached, sends its records
+with the real wall time once the time is known - never 1970 or 2000."""
+import datetime
+import json
+import os
+
+import pytest
+
+import ocpprig as o
+from ocpprig import CsmsThread
+
+pytestmark = pytest.mark.slow
+
+
+def _epoch(text):
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).timestamp()
+
+
+def _power_up(d, **settings):
+    with open(os.path.join(d, "sim_clock.json"), "w") as f:
+        json.dump(settings, f)
+
+
+def _times(tx):
+    """Every time the CSMS received for a transaction: Start, meter values, Stop."""
+    ts = [tx["timestamp"]]
+    for mv in tx["meter_values"]:
+        for v in mv.get("meterValue", ()):
+            ts.append(v["timestamp"])
+    if tx["stop"] is not None:
+        ts.append(tx["stop"]["timestamp"])
+        ts += [v["timestamp"] for v in tx["stop"].get("transactionData", ())]
+    return ts
+
+
+@pytest.fixture
+def csms():
+    with CsmsThread() as c:
+        yield c
+        o.no_violations(c)
+
+
+def test_offline_session_before_the_time_is_known_gets_the_wall_time(csms, tmp_path):
+    # an ESP32 after a power cut: RTC at 2000-01-01, no NTP, the CSMS out of reach
+    d = o.state_dir(tmp_path)
+    _power_up(d, rtc="unset", ntp=False, net="down")
+    with o.start_sim(csms, state_dir=d, free_vend=True) as sim, o.report(sim, csms):
+        o.sleep(1)
+        t_plug = _now()
+        sim.do("plug", cable_a=32)
+        o.wait_log(sim, "transaction -1 started")
+        o.sleep(4)  # charging offline
+        sim.do("unplug")
+        o.wait_log(sim, "stopped (EVDisconnected)")
+        t_stop = _now()
+        o.sleep(2)  # time passes before the link comes up: the stamps must not move with it
+        sim.do("net", state="up")
+        tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
+        start, stop = _epoch(tx["timestamp"]), _epoch(tx["stop"]["timestamp"])
+        assert abs(start - t_plug) < 3, (tx["timestamp"], t_plug)
+        assert abs(stop - t_stop) < 3, (tx["stop"]["timestamp"], t_stop)
+        assert stop - start >= 4
+        for ts in _times(tx):
+            assert abs(_epoch(ts) - t_plug) < 30, ts
+        o.wait_log(sim, "from csms")
+        # the CSMS's time went to the RTC: the next boot starts right
+        with open(os.path.join(d, "sim_rtc.json")) as f:
+            assert abs(json.load(f)["off"]) <= 2
+
+
+def test_ntp_sets_the_clock_before_the_csms_is_reached(csms, tmp_path):
+    d = o.state_dir(tmp_path)
+    _power_up(d, rtc="unset", ntp=True)
+    with o.start_sim(csms, state_dir=d, free_vend=True) as sim, o.report(sim, csms):
+        o.wait_log(sim, "from ntp")
+        o.booted(csms)
+        t_plug = _now()
+        sim.do("plug", cable_a=32)
+        tx = o.wait_tx(csms, lambda t: True, timeout=30)
+        assert abs(_epoch(tx["timestamp"]) - t_plug) < 3
+        with open(os.path.join(d, "sim_rtc.json")) as f:
+            assert abs(json.load(f)["off"]) <= 2
+
+
+def test_a_set_rtc_is_believed_at_the_next_boot(csms, tmp_path):
+    # the RTC kept the time the CSMS gave (battery, or an ESP32 soft reset): the next boot
+    # stamps its offline records with it at once
+    d = o.state_dir(tmp_path)
+    _power_up(d, rtc="unset", ntp=False)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        o.booted(csms)
+        o.wait_log(sim, "from csms")
+    _power_up(d, rtc="kept", ntp=False, net="down")
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        o.wait_log(sim, "from rtc")
