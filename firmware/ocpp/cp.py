@@ -81,8 +81,7 @@ class ChargePoint:
         self.profiles = Profiles()
         for m in getattr(self.profiles, "errors", ()):
             log(m)
-        # the clock model: RTC at boot, NTP before connecting, the CSMS's time (timekeep.py)
-        self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(
+        self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(  # RTC, NTP, CSMS
             board, section.get("ntp", timekeep.NTP_HOST)))
         self.rpc = rpc.Rpc(self._send, remote.HANDLERS, log, ctx=self,
                            seed=int.from_bytes(os.urandom(3), "big"))
@@ -159,8 +158,7 @@ class ChargePoint:
     def iso_now(self):
         return self.tk.iso_now(time.ticks_ms())
 
-    def stamp(self):
-        """A record's time: epoch seconds, or boot-relative while unknown (timekeep.py)."""
+    def stamp(self):  # a record's time: epoch seconds, or boot-relative while unknown
         return self.tk.stamp(time.ticks_ms())
 
     # -- the observer --------------------------------------------------------------------
