@@ -161,5 +161,5 @@ def test_a_clock_set_to_the_end_of_year_9999_keeps_valid_timestamps():
         o.sleep(1.5)
         m = o.mark(csms)
         sim.do("plug", cable_a=32)
-        o.wait_status(csms, "Preparing", since=m)
+        o.wait_status(csms, "Preparing", since=m, timeout=10)
         o.no_violations(csms)
