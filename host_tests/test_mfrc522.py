@@ -13,7 +13,8 @@ from firmware import rfid as rfid_cfg
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "mpy"))
 from mfrc522_fake import FakeMfrc522, crc_a  # noqa: E402
-from test_rfid import Ring, Steps, _board  # noqa: E402
+from test_rfid import Ring, Steps  # noqa: E402
+from test_rfid_wiring import _board  # noqa: E402
 
 UID4 = bytes.fromhex("DEADBEEF")
 UID7 = bytes.fromhex("04A2B3C4D5E680")
