@@ -35,8 +35,9 @@ class App:
         # Why the last run ended: a restart the firmware chose (the marker's word, see
         # firmware/restart.py), "watchdog" where the board can tell, else None (a power cut).
         reason = persist.take_restart()
-        if reason is None and hasattr(board, "reset_cause"):
-            reason = persist.restart_reason = board.reset_cause()
+        cause = board.reset_cause() if hasattr(board, "reset_cause") else None  # read always
+        if reason is None:
+            reason = persist.restart_reason = cause
         self.restart_reason = reason
         log("boot: after " + ("a power cut or reset" if reason is None else
                               "a watchdog reset" if reason == WATCHDOG else

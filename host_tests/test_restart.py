@@ -75,3 +75,24 @@ def test_a_supervisor_restart_is_orderly_and_a_power_cut_is_not(tmp_path):
         assert boot_line(sim) == "boot: after a power cut or reset"
     finally:
         sim.stop()
+
+
+def test_a_watchdog_reset_is_told_from_a_power_cut(tmp_path):
+    d = o.state_dir(tmp_path)
+    sim = simrig.start({"watchdog_ms": 1000}, state_dir=d)
+    try:
+        boot_line(sim)
+        sim.do("block", ms=3000)  # the interpreter hangs in C: nothing feeds the watchdog
+        assert sim.wait_for({"k": "end"}, 20)["reset"]
+    finally:
+        sim.stop()
+    sim = simrig.start({"watchdog_ms": 1000}, state_dir=d)
+    try:
+        assert boot_line(sim) == "boot: after a watchdog reset"
+    finally:
+        sim.stop()
+    sim = simrig.start({"watchdog_ms": 1000}, state_dir=d)
+    try:
+        assert boot_line(sim) == "boot: after a power cut or reset"  # taken once
+    finally:
+        sim.stop()

@@ -4,6 +4,7 @@
 # while the interpreter is blocked in C (the unix port's _thread has no GIL).
 import asyncio
 import gc
+import os
 import time
 
 import _thread
@@ -22,6 +23,8 @@ from firmware.meter import Reading
 _PP_PULLUP_OHM = 1000
 _PP_VREF_MV = 3300
 METER_POLL_MS = 200  # the meter task's poll period (a Modbus meter: ~1 s)
+
+WDT_RESET_FILE = "sim_wdt_reset"  # left by a watchdog reset, taken by reset_cause()
 
 
 class SimBoard:
@@ -178,7 +181,21 @@ class SimBoard:
 
     def _wdt_expired(self):
         self.world.obs("watchdog", {"reset": True})
+        try:  # what a port's reset-cause register keeps across the reset
+            with open(WDT_RESET_FILE, "w") as f:
+                f.write("1")
+        except OSError:
+            pass
         self.reset()
+
+    def reset_cause(self):
+        """"watchdog" when the simulated watchdog ended the last run on this state folder
+        (as machine.reset_cause() on a board), else None."""
+        try:
+            os.remove(WDT_RESET_FILE)
+            return "watchdog"
+        except OSError:
+            return None
 
     def reset(self):
         self.stop_clock()

@@ -3,9 +3,9 @@
 #
 # A record is 16 bytes: magic u16, sequence u32, total Wh u32, offset Wh i32, CRC-16/MODBUS
 # of the 14 bytes before it, little-endian. Records go in turn to SLOTS files
-# (<name>.0, <name>.1, ...), each file rewritten whole: a power cut tears at most the slot
-# being written, the previous record stays in the other one. At boot the valid record with
-# the newest sequence wins (sequence compared modulo 2^32).
+# (<name>.0, <name>.1, ...), each file rewritten whole and synced before write() returns: a
+# power cut tears at most the slot being written, the previous record stays in the other one.
+# At boot the valid record with the newest sequence wins (sequence compared modulo 2^32).
 #
 # Width: the total is a u32 of Wh that wraps at 2^32 Wh (4295 MWh, over 40 years of a
 # 11 kW box charging non-stop); "forward" is a difference modulo 2^32 below 2^31, so a

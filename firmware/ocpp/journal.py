@@ -15,10 +15,9 @@
 # port has it) before it returns. At open the file is scanned; the first record with a bad
 # header or CRC ends it: that tail (a torn write, garbage) is dropped by rewriting the file.
 # Compaction writes S, the pending P records (their bytes unchanged) and the live mappings to
-# path + ".new" and renames it over the journal: a power cut leaves the old or the new file.
-# Where rename cannot replace a file (FAT), the old file is removed first; a ".new" with no
-# journal beside it is therefore complete and is taken at open, a ".new" beside a journal may
-# be partial and is deleted.
+# path + ".new", syncs it and renames it over the journal (firmware/persist.py: on FAT through
+# path + ".ok", a complete copy): a power cut leaves the old or the new file; at open
+# persist.recover takes a ".ok" and deletes a ".new" (never complete).
 #
 # Full policy: StartTransaction and StopTransaction are never dropped. When a push would make
 # the file exceed max_bytes, the file is compacted; if the pending records would then fill more
