@@ -125,6 +125,9 @@ class _Cp:
     def now_s(self):
         return T0 + 5
 
+    def stamp(self):
+        return T0 + 5
+
 
 def _availability():
     def setup():
