@@ -98,3 +98,40 @@ def test_a_set_rtc_is_believed_at_the_next_boot(csms, tmp_path):
     _power_up(d, rtc="kept", ntp=False, net="down")
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         o.wait_log(sim, "from rtc")
+
+
+def _offer(sim, da, timeout=15):
+    sim.wait_for(lambda x: x.get("k") == "state" and x.get("offer_da") == da, timeout)
+
+
+def test_stored_profiles_limit_the_offer_before_the_time_is_known(csms, tmp_path):
+    # a ChargePointMaxProfile from the CSMS (10 A, from an hour ago) and a Relative
+    # TxDefaultProfile (8 A for the first 5 s, then 12 A); after a power cut that lost the
+    # RTC, offline: the time is unknown, the cap still holds and the relative one is exact
+    d = o.state_dir(tmp_path)
+    _power_up(d, rtc="set")
+    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+    cpmax = {"chargingProfileId": 1, "stackLevel": 0,
+             "chargingProfilePurpose": "ChargePointMaxProfile", "chargingProfileKind": "Absolute",
+             "chargingSchedule": {"chargingRateUnit": "A",
+                                  "startSchedule": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                  "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}}
+    rel = {"chargingProfileId": 2, "stackLevel": 0,
+           "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+           "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [
+               {"startPeriod": 0, "limit": 8.0}, {"startPeriod": 5, "limit": 12.0}]}}
+    with o.start_sim(csms, state_dir=d, free_vend=True) as sim, o.report(sim, csms):
+        o.booted(csms)
+        for c, p in ((0, cpmax), (1, rel)):
+            assert o.call(csms, "SetChargingProfile", {"connectorId": c,
+                                                       "csChargingProfiles": p}) == {
+                "status": "Accepted"}
+    _power_up(d, rtc="unset", ntp=False, net="down")
+    with o.start_sim(csms, state_dir=d, free_vend=True) as sim, o.report(sim, csms):
+        o.wait_log(sim, "RTC not set")
+        sim.do("plug", cable_a=32)
+        o.wait_log(sim, "transaction -1 started")
+        _offer(sim, 80)  # the relative profile's first 5 s
+        o.wait_log(sim, "ChargePointMaxProfile 1 (time unknown")
+        _offer(sim, 100)  # then 12 A, capped by the 10 A the cap could be
+        assert not [x for x in sim.obs if x.get("k") == "state" and x.get("offer_da", 0) > 100]

@@ -19,7 +19,7 @@ from firmware.ocpp import clock, remote, rpc, txn
 from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys, key_overrides
-from firmware.ocpp.smart import Profiles
+from firmware.ocpp.smart import Profiles, in_force
 from firmware.restart import Restart
 from firmware.ocpp.wsframe import WsError
 
@@ -251,11 +251,10 @@ class ChargePoint:
     def _apply_limit(self, s):
         amps = None
         reason = "ocpp: no profile"
-        if s is not None and len(self.profiles):
+        if len(self.profiles):  # before the time is known too: the safe side (smart.py)
             o = self.tx.open
-            amps, why, _ = self.profiles.limit(
-                s, 1, tx_start_s=o["start_s"] if o else None, tx_id=self.tx.profile_id(),
-                volts=self.volts(), phases=self.cfg.phases)
+            amps, why = in_force(self.profiles, self.tk, time.ticks_ms(), o and o["at"],
+                                 self.tx.profile_id(), self.volts(), self.cfg.phases)
             if amps is not None:
                 reason = "ocpp: " + why
         if amps is None:

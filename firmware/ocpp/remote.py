@@ -257,10 +257,9 @@ def composite(cp, p):
     now = cp.now_s()
     if c not in (0, 1) or now is None:
         return {"status": "Rejected"}
-    o = cp.tx.open
     return cp.profiles.composite(
         c, now, p["duration"], p.get("chargingRateUnit"),
-        tx_start_s=o["start_s"] if o else None, tx_id=cp.tx.profile_id(), volts=cp.volts(),
+        tx_start_s=cp.tx.start_s(), tx_id=cp.tx.profile_id(), volts=cp.volts(),
         phases=cp.cfg.phases, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
 
 

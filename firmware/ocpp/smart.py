@@ -18,6 +18,10 @@
 #   W / (volts x numberPhases of the period, or `phases` when it has none), rounded down to
 #   0.1 A. minChargingRate is not a limit and is ignored.
 # - Connector 0 (GetCompositeSchedule) is the grid view: the ChargePointMaxProfiles only.
+# - Before the wall time is known (boot without a set RTC, no NTP, CSMS unreachable) the
+#   limit is the lowest any installed profile could put in force (limit_unsynced): the safe
+#   side. A schedule that starts with the transaction (Relative; Absolute without
+#   startSchedule) is exact even then: the time since the transaction started is known.
 from micropython import const
 
 from firmware.ocpp import clock
@@ -265,6 +269,40 @@ class Profiles:
             return None, "no charging profile in force", nxt
         return da / 10, "%s %d" % (PURPOSES[g[R_PURPOSE]], g[R_ID]), nxt
 
+    def limit_unsynced(self, up_s, connector_id=1, tx_start_up=None, tx_id=None, volts=230,
+                       phases=3):
+        """(amperes or None, reason) while the wall time is unknown: the lowest limit that
+        could be in force at uptime up_s. A profile whose schedule starts with the
+        transaction (started at uptime tx_start_up) gives its period now; any other could be
+        in force with any of its periods, so its lowest counts (validity dates too are
+        unknown: every profile could be valid)."""
+        da = g = None
+        for r in self._r:
+            p = r[R_PURPOSE]
+            if p == TXDEF and r[R_CONN] not in (0, connector_id) or p == TX and (
+                    r[R_CONN] != connector_id or tx_id is None or r[R_TX] != tx_id):
+                continue
+            arr = r[R_PERIODS]
+            ks = range(0, len(arr), 3)
+            if r[R_KIND] != RECURRING and r[R_START] is None:
+                if tx_start_up is None:
+                    continue  # no start point outside a transaction
+                off = up_s - tx_start_up
+                if off < 0 or r[R_DUR] is not None and off >= r[R_DUR]:
+                    continue
+                k = len(arr) - 3
+                while arr[k] > off:
+                    k -= 3
+                ks = (k,)
+            for k in ks:
+                d = _da(r, k, volts, phases)
+                if da is None or d < da:
+                    da, g = d, r
+        if da is None:
+            return None, "no charging profile in force"
+        return da / 10, "%s %d (time unknown: the lowest it could be)" % (
+            PURPOSES[g[R_PURPOSE]], g[R_ID])
+
     def composite(self, connector_id, now_s, duration_s, unit=None, tx_start_s=None,
                   tx_id=None, volts=230, phases=3, max_amps=None):
         """GetCompositeSchedule.conf payload for [now_s, now_s + duration_s). unit None is
@@ -316,3 +354,15 @@ class Profiles:
                 "chargingSchedule": {"duration": end - now_s, "startSchedule": start,
                                      "chargingRateUnit": "W" if watts else "A",
                                      "chargingSchedulePeriod": per}}
+
+
+def in_force(profiles, tk, now_ms, start, tx_id, volts, phases):
+    """(amperes or None, reason): the limit of connector 1 now. tk: the clock
+    (firmware/timekeep.py); start: the open transaction's time stamp (None without one)."""
+    s = tk.now_s(now_ms)
+    if s is not None:
+        a, why, _ = profiles.limit(s, 1, tx_start_s=None if start is None else tk.wall_of(
+            start, now_ms), tx_id=tx_id, volts=volts, phases=phases)
+        return a, why
+    return profiles.limit_unsynced(tk.uptime_s(now_ms), 1, None if start is None else start[1],
+                                   tx_id, volts, phases)

@@ -169,7 +169,8 @@ class Transactions:
         cp = self.cp
         au = self.auth
         s = cp.now_s()
-        p = {"connectorId": 1, "idTag": au["tag"], "meterStart": wh, "timestamp": cp.stamp()}
+        at = cp.stamp()
+        p = {"connectorId": 1, "idTag": au["tag"], "meterStart": wh, "timestamp": at}
         r = cp.reservation
         if r is not None and _same(r["tag"], au["tag"], au.get("parent"), r.get("parent")):
             p["reservationId"] = r["id"]
@@ -177,7 +178,7 @@ class Transactions:
         try:
             local = cp.journal.next_local_id()
             self.open = {"l": local, "tag": au["tag"], "parent": au.get("parent"),
-                         "start_s": s, "data": []}
+                         "start_s": s, "at": at, "data": []}
             self._save()  # before the journal: a cut after the push below finds the energy
             cp.journal.push("StartTransaction", {"l": local, "p": p})
         except (JournalError, OSError) as e:
@@ -289,6 +290,11 @@ class Transactions:
         except (JournalError, OSError) as e:
             self.cp.log("ocpp: meter values not journaled: %s" % (e,))
         self.cp.wake.set()
+
+    def start_s(self):
+        """Wall time the open transaction started (exact once the time is known), or None."""
+        o = self.open
+        return None if o is None else self.cp.tk.wall_of(o["at"], time.ticks_ms())
 
     def csms_id(self):
         o = self.open
