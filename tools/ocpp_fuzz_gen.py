@@ -163,7 +163,7 @@ def _profile(rng):
 BASES = {
     "CancelReservation": lambda r: {"reservationId": r.randrange(1, 1000)},
     "ChangeAvailability": lambda r: {"connectorId": 1, "type": "Operative"},
-    "ChangeConfiguration": lambda r: {"key": "ResetRetries", "value": "3"},
+    "ChangeConfiguration": lambda r: {"key": "TransactionMessageRetryInterval", "value": "60"},
     "ClearChargingProfile": lambda r: {"id": 7, "connectorId": 1, "stackLevel": 1,
                                        "chargingProfilePurpose": "TxProfile"},
     "DataTransfer": lambda r: {"vendorId": rand_ascii(r, 8), "messageId": "m", "data": "x"},
@@ -419,9 +419,12 @@ def valid_call(rng, i):
                                   "duration": rng.randrange(0, 86400)}, None),
         ("GetCompositeSchedule", {"connectorId": rng.choice((2, 9, -1)), "duration": 60},
          ("Rejected",)),
-        ("ChangeConfiguration", {"key": "ResetRetries", "value": str(rng.randrange(0, 11))}, ok),
-        ("ChangeConfiguration", {"key": "ResetRetries", "value": rng.choice(
-            ("11", "-1", "abc", "", "1.5", "99999999999"))}, ("Rejected",)),
+        # a writable key that changes nothing while no transaction message fails
+        ("ChangeConfiguration", {"key": "TransactionMessageRetryInterval",
+                                 "value": str(rng.randrange(1, 86401))}, ok),
+        ("ChangeConfiguration", {"key": "TransactionMessageRetryInterval", "value": rng.choice(
+            ("0", "86401", "-1", "abc", "", "1.5", "99999999999"))}, ("Rejected",)),
+        ("ChangeConfiguration", {"key": "ResetRetries", "value": "3"}, ("Rejected",)),
         ("ChangeConfiguration", {"key": "NumberOfConnectors", "value": "2"}, ("Rejected",)),
         ("ChangeConfiguration", {"key": rand_text(rng, rng.randrange(1, 50)), "value": "1"},
          ("NotSupported",)),
