@@ -13,6 +13,10 @@ speaks ECDSA. Returned dict:
     cert, key                 server certificate (+ chain) and key for localhost/127.0.0.1
     wrong_cert, wrong_key     server certificate and key for "wrong.example" (same CA)
     other_ca_pem, other_ca_der, other_ca_pem_bytes   the unrelated CA
+    client_cert, client_key   a charge point's client certificate (CN "CP1", O "Test CPO",
+                              clientAuth) signed by the test CA, and its key (PEM paths)
+    client_der, client_key_der   the same as DER bytes
+    rogue_cert, rogue_key     a client certificate for "CP1" signed by the other CA
 """
 import datetime
 import ipaddress
@@ -67,6 +71,18 @@ def _server(ca_key, ca_cert, cn, dns, ips):
     return key, b.sign(ca_key, hashes.SHA256())
 
 
+def _client(ca_key, ca_cert, cn):
+    key = _key()
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CPO"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    b = x509.CertificateBuilder().subject_name(name).issuer_name(ca_cert.subject)
+    b = _validity(b.public_key(key.public_key()).serial_number(x509.random_serial_number()))
+    b = b.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                        critical=False)
+    return key, b.sign(ca_key, hashes.SHA256())
+
+
 def _pem(cert):
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -90,8 +106,17 @@ def make_certs(dirpath):
     other_key, other = _ca("Unrelated Test CA")
     srv_key, srv = _server(ca_key, ca, "localhost", ["localhost"], ["127.0.0.1"])
     wrong_key, wrong = _server(ca_key, ca, "wrong.example", ["wrong.example"], [])
+    cli_key, cli = _client(ca_key, ca, "CP1")
+    rogue_key, rogue = _client(other_key, other, "CP1")
     der = serialization.Encoding.DER
     return {
+        "client_cert": _write(dirpath, "client.pem", _pem(cli)),
+        "client_key": _write(dirpath, "client.key", _key_pem(cli_key)),
+        "client_der": cli.public_bytes(der),
+        "client_key_der": cli_key.private_bytes(der, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()),
+        "rogue_cert": _write(dirpath, "rogue.pem", _pem(rogue)),
+        "rogue_key": _write(dirpath, "rogue.key", _key_pem(rogue_key)),
         "ca_pem": _write(dirpath, "ca.pem", _pem(ca)),
         "ca_der": ca.public_bytes(der),
         "ca_pem_bytes": _pem(ca),

@@ -133,15 +133,16 @@ def test_authorization_key_is_write_only_and_never_shown(tmp_path):
     assert Keys(p).secret() == b"dk2q0rfu2q0f-2f0rdg"
 
 
-def test_security_profile_only_goes_up_and_needs_a_key(tmp_path):
+def test_security_profile_only_goes_up(tmp_path):
+    # The store's rule; what each profile needs is firmware/ocpp/security.py's (test_security)
     k = Keys(str(tmp_path / "k.json"))
-    assert k.change("SecurityProfile", "1") == "Rejected"  # no AuthorizationKey yet
-    assert k.set_secret(KEY) == "Accepted"
     assert k.change("SecurityProfile", "4") == "Rejected"
-    assert k.change("SecurityProfile", "2") == "RebootRequired"
+    assert k.change("SecurityProfile", "2") == "Accepted"  # the link reconnects: no reboot
     assert k.change("SecurityProfile", "1") == "Rejected"
-    assert k.change("SecurityProfile", "2") == "Accepted"  # no change, no reconnect
+    assert k.change("SecurityProfile", "2") == "Rejected"  # equal: A05.FR.01
     assert Keys(str(tmp_path / "k.json")).get("SecurityProfile") == 2
+    assert k.change("SecurityProfile", "1", force=True) == "Accepted"  # installer, fallback
+    assert Keys(str(tmp_path / "k.json")).get("SecurityProfile") == 1
 
 
 RW = [r for r in TABLE if not r[3] & 1 and r[1] == "i"]
@@ -153,11 +154,11 @@ RW = [r for r in TABLE if not r[3] & 1 and r[1] == "i"]
 def test_an_int_key_takes_exactly_the_values_in_its_range(tmp_path_factory, i, v):
     name, _, default, _, lo, hi = RW[i]
     k = Keys(str(tmp_path_factory.mktemp("k") / "k.json"))
-    if name == "SecurityProfile":
-        k.set_secret(KEY)
     r = k.change(name, str(v))
     t = str(v).strip()
     ok = re.fullmatch("-?[0-9]{1,10}", t) is not None and lo <= int(t) <= hi
+    if name == "SecurityProfile":  # only up from the default 0
+        ok = ok and int(t) > 0
     assert (r in ("Accepted", "RebootRequired")) == ok, (name, v, r)
     assert k.get(name) == (int(t) if ok else default)
 

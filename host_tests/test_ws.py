@@ -199,7 +199,8 @@ def test_basic_auth(mpy_run, servers):
     assert ok["echoed"] == [True], ok
     assert seen(servers, "/auth/ok")["close_code"] == 1000
     bad = mpy_run[0]["auth_bad"]
-    assert bad["exc"] == "WsError" and "401" in bad["msg"] and "unauthorised" in bad["msg"]
+    assert bad["exc"] == "WsRefused" and bad["status"] == 401  # a WsError: the server said no
+    assert "401" in bad["msg"] and "unauthorised" in bad["msg"]
     assert servers.seen["/auth/bad"]["rejected"]
 
 
@@ -209,14 +210,15 @@ def test_wss_with_the_test_ca(mpy_run, name):
     assert res.get("echoed") and all(res["echoed"]) and res["protocol"] == "ocpp1.6", res
 
 
-@pytest.mark.parametrize("name,words", [
-    ("wss_other_ca", ("TLS", "not correctly signed")),
-    ("wss_wrong_host", ("TLS", "CN")),
-    ("wss_no_ca", ("cadata",)),
+@pytest.mark.parametrize("name,exc,words", [
+    ("wss_other_ca", "WsRefused", ("TLS", "not correctly signed")),
+    ("wss_wrong_host", "WsRefused", ("TLS", "CN")),
+    ("wss_no_ca", "WsError", ("cadata",)),
 ])  # fmt: skip
-def test_wss_refuses_an_untrusted_server(mpy_run, name, words):
+def test_wss_refuses_an_untrusted_server(mpy_run, name, exc, words):
+    # WsRefused (a WsError, status 0): the TLS handshake failed, unlike a network down
     res = mpy_run[0][name]
-    assert res["exc"] == "WsError", res
+    assert res["exc"] == exc and res["status"] == (0 if exc == "WsRefused" else None), res
     for w in words:
         assert w in res["msg"], res
 
@@ -245,7 +247,8 @@ def test_eof_mid_frame_gives_1006(mpy_run):
 @pytest.mark.parametrize("path", sorted(BAD_UPGRADES))
 def test_bad_upgrade_answer_fails_the_connect(mpy_run, path):
     res = mpy_run[0]["upgrade" + path]
-    assert res["exc"] == "WsError" and BAD_UPGRADES[path] in res["msg"], res
+    assert res["exc"] == ("WsRefused" if path == "/404" else "WsError"), res
+    assert BAD_UPGRADES[path] in res["msg"], res
 
 
 def test_recv_cancelled_mid_frame_resumes_intact(mpy_run, servers):

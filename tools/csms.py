@@ -1,7 +1,8 @@
 """Dev CSMS (OCPP 1.6J central system) for the simulator and the tests, on loopback only.
 
     python tools/csms.py [serve] --port 8180 [--control 8181] [--password PW]
-                         [--cert C --key K] [--boot-status Pending] [--interval 300]
+                         [--cert C --key K [--client-ca CA]] [--boot-status Pending]
+                         [--interval 300]
                          [--tag ID=Status ...] [--remote-start-on-preparing IDTAG]
                          [--answer-delay S] [--ping S] [--log FILE]
                          [--style dev|fresh|steve|ocppcore|citrineos|openocpp|naive|hostile]
@@ -153,6 +154,8 @@ def main(argv=None):
     sv.add_argument("--password", help="require HTTP Basic auth <cpid>:<password>")
     sv.add_argument("--cert", help="server certificate (PEM): serve wss://")
     sv.add_argument("--key", help="its private key (PEM)")
+    sv.add_argument("--client-ca", help="with --cert: ask for client certificates of this CA; "
+                    "one naming the charge point replaces Basic auth (security profile 3)")
     sv.add_argument("--boot-status", default="Accepted",
                     choices=("Accepted", "Pending", "Rejected"))
     sv.add_argument("--interval", type=int, default=300, help="heartbeat interval, s")
@@ -196,6 +199,7 @@ def main(argv=None):
         ap.error("--cert and --key go together")
     csms = Csms(args.port, boot_status=args.boot_status, interval=args.interval,
                 tags=_tags(args.tag), password=args.password, cert=args.cert, key=args.key,
+                client_ca=args.client_ca,
                 remote_start_on_preparing=args.remote_start_on_preparing,
                 control_port=args.control, log=args.log, answer_delay=args.answer_delay,
                 ping_interval=args.ping, style=args.style, seed=args.seed,

@@ -34,6 +34,17 @@ def now_iso():
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (t.microsecond // 1000)
 
 
+def _cert_cn(connection):
+    """The commonName of the client certificate the TLS layer verified, else None."""
+    tr = getattr(connection, "transport", None)
+    cert = tr.get_extra_info("peercert") if tr is not None else None
+    for rdn in (cert or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return value
+    return None
+
+
 class _Link:
     """One connected charge point."""
 
@@ -50,13 +61,16 @@ class Csms:
                  password=None, cert=None, key=None, remote_start_on_preparing=None,
                  control_port=None, log=None, answer_delay=0.0, ping_interval=None,
                  style="dev", seed=None, fresh_ids=None, transactions=None,
-                 lose_answers=None):
+                 lose_answers=None, client_ca=None):
         self.port, self.control_port = port, control_port
         self.boot_status, self.interval = boot_status, interval
         # idTag -> status, or an idTagInfo-like dict (status, expiryDate, parentIdTag) that
         # the styles which send those fields use; unknown tags are Invalid if any are given
         self.tags = dict(tags or {})
         self.password, self.cert, self.key = password, cert, key
+        # wss: client certificates from this CA are asked for; one that verifies and names
+        # the charge point (CN) stands for its Basic auth (security profile 3)
+        self.client_ca = client_ca
         self.remote_start_on_preparing = remote_start_on_preparing
         self.answer_delay, self.ping_interval = answer_delay, ping_interval
         # action -> how many of its answers to lose: the CALL is handled (and recorded), then
@@ -93,6 +107,9 @@ class Csms:
         if self.cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.cert, self.key)
+            if self.client_ca:
+                ctx.verify_mode = ssl.CERT_OPTIONAL
+                ctx.load_verify_locations(self.client_ca)
         if self.log_path:
             self._log = open(self.log_path, "a", encoding="utf-8")
         self._server = await serve(self._session, HOST, self.port, subprotocols=["ocpp1.6"],
@@ -160,9 +177,9 @@ class Csms:
         cp = urllib.parse.unquote(request.path.split("?")[0].strip("/"))
         if not cp or "/" in cp:
             return connection.respond(404, "connect to /<charge point id>\n")
-        if self.password is not None:
-            want = "Basic " + base64.b64encode(
-                ("%s:%s" % (cp, self.password)).encode()).decode()
+        if self.password is not None and _cert_cn(connection) != cp:
+            pw = self.password if isinstance(self.password, bytes) else self.password.encode()
+            want = "Basic " + base64.b64encode(cp.encode() + b":" + pw).decode()
             if request.headers.get("Authorization") != want:
                 self._event("refused", cp, reason="Basic auth")
                 r = connection.respond(401, "bad or missing Basic auth\n")
@@ -177,7 +194,8 @@ class Csms:
             await old.ws.close(1000, "replaced by a new connection")
         link = _Link(cp, ws)
         self.links[cp] = link
-        self._event("connected", cp)
+        self._event("connected", cp, basic="Authorization" in ws.request.headers,
+                    cert=_cert_cn(ws))
         worker = asyncio.create_task(self._answer_calls(link))
         try:
             async for text in ws:

@@ -15,7 +15,7 @@ from micropython import const
 from firmware import persist, timekeep
 from firmware.backoff import Backoff
 from firmware.version import VERSION
-from firmware.ocpp import clock, remote, rpc, txn
+from firmware.ocpp import clock, remote, rpc, security, txn
 from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys, key_overrides
@@ -28,6 +28,10 @@ _LIMIT_MS = const(1000)
 _BOOT_RETRY_S = const(30)
 JOURNAL_KB = const(192)  # the journal's flash budget (ocpp.journal_kb)
 STATE_FILE = "ocpp_state.json"  # availability (persists across reboots, as 1.6 says)
+
+
+_SECTION_KEYS = ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id",
+                 "journal_kb", "ntp", "client_cert", "client_key", "security_profile")
 
 
 class OcppError(Exception):
@@ -53,12 +57,12 @@ def check_section(s):
         err.append("ocpp.password: 16..40 characters (OCPP AuthorizationKey)")
     if type(url) is str and url.startswith("wss://") and "ca" not in s:
         err.append("ocpp.ca: wss:// needs the CA certificate file")
+    security.check_config(s, err)
     jk = s.get("journal_kb", JOURNAL_KB)
     if type(jk) is not int or not 16 <= jk <= 4096:
         err.append("ocpp.journal_kb: the journal's flash budget, 16..4096 KiB, got %r" % (jk,))
     for k in s:
-        if k not in ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id",
-                     "journal_kb", "ntp"):
+        if k not in _SECTION_KEYS:
             err.append("ocpp: unknown key %r" % (k,))
     return err
 
@@ -85,13 +89,9 @@ class ChargePoint:
             board, section.get("ntp", timekeep.NTP_HOST)))
         self.rpc = rpc.Rpc(self._send, remote.HANDLERS, log, ctx=self,
                            seed=int.from_bytes(os.urandom(3), "big"))
-        cadata = None
-        if section.get("ca"):
-            with open(section["ca"], "rb") as f:
-                cadata = f.read()
-        self.link = Link(section["url"], section["cp_id"], self.rpc, self.keys, log,
-                         password=self._password(), cadata=cadata, net=net,
-                         prepare=self.tk.before_connect)
+        self.security = security.Security(section, self.keys, log)
+        self.link = Link(section["url"], section["cp_id"], self.rpc, self.keys, self.security,
+                         log, net=net, prepare=self.tk.before_connect)
         self.registration = None  # None, "Pending", "Accepted", "Rejected"
         self.boot_retry_ms = 0  # BootNotification again after Pending/Rejected's interval
         self._hold = {}  # message key -> [ticks it may go again, Backoff] after a failure
@@ -119,11 +119,6 @@ class ChargePoint:
         self._reason = None
         self.last_error = None
         self.faults = 0  # exceptions caught in the OCPP tasks (fault())
-
-    def _password(self):
-        """The Basic-auth password: the AuthorizationKey the CSMS set (hex-decoded bytes),
-        else the installer's config password."""
-        return self.keys.secret() or self.section.get("password") or None
 
     def tasks(self):
         return [("ocpp-link", self.link.run), ("ocpp", self.run),
@@ -431,6 +426,7 @@ class ChargePoint:
         out("ocpp       %s  %s  boot %s  connects %d" % (
             d["url"], "connected" if d["connected"] else "offline", d["registration"],
             d["connects"]))
+        self.security.diag(out)
         out("ocpp       journal %d pending  transaction %s  last rx %s  last tx %s" % (
             d["journal"], d["transaction"], age(self.link.last_rx_ms),
             age(self.link.last_tx_ms)))

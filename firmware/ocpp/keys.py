@@ -69,7 +69,7 @@ TABLE = (
     ("ConnectorSwitch3to1PhaseSupported", "b", False, _RO, 0, 0),
     ("MaxChargingProfilesInstalled", "i", 8, _RO, 0, 0),
     ("AuthorizationKey", "k", "", _SECRET, 16, 20),
-    ("SecurityProfile", "i", 0, _REBOOT, 0, 3),
+    ("SecurityProfile", "i", 0, 0, 0, 3),  # its rules: firmware/ocpp/security.py
 )
 
 
@@ -269,8 +269,14 @@ class Keys:
             out.append(e)
         return out, unknown
 
-    def change(self, name, value):
-        """ChangeConfiguration: "Accepted", "Rejected", "RebootRequired" or "NotSupported"."""
+    def drop_secret(self):
+        """Forget the CSMS's AuthorizationKey (back to the installer's password)."""
+        if self._v.pop("AuthorizationKey", None) is not None:
+            self._save()
+
+    def change(self, name, value, force=False):
+        """ChangeConfiguration: "Accepted", "Rejected", "RebootRequired" or "NotSupported".
+        force: the installer (or a failed switch's fallback) may lower SecurityProfile."""
         r = _row(name) if isinstance(name, str) else None
         if r is None:
             return "NotSupported"
@@ -279,11 +285,8 @@ class Keys:
         v, err = self._parse(r, value)
         if err:
             return "Rejected"
-        if name == "SecurityProfile":
-            if v < self.get(name):
-                return "Rejected"  # the security profile may only go up
-            if v in (1, 2) and not self._v.get("AuthorizationKey"):
-                return "Rejected"  # Basic auth needs a password first
+        if name == "SecurityProfile" and v <= self.get(name) and not force:
+            return "Rejected"  # only up over OCPP (A05.FR.01); prerequisites: security.py
         old = self._v.get(name)
         before = self.get(name)
         self._v[name] = v

@@ -1,8 +1,10 @@
-# The OCPP connection: brings the network up, opens the WebSocket (ws:// or wss:// with the
-# configured CA, HTTP Basic auth for security profile 1+), feeds every received message to
-# the RPC layer, sends pings per WebSocketPingInterval and drops a link that has gone silent,
-# then reconnects with backoff and jitter. It never touches the charge controller: while the
-# link is down the charge point goes on locally and its journal fills.
+# The OCPP connection: brings the network up, opens the WebSocket with what the security
+# profile asks (firmware/ocpp/security.py: ws:// or wss:// with the configured CA, HTTP Basic
+# auth, a client certificate), feeds every received message to the RPC layer, sends pings per
+# WebSocketPingInterval and drops a link that has gone silent, then reconnects with backoff
+# and jitter; a changed AuthorizationKey or SecurityProfile closes it once the answer is out
+# (reconnect). It never touches the charge controller: while the link is down the charge
+# point goes on locally and its journal fills.
 import asyncio
 import time
 
@@ -10,6 +12,7 @@ from micropython import const
 
 from firmware.backoff import Backoff
 from firmware.ocpp import ws
+from firmware.ocpp.security import SecurityError
 
 MAX_FRAME = const(16384)  # the largest message we accept (SendLocalListMaxLength fits)
 _CONNECT_MS = const(15000)
@@ -17,17 +20,17 @@ _DEAD_MARGIN_MS = const(10000)
 
 
 class Link:
-    def __init__(self, url, cp_id, rpc, keys, log=print, password=None, cadata=None, net=None,
+    def __init__(self, url, cp_id, rpc, keys, security, log=print, net=None,
                  prepare=None):
         self.url = url.rstrip("/") + "/" + cp_id
         self.cp_id = cp_id
         self.rpc = rpc
         self.keys = keys
+        self.security = security
         self.log = log
-        self.password = password
-        self.cadata = cadata
         self.net = net
         self.prepare = prepare  # async, before each connection: the clock (TLS checks dates)
+        self.restart = None  # why the link closes after the message being handled
         self.ws = None
         self.connected = False
         self.up = asyncio.Event()  # set while connected
@@ -48,13 +51,18 @@ class Link:
         while True:
             try:
                 await self._session()
-            except ws.WsError as e:
+            except (ws.WsError, SecurityError) as e:
                 self._down("%s" % (e,))
             except OSError as e:
                 self._down("network: %r" % (e,))
             wait = self.backoff.next_ms()
             self.log("ocpp: link down (%s); retry in %d s" % (self.last_error, wait // 1000))
             await asyncio.sleep_ms(wait)
+
+    def reconnect(self, why):
+        """Close the link once the message being handled is answered, then connect again
+        (after the usual first backoff step) with the credentials in force then."""
+        self.restart = why
 
     def _down(self, why):
         self.last_error = why
@@ -72,10 +80,15 @@ class Link:
             opener = self.net.open
         if self.prepare is not None:
             await self.prepare()
-        user = self.cp_id if self.password else None
-        self.ws = await ws.connect(
-            self.url, user=user, password=self.password, cadata=self.cadata,
-            max_frame=MAX_FRAME, timeout_ms=_CONNECT_MS, open_connection=opener)
+        self.restart = None
+        try:
+            self.ws = await ws.connect(
+                self.url, max_frame=MAX_FRAME, timeout_ms=_CONNECT_MS, open_connection=opener,
+                **self.security.connect_args(self.cp_id))
+        except ws.WsError as e:
+            self.security.refused(e)
+            raise
+        self.security.connected()
         self.connected = True
         self.connects += 1
         self.backoff.reset()
@@ -87,6 +100,8 @@ class Link:
                 # No local holds the text: rpc drops it once parsed (a big SendLocalList
                 # is then its objects alone while the handler runs).
                 await self.rpc.received(await self.ws.recv(), self._rx)
+                if self.restart:
+                    raise ws.WsError("%s: reconnecting" % self.restart)
         finally:
             pinger.cancel()
             self.connected = False

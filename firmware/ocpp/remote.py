@@ -56,9 +56,13 @@ def apply_availability(cp, c, op):
 
 
 def change_configuration(cp, p):
-    st = cp.keys.change(p["key"], p["value"])
-    if st == "Accepted" and p["key"] == "AuthorizationKey":
-        cp.link.password = cp._password()
+    key = p["key"]
+    if key in ("AuthorizationKey", "SecurityProfile"):  # firmware/ocpp/security.py
+        st, again = cp.security.change(key, p["value"])
+        if again:  # after this answer has gone out (A01, A05.FR.06)
+            cp.link.reconnect("%s changed" % key)
+        return _status(st)
+    st = cp.keys.change(key, p["value"])
     cp._reason = None  # limits and intervals are re-read at once
     return _status(st)
 

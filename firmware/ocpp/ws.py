@@ -16,10 +16,19 @@ from micropython import const
 from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms, urandom
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
-__all__ = ("connect", "parse_url", "WebSocket", "WsClosed", "WsError")
+__all__ = ("connect", "parse_url", "WebSocket", "WsClosed", "WsError", "WsRefused")
 
 _MAX_HTTP = const(4096)  # bytes of HTTP response header accepted at the upgrade
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+
+class WsRefused(WsError):
+    """The server refused the connection: .status is its HTTP status, 0 for a failed TLS
+    handshake or a close before any answer (a refusal, unlike an unreachable network)."""
+
+    def __init__(self, msg, status):
+        super().__init__(msg)
+        self.status = status
 
 
 def parse_url(url):
@@ -90,7 +99,7 @@ def _ders(cadata):
     return out
 
 
-def _tls_context(cadata):
+def _tls_context(cadata, client=None):
     import ssl
 
     if not cadata:
@@ -106,6 +115,11 @@ def _tls_context(cadata):
     except (ValueError, OSError, TypeError) as e:
         raise WsError("the CA certificate (cadata) is not a valid PEM or DER certificate: %s"
                       % (e,))
+    if client is not None:  # (certificate, key) as DER: security profile 3
+        try:
+            ctx.load_cert_chain(client[0], client[1])
+        except (ValueError, OSError, TypeError) as e:
+            raise WsError("the client certificate or key is not usable: %s" % (e,))
     return ctx
 
 
@@ -123,19 +137,20 @@ def _net_error(e, where, tls, phase):
         return WsError("cannot resolve the host name of %s (DNS): %s" % (where, text))
     if tls and phase < 2 and (isinstance(e, ValueError) or "SSL" in name
                               or (isinstance(en, int) and en < 0)):  # mbedTLS codes are < 0
-        return WsError("TLS handshake with %s failed (CA or host name not trusted?): %s"
-                       % (where, text.strip()))
+        return WsRefused("TLS handshake with %s failed (CA or host name not trusted, or "
+                         "the client certificate refused?): %s" % (where, text.strip()), 0)
     if isinstance(e, EOFError):
-        return WsError("%s closed the connection during the WebSocket upgrade" % where)
+        return WsRefused("%s closed the connection during the WebSocket upgrade" % where, 0)
     return WsError("connect to %s failed: %s %s" % (where, name, text))
 
 
 async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None,
-                  max_frame=8192, timeout_ms=10000, open_connection=None):
-    """Open a WebSocket to `url` (TCP, TLS for wss, HTTP upgrade) within timeout_ms."""
+                  max_frame=8192, timeout_ms=10000, open_connection=None, client=None):
+    """Open a WebSocket to `url` (TCP, TLS for wss, HTTP upgrade) within timeout_ms.
+    client: (certificate, key) DER bytes presented to a server that asks for one (TLS)."""
     tls, host, port, auth, path = parse_url(url)
     where = "%s:%d" % (host, port)
-    ctx = _tls_context(cadata) if tls else None
+    ctx = _tls_context(cadata, client) if tls else None
     authz = None if user is None else _basic(user, password)
     opener = open_connection or asyncio.open_connection
     deadline = ticks_add(ticks_ms(), timeout_ms)
@@ -180,11 +195,11 @@ async def _upgrade(conn, auth, path, protocol, authz):
         raise WsError("not an HTTP response to the upgrade: %r" % line[:60])
     status = int(parts[1])
     if status == 401:
-        raise WsError("HTTP 401: the server says unauthorised (wrong charge point id or "
-                      "AuthorizationKey?)")
+        raise WsRefused("HTTP 401: the server says unauthorised (wrong charge point id or "
+                        "AuthorizationKey?)", 401)
     if status != 101:
-        raise WsError("HTTP %d %s: the server refused the WebSocket upgrade"
-                      % (status, parts[2].strip().decode() if len(parts) > 2 else ""))
+        raise WsRefused("HTTP %d %s: the server refused the WebSocket upgrade"
+                        % (status, parts[2].strip().decode() if len(parts) > 2 else ""), status)
     got = {}
     size = len(line)
     while True:

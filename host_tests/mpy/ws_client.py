@@ -29,7 +29,7 @@ def emit(name, res):
 
 def outcome(e):
     return {"exc": type(e).__name__, "code": getattr(e, "code", None), "msg": str(e),
-            "reason": getattr(e, "reason", None)}
+            "reason": getattr(e, "reason", None), "status": getattr(e, "status", None)}
 
 
 async def run(name, coro):

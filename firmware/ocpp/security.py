@@ -1,0 +1,293 @@
+# OCPP 1.6 security profiles (the OCA white paper "Improved security for OCPP 1.6-J",
+# edition 3): what the link needs for the configured SecurityProfile, and the two changes a
+# CSMS may make over OCPP, each proven by a connection before it is final.
+#
+#   profile 0  no rule: HTTP Basic auth when a password is known, ws:// or wss://
+#   profile 1  HTTP Basic auth required (A00.FR.202), ws:// or wss://
+#   profile 2  wss:// with the CSMS's CA checked (A00.FR.307) + HTTP Basic auth
+#   profile 3  wss:// with the CA checked + the charge point's client certificate, no
+#              Basic auth (A00.FR.401)
+#
+# SecurityProfile only goes up over OCPP (A05.FR.01); a profile the configuration cannot meet
+# is Rejected with a log naming what is missing (A05.FR.02-04). Accepted: the link reconnects
+# with the new profile (A05.FR.06/07); if the CSMS refuses that connection, the previous
+# profile comes back (A05.FR.08). AuthorizationKey (A01): Accepted, then the link reconnects
+# with the new key; until a connection with it succeeds the previous key is kept, and an HTTP
+# 401 to the new key tries the previous one (the CSMS may not have stored the new key).
+# Both pending changes live in ocpp_security.json so that a reboot in between keeps them.
+# Only the installer lowers a profile: ocpp.security_profile in the config (A00.FR.005).
+import binascii
+
+from micropython import const
+
+from firmware import persist
+
+STATE_FILE = "ocpp_security.json"
+_MAX_PEM = const(8192)  # bytes of a client certificate or key file
+
+
+class SecurityError(ValueError):
+    """A certificate or key file that cannot be used, a profile that cannot be met."""
+
+
+def der(data, what):
+    """The DER bytes of a PEM or DER certificate / private key (MicroPython's mbedTLS builds
+    may parse no PEM); SecurityError naming `what` if it is neither."""
+    if isinstance(data, str):
+        data = data.encode()
+    data = bytes(data)
+    if not data:
+        raise SecurityError("%s: empty file" % what)
+    if data[:11] != b"-----BEGIN ":
+        if data[0] != 0x30:  # a DER SEQUENCE
+            raise SecurityError("%s: neither PEM nor DER" % what)
+        return data
+    i = data.find(b"\n")
+    label = data[11:i].strip().rstrip(b"-").strip() if i > 0 else b""
+    if b"ENCRYPTED" in label or b"Proc-Type:" in data:
+        raise SecurityError("%s: an encrypted key cannot be used (no passphrase)" % what)
+    end = data.find(b"-----END ")
+    if i < 0 or end < 0:
+        raise SecurityError("%s: PEM without its END line" % what)
+    if data.find(b"-----BEGIN ", end) >= 0:
+        raise SecurityError("%s: one certificate or key per file" % what)
+    try:
+        return binascii.a2b_base64(b"".join(data[i + 1:end].split()))
+    except ValueError:
+        raise SecurityError("%s: bad base64 in the PEM text" % what)
+
+
+def _read(path, what):
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_PEM + 1)
+    except OSError as e:
+        raise SecurityError("%s: cannot read %r (%s)" % (what, path, e))
+    if len(data) > _MAX_PEM:
+        raise SecurityError("%s: %r is over %d bytes" % (what, path, _MAX_PEM))
+    return data
+
+
+def check_config(s, err):
+    """Append to err what is wrong with the security keys of the config's "ocpp" section."""
+    cert, key = s.get("client_cert"), s.get("client_key")
+    for k in ("client_cert", "client_key"):
+        if k in s and type(s[k]) is not str:
+            err.append("ocpp.%s: must be a file name (string)" % k)
+    if (cert is None) != (key is None):
+        err.append("ocpp.client_cert and ocpp.client_key go together (security profile 3)")
+    url = s.get("url")
+    tls = type(url) is str and url.startswith("wss://")
+    if cert is not None and not tls:
+        err.append("ocpp.client_cert: a client certificate needs a wss:// URL")
+    p = s.get("security_profile")
+    if p is not None and (type(p) is not int or not 0 <= p <= 3):
+        err.append("ocpp.security_profile: 0..3, got %r" % (p,))
+    elif p is not None and type(url) is str:
+        why = missing(p, tls, "ca" in s, cert is not None,
+                      type(s.get("password")) is str)
+        if why:
+            err.append("ocpp.security_profile %d needs %s" % (p, why))
+
+
+def missing(p, tls, ca, client, password):
+    """What profile p lacks ("" when the link can meet it)."""
+    out = []
+    if p in (1, 2) and not password:
+        out.append("a Basic-auth password (AuthorizationKey or ocpp.password)")
+    if p >= 2 and not tls:
+        out.append("a wss:// URL")
+    if p >= 2 and not ca:
+        out.append("the CSMS's CA certificate (ocpp.ca)")
+    if p == 3 and not client:
+        out.append("a client certificate and key (ocpp.client_cert, ocpp.client_key)")
+    return " and ".join(out)
+
+
+class Security:
+    def __init__(self, section, keys, log=print, path=STATE_FILE):
+        self.section = section
+        self.keys = keys
+        self.log = log
+        self.path = path
+        self.tls = section["url"].startswith("wss://")
+        self.cadata = _read(section["ca"], "ocpp.ca") if section.get("ca") else None
+        self.client = None  # (certificate DER, key DER) for profile 3
+        if section.get("client_cert"):
+            self.client = (der(_read(section["client_cert"], "ocpp.client_cert"),
+                               "ocpp.client_cert"),
+                           der(_read(section["client_key"], "ocpp.client_key"),
+                               "ocpp.client_key"))
+        self.pending = {}  # "profile": the one before a switch; "key": [the key before, hex]
+        self.old_key = False  # the next connect tries the previous key
+        self.last = None  # the last security event (diag)
+        self.config_profile = None  # ocpp.security_profile when it was last applied
+        try:
+            d = persist.load_json(path)
+        except ValueError as e:
+            d = None
+            log("ocpp: %s" % (e,))
+        if type(d) is dict:
+            if d.get("profile") in (0, 1, 2, 3):
+                self.pending["profile"] = d["profile"]
+            k = d.get("key")
+            if type(k) is list and len(k) == 1 and type(k[0]) is str:
+                self.pending["key"] = d["key"]
+            self.config_profile = d.get("config")
+        p = section.get("security_profile")
+        if p is not None and p != self.config_profile:
+            # a new installer's choice (applied once: the CSMS may raise it later), the only
+            # way down (A00.FR.005)
+            if p != self.profile():
+                self._event("SecurityProfile %d from the config (was %d)" % (p, self.profile()))
+                self.keys.change("SecurityProfile", str(p), force=True)
+            self.config_profile = p
+            self.pending.pop("profile", None)
+            self._drop("profile")
+        if self.blocked() and "profile" in self.pending:
+            self._fall_back("the configuration cannot meet it")
+
+    # -- what the link uses ----------------------------------------------------------------
+    def profile(self):
+        return self.keys.get("SecurityProfile")
+
+    def password(self):
+        """The Basic-auth password: the CSMS's AuthorizationKey (bytes), else the installer's
+        ocpp.password; while a new key is unproven and the CSMS refused it, the previous."""
+        if self.old_key and "key" in self.pending:
+            h = self.pending["key"][0]
+            return bytes.fromhex(h) if h else self.section.get("password")
+        return self.keys.secret() or self.section.get("password") or None
+
+    def blocked(self):
+        """Why the stored profile cannot be met (then the link does not connect), or ""."""
+        return missing(self.profile(), self.tls, self.cadata is not None,
+                       self.client is not None, bool(self.password()))
+
+    def connect_args(self, cp_id):
+        """The credentials of ws.connect for the present profile; SecurityError if it
+        cannot be met (never a silent downgrade)."""
+        p = self.profile()
+        why = self.blocked()
+        if why:
+            raise SecurityError("security profile %d needs %s: not connecting" % (p, why))
+        if p == 3:
+            return {"cadata": self.cadata, "client": self.client}
+        pw = self.password()
+        return {"user": cp_id if pw else None, "password": pw, "cadata": self.cadata}
+
+    def connected(self):
+        """The link is up: a pending change is proven (or its fallback is final)."""
+        if "key" in self.pending:
+            if self.old_key:
+                h = self.pending["key"][0]
+                if h:
+                    self.keys.set_secret(h)
+                else:
+                    self.keys.drop_secret()
+                self._event("the CSMS refused the new AuthorizationKey and took the previous "
+                            "one: keeping the previous one")
+            else:
+                self._event("connected with the new AuthorizationKey")
+            self.old_key = False
+            self._drop("key")
+        if "profile" in self.pending:
+            self._event("connected with security profile %d" % self.profile())
+            self._drop("profile")
+
+    def refused(self, e):
+        """A connect failed with WsError e. A refusal by the CSMS (HTTP status, TLS) of a
+        pending change falls back: the previous key on 401, the previous profile."""
+        status = getattr(e, "status", None)
+        if status is None:
+            return  # the network, not the CSMS: try again as it is
+        if "key" in self.pending and status == 401:
+            self.old_key = not self.old_key
+            self.log("ocpp: HTTP 401 with the %s AuthorizationKey; next: the %s one" % (
+                "previous" if not self.old_key else "new",
+                "previous" if self.old_key else "new"))
+        elif "profile" in self.pending:
+            self._fall_back("the CSMS refused the connection: %s" % (e,))
+
+    # -- ChangeConfiguration ---------------------------------------------------------------
+    def change(self, name, value):
+        """ChangeConfiguration of SecurityProfile or AuthorizationKey: the answer and
+        whether the link must reconnect."""
+        if name == "SecurityProfile":
+            return self._change_profile(value)
+        old = self.keys.secret()
+        if old is not None:
+            old = binascii.hexlify(old).decode()
+        try:
+            self._save(dict(self.pending, key=[old or ""]))
+        except OSError:
+            return "Rejected", False
+        st = self.keys.change(name, value)
+        if st != "Accepted":
+            self._drop("key")
+            return st, False
+        self.pending["key"] = [old or ""]
+        self.old_key = False
+        self.last = "AuthorizationKey changed by the CSMS"  # never the key (A01.FR.12)
+        self.log("ocpp: AuthorizationKey changed by the CSMS")
+        return "Accepted", self.profile() < 3  # profile 3 sends no Basic auth
+
+    def _change_profile(self, value):
+        cur = self.profile()
+        t = value.strip() if isinstance(value, str) else ""
+        if t not in ("0", "1", "2", "3"):
+            return "Rejected", False
+        v = int(t)
+        if v <= cur:
+            self.log("ocpp: SecurityProfile %d Rejected: not above the present %d" % (v, cur))
+            return "Rejected", False
+        why = missing(v, self.tls, self.cadata is not None, self.client is not None,
+                      bool(self.password()))
+        if why:
+            self.log("ocpp: SecurityProfile %d Rejected: it needs %s" % (v, why))
+            return "Rejected", False
+        try:
+            self._save(dict(self.pending, profile=cur))
+        except OSError:
+            return "Rejected", False
+        st = self.keys.change("SecurityProfile", t)
+        if st != "Accepted":
+            self._drop("profile")
+            return st, False
+        self.pending["profile"] = cur
+        self._event("SecurityProfile %d accepted (was %d): reconnecting" % (v, cur))
+        return "Accepted", True
+
+    # -- state -----------------------------------------------------------------------------
+    def _fall_back(self, why):
+        old = self.pending["profile"]
+        new = self.profile()
+        self.keys.change("SecurityProfile", str(old), force=True)
+        self._drop("profile")
+        self._event("security profile %d: %s; back to profile %d" % (new, why, old))
+
+    def _event(self, text):
+        self.last = text
+        self.log("ocpp: " + text)
+
+    def _drop(self, what):
+        self.pending.pop(what, None)
+        try:
+            self._save(self.pending)
+        except OSError as e:
+            self.log("ocpp: %s not saved: %r" % (self.path, e))
+
+    def _save(self, d):
+        d = dict(d)
+        if self.config_profile is not None:
+            d["config"] = self.config_profile
+        persist.save_json(self.path, d)
+
+    def diag(self, out):
+        p = self.profile()
+        why = self.blocked()
+        out("ocpp       security profile %d%s%s" % (
+            p, " (pending: was %d)" % self.pending["profile"] if "profile" in self.pending
+            else "", "  NOT CONNECTING: it needs " + why if why else ""))
+        if self.last:
+            out("ocpp       security: %s" % self.last)
