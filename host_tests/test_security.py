@@ -200,3 +200,16 @@ def test_der_of_pem_and_refusals(tls):
 def test_a_missing_client_key_file_is_named(tmp_path, tls):
     with pytest.raises(security.SecurityError, match="ocpp.client_key: cannot read"):
         _sec(tmp_path, **_wss(tls, client_cert=tls["client_cert"], client_key="nope.key"))
+
+
+def test_a_second_key_before_the_first_connected_keeps_the_proven_one(tmp_path, tls):
+    # Under profile 3 a key change does not reconnect, so two may come before a connection:
+    # the fallback stays the last key that connected, never an unproven one.
+    s, _ = _sec(tmp_path)
+    s.keys.set_secret(KEY)
+    assert s.change("AuthorizationKey", KEY2)[0] == "Accepted"
+    assert s.change("AuthorizationKey", "ab" * 16)[0] == "Accepted"
+    assert s.change("AuthorizationKey", "zz")[0] == "Rejected"  # a bad one changes nothing
+    assert s.pending == {"key": [KEY]} and s.password() == b"\xab" * 16
+    s.refused(ws.WsRefused("HTTP 401", 401))
+    assert s.password() == b"dk2q0rfu2q0f-2f0rdg"

@@ -215,18 +215,21 @@ class Security:
         whether the link must reconnect."""
         if name == "SecurityProfile":
             return self._change_profile(value)
-        old = self.keys.secret()
-        if old is not None:
-            old = binascii.hexlify(old).decode()
+        if "key" in self.pending:  # a second change before the first connected: the
+            old = self.pending["key"][0]  # last key proven stays the fallback
+        else:
+            old = self.keys.secret()
+            old = binascii.hexlify(old).decode() if old is not None else ""
         try:
-            self._save(dict(self.pending, key=[old or ""]))
+            self._save(dict(self.pending, key=[old]))
         except OSError:
             return "Rejected", False
         st = self.keys.change(name, value)
         if st != "Accepted":
-            self._drop("key")
+            if "key" not in self.pending:
+                self._drop("key")
             return st, False
-        self.pending["key"] = [old or ""]
+        self.pending["key"] = [old]
         self.old_key = False
         self.last = "AuthorizationKey changed by the CSMS"  # never the key (A01.FR.12)
         self.log("ocpp: AuthorizationKey changed by the CSMS")
