@@ -14,6 +14,8 @@ package("firmware", base_path=_ROOT)  # noqa: F821
 package("drivers", base_path=_ROOT)  # noqa: F821
 module("boards/__init__.py", base_path=_ROOT)  # noqa: F821
 module("boards/calib.py", base_path=_ROOT)  # noqa: F821
+module("boards/rtc.py", base_path=_ROOT)  # noqa: F821 - board.rtc, board.ntp_s
+module("boards/backed.py", base_path=_ROOT)  # noqa: F821 - board.energy_backend
 
 if options.viper:  # noqa: F821
     # drivers/kernels_viper.vpy is Python with @viper functions, named .vpy so that only a

@@ -21,6 +21,7 @@ v1.29, github.com/micropython/micropython):
 The tests drive `Dev`: `advance(us)` moves the clock and fires due timer interrupts (unless
 masked), `edge(pin, level)` changes an input, `run_scheduled()` is the interpreter reaching
 its next bytecode. Nothing here knows a board's calibration constants."""
+import datetime
 import math
 import types
 
@@ -401,7 +402,17 @@ def make_esp32(dev):
                 return bytes(dev.rtc_mem)
             dev.rtc_mem = bytes(data)
 
+        def datetime(self, dt=None):
+            # the system time (gettimeofday: what mbedTLS checks certificate dates against);
+            # 2000-01-01 after a power-up; the weekday given is ignored (computed, Monday 0)
+            if dt is None:
+                return dev.rtc_datetime
+            y, mo, d = dt[:3]
+            wd = datetime.date(y, mo, d).weekday()
+            dev.rtc_datetime = (y, mo, d, wd) + tuple(dt[4:7]) + (0,)
+
     dev.rtc_mem = b""
+    dev.rtc_datetime = (2000, 1, 1, 5, 0, 0, 0, 0)
     machine = types.ModuleType("machine")
     machine.Pin, machine.PWM, machine.ADC, machine.UART = Pin, PWM, ADC, UART
     machine.WDT, machine.RTC = _WDT, RTC

@@ -5,6 +5,8 @@ from machine import ADC, PWM, WDT, Pin
 from machine import reset as machine_reset
 from micropython import const
 
+from boards.rtc import MachineRtc
+from boards.rtc import ntp_s as _ntp_s
 from drivers.contactor import Contactor
 from drivers.led import StatusLed
 from drivers.lock import Lock
@@ -215,6 +217,9 @@ class Esp32Board:
             sense=Pin(LOCK_SENSE_PIN, Pin.IN, Pin.PULL_UP), sense_locked=LOCK_SENSE_LOCKED,
         )
         self.led = StatusLed(Pin(LED_PIN, Pin.OUT, value=1 - LED_ON), on_level=LED_ON)
+        # The RTC is also the system time mbedTLS checks certificate dates against: kept
+        # through soft and watchdog resets, at 2000-01-01 after a power cut (boards/rtc.py)
+        self.rtc = MachineRtc(0)
 
     def meter_bus(self, uart, baud, parity):
         """The RS485 bus of the Modbus meters: (UART, DE pin)."""
@@ -269,6 +274,11 @@ class Esp32Board:
             n = self._net = WlanNet(section)
             n.gate = self.blocking_ok
         return n
+
+    def ntp_s(self, host):
+        """Epoch seconds from NTP (ntptime: blocks up to 1 s in DNS and recv; the clock
+        model asks only while blocking_ok())."""
+        return _ntp_s(host)
 
     def blocking_ok(self):
         """False while the contactor is closed: this port has no hard timer interrupt, so no

@@ -5,7 +5,7 @@ include("../manifest_firmware.py")  # noqa: F821 - manifest functions
 # From boards/sim only the models and the simulated hardware: control.py and net.py need
 # sockets, uart.py a pty, heapcheck.py threads.
 package("boards/sim", base_path="../..",  # noqa: F821
-        files=["__init__.py", "board.py", "hw.py", "world.py"])
+        files=["__init__.py", "board.py", "hw.py", "rtc.py", "world.py"])
 package("boards/qemu", base_path="../..",  # noqa: F821
         files=["__init__.py", "board.py", "nothread.py", "ramfs.py", "session.py", "bench.py",
                "main.py"])

@@ -32,9 +32,13 @@ def boot_settings():
     return d if type(d) is dict else {}
 
 
+def _host_s():
+    return time.time()  # not at import or construction: the qemu port has no time.time()
+
+
 class SimRtc:
     def __init__(self, mode="set"):
-        self._t0 = time.time()
+        self._t0 = None  # host time at the first read: "power-up" for an unset RTC
         self.writes = 0
         if mode == "set":
             self._off = 0
@@ -49,13 +53,15 @@ class SimRtc:
 
     def read_s(self):
         """Epoch seconds as the RTC counts them (from 2000-01-01 at power-up when unset)."""
-        now = time.time()
+        now = _host_s()
         if self._off is None:
+            if self._t0 is None:
+                self._t0 = now
             return int(_Y2000 + now - self._t0)
         return int(now + self._off)
 
     def write_s(self, t):
-        self._off = int(t - time.time())
+        self._off = int(t - _host_s())
         self.writes += 1
         persist.save_json(RTC_FILE, {"off": self._off})
 
@@ -66,4 +72,4 @@ def ntp_s(net_up, has_ntp):
         raise OSError("no NTP server answers (simulated network without NTP)")
     if not net_up:
         raise OSError("link down (simulated)")
-    return int(time.time())
+    return int(_host_s())

@@ -7,6 +7,7 @@ from machine import WDT
 from machine import reset as machine_reset
 from micropython import const
 
+from boards.rtc import MachineRtc
 from drivers.contactor import Contactor
 from drivers.led import StatusLed
 from drivers.lock import Lock
@@ -222,6 +223,7 @@ class Stm32Board:
 
     def __init__(self):
         Pin = pyb.Pin
+        self.rtc = MachineRtc(1)  # backup domain: kept through a power cut with a VBAT cell
         # Outputs first, each created at its safe level: coil off, CP at +12 V (x1).
         coil = Pin(CONTACTOR_PIN, Pin.OUT, value=1 - CONTACTOR_ON)
         self.contactor = Contactor(
