@@ -100,8 +100,10 @@ def _first_connection(board, dev, host="pool.ntp.org"):
     logs = []
     tk = timekeep.TimeKeeper(log=logs.append, now_ms=0, **timekeep.board_sources(board, host))
     net = _Net(dev)
-    link = Link("ws://csms.example/ocpp", "CP1", None, Keys(), log=logs.append, net=net,
-                prepare=tk.before_connect)
+    security = types.SimpleNamespace(connect_args=lambda cp_id: {}, refused=lambda e: None,
+                                     connected=lambda: None)  # ws:// without a password
+    link = Link("ws://csms.example/ocpp", "CP1", None, Keys(), security, log=logs.append,
+                net=net, prepare=tk.before_connect)
     with pytest.raises(Exception):
         asyncio.run(link._session())
     return net.seen[0], tk, logs
