@@ -188,6 +188,10 @@ def test_the_installer_lowers_the_profile_once(tmp_path, tls):
 def test_der_of_pem_and_refusals(tls):
     assert security.der(open(tls["client_key"], "rb").read(), "k") == tls["client_key_der"]
     assert security.der(tls["client_der"], "c") == tls["client_der"]
+    pem = open(tls["client_cert"], "rb").read()
+    bag = b"Bag Attributes\n    localKeyID: 01\r\nsubject=/CN=CP1\n\n" + pem.replace(
+        b"\n", b"\r\n")
+    assert security.der(bag, "c") == tls["client_der"]  # openssl pkcs12 output, CRLF
     for bad, words in ((b"", "empty"), (b"hello", "neither PEM nor DER"),
                        (b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED "
                         b"PRIVATE KEY-----\n", "encrypted"),

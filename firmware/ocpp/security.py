@@ -38,6 +38,9 @@ def der(data, what):
     data = bytes(data)
     if not data:
         raise SecurityError("%s: empty file" % what)
+    j = data.find(b"-----BEGIN ")
+    if j > 0 and data[0] != 0x30:  # text before the PEM block (openssl's "Bag Attributes")
+        data = data[j:]
     if data[:11] != b"-----BEGIN ":
         if data[0] != 0x30:  # a DER SEQUENCE
             raise SecurityError("%s: neither PEM nor DER" % what)
