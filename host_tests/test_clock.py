@@ -81,6 +81,14 @@ def test_iso():
         clock.iso(-1)
 
 
+def test_iso_past_the_end_of_year_9999_stays_a_valid_date_time():
+    # a CSMS that set the clock to 9999-12-31T23:59:59.500Z: a second later is year 10000
+    end = clock.parse("9999-12-31T23:59:59Z")
+    assert clock.iso(end) == "9999-12-31T23:59:59Z"
+    assert clock.iso(end + 1) == "9999-12-31T23:59:59Z"
+    assert clock.iso(end + 86400 * 400) == "9999-12-31T23:59:59Z"
+
+
 @given(st.datetimes(min_value=datetime.datetime(1970, 1, 1),
                     max_value=datetime.datetime(2199, 12, 31, 23, 59, 59)),
        st.integers(-14 * 60, 14 * 60))

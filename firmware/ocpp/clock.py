@@ -146,11 +146,18 @@ def parse(s, naive_utc=False):
     return t
 
 
+_END_S = 253402300799  # 9999-12-31T23:59:59Z: RFC 3339 has four-digit years
+
+
 def iso(epoch_s):
-    """RFC 3339 UTC form of epoch seconds: "2026-11-22T10:00:00Z" (fractions truncated)."""
+    """RFC 3339 UTC form of epoch seconds: "2026-11-22T10:00:00Z" (fractions truncated).
+    A time past the end of year 9999 (a CSMS that set the clock to its last second) is
+    written as that last second, so every timestamp stays a valid date-time."""
     t = int(epoch_s)
     if t < 0:
         raise ValueError("iso: epoch seconds must be >= 0, got %r" % (epoch_s,))
+    if t > _END_S:
+        t = _END_S
     days, sod = divmod(t, _DAY_S)
     y, m, d = civil_from_days(days)
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, sod // 3600, sod // 60 % 60, sod % 60)
