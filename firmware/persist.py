@@ -6,14 +6,16 @@
 # of records (the journal, the energy register) keep the same promise with checksums: a torn
 # record is found and dropped at boot.
 #
-# The restart marker: an orderly restart (firmware.app.App.restart) writes why it restarts;
+# The restart marker: the orderly restart path (firmware/restart.py) writes why it restarts;
 # the next boot takes it (take_restart) and so tells a restart it chose from a power cut.
 import json
 import os
 
 RESTART_FILE = "restart"
-restart_reason = None  # what take_restart() found at this boot (None: no orderly restart)
-
+# Why this boot happened, set once at boot by firmware.app.App: the marker's word
+# (firmware/restart.py: ocpp-soft, ocpp-hard, supervisor, stopped, crash, ota), "watchdog"
+# from the board's reset cause, or None (a power cut, a reset button: nothing chose it).
+restart_reason = None
 
 _gate = None  # the board's flash_write_ok(), or None: always allowed
 
