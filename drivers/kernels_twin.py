@@ -26,10 +26,12 @@ REFLEX_SAMPLES = const(2)  # consecutive bad pilot samples that fire
 _REFLEX_MIN_MV = const(2000)  # C/D window of the high plateau: 2000 <= mV < 8000
 _REFLEX_MAX_MV = const(8000)
 _REFLEX_BAD_MAX = const(255)
-_CRC_NIBBLE = (
+# An array, not a tuple: frozen into an image, a constant tuple keeps ints above 8191 as
+# long ints (mpy-tool), and every CRC step on them allocated.
+_CRC_NIBBLE = array("H", (
     0x0000, 0xCC01, 0xD801, 0x1400, 0xF001, 0x3C00, 0x2800, 0xE401,
     0xA001, 0x6C00, 0x7800, 0xB401, 0x5000, 0x9C01, 0x8801, 0x4400,
-)  # fmt: skip
+))  # fmt: skip
 
 _CPY = sys.implementation.name != "micropython"
 _seen = [None] * 16  # MicroPython: the last 4 arrays per slot whose typecode was checked

@@ -100,6 +100,9 @@ def run(kind, args):
                 outs.append(rx(st, mv, rcm, age))
             st2 = array("i", args[0])
             mv, rcm, age = args[1][0]
+            rx(st2, mv, rcm, age)  # once outside the lock: the twin notes st's typecode
+            for i in range(4):
+                st2[i] = args[0][i]
             _, a = locked(lambda: rx(st2, mv, rcm, age))
             res[name] = [[outs, list(st)], a]
     print("RES " + json.dumps(res))

@@ -28,11 +28,16 @@ def start_new_thread(func, args):
     raise OSError("no threads on this port: the qemu board runs its clock as a task")
 
 
+class _Module:  # what `import _thread` gives: this module's two functions
+    allocate_lock = staticmethod(allocate_lock)
+    start_new_thread = staticmethod(start_new_thread)
+
+
 def install():
-    """Make `import _thread` give this module where the port has none."""
+    """Make `import _thread` give these functions where the port has none."""
     import sys
 
     try:
         import _thread  # noqa: F401
     except ImportError:
-        sys.modules["_thread"] = sys.modules[__name__]
+        sys.modules["_thread"] = _Module()

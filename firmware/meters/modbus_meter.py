@@ -18,8 +18,9 @@ _BIG = const(-0x20000002)
 _MAX = const(0x3FFFFFFF)
 _NSLOTS = const(13)
 _E = const(10)  # slot of the import energy; 11 export, 12 frequency, 9 total power
-_LIMITS = (10000, 10000, 10000, 5000, 5000, 5000, 1000000, 1000000, 1000000, 3000000,
-           1000000000, 1000000000, 10000)  # fmt: skip
+# An array: frozen, a tuple of these would hold long ints (above 8191) that allocate per use
+_LIMITS = array("i", (10000, 10000, 10000, 5000, 5000, 5000, 1000000, 1000000, 1000000,
+                      3000000, 1000000000, 1000000000, 10000))  # fmt: skip
 _SIGNED = b"\x01\x01\x01\x00\x00\x00\x01\x01\x01\x01\x00\x00\x00"  # may be negative
 _UNITS = ("dA", "dA", "dA", "dV", "dV", "dV", "W", "W", "W", "W", "Wh", "Wh", "cHz")
 _POW10 = (1, 10, 100, 1000)
