@@ -5,6 +5,7 @@ import time
 from firmware import config, console, diag, persist
 from firmware.charge.controller import ChargeController
 from firmware.events import EventLog
+from firmware.limits.standin import Limits
 from firmware.meters import roles
 from firmware.restart import CRASH, STOPPED, SUPERVISOR, WATCHDOG, Restart
 from firmware.supervisor import Supervisor
@@ -54,6 +55,8 @@ class App:
         for t in self.meters.tasks:
             self.restart.add("energy " + t.role, t.flush)
         self.restart.add("lockout", self._save_lockout)
+        # The one writer of ctl.set_limit; sources (OCPP today) publish to it.
+        self.limits = Limits(self.ctl, self.cfg.rating_a, log)
         wd = self.cfg.watchdog_ms
         # A failure of the safety path restarts through the one path (stores saved, marker
         # written) at once; the watchdog does the reset.
@@ -99,7 +102,7 @@ class App:
             net = net(self.cfg.network or {})
         try:
             self.ocpp = ChargePoint(self.ctl, b, self.cfg.ocpp, self.cfg, log, net=net,
-                                    meters=self.meters)
+                                    meters=self.meters, limits=self.limits)
         except (OSError, ValueError) as e:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return

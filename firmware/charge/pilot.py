@@ -38,6 +38,16 @@ MAX_OFFER_DA = const(800)  # 80 A at 96 %
 _SPLIT2_DA = const(525)  # 52.5 A = 85 % in the upper range; 85 % is 51 A in the lower
 
 
+
+def connected(state):
+    """Is an EV connected? The one definition every part uses: True in B, C, D; False in A
+    (or before the first reading, None); None in a fault state (E, F, X, Y), where the EV may
+    well be there: the session takes the safe side (not charging), OCPP keeps its last view
+    (a fault is not an unplug)."""
+    if state == B or state == C or state == D:
+        return True
+    return None if state == E or state == F or state == FAULT or state == DIODE else False
+
 def duty_for_amps(da):
     """Per-mille duty that signals `da` deci-amps; DUTY_X1 (pause) below 6 A."""
     if da < MIN_OFFER_DA:

@@ -206,7 +206,7 @@ class Session:
             if cp.is_pwm(a.duty) and (i.pilot == cp.B or i.pilot == cp.C or i.pilot == cp.D):
                 self._diode_ok = True
         a.pilot = ev
-        plugged = ev == cp.B or ev == cp.C or ev == cp.D
+        plugged = cp.connected(ev) is True
         if self._opened_at is not None and ticks_diff(now, self._opened_at) > self._spacing_max:
             self._opened_at = None  # past its longest use: never compared again (ticks wrap)
 

@@ -20,8 +20,9 @@ from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys, key_overrides
 from firmware.ocpp.smart import Profiles, in_force
-from firmware.restart import Restart
+from firmware.ocpp.status import Statuses
 from firmware.ocpp.wsframe import WsError
+from firmware.restart import Restart
 
 _TICK_MS = const(250)
 _LIMIT_MS = const(1000)
@@ -68,7 +69,8 @@ def check_section(s):
 
 
 class ChargePoint:
-    def __init__(self, ctl, board, section, cfg, log=print, net=None, meters=None):
+    def __init__(self, ctl, board, section, cfg, log=print, net=None, meters=None,
+                 limits=None):
         from firmware.ocpp.link import Link
 
         self.ctl = ctl
@@ -105,9 +107,7 @@ class ChargePoint:
         # With OCPP a transaction authorises the controller (free vend too: it starts at the
         # plug), so no energy flows before meterStart is known (txenergy.py).
         ctl.set_auth(False)
-        self.status = [None, None]  # (status, error, info) observed, per connector
-        self.sent = [None, None]  # ... last sent
-        self.status_at = [None, None]  # stamp of the observed change (tk.stamp)
+        self.st = Statuses(self)  # connector statuses (status.py)
         self.triggers = []  # (action, connector) asked by TriggerMessage
         self.outbox = []  # non-transaction messages waiting for the link: (action, payload)
         self.reservation = None  # dict: id, tag, parent, expiry_s
@@ -116,6 +116,11 @@ class ChargePoint:
         self.reset_kind = None
         self.restart = Restart(board, ctl.fail_safe, log)  # the App hands in its own
         self._limit_ms = 0
+        if limits is None:  # no arbiter given (a test rig): OCPP's own stand-in
+            from firmware.limits.standin import Limits
+
+            limits = Limits(ctl, cfg.rating_a, log)
+        self.limits = limits  # where the composite schedule's limit is published
         self._reason = None
         self.last_error = None
         self.faults = 0  # exceptions caught in the OCPP tasks (fault())
@@ -162,7 +167,8 @@ class ChargePoint:
         while True:
             now = time.ticks_ms()
             self.tx.observe(now)
-            self._observe_status()
+            if self.st.observe():
+                self.wake.set()
             self._timers(now)
             try:
                 await asyncio.wait_for_ms(flag.wait(), _TICK_MS)
@@ -172,65 +178,6 @@ class ChargePoint:
                 tag = self.cards.take()
                 if tag is not None:
                     self.tx.card(tag)
-
-    def _observe_status(self):
-        st = self._connector_status()
-        if st != self.status[1]:
-            self.status[1] = st
-            self.status_at[1] = self.stamp()
-            self.wake.set()
-        c0 = self._cp_status()
-        if c0 != self.status[0]:
-            self.status[0] = c0
-            self.status_at[0] = self.stamp()
-            self.wake.set()
-
-    def _stable_s(self, c):
-        """Seconds connector c has had its present status (MinimumStatusDuration)."""
-        at = self.status_at[c]
-        return 1 << 30 if at is None else self.tk.age_s(at, time.ticks_ms())
-
-    def _cp_status(self):
-        if getattr(self.ctl.session, "halted", False):
-            return ("Faulted", "InternalError", "fail-safe")
-        if not self.available[0]:
-            return ("Unavailable", "NoError", "")
-        return ("Available", "NoError", "")
-
-    def _connector_status(self):
-        a = self.ctl.session.act
-        status, error, info = a.status, a.error, a.info
-        plugged = a.pilot not in (None, "A")
-        tx = self.tx
-        if status == "Faulted":
-            return (status, error, info[:50])
-        if not (self.available[0] and self.available[1]) and tx.open is None:
-            return ("Unavailable", "NoError", "")
-        fault = self.meter_fault()
-        if fault and error == "NoError":
-            error, info = "OtherError", fault
-        if not plugged:
-            if tx.open is not None:
-                status = "SuspendedEV"  # transaction goes on, EV side unplugged
-            elif tx.auth is not None:
-                status = "Preparing"  # identification first: waiting for the plug
-            elif self.reservation is not None:
-                status = "Reserved"
-            else:
-                status = "Available"
-        elif tx.open is None:
-            status = "Finishing" if tx.finished else "Preparing"
-        elif tx.open.get("suspended"):
-            status = "SuspendedEVSE"  # the CSMS said the idTag is invalid: no energy
-        elif status == "Preparing":
-            status = "SuspendedEV"  # authorised, EV not drawing yet
-        return (status, error, info[:50])
-
-    def meter_fault(self):
-        """The EV meter's fault text while it fails (sent as StatusNotification info)."""
-        ms = self.meters
-        t = ms.get("ev") if ms is not None else None
-        return getattr(t, "fault", None)
 
     def _timers(self, now):
         s = self.now_s()
@@ -244,23 +191,23 @@ class ChargePoint:
             self._apply_limit(s)
 
     def _apply_limit(self, s):
-        amps = None
-        reason = "ocpp: no profile"
+        """Publish the composite schedule's limit now (the limit arbiter applies it)."""
+        amps, reason = None, "ocpp: no profile"
         if len(self.profiles):  # before the time is known too: the safe side (smart.py)
             o = self.tx.open
             amps, why = in_force(self.profiles, self.tk, time.ticks_ms(), o and o["at"],
                                  self.tx.profile_id(), self.volts(), self.cfg.phases)
             if amps is not None:
                 reason = "ocpp: " + why
-        if amps is None:
-            amps = self.cfg.rating_a or 0
         if (amps, reason) != self._reason:
             self._reason = (amps, reason)
-            self.log("ocpp: limit %s A (%s)" % (amps, reason))
-            try:
-                self.ctl.set_limit(amps, reason)
-            except ValueError as e:
-                self.log("ocpp: limit refused: %s" % (e,))
+            self.log("ocpp: limit %s (%s)" % ("none" if amps is None else "%s A" % amps, reason))
+            self.limits.publish("ocpp", amps, reason)
+
+    def limit_changed(self):
+        """Profiles or keys changed: the limit is computed and published again at once."""
+        self._reason = None
+        self._limit_ms = time.ticks_add(time.ticks_ms(), -_LIMIT_MS)
 
     def volts(self):
         m = getattr(self.board, "meter_reading", None)
@@ -314,9 +261,8 @@ class ChargePoint:
             return True
         msd = self.keys.get("MinimumStatusDuration")
         for c in (0, 1):
-            if self.status[c] is not None and self.status[c] != self.sent[c] and (
-                    msd <= 0 or self._stable_s(c) >= msd) and self._due(c, now):
-                return await self._attempt(c, "StatusNotification", self.send_status, c)
+            if self.st.due(c, msd) and self._due(c, now):
+                return await self._attempt(c, "StatusNotification", self.st.send, c)
         if self.triggers:
             action, conn = self.triggers.pop(0)
             return await self._attempt(None, action, remote.send_triggered, self, action, conn)
@@ -381,7 +327,7 @@ class ChargePoint:
                     self.log("ocpp: heartbeat interval %d s clamped to 86400" % interval)
                 self.keys.change("HeartbeatInterval", str(min(interval, 86400)))
             self.heartbeat_ms = now
-            self.sent = [None, None]  # every connector's status after boot
+            self.st.resend_all()
             self.log("ocpp: boot accepted")
         else:
             wait = interval if interval > 0 else _BOOT_RETRY_S
@@ -399,15 +345,18 @@ class ChargePoint:
         except ValueError as e:
             self.log("ocpp: bad currentTime %r: %s" % (text, e))
 
-    async def send_status(self, c):
-        st = self.status[c]
-        p = {"connectorId": c, "status": st[0], "errorCode": st[1]}
-        if st[2]:
-            p["info"] = st[2]
-        if self.status_at[c] is not None:
-            p["timestamp"] = self.tk.iso(self.status_at[c], time.ticks_ms())
-        await self.rpc.call("StatusNotification", p)
-        self.sent[c] = st
+    def spawn(self, coro, where):
+        """Run a short-lived OCPP job (an authorisation, a reset) as its own task; an
+        exception in it is reported through fault(), never lost with the task."""
+        async def watched():
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - reported, the other tasks go on
+                self.fault(where, e)
+
+        return asyncio.create_task(watched())
 
     def fault(self, where, e):
         """An unexpected exception in the OCPP tasks: logged, counted (diag), remembered."""
@@ -438,7 +387,7 @@ class ChargePoint:
     def info(self):
         d = self.link.info()
         d.update({"registration": self.registration, "journal": self.journal.pending(),
-                  "status": self.status[1] and self.status[1][0],
+                  "status": self.st.status(1),
                   "transaction": self.tx.csms_id(), "last_error": self.last_error or
                   d["last_error"], "faults": self.faults})
         return d

@@ -63,7 +63,7 @@ def change_configuration(cp, p):
             cp.link.reconnect("%s changed" % key)
         return _status(st)
     st = cp.keys.change(key, p["value"])
-    cp._reason = None  # limits and intervals are re-read at once
+    cp.limit_changed()  # limits and intervals are re-read at once
     return _status(st)
 
 
@@ -94,15 +94,15 @@ def remote_start(cp, p):
     prof = p.get("chargingProfile")
     if c != 1 or tx.open is not None or tx.auth is not None:
         return _status("Rejected")
-    if not (cp.available[0] and cp.available[1]) or cp.status[1] and cp.status[1][0] == "Faulted":
+    if not (cp.available[0] and cp.available[1]) or cp.st.status(1) == "Faulted":
         return _status("Rejected")
     if prof is not None and prof.get("chargingProfilePurpose") != "TxProfile":
         return _status("Rejected")
     r = cp.reservation
     if r is not None and r["tag"].lower() != tag.lower():
         return _status("Rejected")
-    asyncio.create_task(tx.authorize(tag, remote_ok=not cp.keys.get("AuthorizeRemoteTxRequests"),
-                                     profile=prof))
+    cp.spawn(tx.authorize(tag, remote_ok=not cp.keys.get("AuthorizeRemoteTxRequests"),
+                          profile=prof), "RemoteStartTransaction")
     return _status("Accepted")
 
 
@@ -119,7 +119,7 @@ def reset(cp, p):
     kind = p["type"]
     if cp.reset_kind is None:
         cp.reset_kind = kind
-        asyncio.create_task(_reset(cp, kind))
+        cp.spawn(_reset(cp, kind), "Reset")
     return _status("Accepted")
 
 
@@ -204,7 +204,7 @@ def reserve_now(cp, p):
     c = p["connectorId"]
     if c != 1:
         return _status("Rejected")  # ReserveConnectorZeroSupported is false
-    st = cp.status[1][0] if cp.status[1] else "Available"
+    st = cp.st.status(1) or "Available"
     if st == "Faulted":
         return _status("Faulted")
     if st == "Unavailable":
@@ -243,16 +243,14 @@ def set_profile(cp, p):
     if c not in (0, 1):
         return _status("Rejected")
     st = cp.profiles.set(c, p["csChargingProfiles"], tx_id=cp.tx.profile_id())
-    cp._reason = None
-    cp._limit_ms = time.ticks_add(time.ticks_ms(), -1000)
+    cp.limit_changed()
     return _status(st)
 
 
 def clear_profile(cp, p):
     st = cp.profiles.clear(p.get("id"), p.get("connectorId"), p.get("chargingProfilePurpose"),
                            p.get("stackLevel"))
-    cp._reason = None
-    cp._limit_ms = time.ticks_add(time.ticks_ms(), -1000)
+    cp.limit_changed()
     return _status(st)
 
 
@@ -292,8 +290,8 @@ async def send_triggered(cp, what, c):
         await cp.heartbeat()
     elif what == "StatusNotification":
         for k in (0, 1) if c is None else (c,):
-            if cp.status[k] is not None:
-                await cp.send_status(k)
+            if cp.st.status(k) is not None:
+                await cp.st.send(k)
     elif what == "MeterValues":
         p = {"connectorId": 1 if c is None else c,
              "meterValue": [cp.tx.sample("Trigger", "MeterValuesSampledData")]}

@@ -1,7 +1,8 @@
 # OCPP 1.6 Smart Charging (section 3.13): the installed charging profiles, the limit they put
 # in force at a given second, and the composite schedule of GetCompositeSchedule. Pure
 # logic: times are epoch seconds (UTC) handed in by the OCPP task (firmware/ocpp/cp.py),
-# which passes the limit on to ChargeController.set_limit() - it can only lower the offer.
+# which publishes the limit to the limit arbiter (firmware/limits/) - it can only lower the
+# offer.
 # Checks, records and the file: firmware/ocpp/smart_store.py.
 #
 # How the limit at second t is found (each rule has a test in host_tests/test_smart.py):

@@ -4,12 +4,12 @@
 # Journal records are {"l": local transaction id, "p": payload without transactionId}; the
 # CSMS's transactionId is filled in when the record is sent (journal.tx_id), so a
 # transaction started offline is mapped once its StartTransaction.conf arrives.
-import asyncio
 import time
 
 from micropython import const
 
 from firmware import persist
+from firmware.charge.pilot import connected
 from firmware.ocpp import txsend
 from firmware.ocpp.journal import JournalError
 from firmware.ocpp.txenergy import TxEnergy
@@ -38,6 +38,7 @@ class Transactions:
         self.stop_reason = None  # a stop asked for (remote, local, reset, invalid id)
         self.stop_tag = None
         self._was_plugged = False
+        self.plugged = False  # an EV connected, as OCPP sees it (pilot.connected)
         self.hold = None  # (tag, parent) whose card unlocks a cable left in the socket
         self._attempts = 0
         self._retry_ms = 0
@@ -108,7 +109,8 @@ class Transactions:
     def observe(self, now):
         cp = self.cp
         a = cp.ctl.session.act
-        plugged = a.pilot not in (None, "A")
+        c = connected(a.pilot)
+        plugged = self.plugged = self._was_plugged if c is None else c
         o = self.open
         if o is None:
             if not plugged:
@@ -323,12 +325,12 @@ class Transactions:
             if _same(o["tag"], tag):
                 self.stop_reason, self.stop_tag = "Local", tag
             else:
-                asyncio.create_task(self.authorize(tag, stop_parent=o.get("parent")))
+                self.cp.spawn(self.authorize(tag, stop_parent=o.get("parent")), "authorize")
         elif self.auth is not None and _same(self.auth["tag"], tag):
             self.auth = None
             self.cp.ctl.set_auth(False)
         else:
-            asyncio.create_task(self.authorize(tag))
+            self.cp.spawn(self.authorize(tag), "authorize")
 
     def local_info(self, tag):
         k = self.cp.keys

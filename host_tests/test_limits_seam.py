@@ -1,0 +1,73 @@
+"""The limit seam (issue 13 section 4): sources publish their limits, one stand-in arbiter is
+the only writer of ChargeController.set_limit; "plugged" has one definition."""
+import os
+import re
+
+import pytest
+
+from firmware.charge import pilot
+from firmware.limits.standin import Limits
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _Ctl:
+    def __init__(self):
+        self.calls = []
+
+    def set_limit(self, amps, reason):
+        if amps is not None and (type(amps) not in (int, float) or amps != amps or amps < 0):
+            self.calls.append((0, "limit refused"))
+            raise ValueError("set_limit: bad amps %r" % (amps,))
+        self.calls.append((amps, reason))
+
+
+def test_nothing_published_changes_nothing_and_an_absent_limit_is_not_zero():
+    ctl = _Ctl()
+    lim = Limits(ctl, 32, log=lambda m: None)
+    assert ctl.calls == []
+    lim.publish("ocpp", None, "ocpp: no profile")
+    assert ctl.calls == [(32, "no limit published")]
+
+
+def test_the_lowest_published_limit_binds_and_names_its_source():
+    ctl = _Ctl()
+    lim = Limits(ctl, 32, log=lambda m: None)
+    lim.publish("ocpp", 16, "ocpp: TxDefaultProfile 1")
+    lim.publish("fuse", 10, "main fuse")
+    assert ctl.calls[-1] == (10, "main fuse") and lim.decision()[2] == "fuse"
+    lim.publish("fuse", None, "main fuse: headroom")
+    assert ctl.calls[-1] == (16, "ocpp: TxDefaultProfile 1")
+    n = len(ctl.calls)
+    lim.publish("ocpp", 16, "ocpp: TxDefaultProfile 1")  # the same decision: no new call
+    assert len(ctl.calls) == n
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), "10"])
+def test_a_bad_published_value_is_refused_and_never_raises_the_offer(bad):
+    ctl = _Ctl()
+    logs = []
+    lim = Limits(ctl, 32, log=logs.append)
+    lim.publish("ocpp", bad, "ocpp: broken")
+    assert ctl.calls[-1][0] == 0 and any("refused" in m for m in logs)
+
+
+def test_only_the_limit_arbiter_calls_set_limit():
+    callers = []
+    for top in ("firmware", "drivers"):
+        for d, _, files in os.walk(os.path.join(ROOT, top)):
+            for f in files:
+                if f.endswith(".py"):
+                    p = os.path.join(d, f)
+                    with open(p) as fh:
+                        if re.search(r"\.set_limit\(", fh.read()):
+                            callers.append(os.path.relpath(p, ROOT))
+    assert callers == [os.path.join("firmware", "limits", "standin.py")], callers
+
+
+@pytest.mark.parametrize("state,want", [
+    (None, False), (pilot.A, False), (pilot.B, True), (pilot.C, True), (pilot.D, True),
+    (pilot.E, None), (pilot.F, None), (pilot.FAULT, None), (pilot.DIODE, None)])
+def test_connected_is_the_one_definition_of_plugged(state, want):
+    assert pilot.connected(state) is want
+
