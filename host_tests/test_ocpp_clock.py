@@ -135,3 +135,32 @@ def test_stored_profiles_limit_the_offer_before_the_time_is_known(csms, tmp_path
         o.wait_log(sim, "ChargePointMaxProfile 1 (time unknown")
         _offer(sim, 100)  # then 12 A, capped by the 10 A the cap could be
         assert not [x for x in sim.obs if x.get("k") == "state" and x.get("offer_da", 0) > 100]
+
+
+def test_a_boot_whose_time_never_became_known_sends_its_lower_bound(csms, tmp_path):
+    # boot 1 knows the time; boot 2 (RTC lost, offline) charges and loses power; boot 3 sends
+    # boot 2's Start and PowerLoss Stop: no later than the truth, not before boot 1's time,
+    # the session's length kept - never 1970 or 2000
+    d = o.state_dir(tmp_path)
+    _power_up(d, rtc="set")
+    t1 = _now()  # boot 1 knows the time from its start on (saved: the next boot's floor)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        o.booted(csms)
+        o.configure(csms, "MeterValueSampleInterval", 1)  # the PowerLoss stop's last time
+    _power_up(d, rtc="unset", ntp=False, net="down")
+    sim = o.start_sim(csms, state_dir=d, free_vend=True).start()
+    with o.report(sim, csms):
+        sim.do("plug", cable_a=32)
+        o.wait_log(sim, "transaction -1 started")
+        t_start = _now()
+        o.sleep(4)
+        sim.send({"do": "powercut"})
+        sim.wait_for({"k": "closed"}, 10)
+    sim.proc.wait(10)
+    _power_up(d, rtc="unset", ntp=False)
+    with o.start_sim(csms, state_dir=d, free_vend=True) as sim, o.report(sim, csms):
+        tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
+        assert tx["stop"]["reason"] == "PowerLoss"
+        start, stop = _epoch(tx["timestamp"]), _epoch(tx["stop"]["timestamp"])
+        assert t1 - 1 <= start <= t_start + 1, (tx["timestamp"], t1, t_start)
+        assert 2 <= stop - start <= 6, (tx["timestamp"], tx["stop"]["timestamp"])
