@@ -252,3 +252,30 @@ def test_the_simulated_meter_keeps_its_register_across_a_restart(csms, tmp_path)
         sim.do("card", uid="CARD2")
         second = o.wait_tx(csms, lambda t: t["idTag"] == "CARD2")
         assert second["meterStart"] >= first["stop"]["meterStop"] > 0
+
+
+def test_a_transaction_open_at_a_supervisor_restart_stops_as_reboot_not_power_loss(
+        csms, tmp_path):
+    # 1.6 Reason: PowerLoss is "complete loss of power"; a restart the firmware made
+    # (watchdog, supervisor, crash) is Reboot. The restart marker says which.
+    d = o.state_dir(tmp_path)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        o.booted(csms)
+        _charging(sim, csms, "CARD1")
+        sim.do("crash")  # the charge controller dies: the supervisor restarts the board
+        assert sim.wait_for({"k": "end"}, 30)["reset"]
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
+        assert tx["stop"]["reason"] == "Reboot"
+        assert tx["stop_frames"] == 1
+
+
+def test_a_transaction_open_at_a_power_cut_still_stops_as_power_loss(csms, tmp_path):
+    d = o.state_dir(tmp_path)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        o.booted(csms)
+        _charging(sim, csms, "CARD1")
+        o.kill(sim)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
+        assert tx["stop"]["reason"] == "PowerLoss"

@@ -83,6 +83,7 @@ class Transactions:
         energy register saved and when (saved before every journaled reading, so meterStop
         is never below one)."""
         cp = self.cp
+        why = stop_reason_after(persist.restart_reason)
         d = load_saved()
         wh, t = d.get("wh"), d.get("t")
         self.e.raise_to(wh)  # meterStop: this, or the meter's saved register if higher
@@ -94,12 +95,12 @@ class Transactions:
         for local in opens:
             # the last time saved in the cut boot (boot-relative if its clock was unknown)
             when = t if d.get("l") == local and type(t) in (int, list) else None
-            p = {"meterStop": self.energy(), "reason": "PowerLoss",
+            p = {"meterStop": self.energy(), "reason": why,
                  "timestamp": when if when is not None else cp.stamp()}
             try:
                 cp.journal.push("StopTransaction", {"l": local, "p": p})
-                cp.log("ocpp: transaction %s ended by a power cut, meterStop %d Wh" % (
-                    local, p["meterStop"]))
+                cp.log("ocpp: transaction %s ended by the restart (%s), meterStop %d Wh" % (
+                    local, why, p["meterStop"]))
             except (JournalError, OSError) as e:
                 cp.log("ocpp: cannot end the transaction open at power loss: %r" % (e,))
                 return  # the file stays: the next boot tries again
@@ -396,6 +397,17 @@ class Transactions:
 
     def remember(self, tag, info):
         txsend.remember(self.cp, tag, info)
+
+
+def stop_reason_after(restart):
+    """StopTransaction reason for a transaction still open at boot, from how the last boot
+    ended (persist.restart_reason, firmware/restart.py): no marker is a power cut (or the
+    reset button: it cannot be told apart); an OCPP Reset whose Stop did not make it to the
+    journal is that reset; a watchdog, the supervisor, a crash, a stop or an update is a
+    reboot the firmware made."""
+    if restart is None:
+        return "PowerLoss"
+    return {"ocpp-hard": "HardReset", "ocpp-soft": "SoftReset"}.get(restart, "Reboot")
 
 
 def _same(a, b, pa=None, pb=None):
