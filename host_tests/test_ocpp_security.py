@@ -137,19 +137,50 @@ def test_upgrade_to_profile_3_connects_with_the_client_certificate(tmp_path, tls
         o.no_violations(csms)
 
 
-def test_a_profile_the_csms_refuses_falls_back(tmp_path, tls):
-    # A05.FR.08: a CSMS that takes no client certificates refuses the profile-3 connection
-    # (no Basic auth: 401); the charge point goes back to profile 2 and connects.
+def test_profile_3_from_the_config_with_a_csms_that_requires_a_client_certificate(
+        tmp_path, tls):
+    # TC_087: a CSMS that requires a client certificate of its CA (and no Basic auth): the box
+    # configured for profile 3 connects with its certificate; one signed by another CA does
+    # not get past TLS, and the log says so.
     d = o.state_dir(tmp_path)
     _files(tls, d)
-    with CsmsThread(cert=tls["cert"], key=tls["key"], password=PW) as csms:
+    shutil.copy(tls["rogue_cert"], d + "/rogue.pem")
+    shutil.copy(tls["rogue_key"], d + "/rogue.key")
+    with CsmsThread(cert=tls["cert"], key=tls["key"], client_ca=tls["ca_pem"],
+                    client_cert_required=True) as csms:
+        sec = {"url": "wss://localhost:%d/" % csms.port, "ca": "ca.pem",
+               "client_cert": "cp.pem", "client_key": "cp.key", "security_profile": 3}
+        with o.start_sim(csms, ocpp=sec, state_dir=d) as sim, o.report(sim, csms):
+            o.booted(csms, timeout=40)
+            c = connects(csms)
+            assert c[0]["cert"] == "CP1" and not c[0]["basic"]
+            assert profile(csms) == "3"
+        sec.update(client_cert="rogue.pem", client_key="rogue.key")
+        with o.start_sim(csms, ocpp=sec, state_dir=d) as sim, o.report(sim, csms):
+            # TLS 1.3: the CSMS refuses the certificate after the handshake, at our request
+            o.wait_log(sim, "localhost:%d closed the connection during the WebSocket upgrade "
+                       "(client certificate refused?)" % csms.port, timeout=40)
+            assert len(connects(csms)) == 1
+        o.no_violations(csms)
+
+
+@pytest.mark.parametrize("client_ca", [None, "other_ca_pem"], ids=["401", "tls"])
+def test_a_profile_the_csms_refuses_falls_back(tmp_path, tls, client_ca):
+    # A05.FR.08: a CSMS that takes no client certificates refuses the profile-3 connection
+    # (no Basic auth: 401), one that trusts another CA refuses the certificate (TLS); the
+    # charge point goes back to profile 2 and connects.
+    d = o.state_dir(tmp_path)
+    _files(tls, d)
+    with CsmsThread(cert=tls["cert"], key=tls["key"], password=PW,
+                    client_ca=client_ca and tls[client_ca]) as csms:
         sec = {"url": "wss://localhost:%d/" % csms.port, "ca": "ca.pem", "password": PW,
                "client_cert": "cp.pem", "client_key": "cp.key", "security_profile": 2}
         with o.start_sim(csms, ocpp=sec, state_dir=d) as sim, o.report(sim, csms):
             o.booted(csms, timeout=40)
             assert change(csms, "SecurityProfile", "3") == "Accepted"
             c = wait_connects(csms, 2, timeout=40)
-            assert c[1]["basic"] and len(refusals(csms)) == 1
+            assert c[1]["basic"] and c[1]["cert"] is None
+            assert len(refusals(csms)) == (1 if client_ca is None else 0)  # 401 / TLS
             o.wait_log(sim, "back to profile 2")
             assert profile(csms) == "2"
         o.no_violations(csms)

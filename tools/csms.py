@@ -1,7 +1,8 @@
 """Dev CSMS (OCPP 1.6J central system) for the simulator and the tests, on loopback only.
 
     python tools/csms.py [serve] --port 8180 [--control 8181] [--password PW]
-                         [--cert C --key K [--client-ca CA]] [--boot-status Pending]
+                         [--cert C --key K [--client-ca CA [--client-cert-required]]]
+                         [--boot-status Pending]
                          [--interval 300]
                          [--tag ID=Status ...] [--remote-start-on-preparing IDTAG]
                          [--answer-delay S] [--ping S] [--log FILE]
@@ -156,6 +157,8 @@ def main(argv=None):
     sv.add_argument("--key", help="its private key (PEM)")
     sv.add_argument("--client-ca", help="with --cert: ask for client certificates of this CA; "
                     "one naming the charge point replaces Basic auth (security profile 3)")
+    sv.add_argument("--client-cert-required", action="store_true",
+                    help="with --client-ca: refuse a TLS client without a certificate")
     sv.add_argument("--boot-status", default="Accepted",
                     choices=("Accepted", "Pending", "Rejected"))
     sv.add_argument("--interval", type=int, default=300, help="heartbeat interval, s")
@@ -199,7 +202,7 @@ def main(argv=None):
         ap.error("--cert and --key go together")
     csms = Csms(args.port, boot_status=args.boot_status, interval=args.interval,
                 tags=_tags(args.tag), password=args.password, cert=args.cert, key=args.key,
-                client_ca=args.client_ca,
+                client_ca=args.client_ca, client_cert_required=args.client_cert_required,
                 remote_start_on_preparing=args.remote_start_on_preparing,
                 control_port=args.control, log=args.log, answer_delay=args.answer_delay,
                 ping_interval=args.ping, style=args.style, seed=args.seed,

@@ -61,7 +61,7 @@ class Csms:
                  password=None, cert=None, key=None, remote_start_on_preparing=None,
                  control_port=None, log=None, answer_delay=0.0, ping_interval=None,
                  style="dev", seed=None, fresh_ids=None, transactions=None,
-                 lose_answers=None, client_ca=None):
+                 lose_answers=None, client_ca=None, client_cert_required=False):
         self.port, self.control_port = port, control_port
         self.boot_status, self.interval = boot_status, interval
         # idTag -> status, or an idTagInfo-like dict (status, expiryDate, parentIdTag) that
@@ -70,7 +70,7 @@ class Csms:
         self.password, self.cert, self.key = password, cert, key
         # wss: client certificates from this CA are asked for; one that verifies and names
         # the charge point (CN) stands for its Basic auth (security profile 3)
-        self.client_ca = client_ca
+        self.client_ca, self.client_cert_required = client_ca, client_cert_required
         self.remote_start_on_preparing = remote_start_on_preparing
         self.answer_delay, self.ping_interval = answer_delay, ping_interval
         # action -> how many of its answers to lose: the CALL is handled (and recorded), then
@@ -108,7 +108,8 @@ class Csms:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.cert, self.key)
             if self.client_ca:
-                ctx.verify_mode = ssl.CERT_OPTIONAL
+                ctx.verify_mode = (ssl.CERT_REQUIRED if self.client_cert_required
+                                   else ssl.CERT_OPTIONAL)
                 ctx.load_verify_locations(self.client_ca)
         if self.log_path:
             self._log = open(self.log_path, "a", encoding="utf-8")

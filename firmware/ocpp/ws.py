@@ -139,8 +139,10 @@ def _net_error(e, where, tls, phase):
                               or (isinstance(en, int) and en < 0)):  # mbedTLS codes are < 0
         return WsRefused("TLS handshake with %s failed (CA or host name not trusted, or "
                          "the client certificate refused?): %s" % (where, text.strip()), 0)
-    if isinstance(e, EOFError):
-        return WsRefused("%s closed the connection during the WebSocket upgrade" % where, 0)
+    if isinstance(e, EOFError) or phase > 0 and en in (32, 103, 104):  # EPIPE, ECONNRESET..
+        # a TLS 1.3 server refuses a client certificate after the handshake, at our request
+        return WsRefused("%s closed the connection during the WebSocket upgrade%s" % (
+            where, " (client certificate refused?)" if tls else ""), 0)
     return WsError("connect to %s failed: %s %s" % (where, name, text))
 
 
