@@ -207,6 +207,13 @@ class TimeKeeper:
         """RFC 3339 now: the time, or this boot's lower bound while it is unknown."""
         return clock.iso(self.wall_of(self.stamp(now_ms), now_ms))
 
+    def describe(self, now_ms):
+        """One line for diag: the time and its source, or what is sent while unknown."""
+        if self._off is None:
+            return "unknown (boot %d: records stamped on uptime, lower bound %s)" % (
+                self.boot, self.iso_now(now_ms))
+        return "%s from %s (boot %d)" % (self.iso_now(now_ms), self.source, self.boot)
+
     def age_s(self, stamp, now_ms):
         """Seconds since stamp (statuses: MinimumStatusDuration)."""
         if type(stamp) is not int and stamp[0] == self.boot:

@@ -149,3 +149,10 @@ def test_the_history_keeps_sixteen_boots():
     for _ in range(20):
         tk, _ = _tk()
     assert tk.boot == 20 and len(tk._boots) == 16 and tk._boots[0][0] == 5
+
+
+def test_diag_says_where_the_time_comes_from_or_that_it_is_unknown():
+    tk, _ = _tk()
+    assert tk.describe(0).startswith("unknown (boot 1")
+    tk.set(T, "csms", 0)
+    assert tk.describe(0) == "%s from csms (boot 1)" % clock.iso(T)

@@ -376,6 +376,7 @@ class ChargePoint:
             d["url"], "connected" if d["connected"] else "offline", d["registration"],
             d["connects"]))
         self.security.diag(out)
+        out("ocpp       clock %s" % self.tk.describe(now))
         out("ocpp       journal %d pending  transaction %s  last rx %s  last tx %s" % (
             d["journal"], d["transaction"], age(self.link.last_rx_ms),
             age(self.link.last_tx_ms)))
