@@ -325,3 +325,18 @@ def test_ctrl_c_stops_the_firmware_and_removes_its_temp_folder(tmp_path):
     assert err.strip() == "interrupted"
     assert os.listdir(tmp) == []
     assert [pid for pid in own if os.path.exists("/proc/%d" % pid)] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step,msg", [
+    ({"at_ms": 300, "do": "crash"}, "the firmware reset itself during the scenario"),
+    ({"at_ms": 300, "do": "powercut"}, "the simulated firmware stopped (exit -9)"),
+])
+def test_a_firmware_that_dies_during_end_after_ms_is_a_failure(tmp_path, step, msg):
+    sc = tmp_path / "die.json"
+    sc.write_text(json.dumps({"config": {"rating_a": 16}, "steps": [step],
+                              "end_after_ms": 4000}))
+    r = run_cli("--scenario", str(sc), "--no-csms", "--events", str(tmp_path / "e.jsonl"),
+                timeout=120)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert msg in r.stderr, r.stderr

@@ -108,6 +108,14 @@ def main():
         print(_csms_summary(csms))
         if csms.violations:
             sys.exit(1)
+    if any(o.get("k") == "end" and o.get("reset") or o.get("k") == "log" and o.get(
+            "msg", "").startswith("supervisor: ") and "will reset" in o["msg"]
+           for o in sim.obs):
+        # the firmware's safety path failed and it restarts itself (supervisor, watchdog):
+        # on a wallbox that is a fault, whatever the summary shows
+        print("error: the firmware reset itself during the scenario (its log lines say why)",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def _csms_db(state):
