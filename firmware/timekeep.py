@@ -71,6 +71,7 @@ class TimeKeeper:
         self._saved_ms = now
         self._ntp_ms = None  # ticks of the last NTP question
         self._ntp_said = None  # the last NTP failure logged (said once, not every retry)
+        self._dirty = False  # clock.json waits for persist.flash_ok() (no erase while charging)
         self._load()
         self.boot = self._boots[-1][0] + 1 if self._boots else 1
         self.floor = self._last  # nothing in this boot happened before it
@@ -173,6 +174,8 @@ class TimeKeeper:
     def now_s(self, now_ms):
         """Epoch seconds now, or None while the time is unknown."""
         self.up.now_s(now_ms)  # keeps its anchor fresh (it must be read every few days)
+        if self._dirty:
+            self._save()
         return self.wall.now_s(now_ms)
 
     def stamp(self, now_ms):
@@ -263,6 +266,11 @@ class TimeKeeper:
         self._boots = boots[-_KEEP:]
 
     def _save(self):
+        """Write clock.json now if the board allows a flash write, else at the first chance
+        (now_s is called every 250 ms by the OCPP task)."""
+        self._dirty = not persist.flash_ok()
+        if self._dirty:
+            return
         try:
             persist.save_json(self.path, {"last": self._last, "boots": self._boots})
         except OSError as e:

@@ -156,3 +156,19 @@ def test_diag_says_where_the_time_comes_from_or_that_it_is_unknown():
     assert tk.describe(0).startswith("unknown (boot 1")
     tk.set(T, "csms", 0)
     assert tk.describe(0) == "%s from csms (boot 1)" % clock.iso(T)
+
+
+def test_clock_json_waits_while_the_board_forbids_flash_writes(monkeypatch):
+    from firmware import persist
+
+    allowed = [True]
+    monkeypatch.setattr(persist, "_gate", lambda: allowed[0])
+    tk, _ = _tk()
+    allowed[0] = False  # the contactor closed on a board whose reflex a flash erase blinds
+    early = tk.stamp(1000)
+    tk.set(T, "csms", 61000)
+    assert TimeKeeper(log=lambda m: None, now_ms=0)._boots[-2][1] is None  # not written yet
+    allowed[0] = True
+    tk.now_s(62000)  # the next tick writes it
+    later, _ = _tk()
+    assert later.iso(early, 0) == clock.iso(T - 60)
