@@ -2,17 +2,19 @@
 # `make sim` and `make test` set up .venv on first use (tools/setup.sh).
 VENV := .venv
 PY := $(VENV)/bin/python
+RUFF := $(VENV)/bin/ruff
 MPY := $(VENV)/bin/micropython
 SETUP := $(VENV)/.setup-done
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup sim test test-fast bench mpy clean
+.PHONY: setup sim test test-fast lint bench mpy clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make sim        run the default charging session on the simulated wallbox"
 	@echo "make test       all tests (CPython pure logic, real MicroPython, simulator)"
 	@echo "make test-fast  the tests not marked slow; stops at the first failure"
+	@echo "make lint       ruff over the repository (pyproject.toml) and mpy-cross over device code"
 	@echo "make fuzz       property tests with many more examples (exploration, not CI)"
 	@echo "make mutants    mutation testing of firmware/charge: mutmut, then mutants-safety"
 	@echo "make mutants-safety   ticks_diff -> subtraction, safety constants x10 and /10:"
@@ -30,7 +32,8 @@ help:
 	@echo "make qemu MPY_DIR=... [ARCH=armv7m|rv32imc]   the firmware frozen into MicroPython's"
 	@echo "                qemu port, run on an emulated MCU: checks, a session, natmods"
 	@echo "make qemu-image MPY_DIR=... [ARCH=...]   only build that image (docs/deploy.md)"
-	@echo "make setup      create .venv and install what the tools need"
+	@echo "make setup      create .venv and install what sim and test need (tools/setup.sh;"
+	@echo "                natmod and qemu install the cross compilers: tools/setup.sh --cross)"
 	@echo "make clean      delete build/ and dist/ (compiled files and natmods)"
 
 setup: $(SETUP)
@@ -49,6 +52,14 @@ test: $(SETUP)
 
 test-fast: $(SETUP)
 	$(PY) -m pytest -q -x -m "not slow" host_tests
+
+# The style check the tests also run: ruff with the project's config (pyproject.toml: line
+# length 99, micropython-lib's ignores), then every firmware/, drivers/, boards/ file through
+# mpy-cross (what a board would refuse to import).
+lint: $(SETUP)
+	$(RUFF) check .
+	$(PY) tools/build.py --check
+	@echo "lint: ruff and mpy-cross found nothing"
 
 bench: $(SETUP)
 	$(PY) tools/bench.py

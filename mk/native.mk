@@ -1,6 +1,7 @@
 # Native C kernels (drivers/native/*): natmod .mpy files per architecture.
 #   make natmod MPY_DIR=/tmp/micropython             every arch with a toolchain here
 #   make natmod MPY_DIR=/tmp/micropython ARCH=x64    one arch (fails without its toolchain)
+# The ARM and RISC-V cross compilers are installed when missing (tools/setup.sh --cross).
 # Output: dist/<arch>_<mpy abi>/<mod>.mpy, e.g. dist/x64_6.3/wbkernels.mpy. docs/native.md
 # says which MicroPython to check out for MPY_DIR.
 NATMOD_MODS := wbkernels
@@ -20,6 +21,7 @@ natmod: $(SETUP)
 	@if [ -z "$(MPY_DIR)" ] || [ ! -f "$(MPY_DIR)/py/dynruntime.mk" ]; then \
 	    echo "natmod: set MPY_DIR to a MicroPython v1.29 source tree (.mpy v6.3)," \
 	        "e.g. make natmod MPY_DIR=/tmp/micropython; see docs/native.md"; exit 2; fi
+	@$(if $(filter armv7m armv7emsp rv32imc,$(NATMOD_ARCH)),tools/setup.sh --cross,:)
 	@set -e; \
 	mpydir="$(abspath $(MPY_DIR))"; \
 	ver=$$(sed -n 's/^#define MPY_VERSION \([0-9]*\).*/\1/p' "$$mpydir/py/persistentcode.h"); \

@@ -5,6 +5,7 @@
 # Heap: QEMU_HEAP bytes, what an ESP32-WROOM (no PSRAM) gives MicroPython with Wi-Fi up
 # (ports/esp32/mpconfigport.h: a 56 KiB first heap that may grow once by as much).
 # The image goes to build/qemu/<arch>/firmware.elf (the port's build dir is ours).
+# The cross compilers and QEMU are installed when missing (tools/setup.sh --cross, --qemu).
 .PHONY: qemu qemu-image qemu-bench
 
 QEMU_ARCH_NAME := $(if $(ARCH),$(ARCH),armv7m)
@@ -17,9 +18,10 @@ QEMU_BUILD = $(CURDIR)/build/qemu/$(QEMU_ARCH_NAME)
 # multilib is named rv32imac): name the rv32 one.
 # Frozen @viper code for rv32imc without the port's Zba/Zcmp flags: Debian 12's QEMU 7.2 has
 # no Zcmp (8.1 added it), and a natmod for rv32imc carries no flags either.
-QEMU_LIBS = $(if $(filter rv32imc,$(QEMU_ARCH_NAME)),LIBS="$(shell \
-	riscv64-unknown-elf-gcc -march=rv32imac -mabi=ilp32 -print-libgcc-file-name \
-	2>/dev/null)" MPY_CROSS_FLAGS=-march=rv32imc)
+# (The shell asks the compiler when the line runs: tools/setup.sh --cross may install it first.)
+QEMU_LIBS = $(if $(filter rv32imc,$(QEMU_ARCH_NAME)),LIBS="$$(riscv64-unknown-elf-gcc \
+	-march=rv32imac -mabi=ilp32 -print-libgcc-file-name 2>/dev/null)" \
+	MPY_CROSS_FLAGS=-march=rv32imc)
 
 qemu-image:
 	@if [ -z "$(MPY_DIR)" ] || [ ! -f "$(MPY_DIR)/ports/qemu/Makefile" ]; then \
@@ -27,6 +29,7 @@ qemu-image:
 	        "e.g. make qemu MPY_DIR=/work/mpy; docs/native.md says which"; exit 2; fi
 	@case "$(QEMU_ARCH_NAME)" in armv7m|rv32imc) ;; *) \
 	    echo "qemu: ARCH=$(QEMU_ARCH_NAME) is not one of armv7m, rv32imc"; exit 2;; esac
+	@tools/setup.sh --cross
 	@mkdir -p $(QEMU_BUILD)/mplib && touch $(QEMU_BUILD)/mplib/README.md
 	$(MAKE) -C "$(MPY_DIR)/mpy-cross" >/dev/null
 	$(MAKE) -C "$(MPY_DIR)/ports/qemu" BOARD=$(call qemu_board,$(QEMU_ARCH_NAME)) \
@@ -35,4 +38,5 @@ qemu-image:
 	    MICROPY_STACK_SIZE=$(QEMU_STACK) $(QEMU_LIBS) $(QEMU_BUILD)/firmware.elf
 
 qemu: qemu-image $(SETUP)
+	@tools/setup.sh --qemu
 	$(PY) tools/qemu_run.py --arch $(QEMU_ARCH_NAME) --mpy-dir "$(MPY_DIR)" all

@@ -1,14 +1,41 @@
 #!/bin/sh
-# Make the host toolchain: Debian packages the project needs, then .venv with pinned
-# requirements. Safe to run again; `make` calls it when .venv is missing or stale.
+# The host toolchain.
+#   tools/setup.sh          what `make sim` and `make test` need: the Debian packages socat, gcc
+#                           and python3-venv (each only when missing), then .venv with the pinned
+#                           requirements.txt. Safe to run again; `make` calls it when .venv is
+#                           missing or stale.
+#   tools/setup.sh --cross  only the cross compilers for natmods (`make natmod`): ARM
+#                           (gcc-arm-none-eabi) and RISC-V (gcc-riscv64-unknown-elf + picolibc).
+#   tools/setup.sh --qemu   the cross compilers and QEMU (qemu-system-arm, qemu-system-misc) for
+#                           `make qemu`.
+# The --cross/--qemu forms install only what is missing and leave .venv alone; mk/native.mk
+# and mk/qemu.mk call them.
 set -eu
 cd "$(dirname "$0")/.."
 
+mode=base
+case "${1:-}" in
+    "") ;;
+    --cross) mode=cross ;;
+    --qemu) mode=qemu ;;
+    *) echo "setup: unknown option '$1' (use --cross or --qemu, or nothing)" >&2; exit 2 ;;
+esac
+
 need_apt=""
-command -v socat >/dev/null 2>&1 || need_apt="$need_apt socat"
-command -v arm-none-eabi-gcc >/dev/null 2>&1 || need_apt="$need_apt gcc-arm-none-eabi"
-command -v riscv64-unknown-elf-gcc >/dev/null 2>&1 || need_apt="$need_apt gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"
-python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt="$need_apt python3-venv"
+if [ "$mode" = base ]; then
+    command -v socat >/dev/null 2>&1 || need_apt="$need_apt socat"
+    # the native kernels' C core is compiled and compared with its Python twin by the tests
+    command -v gcc >/dev/null 2>&1 || need_apt="$need_apt gcc"
+    python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt="$need_apt python3-venv"
+else
+    command -v arm-none-eabi-gcc >/dev/null 2>&1 || need_apt="$need_apt gcc-arm-none-eabi"
+    command -v riscv64-unknown-elf-gcc >/dev/null 2>&1 ||
+        need_apt="$need_apt gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"
+fi
+if [ "$mode" = qemu ]; then
+    command -v qemu-system-arm >/dev/null 2>&1 || need_apt="$need_apt qemu-system-arm"
+    command -v qemu-system-riscv32 >/dev/null 2>&1 || need_apt="$need_apt qemu-system-misc"
+fi
 if [ -n "$need_apt" ]; then
     echo "setup: installing Debian packages:$need_apt"
     sudo=""
@@ -17,6 +44,7 @@ if [ -n "$need_apt" ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $need_apt
 fi
+[ "$mode" = base ] || exit 0
 
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"
