@@ -44,6 +44,25 @@ def board_sources(board, host=NTP_HOST):
             "gate": getattr(board, "blocking_ok", None)}
 
 
+def load_state(path=STATE_FILE):
+    """clock.json as (latest known time, [[boot, offset or None, floor], ...]); None when
+    there is none (the first boot), False when it is unreadable."""
+    try:
+        d = persist.load_json(path)
+    except (OSError, ValueError):
+        return False
+    if d is None:
+        return None
+    try:
+        last, boots = d["last"], d["boots"]
+        ok = type(last) is int and type(boots) is list and all(
+            type(e) is list and len(e) == 3 and type(e[0]) is int
+            and type(e[2]) is int and (e[1] is None or type(e[1]) is int) for e in boots)
+    except (KeyError, TypeError):
+        ok = False
+    return (last, boots) if ok else False
+
+
 class _Fixed:
     def __init__(self, read):
         self.read_s = read
@@ -246,24 +265,12 @@ class TimeKeeper:
 
     # -- clock.json ------------------------------------------------------------------------
     def _load(self):
-        try:
-            d = persist.load_json(self.path)
-        except (OSError, ValueError) as e:
-            d = e
-        if d is None:
-            return  # the first boot
-        try:
-            last, boots = d["last"], d["boots"]
-            ok = type(last) is int and type(boots) is list and all(
-                type(e) is list and len(e) == 3 and type(e[0]) is int
-                and type(e[2]) is int and (e[1] is None or type(e[1]) is int) for e in boots)
-        except (KeyError, TypeError):
-            ok = False
-        if not ok:
+        d = load_state(self.path)
+        if d is False:
             self.log("clock: %s unreadable, boot history lost" % self.path)
-            return
-        self._last = max(FLOOR_S, last)
-        self._boots = boots[-_KEEP:]
+        elif d is not None:
+            self._last = max(FLOOR_S, d[0])
+            self._boots = d[1][-_KEEP:]
 
     def _save(self):
         """Write clock.json now if the board allows a flash write, else at the first chance

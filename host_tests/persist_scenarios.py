@@ -8,7 +8,7 @@
 # and without FAT rename semantics, and checks: boot raises nothing, finds the old or the new
 # value (never nothing, never garbage), the new one once save() returned, and the same again
 # on a second boot.
-from firmware import config, persist
+from firmware import config, persist, timekeep
 from firmware.meters import energy
 from firmware.ocpp import authlist, cp, journal, keys, smart, smart_store, txn
 from flashsim import MODES, Cut, SimFlash, on
@@ -220,6 +220,20 @@ def _journal(compact):
     return setup, save, boot
 
 
+def _clock():
+    # clock.json: one save per boot (the new boot's entry); the offset of boot 1 must stay
+    def setup():
+        timekeep.TimeKeeper(log=lambda m: None, now_ms=0).set(T0 + 86400, "csms", 5000)
+
+    def save():
+        timekeep.TimeKeeper(log=lambda m: None, now_ms=0)
+
+    def boot():
+        d = timekeep.load_state()
+        return d if d is None or d is False else (d[0], [e[:2] for e in d[1]])
+    return setup, save, boot
+
+
 def _restart():
     def setup():
         pass
@@ -249,6 +263,8 @@ SCENARIOS = [
     ("journal compaction", _journal(True), (2, "MeterValues", [-1]),
      (3, "MeterValues", [])),
     ("restart marker", _restart(), None, "ocpp-soft"),
+    ("clock", _clock(), (T0 + 86400, [[1, T0 + 86395]]),
+     (T0 + 86400, [[1, T0 + 86395], [2, None]])),
 ]
 
 
