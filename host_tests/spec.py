@@ -2,11 +2,11 @@
 Tests assert against these numbers, written here by hand, never against the constants of
 the module under test: a constant changed in the firmware then fails the charge tests.
 
-Sources: shared/spec/iec61851.md (IEC 61851-1 Annex A, IEC 62955, as cited by EVerest,
-Tinkerforge, SmartEVSE) and docs/safety.md (the project's choices where the standard leaves a
+Sources: IEC 61851-1 Annex A and IEC 62955 (the values as open implementations tested
+against them cite them: EVerest, Tinkerforge, SmartEVSE) and docs/safety.md (the project's choices where the standard leaves a
 named value open: lock confirmation, RCM test validity, cable debounce, overcurrent pause)."""
 
-# IEC 61851-1 Annex A (spec/iec61851.md "Timing")
+# IEC 61851-1 Annex A timing
 OPEN_MS = 100  # C->B, unplug, E/F, pilot/diode fault, RCM trip: contactor open within
 CLOSE_MS = 3000  # B->C (seq 4): contactor closed within
 READY_HOLD_MS = 100  # B->C accepted once it held this long (spec: named, default 100 ms)
@@ -16,7 +16,7 @@ RECLOSE_MS = 5000  # re-close spacing after leaving C (relay wear)
 RECLOSE_ERROR_MS = 30000  # ... after an error
 OFFER_CHANGE_MS = 5000  # the offered current increases at most once per 5 s
 OC_TOLERANCE_MS = 7000  # EV may draw offer + 10 % this long
-# Contactor mirror contact (spec/iec61851.md "Residual current ... and contactor")
+# Contactor mirror contact (IEC 62955 RDC-DD practice: 250 ms feedback, 10 ms debounce)
 CLOSE_FB_MS = 250  # feedback timeout
 FB_DEBOUNCE_MS = 10  # feedback debounce
 # IEC 62955 RDC-DD self-test and the project's rules for it (docs/safety.md)
