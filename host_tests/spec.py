@@ -3,8 +3,9 @@ Tests assert against these numbers, written here by hand, never against the cons
 the module under test: a constant changed in the firmware then fails the charge tests.
 
 Sources: IEC 61851-1 Annex A and IEC 62955 (the values as open implementations tested
-against them cite them: EVerest, Tinkerforge, SmartEVSE) and docs/safety.md (the project's choices where the standard leaves a
-named value open: lock confirmation, RCM test validity, cable debounce, overcurrent pause)."""
+against them cite them: EVerest, Tinkerforge, SmartEVSE) and docs/safety.md (the project's
+choices where the standard leaves a named value open: lock confirmation, RCM test
+validity, cable debounce, overcurrent pause)."""
 
 # IEC 61851-1 Annex A timing
 OPEN_MS = 100  # C->B, unplug, E/F, pilot/diode fault, RCM trip: contactor open within
