@@ -15,6 +15,11 @@ v1.29, github.com/micropython/micropython):
 - ports/stm32/machine_uart.c: write() returns after the last stop bit; flush() at once.
 - ports/esp32/machine_pin.c: every Pin.irq handler is scheduled (no hard=).
 - ports/esp32/machine_uart.c: write() fills the FIFO and returns; flush() waits until sent.
+- ports/esp32/modules/machine.py, esp32_pcnt.c: machine.Counter (v1.26+, chips with a PCNT)
+  is a singleton per unit, counts the chosen edge of its pin in hardware (no interpreter
+  needed), filter = min(filter_ns * 80 // 1000, 1023) APB cycles (80 MHz: 12.8 us at most;
+  a level must hold that long to count), value() = overflows * 32000 + count + offset,
+  value(v) returns the old value and sets it.
 - ports/esp32/adc.c, machine_adc.c: raw codes carry the chip's zero offset (~142 mV at
   11 dB) and gain; read_uv() is eFuse-calibrated and raises on a chip without eFuse values.
 
@@ -46,6 +51,7 @@ class Dev:
         self.dropped = 0  # schedule queue full
         self.printed = []
         self.pins = {}
+        self.watch = {}  # pin id -> hardware watching its level (PCNT units)
         # the analog world
         self.ev_high_mv = 12000
         self.pp_ohms = None
@@ -118,6 +124,8 @@ class Dev:
         p = self.pins[pin_id]
         old = p.v
         p.v = level
+        for w in self.watch.get(pin_id, ()):
+            w(level)
         if p.handler is None or old == level:
             return
         rising = level > old
@@ -345,8 +353,68 @@ def make_stm32(dev):
     return machine, pyb
 
 
-def make_esp32(dev):
-    """machine of the esp32 port."""
+class _Pcnt:
+    """One PCNT unit counting one edge of its pin, behind its glitch filter: a level counts
+    only once it has held for the filter time (settled when the next edge comes or the
+    count is read)."""
+
+    def __init__(self, dev, pin, edge, filter_cycles):
+        self.dev = dev
+        self.edge = edge  # 1 rising, 2 falling (Counter.RISING/FALLING)
+        self.filter_us = filter_cycles / 80.0
+        self.level = self.pending = pin.v
+        self.since = dev.t
+        self.count = 0
+        dev.watch.setdefault(pin.id, []).append(self.seen)
+
+    def settle(self):
+        if self.pending != self.level and self.dev.t - self.since >= self.filter_us:
+            if self.edge & (1 if self.pending > self.level else 2):
+                self.count += 1
+            self.level = self.pending
+
+    def seen(self, level):
+        self.settle()
+        self.pending, self.since = level, self.dev.t
+
+
+def make_counter_class(dev):
+    class Counter:
+        RISING, FALLING = 1, 2
+        UP, DOWN = 1, 2
+        _units = {}
+
+        def __new__(cls, unit_id, *a, **kw):
+            if not 0 <= unit_id < 8:
+                raise ValueError("invalid id")
+            self = cls._units.get(unit_id)
+            if self is None:
+                self = cls._units[unit_id] = object.__new__(cls)
+                self._pcnt = None
+            return self
+
+        def __init__(self, unit_id, src=None, edge=1, direction=1, filter_ns=0):
+            if src is None:
+                return  # the existing unit as it is
+            cycles = min(max(0, filter_ns * 80 // 1000), 1023)
+            self._pcnt = _Pcnt(dev, src, edge, cycles)
+            self._offset = 0
+
+        def value(self, v=None):
+            if self._pcnt is None:
+                raise RuntimeError("not initialised")
+            self._pcnt.settle()
+            out = self._pcnt.count + self._offset
+            if v is not None:
+                self._offset = v - self._pcnt.count
+            return out
+
+    return Counter
+
+
+def make_esp32(dev, pcnt=True):
+    """machine of the esp32 port; pcnt=False: a chip without PCNT (ESP32-C3) or a port
+    before v1.26, whose machine has no Counter."""
     Pin = make_pin_class(dev, False)
 
     class PWM:
@@ -416,5 +484,7 @@ def make_esp32(dev):
     machine = types.ModuleType("machine")
     machine.Pin, machine.PWM, machine.ADC, machine.UART = Pin, PWM, ADC, UART
     machine.WDT, machine.RTC = _WDT, RTC
+    if pcnt:
+        machine.Counter = make_counter_class(dev)
     machine.reset = lambda: None
     return machine

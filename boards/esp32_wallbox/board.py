@@ -39,6 +39,8 @@ METER_TX = const(17)
 METER_RX = const(16)
 METER_DE = const(4)  # 10k pull-down on the board: receive while the pin floats at boot
 S0_INPUT = const(13)  # S0 input: the meter's open collector to GND; internal + 10k pull-up
+S0_PCNT_UNIT = const(0)  # machine.Counter (PCNT unit) counting the S0 impulses in hardware
+S0_FILTER_NS = const(13000)  # the port takes min(this * 80 // 1000, 1023) cycles: 12.8 us
 # Card reader (config "rfid", firmware/rfid.py): a PN532 module on the 4-pin reader header
 # (GND, 3V3, SDA/TXD, SCL/RXD, as PN532 breakouts label it); the module's switches pick I2C
 # or HSU and the config's "bus" says which. I2C0 on GPIO21/22 (the ESP32's usual I2C pins,
@@ -234,6 +236,21 @@ class Esp32Board:
     def s0_pin(self, role, imp_per_kwh):
         """The one S0 input (either role)."""
         return Pin(S0_INPUT, Pin.IN, Pin.PULL_UP)
+
+    def s0_counter(self, pin, active):
+        """(counter, None): a machine.Counter (the PCNT: v1.26+ on chips that have one)
+        counting the impulses' release edges in hardware, behind its longest glitch filter;
+        or (None, why) where there is none: the S0 meter then counts in this port's
+        scheduled pin interrupt, which loses an impulse inside a block of the interpreter."""
+        try:
+            from machine import Counter
+        except ImportError:
+            return None, ("S0: this firmware has no machine.Counter (esp32 port v1.26 or later "
+                          "on a chip with PCNT); impulses counted in the scheduled pin "
+                          "interrupt: one that starts and ends inside a block of the "
+                          "interpreter (TLS, flash, GC) is lost")
+        edge = Counter.RISING if active == 0 else Counter.FALLING
+        return Counter(S0_PCNT_UNIT, pin, edge=edge, filter_ns=S0_FILTER_NS), None
 
     def card_reader(self, reader, bus):
         """The card reader chip on a reader header: pn532 on "i2c" or "uart" (HSU), mfrc522

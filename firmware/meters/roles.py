@@ -230,8 +230,14 @@ def _make(board, role, m, bus, ms, log, clock):
         if not hasattr(board, "s0_pin"):
             raise ValueError("this board has no S0 input")
         store = EnergyStore("energy_" + role, step_wh=save, fs=_backend(board, role))
-        source = S0Meter(board.s0_pin(role, m["imp_per_kwh"]), m["imp_per_kwh"], store,
-                         debounce_ms=m["debounce_ms"], clock=clock)
+        pin = board.s0_pin(role, m["imp_per_kwh"])
+        counter = None
+        if hasattr(board, "s0_counter"):  # impulses counted in hardware (ESP32: PCNT)
+            counter, why = board.s0_counter(pin, 0)
+            if why:
+                log("meters: %s %s" % (role, why))
+        source = S0Meter(pin, m["imp_per_kwh"], store, debounce_ms=m["debounce_ms"],
+                         clock=clock, counter=counter)
         store = None  # the register is the source's own: no swap offset
         res_wh = (1000 + m["imp_per_kwh"] - 1) // m["imp_per_kwh"]  # Wh per impulse, up
     else:

@@ -32,13 +32,17 @@ _PULSE = const(2)  # ticks of the last counted impulse
 _GAP = const(3)  # ms between the last two impulses (0: fewer than two)
 _ON = const(4)  # 1 while the line was last seen active
 _ARM = const(5)  # 1: the active period began after an idle time of >= debounce_ms
+_REF_T = const(6)  # counter mode: ticks of the poll that began the power window
+_REF_N = const(7)  # counter mode: impulses at that poll (-1: no window yet)
+_WINDOW_MS = const(10000)  # counter mode: shortest time between the two stamps of a power
 
 
 class S0Meter:
-    """S0 input on `pin` (an input with pull-up: active low by default)."""
+    """S0 input on `pin` (an input with pull-up: active low by default); `counter`: a
+    machine.Counter counting the pin's release edges in hardware (no pin interrupt then)."""
 
     def __init__(self, pin, imp_per_kwh, store, debounce_ms=DEBOUNCE_MS, active=0,
-                 clock=None):
+                 clock=None, counter=None):
         if clock is None:
             clock = ticks_ms
         self._clock = clock
@@ -50,10 +54,15 @@ class S0Meter:
         self.uwh_per_imp = 1000000000 // imp_per_kwh
         now = clock()
         on = 1 if pin.value() == active else 0  # a pulse under way at boot does not count
-        self.st = array("i", (0, ticks_add(now, -debounce_ms), now, 0, on, 0))
+        self.st = array("i", (0, ticks_add(now, -debounce_ms), now, 0, on, 0, now, -1))
         self._seen = 0
         self._uwh = 0  # energy below one Wh not yet in the store, uWh
         self.p_w = 0
+        self.counter = counter
+        self.excess = 0  # counter mode: counts above the rate ceiling (bounce, noise)
+        if counter is not None:
+            self._raw = counter.value() & _MASK
+            return
         self._irq = self.irq  # bound once: the handler allocates nothing when it runs
         pin.irq(handler=self._irq, trigger=pin.IRQ_FALLING | pin.IRQ_RISING)
 
@@ -79,6 +88,33 @@ class S0Meter:
         st[_PULSE] = now
         st[_N] = (st[_N] + 1) & _MASK
 
+    def _count(self, now):
+        """Counter mode: take the hardware count's new impulses at this poll (no allocation:
+        the count and the stamps are small ints)."""
+        st = self.st
+        raw = self.counter.value() & _MASK
+        new = (raw - self._raw) & _MASK
+        self._raw = raw
+        room = ticks_diff(now, st[_EDGE]) // (2 * self.debounce_ms) + 1
+        st[_EDGE] = now  # the previous poll
+        if not new:
+            return
+        if new > room:
+            self.excess += new - room
+            new = room
+        n = st[_N] = (st[_N] + new) & _MASK
+        if st[_REF_N] < 0 or ticks_diff(now, st[_PULSE]) >= IDLE_MS:
+            st[_REF_T] = now  # the first change after a pause: its impulses' time unknown
+            st[_REF_N] = n
+            st[_GAP] = 0
+        else:
+            el = ticks_diff(now, st[_REF_T])
+            if el >= _WINDOW_MS or not st[_GAP]:
+                st[_GAP] = max(el // ((n - st[_REF_N]) & _MASK), 1)
+                st[_REF_T] = now
+                st[_REF_N] = n
+        st[_PULSE] = now
+
     @property
     def impulses(self):
         return self.st[_N]
@@ -99,6 +135,8 @@ class S0Meter:
     async def poll(self, r):
         now = self._clock()
         st = self.st
+        if self.counter is not None:
+            self._count(now)
         n = st[_N]
         new = (n - self._seen) & _MASK
         self._seen = n
