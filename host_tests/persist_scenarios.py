@@ -10,10 +10,10 @@
 # on a second boot.
 from firmware import config, persist, timekeep
 from firmware.meters import energy
-from firmware.ocpp import authlist, cp, journal, keys, smart, smart_store, txn
+from firmware.ocpp import authlist, cp, journal, keys, security, smart, smart_store, txn, ws
 from flashsim import MODES, Cut, SimFlash, on
 
-MODULES = (persist, config, energy, authlist, cp, journal, keys, smart_store, txn)
+MODULES = (persist, config, energy, authlist, cp, journal, keys, security, smart_store, txn)
 T0 = 1767225600  # 2026-01-01
 
 
@@ -234,6 +234,41 @@ def _clock():
     return setup, save, boot
 
 
+_KEY1, _KEY2 = "646b327130726675327130662d326630726467", "30313233343536373839616263646566"
+
+
+def _security(step):
+    """security.py's two files (ocpp_security.json, then ocpp_keys.json): "key" a new
+    AuthorizationKey accepted (the old one kept pending), "fallback" the CSMS refused it and
+    the previous one connected, "profile" a refused SecurityProfile switch falls back."""
+    def sec():
+        return security.Security({"url": "ws://h/o", "cp_id": "CP1"},
+                                 keys.Keys("ocpp_keys.json"), lambda m: None)
+
+    def setup():
+        s = sec()
+        s.keys.set_secret(_KEY1)
+        if step == "fallback":
+            s.change("AuthorizationKey", _KEY2)
+        if step == "profile":
+            s.change("SecurityProfile", "1")
+
+    def save():
+        s = sec()
+        if step == "key":
+            s.change("AuthorizationKey", _KEY2)
+        elif step == "fallback":
+            s.refused(ws.WsRefused("HTTP 401", 401))
+            s.connected()
+        else:
+            s.refused(ws.WsRefused("HTTP 401", 401))
+
+    def boot():
+        s = sec()
+        return s.profile() if step == "profile" else s.password()
+    return setup, save, boot
+
+
 def _restart():
     def setup():
         pass
@@ -265,6 +300,10 @@ SCENARIOS = [
     ("restart marker", _restart(), None, "ocpp-soft"),
     ("clock", _clock(), (T0 + 86400, [[1, T0 + 86395]]),
      (T0 + 86400, [[1, T0 + 86395], [2, None]])),
+    ("AuthorizationKey change", _security("key"), b"dk2q0rfu2q0f-2f0rdg", b"0123456789abcdef"),
+    ("AuthorizationKey fallback", _security("fallback"), b"0123456789abcdef",
+     b"dk2q0rfu2q0f-2f0rdg"),
+    ("SecurityProfile fallback", _security("profile"), 1, 0),
 ]
 
 
@@ -279,7 +318,8 @@ def _nothing():
 # old: what boots from an empty flash; new: what boots after the save ran whole.
 SCENARIOS += [(s[0] + " (first save)", (_nothing, s[1][1], s[1][2]), EMPTY, EMPTY)
               for s in SCENARIOS
-              if s[0] not in ("restart marker", "journal compaction", "lockout cleared")]
+              if s[0] not in ("restart marker", "journal compaction", "lockout cleared",
+                              "AuthorizationKey fallback", "SecurityProfile fallback")]
 
 
 def base_flash(setup):
