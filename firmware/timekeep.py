@@ -134,7 +134,7 @@ class TimeKeeper:
         if first or abs(step) > _STEP_LOG_S or ticks_diff(
                 now_ms, self._saved_ms) >= _SAVE_MS:
             self._boots[-1][1] = self._off
-            self._last = max(self._last, t)
+            self._last = t  # the best source now: a wrong time it corrected does not stay
             self._saved_ms = now_ms
             self._save()
         if source != "rtc" and self.rtc is not None:

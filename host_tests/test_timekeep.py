@@ -172,3 +172,11 @@ def test_clock_json_waits_while_the_board_forbids_flash_writes(monkeypatch):
     tk.now_s(62000)  # the next tick writes it
     later, _ = _tk()
     assert later.iso(early, 0) == clock.iso(T - 60)
+
+
+def test_a_wrong_time_the_csms_corrected_is_not_the_next_boots_floor():
+    tk, _ = _tk(rtc=Rtc())
+    tk.set(clock.parse("9999-12-31T23:59:59Z"), "csms", 0)  # legal, and wrong
+    tk.set(T, "csms", 1000)  # corrected at the next Heartbeat
+    nxt, _ = _tk(rtc=Rtc(T + 60))
+    assert nxt.floor == T and nxt.source == "rtc"  # the RTC is believed again
