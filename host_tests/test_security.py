@@ -217,3 +217,25 @@ def test_a_second_key_before_the_first_connected_keeps_the_proven_one(tmp_path, 
     assert s.pending == {"key": [KEY]} and s.password() == b"\xab" * 16
     s.refused(ws.WsRefused("HTTP 401", 401))
     assert s.password() == b"dk2q0rfu2q0f-2f0rdg"
+
+
+def test_a_401_with_a_new_key_and_a_new_profile_tries_the_key_then_the_profile(tmp_path, tls):
+    s, _ = _sec(tmp_path, **_wss(tls))
+    s.keys.set_secret(KEY)
+    s.change("AuthorizationKey", KEY2)
+    assert s.change("SecurityProfile", "2") == ("Accepted", True)
+    s.refused(ws.WsRefused("HTTP 401", 401))
+    assert s.profile() == 2 and s.password() == b"dk2q0rfu2q0f-2f0rdg"  # the previous key
+    s.refused(ws.WsRefused("HTTP 401", 401))
+    assert s.profile() == 0 and "back to profile 0" in s.last  # then the previous profile
+    s.refused(ws.WsRefused("HTTP 401", 401))
+    assert s.password() == b"0123456789abcdef"  # the keys alternate from then on
+
+
+def test_a_401_under_profile_3_falls_back_even_with_a_key_pending(tmp_path, tls):
+    s, _ = _sec(tmp_path, **_wss(tls, password="p" * 16, client_cert=tls["client_cert"],
+                                 client_key=tls["client_key"]))
+    s.change("AuthorizationKey", KEY2)
+    assert s.change("SecurityProfile", "3") == ("Accepted", True)
+    s.refused(ws.WsRefused("HTTP 401", 401))  # no Basic auth in 3: the key is not the cause
+    assert s.profile() == 0

@@ -204,13 +204,18 @@ class Security:
         status = getattr(e, "status", None)
         if status is None:
             return  # the network, not the CSMS: try again as it is
-        if "key" in self.pending and status == 401:
-            self.old_key = not self.old_key
-            self.log("ocpp: HTTP 401 with the %s AuthorizationKey; next: the %s one" % (
-                "previous" if not self.old_key else "new",
-                "previous" if self.old_key else "new"))
+        key = "key" in self.pending and status == 401 and self.profile() < 3
+        if key and not self.old_key:  # first the previous key, then the previous profile
+            self._other_key()
         elif "profile" in self.pending:
             self._fall_back("the CSMS refused the connection: %s" % (e,))
+        elif key:
+            self._other_key()
+
+    def _other_key(self):
+        self.old_key = not self.old_key
+        self.log("ocpp: HTTP 401 with the %s AuthorizationKey; next: the %s one" % (
+            "new" if self.old_key else "previous", "previous" if self.old_key else "new"))
 
     # -- ChangeConfiguration ---------------------------------------------------------------
     def change(self, name, value):
