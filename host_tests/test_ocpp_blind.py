@@ -4,8 +4,9 @@ TransactionMessageRetryInterval), transactionData from StopTxnSampledData and
 StopTxnAlignedData, LocalPreAuthorize, AuthorizeRemoteTxRequests both ways, a RemoteStart
 whose tag the CSMS rejects and a card of the same parent group stopping a transaction.
 
-The retry spacing is measured where the CALLs arrive (the CSMS's host clock); only lower
-bounds are tight (a retry never comes early), the upper ones leave a loaded machine room."""
+The retry spacing is measured where the CALLs arrive (the CSMS's host clock: the firmware
+logs no line per attempt): the lower bounds allow a quarter for arrival delays on a loaded
+machine, the upper ones leave it seconds."""
 import threading
 import time
 
@@ -72,13 +73,20 @@ def test_a_refused_stop_is_retried_interval_x_attempt_apart_then_delivered(csms)
             return False
 
         r = Refuse(csms, pick)
+        n = len(sim.obs)
         sim.do("card", uid="CARD1")
         o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=30)
+        # on the device clock: each refusal logged with its wait, the retry after that wait
+        fails = [x for x in sim.obs[n:] if x.get("k") == "log"
+                 and "StopTransaction attempt" in x["msg"]]
+        assert [x["msg"].split("retry in ")[1] for x in fails] == ["2 s", "4 s"], fails
+        assert 2000 <= fails[1]["t"] - fails[0]["t"] <= 2000 + 5000
         t = r.times("StopTransaction")
         assert len(t) == 3, t  # two refused, the third delivered
         # the n-th retry comes TransactionMessageRetryInterval x n seconds after the refusal
-        assert 2.0 * 0.95 <= t[1] - t[0] <= 2.0 + 5
-        assert 4.0 * 0.95 <= t[2] - t[1] <= 4.0 + 5
+        # (a quarter off for the arrival delays of a loaded machine: still tells 2 s from 4 s)
+        assert 2.0 * 0.75 <= t[1] - t[0] <= 2.0 + 5
+        assert 4.0 * 0.75 <= t[2] - t[1] <= 4.0 + 5
         assert tx["stop"]["reason"] == "Local" and tx["stop_frames"] == 1
         assert refused[0] == refused[1] == tx["stop"]  # the same message each time
 
@@ -107,7 +115,7 @@ def test_a_meter_values_refused_every_time_is_given_up_after_the_attempts(csms):
         o.sleep(3)
         t = r.times("MeterValues", lambda p: stamp(p) == first[0])
         assert len(t) == 2, t  # TransactionMessageAttempts, then given up: never a third
-        assert 1.0 * 0.95 <= t[1] - t[0] <= 1.0 + 5
+        assert 1.0 * 0.75 <= t[1] - t[0] <= 1.0 + 5
         assert all(stamp(p) != first[0] for p in tx["meter_values"])
         o.wait_log(sim, "given up")
 
