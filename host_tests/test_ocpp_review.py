@@ -279,3 +279,28 @@ def test_a_transaction_open_at_a_power_cut_still_stops_as_power_loss(csms, tmp_p
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
         assert tx["stop"]["reason"] == "PowerLoss"
+
+
+def test_meter_values_leave_out_what_a_silent_meter_no_longer_gives(csms):
+    # a Modbus EV meter that stops answering: its last power and currents are not sent as if
+    # they were now; the energy register (the highest the meter gave) still is
+    meters = {"ev": {"type": "modbus", "profile": "sdm630", "addr": 1},
+              "bus": {"uart": 1, "baud": 9600}}
+    with o.start_sim(csms, meters=meters) as sim, o.report(sim, csms):
+        o.booted(csms)
+        o.configure(csms, "MeterValuesSampledData",
+                    "Energy.Active.Import.Register,Current.Import,Power.Active.Import")
+        o.configure(csms, "MeterValueSampleInterval", "1")
+        _charging(sim, csms, "CARD1")
+
+        def measurands(p):
+            return {s["measurand"] for mv in p["meterValue"] for s in mv["sampledValue"]}
+
+        csms.wait_for(lambda: any("Current.Import" in measurands(p)
+                                  for _, p in csms.meter_values), 15)
+        sim.do("meter", addr=1, fault="silent")
+        o.sleep(7)  # past the reading's 5 s staleness limit
+        n = len(csms.meter_values)
+        csms.wait_for(lambda: len(csms.meter_values) >= n + 2, 10)
+        late = [measurands(p) for _, p in csms.meter_values[n:]]
+        assert all(m == {"Energy.Active.Import.Register"} for m in late), late

@@ -211,7 +211,7 @@ class ChargePoint:
 
     def volts(self):
         m = getattr(self.board, "meter_reading", None)
-        if m is not None and m.v_dv[0] > 0:
+        if m is not None and m.v_dv[0] > 0 and m.fresh(time.ticks_ms()):
             return m.v_dv[0] // 10
         return 230
 

@@ -1,12 +1,18 @@
 # OCPP MeterValues content: one meterValue (timestamp and sampledValue list) for the
 # measurands a configuration key names, from the board's EV meter Reading and the controller's
 # offer; values as strings, per-phase where the meter has phases (1.6 section 7.31/7.45).
+# Only a fresh reading gives power, currents, voltages and frequency: a meter gone silent
+# leaves them out (a stale value is not sent as if it were now); the energy register is the
+# highest the meter gave (txenergy.py).
+from firmware.ticks import ticks_ms
 
 
 def meter_value(cp, context, key, wh):
     """One meterValue: the measurands configured under the key `key` (a CSL) that the board
     has, the energy register given as `wh` (the caller's snapshot: what was saved)."""
     m = getattr(cp.board, "meter_reading", None)
+    if m is not None and not m.fresh(ticks_ms()):
+        m = None
     sv = []
     for name in cp.keys.get(key).split(","):
         name = name.strip()
