@@ -6,10 +6,22 @@
 # of records (the journal, the energy register) keep the same promise with checksums: a torn
 # record is found and dropped at boot.
 #
+# The flash gate: on a board where a flash erase blinds the safety path (STM32: the flush runs
+# in FLASH_IRQHandler and masks the reflex's timer) or where nothing covers a block (ESP32),
+# board.flash_write_ok() is False while the contactor is closed. Then a whole-file save
+# (Atomic, write_atomic, save_json, save_flag) is HELD in RAM, newest value per file (at most
+# HELD_MAX bytes in all; past that FlashBusy), read back by read(), and written by settle()
+# once the gate opens; stores of records hold their own tail (the OCPP journal) and register
+# a writer with later(). A held value is lost by a power cut before the gate opens (the
+# bounded-loss rule, docs/safety.md "Files on flash").
+#
 # The restart marker: the orderly restart path (firmware/restart.py) writes why it restarts;
 # the next boot takes it (take_restart) and so tells a restart it chose from a power cut.
+import io
 import json
 import os
+
+from micropython import const
 
 RESTART_FILE = "restart"
 # Why this boot happened, set once at boot by firmware.app.App: the marker's word
@@ -18,6 +30,13 @@ RESTART_FILE = "restart"
 restart_reason = None
 
 _gate = None  # the board's flash_write_ok(), or None: always allowed
+HELD_MAX = const(8192)  # bytes of whole-file saves held in RAM while the gate is closed
+_held = {}  # path -> (data, mode): saves waiting for the gate
+_later = []  # stores that hold records in RAM: settle() calls their settle()
+
+
+class FlashBusy(OSError):
+    """A write the flash gate cannot take now and RAM cannot hold (the caller refuses)."""
 
 
 def set_gate(fn):
@@ -33,6 +52,66 @@ def flash_ok():
     energy register's copy, the OCPP journal) ask before writing and keep the data in RAM
     meanwhile."""
     return _gate is None or _gate()
+
+
+def check_flash(what):
+    """Raise FlashBusy naming `what` while the gate is closed (stores that refuse rather
+    than hold: the local list, the authorization cache)."""
+    if not flash_ok():
+        raise FlashBusy("flash busy (contactor closed): %s not written" % what)
+
+
+def held_bytes():
+    n = 0
+    for p in _held:
+        d = _held[p][0]
+        n += 0 if d is None else len(d)
+    return n
+
+
+def hold(path, data, mode="wb"):
+    """Keep the whole content of path in RAM until the gate opens (the newest replaces an
+    older one). FlashBusy past HELD_MAX."""
+    old = _held.get(path)
+    n = held_bytes() - (len(old[0]) if old and old[0] is not None else 0) + len(data)
+    if n > HELD_MAX:
+        raise FlashBusy("flash busy (contactor closed): %s (%d bytes) cannot wait in RAM "
+                        "(%d of %d bytes held)" % (path, len(data), n - len(data), HELD_MAX))
+    _held[path] = (data, mode)
+
+
+def later(store):
+    """store.settle() writes what the store holds in RAM; settle() calls it once the gate
+    opens."""
+    for x in _later:
+        if x is store:
+            return
+    _later.append(store)
+
+
+def holding():
+    return bool(_held or _later)
+
+
+def settle():
+    """Write what waits for the gate, if it is open: the held files, then the stores'
+    writers. True when nothing waits any more. A write that fails stays held (retried)."""
+    if not (_held or _later) or not flash_ok():
+        return not (_held or _later)
+    for p in list(_held):
+        data, mode = _held.pop(p)
+        if data is None:
+            remove(p)
+        else:
+            try:
+                write_atomic(p, data, mode)
+            except OSError:
+                _held[p] = (data, mode)
+                raise
+    while _later:
+        _later[0].settle()
+        _later.pop(0)
+    return True
 
 
 def exists(p):
@@ -51,7 +130,14 @@ def sync():
 
 
 def remove(p):
-    """Remove p if it is there (True if it was)."""
+    """Remove p if it is there (True if it was). While the gate is closed the removal is
+    held like a save (read() then finds no file)."""
+    if not flash_ok():
+        h = _held.get(p)
+        had = h[0] is not None if h is not None else exists(p)
+        _held[p] = (None, "")
+        return had
+    _held.pop(p, None)
     try:
         os.remove(p)
         return True
@@ -93,18 +179,29 @@ def recover(path):
 class Atomic:
     """`with Atomic(path, "wb") as f: f.write(...)`: the file is path + ".new" until the
     block ends without an exception; then it is flushed, synced and renamed over path. On an
-    exception the .new is removed and path is left as it was."""
+    exception the .new is removed and path is left as it was. While the flash gate is
+    closed the block writes to RAM and the content is held (hold(): FlashBusy past
+    HELD_MAX)."""
 
     def __init__(self, path, mode="wb"):
         self.path = path
         self.tmp = path + ".new"
-        self.f = open(self.tmp, mode)
+        self.mode = mode
+        self.held = not flash_ok()
+        if self.held:
+            self.f = io.BytesIO() if "b" in mode else io.StringIO()
+        else:
+            self.f = open(self.tmp, mode)
 
     def __enter__(self):
         return self.f
 
     def __exit__(self, kind, value, tb):
         f = self.f
+        if self.held:
+            if kind is None:
+                hold(self.path, f.getvalue(), self.mode)
+            return False
         if kind is not None:
             f.close()
             remove(self.tmp)
@@ -125,7 +222,16 @@ def write_atomic(path, data, mode="wb"):
 
 
 def read(path, mode="r"):
-    """The whole content of path after recover(), or None if there is no such file."""
+    """The whole content of path after recover() (a held save's while the gate is
+    closed), or None if there is no such file."""
+    h = _held.get(path)
+    if h is not None:
+        data = h[0]
+        if data is None:
+            return None
+        if ("b" in mode) != (type(data) is not str):
+            data = data.encode() if type(data) is str else bytes(data).decode()
+        return data
     recover(path)
     try:
         f = open(path, mode)

@@ -39,6 +39,11 @@ class Restart:
     def flush(self):
         """Write every store; never raises (a store that cannot is logged). True if all did."""
         ok = True
+        try:
+            persist.settle()  # the contactor is open: what waited for the flash gate
+        except Exception as e:  # noqa: BLE001 - the stores below are saved all the same
+            ok = False
+            self._log("restart: cannot write what waited for the flash gate: %r" % (e,))
         for name, fn in self._stores:
             try:
                 fn()

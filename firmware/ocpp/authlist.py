@@ -203,6 +203,7 @@ class _Store:
     def _write(self, version, items):
         """Write version and the records of `items` (an iterator of 52-byte buffers in key
         order) to path.new and rename it over; AuthListError past max_entries."""
+        persist.check_flash(self.path)  # too big to hold in RAM: refused while closed
         new = self.path + ".new"
         n = 0
         c = 0

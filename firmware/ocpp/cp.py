@@ -167,6 +167,10 @@ class ChargePoint:
         while True:
             now = time.ticks_ms()
             self.tx.observe(now)
+            try:
+                persist.settle()  # what waited in RAM for the flash gate (firmware/persist.py)
+            except OSError as e:
+                self.log("ocpp: held files not written: %r" % (e,))
             if self.st.observe():
                 self.wake.set()
             self._timers(now)

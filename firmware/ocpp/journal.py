@@ -33,6 +33,8 @@
 # a pending record needs it and until the transaction's StopTransaction has been acked.
 #
 # RAM: the payloads stay on flash; per pending record only its file offset (array "I").
+# While the flash gate is closed (contactor closed on a board where an erase blinds the safety
+# path) records are kept in a bounded RAM tail instead and written when it opens (jram.py).
 import json
 import struct
 from array import array
@@ -40,6 +42,7 @@ from array import array
 from micropython import const
 
 from firmware import persist
+from firmware.ocpp.jram import RAM, RAM_BYTES, JournalError, RamTail
 
 try:
     from binascii import crc32 as _crc32
@@ -61,10 +64,6 @@ _S_SIZE = const(20)  # S record: header + u32
 _M_SIZE = const(20)
 
 
-class JournalError(Exception):
-    pass
-
-
 def _crc(hdr, body):
     if _crc32 is not None:
         return _crc32(body, _crc32(memoryview(hdr)[:12])) & 0xFFFFFFFF
@@ -73,8 +72,9 @@ def _crc(hdr, body):
     return kernels.crc16_modbus(bytes(hdr[:12]) + bytes(body))
 
 
-class Journal:
-    def __init__(self, path="ocpp.jnl", max_bytes=65536):
+class Journal(RamTail):
+    def __init__(self, path="ocpp.jnl", max_bytes=65536, ram_bytes=RAM_BYTES):
+        self._ram_init(ram_bytes)
         self.path = path
         self.max_bytes = max_bytes
         self._hdr = bytearray(_HDR)
@@ -95,7 +95,9 @@ class Journal:
         return h
 
     def _read_hdr(self, off):
-        """(kind, flags, length, seq, ref) of the record at off (the file holds it)."""
+        """(kind, flags, length, seq, ref) of the record at off (in the file, or in RAM)."""
+        if off >= RAM:
+            return struct.unpack_from("<BBHIi", self._ram_record(off), 0)
         f = self._f
         f.seek(off)
         if f.readinto(self._hdr) != _HDR:
@@ -103,17 +105,37 @@ class Journal:
         return struct.unpack_from("<BBHIi", self._hdr, 0)
 
     def _append(self, kind, flags, seq, ref, body=b""):
+        """Write one record (held in RAM while the gate is closed); its offset."""
         h = self._pack(kind, flags, seq, ref, body)
+        if self._gated():
+            return self._hold(kind, bytes(h) + body)
+        off = self._size
+        self._write_end((h, body))
+        return off
+
+    def _write_end(self, parts):
+        """Write parts (bytes) at the file's end, flushed and synced."""
         if self._f is None:
             self._f = open(self.path, "w+b")
         f = self._f
         f.seek(self._size)
-        f.write(h)
-        if body:
-            f.write(body)
+        n = 0
+        for b in parts:
+            if b:
+                f.write(b)
+                n += len(b)
         f.flush()
         persist.sync()
-        self._size += _HDR + len(body)
+        self._size += n
+
+    def _record(self, off):
+        """The whole record at off (header and body), from the file or RAM."""
+        if off >= RAM:
+            return self._ram_record(off)
+        k = self._read_hdr(off)
+        rec = bytearray(self._hdr)
+        rec.extend(self._f.read(k[2]))
+        return rec
 
     def _open(self):
         try:
@@ -227,9 +249,8 @@ class Journal:
                 off = self._offs[i]
                 if off in skip:
                     continue
-                k = self._read_hdr(off)
-                rec = bytearray(self._hdr)
-                rec.extend(self._f.read(k[2]))
+                rec = self._record(off)
+                k = struct.unpack_from("<BBHIi", rec, 0)
                 g.write(rec)
                 offs.append(pos)
                 pos += len(rec)
@@ -263,9 +284,12 @@ class Journal:
         for lid in [x for x in self._ended if x not in refs]:
             self._ended.remove(lid)
             self._map.pop(lid, None)
+        self._ram_clear()  # its records are in the new file (held A/M/L: in S, _map, _head)
         self.compactions += 1
 
     def _maybe_compact(self):
+        if not persist.flash_ok():
+            return
         if self._size > self.max_bytes // 2 and self._size - self._live() >= self._size // 2:
             self._compact()
 
@@ -296,11 +320,12 @@ class Journal:
                 r = payload.get(name)
                 if isinstance(r, int) and not isinstance(r, bool) and r < 0:
                     ref = r
-        if self._size + need > self.max_bytes:
+        if self._gated():
+            self._ram_room(need, droppable, action)
+        elif self._size + need > self.max_bytes:
             self._make_room(need, action)
         seq = self._next_seq
-        off = self._size
-        self._append(_P, fl, seq, ref, body)
+        off = self._append(_P, fl, seq, ref, body)
         self._offs.append(off)
         self._next_seq = seq + 1
         self._pend_bytes += need
@@ -331,8 +356,9 @@ class Journal:
         """(seq, action, payload) of the oldest pending record, or None."""
         if self.pending() == 0:
             return None
-        k = self._read_hdr(self._offs[self._head])
-        body = self._f.read(k[2])
+        rec = self._record(self._offs[self._head])
+        k = struct.unpack_from("<BBHIi", rec, 0)
+        body = bytes(rec[_HDR:_HDR + k[2]])
         try:
             i = body.index(b"\n")
             return k[3], body[:i].decode(), json.loads(body[i + 1:])
@@ -343,10 +369,14 @@ class Journal:
         """The oldest pending record (seq) was delivered; durable when it returns."""
         if self.pending() == 0:
             raise JournalError("journal: ack %d with nothing pending" % seq)
-        k = self._read_hdr(self._offs[self._head])
+        off = self._offs[self._head]
+        k = self._read_hdr(off)
         if k[3] != seq:
             raise JournalError("journal: ack %d but the oldest pending is %d" % (seq, k[3]))
-        self._append(_A, 0, seq, 0)
+        if off >= RAM:
+            self._ram_acked(off)  # never on flash: nothing to write
+        else:
+            self._append(_A, 0, seq, 0)
         self._acked(k)
         self._maybe_compact()
 
@@ -392,7 +422,7 @@ class Journal:
         return {"pending": self.pending(), "dropped": self._dropped, "bytes": self._size,
                 "max_bytes": self.max_bytes, "recovered": self.recovered,
                 "torn_bytes": self.torn_bytes, "compactions": self.compactions,
-                "mappings": len(self._map)}
+                "mappings": len(self._map), "ram": self.ram_stats()}
 
     def close(self):
         if self._f is not None:

@@ -66,6 +66,11 @@ class Transactions:
 
     # -- the open transaction on flash ---------------------------------------------------
     def _save(self):
+        """ocpp_tx.json; skipped while the flash gate is closed (the contactor is closed on a
+        board where an erase blinds the safety path): the meter's register lives in RAM-free
+        backup words meanwhile (boards/backed.py), and the PowerLoss Stop takes it."""
+        if not persist.flash_ok():
+            return
         o = self.open
         persist.save_json(TX_FILE, {"l": o["l"], "tag": o["tag"], "start_s": o["start_s"],
                                     "wh": self.e.wh, "t": self.cp.stamp()})

@@ -1,0 +1,163 @@
+# The OCPP journal's RAM tail (docs/ocpp.md, "The journal while the contactor is closed").
+# While the flash gate is closed (firmware/persist.py: board.flash_write_ok() is False while
+# the contactor is closed on a board where a flash erase blinds the safety path), the journal
+# writes nothing to its file:
+# - a pushed record (P) is kept in RAM under an offset at or above RAM, beside the file's
+#   offsets in the journal's pending list: peek, ack and the sender read it as they read a
+#   file record;
+# - an ack of a RAM record drops it from RAM: it never reaches flash at all;
+# - the other records (A for a record on flash, M, L) wait in order in a short list;
+# - the RAM tail is bounded (ram_max bytes): past it the oldest droppable records in RAM
+#   (periodic MeterValues; never the head, which the sender may have in flight) are
+#   dropped, counted like the file's drops; a record that is never droppable (Start, Stop)
+#   is always taken;
+# - once the gate opens, settle() writes the waiting records and then the pending RAM
+#   records at the file's end in one write and one sync (or compacts, when the file would
+#   pass max_bytes). It runs at the journal's next call, from persist.settle() (the OCPP
+#   observer's loop) and from the orderly restart path.
+# A power cut while the gate is closed loses the RAM tail: the bounded-loss rule is in
+# docs/safety.md ("Files on flash").
+from array import array
+
+from micropython import const
+
+from firmware import persist
+
+RAM = const(0x20000000)  # offsets from here on are records in RAM (a file is never this big)
+RAM_BYTES = const(8192)  # default bound of the RAM tail
+_HDR = const(16)
+_P = const(80)
+_DROPPABLE = const(1)
+
+
+class JournalError(Exception):
+    pass
+
+
+class RamTail:
+    """The RAM half of Journal (its base class): needs _offs, _head, _read_hdr, _refs,
+    _pend_bytes, _dropped, _size, _write_end, _make_room and _compact."""
+
+    def _ram_init(self, ram_max):
+        self.ram_max = ram_max
+        self._ram = {}  # offset (>= RAM) -> a pending P record (header + body)
+        self._held = []  # A, M, L records waiting for the gate, in order
+        self._ram_next = RAM
+        self._ram_bytes = 0
+        self.settles = 0  # RAM tails written to flash
+
+    def _ram_clear(self):
+        self._ram = {}
+        self._held = []
+        self._ram_next = RAM
+        self._ram_bytes = 0
+
+    def _gated(self):
+        """True while the flash gate is closed. When it is open, what RAM holds goes to the
+        file first, so that the file keeps the records' order."""
+        if not persist.flash_ok():
+            return True
+        if self._ram or self._held:
+            self.settle()
+        return False
+
+    def _hold(self, kind, rec):
+        """Keep record rec (bytes) in RAM; a P record's offset, else -1."""
+        off = -1
+        if kind == _P:
+            off = self._ram_next
+            self._ram[off] = rec
+            self._ram_next = off + len(rec)
+        else:
+            self._held.append(rec)
+        self._ram_bytes += len(rec)
+        persist.later(self)
+        return off
+
+    def _ram_record(self, off):
+        return self._ram[off]
+
+    def _ram_room(self, need, droppable, action):
+        """Room in RAM for a record of need bytes: the oldest droppable RAM records go (not
+        the head). A droppable record that still finds none is refused (JournalError)."""
+        over = self._ram_bytes + need - self.ram_max
+        if over <= 0:
+            return
+        drop = []
+        for i in range(self._head + 1, len(self._offs)):
+            off = self._offs[i]
+            if off >= RAM:
+                k = self._read_hdr(off)
+                if k[1] & _DROPPABLE:
+                    drop.append(off)
+                    over -= _HDR + k[2]
+                    if over <= 0:
+                        break
+        if over > 0 and droppable:
+            raise JournalError("journal: RAM queue full (%d of %d bytes while the contactor "
+                               "is closed): %s refused" % (self._ram_bytes, self.ram_max,
+                                                            action))
+        if drop:
+            self._ram_drop(drop)
+
+    def _ram_drop(self, drop):
+        offs = array("I")
+        for i in range(self._head, len(self._offs)):
+            off = self._offs[i]
+            if off not in drop:
+                offs.append(off)
+                continue
+            k = self._read_hdr(off)
+            n = len(self._ram.pop(off))
+            self._ram_bytes -= n
+            self._pend_bytes -= n
+            self._dropped += 1
+            ref = k[4]
+            if ref < 0:
+                c = self._refs.get(ref, 1) - 1
+                if c:
+                    self._refs[ref] = c
+                else:
+                    self._refs.pop(ref, None)
+        self._offs = offs
+        self._head = 0
+
+    def _ram_acked(self, off):
+        """The head was a RAM record and is acked: it leaves RAM, nothing is written."""
+        self._ram_bytes -= len(self._ram.pop(off))
+
+    def settle(self):
+        """Write the RAM tail to the file if the gate is open. True when nothing waits."""
+        if not (self._ram or self._held):
+            return True
+        if not persist.flash_ok():
+            return False
+        if self._size + self._ram_bytes > self.max_bytes:
+            try:
+                self._make_room(0, "the RAM tail")  # compacts: RAM records included
+            except JournalError:
+                self._compact()  # Start and Stop are never dropped: the file grows
+            self.settles += 1
+            return True
+        recs = list(self._held)
+        pos = self._size
+        for r in recs:
+            pos += len(r)
+        moved = []
+        for i in range(self._head, len(self._offs)):
+            off = self._offs[i]
+            if off >= RAM:
+                rec = self._ram[off]
+                recs.append(rec)
+                moved.append((i, pos))
+                pos += len(rec)
+        self._write_end(recs)  # raises before anything below changes: all stays in RAM
+        for i, p in moved:
+            self._offs[i] = p
+        self._ram_clear()
+        self.settles += 1
+        return True
+
+    def ram_stats(self):
+        return {"ram_pending": len(self._ram), "ram_bytes": self._ram_bytes,
+                "ram_max": self.ram_max, "settles": self.settles}
