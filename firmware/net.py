@@ -188,13 +188,19 @@ class Net:
             self.deferred += 1
             raise NetError("deferred: no DNS lookup or TLS handshake while the contactor is "
                            "closed on this board (no reflex); retried after the session")
-        if not _numeric(host):
+        addr = host
+        server = None if _numeric(host) else self._dns_server()
+        if server is not None:  # bounded, in asyncio (firmware/dns.py); connect by address
+            addr = await self._lookup(server, host)
+            if ssl and not server_hostname:
+                server_hostname = host  # the certificate names the host, not the address
+        elif not _numeric(host):
             try:  # blocking on every port (lwIP, getaddrinfo): a DNS failure named as such
                 socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
             except OSError as e:
                 raise NetError("dns: cannot resolve %r (%s)" % (host, _text(e)))
         try:
-            r, w = await _wait_for_ms(self._connect(host, port, ssl, server_hostname),
+            r, w = await _wait_for_ms(self._connect(addr, port, ssl, server_hostname),
                                       timeout_ms)
         except asyncio.TimeoutError:  # before OSError: on CPython it is one
             raise NetError("timeout: no connection to %s in %d ms" % (where, timeout_ms))
@@ -203,6 +209,20 @@ class Net:
         if _refused(w):
             raise NetError("refused: %s" % where)
         return r, w
+
+    async def _lookup(self, server, host):
+        """host's address from the link's DNS server, at most dns.TRIES x dns.TRY_MS (2 s)
+        of asyncio waiting; the last address it had when the server does not answer."""
+        from firmware import dns
+
+        try:
+            return await dns.resolve(server, host, self._now, self._sleep_ms)
+        except (OSError, ValueError) as e:
+            old = dns.cached(host)
+            if old is None:
+                raise NetError("dns: cannot resolve %r (%s)" % (host, _text(e)))
+            self._say("network: dns: %r: %s; its last address %s used" % (host, _text(e), old))
+            return old
 
     async def _connect(self, host, port, ssl, server_hostname):
         if ssl:
@@ -272,6 +292,11 @@ class Net:
         pass
 
     def _ip(self):
+        return None
+
+    def _dns_server(self):
+        """The link's DNS server (dotted address) when lookups go through firmware/dns.py
+        (bounded: the esp32 port's getaddrinfo is not); None: the port's getaddrinfo."""
         return None
 
     def _more(self, d, up):

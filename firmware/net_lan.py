@@ -11,7 +11,7 @@
 import sys
 
 from firmware.net import Net
-from firmware.net_wlan import _address
+from firmware.net_wlan import _address, _dns
 
 _STATUS = (
     "no link (cable unplugged or switch off)",
@@ -71,3 +71,6 @@ class LanNet(Net):
 
     def _ip(self):
         return _address(self._lan)
+
+    def _dns_server(self):
+        return _dns(self._nw, self._lan)

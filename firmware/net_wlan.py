@@ -89,6 +89,9 @@ class WlanNet(Net):
     def _ip(self):
         return _address(self._wlan)
 
+    def _dns_server(self):
+        return _dns(self._nw, self._wlan)
+
     def _more(self, d, up):
         d["ssid"] = self.cfg.get("ssid")
         d["rssi"] = None
@@ -107,3 +110,18 @@ def _address(nic):
         return nic.ipconfig("addr4")[0]
     except (AttributeError, ValueError, OSError):  # ports before ipconfig(): ifconfig()
         return nic.ifconfig()[0]
+
+
+def _dns(nw, nic):
+    """The DNS server the interface got (DHCP), or None: network.ipconfig("dns") (v1.24+),
+    else the interface's ifconfig()[3]."""
+    if nic is None:
+        return None
+    try:
+        d = nw.ipconfig("dns")
+    except (AttributeError, ValueError, OSError, TypeError):
+        try:
+            d = nic.ifconfig()[3]
+        except (AttributeError, OSError, IndexError):
+            return None
+    return d if type(d) is str and d and d != "0.0.0.0" else None

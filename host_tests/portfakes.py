@@ -30,6 +30,8 @@ import datetime
 import math
 import types
 
+from portfakes_esp32 import make_counter_class
+
 _R1, _R2, _R3 = 100e3, 20e3, 15e3
 _G = 1 / _R1 + 1 / _R2 + 1 / _R3
 EOC_TIMEOUT_US = 10000
@@ -351,65 +353,6 @@ def make_stm32(dev):
     machine.reset = lambda: None
     machine.mem32 = _Mem32()
     return machine, pyb
-
-
-class _Pcnt:
-    """One PCNT unit counting one edge of its pin, behind its glitch filter: a level counts
-    only once it has held for the filter time (settled when the next edge comes or the
-    count is read)."""
-
-    def __init__(self, dev, pin, edge, filter_cycles):
-        self.dev = dev
-        self.edge = edge  # 1 rising, 2 falling (Counter.RISING/FALLING)
-        self.filter_us = filter_cycles / 80.0
-        self.level = self.pending = pin.v
-        self.since = dev.t
-        self.count = 0
-        dev.watch.setdefault(pin.id, []).append(self.seen)
-
-    def settle(self):
-        if self.pending != self.level and self.dev.t - self.since >= self.filter_us:
-            if self.edge & (1 if self.pending > self.level else 2):
-                self.count += 1
-            self.level = self.pending
-
-    def seen(self, level):
-        self.settle()
-        self.pending, self.since = level, self.dev.t
-
-
-def make_counter_class(dev):
-    class Counter:
-        RISING, FALLING = 1, 2
-        UP, DOWN = 1, 2
-        _units = {}
-
-        def __new__(cls, unit_id, *a, **kw):
-            if not 0 <= unit_id < 8:
-                raise ValueError("invalid id")
-            self = cls._units.get(unit_id)
-            if self is None:
-                self = cls._units[unit_id] = object.__new__(cls)
-                self._pcnt = None
-            return self
-
-        def __init__(self, unit_id, src=None, edge=1, direction=1, filter_ns=0):
-            if src is None:
-                return  # the existing unit as it is
-            cycles = min(max(0, filter_ns * 80 // 1000), 1023)
-            self._pcnt = _Pcnt(dev, src, edge, cycles)
-            self._offset = 0
-
-        def value(self, v=None):
-            if self._pcnt is None:
-                raise RuntimeError("not initialised")
-            self._pcnt.settle()
-            out = self._pcnt.count + self._offset
-            if v is not None:
-                self._offset = v - self._pcnt.count
-            return out
-
-    return Counter
 
 
 def make_esp32(dev, pcnt=True):

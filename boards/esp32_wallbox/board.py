@@ -293,8 +293,23 @@ class Esp32Board:
         return n
 
     def ntp_s(self, host):
-        """Epoch seconds from NTP (ntptime: blocks up to 1 s in DNS and recv; the clock
-        model asks only while blocking_ok())."""
+        """Epoch seconds from NTP, asked only while blocking_ok(). The name is resolved by
+        firmware/dns.py, not by ntptime's getaddrinfo (lwIP's retries outlast the watchdog):
+        one try of 1 s, else the last address it had; ntptime then waits up to 1 s for the
+        answer: the interpreter blocks 2 s at most (the supervisor's hang limit is
+        watchdog_ms / 2, 2.5 s by default)."""
+        from firmware import dns
+
+        n = getattr(self, "_net", None)
+        server = n._dns_server() if n is not None and n.isup() else None
+        if server is not None and not dns.numeric(host):
+            try:
+                host = dns.resolve_blocking(server, host, tries=1)
+            except (OSError, ValueError) as e:
+                old = dns.cached(host)
+                if old is None:
+                    raise OSError("dns: cannot resolve %r (%s)" % (host, e))
+                host = old
         return _ntp_s(host)
 
     def blocking_ok(self):
