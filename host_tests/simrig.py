@@ -16,6 +16,21 @@ def start(config=None, **kw):
     return simlib.Sim(cfg, **kw).start()
 
 
+def device_now(sim):
+    """The firmware's clock (ms, the observation log's "t") as of now."""
+    k = len(sim.obs)
+    sim.do("stats")
+    return sim.wait_for({"k": "stats"}, 10, since=k)["t"]
+
+
+def device_sleep(sim, ms):
+    """Wait until the firmware's own clock has advanced `ms`: what a test then asserts
+    about "nothing happened in that time" is measured where it happens, on the device."""
+    t0 = device_now(sim)
+    while device_now(sim) - t0 < ms:
+        sim.sleep(20)
+
+
 def first(obs, pred, since=0):
     for o in obs[since:]:
         if pred(o):
