@@ -17,7 +17,7 @@ from test_board_ports import _load, charging
 
 from firmware import persist
 from firmware.meters import energy
-from firmware.ocpp import authlist, cp, journal, keys, smart_store, txn
+from firmware.ocpp import authlist, cp, journal, keys, remote, smart_store, txn
 from firmware.ocpp.txenergy import TxEnergy
 
 MODULES = (persist, journal, txn, keys, authlist, smart_store, cp)
@@ -286,3 +286,30 @@ def test_local_list_is_refused_while_closed(stm32):
     dev.advance(5000)
     with on(flash, MODULES):  # the session is over: the same update is taken
         assert ll.update(1, [("A", ("Accepted", None, None))], True) == "Accepted"
+
+
+def test_cache_entries_wait_for_the_gate_and_clear_cache_is_refused_while_closed(stm32):
+    """A StartTransaction.conf's idTagInfo arrives once the contactor closed: the cache entry
+    waits in RAM and is written when the session ends; ClearCache meanwhile is refused (its
+    answer Rejected) and the cache is as it was."""
+    dev, mod, board = stm32
+    flash = AuditFlash(board, dev)
+    with on(flash, MODULES):
+        cache = authlist.AuthCache("ocpp_cache.bin")
+        cache.put("OLD", "Accepted", None, None, 100)
+        charging(dev, mod, board)
+        cache.put("CARD1", "Accepted", None, "GROUP", 200)
+        c = _Cp(None)
+        c.cache = cache
+        assert remote.clear_cache(c, {}) == {"status": "Rejected"}
+        assert "contactor closed" in c.lines[-1]
+        assert cache.lookup("OLD") is not None
+        assert flash.closed_steps == 0
+        dev.ev_high_mv = 9000
+        dev.advance(5000)
+        assert not board.contactor.closed
+        assert persist.settle()
+    with on(flash.boot("last-sync"), MODULES):
+        again = authlist.AuthCache("ocpp_cache.bin")
+        assert again.lookup("CARD1") is not None and again.lookup("OLD") is not None
+    assert flash.closed_steps == 0

@@ -29,6 +29,7 @@ _MAGIC = b"OAL1"
 _HDR = const(16)
 _REC = const(52)
 _TAG = const(20)
+_WAIT_MAX = const(4)  # cache entries kept in RAM while the flash gate is closed
 _FMT = "<20s20sB3xII"
 EXPIRY_MAX = 0xFFFFFFFF  # 2106-02-07T06:28:15Z, the last second a record holds (not const:
 # beyond a small int on 32-bit ports)
@@ -342,12 +343,36 @@ class LocalList(_Store):
 class AuthCache(_Store):
     def __init__(self, path="ocpp_cache.bin", max_entries=64):
         _Store.__init__(self, path, max_entries)
+        self._wait = []  # puts while the flash gate is closed (the newest _WAIT_MAX)
 
     def put(self, id_tag, status, expiry_s, parent, now_s):
-        """Remember the idTagInfo the CSMS gave (replacing the oldest entry when full)."""
+        """Remember the idTagInfo the CSMS gave (replacing the oldest entry when full).
+        While the flash gate is closed (a session on a board where an erase blinds the
+        safety path) it waits in RAM and is written when the gate opens (settle)."""
         key = _key(id_tag)
         if key is None:
             raise AuthListError("bad idTag %r" % (id_tag,))
+        if not persist.flash_ok():
+            _pack(key, (status, expiry_s, parent))  # a bad idTagInfo is refused now
+            w = self._wait
+            w.append((id_tag, status, expiry_s, parent, now_s))
+            if len(w) > _WAIT_MAX:
+                del w[0]
+            persist.later(self)
+            return
+        self._put(key, status, expiry_s, parent, now_s, id_tag)
+
+    def clear(self):
+        _Store.clear(self)
+        self._wait = []
+
+    def settle(self):
+        """Write the puts that waited for the flash gate (persist.settle calls it)."""
+        w, self._wait = self._wait, []
+        for e in w:
+            self.put(*e)
+
+    def _put(self, key, status, expiry_s, parent, now_s, id_tag):
         rec = _pack(key, (status, expiry_s, parent), now_s & 0xFFFFFFFF)
         drop = None
         if self._n >= self.max_entries and self.lookup(id_tag) is None:

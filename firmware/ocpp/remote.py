@@ -79,7 +79,11 @@ def get_configuration(cp, p):
 
 
 def clear_cache(cp, p):
-    cp.cache.clear()
+    try:
+        cp.cache.clear()
+    except OSError as e:  # the flash gate (a session on STM32/ESP32: persist.FlashBusy)
+        cp.log("ocpp: ClearCache refused: %s" % (e,))
+        return _status("Rejected")
     return _status("Accepted")
 
 
