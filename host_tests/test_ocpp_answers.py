@@ -302,3 +302,20 @@ def test_two_cards_with_empty_parents_are_not_one_group(tmp_path):
         ["card", "OTHER"], ["until", "Authorize", 2, 15000], ["sleep", 300]]})
     assert [a for a, _ in res["got"]].count("Authorize") == 2
     assert payloads(res, "StopTransaction") == [] and res["open"], res["log"]
+
+
+def test_a_lost_card_reader_is_reader_failure_on_connector_0_until_it_answers(tmp_path):
+    """The card reader's driver says it is lost (board.cards.fault): the CSMS gets
+    StatusNotification connector 0 errorCode ReaderFailure (the status unchanged: charging
+    still starts remotely), and NoError once the reader answers again."""
+    res = run(tmp_path, {"reader": True, "steps": [
+        ["until", "StatusNotification", 2, 15000], ["sleep", 300],
+        ["reader", "pn532 not answering"], ["until", "StatusNotification", 3, 15000],
+        ["sleep", 300], ["reader", None], ["until", "StatusNotification", 4, 15000]]})
+    cp0 = [p for p in payloads(res, "StatusNotification") if p["connectorId"] == 0]
+    got = [(p["status"], p["errorCode"], p.get("info")) for p in cp0]
+    assert got == [("Available", "NoError", None),
+                   ("Available", "ReaderFailure", "pn532 not answering"),
+                   ("Available", "NoError", None)], got
+    c1 = [p for p in payloads(res, "StatusNotification") if p["connectorId"] == 1]
+    assert all(p["errorCode"] == "NoError" for p in c1), c1

@@ -51,12 +51,18 @@ class Statuses:
         self.sent[c] = st
 
     def _charge_point(self):
+        """Connector 0. A lost card reader (board.cards.fault, set by firmware/rfid.py) is
+        errorCode ReaderFailure with the driver's text as info; the status stays what it is
+        (charging still starts by RemoteStartTransaction or free vend), and the next
+        notification with NoError says the reader is back."""
         cp = self.cp
         if getattr(cp.ctl.session, "halted", False):
             return ("Faulted", "InternalError", "fail-safe")
-        if not cp.available[0]:
-            return ("Unavailable", "NoError", "")
-        return ("Available", "NoError", "")
+        status = "Available" if cp.available[0] else "Unavailable"
+        fault = getattr(cp.cards, "fault", None)
+        if fault:
+            return (status, "ReaderFailure", str(fault)[:50])
+        return (status, "NoError", "")
 
     def _connector(self):
         cp = self.cp

@@ -13,6 +13,7 @@
 #   ["plug"] ["unplug"] ["card", tag] ["sleep", ms] ["until", action, n, timeout_ms]
 #   ["call", action, payload] ["lookup", "cache"|"list", tag] ["diag"]
 #   ["break_peek"] (the journal's next peek raises once)
+#   ["reader", fault text or null] (the card reader lost / back: board.cards.fault)
 import asyncio
 import json
 import os
@@ -95,6 +96,10 @@ meter.energy_wh, meter.p_total_w, meter.i_da[0], meter.v_dv[0], meter.freq_chz =
 board = NS(name="rig", meter_reading=meter, wall_s=lambda: T0, reset=lambda: None)
 if "board_keys" in PLAN:
     board.ocpp_keys = PLAN["board_keys"]
+if PLAN.get("reader"):  # a card reader: the ring its driver feeds (drivers/rfid.py)
+    from drivers.rfid import CardReader
+
+    board.cards = CardReader()
 cfg = NS(free_vend=False, connector="type2_socket", phases=1, rating_a=16, max_current_a=16,
          meters=PLAN.get("meters"))
 ctl = Ctl()
@@ -212,6 +217,8 @@ async def step(s):
             raise ValueError("rig: unreadable record")
 
         cp.journal.peek = peek
+    elif op == "reader":  # what firmware/rfid.py does when the chip stops/starts answering
+        board.cards.fault = s[1]
     else:
         raise SystemExit("unknown step %r" % (op,))
 
