@@ -39,11 +39,9 @@ def qemu_version(exe):
 SKIP_CHECKS = {
     "check_net.py": "needs sockets (the qemu port has no network)",
     "check_boards.py": "imports the esp32/stm32 board files, which the qemu image leaves out",
-    "check_meters.py": "firmware/meters/task.py logs with time.localtime(), which ports/qemu "
-                       "lacks (it has no RTC; ESP32 and STM32 have one)",
-    "check_smart.py": "names its temp file with time.time_ns(), which ports/qemu lacks",
-    "check_stores.py": "names its temp folder with os.urandom(), which ports/qemu lacks",
     "check_wrap.py": "imports host_tests/sessionrig.py (a host helper, not in the image)",
+    "check_stores.py": "its journals, held in the RAM filesystem here, outgrow the 112 KiB "
+                       "heap (a board keeps them in flash)",
     "check_rfid.py": "its App part runs boards/sim's clock thread (ports/qemu has no "
                      "threads); its reader and driver parts pass here",
     "check_schema.py": "loads its 116 KB of vectors at once, more than the 112 KiB heap: "
@@ -55,7 +53,15 @@ HELPERS_LEFT_OUT = {"ws_client"}  # check_net's socket peer
 
 # Faults these runs found in other components, open until fixed there (each has a strict
 # xfail test in host_tests/test_qemu.py): the failing check lines they explain.
-OPEN_FINDINGS = {}
+OPEN_FINDINGS = {
+    # RV32: a call to a viper function of 6 arguments allocates (the pilot passes edges() and
+    # hist_pass() in drivers/kernels_viper.vpy; on Cortex-M it does not), so the safety path
+    # with the viper twins allocates under heap_lock. The natmod does not.
+    ("rv32imc", "check_core.py"): (
+        "FAIL safety path allocates nothing", "FAIL C->B opened under heap lock",
+        "FAIL RCM trip path allocates nothing", "FAIL RCM trip opened",
+        "FAIL irq trip allocates nothing", "FAIL irq trip -> GroundFailure"),
+}
 
 
 class QemuError(Exception):
@@ -186,8 +192,26 @@ class Qemu:
 # -- what `make qemu` runs ------------------------------------------------------------------
 
 
-def run_checks(q, names=None, log=print):
-    """host_tests/mpy/check_*.py on the device; {name: (ok, summary)}."""
+def run_checks(q, names=None, log=print, fresh=None):
+    """host_tests/mpy/check_*.py on the device; {name: (ok, summary)}. fresh: a callable
+    giving a newly booted, connected Qemu per check (nothing one check leaves in the 112 KiB
+    heap then weighs on the next); else all run on q, cleaned up between them."""
+    import glob
+
+    res = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "host_tests", "mpy", "check_*.py"))):
+        name = os.path.basename(path)
+        if names and name not in names:
+            continue
+        if fresh is not None and name not in SKIP_CHECKS:
+            with fresh() as q1:
+                res.update(_run_checks(q1, [name], log))
+        else:
+            res.update(_run_checks(q, [name], log))
+    return res
+
+
+def _run_checks(q, names, log):
     import glob
 
     q.mount_ramfs()
@@ -206,10 +230,11 @@ def run_checks(q, names=None, log=print):
         q.exec("import sys\n_keep_mods = set(sys.modules)")
         helpers = put_helpers(q, src)
         try:
-            # boards/sim imports _thread: the qemu board's stand-in (boards/qemu/nothread.py)
-            out = q.exec("import gc\ngc.collect()\nfrom boards.qemu import nothread\n"
-                         "nothread.install()\n__file__ = '/host_tests/mpy/%s'\n%s\n"
-                         % (name, src), timeout=600)
+            # boards/sim imports _thread, the checks os.urandom and the clock: the qemu
+            # board's stand-ins (boards/qemu/nothread.py, rtc.py)
+            out = q.exec("import gc\ngc.collect()\nfrom boards.qemu import nothread, rtc\n"
+                         "nothread.install()\nrtc.install()\n"
+                         "__file__ = '/host_tests/mpy/%s'\n%s\n" % (name, src), timeout=600)
         except QemuError as e:
             out = str(e)
         for h in helpers:
@@ -220,8 +245,10 @@ def run_checks(q, names=None, log=print):
         passes = sum(1 for ln in out.splitlines() if ln.startswith("PASS"))
         summary = "%d passed, %s" % (passes, m.group(0) if m else "no DONE line")
         if not ok:
-            summary += "\n" + "\n".join(fails or out.splitlines()[-12:])
-        known = OPEN_FINDINGS.get(name, ())
+            lines = out.splitlines()
+            head = lines[:6] if lines and lines[0].startswith("device:") else []
+            summary += "\n" + "\n".join(fails or head + lines[-6:])
+        known = OPEN_FINDINGS.get((q.arch, name), ())
         if not ok and m and fails and all(ln.startswith(known) for ln in fails) and known:
             ok = "open"  # only the known, reported fault: not a new failure
             summary += " (open finding, host_tests/test_qemu.py xfail)"
@@ -233,11 +260,18 @@ def run_checks(q, names=None, log=print):
 
 # After a check: the modules it imported and the names it left in the REPL's namespace go,
 # so the next check starts with the heap of a fresh boot.
+# A new RAM filesystem too: the files a check leaves would take the next one's heap.
 _FORGET = """import sys
 for _m in [m for m in sys.modules if m not in _keep_mods]:
     del sys.modules[_m]
 for _k in [k for k in globals() if k not in ('__name__', '__file__', 'sys', '_keep_mods')]:
     del globals()[_k]
+import os, vfs
+os.chdir('/')
+vfs.umount('/')
+from boards.qemu import ramfs
+ramfs.mount()
+os.mkdir('/tmp')
 import gc
 gc.collect()
 """
@@ -320,6 +354,7 @@ def main():
     ap.add_argument("--link", help="serve: a symlink to the pty, e.g. build/qemu/ttyQ0")
     a = ap.parse_args()
     failed = []
+    opened = []
     if a.what == "serve":
         q = Qemu(a.arch, link=a.link)
         q.connect()  # a filesystem for config.json and make deploy, as a board has flash
@@ -339,9 +374,11 @@ def main():
     with Qemu(a.arch) as q:
         q.connect()
         if a.what in ("all", "checks"):
-            for name, (ok, _) in run_checks(q).items():
+            for name, (ok, _) in run_checks(q, fresh=lambda: Qemu(a.arch).connect()).items():
                 if ok is False:
                     failed.append(name)
+                elif ok == "open":
+                    opened.append(name)
             if run_schema(q):
                 failed.append("schema vectors")
         if a.what in ("all", "session"):
@@ -355,7 +392,8 @@ def main():
     if failed:
         print("qemu %s: FAILED: %s" % (a.arch, "; ".join(failed)))
         sys.exit(1)
-    print("qemu %s: all passed" % a.arch)
+    print("qemu %s: all passed%s" % (a.arch, " but the open findings in %s (tools/qemu_run.py "
+                                      "OPEN_FINDINGS)" % ", ".join(opened) if opened else ""))
 
 
 def session_problems(r):
