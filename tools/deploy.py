@@ -26,6 +26,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # firmware.config, for the default config.json
+if "micropython" not in sys.modules:  # firmware modules on CPython (host_tests/conftest.py)
+    import types
+
+    _shim = sys.modules["micropython"] = types.ModuleType("micropython")
+    _shim.const = lambda x: x
+    _shim.native = _shim.viper = lambda f: f
 import build  # noqa: E402
 from vboard import (CONSOLE_PROMPT, VBOARD_ENV, VboardError, add_arguments,  # noqa: E402
                     after_deploy, read_until as _read_until, vboard)
