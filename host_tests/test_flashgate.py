@@ -10,6 +10,7 @@ transaction's file is saved and a MeterValues record pushed every second; a send
 oldest record (peek), "delivers" it to the CSMS and acknowledges it."""
 import sys
 
+import flashgate_scenarios
 import pytest
 from flashsim import SimFlash, on
 from portfakes import Dev
@@ -313,3 +314,19 @@ def test_cache_entries_wait_for_the_gate_and_clear_cache_is_refused_while_closed
         again = authlist.AuthCache("ocpp_cache.bin")
         assert again.lookup("CARD1") is not None and again.lookup("OLD") is not None
     assert flash.closed_steps == 0
+
+
+# -- the same scenarios run on the MicroPython unix port (host_tests/mpy/check_flashgate.py)
+
+
+def test_journal_ram_tail_reaches_flash_in_order_when_the_gate_opens():
+    assert flashgate_scenarios.ram_tail() == []
+
+
+def test_a_cut_at_every_step_of_the_settle_boots_the_old_or_the_new_journal():
+    n, problems = flashgate_scenarios.settle_cuts()
+    assert n > 6 and problems == [], problems
+
+
+def test_held_whole_file_saves():
+    assert flashgate_scenarios.held_files() == []
