@@ -26,6 +26,8 @@ help:
 	@echo "                compile and copy to a board (docs/deploy.md)"
 	@echo "make repl PORT=...   serial REPL;  make diag PORT=...   status, offer reasons, events"
 	@echo "make vboard     a virtual board without hardware (BOARD=sim PORT=build/vboard/ttyV0)"
+	@echo "make keys       an update signing key pair in keys/ (docs/ota.md; keep ota_sign.pem safe)"
+	@echo "make bundle [BOARD=sim] [MARCH=x64] [VERSION=...]   a signed update bundle in build/ota/"
 	@echo "make natmod MPY_DIR=... [ARCH=...]   native kernels (docs/native.md)"
 	@echo "make natmod-size   sizes of the built natmods;  make natmod-clean   delete them"
 	@echo "make mp32 MPY_DIR=...   a 32-bit unix port for ESP32-sized heap figures (make bench)"
