@@ -49,7 +49,7 @@ def query(name, ident):
         q.append(len(b))
         q.extend(b)
     q.extend(struct.pack(">BHH", 0, _TYPE_A, _CLASS_IN))
-    return q
+    return bytes(q)
 
 
 def _skip_name(buf, i):
@@ -62,13 +62,15 @@ def _skip_name(buf, i):
             return i
 
 
-def parse(buf, ident):
-    """The first A record's address in an answer to query(.., ident); None for an answer to
-    another query (a late one); OSError naming the server's reason otherwise."""
-    if len(buf) < 12:
+def parse(buf, q):
+    """The first A record's address in an answer to the query q; None for an answer to
+    another query (another id or question: a late or forged one); DnsError naming the
+    server's reason otherwise."""
+    n = len(q)
+    if len(buf) < n or buf[:2] != q[:2] or buf[12:n] != q[12:]:
         return None
-    rid, flags, qd, an = struct.unpack_from(">HHHH", buf, 0)
-    if rid != ident or not flags & 0x8000:
+    flags, qd, an = struct.unpack_from(">HHH", buf, 2)
+    if not flags & 0x8000:
         return None
     rcode = flags & 0xF
     if rcode == 3:
@@ -131,7 +133,7 @@ async def resolve(server, name, now, sleep_ms, tries=TRIES, try_ms=TRY_MS):
                 except OSError:  # EAGAIN: nothing yet
                     await sleep_ms(20)
                     continue
-                addr = parse(buf, ident)
+                addr = parse(buf, q)
                 if addr is not None:
                     return _done(name, addr)
     except DnsError as e:
@@ -143,23 +145,31 @@ async def resolve(server, name, now, sleep_ms, tries=TRIES, try_ms=TRY_MS):
     raise DnsError(why)
 
 
-def resolve_blocking(server, name, tries=TRIES, try_ms=TRY_MS):
+def resolve_blocking(server, name, tries=TRIES, try_ms=TRY_MS, now=None):
     """As resolve(), blocking in the socket's timeout: at most tries x try_ms."""
+    from firmware.ticks import ticks_diff, ticks_ms
+
+    now = now or ticks_ms
     ident = _next_ident()
     q = query(name, ident)
     s, to = _socket(server)
     why = "no answer from %s in %d x %d ms" % (server, tries, try_ms)
     try:
-        s.settimeout(try_ms / 1000)
         for _ in range(tries):
             s.sendto(q, to)
-            try:
-                buf = s.recv(512)
-            except OSError:
-                continue  # the timeout: ask again
-            addr = parse(buf, ident)
-            if addr is not None:
-                return _done(name, addr)
+            t0 = now()
+            while True:
+                left = try_ms - ticks_diff(now(), t0)
+                if left <= 0:
+                    break
+                s.settimeout(left / 1000)
+                try:
+                    buf = s.recv(512)
+                except OSError:
+                    break  # the timeout: ask again
+                addr = parse(buf, q)  # None: a stray answer; wait on for this one
+                if addr is not None:
+                    return _done(name, addr)
     except DnsError as e:
         why = e.args[0]
     except OSError as e:

@@ -50,6 +50,9 @@ class Udp:
         if ALIVE[0]:
             ident = struct.unpack_from(">H", q, 0)[0]  # a late answer to another query first
             self.inbox.append(struct.pack(">HHHHHH", ident ^ 1, 0x8180, 0, 0, 0, 0))
+            other = bytearray(reply(q))  # ... and one to another name with this id
+            other[13] ^= 0x20
+            self.inbox.append(bytes(other))
             self.inbox.append(reply(q))
 
     def recv(self, n):
