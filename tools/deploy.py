@@ -15,9 +15,7 @@ device's copy, then boards/<board>/main.py as /main.py. config.json is written o
 device has none. Works on a real board and on the virtual board (docs/deploy.md).
 """
 import argparse
-import inspect
 import os
-import re
 import subprocess
 import sys
 import time
@@ -32,7 +30,9 @@ if "micropython" not in sys.modules:  # firmware modules on CPython (host_tests/
     _shim = sys.modules["micropython"] = types.ModuleType("micropython")
     _shim.const = lambda x: x
     _shim.native = _shim.viper = lambda f: f
-import build  # noqa: E402
+import build  # noqa: E402,F401  (deploy.build: the compile step, as before)
+from deploy_plan import (DeployError, board_arch, config_text, default_config,  # noqa: E402,F401
+                         heap_warning, native_modules, plan)
 from vboard import (CONSOLE_PROMPT, VBOARD_ENV, VboardError, add_arguments,  # noqa: E402
                     after_deploy, read_until as _read_until, vboard)
 
@@ -57,10 +57,6 @@ diag.status()
 if diag._app is not None:
     print('-- why'); diag.why(); print('-- last events'); diag.events()
 """
-
-
-class DeployError(Exception):
-    pass
 
 
 def boards():
@@ -100,89 +96,6 @@ def check_port(port):
         found = serial_ports()
         raise DeployError("PORT %s does not exist; serial ports found: %s" % (
             port, ", ".join(found) if found else "none - is the board plugged in?"))
-
-
-def default_config():
-    """Every config key at its default, except the ones with no safe default (rating_a):
-    until the installer sets those, the firmware refuses to charge and says why."""
-    from firmware import config
-
-    return {k: spec[0] for k, spec in config.SCHEMA.items() if spec[0] is not None}
-
-
-def config_text(path=None):
-    """The config.json to write when the device has none, checked like the firmware will."""
-    import json
-
-    if path is None:
-        d = default_config()
-    else:
-        try:
-            with open(path) as f:
-                d = json.load(f)
-        except (OSError, ValueError) as e:
-            raise DeployError("--config %s: %s" % (path, e))
-        from firmware import config
-
-        c = config.from_dict(d)
-        errors = list(c.errors)
-        if type(d) is dict and d.get("rfid") is not None:
-            from firmware import rfid
-
-            errors += rfid.check(d["rfid"])[1]  # a bad one would leave the reader off
-        if errors:
-            raise DeployError("--config %s is refused:\n  %s" % (path, "\n  ".join(errors)))
-    return (json.dumps(d, indent=1, sort_keys=True) + "\n").encode()
-
-
-def board_arch(board):
-    """The board's native-code architecture: `MPY_ARCH = "..."` in its board.py, else the
-    host's (x64: the unix port here, e.g. boards/sim)."""
-    with open(os.path.join(ROOT, "boards", board, "board.py")) as f:
-        m = re.search(r'^MPY_ARCH = "(\w+)"', f.read(), re.M)
-    return m.group(1) if m else "x64"
-
-
-def native_modules(arch, ver):
-    """Natmods built for this arch and .mpy version (make natmod): [(local, device path)].
-    drivers/kernels.py looks for them in dist/<arch>_<ver>/ next to drivers/."""
-    # as drivers/kernels.natmod_archs (importing it here would need micropython.const): a
-    # Thumb-2 core runs every ARM natmod below its own arch, a Cortex-M3 (armv7em) armv7m's
-    arm = ("armv7emdp", "armv7emsp", "armv7em", "armv7m", "armv6m")
-    archs = arm[arm.index(arch):] if arch in arm else (arch,)
-    for a in archs if arch else ():
-        d = "dist/%s_%s" % (a, ver)
-        top = os.path.join(ROOT, "dist", "%s_%s" % (a, ver))
-        if os.path.isdir(top):
-            return [(os.path.join(top, f), d + "/" + f) for f in sorted(os.listdir(top))
-                    if f.endswith(".mpy")]
-    return []
-
-
-def heap_warning(files, free):
-    """The warning for a device whose free heap cannot hold the code copied to it (imported
-    .mpy code lives in the heap), or None."""
-    code = sum(os.path.getsize(p) for p, rel in files if rel.endswith(".mpy"))
-    if free is None or code <= free:
-        return None
-    return ("warning: the .mpy files to copy hold %d B of code and the device has %d B of "
-            "heap free: imported, the code lives in the heap and will not fit. Build a frozen "
-            "image with boards/<board>/manifest.py instead (docs/deploy.md, \"Two routes\")"
-            % (code, free))
-
-
-def plan(board, out_dir=None):
-    """Compile and list what goes on the device: [(local path, device path)], main.py last."""
-    out_dir = out_dir or os.path.join(ROOT, "build", "deploy", board)
-    kw = {}
-    if "march" in inspect.signature(build.compile_all).parameters:
-        kw["march"] = board_arch(board)  # for @native/@viper modules
-    built, errors = build.compile_all(out_dir, board=board, **kw)
-    if errors:
-        raise DeployError("mpy-cross failed:\n  " + "\n  ".join(errors))
-    files = sorted((p, os.path.relpath(p, out_dir).replace(os.sep, "/")) for p in built)
-    files.append((os.path.join(ROOT, "boards", board, "main.py"), "main.py"))
-    return files
 
 
 # -- the device session --------------------------------------------------------------------------
