@@ -5,7 +5,7 @@ import time
 from firmware import config, console, diag, persist
 from firmware.charge.controller import ChargeController
 from firmware.events import EventLog
-from firmware.limits.standin import Limits
+from firmware.limits.loop import Limits
 from firmware.meters import roles
 from firmware.restart import CRASH, STOPPED, SUPERVISOR, WATCHDOG, Restart
 from firmware.supervisor import Supervisor
@@ -56,7 +56,7 @@ class App:
             self.restart.add("energy " + t.role, t.flush)
         self.restart.add("lockout", self._save_lockout)
         # The one writer of ctl.set_limit; sources (OCPP today) publish to it.
-        self.limits = Limits(self.ctl, self.cfg.rating_a, log)
+        self.limits = Limits(self.ctl, self.cfg.rating_a, log, cfg=self.cfg, board=board)
         wd = self.cfg.watchdog_ms
         # A failure of the safety path restarts through the one path (stores saved, marker
         # written) at once; the watchdog does the reset.
@@ -71,6 +71,9 @@ class App:
         self._persist_beat = time.ticks_ms()
         self.sup.add("persist", self._persist, beat=self._persist_beat_ms,
                      max_age_ms=10 * _LOCKOUT_POLL_MS)
+        lim = self.limits  # restarted if it ever stops deciding
+        self.sup.add("limits", lim.run, beat=lambda: lim.last_ms,
+                     max_age_ms=10 * lim.s["period_ms"] + _METER_AGE_MS)
         if self.cfg.console:
             self.sup.add("console", console.serve)
         for t in self.meters.tasks:  # restarted if one ever stops polling
@@ -107,6 +110,7 @@ class App:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return
         self.ocpp.restart = self.restart  # OCPP Reset restarts through the one path
+        self.limits.now_s = self.ocpp.now_s  # the off-peak schedule's clock
         self.restart.add("open transaction", self.ocpp.tx.flush)
         for name, factory in self.ocpp.tasks():
             self.sup.add(name, factory)

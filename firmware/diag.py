@@ -53,6 +53,9 @@ def status(out=print):
                                                                t.last_error))
     out("kernels    %s" % kernel_impl())
     meters(out)
+    lim = getattr(app, "limits", None)
+    if lim is not None:
+        lim.diag(out)  # the decision, every input with its age
     rfid = getattr(app, "rfid", None)
     if rfid is not None:
         rfid.diag(out)

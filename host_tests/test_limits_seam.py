@@ -1,12 +1,13 @@
-"""The limit seam (issue 13 section 4): sources publish their limits, one stand-in arbiter is
-the only writer of ChargeController.set_limit; "plugged" has one definition."""
+"""The limit seam (issue 13 section 4): sources publish their limits, one arbiter (the limit
+loop, firmware/limits/loop.py) is the only writer of ChargeController.set_limit; "plugged"
+has one definition."""
 import os
 import re
 
 import pytest
 
 from firmware.charge import pilot
-from firmware.limits.standin import Limits
+from firmware.limits.loop import Limits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class _Ctl:
     def __init__(self):
         self.calls = []
+        self.inputs = None
 
     def set_limit(self, amps, reason):
         if amps is not None and (type(amps) not in (int, float) or amps != amps or amps < 0):
@@ -27,16 +29,17 @@ def test_nothing_published_changes_nothing_and_an_absent_limit_is_not_zero():
     lim = Limits(ctl, 32, log=lambda m: None)
     assert ctl.calls == []
     lim.publish("ocpp", None, "ocpp: no profile")
-    assert ctl.calls == [(32, "no limit published")]
+    assert ctl.calls == [(32, "config rating_a")]
 
 
 def test_the_lowest_published_limit_binds_and_names_its_source():
     ctl = _Ctl()
     lim = Limits(ctl, 32, log=lambda m: None)
     lim.publish("ocpp", 16, "ocpp: TxDefaultProfile 1")
-    lim.publish("fuse", 10, "main fuse")
-    assert ctl.calls[-1] == (10, "main fuse") and lim.decision()[2] == "fuse"
-    lim.publish("fuse", None, "main fuse: headroom")
+    lim.publish("thermal", 10, "thermal: 75 C")
+    assert ctl.calls[-1] == (10, "thermal: 75 C") and lim.decision()[2] == "thermal"
+    lim.publish("thermal", None, "thermal: cool")
+    lim.apply(lim.arb.dyn.changed + 5000)  # an increase: 5 s after the last change
     assert ctl.calls[-1] == (16, "ocpp: TxDefaultProfile 1")
     n = len(ctl.calls)
     lim.publish("ocpp", 16, "ocpp: TxDefaultProfile 1")  # the same decision: no new call
@@ -62,7 +65,7 @@ def test_only_the_limit_arbiter_calls_set_limit():
                     with open(p) as fh:
                         if re.search(r"\.set_limit\(", fh.read()):
                             callers.append(os.path.relpath(p, ROOT))
-    assert callers == [os.path.join("firmware", "limits", "standin.py")], callers
+    assert callers == [os.path.join("firmware", "limits", "loop.py")], callers
 
 
 @pytest.mark.parametrize("state,want", [

@@ -1,4 +1,4 @@
-# The limit loop (docs/architecture.md): every source of a current limit publishes it here and
-# one arbiter, the only caller of ChargeController.set_limit, decides the offer. Today a
-# stand-in (standin.py) applies the lowest published limit; the arbiter of the limit-loop
-# issue (fuse, PV, DSO, grid rules) replaces it behind the same publish() seam.
+# The limit loop (docs/limits.md): every source of a current limit publishes it to
+# loop.Limits (publish()), the only caller of ChargeController.set_limit; the pure arbiter
+# (arbiter.py, dynamics.py, rules.py) decides the offer from every input and its age; the
+# `limits` config section is checked in conf.py.

@@ -117,9 +117,9 @@ class ChargePoint:
         self.restart = Restart(board, ctl.fail_safe, log)  # the App hands in its own
         self._limit_ms = 0
         if limits is None:  # no arbiter given (a test rig): OCPP's own stand-in
-            from firmware.limits.standin import Limits
+            from firmware.limits.loop import Limits
 
-            limits = Limits(ctl, cfg.rating_a, log)
+            limits = Limits(ctl, cfg.rating_a, log, cfg=cfg, board=board)
         self.limits = limits  # where the composite schedule's limit is published
         self._reason = None
         self.last_error = None

@@ -1,0 +1,79 @@
+# The `limits` config section (docs/deploy.md): checked here when the limit loop starts. A
+# refused value is named with its range; the arbiter then caps the offer at the safe current
+# (a bad value never raises the current), and the rest of the section still applies.
+from firmware.config import check_value
+
+# key: (default, kind, low, high). None as a default: off / derived.
+KEYS = {
+    "main_fuse_a": (None, "int", 6, 630),  # the main fuse per phase; needs a grid meter
+    "total_a": (None, "int", 6, 1890),  # SmartEVSE MaxSumMains: the sum over the phases
+    "safe_a": (6, "int", 0, 80),  # the fallback while a needed input is stale or bad
+    "meter_timeout_s": (5, "int", 1, 60),  # a grid reading older than this is stale
+    "mode": ("fast", ("fast", "pv", "minpv"), 0, 0),
+    "pv_start_w": (None, "int", 0, 100000),  # surplus to start (default: 6 A on the phases)
+    "pv_stop_w": (None, "int", 0, 100000),  # surplus below which pv stops (same default)
+    "pv_start_s": (60, "int", 0, 3600),  # evcc's enable delay
+    "pv_stop_s": (180, "int", 0, 3600),  # evcc's disable delay
+    "min_charge_s": (120, "int", 0, 3600),  # pv: shortest charge before a stop
+    "min_pause_s": (60, "int", 0, 3600),  # shortest pause before a resume
+    "resume_hyst_a": (1, "int", 0, 10),  # resume at 6 A + this
+    "ramp_pct": (50, "int", 1, 100),  # an increase closes this share of the gap
+    "preset": ("none", ("none", "uk"), 0, 0),
+    "random_delay_s": (None, "int", 0, 1800),  # UK default 600, elsewhere 0
+    "delay_override": (False, "bool", 0, 0),  # the owner's override of the delay
+    "offpeak": (None, "bool", 0, 0),  # UK default schedule: default on with the uk preset
+    "tz_offset_min": (0, "int", -720, 840),  # local time - UTC, minutes (no DST rule)
+    "dso_timeout_s": (0, "int", 0, 3600),  # > 0: a DSO signal is expected this often
+    "freq_response": (False, "bool", 0, 0),
+    "freq_start_chz": (4980, "int", 4700, 5000),  # below: reduce (0.01 Hz)
+    "freq_stop_chz": (4950, "int", 4700, 5000),  # at or below: 0 A
+    "period_ms": (500, "int", 100, 5000),  # the loop's period
+}
+
+
+def check(section):
+    """The section as a dict with every key (defaults filled in) and an "errors" list of
+    readable messages. section None: all defaults, no errors."""
+    s = {}
+    errors = []
+    for k in KEYS:
+        s[k] = KEYS[k][0]
+    if section is None:
+        section = {}
+    if type(section) is not dict:
+        errors.append("limits: must be a JSON object")
+        section = {}
+    for k in section:
+        spec = KEYS.get(k)
+        if spec is None:
+            errors.append("limits: unknown key %r" % (k,))
+            continue
+        v = section[k]
+        if v is None and spec[0] is None:
+            continue
+        msg = check_value(v, spec[1], spec[2], spec[3])
+        if msg is None:
+            s[k] = v
+        else:
+            errors.append("limits: %s=%r refused: %s" % (k, v, msg))
+    uk = s["preset"] == "uk"
+    if s["random_delay_s"] is None:
+        s["random_delay_s"] = 600 if uk else 0
+    if s["offpeak"] is None:
+        s["offpeak"] = uk
+    a, b = s["pv_start_w"], s["pv_stop_w"]
+    if a is not None and b is not None and b > a:
+        errors.append("limits: pv_stop_w=%d is above pv_start_w=%d (it would flap)" % (b, a))
+        s["pv_stop_w"] = a
+    if s["freq_stop_chz"] >= s["freq_start_chz"]:
+        errors.append("limits: freq_stop_chz=%d must be below freq_start_chz=%d" % (
+            s["freq_stop_chz"], s["freq_start_chz"]))
+        s["freq_stop_chz"] = s["freq_start_chz"] - 1
+    for m in errors:
+        if "safe_a" in m:
+            s["safe_a"] = 0  # the fallback itself refused: the safest one
+    if errors:
+        s["errors"] = errors
+        s["error_text"] = errors[0] + (" (+%d more)" % (len(errors) - 1)
+                                       if len(errors) > 1 else "")
+    return s

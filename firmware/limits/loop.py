@@ -1,0 +1,189 @@
+# The limit loop (docs/limits.md): the one writer of ChargeController.set_limit. Sources
+# publish (amps, reason, next change) through publish(); the loop reads the grid meter's
+# cached Reading every period, hands everything to the pure arbiter (arbiter.py) and gives
+# its decision to the controller with the reason. A source that never published sets no
+# limit (absent, not zero); a stale or bad input makes its fallback bind.
+import asyncio
+
+from firmware.charge import pilot
+from firmware.limits import conf, rules
+from firmware.limits.arbiter import (CONFIG, FUSE, N_SLOTS, NAMES, NONE, OCPP, SOURCES,
+                                     TOTAL, Arbiter, LimitsError)
+from firmware.limits.dynamics import (STATE_DELAY, STATE_HOLD, STATE_LIMIT, STATE_PAUSE,
+                                      STATE_PV_WAIT, STATE_RAMP, STATES)
+from firmware.meter import UNKNOWN
+from firmware.ticks import ticks_ms
+
+
+def _rnd16():
+    try:
+        import random
+
+        return random.getrandbits(16)
+    except (ImportError, AttributeError):
+        import os
+
+        b = os.urandom(2)
+        return b[0] << 8 | b[1]
+
+
+class Limits:
+    def __init__(self, ctl, rating_a, log=print, cfg=None, board=None):
+        self.ctl = ctl
+        self.log = log
+        self.board = board
+        self.s = s = conf.check(getattr(cfg, "limits", None))
+        for m in s.get("errors", ()):
+            log("config: %s; the offer is capped at %d A" % (m, s["safe_a"]))
+        rating = rating_a or 0
+        max_a = getattr(cfg, "max_current_a", rating) or 0
+        self.phases = getattr(cfg, "phases", 3)
+        self.arb = Arbiter(s, rating, min(rating, max_a), self.phases)
+        self.reasons = [None] * N_SLOTS  # a publishing source's reason text
+        self.next_s = [None] * N_SLOTS
+        self.applied = None  # (amps, reason, bound name) last handed to the controller
+        self.now_s = None  # callable: epoch seconds or None (the App hands OCPP's clock in)
+        self.last_ms = ticks_ms()
+        self._grid_at = None
+        self._plugged = False
+        self._grid_err = None
+        self.history = []  # the recent decisions: (ticks, amps, reason)
+
+    # -- the seam ------------------------------------------------------------------------------
+    def publish(self, source, amps, reason, next_s=None):
+        """A source's limit now: amps (A, None: no limit), a reason for diag, and the wall
+        second its limit next changes (None: not known)."""
+        slot = SOURCES.get(source)
+        if slot is None:
+            self.log("limits: unknown source %r ignored" % (source,))
+            return
+        now = ticks_ms()
+        self.reasons[slot] = reason
+        self.next_s[slot] = next_s
+        try:
+            t = type(amps)
+            self.arb.put(slot, amps * 10 if t is int or t is float else amps, now)
+        except (LimitsError, TypeError) as e:
+            self.arb.st[slot] = 2  # BAD: its fallback binds
+            self.log("limits: %s %r refused (%s); the fallback applies" % (source, amps, e))
+        self.apply(now)
+
+    def dso(self, dimmed, limit_w=None):
+        """The DSO control signal (a relay contact or a command): dimmed or not."""
+        now = ticks_ms()
+        self.arb.dso(bool(dimmed), limit_w, now)
+        self.apply(now)
+
+    def decision(self):
+        """(amps, reason, source) in force."""
+        return self.applied or self._describe()
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def run(self):
+        while True:
+            self.apply(ticks_ms())
+            self.last_ms = ticks_ms()
+            await asyncio.sleep_ms(self.s["period_ms"])
+
+    def _feed(self, now):
+        b = self.board
+        g = getattr(b, "grid_reading", None)
+        if g is None or not g.fresh(now) or g.at_ms == self._grid_at:
+            return
+        self._grid_at = g.at_ms
+        ev = getattr(b, "meter_reading", None)
+        ph = self.phases
+        e = [0, 0, 0]
+        ev_w = 0
+        if ev is not None and ev.fresh(now):
+            for p in range(ph):
+                v = ev.i_da[p]
+                e[p] = v if v != UNKNOWN else max(ev.i_max_da, 0)
+            ev_w = ev.p_total_w
+        v = g.v_dv[0]
+        volts = v // 10 if v != UNKNOWN and v > 0 else 230
+        if ev_w == UNKNOWN or ev_w == 0:
+            ev_w = (e[0] + e[1] + e[2]) * volts // 10
+        gi = g.i_da
+        gw = g.p_total_w
+        if gw == UNKNOWN and UNKNOWN not in gi:
+            gw = (gi[0] + gi[1] + gi[2]) * volts // 10
+        try:
+            self.arb.grid(g.at_ms, gi[0], gi[1], gi[2], e[0], e[1], e[2], gw, ev_w,
+                          g.freq_chz, volts)
+            self._grid_err = None
+        except LimitsError as err:
+            if str(err) != self._grid_err:
+                self._grid_err = str(err)
+                self.log("limits: %s; the fallback applies" % err)
+
+    def apply(self, now=None):
+        if now is None:
+            now = ticks_ms()
+        plugged = pilot.connected(getattr(self.ctl.inputs, "pilot", None)) is True
+        rnd = _rnd16()
+        if plugged and not self._plugged:
+            self.arb.dyn.session(now, rnd)
+        self._plugged = plugged
+        self._feed(now)
+        week = None
+        if self.s["offpeak"] and self.now_s is not None:
+            t = self.now_s()
+            if t is not None:
+                week = rules.week_seconds(t, self.s["tz_offset_min"] * 60)
+        self.arb.decide(now, week, rnd)
+        d = self._describe()
+        if d == self.applied:
+            return
+        self.applied = d
+        self.history.append((now, d[0], d[1]))
+        if len(self.history) > 8:
+            self.history.pop(0)
+        self.log("limits: %s A (%s)" % (d[0], d[1]))
+        try:
+            self.ctl.set_limit(d[0], d[1])
+        except ValueError as e:
+            self.log("limits: %s refused: %s" % (d[2], e))
+
+    def _describe(self):
+        a = self.arb
+        da = a.da
+        amps = da // 10 if da % 10 == 0 else da / 10
+        k = a.bound
+        name = NAMES[k] if k != NONE else "none"
+        why = self.reasons[k] if k != NONE and self.reasons[k] else name
+        if k == CONFIG:
+            why = "config " + self.s.get("error_text", "limits refused")
+        elif k != NONE and a.stale(k, self.last_ms):
+            why = name + (" (grid meter stale or bad: safe current)" if k in (FUSE, TOTAL)
+                          else " (input stale or bad: fallback)")
+        st = a.state
+        if st == STATE_PAUSE:
+            why = "pause: %s below 6 A" % why
+        elif st == STATE_HOLD:
+            why = "pause held (minimum pause / hysteresis): %s" % why
+        elif st == STATE_DELAY:
+            why = "randomised delay, then %s" % why
+        elif st == STATE_PV_WAIT:
+            why = "pv: waiting for surplus"
+        elif st == STATE_RAMP:
+            why = "ramp to %s" % why
+        elif k == OCPP and self.reasons[k]:
+            why = self.reasons[k]
+        return (amps, why, name)
+
+    def diag(self, out):
+        now = ticks_ms()
+        a = self.arb
+        d = self.decision()
+        out("limit      %s A  (%s)  state %s  target %d dA  cycles %d" % (
+            d[0], d[1], STATES[a.state] if a.state != STATE_LIMIT else "limit", a.target,
+            a.dyn.pauses))
+        for k in range(N_SLOTS):
+            st = a.st[k]
+            if st == 0 and not a.need[k]:
+                continue
+            v = a.limit_of(k, now)
+            out("  %-18s %s  age %s ms%s" % (
+                NAMES[k], "none" if v == NONE else "%d dA" % v, a.age_ms(k, now),
+                "  STALE/BAD: fallback" if a.stale(k, now) else ""))

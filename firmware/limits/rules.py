@@ -1,0 +1,43 @@
+# Grid rules as pure functions (docs/limits.md): the §14a EnWG floor, the UK default off-peak
+# schedule, the frequency -> current curve. Ints only; they can only lower the offer.
+from micropython import const
+
+_NOMINAL_V = const(230)
+_DSO_FLOOR_W = const(4200)  # §14a EnWG: a dimmed device keeps at least 4.2 kW
+_DAY = const(86400)
+
+
+def w_to_da(w, phases):
+    """The per-phase current (dA, rounded up) that carries w watts at the nominal voltage."""
+    return (w * 10 + _NOMINAL_V * phases - 1) // (_NOMINAL_V * phases)
+
+
+def dso_floor_da(phases):
+    return w_to_da(_DSO_FLOOR_W, phases)
+
+
+def peak(week_s):
+    """True inside the UK default schedule's peak hours (Smart Charge Points Regulations
+    2021): weekdays 08:00-11:00 and 16:00-22:00 local time; week_s counts from Monday 00:00."""
+    day = week_s // _DAY
+    if day >= 5:
+        return False
+    h = (week_s % _DAY) // 3600
+    return 8 <= h < 11 or 16 <= h < 22
+
+
+def week_seconds(epoch_s, offset_s):
+    """Seconds since Monday 00:00 local time of a Unix time (1970-01-01 was a Thursday)."""
+    return (epoch_s + offset_s + 3 * _DAY) % (7 * _DAY)
+
+
+def freq_da(chz, s, max_da):
+    """The frequency response: max_da at or above freq_start_chz, 0 at or below
+    freq_stop_chz, linear in between (a fraction of max_da)."""
+    start = s["freq_start_chz"]
+    stop = s["freq_stop_chz"]
+    if chz >= start:
+        return max_da
+    if chz <= stop:
+        return 0
+    return max_da * (chz - stop) // (start - stop)

@@ -1,0 +1,74 @@
+# Runs on the real MicroPython unix port (host_tests/test_micropython.py starts it): the limit
+# arbiter decides on the port as on CPython, and a decision (a grid reading in, the offer out)
+# allocates nothing: each runs under micropython.heap_lock().
+import time
+
+import micropython
+
+from firmware.limits import conf
+from firmware.limits.arbiter import FUSE, OCPP, Arbiter
+
+FAILS = []
+
+
+def check(name, ok):
+    print(("PASS " if ok else "FAIL ") + name)
+    if not ok:
+        FAILS.append(name)
+
+
+def run(mode, steps):
+    a = Arbiter(conf.check({"main_fuse_a": 25, "total_a": 60, "mode": mode,
+                            "freq_response": True}), 32, 32, 3)
+    a.put(OCPP, 200, 0)
+    out = []
+    err = None
+    now = 0
+    da = 0
+    for k in range(steps):
+        now += 700
+        house = 100 + (k * 37) % 150
+        g = house + da
+        pv = 30000 if (k // 400) % 2 else (k * 911) % 3000  # 280 s sun, 280 s clouds
+        ev_w = 3 * da * 23
+        micropython.heap_lock()
+        try:
+            a.grid(now, g, g, g, da, da, da, 3 * g * 23 - pv, ev_w, 4990 - k % 40, 230)
+            da = a.decide(now, 100000 + k, k & 0xFFFF)
+        except Exception as e:  # noqa: BLE001 - reported after the lock is released
+            err = e
+        micropython.heap_unlock()
+        if err is not None:
+            break
+        out.append(da)
+    return a, out, err
+
+
+for mode in ("fast", "pv", "minpv"):
+    a, out, err = run(mode, 2000)
+    check("%s: 2000 decisions under heap_lock allocate nothing (%r)" % (mode, err),
+          err is None and len(out) == 2000)
+    check("%s: never above the fuse headroom" % mode, max(out) <= 250)
+    check("%s: it charged and the offer moved (%d..%d dA)" % (mode, min(out), max(out)),
+          max(out) >= 60 and min(out) < max(out))
+    check("%s: the fuse slot was read" % mode, a.st[FUSE] == 1)
+
+# The lock does catch an allocation (so the checks above can fail).
+micropython.heap_lock()
+try:
+    x = [1, 2, 3]
+    caught = False
+except MemoryError:
+    caught = True
+micropython.heap_unlock()
+check("heap_lock catches an allocation", caught)
+
+# Time per decision on this port (a figure for docs/limits.md).
+a = Arbiter(conf.check({"main_fuse_a": 25, "mode": "pv"}), 32, 32, 3)
+t0 = time.ticks_us()
+for k in range(1000):
+    a.grid(k * 500, 200, 200, 200, 100, 100, 100, 3000, 2000, 5000, 230)
+    a.decide(k * 500)
+print("per decision: %d us" % (time.ticks_diff(time.ticks_us(), t0) // 1000))
+
+print("DONE %d failed" % len(FAILS))

@@ -1,0 +1,237 @@
+"""The limit arbiter (firmware/limits/arbiter.py, dynamics.py), pure logic on CPython: the offer
+is never above any limit in force, a decrease acts in the same decision, an increase comes at
+most once per 5 s, pause/resume cycles stay bounded under noisy input, a stale or bad input
+makes its fallback bind, the §14a floor never lifts the offer over a lower safety limit; and
+the `limits` section's bad values are refused by name and never raise the offer."""
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from firmware.limits import conf, rules
+from firmware.limits.arbiter import (DSO, FUSE, NONE, OCPP, PV, THERMAL, Arbiter,
+                                     LimitsError)
+from firmware.limits.dynamics import MIN_DA
+
+HOUSE = st.integers(0, 400)  # the house's own load per phase, dA
+
+
+def arbiter(phases=3, rating=32, **sec):
+    s = conf.check(sec)
+    assert "errors" not in s, s.get("errors")
+    return Arbiter(s, rating, rating, phases)
+
+
+def hard_limit(a):
+    """The lowest effective non-PV limit of the last decision (dA), or None."""
+    vals = [v for k, v in enumerate(a.eff) if k != PV and v != NONE]
+    return min(vals) if vals else None
+
+
+def grid(a, at, house, ev_da, grid_w=None, ev_w=None, hz=5000):
+    g = [h + ev_da for h in house]
+    if ev_w is None:
+        ev_w = 3 * ev_da * 23
+    if grid_w is None:
+        grid_w = sum(g) * 23
+    a.grid(at, g[0], g[1], g[2], ev_da, ev_da, ev_da, grid_w, ev_w, hz, 230)
+
+
+# -- properties ---------------------------------------------------------------------------------
+STEP = st.tuples(st.integers(100, 7000),  # ms to the next decision
+                 st.lists(HOUSE, min_size=3, max_size=3),
+                 st.one_of(st.none(), st.integers(0, 400)),  # an OCPP limit, dA
+                 st.one_of(st.none(), st.integers(0, 400)),  # thermal, dA
+                 st.booleans())  # the grid meter answered
+
+
+@given(st.lists(STEP, min_size=1, max_size=80), st.sampled_from(["fast", "minpv"]))
+def test_never_above_any_input_decreases_at_once_increases_once_per_5s(steps, mode):
+    a = arbiter(main_fuse_a=25, total_a=60, mode=mode)
+    now = 1000
+    prev = 0
+    rises = []
+    for dt, house, ocpp, thermal, answered in steps:
+        now += dt
+        a.put(OCPP, ocpp, now)
+        a.put(THERMAL, thermal, now)
+        if answered:
+            grid(a, now, house, prev)
+        da = a.decide(now)
+        lim = hard_limit(a)
+        assert da <= lim, (da, list(a.eff))
+        if mode == "minpv":
+            assert da <= max(MIN_DA, a.eff[PV])
+        assert da == 0 or da >= MIN_DA  # below 6 A: paused, never a PWM under 6 A
+        if lim < prev:  # a decrease: in this very decision
+            assert da <= lim
+        if da > prev:
+            rises.append(now)
+        prev = da
+    for t0, t1 in zip(rises, rises[1:]):
+        assert t1 - t0 >= 5000, rises
+
+
+@given(st.lists(st.integers(-60, 60), min_size=50, max_size=400), st.integers(1000, 3000))
+def test_pause_resume_cycles_stay_bounded_under_noisy_headroom(noise, dt):
+    """House load wobbling so the fuse headroom crosses 6 A again and again: each resume waits
+    the minimum pause (60 s), so there are at most duration / 60 s + 1 cycles."""
+    a = arbiter(main_fuse_a=25)
+    now = 0
+    da = 0
+    for n in noise:
+        now += dt
+        grid(a, now, [250 - 60 + n] * 3, da)  # headroom 6 A +- 6 A
+        da = a.decide(now)
+    assert a.dyn.pauses <= now // 60000 + 1, (a.dyn.pauses, now)
+
+
+@given(st.lists(st.integers(0, 9000), min_size=50, max_size=400), st.integers(1000, 5000))
+def test_pv_mode_does_not_flap_under_fast_clouds(pv_w, dt):
+    """A surplus jumping anywhere between 0 and 9 kW each few seconds: a start needs 60 s of
+    surplus and a stop 180 s without (after the 120 s minimum charge), so a cycle lasts at
+    least 240 s."""
+    a = arbiter(mode="pv")
+    now = 0
+    da = 0
+    for w in pv_w:
+        now += dt
+        ev_w = 3 * da * 23
+        grid(a, now, [0, 0, 0], da, grid_w=ev_w - w, ev_w=ev_w)
+        da = a.decide(now)
+    assert a.dyn.pauses <= now // 240000 + 1, (a.dyn.pauses, now)
+
+
+def test_pv_starts_after_the_enable_delay_and_stops_after_the_disable_delay():
+    a = arbiter(mode="pv")
+    now = 0
+    da = 0
+    seen = []
+    for t in range(0, 900):  # 1 s steps: 300 s of 6 kW surplus, then none
+        now = t * 1000
+        w = 6000 if t < 300 else 0
+        ev_w = 3 * da * 23
+        grid(a, now, [0, 0, 0], da, grid_w=ev_w - w, ev_w=ev_w)
+        da = a.decide(now)
+        seen.append(da)
+    start = next(t for t, x in enumerate(seen) if x)
+    stop = next(t for t, x in enumerate(seen) if t > start and not x)
+    assert 60 <= start <= 62  # evcc: 1 min of surplus
+    assert 300 + 180 <= stop <= 300 + 182  # evcc: 3 min without
+    assert max(seen) <= rules.w_to_da(6000, 3)
+
+
+@given(st.integers(0, 400), st.integers(0, 60000))
+def test_a_stale_grid_meter_counts_as_overload_and_the_safe_current_binds(house, silent_ms):
+    a = arbiter(main_fuse_a=63, safe_a=6)
+    grid(a, 0, [house] * 3, 0)
+    a.decide(0)
+    now = silent_ms
+    da = a.decide(now)
+    if silent_ms > 5000:
+        assert a.stale(FUSE, now) and a.eff[FUSE] == 60 and da <= 60
+    else:
+        assert a.eff[FUSE] == max(0, 630 - house)
+
+
+def test_a_grid_meter_never_heard_is_not_zero_but_the_fallback():
+    a = arbiter(main_fuse_a=40, safe_a=10)
+    assert a.decide(0) == 100 and a.bound == FUSE  # not 0 A, not the rating
+    b = arbiter()  # no fuse configured: the grid meter is not needed
+    assert b.decide(0) == 320
+
+
+@given(st.one_of(st.none(), st.integers(0, 30000)), st.integers(0, 400), st.sampled_from([1, 3]))
+def test_the_dso_floor_never_breaks_a_lower_safety_limit(limit_w, house, phases):
+    a = arbiter(phases=phases, main_fuse_a=20, dso_timeout_s=60)
+    a.dso(True, limit_w, 0)
+    grid(a, 0, [house] * 3, 0)
+    da = a.decide(0)
+    floor = rules.dso_floor_da(phases)
+    assert a.eff[DSO] >= floor  # 4.2 kW stays available under dimming
+    assert da <= a.eff[FUSE]  # ... but never past the fuse
+    assert phases * 230 * floor // 10 >= 4200
+
+
+def test_a_lost_dso_signal_falls_back_to_the_floor():
+    a = arbiter(dso_timeout_s=60)
+    a.dso(False, None, 0)
+    assert a.decide(1000) == 320
+    assert a.decide(61001) == rules.dso_floor_da(3) and a.bound == DSO
+
+
+def test_frequency_dip_lowers_and_the_restore_waits_for_the_randomised_delay():
+    a = arbiter(freq_response=True, preset="uk", random_delay_s=600)
+    grid(a, 0, [0] * 3, 0)
+    assert a.decide(0) == 320
+    grid(a, 1000, [0] * 3, 320, hz=4940)
+    assert a.decide(1000) == 0
+    for t in (7000, 60000):
+        grid(a, t, [0] * 3, 0)
+        assert a.decide(t, rnd=32768) == 0  # half of 600 s
+    grid(a, 308000, [0] * 3, 0)
+    assert a.decide(308000, rnd=32768) == 320
+
+
+def test_uk_off_peak_schedule_and_random_delay_at_plug_in():
+    a = arbiter(preset="uk")
+    wed_9 = 2 * 86400 + 9 * 3600
+    assert a.decide(0, week_s=wed_9) == 0 and a.state == 2
+    sat_9 = 5 * 86400 + 9 * 3600
+    a.dyn.session(1000, 65535)  # an EV plugged in: up to 600 s
+    assert a.decide(2000, week_s=sat_9) == 0
+    assert a.decide(601000, week_s=sat_9) == 320
+    b = arbiter(preset="uk", delay_override=True)
+    b.dyn.session(0, 65535)
+    assert b.decide(10, week_s=sat_9) == 320
+    c = arbiter()  # not the UK: neither rule
+    c.dyn.session(0, 65535)
+    assert c.decide(10, week_s=wed_9) == 320
+    assert rules.week_seconds(0, 0) == 3 * 86400  # 1970-01-01 was a Thursday
+
+
+# -- bad input ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [float("nan"), -1, "10", 1e9, math.inf])
+def test_a_bad_limit_is_refused_by_name_and_its_fallback_binds(bad):
+    a = arbiter()
+    with pytest.raises(LimitsError, match="ocpp"):
+        a.put(OCPP, bad, 0)
+    assert a.decide(0) == 0 and a.bound == OCPP
+
+
+@pytest.mark.parametrize("reading", [
+    dict(g=(250, 99999, 0)),  # a current out of physical range
+    dict(ev_w=-500),  # negative EV (PV) power
+    dict(volts=20),
+])
+def test_a_reading_out_of_range_is_refused_and_the_safe_current_binds(reading):
+    a = arbiter(main_fuse_a=63, safe_a=8)
+    g = reading.get("g", (0, 0, 0))
+    with pytest.raises(LimitsError, match="out of range"):
+        a.grid(0, g[0], g[1], g[2], 0, 0, 0, 0, reading.get("ev_w", 0), 5000,
+               reading.get("volts", 230))
+    assert a.decide(0) == 80
+
+
+@pytest.mark.parametrize("sec,word", [
+    ({"pv_start_w": 1000, "pv_stop_w": 2000}, "pv_stop_w=2000 is above pv_start_w=1000"),
+    ({"main_fuse_a": "63"}, "main_fuse_a='63'"),
+    ({"main_fuse_a": 2}, "main_fuse_a=2"),
+    ({"mode": "eco"}, "mode='eco'"),
+    ({"random_delay_s": 1801}, "random_delay_s=1801"),
+    ({"mian_fuse_a": 40}, "mian_fuse_a"),
+    ({"freq_start_chz": 4950, "freq_stop_chz": 4980}, "freq_stop_chz=4980"),
+])
+def test_a_bad_section_names_the_key_and_caps_the_offer_at_the_safe_current(sec, word):
+    s = conf.check(sec)
+    assert any(word in m for m in s["errors"]), s["errors"]
+    a = Arbiter(s, 32, 32, 3)
+    assert a.decide(0) == 60 and a.bound == 11  # CONFIG: never the rating
+
+
+def test_no_section_is_no_change():
+    s = conf.check(None)
+    assert "errors" not in s and s["mode"] == "fast" and s["random_delay_s"] == 0
+    a = Arbiter(s, 32, 16, 3)
+    assert a.decide(0) == 160
