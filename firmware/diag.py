@@ -94,6 +94,11 @@ def meters(out=print):
             t.role, src, cur, p, r.energy_wh, age, t.polls, t.errors_text()))
         e = t.energy
         reg = "register %d Wh" % t.raw_wh if t.kind == "modbus" else "counted"
+        if t.kind == "s0":  # in hardware (ESP32 PCNT) or by the pin interrupt
+            so = t.source
+            reg = "impulses %d (%s%s)" % (so.impulses, "pin interrupt" if so.counter is None
+                                          else "counter", ", %d over the rate ceiling" % (
+                                              so.excess) if so.excess else "")
         flash = "flash %d Wh (writes %d%s)" % (e.saved_wh, e.writes, ", write errors %d" % (
             e.write_errors) if e.write_errors else "") if e is not None else "flash none"
         out("           %s  offset %d  swaps %d  rejected %d  %s" % (

@@ -105,6 +105,17 @@ def test_esp32_s0_rate_ceiling_drops_bounce_counts(esp):
         dev.advance(1000)
     asyncio.run(src.poll(Reading()))
     assert src.impulses <= 2 and src.excess >= 18, (src.impulses, src.excess)
+    import types as _types
+
+    from firmware import diag
+
+    lines = []
+    diag.attach(_types.SimpleNamespace(meters=_types.SimpleNamespace(tasks=[task])))
+    try:
+        diag.meters(out=lines.append)
+    finally:
+        diag.attach(None)
+    assert any("(counter, %d over the rate ceiling)" % src.excess in x for x in lines), lines
 
 
 def test_esp32_without_counter_says_so_and_counts_in_the_pin_interrupt(monkeypatch, tmp_path):
