@@ -264,10 +264,11 @@ def test_hot_paths_have_no_constant_tuple_that_freezes_to_long_ints():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="found on the emulated RV32: a call to a viper function "
-                   "of 6 arguments allocates (kernels_viper edges/hist_pass), so the safety "
-                   "path on the viper twins allocates under heap_lock there; for the kernels' "
-                   "owner (pass fewer arguments); the natmod does not allocate")
+@pytest.mark.xfail(strict=True, reason="found on the emulated RV32: the viper pilot passes "
+                   "edges() and hist_pass() allocate per call there (not on Cortex-M; their "
+                   "6 arguments alone are not the cause), so the safety path on the viper "
+                   "twins allocates under heap_lock; for the kernels' owner; the natmod does "
+                   "not allocate")
 def test_safety_path_allocates_nothing_on_the_emulated_rv32_with_the_viper_twins():
     import qemu_run
 
