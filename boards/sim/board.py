@@ -27,6 +27,20 @@ METER_POLL_MS = 200  # the meter task's poll period (a Modbus meter: ~1 s)
 WDT_RESET_FILE = "sim_wdt_reset"  # left by a watchdog reset, taken by reset_cause()
 
 
+class _Words:
+    """n 32-bit words in RAM (BackedEnergy's words)."""
+
+    def __init__(self, n):
+        self.n = n
+        self._w = [0] * n
+
+    def __getitem__(self, k):
+        return self._w[k]
+
+    def __setitem__(self, k, v):
+        self._w[k] = v & 0xFFFFFFFF
+
+
 class SimBoard:
     name = "sim"
     pilot_period_ms = 2  # one CP burst + session step every 2 ms
@@ -60,6 +74,21 @@ class SimBoard:
         self.rtc = sim_rtc.SimRtc(boot.get("rtc", "set"))
         self._has_ntp = boot.get("ntp", False) is True
         self._net_at_boot = boot.get("net", "up")
+        if boot.get("flash_gate") is True:
+            # sim_clock.json "flash_gate": a board whose safety path a flash erase blinds
+            # (STM32, ESP32): no file is written while the contactor is closed
+            # (firmware/persist.py's gate) and the energy registers live in RAM words, as
+            # in the ESP32's RTC memory (a power cut loses them; boards/backed.py)
+            self.flash_write_ok = self._contactor_open
+            self.energy_backend = self._energy_words
+
+    def _contactor_open(self):
+        return not self.contactor.closed
+
+    def _energy_words(self, name):
+        from boards.backed import BackedEnergy
+
+        return BackedEnergy(_Words(8), 0, self.flash_write_ok)
 
     def _pp_mv(self):
         r = self.world.pp_ohms()
