@@ -54,7 +54,9 @@ def test_offline_session_before_the_time_is_known_gets_the_wall_time(csms, tmp_p
         t_plug = _now()
         sim.do("plug", cable_a=32)
         o.wait_log(sim, "transaction -1 started")
+        t_started = _now()
         o.sleep(4)  # charging offline
+        t_unplug = _now()
         sim.do("unplug")
         o.wait_log(sim, "stopped (EVDisconnected)")
         t_stop = _now()
@@ -62,11 +64,11 @@ def test_offline_session_before_the_time_is_known_gets_the_wall_time(csms, tmp_p
         sim.do("net", state="up")
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
         start, stop = _epoch(tx["timestamp"]), _epoch(tx["stop"]["timestamp"])
-        assert abs(start - t_plug) < 3, (tx["timestamp"], t_plug)
-        assert abs(stop - t_stop) < 3, (tx["stop"]["timestamp"], t_stop)
-        assert stop - start >= 4
+        # each time within what the host saw around it (seconds are truncated: 1 s slack)
+        assert t_plug - 1 <= start <= t_started + 1, (tx["timestamp"], t_plug, t_started)
+        assert t_unplug - 1 <= stop <= t_stop + 1, (tx["stop"]["timestamp"], t_unplug, t_stop)
         for ts in _times(tx):
-            assert abs(_epoch(ts) - t_plug) < 30, ts
+            assert t_plug - 1 <= _epoch(ts) <= t_stop + 1, ts
         o.wait_log(sim, "from csms")
         # the CSMS's time went to the RTC: the next boot starts right
         with open(os.path.join(d, "sim_rtc.json")) as f:
@@ -82,7 +84,7 @@ def test_ntp_sets_the_clock_before_the_csms_is_reached(csms, tmp_path):
         t_plug = _now()
         sim.do("plug", cable_a=32)
         tx = o.wait_tx(csms, lambda t: True, timeout=30)
-        assert abs(_epoch(tx["timestamp"]) - t_plug) < 3
+        assert t_plug - 1 <= _epoch(tx["timestamp"]) <= _now() + 1, (tx["timestamp"], t_plug)
         with open(os.path.join(d, "sim_rtc.json")) as f:
             assert abs(json.load(f)["off"]) <= 2
 
