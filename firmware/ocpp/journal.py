@@ -12,8 +12,9 @@
 #   S state  first record after a compaction: seq = next seq, ref = last local id,
 #            body = dropped count (u32)
 # Every call that changes the journal writes one record and flushes it (os.sync() where the
-# port has it) before it returns. At open the file is scanned; the first record with a bad
-# header or CRC ends it: that tail (a torn write, garbage) is dropped by rewriting the file.
+# port has it) before it returns (while the flash gate is open; else it waits in RAM, below).
+# At open the file is scanned; the first record with a bad header or CRC ends it: that tail
+# (a torn write, garbage) is dropped by rewriting the file.
 # Compaction writes S, the pending P records (their bytes unchanged) and the live mappings to
 # path + ".new", syncs it and renames it over the journal (firmware/persist.py: on FAT through
 # path + ".ok", a complete copy): a power cut leaves the old or the new file; at open
@@ -295,7 +296,8 @@ class Journal(RamTail):
 
     # ---- public
     def push(self, action, payload, droppable=False):
-        """Write one message; durable when it returns. Returns its seq."""
+        """Write one message; durable when it returns (or, while the flash gate is closed,
+        once it opens: jram.py). Returns its seq."""
         if not isinstance(action, str) or not action or "\n" in action:
             raise JournalError("journal: bad action %r" % (action,))
         fl = 0

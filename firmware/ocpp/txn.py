@@ -86,7 +86,8 @@ class Transactions:
         journal says which are open (a Start and no Stop: the Stop may be journaled while the
         file below was not yet removed, or the file lost); ocpp_tx.json gives the last
         energy register saved and when (saved before every journaled reading, so meterStop
-        is never below one)."""
+        is never below one; not while the flash gate is closed: then the meter's register in
+        the backup words, e.saved(), bounds it - docs/safety.md, the bounded-loss rule)."""
         cp = self.cp
         why = stop_reason_after(persist.restart_reason)
         d = load_saved()
