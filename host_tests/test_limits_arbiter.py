@@ -48,7 +48,7 @@ STEP = st.tuples(st.integers(100, 7000),  # ms to the next decision
 
 @given(st.lists(STEP, min_size=1, max_size=80), st.sampled_from(["fast", "minpv"]))
 def test_never_above_any_input_decreases_at_once_increases_once_per_5s(steps, mode):
-    a = arbiter(main_fuse_a=25, total_a=60, mode=mode)
+    a = arbiter(main_fuse_a=63, total_a=150, mode=mode)
     now = 1000
     prev = 0
     rises = []
@@ -71,6 +71,35 @@ def test_never_above_any_input_decreases_at_once_increases_once_per_5s(steps, mo
         prev = da
     for t0, t1 in zip(rises, rises[1:]):
         assert t1 - t0 >= 5000, rises
+
+
+def test_a_rise_waits_5_s_after_the_last_change_and_a_fall_is_at_once():
+    a = arbiter()
+    a.put(OCPP, 200, 0)
+    assert a.decide(0) == 200
+    a.put(OCPP, 100, 1000)
+    assert a.decide(1000) == 100  # at once
+    a.put(OCPP, 300, 2000)
+    assert a.decide(2000) == 100 and a.decide(5999) == 100  # held: 5 s after the fall
+    assert a.decide(6000) == 300
+    a.put(OCPP, 80, 6100)
+    assert a.decide(6100) == 80
+
+
+def test_the_fuse_headroom_adds_the_evs_own_current_back_and_ramps_toward_it():
+    """25 A fuse, house 2 A per phase, the EV drawing 16 A: the grid meter reads 18 A, the
+    headroom is 23 A (not 7 A); the offer ramps toward it, half the gap per 5 s."""
+    a = arbiter(main_fuse_a=25)
+    grid(a, 0, [20, 20, 20], 160)
+    assert a.decide(0) == 230  # the first offer after boot: straight to it
+    grid(a, 1000, [200, 200, 200], 160)  # the house jumps to 20 A: 5 A left
+    assert a.decide(1000) == 0  # below 6 A: paused at once
+    grid(a, 2000, [20, 20, 20], 0)
+    assert a.decide(2000) == 0 and a.eff[FUSE] == 230  # the minimum pause (60 s)
+    grid(a, 61000, [20, 20, 20], 0)
+    assert a.decide(61000) == 145  # resume: 6 A + half of the gap to 23 A
+    grid(a, 66000, [20, 20, 20], 145)
+    assert a.decide(66000) == 187
 
 
 @given(st.lists(st.integers(-60, 60), min_size=50, max_size=400), st.integers(1000, 3000))
