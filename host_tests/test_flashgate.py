@@ -330,3 +330,31 @@ def test_a_cut_at_every_step_of_the_settle_boots_the_old_or_the_new_journal():
 
 def test_held_whole_file_saves():
     assert flashgate_scenarios.held_files() == []
+
+
+def test_esp32_journal_waits_for_the_contactor_to_open(monkeypatch, tmp_path):
+    """The ESP32 has no reflex at all: its board refuses flash writes while the contactor is
+    closed (flash_write_ok is blocking_ok) and the journal keeps its records in RAM too."""
+    monkeypatch.chdir(tmp_path)
+    dev = Dev()
+    mod, _ = _load(monkeypatch, "esp32_wallbox", dev)
+    board = mod.build()
+    persist.set_gate(board.flash_write_ok)
+    try:
+        flash = AuditFlash(board, dev)
+        with on(flash, MODULES):
+            j = journal.Journal("ocpp.jnl")
+            j.push("StartTransaction", {"l": LOCAL, "p": {"idTag": "A"}})
+            board.contactor.set(True)
+            for i in range(5):
+                j.push("MeterValues", _mv(i, 1000 + i), droppable=True)
+            assert flash.closed_steps == 0 and j.ram_stats()["ram_pending"] == 5
+            board.contactor.set(False)
+            assert persist.settle() and j.ram_stats()["ram_pending"] == 0
+        with on(flash.boot("last-sync"), MODULES):
+            assert journal.Journal("ocpp.jnl").pending() == 6
+    finally:
+        persist.set_gate(None)
+        persist._held.clear()
+        del persist._later[:]
+        sys.modules.pop("boards.esp32_wallbox.board", None)
