@@ -53,15 +53,7 @@ HELPERS_LEFT_OUT = {"ws_client"}  # check_net's socket peer
 
 # Faults these runs found in other components, open until fixed there (each has a strict
 # xfail test in host_tests/test_qemu.py): the failing check lines they explain.
-OPEN_FINDINGS = {
-    # RV32: the viper pilot passes edges() and hist_pass() (drivers/kernels_viper.vpy) allocate
-    # per call there, not on Cortex-M (nor does a 6-argument viper function by itself: not the
-    # cause); so the safety path on the viper twins allocates under heap_lock. Not the natmod.
-    ("rv32imc", "check_core.py"): (
-        "FAIL safety path allocates nothing", "FAIL C->B opened under heap lock",
-        "FAIL RCM trip path allocates nothing", "FAIL RCM trip opened",
-        "FAIL irq trip allocates nothing", "FAIL irq trip -> GroundFailure"),
-}
+OPEN_FINDINGS = {}
 
 
 class QemuError(Exception):
