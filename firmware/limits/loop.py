@@ -7,7 +7,7 @@ import asyncio
 
 from firmware.charge import pilot
 from firmware.limits import conf, rules
-from firmware.limits.arbiter import (CONFIG, FUSE, N_SLOTS, NAMES, NONE, OCPP, SOURCES,
+from firmware.limits.arbiter import (CONFIG, FUSE, INSTALLER, N_SLOTS, NAMES, NONE, OCPP, SOURCES,
                                      TOTAL, Arbiter, LimitsError)
 from firmware.limits.dynamics import (STATE_DELAY, STATE_HOLD, STATE_LIMIT, STATE_PAUSE,
                                       STATE_PV_WAIT, STATE_RAMP, STATES)
@@ -76,7 +76,7 @@ class Limits:
 
     def decision(self):
         """(amps, reason, source) in force."""
-        return self.applied or self._describe()
+        return self.applied or self._describe(ticks_ms())
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(self):
@@ -132,7 +132,7 @@ class Limits:
             if t is not None:
                 week = rules.week_seconds(t, self.s["tz_offset_min"] * 60)
         self.arb.decide(now, week, rnd)
-        d = self._describe()
+        d = self._describe(now)
         if d == self.applied:
             return
         self.applied = d
@@ -145,7 +145,7 @@ class Limits:
         except ValueError as e:
             self.log("limits: %s refused: %s" % (d[2], e))
 
-    def _describe(self):
+    def _describe(self, now):
         a = self.arb
         da = a.da
         amps = da // 10 if da % 10 == 0 else da / 10
@@ -154,7 +154,7 @@ class Limits:
         why = self.reasons[k] if k != NONE and self.reasons[k] else name
         if k == CONFIG:
             why = "config " + self.s.get("error_text", "limits refused")
-        elif k != NONE and a.stale(k, self.last_ms):
+        elif k != NONE and a.stale(k, now):
             why = name + (" (grid meter stale or bad: safe current)" if k in (FUSE, TOTAL)
                           else " (input stale or bad: fallback)")
         st = a.state
@@ -184,6 +184,7 @@ class Limits:
             if st == 0 and not a.need[k]:
                 continue
             v = a.limit_of(k, now)
-            out("  %-18s %s  age %s ms%s" % (
-                NAMES[k], "none" if v == NONE else "%d dA" % v, a.age_ms(k, now),
+            out("  %-18s %s  %s%s" % (
+                NAMES[k], "none" if v == NONE else "%d dA" % v,
+                "fixed" if k <= INSTALLER else "age %d ms" % a.age_ms(k, now),
                 "  STALE/BAD: fallback" if a.stale(k, now) else ""))
