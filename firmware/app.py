@@ -86,6 +86,9 @@ class App:
         self.ocpp = None
         if self.cfg.ocpp is not None:
             self._start_ocpp(log)
+        from firmware.ota import trial
+
+        trial.attach(self)  # an update's rollback reported; a trial boot's health check
         self.tasks = []
         diag.attach(self)
 

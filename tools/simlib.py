@@ -74,7 +74,7 @@ class Sim:
         cmd = [micropython_exe()]
         if self.heapsize:
             cmd += ["-X", "heapsize=%s" % self.heapsize]
-        cmd += ["-m", "boards.sim.main", "--port", str(port)]
+        cmd += ["-m", "boards.sim.boot", "--port", str(port)]  # the bootloader (docs/ota.md)
         if self.heap_sampler:
             cmd.append("--heap")
         # A natmod built by `make natmod` (dist/x64_<abi>/) is used when present.
