@@ -264,3 +264,19 @@ def test_no_section_is_no_change():
     assert "errors" not in s and s["mode"] == "fast" and s["random_delay_s"] == 0
     a = Arbiter(s, 32, 16, 3)
     assert a.decide(0) == 160
+
+
+def test_make_deploy_refuses_a_bad_limits_section(tmp_path):
+    import json
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools"))
+    import deploy_plan
+
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"rating_a": 32, "limits": {"mode": "eco"}}))
+    with pytest.raises(deploy_plan.DeployError, match="limits: mode='eco' refused"):
+        deploy_plan.config_text(str(p))
+    p.write_text(json.dumps({"rating_a": 32, "limits": {"main_fuse_a": 25, "mode": "pv"}}))
+    assert b'"main_fuse_a": 25' in deploy_plan.config_text(str(p))

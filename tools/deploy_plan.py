@@ -46,6 +46,10 @@ def config_text(path=None):
             from firmware import rfid
 
             errors += rfid.check(d["rfid"])[1]  # a bad one would leave the reader off
+        if type(d) is dict and d.get("limits") is not None:
+            from firmware.limits import conf
+
+            errors += conf.check(d["limits"]).get("errors", [])  # would cap at safe_a
         if errors:
             raise DeployError("--config %s is refused:\n  %s" % (path, "\n  ".join(errors)))
     return (json.dumps(d, indent=1, sort_keys=True) + "\n").encode()
