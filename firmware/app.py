@@ -2,7 +2,7 @@
 import asyncio
 import time
 
-from firmware import config, console, diag, persist
+from firmware import boardcaps, config, console, diag, persist
 from firmware.charge.controller import ChargeController
 from firmware.events import EventLog
 from firmware.limits.loop import Limits
@@ -22,21 +22,21 @@ def _beat(task):
 
 class App:
     def __init__(self, board, cfg=None, cfg_path="config.json", log=print):
-        self.board = board
+        self.board = boardcaps.probe(board)
         self.log = log
         self.cfg = cfg if cfg is not None else config.load(cfg_path)
-        why = getattr(board, "refuse_why", None)
+        why = board.refuse_why
         if why:  # the board cannot measure safely (uncalibrated CP): never offer
             self.cfg.refuse = True
             self.cfg.errors.append(why)
         for msg in self.cfg.errors:
             log(msg)
         self.events = EventLog(32)
-        persist.set_gate(getattr(board, "flash_write_ok", None))
+        persist.set_gate(board.flash_write_ok)
         # Why the last run ended: a restart the firmware chose (the marker's word, see
         # firmware/restart.py), "watchdog" where the board can tell, else None (a power cut).
         reason = persist.take_restart()
-        cause = board.reset_cause() if hasattr(board, "reset_cause") else None  # read always
+        cause = board.reset_cause() if board.reset_cause is not None else None  # read always
         if reason is None:
             reason = persist.restart_reason = cause
         self.restart_reason = reason
@@ -103,7 +103,7 @@ class App:
         if errors:
             return
         b = self.board
-        net = getattr(b, "net", None)
+        net = b.net
         if callable(net):
             net = net(self.cfg.network or {})
         try:
@@ -154,11 +154,11 @@ class App:
         loop = asyncio.get_event_loop()
         loop.set_exception_handler(self.sup.exception_handler)
         b = self.board
-        for name, factory in list(getattr(b, "tasks", list)()) + list(extra):
+        for name, factory in list(b.tasks() if b.tasks is not None else ()) + list(extra):
             if name == "meter" and self.meters.get("ev") is not None:
                 continue  # the configured EV meter replaces the board's own meter task
             self.sup.add(name, factory)
-        if self.ctl.reflex is not None and hasattr(b, "start_reflex"):
+        if self.ctl.reflex is not None and b.start_reflex is not None:
             b.start_reflex(self.ctl.reflex)  # outside the scheduler: IRQ, thread
         self.tasks = self.sup.start()
         self.tasks.append(asyncio.create_task(self.sup.run()))
@@ -169,7 +169,7 @@ class App:
         for t in self.tasks:
             t.cancel()
         self.ctl.fail_safe()
-        if hasattr(self.board, "stop_reflex"):
+        if self.board.stop_reflex is not None:
             self.board.stop_reflex()
 
     async def main(self, extra=()):

@@ -78,7 +78,7 @@ def meters(out=print):
     ms = getattr(app, "meters", None)
     tasks = ms.tasks if ms is not None else ()
     if not tasks:
-        r = getattr(app.board, "meter_reading", None)
+        r = app.board.meter_reading
         out("meter      %s" % ("none configured (config meters)" if r is None else
                                "the board's own (config meters names none)"))
         return

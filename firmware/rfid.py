@@ -6,6 +6,7 @@
 # (drivers/rfid.py ReaderTask) feeds board.cards, the CardReader ring the OCPP charge point
 # takes cards from. A bad section, or a board without that reader or bus, leaves the reader
 # off and says why; it never touches charging (cards only authorise).
+from firmware import boardcaps
 from firmware.config import check_value
 
 READERS = ("pn532", "mfrc522")
@@ -59,8 +60,9 @@ def build(board, section, events=None, log=print, errors=None):
     logged and appended to `errors`)."""
     if section is None:
         return None
+    boardcaps.probe(board)
     cfg, msgs = check(section)
-    make = getattr(board, "card_reader", None)
+    make = board.card_reader
     chip = None
     if cfg is not None and make is None:
         msgs.append("rfid: board %s has no card reader header" % board.name)
@@ -79,7 +81,7 @@ def build(board, section, events=None, log=print, errors=None):
     from drivers.rfid import CardReader, ReaderTask
     from firmware.backoff import Backoff
 
-    ring = getattr(board, "cards", None)
+    ring = board.cards
     if ring is None:
         ring = board.cards = CardReader()
     return ReaderTask(chip, ring, Backoff(BACKOFF_FIRST_MS, BACKOFF_MAX_MS),

@@ -17,7 +17,7 @@
 # that boot started + the seconds since it started (never later than now).
 from micropython import const
 
-from firmware import persist
+from firmware import boardcaps, persist
 from firmware.ocpp import clock
 from firmware.ticks import ticks_diff, ticks_ms
 
@@ -34,14 +34,13 @@ _STEP_LOG_S = const(60)  # a step larger than this is logged and saved
 
 def board_sources(board, host=NTP_HOST):
     """The clock sources a board offers: {"rtc", "ntp", "gate"} for TimeKeeper(**...)."""
-    ntp = getattr(board, "ntp_s", None)
-    rtc = getattr(board, "rtc", None)
-    wall = getattr(board, "wall_s", None)
+    boardcaps.probe(board)
+    ntp, rtc, wall = board.ntp_s, board.rtc, board.wall_s
     if rtc is None and wall is not None:  # a clock that is always right (test rigs)
         rtc = _Fixed(wall)
     return {"rtc": rtc,
             "ntp": (lambda: ntp(host)) if ntp is not None and host else None,
-            "gate": getattr(board, "blocking_ok", None)}
+            "gate": board.blocking_ok}
 
 
 def load_state(path=STATE_FILE):

@@ -12,6 +12,7 @@ import time
 
 from micropython import const
 
+from firmware import boardcaps
 from firmware.charge import pilot as cp
 from firmware.charge import proximity as pp
 from firmware.charge.session import TRIP_FAIL_SAFE, TRIP_RCM_IRQ, Inputs, Session
@@ -23,7 +24,7 @@ _LAG_BINS = const(64)  # loop-lag histogram: 0..62 ms one bin each, the last for
 
 class ChargeController:
     def __init__(self, board, cfg, events, lockout=False):
-        self.board = board
+        self.board = boardcaps.probe(board)
         self.cfg = cfg
         self.events = events
         rating = (cfg.rating_a or 6) * 10
@@ -51,14 +52,14 @@ class ChargeController:
         self._flags = []  # subscribers' ThreadSafeFlags, set on every new version
         self.lag = [0] * _LAG_BINS  # how late each step ran against its grid, ms
         self.lag_max = 0
-        self.meter = getattr(board, "meter_reading", None)  # firmware.meter.Reading
+        self.meter = board.meter_reading  # firmware.meter.Reading
         self._seen = [None, None, None, 0, None]  # status, error, pilot, offer, reason
         self._connector = cfg.connector
         self._cable_da = cfg.cable_a * 10
         self._phases = cfg.phases
         board.pilot.set_duty(cp.DUTY_X1)
         self.reflex = None
-        if getattr(board, "cp_high_mv", None) is not None:
+        if board.cp_high_mv is not None:
             from drivers.reflex import Reflex
 
             self.reflex = Reflex(board.contactor, board.rcm, board.cp_high_mv, self)

@@ -9,6 +9,7 @@
 # The board supplies the hardware: meter_bus(uart, baud, parity) -> (uart, de_pin),
 # s0_pin(role, imp_per_kwh) -> Pin, ct_input(role) -> dict (burst, phases, offset_code,
 # ua_per_code, rate_hz, samples, cal).
+from firmware import boardcaps
 from firmware.config import check_value
 from firmware.meter import Reading
 from firmware.meters.energy import EnergyStore
@@ -171,6 +172,7 @@ class Meters:
 def build(board, section, log=print, clock=None):
     """Check the section and make each meter's source, Reading (on the board) and task.
     Never raises: what cannot be built is in .errors (and logged) and stays off."""
+    boardcaps.probe(board)
     ms = Meters()
     modbus = type(section) is dict and any(
         type(m) is dict and m.get("type") == "modbus" for m in section.values())
@@ -227,12 +229,12 @@ def _make(board, role, m, bus, ms, log, clock):
     elif kind == "s0":
         from firmware.meters.s0 import S0Meter
 
-        if not hasattr(board, "s0_pin"):
+        if board.s0_pin is None:
             raise ValueError("this board has no S0 input")
         store = EnergyStore("energy_" + role, step_wh=save, fs=_backend(board, role))
         pin = board.s0_pin(role, m["imp_per_kwh"])
         counter = None
-        if hasattr(board, "s0_counter"):  # impulses counted in hardware (ESP32: PCNT)
+        if board.s0_counter is not None:  # impulses counted in hardware (ESP32: PCNT)
             counter, why = board.s0_counter(pin, 0)
             if why:
                 log("meters: %s %s" % (role, why))
@@ -243,7 +245,7 @@ def _make(board, role, m, bus, ms, log, clock):
     else:
         from firmware.meters.ct import CtMeter
 
-        if not hasattr(board, "ct_input"):
+        if board.ct_input is None:
             raise ValueError("this board has no CT inputs")
         c = board.ct_input(role)
         store = EnergyStore("energy_" + role, step_wh=save, fs=_backend(board, role))
@@ -252,7 +254,7 @@ def _make(board, role, m, bus, ms, log, clock):
                          volts=m["volts"], clock=clock)
         store = None
         res_wh = 0  # integrated: moves by whole Wh
-    reading = getattr(board, READING_ATTR[role], None)
+    reading = getattr(board, READING_ATTR[role])  # probed: None or a Reading
     if reading is None:
         reading = Reading()
         setattr(board, READING_ATTR[role], reading)
@@ -262,7 +264,7 @@ def _make(board, role, m, bus, ms, log, clock):
     task.kind = kind
     task.addr = m.get("addr")
     task.energy = source.store if store is None else store
-    hook = getattr(board, "meter_polled", None)
+    hook = board.meter_polled
     if hook is not None:
         task.on_poll = hook
     return task
@@ -271,12 +273,12 @@ def _make(board, role, m, bus, ms, log, clock):
 def _backend(board, role):
     """The board's store for an energy register (where writing costs no flash erase), or
     None: files (docs/boards.md, per board)."""
-    make = getattr(board, "energy_backend", None)
+    make = board.energy_backend
     return make("energy_" + role) if make is not None else None
 
 
 def _master(board, bus):
-    if not hasattr(board, "meter_bus"):
+    if board.meter_bus is None:
         raise ValueError("this board has no RS485 bus for Modbus meters")
     from drivers.modbus import ModbusMaster
 

@@ -12,7 +12,7 @@ import time
 
 from micropython import const
 
-from firmware import persist, timekeep
+from firmware import boardcaps, persist, timekeep
 from firmware.backoff import Backoff
 from firmware.version import VERSION
 from firmware.ocpp import clock, remote, rpc, security, txn
@@ -74,7 +74,7 @@ class ChargePoint:
         from firmware.ocpp.link import Link
 
         self.ctl = ctl
-        self.board = board
+        self.board = boardcaps.probe(board)
         self.cfg = cfg
         self.log = log
         self.section = section
@@ -99,7 +99,7 @@ class ChargePoint:
         self._hold = {}  # message key -> [ticks it may go again, Backoff] after a failure
         self.heartbeat_ms = None
         self.wake = asyncio.ThreadSafeFlag()
-        self.cards = getattr(board, "cards", None)  # drivers.rfid.CardReader
+        self.cards = board.cards  # drivers.rfid.CardReader
         self.available = [True, True]  # connector 0, 1 (ChangeAvailability)
         self.pending_avail = None  # a change Scheduled until the transaction ends
         self._load_state()
@@ -214,7 +214,7 @@ class ChargePoint:
         self._limit_ms = time.ticks_add(time.ticks_ms(), -_LIMIT_MS)
 
     def volts(self):
-        m = getattr(self.board, "meter_reading", None)
+        m = self.board.meter_reading
         if m is not None and m.v_dv[0] > 0 and m.fresh(time.ticks_ms()):
             return m.v_dv[0] // 10
         return 230
@@ -315,7 +315,7 @@ class ChargePoint:
     def _boot_payload(self):
         s = self.section
         return {"chargePointVendor": s.get("vendor", "OpenWallbox")[:20],
-                "chargePointModel": s.get("model", getattr(self.board, "name", "wallbox"))[:20],
+                "chargePointModel": s.get("model", self.board.name)[:20],
                 "firmwareVersion": VERSION}
 
     async def boot(self):

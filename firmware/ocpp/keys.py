@@ -10,7 +10,7 @@ import json
 
 from micropython import const
 
-from firmware import persist
+from firmware import boardcaps, persist
 
 _RO = const(1)  # read-only
 _REBOOT = const(2)  # a change takes effect after a reconnect/reboot: "RebootRequired"
@@ -130,10 +130,11 @@ def key_overrides(board, cfg):
     """The board's overrides of the configuration key table (board.ocpp_keys: {name:
     value}, e.g. ConnectorPhaseRotation as the connector is wired), and the measurands the
     configured EV meter has unless the board names them (SupportedMeasurands)."""
-    o = dict(getattr(board, "ocpp_keys", None) or {})
+    boardcaps.probe(board)
+    o = dict(board.ocpp_keys or {})
     if "SupportedMeasurands" not in o:
         o["SupportedMeasurands"] = supported_measurands(
-            getattr(cfg, "meters", None), hasattr(board, "temperature_c"))
+            getattr(cfg, "meters", None), board.temperature_c is not None)
     return o
 
 

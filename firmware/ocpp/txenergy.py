@@ -27,7 +27,7 @@ class TxEnergy:
         self._opened = None  # ticks the contactor was first seen open after a stop
 
     def reading(self):
-        return getattr(self.cp.board, "meter_reading", None)
+        return self.cp.board.meter_reading
 
     def saved(self):
         """The EV meter task's total as saved on flash (its EnergyStore), -1 if none."""

@@ -10,7 +10,7 @@ from firmware.ticks import ticks_ms
 def meter_value(cp, context, key, wh):
     """One meterValue: the measurands configured under the key `key` (a CSL) that the board
     has, the energy register given as `wh` (the caller's snapshot: what was saved)."""
-    m = getattr(cp.board, "meter_reading", None)
+    m = cp.board.meter_reading
     if m is not None and not m.fresh(ticks_ms()):
         m = None
     sv = []
@@ -36,7 +36,7 @@ def meter_value(cp, context, key, wh):
                                  "L%d-N" % (k + 1)))
         elif name == "Frequency" and m.freq_chz > 0:
             sv.append(_v("%.2f" % (m.freq_chz / 100), context, name, None))
-        elif name == "Temperature" and hasattr(cp.board, "temperature_c"):
+        elif name == "Temperature" and cp.board.temperature_c is not None:
             t = cp.board.temperature_c()
             if t is not None:
                 sv.append(_v(t, context, name, "Celsius"))
