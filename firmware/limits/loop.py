@@ -5,6 +5,7 @@
 # limit (absent, not zero); a stale or bad input makes its fallback bind.
 import asyncio
 
+from firmware import boardcaps
 from firmware.charge import pilot
 from firmware.limits import conf, rules
 from firmware.limits.arbiter import (CONFIG, FUSE, INSTALLER, N_SLOTS, NAMES, NONE, OCPP, SOURCES,
@@ -31,7 +32,7 @@ class Limits:
     def __init__(self, ctl, rating_a, log=print, cfg=None, board=None):
         self.ctl = ctl
         self.log = log
-        self.board = board
+        self.board = board if board is None else boardcaps.probe(board)
         self.s = s = conf.check(getattr(cfg, "limits", None))
         for m in s.get("errors", ()):
             log("config: %s; the offer is capped at %d A" % (m, s["safe_a"]))
@@ -87,11 +88,11 @@ class Limits:
 
     def _feed(self, now):
         b = self.board
-        g = getattr(b, "grid_reading", None)
+        g = b.grid_reading if b is not None else None
         if g is None or not g.fresh(now) or g.at_ms == self._grid_at:
             return
         self._grid_at = g.at_ms
-        ev = getattr(b, "meter_reading", None)
+        ev = b.meter_reading
         ph = self.phases
         e = [0, 0, 0]
         ev_w = 0
