@@ -56,3 +56,39 @@ def test_a_main_fuse_with_a_grid_meter_lowers_the_offer_and_a_silent_meter_falls
                           since=n)
         assert "grid meter stale" in st["reason"], st
         assert max(o["offer_da"] for o in offers(sim, n)) <= want
+
+
+@pytest.mark.slow
+def test_get_composite_schedule_reports_the_local_fuse_limit_when_it_is_lower():
+    """A TxDefaultProfile of 10 A from the CSMS, a main fuse leaving 7.8 A: the offer follows
+    the fuse and GetCompositeSchedule says so (not the profile's 10 A alone)."""
+    import ocpprig as o
+    from ocpprig import CsmsThread
+
+    with CsmsThread() as csms:
+        with o.start_sim(csms, meters=GRID, limits={"main_fuse_a": 10}) as sim, \
+                o.report(sim, csms):
+            o.booted(csms)
+            prof = {"chargingProfileId": 1, "stackLevel": 0,
+                    "chargingProfilePurpose": "TxDefaultProfile",
+                    "chargingProfileKind": "Relative",
+                    "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [
+                        {"startPeriod": 0, "limit": 10.0}]}}
+            assert o.call(csms, "SetChargingProfile", {"connectorId": 1,
+                                                       "csChargingProfiles": prof}) == {
+                "status": "Accepted"}
+            sim.do("ev", max_current_a=32)
+            sim.do("plug", cable_a=32)
+            sim.do("card", uid="CARD1")
+            st = sim.wait_for(lambda x: x.get("k") == "state" and x.get("reason") == "main fuse"
+                              and x.get("status") == "Charging", 40)
+            r = o.call(csms, "GetCompositeSchedule", {"connectorId": 1, "duration": 600})
+            per = r["chargingSchedule"]["chargingSchedulePeriod"]
+            assert r["status"] == "Accepted" and len(per) == 1, r
+            assert per[0]["limit"] <= 8.0 and abs(per[0]["limit"] * 10 - st["offer_da"]) <= 2, (
+                r, st)
+            r = o.call(csms, "GetCompositeSchedule", {"connectorId": 1, "duration": 600,
+                                                      "chargingRateUnit": "W"})
+            w = r["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            assert w <= 8.0 * 230 * 3, r
+        o.no_violations(csms)

@@ -8,7 +8,8 @@ import asyncio
 from firmware import boardcaps
 from firmware.charge import pilot
 from firmware.limits import conf, rules
-from firmware.limits.arbiter import (CONFIG, FUSE, INSTALLER, N_SLOTS, NAMES, NONE, OCPP, SOURCES,
+from firmware.limits.arbiter import (CONFIG, FUSE, INSTALLER, N_SLOTS, NAMES, NONE, OCPP, PV,
+                                     SOURCES,
                                      TOTAL, Arbiter, LimitsError)
 from firmware.limits.dynamics import (STATE_DELAY, STATE_HOLD, STATE_LIMIT, STATE_PAUSE,
                                       STATE_PV_WAIT, STATE_RAMP, STATES)
@@ -78,6 +79,18 @@ class Limits:
     def decision(self):
         """(amps, reason, source) in force."""
         return self.applied or self._describe(ticks_ms())
+
+    def local_a(self):
+        """The lowest local limit of the last decision (A), the profiles' own (OCPP) and the
+        station's fixed maximum left out: what GetCompositeSchedule adds to the profiles
+        (held for the whole schedule: nobody knows the house's load ahead). None: none."""
+        a = self.arb
+        best = NONE
+        for k in range(INSTALLER + 1, N_SLOTS):
+            v = a.eff[k]
+            if k != OCPP and k != PV and v != NONE and (best == NONE or v < best):
+                best = v
+        return None if best == NONE else best / 10
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(self):

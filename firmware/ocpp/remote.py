@@ -263,10 +263,31 @@ def composite(cp, p):
     now = cp.now_s()
     if c not in (0, 1) or now is None:
         return {"status": "Rejected"}
-    return cp.profiles.composite(
+    r = cp.profiles.composite(
         c, now, p["duration"], p.get("chargingRateUnit"),
         tx_start_s=cp.tx.start_s(), tx_id=cp.tx.profile_id(), volts=cp.volts(),
         phases=cp.cfg.phases, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
+    local = getattr(cp.limits, "local_a", None)
+    a = local() if local is not None else None
+    if a is not None and r.get("status") == "Accepted":
+        _clip_local(r["chargingSchedule"], a, cp.volts() or 230, cp.cfg.phases)
+    return r
+
+
+def _clip_local(sch, a, volts, phases):
+    """The local limits (main fuse, DSO, ...: docs/limits.md) in the composite: no period
+    above them (OpenEVSE #856 reported the profiles alone); equal neighbours merge."""
+    watts = sch["chargingRateUnit"] == "W"
+    out = []
+    for q in sch["chargingSchedulePeriod"]:
+        top = a * volts * q.get("numberPhases", phases) if watts else a
+        if q["limit"] > top:
+            q["limit"] = round(top, 1)
+        if out and out[-1]["limit"] == q["limit"] and (
+                out[-1].get("numberPhases") == q.get("numberPhases")):
+            continue
+        out.append(q)
+    sch["chargingSchedulePeriod"] = out
 
 
 # -- Remote trigger ----------------------------------------------------------------------------
