@@ -74,3 +74,14 @@ def test_only_the_limit_arbiter_calls_set_limit():
 def test_connected_is_the_one_definition_of_plugged(state, want):
     assert pilot.connected(state) is want
 
+
+
+def test_a_new_reason_at_the_same_limit_is_handed_on():
+    ctl = _Ctl()
+    lim = Limits(ctl, 32, log=lambda m: None)
+    lim.publish("ocpp", 10, "ocpp: TxDefaultProfile 1")
+    lim.publish("ocpp", 10, "ocpp: TxProfile 2")
+    assert ctl.calls[-1] == (10, "ocpp: TxProfile 2")
+    n = len(ctl.calls)
+    lim.apply()  # the loop's next period: the same decision, no call
+    assert len(ctl.calls) == n

@@ -50,6 +50,8 @@ class Limits:
         self._plugged = False
         self._grid_err = None
         self.history = []  # the recent decisions: (ticks, amps, reason)
+        self._e = [0, 0, 0]  # the EV's phase currents (dA), reused
+        self._key = [None, None, None, None]  # offer, bound, state, stale of the last one
 
     # -- the seam ------------------------------------------------------------------------------
     def publish(self, source, amps, reason, next_s=None):
@@ -61,6 +63,7 @@ class Limits:
             return
         now = ticks_ms()
         self.reasons[slot] = reason
+        self._key[0] = None  # its reason text may have changed: describe again
         self.next_s[slot] = next_s
         try:
             t = type(amps)
@@ -107,7 +110,8 @@ class Limits:
         self._grid_at = g.at_ms
         ev = b.meter_reading
         ph = self.phases
-        e = [0, 0, 0]
+        e = self._e
+        e[0] = e[1] = e[2] = 0
         ev_w = 0
         if ev is not None and ev.fresh(now):
             for p in range(ph):
@@ -145,7 +149,15 @@ class Limits:
             t = self.now_s()
             if t is not None:
                 week = rules.week_seconds(t, self.s["tz_offset_min"] * 60)
-        self.arb.decide(now, week, rnd)
+        a = self.arb
+        a.decide(now, week, rnd)
+        b = a.bound
+        stale = b != NONE and a.stale(b, now)
+        k = self._key
+        if (self.applied is not None and k[0] == a.da and k[1] == b and k[2] == a.state
+                and k[3] == stale):
+            return  # the same decision: nothing built, nothing handed on
+        k[0], k[1], k[2], k[3] = a.da, b, a.state, stale
         d = self._describe(now)
         if d == self.applied:
             return
