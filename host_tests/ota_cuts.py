@@ -58,7 +58,7 @@ class on(flashsim.on):
 
 
 def _hex(b):
-    return hashlib.sha256(b).hexdigest()
+    return hashlib.sha256(b).digest()  # (MicroPython's sha256 has no hexdigest)
 
 
 def put_slot(slot, version, files):

@@ -153,3 +153,42 @@ def test_the_real_firmware_bundles_and_verifies(keys, tmp_path):
                                          "firmware/ota/bundle.mpy"}
     assert m["mpy"]["version"] == 6
     print("\nbundle of the sim firmware: %d files, %d bytes" % (len(files), len(data)))
+
+
+_TIME_VERIFY = """
+import sys, time, hashlib, json
+from binascii import unhexlify
+from firmware.ota import rsa
+with open(sys.argv[1]) as f:
+    v = json.load(f)
+k = rsa.key_from_json(v["key"])
+h = hashlib.sha256(v["msg"].encode()).digest()
+s = unhexlify(v["sig"])
+ts = []
+for _ in range(11):
+    t0 = time.ticks_us()
+    rsa.verify_pss(k, h, s)
+    ts.append(time.ticks_diff(time.ticks_us(), t0))
+ts.sort()
+print("US", ts[5])
+"""
+
+
+@pytest.mark.parametrize("bits", [2048, 3072, 4096])
+def test_verify_time_on_micropython(bits, tmp_path):
+    """The signature check's time on the unix port (docs/ota.md has the figures)."""
+    key = tool.new_key(bits)
+    msg = '{"format":1}'
+    v = {"key": tool.public_json(key), "msg": msg, "sig": tool.sign(key, msg.encode()).hex()}
+    script = tmp_path / "t.py"
+    script.write_text(_TIME_VERIFY)
+    (tmp_path / "v.json").write_text(json.dumps(v))
+    mpy_dir = os.path.join(ROOT, "build", "mpy")
+    _, errors = build.compile_all(mpy_dir)
+    assert not errors
+    env = dict(os.environ, MICROPYPATH=mpy_dir + os.pathsep + ".frozen")
+    r = subprocess.run([simlib.micropython_exe(), str(script), str(tmp_path / "v.json")],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("US "), r.stdout + r.stderr
+    us = int(r.stdout.split()[1])
+    print("\nRSA-%d PSS verify on the unix port: %.2f ms" % (bits, us / 1000))

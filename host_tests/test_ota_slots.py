@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -85,6 +86,26 @@ def test_a_power_cut_at_every_step_boots_a_whole_slot(key, which):
     print("\n%s: %d cuts" % (which, tried))
 
 
+def test_the_same_power_cuts_on_micropython(key, tmp_path):
+    old = [(p, b + b"old") for p, b in ota_cases.FILES]
+    (tmp_path / "keys.json").write_text(json.dumps({"keys": [tool.public_json(key)]}))
+    (tmp_path / "bundle.wbota").write_bytes(tool.make_bundle(key, ota_cases.FILES, "0.9.0",
+                                                             "sim"))
+    (tmp_path / "releases.json").write_text(json.dumps({
+        "running": ota_cases.RUNNING, "old": [[p, b.hex()] for p, b in old],
+        "new": [[p, b.hex()] for p, b in ota_cases.FILES]}))
+    mpy_dir = os.path.join(ROOT, "build", "mpy")
+    _, errors = tool.build.compile_all(mpy_dir)
+    assert not errors
+    env = dict(os.environ, MICROPYPATH=mpy_dir + os.pathsep + ".frozen")
+    r = subprocess.run([simlib.micropython_exe(), os.path.join(ROOT, "host_tests", "mpy",
+                                                               "ota_cut_rig.py"),
+                        str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "DONE 0 failed" in out and "FAIL" not in out, out
+    assert out.count("PASS ") == 4, out
+
+
 # ---- end to end on the simulator: boards/sim/boot.py plays the bootloader
 
 def _compiled(tmp_path, name, source):
@@ -95,14 +116,29 @@ def _compiled(tmp_path, name, source):
     return out.read_bytes()
 
 
-def _release(tmp_path, version, crash=False):
-    """The real sim firmware, compiled, with its version (and a crash at boot if asked)."""
+# A new firmware whose scheduler hangs 1.5 s after boot (a task that never yields)
+HANG = """import asyncio
+def attach(app):
+    async def hang():
+        await asyncio.sleep_ms(1500)
+        app.log("new firmware: hanging")
+        while True:
+            pass
+    app.sup.add("hang", hang)
+"""
+
+
+def _release(tmp_path, version, crash=False, hang=False):
+    """The real sim firmware, compiled, with its version (and a crash at boot or a hang
+    if asked)."""
     files = dict(tool.firmware_files("sim", "x64"))
     files["firmware/version.mpy"] = _compiled(tmp_path, "firmware/version.py",
                                               'VERSION = "%s"\n' % version)
     if crash:
         files["boards/sim/main.mpy"] = _compiled(
             tmp_path, "boards/sim/main.py", 'raise RuntimeError("the new firmware crashes")\n')
+    if hang:
+        files["firmware/ota/trial.mpy"] = _compiled(tmp_path, "firmware/ota/trial.py", HANG)
     return sorted(files.items())
 
 
@@ -185,3 +221,30 @@ def test_sim_a_trial_that_fails_its_health_check_is_rolled_back(key, tmp_path, m
         rolled = [m for m in _logs(sim) if "rolled back" in m]
         assert len(rolled) == 1 and "BootNotification not accepted" in rolled[0], rolled
         assert any("orderly restart (ota)" in m for m in _logs(sim)), _logs(sim)
+
+
+def test_sim_a_new_firmware_that_hangs_is_reset_by_the_watchdog_and_rolled_back(
+        key, tmp_path, monkeypatch):
+    d = str(tmp_path / "dev")
+    os.mkdir(d)
+    cfg = dict(simrig.BASE_CONFIG)
+    _install(d, key, _release(tmp_path, "0.9.2", hang=True), "0.9.2", monkeypatch)
+    sim = simlib.Sim(cfg, state_dir=d).start()
+    try:
+        assert _version(sim) == "0.9.2"
+        wdt = os.path.join(d, "sim_wdt_reset")  # the simulated watchdog fired (its thread)
+        deadline = time.time() + 20
+        while not os.path.exists(wdt) and time.time() < deadline:
+            time.sleep(0.1)
+        assert os.path.exists(wdt), _logs(sim)
+    finally:
+        sim.proc.kill()  # what the watchdog's reset does to a hung MCU
+        sim.proc.communicate()
+        sim.sock.close()
+    with simlib.Sim(cfg, state_dir=d) as sim:
+        assert _version(sim) == "0.8.0"
+        logs = _logs(sim)
+        assert "boot: after a watchdog reset" in logs, logs
+        assert [m for m in logs if "rolled back" in m] == [
+            "ota: update to 0.9.2 rolled back: it did not confirm itself "
+            "(a hang, a crash or a power cut)"], logs

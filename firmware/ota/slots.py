@@ -103,6 +103,37 @@ def pick(marker=None):
     return slot
 
 
+def enter(slot):
+    """Make the slot's modules the ones imported from now on: its folder first on sys.path,
+    the base install's folder off it, and every firmware/boards/drivers module loaded so far
+    forgotten (they came from the base). Nothing for the base install."""
+    import sys
+
+    d = slot_dir(slot)
+    if not d:
+        return
+    for p in list(sys.path):
+        if persist.exists(p + "/firmware" if p else "firmware"):
+            sys.path.remove(p)
+    sys.path.insert(0, os.getcwd().rstrip("/") + "/" + d)
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("firmware", "boards", "drivers"):
+            del sys.modules[name]
+
+
+def boot():
+    """The bootloader, for a board's main.py and the simulator's boards/sim/boot.py: pick
+    the slot (the restart marker peeked: a trial that crashed left "crash"), enter it, and
+    return its name. The caller then imports the firmware (from the slot)."""
+    try:
+        marker = persist.read(persist.RESTART_FILE)
+    except (OSError, ValueError):
+        marker = None
+    slot = pick(marker.strip() if marker else None)
+    enter(slot)
+    return slot
+
+
 def running_trial(state=None):
     """The trial entry when the slot now running is on trial (booted once, not confirmed)."""
     t = (state or load()).get("trial")
