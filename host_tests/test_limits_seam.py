@@ -85,3 +85,17 @@ def test_a_new_reason_at_the_same_limit_is_handed_on():
     n = len(ctl.calls)
     lim.apply()  # the loop's next period: the same decision, no call
     assert len(ctl.calls) == n
+
+
+def test_a_fuse_without_a_grid_meter_is_named_and_the_safe_current_binds():
+    import types
+
+    ctl = _Ctl()
+    logs = []
+    cfg = types.SimpleNamespace(limits={"main_fuse_a": 25, "mode": "minpv"}, max_current_a=32,
+                                phases=3)
+    lim = Limits(ctl, 32, log=logs.append, cfg=cfg)
+    assert any("main_fuse_a, mode=minpv needs a grid meter (meters.grid)" in m
+               for m in logs), logs
+    lim.apply()
+    assert ctl.calls[-1][0] == 6 and "grid meter stale" in ctl.calls[-1][1], ctl.calls

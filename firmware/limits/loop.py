@@ -41,6 +41,14 @@ class Limits:
         max_a = getattr(cfg, "max_current_a", rating) or 0
         self.phases = getattr(cfg, "phases", 3)
         self.arb = Arbiter(s, rating, min(rating, max_a), self.phases)
+        needs = [k for k in ("main_fuse_a", "total_a") if s[k] is not None]
+        if s["mode"] != "fast":
+            needs.append("mode=" + s["mode"])
+        if s["freq_response"]:
+            needs.append("freq_response")
+        if needs and (board is None or self.board.grid_reading is None):
+            log("config: limits: %s needs a grid meter (meters.grid); the offer stays at "
+                "safe_a=%d A" % (", ".join(needs), s["safe_a"]))
         self.reasons = [None] * N_SLOTS  # a publishing source's reason text
         self.next_s = [None] * N_SLOTS
         self.applied = None  # (amps, reason, bound name) last handed to the controller
