@@ -1,0 +1,77 @@
+# A small HTTP server on 127.0.0.1 (port chosen by the OS) for the download tests
+# (host_tests/test_ota_download.py): serves one body as Content-Length, chunked, behind
+# redirects, with Range, and a path that drops the connection half way the first times.
+import http.server
+import threading
+
+
+class Server:
+    def __init__(self, body, drops=1):
+        self.body = body
+        self.drops = drops  # /drop: connections cut half way before one goes through
+        self.requests = []
+        srv = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                srv.requests.append((self.path, self.headers.get("Range")))
+                b = srv.body
+                if self.path == "/redir":
+                    return self._redirect("/b")
+                if self.path == "/redir-abs":
+                    return self._redirect("http://127.0.0.1:%d/chunked" % srv.port)
+                if self.path == "/loop":
+                    return self._redirect("/loop")
+                if self.path == "/chunked":
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i in range(0, len(b), 777):
+                        part = b[i:i + 777]
+                        self.wfile.write(b"%x;ext=1\r\n" % len(part) + part + b"\r\n")
+                    self.wfile.write(b"0\r\nX-Trailer: 1\r\n\r\n")
+                    return
+                if self.path not in ("/b", "/drop"):
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes=") and self.path == "/drop":
+                    start = int(rng[6:].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", "bytes %d-%d/%d" % (
+                        start, len(b) - 1, len(b)))
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(b) - start))
+                self.end_headers()
+                if self.path == "/drop" and srv.drops > 0:
+                    srv.drops -= 1
+                    self.wfile.write(b[start:start + (len(b) - start) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(b[start:])
+
+            def _redirect(self, loc):
+                self.send_response(302)
+                self.send_header("Location", loc)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.httpd.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
