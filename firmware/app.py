@@ -1,5 +1,6 @@
 # Wiring: board + config -> tasks. `run(board)` is what main.py on a device calls.
 import asyncio
+import sys
 import time
 
 from firmware import boardcaps, config, console, diag, persist
@@ -86,11 +87,27 @@ class App:
         self.ocpp = None
         if self.cfg.ocpp is not None:
             self._start_ocpp(log)
-        from firmware.ota import trial
-
-        trial.attach(self)  # an update's rollback reported; a trial boot's health check
+        self._ota(log)
         self.tasks = []
         diag.attach(self)
+
+    def _ota(self, log):
+        # An update's rollback reported; a trial boot's health check. Without a boot pointer
+        # (no update ever installed) there is neither: firmware/ota stays unloaded (7 KB of
+        # heap where modules load from .mpy files). When no trial runs, what this loaded
+        # (trial.py, slots.py unless the bootloader holds it) is dropped again.
+        from firmware import ota
+
+        if not persist.exists(ota.BOOT_FILE):
+            return
+        new = [m for m in ("trial", "slots") if "firmware.ota." + m not in sys.modules]
+        from firmware.ota import trial
+
+        if trial.attach(self) is None:
+            for m in new:
+                sys.modules.pop("firmware.ota." + m, None)
+                if hasattr(ota, m):
+                    delattr(ota, m)
 
     def _start_ocpp(self, log):
         # OCPP is optional and outside the safety path: a bad section or a store that cannot

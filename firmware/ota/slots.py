@@ -18,8 +18,8 @@ import json
 import os
 
 from firmware import persist
+from firmware.ota import BOOT_FILE  # noqa: F401 (slots.BOOT_FILE)
 
-BOOT_FILE = "ota_boot.json"
 SLOT_FILE = "slot.json"  # in a slot: written last by install(), {"version": ...}
 BASE = "base"
 MIN_S = 10  # a trial is healthy no sooner than this after boot

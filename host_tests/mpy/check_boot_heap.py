@@ -1,0 +1,91 @@
+# Runs on the real MicroPython unix port (host_tests/test_micropython.py starts it): what the
+# firmware keeps in RAM once built (docs/deploy.md, "Heap"). Modules load from .mpy files on a
+# board, so a module imported for a feature that is off costs its code in heap for good:
+# - without a boot pointer (no update ever installed) firmware/ota is not loaded at all;
+# - with one and no trial running, the rollback report is still logged once and the modules
+#   loaded for it are dropped again; a trial boot keeps them and gets its health check task.
+import gc
+import json
+import os
+import sys
+from binascii import hexlify
+
+from boards.sim.board import SimBoard
+from boards.sim.world import World
+from firmware import app as fw_app
+from firmware import config
+
+FAILS = []
+OTA = ("firmware.ota.trial", "firmware.ota.slots")
+
+
+def check(name, ok):
+    print(("PASS " if ok else "FAIL ") + name)
+    if not ok:
+        FAILS.append(name)
+
+
+D = "/tmp/wbheap_" + hexlify(os.urandom(4)).decode()
+os.mkdir(D)
+os.chdir(D)
+
+
+def build(pointer=None):
+    """The App on the simulated board with OCPP configured: (app, its log, heap it holds)."""
+    import firmware.ota as ota
+
+    for m in OTA:
+        sys.modules.pop(m, None)
+        if hasattr(ota, m[13:]):
+            delattr(ota, m[13:])
+    try:
+        os.remove("ota_boot.json")
+    except OSError:
+        pass
+    if pointer is not None:
+        with open("ota_boot.json", "w") as f:
+            json.dump(pointer, f)
+    logs = []
+    board = SimBoard(World(lambda kind, fields: None))
+    cfg = config.from_dict({"rating_a": 32, "max_current_a": 16, "free_vend": True,
+                            "ocpp": {"url": "ws://127.0.0.1:9/", "cp_id": "HEAP"}})
+    gc.collect()
+    m0 = gc.mem_alloc()
+    app = fw_app.App(board, cfg=cfg, log=logs.append)
+    gc.collect()
+    return app, logs, gc.mem_alloc() - m0
+
+
+def ota_loaded():
+    return [m for m in OTA if m in sys.modules]
+
+
+def trial_task(app):
+    return [t for t in app.sup.tasks if t.name == "ota trial"]
+
+
+app, logs, held = build()
+print("HEAP App built (OCPP on, no boot pointer; with the modules it loads): %d bytes"
+      % held)
+check("no boot pointer: firmware/ota not loaded", ota_loaded() == [])
+check("no boot pointer: no trial task", trial_task(app) == [])
+app = None
+
+report = {"event": "rolled-back", "version": "0.9.1", "why": "it crashed"}
+app, logs, held = build({"active": "base", "trial": None, "report": report})
+check("pointer with a report: the rollback is logged once",
+      len([m for m in logs if "rolled back: it crashed" in m]) == 1)
+check("pointer without a trial: the modules are dropped again", ota_loaded() == [])
+check("pointer without a trial: no trial task", trial_task(app) == [])
+with open("ota_boot.json") as f:
+    check("the report is taken (not logged at the next boot)", json.load(f)["report"] is None)
+app = None
+
+trial = {"slot": "b", "version": "0.9.2", "boots": 1, "min_s": 10, "limit_s": 300,
+         "failed": None}
+app, logs, held = build({"active": "base", "trial": trial, "report": None})
+check("a trial boot gets its health check task", len(trial_task(app)) == 1)
+check("a trial boot keeps firmware/ota loaded", "firmware.ota.trial" in sys.modules)
+app = None
+
+print("DONE %d failed" % len(FAILS))
