@@ -59,3 +59,14 @@ def ntp_s(host, timeout_s=1):
     ntptime.host = host
     ntptime.timeout = timeout_s
     return ntptime.time() + epoch_shift(time.gmtime(0)[0])
+
+
+def reset_cause():
+    """"watchdog" after a watchdog reset, else None (firmware.app: a reboot the firmware did
+    not choose, but not a power cut either). The real boards' board.reset_cause()."""
+    import machine
+
+    c = getattr(machine, "reset_cause", None)
+    if c is not None and c() == getattr(machine, "WDT_RESET", None):
+        return "watchdog"
+    return None

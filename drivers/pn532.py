@@ -20,14 +20,7 @@ from drivers.rfid import (
     E_BUS, E_CHECKSUM, E_CHIP, E_FRAME, E_NACK, E_TIMEOUT, E_VERSION, OP_INIT, PENDING,
     R_CARD, R_NONE, R_OK)
 
-try:
-    from time import ticks_add, ticks_diff
-except ImportError:  # CPython (host tests): the 30-bit wrap of the ports
-    def ticks_diff(a, b):
-        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
-
-    def ticks_add(a, b):
-        return (a + b) & 0x3FFFFFFF
+from drivers.ticks import ticks_add, ticks_diff
 
 
 I2C_ADDR = const(0x24)  # 7-bit address (0x48 write, 0x49 read)

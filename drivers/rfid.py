@@ -8,19 +8,7 @@ import asyncio
 
 from micropython import const
 
-try:
-    from time import ticks_add, ticks_diff, ticks_ms
-except ImportError:  # CPython (host tests): the 30-bit wrap of the ports
-    import time as _time
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000) & 0x3FFFFFFF
-
-    def ticks_diff(a, b):
-        return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
-
-    def ticks_add(a, b):
-        return (a + b) & 0x3FFFFFFF
+from drivers.ticks import ticks_add, ticks_diff, ticks_ms
 
 
 if hasattr(asyncio, "sleep_ms"):

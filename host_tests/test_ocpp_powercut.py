@@ -379,6 +379,7 @@ def _reboot(cp, wh=-1):
 def ticks(tmp_path, monkeypatch):
     """The files in tmp_path; txn's clock (ticks_*) is t.ms."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(persist, "restart_reason", None)  # each reboot here is a power cut
     t = types.SimpleNamespace(ms=1000, ticks_add=lambda a, b: a + b,
                               ticks_diff=lambda a, b: a - b)
     t.ticks_ms = lambda: t.ms

@@ -5,7 +5,7 @@ from machine import ADC, PWM, WDT, Pin
 from machine import reset as machine_reset
 from micropython import const
 
-from boards.rtc import MachineRtc
+from boards.rtc import MachineRtc, reset_cause
 from boards.rtc import ntp_s as _ntp_s
 from drivers.contactor import Contactor
 from drivers.led import StatusLed
@@ -341,14 +341,7 @@ class Esp32Board:
         machine_reset()
 
     def reset_cause(self):
-        """"watchdog" after a watchdog reset, else None (firmware.app: a reboot the firmware
-        did not choose, but not a power cut either)."""
-        import machine
-
-        c = getattr(machine, "reset_cause", None)
-        if c is not None and c() == getattr(machine, "WDT_RESET", None):
-            return "watchdog"
-        return None
+        return reset_cause()
 
 
 def build():

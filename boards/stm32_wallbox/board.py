@@ -7,7 +7,7 @@ from machine import WDT
 from machine import reset as machine_reset
 from micropython import const
 
-from boards.rtc import MachineRtc
+from boards.rtc import MachineRtc, reset_cause
 from drivers.contactor import Contactor
 from drivers.led import StatusLed
 from drivers.lock import Lock
@@ -363,14 +363,7 @@ class Stm32Board:
         machine_reset()
 
     def reset_cause(self):
-        """"watchdog" after a watchdog reset, else None (firmware.app: a reboot the firmware
-        did not choose, but not a power cut either)."""
-        import machine
-
-        c = getattr(machine, "reset_cause", None)
-        if c is not None and c() == getattr(machine, "WDT_RESET", None):
-            return "watchdog"
-        return None
+        return reset_cause()
 
 
 def build():

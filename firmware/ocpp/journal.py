@@ -217,12 +217,8 @@ class Journal(RamTail):
         self._head += 1
         self._pend_bytes -= _HDR + k[2]
         ref = k[4]
+        self._unref(ref)
         if ref < 0:
-            c = self._refs.get(ref, 1) - 1
-            if c:
-                self._refs[ref] = c
-            else:
-                self._refs.pop(ref, None)
             if k[1] & _STOP and ref not in self._ended:
                 self._ended.append(ref)
             if ref in self._ended and ref not in self._refs:

@@ -38,6 +38,15 @@ class RamTail:
     """The RAM half of Journal (its base class): needs _offs, _head, _read_hdr, _refs,
     _pend_bytes, _dropped, _size, _write_end, _make_room and _compact."""
 
+    def _unref(self, ref):
+        """One pending record of transaction `ref` (a local id, < 0) fewer."""
+        if ref < 0:
+            c = self._refs.get(ref, 1) - 1
+            if c:
+                self._refs[ref] = c
+            else:
+                self._refs.pop(ref, None)
+
     def _ram_init(self, ram_max):
         self.ram_max = ram_max
         self._ram = {}  # offset (>= RAM) -> a pending P record (header + body)
@@ -112,13 +121,7 @@ class RamTail:
             self._ram_bytes -= n
             self._pend_bytes -= n
             self._dropped += 1
-            ref = k[4]
-            if ref < 0:
-                c = self._refs.get(ref, 1) - 1
-                if c:
-                    self._refs[ref] = c
-                else:
-                    self._refs.pop(ref, None)
+            self._unref(k[4])
         self._offs = offs
         self._head = 0
 
