@@ -19,6 +19,7 @@ def _src(rel):
 def test_every_cited_file_exists():
     doc = _doc()
     cited = set(re.findall(r"\b((?:firmware|drivers|boards|tools)/[\w/<>]*\w\.py)\b", doc))
+    cited |= set(re.findall(r"\b(docs/\w+\.md)\b", doc))
     assert len(cited) > 15, cited
     missing = sorted(p for p in cited if "<" not in p and not os.path.exists(
         os.path.join(ROOT, p)))
