@@ -93,7 +93,7 @@ def test_core_under_address_and_undefined_sanitizers_matches_twins():
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                    reason="arm-none-eabi-gcc missing: run tools/setup.sh (make setup)")
+                    reason="arm-none-eabi-gcc missing: tools/setup.sh --cross installs it")
 def test_core_cross_compiles_for_cortex_m4_without_warnings(tmp_path, capsys):
     obj, size = h.cross_compile_m4(str(tmp_path))
     with capsys.disabled():
