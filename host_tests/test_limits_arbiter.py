@@ -251,12 +251,13 @@ def test_a_reading_out_of_range_is_refused_and_the_safe_current_binds(reading):
     ({"random_delay_s": 1801}, "random_delay_s=1801"),
     ({"mian_fuse_a": 40}, "mian_fuse_a"),
     ({"freq_start_chz": 4950, "freq_stop_chz": 4980}, "freq_stop_chz=4980"),
+    ({"main_fuse_a": 80, "total_a": 63}, "main_fuse_a=80 is above total_a=63"),
 ])
 def test_a_bad_section_names_the_key_and_caps_the_offer_at_the_safe_current(sec, word):
     s = conf.check(sec)
     assert any(word in m for m in s["errors"]), s["errors"]
     a = Arbiter(s, 32, 32, 3)
-    assert a.decide(0) == 60 and a.bound == 11  # CONFIG: never the rating
+    assert a.decide(0) == 60 and a.eff[11] == 60  # CONFIG binds: never the rating
 
 
 def test_no_section_is_no_change():

@@ -99,3 +99,16 @@ def test_a_fuse_without_a_grid_meter_is_named_and_the_safe_current_binds():
                for m in logs), logs
     lim.apply()
     assert ctl.calls[-1][0] == 6 and "grid meter stale" in ctl.calls[-1][1], ctl.calls
+
+
+def test_diag_shows_the_decision_every_input_with_its_age_and_the_history():
+    ctl = _Ctl()
+    lim = Limits(ctl, 32, log=lambda m: None)
+    lim.publish("ocpp", 10, "ocpp: TxDefaultProfile 1")
+    lines = []
+    lim.diag(lines.append)
+    assert lines[0].startswith("limit      10 A  (ocpp: TxDefaultProfile 1)  state limit"), lines
+    assert any(re.match(r"  history +10 A  \(ocpp: TxDefaultProfile 1\)  0 s ago", x)
+               for x in lines), lines
+    assert any(re.match(r"  ocpp +100 dA  age \d+ ms$", x) for x in lines), lines
+    assert any(re.match(r"  config rating_a +320 dA  fixed$", x) for x in lines), lines

@@ -61,6 +61,10 @@ def check(section):
         s["random_delay_s"] = 600 if uk else 0
     if s["offpeak"] is None:
         s["offpeak"] = uk
+    f, t = s["main_fuse_a"], s["total_a"]
+    if f is not None and t is not None and f > t:
+        errors.append("limits: main_fuse_a=%d is above total_a=%d (the supply's sum over "
+                      "the phases)" % (f, t))
     a, b = s["pv_start_w"], s["pv_stop_w"]
     if a is not None and b is not None and b > a:
         errors.append("limits: pv_stop_w=%d is above pv_start_w=%d (it would flap)" % (b, a))

@@ -14,7 +14,7 @@ from firmware.limits.arbiter import (CONFIG, FUSE, INSTALLER, N_SLOTS, NAMES, NO
 from firmware.limits.dynamics import (STATE_DELAY, STATE_HOLD, STATE_LIMIT, STATE_PAUSE,
                                       STATE_PV_WAIT, STATE_RAMP, STATES)
 from firmware.meter import UNKNOWN
-from firmware.ticks import ticks_ms
+from firmware.ticks import ticks_diff, ticks_ms
 
 
 def _rnd16():
@@ -213,6 +213,9 @@ class Limits:
         out("limit      %s A  (%s)  state %s  target %d dA  cycles %d" % (
             d[0], d[1], STATES[a.state] if a.state != STATE_LIMIT else "limit", a.target,
             a.dyn.pauses))
+        for t, amps, why in self.history:
+            out("  history            %s A  (%s)  %d s ago" % (amps, why,
+                                                            ticks_diff(now, t) // 1000))
         for k in range(N_SLOTS):
             st = a.st[k]
             if st == 0 and not a.need[k]:
