@@ -130,6 +130,10 @@ class App:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return
         self.ocpp.restart = self.restart  # OCPP Reset restarts through the one path
+        from firmware.ota.updater import Updater
+
+        self.ocpp.updater = Updater(self.ocpp, b)  # UpdateFirmware (docs/ota.md)
+        self.sup.add("ota status", self.ocpp.updater.watch)
         self.limits.now_s = self.ocpp.now_s  # the off-peak schedule's clock
         self.restart.add("open transaction", self.ocpp.tx.flush)
         for name, factory in self.ocpp.tasks():

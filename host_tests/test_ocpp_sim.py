@@ -226,8 +226,7 @@ def test_unknown_and_unsupported_actions_get_the_right_callerror(csms):
         o.booted(csms)
         r = o.call(csms, "FooBar", {})
         assert r[0] == "NotImplemented", r
-        r = o.call(csms, "UpdateFirmware", {"location": "http://x/f.bin",
-                                            "retrieveDate": "2026-01-01T00:00:00Z"})
+        r = o.call(csms, "GetDiagnostics", {"location": "http://x/"})
         assert r[0] == "NotSupported", r
         r = o.call(csms, "RemoteStartTransaction", {"idTag": "x" * 21})
         assert r[0] == "PropertyConstraintViolation", r
@@ -335,18 +334,22 @@ def test_trigger_message(csms):
                                          and o.frame_action(f) == what
                                          for p in [o.frame_payload(f)]], 10)
             assert len(got) == 1 and check(got[0]), (req, got)
-        # Firmware Management is not supported: its notifications are NotImplemented (and
-        # not sent); a Heartbeat triggered after them arrives alone (the queue is in order)
+        # GetDiagnostics is not supported: its notification is NotImplemented (and not
+        # sent); FirmwareStatusNotification (UpdateFirmware, docs/ota.md) says Idle; a
+        # Heartbeat triggered after them arrives after it (the queue is in order)
         n = len(csms.frames)
-        for what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
+        assert o.call(csms, "TriggerMessage", {
+            "requestedMessage": "DiagnosticsStatusNotification"}) == {"status": "NotImplemented"}
+        for what in ("FirmwareStatusNotification", "Heartbeat"):
             assert o.call(csms, "TriggerMessage", {"requestedMessage": what}) == {
-                "status": "NotImplemented"}, what
-        assert o.call(csms, "TriggerMessage", {"requestedMessage": "Heartbeat"}) == {
-            "status": "Accepted"}
+                "status": "Accepted"}, what
         csms.wait_for(lambda: any(o.frame_action(f) == "Heartbeat" for f in csms.frames[n:]
                                   if f["dir"] == "in"), 10)
         assert [o.frame_action(f) for f in csms.frames[n:] if f["dir"] == "in"
-                and o.frame_action(f) not in (None, "StatusNotification")] == ["Heartbeat"]
+                and o.frame_action(f) not in (None, "StatusNotification")] == [
+            "FirmwareStatusNotification", "Heartbeat"]
+        assert [p for _, a, p in csms.notifications if a == "FirmwareStatusNotification"] == [
+            {"status": "Idle"}]
 
 
 def test_reservation_use_cancel_expire_and_rejections(csms):

@@ -14,9 +14,10 @@ from firmware.ocpp.rpc import RpcError
 
 _UNLOCK_WAIT_MS = 2500
 _TRIGGERS_MAX = 8  # distinct (message, connector) requests waiting for the sender
-# Firmware Management is not in SupportedFeatureProfiles: its notifications are not
-# implemented (TriggerMessage.conf NotImplemented, 1.6 section 6.54), not a made-up "Idle".
-_NOT_TRIGGERED = ("DiagnosticsStatusNotification", "FirmwareStatusNotification")
+# Firmware Management is not in SupportedFeatureProfiles (GetDiagnostics is missing): its
+# DiagnosticsStatusNotification is not implemented (TriggerMessage.conf NotImplemented, 1.6
+# section 6.54); FirmwareStatusNotification is, by UpdateFirmware (firmware/ota/updater.py).
+_NOT_TRIGGERED = ("DiagnosticsStatusNotification",)
 _RESET_FLUSH_MS = 10000
 
 
@@ -290,6 +291,14 @@ def _clip_local(sch, a, volts, phases):
     sch["chargingSchedulePeriod"] = out
 
 
+# -- Firmware Management (firmware/ota/updater.py) ---------------------------------------------
+def update_firmware(cp, p):
+    up = getattr(cp, "updater", None)
+    if up is None:
+        raise RpcError("NotSupported", "UpdateFirmware")
+    return up.request(p)
+
+
 # -- Remote trigger ----------------------------------------------------------------------------
 def trigger(cp, p):
     what = p["requestedMessage"]
@@ -298,7 +307,8 @@ def trigger(cp, p):
         return _status("Rejected")
     if what == "BootNotification" and cp.registration == "Accepted":
         return _status("Rejected")  # already accepted: nothing to boot again
-    if what in _NOT_TRIGGERED:
+    if what in _NOT_TRIGGERED or (what == "FirmwareStatusNotification"
+                                  and getattr(cp, "updater", None) is None):
         return _status("NotImplemented")
     if (what, c) not in cp.triggers:  # the same request twice is sent once
         if len(cp.triggers) >= _TRIGGERS_MAX:  # the sender is blocked: do not pile up
@@ -317,6 +327,8 @@ async def send_triggered(cp, what, c):
         for k in (0, 1) if c is None else (c,):
             if cp.st.status(k) is not None:
                 await cp.st.send(k)
+    elif what == "FirmwareStatusNotification":  # Idle: nothing under way (1.6 section 7.25)
+        await cp.rpc.call(what, {"status": cp.updater.status})
     elif what == "MeterValues":
         p = {"connectorId": 1 if c is None else c,
              "meterValue": [cp.tx.sample("Trigger", "MeterValuesSampledData")]}
@@ -348,4 +360,5 @@ HANDLERS = {
     "SetChargingProfile": set_profile,
     "TriggerMessage": trigger,
     "UnlockConnector": unlock,
+    "UpdateFirmware": update_firmware,
 }

@@ -7,7 +7,8 @@
 import asyncio
 import time
 
-from firmware.ota import slots
+from firmware import persist
+from firmware.ota import slots, updater
 from firmware.restart import OTA
 
 _POLL_MS = 500
@@ -61,6 +62,10 @@ def task(app, trial):
             if why is None and up >= min_ms:
                 slots.confirm()
                 app.log("ota: %s confirmed" % trial.get("version"))
+                up_ = getattr(app.ocpp, "updater", None)
+                if up_ is not None and persist.exists(updater.STATUS_FILE):
+                    updater.save_outcome("Installed")  # an update the CSMS asked for
+                    await up_.after_boot()
                 return
             if up >= limit_ms:
                 why = "health check: %s after %d s" % (why, up // 1000)
