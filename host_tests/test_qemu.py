@@ -129,7 +129,8 @@ def test_modbus_steady_polling_allocates_nothing_in_the_frozen_image():
 
     with qemu("armv7m") as q:
         res = qemu_run.run_checks(q, names=["check_modbus.py", "check_persist_cuts.py",
-                                            "check_supervisor.py"], log=lambda m: None)
+                                            "check_supervisor.py", "check_limits.py"],
+                                  log=lambda m: None, fresh=lambda: qemu("armv7m"))
     assert all(ok is True for ok, _ in res.values()), res
 
 
