@@ -84,3 +84,35 @@ def test_a_refused_bundle_says_installation_failed(csms, key, tmp_path):  # noqa
         assert not os.path.exists(os.path.join(d, slots.BOOT_FILE))
     finally:
         srv.close()
+
+
+def test_a_rolled_back_update_is_reported_by_the_old_firmware(csms, key, tmp_path):  # noqa
+    """The new firmware crashes at boot: the next boot is the old one, which tells the CSMS
+    InstallationFailed once its BootNotification is accepted (and only once)."""
+    d = _device(tmp_path, key)
+    srv = ota_http.Server(tool.make_bundle(key, _release(tmp_path, "0.9.1", crash=True),
+                                           "0.9.1", "sim"))
+    try:
+        sim = o.start_sim(csms, state_dir=d).start()
+        try:
+            o.booted(csms)
+            assert o.call(csms, "UpdateFirmware", {
+                "location": srv.url + "/b", "retrieveDate": "2020-01-01T00:00:00Z"}) == {}
+            sim.wait_for({"k": "end"}, 60)
+        finally:
+            sim.stop()
+        with pytest.raises(RuntimeError, match="the new firmware crashes"):
+            o.start_sim(csms, state_dir=d).start(timeout=10)
+        with o.start_sim(csms, state_dir=d) as sim:
+            csms.wait_for(lambda: "InstallationFailed" in _fsn(csms), 30)
+            assert _version(sim) == "0.8.0"
+            o.wait_log(sim, "ota: update to 0.9.1 rolled back")
+        with o.start_sim(csms, state_dir=d) as sim:  # said once
+            o.booted(csms)
+            o.wait_log(sim, "ocpp: boot accepted")
+            o.simrig.device_sleep(sim, 2000)  # the status task polls every 500 ms
+        assert _fsn(csms) == ["Downloading", "Downloaded", "Installing",
+                              "InstallationFailed"], _fsn(csms)
+        assert csms.boots[-1][1]["firmwareVersion"] == "0.8.0"
+    finally:
+        srv.close()
