@@ -1,12 +1,13 @@
 # A small HTTP server on 127.0.0.1 (port chosen by the OS) for the download tests
 # (host_tests/test_ota_download.py): serves one body as Content-Length, chunked, behind
-# redirects, with Range, and a path that drops the connection half way the first times.
+# redirects, with Range, and a path that drops the connection half way the first times; over
+# TLS when given a certificate and key.
 import http.server
 import threading
 
 
 class Server:
-    def __init__(self, body, drops=1):
+    def __init__(self, body, drops=1, tls=None):
         self.body = body
         self.drops = drops  # /drop: connections cut half way before one goes through
         self.requests = []
@@ -70,6 +71,12 @@ class Server:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.port = self.httpd.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
+        if tls is not None:  # (certificate file, key file): https
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.url = "https://127.0.0.1:%d" % self.port
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):

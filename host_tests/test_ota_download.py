@@ -86,20 +86,57 @@ def _closed_port():
     return p
 
 
-def test_the_same_on_micropython(server, tmp_path):
+def _rig(*args):
     mpy_dir = os.path.join(ROOT, "build", "mpy")
     _, errors = build.compile_all(mpy_dir)
     assert not errors
     env = dict(os.environ, MICROPYPATH=mpy_dir + os.pathsep + ".frozen")
     r = subprocess.run([simlib.micropython_exe(), os.path.join(ROOT, "host_tests", "mpy",
-                                                               "ota_dl_rig.py"),
-                        server.url, str(tmp_path)], capture_output=True, text=True, env=env,
-                       timeout=120)
+                                                               "ota_dl_rig.py")] + list(args),
+                       capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    got = dict((x["path"], x) for x in map(json.loads, r.stdout.splitlines()))
+    return list(map(json.loads, r.stdout.splitlines()))
+
+
+def test_the_same_on_micropython(server, tmp_path):
+    got = dict((x["path"], x) for x in _rig(server.url, str(tmp_path)))
     for p in ("/b", "/chunked", "/redir", "/redir-abs", "/drop"):
         assert got[p]["error"] is None and got[p]["sha256"] == SHA, got[p]
         assert (tmp_path / ("dl" + p.replace("/", "_"))).read_bytes() == BODY
     assert got["/drop"]["resumed"] == len(BODY) // 2 and got["/drop"]["attempts"] == 2
     assert "HTTP 404" in got["/missing"]["error"]
     assert "more than 5 redirects" in got["/loop"]["error"]
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    import certs
+    return certs.make_certs(str(tmp_path_factory.mktemp("certs")))
+
+
+def test_https_verifies_the_server_as_the_csms_link_does(tls, tmp_path):
+    """The TLS context made as the CSMS link's (firmware/ocpp/ws.py): the test CA's server
+    certificate for 127.0.0.1 is accepted, one of another CA is refused."""
+    from firmware.ocpp import ws
+    s = ota_http.Server(BODY, tls=(tls["cert"], tls["key"]))
+    try:
+        d = _get(s.url + "/chunked", tmp_path / "f",
+                 tls_context=ws._tls_context(tls["ca_pem_bytes"]))
+        assert d.sha256 == SHA and (tmp_path / "f").read_bytes() == BODY
+        with pytest.raises(download.DownloadError, match="(?i)certificate|ssl"):
+            _get(s.url + "/b", tmp_path / "g",
+                 tls_context=ws._tls_context(tls["other_ca_pem_bytes"]))
+        assert not (tmp_path / "g").exists()
+    finally:
+        s.close()
+
+
+def test_https_on_micropython(tls, tmp_path):
+    s = ota_http.Server(BODY, tls=(tls["cert"], tls["key"]))
+    try:
+        good, bad = _rig(s.url, str(tmp_path), tls["ca_pem"], tls["other_ca_pem"])
+    finally:
+        s.close()
+    assert good["error"] is None and good["sha256"] == SHA, good
+    assert bad["error"] and bad["sha256"] is None, bad
+    print("\nhttps with another CA on the unix port: %s" % bad["error"])

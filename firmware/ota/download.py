@@ -145,6 +145,8 @@ class Download:
             try:
                 await self._attempt()
                 return self
+            except ValueError as e:  # MicroPython's ssl: a certificate that does not verify
+                why = "tls: %s" % (" ".join(str(x) for x in e.args).strip() or repr(e))
             except (OSError, DownloadError, asyncio.TimeoutError) as e:
                 why = str(e) if isinstance(e, DownloadError) else "connection: %r" % (e,)
                 if isinstance(e, DownloadError) and e.args and str(e).startswith("HTTP 4"):
