@@ -158,7 +158,7 @@ def test_bench_counts_instructions_on_the_emulated_cortex_m3():
     # the natmod is the fastest pilot analysis, then viper, then bytecode, as on the host
     assert 0 < r["pilot_natmod"] < r["pilot_viper"] < r["pilot_bytecode"], r
     for key in ("step_idle", "step_charging", "reflex_tick", "modbus_decode",
-                "ocpp_parse_check"):
+                "ocpp_parse_check", "rsa_verify"):
         assert r[key] > 0, (key, r)
     # frozen: the code stays in flash; every module imported takes well under a third of
     # the ESP32-WROOM-sized heap (a .mpy deploy puts ~210 KB of code there, docs/deploy.md)

@@ -44,7 +44,8 @@ def measure(arch, mpy_dir=None):
         if natmod:
             with open(natmod, "rb") as f:
                 q.put("/" + os.path.relpath(natmod, ROOT), f.read())
-        out = q.exec("from boards.qemu import bench\nbench.run()\n", timeout=900)
+        out = q.exec("from boards.qemu import bench\nbench.run(rsa=%r)\n" % (rsa_spec(),),
+                     timeout=1800)
     m = re.search(r"^BENCH (.*)$", out, re.M)
     if not m:
         raise qemu_run.QemuError("no BENCH line:\n" + out[-2000:])
@@ -54,6 +55,23 @@ def measure(arch, mpy_dir=None):
         s = qemu_run.run_session(q, log=lambda m: None)
     rec.update(heap_size=s["heap_size"], heap_boot=s["heap_boot"], heap_peak=s["heap_peak"])
     return rec
+
+
+def rsa_spec(bits=3072):
+    """(n hex, e, SHA-256 hex, signature hex): an RSA-PSS signature over a message as
+    tools/bundle.py signs an update bundle (its default 3072-bit key); None without the
+    cryptography package."""
+    import hashlib
+
+    try:
+        import bundle
+    except ImportError:
+        return None
+    key = bundle.new_key(bits)
+    data = b"wallbox update bundle manifest"
+    nums = key.public_key().public_numbers()
+    return ("%x" % nums.n, nums.e, hashlib.sha256(data).hexdigest(),
+            bundle.sign(key, data).hex())
 
 
 def share(insns, period_ms, hz):
@@ -81,8 +99,11 @@ def report(arch, r, out=print):
          r["ocpp_parse_check"]),
         ("OCPP MeterValues schema check", r["ocpp_metervalues_check"]),
     ]
+    if "rsa_verify" in r:
+        rows.append(("OTA signature check, RSA-PSS %d bit" % r["rsa_bits"],
+                     r["rsa_verify"]))
     for name, v in rows:
-        out("  %-48s %9s instructions" % (name, "-" if v is None else "{:,}".format(v)))
+        out("  %-52s %10s instructions" % (name, "-" if v is None else "{:,}".format(v)))
     period = r["period_ms"]
     step = r["step_charging"]
     out("  CPU share of the safety loop while charging (one step every %d ms%s):" % (

@@ -158,7 +158,20 @@ def _ocpp(res, n):
     res["ocpp_metervalues_check"] = per_call(lambda: schema.check_request("MeterValues", mv), n)
 
 
-def run(n=200, out=print):
+def _rsa(res, spec, n):
+    from firmware.ota import rsa
+
+    n_hex, e, h_hex, sig_hex = spec
+    key = rsa.PublicKey(int(n_hex, 16), e, "bench")
+    h = bytes.fromhex(h_hex)
+    sig = bytes.fromhex(sig_hex)
+    res["rsa_bits"] = key.bits
+    res["rsa_verify"] = per_call(lambda: rsa.verify_pss(key, h, sig), n)
+
+
+def run(n=200, out=print, rsa=None):
+    """rsa: (n hex, e, SHA-256 hex, RSA-PSS signature hex) of an update bundle's signature
+    (tools/bench_qemu.py makes them) to time firmware/ota's verification."""
     gc.collect()
     res = {"kernels": kernels.IMPL, "heap_boot": gc.mem_alloc()}
     captured = _controller(res, n)
@@ -168,5 +181,8 @@ def run(n=200, out=print):
     _modbus(res, n)
     gc.collect()
     _ocpp(res, n // 4)
+    if rsa is not None:
+        gc.collect()
+        _rsa(res, rsa, 2)
     out("BENCH " + json.dumps(res))
     return res
