@@ -52,6 +52,12 @@ SKIP_CHECKS = {
 
 HELPERS_LEFT_OUT = {"ws_client"}  # check_net's socket peer
 
+# A check that stops on one of these (and failed nothing before) needs what the port lacks.
+PORT_LACKS = (
+    ("ImportError: no module named 'socket'", "imports socket (ports/qemu has no network)"),
+    ("no threads on this port", "starts a thread (ports/qemu has none)"),
+)
+
 # Faults these runs found in other components, open until fixed there (each has a strict
 # xfail test in host_tests/test_qemu.py): the failing check lines they explain.
 OPEN_FINDINGS = {}
@@ -247,6 +253,12 @@ def _run_checks(q, names, log):
         ok = bool(m) and m.group(1) == "0" and not fails
         passes = sum(1 for ln in out.splitlines() if ln.startswith("PASS"))
         summary = "%d passed, %s" % (passes, m.group(0) if m else "no DONE line")
+        lacking = [why for sign, why in PORT_LACKS if sign in out]
+        if not ok and not fails and lacking:  # stopped by what ports/qemu does not have
+            res[name] = (None, "skipped: " + lacking[0])
+            log("%-18s skipped: %s" % (name, lacking[0]))
+            _forget(q, name, log)
+            continue
         known = OPEN_FINDINGS.get((q.arch, name), ())
         limit, why = HEAP_LIMITS.get(name, ((), ""))
         if not ok and m and fails and known and all(ln.startswith(known) for ln in fails):
@@ -261,11 +273,15 @@ def _run_checks(q, names, log):
             summary += "\n" + "\n".join(fails or head + lines[-6:])
         res[name] = (ok, summary)
         log("%-18s %s %s" % (name, {True: "ok  ", "open": "OPEN"}.get(ok, "FAIL"), summary))
-        try:
-            q.exec(_FORGET)
-        except QemuError as e:
-            log("%-18s (cleanup after it failed: %s)" % (name, str(e).splitlines()[0]))
+        _forget(q, name, log)
     return res
+
+
+def _forget(q, name, log):
+    try:
+        q.exec(_FORGET)
+    except QemuError as e:
+        log("%-18s (cleanup after it failed: %s)" % (name, str(e).splitlines()[0]))
 
 
 # After a check: the modules it imported and the names it left in the REPL's namespace go,
