@@ -105,7 +105,8 @@ def manifest_for(files, version, board, min_hw=1):
     v = versions.pop()
     return {"format": 1, "version": version, "board": board, "min_hw": min_hw,
             "mpy": {"version": v, "sub": sub, "arch": arch},
-            "files": [[p, len(d), hashlib.sha256(d).hexdigest()] for p, d in files]}
+            "files": "".join("%s %d %s\n" % (p, len(d), hashlib.sha256(d).hexdigest())
+                             for p, d in files)}
 
 
 def pack(manifest, files, signature):
@@ -175,7 +176,7 @@ def cmd_verify(a):
             m = bundle.verify_stream(f, keys, running, d)
         except bundle.BundleError as e:
             raise SystemExit("refused: %s" % e)
-    print("good: version %s for %s, %d files" % (m["version"], m["board"], len(m["files"])))
+    print("good: version %s for %s, %d files" % (m["version"], m["board"], m["count"]))
 
 
 def main():

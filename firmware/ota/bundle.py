@@ -5,7 +5,7 @@
 #   | every file's bytes, in the manifest's order
 # The manifest: {"format": 1, "version": "0.9.0", "board": "sim", "min_hw": 1,
 #   "mpy": {"version": 6, "sub": 3 or null, "arch": "x64" or null (no native code)},
-#   "files": [["firmware/app.mpy", size, "<sha-256 hex>"], ...]}
+#   "files": "firmware/app.mpy 5120 <sha-256 hex>\nboards/sim/main.mpy ...\n"}
 # The signature covers the manifest, the manifest covers every file by its SHA-256. Every check
 # that can be made before a byte is written (signature, board, version, mpy, hardware) is made
 # by check(); unpack() then hashes each file while it writes it into a staging slot that is
@@ -95,27 +95,47 @@ def verify_signature(mbytes, sig, keys):
     raise BundleError("bad signature: not made by any of the %d trusted keys" % len(keys))
 
 
+def entries(files):
+    """(path, size, sha256 hex) of each line "path size sha256" of the manifest's files text,
+    one at a time (the list is never built: 100 files would hold ~40 KB of heap as lists)."""
+    i = 0
+    n = len(files)
+    while i < n:
+        j = files.find("\n", i)
+        if j < 0:
+            j = n
+        line = files[i:j]
+        i = j + 1
+        if not line:
+            continue
+        parts = line.split(" ")
+        if len(parts) != 3:
+            raise BundleError("manifest: file line %r is not 'path size sha256'" % line[:80])
+        try:
+            size = int(parts[1])
+        except ValueError:
+            size = -1
+        yield parts[0], size, parts[2]
+
+
 def _check_files(files):
-    if not isinstance(files, list) or not files or len(files) > _MAX_FILES:
-        raise BundleError("manifest: files must be a list of 1..%d entries" % _MAX_FILES)
-    seen = set()
-    total = 0
-    for e in files:
-        if not (isinstance(e, list) and len(e) == 3):
-            raise BundleError("manifest: file entry %r is not [path, size, sha256]" % (e,))
-        p, size, digest = e
-        if (not isinstance(p, str) or not p or p[0] in "./" or ".." in p or "//" in p
+    """(count, total bytes) after every entry was checked."""
+    if not isinstance(files, str) or not files:
+        raise BundleError("manifest: files must be the text 'path size sha256' per line")
+    count = total = 0
+    for p, size, digest in entries(files):
+        if (not p or p[0] in "./" or ".." in p or "//" in p
                 or any(c not in _PATH_OK for c in p) or not p.endswith(".mpy")):
             raise BundleError("manifest: bad file path %r" % (p,))
-        if p in seen:
-            raise BundleError("manifest: %s twice" % p)
-        seen.add(p)
-        if not isinstance(size, int) or size < 0 or size > _MAX_FILE:
-            raise BundleError("manifest: %s: bad size %r" % (p, size))
-        if not isinstance(digest, str) or len(digest) != 64:
+        if size < 0 or size > _MAX_FILE:
+            raise BundleError("manifest: %s: bad size" % p)
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise BundleError("manifest: %s: bad sha256" % p)
+        count += 1
         total += size
-    return total
+    if count > _MAX_FILES:
+        raise BundleError("manifest: %d files, at most %d" % (count, _MAX_FILES))
+    return count, total
 
 
 def check(mbytes, sig, keys, running):
@@ -155,7 +175,7 @@ def check(mbytes, sig, keys, running):
     if not isinstance(hw, int) or hw > running.get("hw", 1):
         raise BundleError("bundle needs hardware revision %r, this is %d" % (
             hw, running.get("hw", 1)))
-    m["size"] = _check_files(m.get("files"))
+    m["count"], m["size"] = _check_files(m.get("files"))
     return m
 
 
@@ -178,7 +198,7 @@ def unpack(f, manifest, dest, buf=None):
     buf = buf or bytearray(_BUF)
     mv = memoryview(buf)
     total = 0
-    for p, size, digest in manifest["files"]:
+    for p, size, digest in entries(manifest["files"]):
         path = dest + "/" + p
         _makedirs(path)
         h = hashlib.sha256()
@@ -208,5 +228,6 @@ def verify_stream(f, keys, running, dest):
     """read_head + check + unpack: the manifest of a good bundle now in dest/."""
     mbytes, sig = read_head(f)
     m = check(mbytes, sig, keys, running)
+    del mbytes, sig  # the parsed manifest is all that is needed from here
     unpack(f, m, dest)
     return m

@@ -171,6 +171,7 @@ def install(f, keys, running, min_s=MIN_S, limit_s=LIMIT_S):
     d = slot_dir(slot)
     mbytes, sig = bundle.read_head(f)
     m = bundle.check(mbytes, sig, keys, running)  # refused here: nothing touched at all
+    del mbytes, sig
     remove_tree(d)
     persist.sync()
     try:
