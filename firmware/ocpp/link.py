@@ -97,9 +97,12 @@ class Link:
         pinger = asyncio.create_task(self._pinger())
         try:
             while True:
-                # No local holds the text: rpc drops it once parsed (a big SendLocalList
-                # is then its objects alone while the handler runs).
-                await self.rpc.received(await self.ws.recv(), self._rx)
+                # Handed over in rpc.inbox, not as an argument: a value passed in a call stays
+                # in a slot of the caller's frame while the callee runs (MicroPython does not
+                # clear it), and rpc drops the text once parsed (a big SendLocalList is then
+                # its objects alone while the handler runs).
+                self.rpc.inbox = await self.ws.recv()
+                await self.rpc.received(None, self._rx)
                 if self.restart:
                     raise ws.WsError("%s: reconnecting" % self.restart)
         finally:

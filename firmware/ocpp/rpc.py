@@ -128,6 +128,7 @@ class Rpc:
         # schema deviation (check_response lax)
         self.stats = [0, 0, 0, 0, 0]
         self.mute = False  # True: the CSMS's CALLs are dropped unanswered (boot Rejected)
+        self.inbox = None  # the text received() handles next (the link puts it here)
 
     def _new_id(self):
         self._n = (self._n + 1) & 0x3FFFFFFF
@@ -172,67 +173,89 @@ class Rpc:
             self._answer = (ERROR, "GenericError", "connection lost")
             self._flag.set()
 
-    async def received(self, text, seen=None):
+    async def received(self, text=None, seen=None):
         """One text message from the server: an answer to our CALL, or a CALL to handle.
-        seen(): called as it arrives (the link's last-message time)."""
+        seen(): called as it arrives (the link's last-message time). The link hands the text
+        in self.inbox (text None): no frame of this coroutine, nor of the link's, then holds
+        it, nor the CALL's payload, while the answer is sent (the session's heap peak)."""
         if seen is not None:
             seen()
+        if text is not None:
+            self.inbox = text
+        text = None
+        out = self._take()  # a sync frame: what it held is gone when it returns
+        if type(out) is tuple:  # (mid, the handler's coroutine)
+            out = await self._finish(out)
+        if out is not None:
+            await self._send(out)
+
+    def _take(self):
+        """Parse and handle self.inbox: the text to send (an answer, an error), None, or
+        (mid, coroutine) for a handler that must be awaited."""
+        text, self.inbox = self.inbox, None
         try:
             kind, mid, action, payload = parse(text)
         except RpcError as e:
             self.stats[3] += 1
             self.log("ocpp: bad frame (%s: %s): %s" % (e.code, e.description, _clip(text)))
             mid = getattr(e, "msg_id", None)
-            if mid is not None:
-                await self._error(mid, e.code, e.description)
-            return
+            return None if mid is None else self._error_text(mid, e.code, e.description)
         text = None  # noqa: F841 - the frame's text is not needed past here: free it
         if kind != CALL:
             if mid != self._pending or self._answer is not None:
                 self.stats[3] += 1
                 self.log("ocpp: answer for unknown id %s dropped" % _clip(mid))
-                return
+                return None
             if kind == ERROR and (type(action) is not str or type(payload) is not str):
                 action, payload = GENERIC, "malformed CALLERROR"
             self._answer = (kind, payload if kind == RESULT else action,
                             payload if kind == ERROR else "")
             self._flag.set()
-            return
+            return None
         self.stats[1] += 1
         if self.mute:
             self.stats[3] += 1
             self.log("ocpp: %s not answered: the CSMS rejected our BootNotification" % _clip(
                 action, 40))
-            return
+            return None
         handler = self.handlers.get(action)
         if handler is None:
             known = action in schema.REQUESTS
             code = NOT_SUPPORTED if known else NOT_IMPLEMENTED
-            await self._error(mid, code, "%s %s" % (
+            return self._error_text(mid, code, "%s %s" % (
                 action if len(action) <= 40 else action[:40] + "...",
                 "not supported" if known else "unknown"))
-            return
         bad = schema.check_request(action, payload)
         if bad is not None:
             self.log("ocpp: %s refused: %s %s" % (action, bad[0], bad[1]))
-            await self._error(mid, bad[0], bad[1])
-            return
+            return self._error_text(mid, bad[0], bad[1])
         try:
             result = handler(self.ctx, payload)
-            if type(result) is not dict:
-                result = await result
         except RpcError as e:
-            await self._error(mid, e.code, e.description)
-            return
+            return self._error_text(mid, e.code, e.description)
         except Exception as e:  # a handler bug: answer, report, keep the link
-            self.log("ocpp: %s handler failed: %r" % (action, e))
-            await self._error(mid, INTERNAL, "handler failed")
-            return
-        await self._send(dumps([RESULT, mid, result]))
+            return self._failed(mid, action, e)
+        if type(result) is not dict:
+            return (mid, action, result)
+        return dumps([RESULT, mid, result])
 
-    async def _error(self, mid, code, description):
+    async def _finish(self, t):
+        mid, action, coro = t
+        try:
+            result = await coro
+        except RpcError as e:
+            return self._error_text(mid, e.code, e.description)
+        except Exception as e:
+            return self._failed(mid, action, e)
+        return dumps([RESULT, mid, result])
+
+    def _failed(self, mid, action, e):
+        self.log("ocpp: %s handler failed: %r" % (action, e))
+        return self._error_text(mid, INTERNAL, "handler failed")
+
+    def _error_text(self, mid, code, description):
         self.stats[2] += 1
-        await self._send(dumps([ERROR, mid, code, description[:255], {}]))
+        return dumps([ERROR, mid, code, description[:255], {}])
 
 
 def _clip(s, n=80):

@@ -1,0 +1,96 @@
+# Runs on the real MicroPython unix port (host_tests/test_micropython.py starts it): what the
+# RPC layer holds while it sends the answer to a CALL from the CSMS. A big CALL (SendLocalList
+# of SendLocalListMaxLength entries) is not held once its handler has run, and a big answer
+# (GetConfiguration of every key) is held once, as its text, not also as the dict it came from:
+# the heap's peak of a session is taken there (docs/ocpp.md, "Heap").
+import asyncio
+import gc
+
+from firmware.ocpp import rpc
+
+FAILS = []
+
+
+def check(name, ok):
+    print(("PASS " if ok else "FAIL ") + name)
+    if not ok:
+        FAILS.append(name)
+
+
+SEEN = []  # (live heap while an answer was being sent, its length)
+SENDING = [0]
+
+
+async def send(text):
+    # The link waits for the socket: the other tasks run, as the session's heap sampler does
+    # (boards/sim/heapcheck.py), so what is measured is what the suspended frames hold.
+    SENDING[0] = len(text)
+    await asyncio.sleep_ms(40)
+    SENDING[0] = 0
+
+
+async def sampler(peak):
+    while True:
+        if SENDING[0]:
+            gc.collect()
+            peak[0] = max(peak[0], gc.mem_alloc())
+            peak[1] = SENDING[0]
+        await asyncio.sleep_ms(5)
+
+
+def local_list(n):
+    return rpc.dumps([2, "id-1", "SendLocalList", {
+        "listVersion": 3, "updateType": "Full", "localAuthorizationList": [
+            {"idTag": "TAG%05d" % i, "idTagInfo": {
+                "status": "Accepted", "expiryDate": "2099-01-01T00:00:00Z"}}
+            for i in range(n)]}])
+
+
+def get_configuration(n):
+    return rpc.dumps([2, "id-2", "GetConfiguration", {}])
+
+
+def send_local_list(ctx, p):
+    items = p["localAuthorizationList"]
+    for k in range(len(items)):  # as remote.send_local_list: tuples replace the dicts
+        e = items[k]
+        items[k] = (e["idTag"], (e["idTagInfo"]["status"], 4070908800, None))
+    return {"status": "Accepted"}
+
+
+def configuration(ctx, p):
+    return {"configurationKey": [
+        {"key": "VendorKey%03d" % i, "readonly": False, "value": "value of key %d" % i}
+        for i in range(60)], "unknownKey": []}
+
+
+r = rpc.Rpc(send, {"SendLocalList": send_local_list, "GetConfiguration": configuration},
+            log=lambda m: None)
+
+
+async def link(make, n):
+    """As firmware/ocpp/link.py hands a received text over; the sampler runs meanwhile."""
+    peak = [0, 0]
+    t = asyncio.create_task(sampler(peak))
+    r.inbox = make(n)
+    await r.received(None)
+    t.cancel()
+    SEEN.append(peak)
+
+
+gc.collect()
+m0 = gc.mem_alloc()
+asyncio.run(link(local_list, 50))
+held = SEEN[-1][0] - m0
+print("HEAP SendLocalList of 50 entries: %d bytes held while its answer is sent" % held)
+check("SendLocalList: the CALL is not held while the answer is sent", held < 3072)
+
+gc.collect()
+m0 = gc.mem_alloc()
+asyncio.run(link(get_configuration, 60))
+held, n = SEEN[-1][0] - m0, SEEN[-1][1]
+print("HEAP GetConfiguration of 60 keys (%d bytes of text): %d bytes held while it is sent"
+      % (n, held))
+check("GetConfiguration: the answer is held once, as text", held < n + 2048)
+
+print("DONE %d failed" % len(FAILS))
