@@ -130,10 +130,11 @@ class App:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return
         self.ocpp.restart = self.restart  # OCPP Reset restarts through the one path
-        from firmware.ota.updater import Updater
+        from firmware.ota import updater
 
-        self.ocpp.updater = Updater(self.ocpp, b)  # UpdateFirmware (docs/ota.md)
-        self.sup.add("ota status", self.ocpp.updater.watch)
+        self.ocpp.updater = updater.Updater(self.ocpp, b)  # UpdateFirmware (docs/ota.md)
+        if persist.exists(updater.STATUS_FILE):  # an update's outcome to tell the CSMS
+            self.sup.add("ota status", self.ocpp.updater.watch)
         self.limits.now_s = self.ocpp.now_s  # the off-peak schedule's clock
         self.restart.add("open transaction", self.ocpp.tx.flush)
         for name, factory in self.ocpp.tasks():
