@@ -1,7 +1,7 @@
 """How many simulated wallboxes this machine runs at once against one dev CSMS with no missed
 heartbeat and no safety-loop overrun.
 
-    .venv/bin/python tools/fleet.py N [--seconds 60] [--heartbeat 10] [--heapsize 512k]
+    .venv/bin/python tools/fleet.py N [--seconds 60] [--heartbeat 10] [--heapsize 640k]
     .venv/bin/python tools/fleet.py --find [--seconds 30] [--max 32]
 
 One dev CSMS (tools/csms.py, in a thread) answers every BootNotification with `interval` =
@@ -53,7 +53,7 @@ TRIP_BEAT = 3  # firmware/charge/session.py TRIP_BEAT, TRIP_FAIL_SAFE
 TRIP_FAIL_SAFE = 5
 CONFIG = {"rating_a": 32, "max_current_a": 16, "reclose_ms": 1000, "reclose_error_ms": 1000,
           "free_vend": True}
-HEAP = "512k"  # tools/sim.py HEAP_MPY: what the OCPP session needs plus room
+HEAP = "640k"  # tools/sim.py HEAP_MPY: what the OCPP session needs plus room
 CHARGE_S = 4.0  # one cycle: charge, C->B, pause
 PAUSE_S = 2.0
 REPLUG_EVERY = 3

@@ -16,7 +16,7 @@ Meanwhile the EV closes and opens S2 as tools/bench_core.py does; the C->B react
 any wrong answer, a broken rule in the firmware's own frames, a task restart, or a C->B
 reaction p99 over 10 ms.
 
-    python tools/ocpp_fuzz.py --frames N [--seed S] [--known-bugs] [--heapsize 512k]
+    python tools/ocpp_fuzz.py --frames N [--seed S] [--known-bugs] [--heapsize 640k]
 """
 import argparse
 import asyncio
@@ -565,7 +565,7 @@ def main():
     ap.add_argument("--known-bugs", action="store_true",
                     help="also send the cases of known firmware bugs (%s)" % ", ".join(
                         gen.KNOWN_BUGS))
-    ap.add_argument("--heapsize", help="the firmware's heap, e.g. 512k (default: the sim's)")
+    ap.add_argument("--heapsize", help="the firmware's heap, e.g. 640k (default: the sim's)")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 31)
     skip = () if a.known_bugs else gen.KNOWN_BUGS

@@ -24,7 +24,8 @@ class TxEnergy:
         self.cp = cp
         self.wh = 0  # the highest register known (Wh)
         self._wait = None  # ticks since a start waits for the meter
-        self._opened = None  # ticks the contactor was first seen open after a stop
+        self._closed = False  # the contactor closed during the open transaction
+        self._opened = None  # ticks it was first seen open again
 
     def reading(self):
         return self.cp.board.meter_reading
@@ -70,19 +71,25 @@ class TxEnergy:
     def cancel_start(self):
         self._wait = None
 
-    def stop_settled(self, now, asked, closed):
-        """True once meterStop can be read: a poll stamped after the contactor opened (or
-        STOP_WAIT_MS after the stop was asked at `asked`)."""
+    def watch(self, now, closed):
+        """Each observer pass of an open transaction: when the contactor opened last."""
         if closed:
-            self._opened = None
-        elif self._opened is None:
-            self._opened = now
+            self._closed, self._opened = True, None
+        elif self._closed and self._opened is None:
+            self._opened = now  # first seen open (the observer wakes on the change)
+
+    def stop_settled(self, now, asked, closed):
+        """True once meterStop can be read: the contactor open and a poll stamped after it
+        opened (at once when it opened long before, or never closed), or STOP_WAIT_MS after
+        the stop was asked at `asked`."""
+        self.watch(now, closed)
         m = self.reading()
         if m is None or ticks_diff(now, asked) >= STOP_WAIT_MS:
             return True
-        at = m.at_ms
-        return self._opened is not None and at is not None and ticks_diff(
-            at, self._opened) > 0
+        if closed:
+            return False
+        at, o = m.at_ms, self._opened
+        return o is None or at is not None and ticks_diff(at, o) > 0
 
     def stopped(self):
-        self._opened = None
+        self._closed, self._opened = False, None

@@ -146,6 +146,7 @@ class Transactions:
                 self._ev_side_gone(o)
                 if cp.keys.get("StopTransactionOnEVSideDisconnect"):
                     self.stop_reason = self.stop_reason or "EVDisconnected"
+            self.e.watch(now, a.close)
             if self.stop_reason is not None:
                 if self._stop_at is None:  # open the contactor first, then read meterStop
                     self._stop_at, self._stop_ts = now, cp.stamp()
