@@ -7,8 +7,8 @@
 
 `keys` writes the private key (ota_sign.pem: keep it off the devices and out of git) and the
 public key the devices trust (ota_keys.json, to copy to the device's root next to
-config.json, docs/ota.md). The signature is RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt,
-made with PyPI `cryptography`; the device checks it with firmware/ota/rsa.py.
+config.json, docs/ota.md). The signature is RSASSA-PSS with SHA-256, MGF1-SHA-256 and a
+32-byte salt, made with PyPI `cryptography`; the device checks it with firmware/ota/rsa.py.
 """
 import argparse
 import hashlib
