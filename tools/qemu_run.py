@@ -2,12 +2,10 @@
 
     python tools/qemu_run.py --arch armv7m --mpy-dir /work/mpy all|checks|session|natmod|serve
 
-`make qemu` builds the image (mk/qemu.mk) and runs `all`: the pure-logic MicroPython checks
-(host_tests/mpy/check_*.py, sent over the raw REPL), a charging session in-process
-(boards/qemu/session.py) and the architecture's wbkernels natmod against its Python twins on
-the host tests' vectors. `serve` starts the emulator with its UART on a pty (for `make deploy
-BOARD=qemu PORT=...` and `make diag`) and keeps it running until Ctrl-C. docs/deploy.md.
-"""
+`make qemu` builds the image (mk/qemu.mk) and runs `all`: the MicroPython checks over the raw
+REPL, a charging session in-process (boards/qemu/session.py) and the arch's wbkernels natmod
+against its Python twins. `serve` keeps the emulator running with its UART on a pty (for
+`make deploy BOARD=qemu PORT=...` and `make diag`) until Ctrl-C. docs/deploy.md."""
 import argparse
 import json
 import os
