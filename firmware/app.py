@@ -95,12 +95,13 @@ class App:
         # An update's rollback reported; a trial boot's health check. Without a boot pointer
         # (no update ever installed) there is neither: firmware/ota stays unloaded (7 KB of
         # heap where modules load from .mpy files). When no trial runs, what this loaded
-        # (trial.py, slots.py unless the bootloader holds it) is dropped again.
+        # (trial.py, slots.py and updater.py unless already in use) is dropped again.
         from firmware import ota
 
         if not persist.exists(ota.BOOT_FILE):
             return
-        new = [m for m in ("trial", "slots") if "firmware.ota." + m not in sys.modules]
+        new = [m for m in ("trial", "slots", "updater")
+               if "firmware.ota." + m not in sys.modules]
         from firmware.ota import trial
 
         if trial.attach(self) is None:
@@ -130,11 +131,11 @@ class App:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return
         self.ocpp.restart = self.restart  # OCPP Reset restarts through the one path
-        from firmware.ota import updater
+        from firmware import ota
 
-        self.ocpp.updater = updater.Updater(self.ocpp, b)  # UpdateFirmware (docs/ota.md)
-        if persist.exists(updater.STATUS_FILE):  # an update's outcome to tell the CSMS
-            self.sup.add("ota status", self.ocpp.updater.watch)
+        up = self.ocpp.updater = ota.Lazy(self.ocpp, b)  # UpdateFirmware (docs/ota.md)
+        if persist.exists(ota.STATUS_FILE):  # an update's outcome to tell once registered
+            self.sup.add("ota status", up.get().watch)
         self.limits.now_s = self.ocpp.now_s  # the off-peak schedule's clock
         self.restart.add("open transaction", self.ocpp.tx.flush)
         for name, factory in self.ocpp.tasks():

@@ -12,13 +12,14 @@ import sys
 import time
 
 from firmware import persist
+from firmware.ota import STATUS_FILE  # noqa: F401 {"status": ...}: told after the reboot
 from firmware.restart import OTA
 
-# slots.py is imported where it is used: every OCPP boot builds an Updater, and modules load
-# from .mpy files into the heap (3.6 KB on a 32-bit board for slots.py alone).
+# Loaded when the CSMS asks for an update or an outcome waits to be told (ota.Lazy stands in
+# until then); slots.py is imported where it is used (modules load from .mpy files into the
+# heap: 3.6 KB on a 32-bit board for slots.py alone).
 
 DOWNLOAD_FILE = "ota_download.wbota"
-STATUS_FILE = "ota_status.json"  # {"status": ...}: the outcome to tell after the reboot
 KEYS_FILE = "ota_keys.json"
 _TX_POLL_MS = 1000
 

@@ -2,8 +2,11 @@
 # firmware keeps in RAM once built (docs/deploy.md, "Heap"). Modules load from .mpy files on a
 # board, so a module imported for a feature that is off costs its code in heap for good:
 # - without a boot pointer (no update ever installed) firmware/ota is not loaded at all;
-# - with one and no trial running, the rollback report is still logged once and the modules
-#   loaded for it are dropped again; a trial boot keeps them and gets its health check task.
+# - UpdateFirmware's updater.py loads when the CSMS asks for an update (test_ota_update.py) or
+#   an update's outcome waits to be told (ota_status.json), not at every OCPP boot;
+# - with a boot pointer and no trial running, the rollback report is still logged once and
+#   the modules loaded for it are dropped again; a trial boot keeps them and gets its health
+#   check task.
 import gc
 import json
 import os
@@ -16,7 +19,7 @@ from firmware import app as fw_app
 from firmware import config
 
 FAILS = []
-OTA = ("firmware.ota.trial", "firmware.ota.slots")
+OTA = ("firmware.ota.trial", "firmware.ota.slots", "firmware.ota.updater")
 
 
 def check(name, ok):
@@ -30,7 +33,7 @@ os.mkdir(D)
 os.chdir(D)
 
 
-def build(pointer=None):
+def build(pointer=None, status=None):
     """The App on the simulated board with OCPP configured: (app, its log, heap it holds)."""
     import firmware.ota as ota
 
@@ -38,13 +41,17 @@ def build(pointer=None):
         sys.modules.pop(m, None)
         if hasattr(ota, m[13:]):
             delattr(ota, m[13:])
-    try:
-        os.remove("ota_boot.json")
-    except OSError:
-        pass
+    for f in ("ota_boot.json", "ota_status.json"):
+        try:
+            os.remove(f)
+        except OSError:
+            pass
     if pointer is not None:
         with open("ota_boot.json", "w") as f:
             json.dump(pointer, f)
+    if status is not None:
+        with open("ota_status.json", "w") as f:
+            json.dump({"status": status}, f)
     logs = []
     board = SimBoard(World(lambda kind, fields: None))
     cfg = config.from_dict({"rating_a": 32, "max_current_a": 16, "free_vend": True,
@@ -60,8 +67,8 @@ def ota_loaded():
     return [m for m in OTA if m in sys.modules]
 
 
-def trial_task(app):
-    return [t for t in app.sup.tasks if t.name == "ota trial"]
+def trial_task(app, name="ota trial"):
+    return [t for t in app.sup.tasks if t.name == name]
 
 
 app, logs, held = build()
@@ -69,6 +76,12 @@ print("HEAP App built (OCPP on, no boot pointer; with the modules it loads): %d 
       % held)
 check("no boot pointer: firmware/ota not loaded", ota_loaded() == [])
 check("no boot pointer: no trial task", trial_task(app) == [])
+check("UpdateFirmware's status is Idle (TriggerMessage)", app.ocpp.updater.status == "Idle")
+app = None
+
+app, logs, held = build(None, "InstallationFailed")
+check("an outcome to tell: its task waits for the BootNotification",
+      len(trial_task(app, "ota status")) == 1)
 app = None
 
 report = {"event": "rolled-back", "version": "0.9.1", "why": "it crashed"}
