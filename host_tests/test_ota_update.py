@@ -116,3 +116,39 @@ def test_a_rolled_back_update_is_reported_by_the_old_firmware(csms, key, tmp_pat
         assert csms.boots[-1][1]["firmwareVersion"] == "0.8.0"
     finally:
         srv.close()
+
+
+def test_an_update_during_a_transaction_installs_after_it_ends(csms, key, tmp_path):  # noqa
+    """Downloaded while charging; nothing installed until the transaction ended."""
+    d = _device(tmp_path, key)
+    srv = ota_http.Server(tool.make_bundle(key, _release(tmp_path, "0.9.0"), "0.9.0", "sim"))
+    try:
+        sim = o.start_sim(csms, state_dir=d).start()
+        try:
+            o.booted(csms)
+            sim.do("plug", cable_a=32)
+            sim.do("card", uid="CARD1")
+            o.wait_tx(csms, lambda t: t["idTag"] == "CARD1" and t["stop"] is None)
+            o.wait_status(csms, "Charging")
+            assert o.call(csms, "UpdateFirmware", {
+                "location": srv.url + "/b", "retrieveDate": "2020-01-01T00:00:00Z"}) == {}
+            csms.wait_for(lambda: "Downloaded" in _fsn(csms), 30)
+            o.simrig.device_sleep(sim, 3000)  # on the device's clock: still charging
+            assert _fsn(csms) == ["Downloading", "Downloaded"]
+            assert o.statuses(csms)[-1] == "Charging" and sim.state()["status"] == "Charging"
+            sim.do("card", uid="CARD1")  # the driver stops: then the update installs
+            tx = o.wait_tx(csms, lambda t: t["stop"] is not None)
+            sim.wait_for({"k": "end"}, 60)
+        finally:
+            sim.stop()
+        assert tx["stop"]["reason"] == "Local"
+        ins = [i for i, f in enumerate(csms.frames) if f["dir"] == "in"
+               and o.frame_action(f) == "FirmwareStatusNotification"
+               and json.loads(f["text"])[3]["status"] == "Installing"]
+        stop = [i for i, f in enumerate(csms.frames) if f["dir"] == "in"
+                and o.frame_action(f) == "StopTransaction"]
+        assert ins and stop and stop[0] < ins[0]
+        with open(os.path.join(d, slots.BOOT_FILE)) as f:
+            assert json.load(f)["trial"]["version"] == "0.9.0"
+    finally:
+        srv.close()
