@@ -38,6 +38,7 @@ OPTIONAL = {
     "blocking_ok": None,  # () -> bool: a call may block the interpreter in C now
     "ocpp_keys": None,  # dict: OCPP configuration key values for this board
     "temperature_c": None,  # () -> deg C or None: the Temperature measurand
+    "hw_rev": 1,  # int: the board's hardware revision (an update bundle's minimum hardware)
 }
 
 def probe(board):

@@ -39,9 +39,8 @@ class Updater:
     def running(self):
         from firmware.version import VERSION
 
-        return {"version": VERSION, "board": getattr(self.board, "name", "?"),
-                "mpy": getattr(sys.implementation, "_mpy", 0),
-                "hw": getattr(self.board, "hw_rev", 1)}
+        return {"version": VERSION, "board": self.board.name,
+                "mpy": getattr(sys.implementation, "_mpy", 0), "hw": self.board.hw_rev}
 
     def request(self, p):
         """UpdateFirmware.req (schema-checked): start the job; the answer is {}."""
