@@ -9,6 +9,7 @@ The OCPP side is driven as firmware/ocpp/txn.py and txsend.py drive it: the open
 transaction's file is saved and a MeterValues record pushed every second; a sender takes the
 oldest record (peek), "delivers" it to the CSMS and acknowledges it."""
 import sys
+import types
 
 import flashgate_scenarios
 import pytest
@@ -16,7 +17,7 @@ from flashsim import SimFlash, on
 from portfakes import Dev
 from test_board_ports import _load, charging
 
-from firmware import persist
+from firmware import boardcaps, persist
 from firmware.meters import energy
 from firmware.ocpp import authlist, cp, journal, keys, remote, smart_store, txn
 from firmware.ocpp.txenergy import TxEnergy
@@ -62,7 +63,7 @@ class _Cp:
     def __init__(self, j, meters=None):
         self.journal = j
         self.meters = meters
-        self.board = None
+        self.board = boardcaps.probe(types.SimpleNamespace())  # a board with no EV meter
         self.lines = []
         self.t = 1767225600
 
