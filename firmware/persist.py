@@ -10,10 +10,10 @@
 # in FLASH_IRQHandler and masks the reflex's timer) or where nothing covers a block (ESP32),
 # board.flash_write_ok() is False while the contactor is closed. Then a whole-file save
 # (Atomic, write_atomic, save_json, save_flag) is HELD in RAM, newest value per file (at most
-# HELD_MAX bytes in all; past that FlashBusy), read back by read(), and written by settle()
-# once the gate opens; stores of records hold their own tail (the OCPP journal) and register
-# a writer with later(). A held value is lost by a power cut before the gate opens (the
-# bounded-loss rule, docs/safety.md "Files on flash").
+# HELD_MAX bytes in all, the stores' RAM tails counted; past that FlashBusy), read back by
+# read(), and written by settle() once the gate opens; stores of records hold their own tail
+# (the OCPP journal) and register a writer with later(). A held value is lost by a power cut
+# before the gate opens (the bounded-loss rule, docs/safety.md "Files on flash").
 #
 # The restart marker: the orderly restart path (firmware/restart.py) writes why it restarts;
 # the next boot takes it (take_restart) and so tells a restart it chose from a power cut.
@@ -30,7 +30,10 @@ RESTART_FILE = "restart"
 restart_reason = None
 
 _gate = None  # the board's flash_write_ok(), or None: always allowed
-HELD_MAX = const(8192)  # bytes of whole-file saves held in RAM while the gate is closed
+# Bytes the gate may keep in RAM in all while it is closed: the held whole-file saves and the
+# stores' own tails (the OCPP journal's, firmware/ocpp/jram.py) share it, so that a session on
+# a 32 KB heap fits (docs/safety.md, "The flash gate").
+HELD_MAX = const(4608)
 _held = {}  # path -> (data, mode): saves waiting for the gate
 _later = []  # stores that hold records in RAM: settle() calls their settle()
 
@@ -69,11 +72,19 @@ def held_bytes():
     return n
 
 
+def ram_bytes():
+    """What the gate keeps in RAM now: the held saves and the stores' tails (HELD_MAX)."""
+    n = held_bytes()
+    for x in _later:
+        n += getattr(x, "_ram_bytes", 0)
+    return n
+
+
 def hold(path, data, mode="wb"):
     """Keep the whole content of path in RAM until the gate opens (the newest replaces an
     older one). FlashBusy past HELD_MAX."""
     old = _held.get(path)
-    n = held_bytes() - (len(old[0]) if old and old[0] is not None else 0) + len(data)
+    n = ram_bytes() - (len(old[0]) if old and old[0] is not None else 0) + len(data)
     if n > HELD_MAX:
         raise FlashBusy("flash busy (contactor closed): %s (%d bytes) cannot wait in RAM "
                         "(%d of %d bytes held)" % (path, len(data), n - len(data), HELD_MAX))

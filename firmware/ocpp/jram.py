@@ -7,7 +7,8 @@
 #   file record;
 # - an ack of a RAM record drops it from RAM: it never reaches flash at all;
 # - the other records (A for a record on flash, M, L) wait in order in a short list;
-# - the RAM tail is bounded (ram_max bytes): past it the oldest droppable records in RAM
+# - the RAM tail is bounded (ram_max bytes, persist.HELD_MAX by default, less what
+#   persist holds: one RAM budget for the gate): past it the oldest droppable records in RAM
 #   (periodic MeterValues; never the head, which the sender may have in flight) are
 #   dropped, counted like the file's drops; a record that is never droppable (Start, Stop)
 #   is always taken;
@@ -24,7 +25,7 @@ from micropython import const
 from firmware import persist
 
 RAM = const(0x20000000)  # offsets from here on are records in RAM (a file is never this big)
-RAM_BYTES = const(8192)  # default bound of the RAM tail
+RAM_BYTES = persist.HELD_MAX  # default bound of the RAM tail, shared with held saves
 _HDR = const(16)
 _P = const(80)
 _DROPPABLE = const(1)
@@ -89,7 +90,8 @@ class RamTail:
     def _ram_room(self, need, droppable, action):
         """Room in RAM for a record of need bytes: the oldest droppable RAM records go (not
         the head). A droppable record that still finds none is refused (JournalError)."""
-        over = self._ram_bytes + need - self.ram_max
+        # the held whole-file saves (persist.hold) take from the same RAM budget
+        over = self._ram_bytes + persist.held_bytes() + need - self.ram_max
         if over <= 0:
             return
         drop = []
