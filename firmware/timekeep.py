@@ -15,6 +15,8 @@
 # stamp is turned into a wall time when it is sent (resolve): exact if that boot's clock became
 # known (its offset is kept in clock.json), else a lower bound: the latest time known before
 # that boot started + the seconds since it started (never later than now).
+from array import array
+
 from micropython import const
 
 from firmware import boardcaps, persist
@@ -25,6 +27,7 @@ STATE_FILE = "clock.json"
 FLOOR_S = 1767225600  # 2026-01-01T00:00:00Z: no time before this firmware was built is true
 NTP_HOST = "pool.ntp.org"
 _KEEP = const(16)  # boots whose offset and floor clock.json remembers
+_UNSET = -0x7FFFFFFFFFFFFFFF - 1  # a boot whose offset was never known (None in clock.json)
 _RANK = {"rtc": 1, "ntp": 2, "csms": 3}
 _NTP_RETRY_MS = const(60000)  # an NTP server that did not answer is asked again after this
 _NTP_AGAIN_MS = const(21600000)  # ... and one that did, every 6 h while no CSMS time came
@@ -84,17 +87,22 @@ class TimeKeeper:
         self.up.set(0, now)
         self.source = None  # where the time in force came from: None, "rtc", "ntp", "csms"
         self._off = None  # wall - uptime of this boot, once known
-        self._boots = []  # [boot id, offset or None, floor]: oldest first
+        # boot id, offset (_UNSET: never known), floor per boot, oldest first: 3 words of 64
+        # bits each (as lists of 32-bit big ints it was 1.9 KB for 16 boots, now 0.4)
+        self._boots = array("q")
         self._last = FLOOR_S  # the latest wall time known (a lower bound for the next boot)
         self._saved_ms = now
         self._ntp_ms = None  # ticks of the last NTP question
         self._ntp_said = None  # the last NTP failure logged (said once, not every retry)
         self._dirty = False  # clock.json waits for persist.flash_ok() (no erase while charging)
         self._load()
-        self.boot = self._boots[-1][0] + 1 if self._boots else 1
+        b = self._boots
+        self.boot = b[-3] + 1 if b else 1
         self.floor = self._last  # nothing in this boot happened before it
-        self._boots.append([self.boot, None, self.floor])
-        del self._boots[:-_KEEP]
+        for x in (self.boot, _UNSET, self.floor):
+            b.append(x)
+        if len(b) > 3 * _KEEP:
+            self._boots = b[-3 * _KEEP:]
         self._save()
         if rtc is not None:
             self._from_rtc(now)
@@ -132,7 +140,7 @@ class TimeKeeper:
             self.log("clock: stepped %d s by %s" % (step, source))
         if first or abs(step) > _STEP_LOG_S or ticks_diff(
                 now_ms, self._saved_ms) >= _SAVE_MS:
-            self._boots[-1][1] = self._off
+            self._boots[-2] = self._off
             self._last = t  # the best source now: a wrong time it corrected does not stay
             self._saved_ms = now_ms
             self._save()
@@ -212,11 +220,12 @@ class TimeKeeper:
         if b == self.boot and self._off is not None:
             return self._off + u
         floor = FLOOR_S
-        for e in self._boots:
-            if e[0] == b:
-                if e[1] is not None:
-                    return e[1] + u
-                floor = e[2]
+        h = self._boots
+        for i in range(0, len(h), 3):
+            if h[i] == b:
+                if h[i + 1] != _UNSET:
+                    return h[i + 1] + u
+                floor = h[i + 2]
         t = floor + u
         now = self.now_s(now_ms)
         return t if now is None or t < now else now
@@ -263,13 +272,27 @@ class TimeKeeper:
         return m
 
     # -- clock.json ------------------------------------------------------------------------
+    def history(self):
+        """The boots kept, oldest first: [[boot id, offset or None, floor], ...]."""
+        h = self._boots
+        return [[h[i], None if h[i + 1] == _UNSET else h[i + 1], h[i + 2]]
+                for i in range(0, len(h), 3)]
+
     def _load(self):
         d = load_state(self.path)
         if d is False:
             self.log("clock: %s unreadable, boot history lost" % self.path)
         elif d is not None:
+            try:
+                h = array("q")
+                for e in d[1][-_KEEP:]:
+                    for x in (e[0], _UNSET if e[1] is None else e[1], e[2]):
+                        h.append(x)
+            except (OverflowError, ValueError):  # a number past 64 bits: not ours
+                self.log("clock: %s unreadable, boot history lost" % self.path)
+                return
             self._last = max(FLOOR_S, d[0])
-            self._boots = d[1][-_KEEP:]
+            self._boots = h
 
     def _save(self):
         """Write clock.json now if the board allows a flash write, else at the first chance
@@ -278,6 +301,6 @@ class TimeKeeper:
         if self._dirty:
             return
         try:
-            persist.save_json(self.path, {"last": self._last, "boots": self._boots})
+            persist.save_json(self.path, {"last": self._last, "boots": self.history()})
         except OSError as e:
             self.log("clock: %s not saved: %r" % (self.path, e))

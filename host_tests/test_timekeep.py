@@ -148,7 +148,7 @@ def test_an_unreadable_history_is_said_and_replaced():
 def test_the_history_keeps_sixteen_boots():
     for _ in range(20):
         tk, _ = _tk()
-    assert tk.boot == 20 and len(tk._boots) == 16 and tk._boots[0][0] == 5
+    assert tk.boot == 20 and len(tk.history()) == 16 and tk.history()[0][0] == 5
 
 
 def test_diag_says_where_the_time_comes_from_or_that_it_is_unknown():
@@ -167,7 +167,7 @@ def test_clock_json_waits_while_the_board_forbids_flash_writes(monkeypatch):
     allowed[0] = False  # the contactor closed on a board whose reflex a flash erase blinds
     early = tk.stamp(1000)
     tk.set(T, "csms", 61000)
-    assert TimeKeeper(log=lambda m: None, now_ms=0)._boots[-2][1] is None  # not written yet
+    assert TimeKeeper(log=lambda m: None, now_ms=0).history()[-2][1] is None  # not written yet
     allowed[0] = True
     tk.now_s(62000)  # the next tick writes it
     later, _ = _tk()
