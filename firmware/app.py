@@ -126,7 +126,8 @@ class App:
             net = net(self.cfg.network or {})
         try:
             self.ocpp = ChargePoint(self.ctl, b, self.cfg.ocpp, self.cfg, log, net=net,
-                                    meters=self.meters, limits=self.limits)
+                                    meters=self.meters, limits=self.limits,
+                                    restart=self.restart)
         except (OSError, ValueError) as e:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return
