@@ -32,8 +32,9 @@ PROPERTY = "PropertyConstraintViolation"
 OCCURRENCE = ("OccurrenceConstraintViolation", "OccurenceConstraintViolation")  # 1.6 spells both
 NOT_IMPLEMENTED = "NotImplemented"
 NOT_SUPPORTED = "NotSupported"
-# Firmware Management and the security extension: known OCPP 1.6 actions with no handler
-UNSUPPORTED = ("GetDiagnostics", "UpdateFirmware", "CertificateSigned", "DeleteCertificate",
+# Firmware Management (but UpdateFirmware, docs/ota.md) and the security extension: known
+# OCPP 1.6 actions with no handler
+UNSUPPORTED = ("GetDiagnostics", "CertificateSigned", "DeleteCertificate",
                "ExtendedTriggerMessage", "GetInstalledCertificateIds", "GetLog",
                "InstallCertificate", "SignedUpdateFirmware")
 PROBE_ACTION = "FuzzProbe"  # an unknown action: its NotImplemented marks "nothing before"
