@@ -78,17 +78,25 @@ async def link(make, n):
     SEEN.append(peak)
 
 
-gc.collect()
-m0 = gc.mem_alloc()
-asyncio.run(link(local_list, 50))
-held = SEEN[-1][0] - m0
+def least_held(make, n, runs=5):
+    """The smallest heap held over a few runs: the GC scans the C stack conservatively, so a
+    stale word there can keep a dead object alive in one run (seen on a loaded CI machine);
+    code that really holds the object holds it in every run."""
+    best = None
+    for _ in range(runs):
+        gc.collect()
+        m0 = gc.mem_alloc()
+        asyncio.run(link(make, n))
+        held = SEEN[-1][0] - m0
+        best = held if best is None or held < best else best
+    return best, SEEN[-1][1]
+
+
+held, _ = least_held(local_list, 50)
 print("HEAP SendLocalList of 50 entries: %d bytes held while its answer is sent" % held)
 check("SendLocalList: the CALL is not held while the answer is sent", held < 3072)
 
-gc.collect()
-m0 = gc.mem_alloc()
-asyncio.run(link(get_configuration, 60))
-held, n = SEEN[-1][0] - m0, SEEN[-1][1]
+held, n = least_held(get_configuration, 60)
 print("HEAP GetConfiguration of 60 keys (%d bytes of text): %d bytes held while it is sent"
       % (n, held))
 check("GetConfiguration: the answer is held once, as text", held < n + 2048)
