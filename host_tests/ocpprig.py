@@ -76,6 +76,24 @@ def wait_tx(csms, pred, timeout=20):
     return csms.wait_for(find, timeout)
 
 
+def charging(sim, csms, tag="CARD1"):
+    """Plug, present a card, wait until charging; returns the CSMS's transaction."""
+    sim.do("plug", cable_a=32)
+    sim.do("card", uid=tag)
+    tx = wait_tx(csms, lambda t: t["idTag"] == tag and t["stop"] is None)
+    wait_status(csms, "Charging")
+    return tx
+
+
+def offer(sim, da, timeout=15):
+    """Wait until the controller offers `da` (0.1 A), unless it does already."""
+    n = len(sim.obs)
+    st = sim.state()
+    if st is not None and st.get("offer_da") == da:
+        return
+    sim.wait_for(lambda x: x.get("k") == "state" and x.get("offer_da") == da, timeout, since=n)
+
+
 def call(csms, action, payload, timeout=20):
     return csms.call(CP, action, payload, timeout)
 

@@ -26,13 +26,6 @@ def csms():
         o.no_violations(c)
 
 
-def _charging(sim, csms, tag="CARD1"):
-    sim.do("plug", cable_a=32)
-    sim.do("card", uid=tag)
-    tx = o.wait_tx(csms, lambda t: t["idTag"] == tag and t["stop"] is None)
-    o.wait_status(csms, "Charging")
-    return tx
-
 
 class Refuse:
     """Answers the CSMS's chosen CALLs with CALLERROR InternalError: `pick(action, payload)`
@@ -63,7 +56,7 @@ def test_a_refused_stop_is_retried_interval_x_attempt_apart_then_delivered(csms)
         o.booted(csms)
         o.configure(csms, "TransactionMessageAttempts", 3)
         o.configure(csms, "TransactionMessageRetryInterval", 2)
-        tx = _charging(sim, csms)
+        tx = o.charging(sim, csms)
         refused = []
 
         def pick(action, p):
@@ -110,7 +103,7 @@ def test_a_meter_values_refused_every_time_is_given_up_after_the_attempts(csms):
 
         r = Refuse(csms, pick)
         o.configure(csms, "MeterValueSampleInterval", 1)
-        tx = _charging(sim, csms)
+        tx = o.charging(sim, csms)
         csms.wait_for(lambda: len(tx["meter_values"]) >= 2, 20)  # the later ones flow
         o.sleep(3)
         t = r.times("MeterValues", lambda p: stamp(p) == first[0])
@@ -127,7 +120,7 @@ def test_transaction_data_from_stop_txn_sampled_and_aligned_data(csms):
         o.configure(csms, "ClockAlignedDataInterval", 1)
         o.configure(csms, "StopTxnSampledData", "Energy.Active.Import.Register")
         o.configure(csms, "StopTxnAlignedData", "Current.Offered")
-        tx = _charging(sim, csms)
+        tx = o.charging(sim, csms)
         o.sleep(4)
         sim.do("card", uid="CARD1")
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None)
@@ -147,7 +140,7 @@ def test_stop_txn_data_empty_sends_no_transaction_data(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
         o.configure(csms, "MeterValueSampleInterval", 1)
-        _charging(sim, csms)
+        o.charging(sim, csms)
         o.sleep(2)
         sim.do("card", uid="CARD1")
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None)
@@ -168,7 +161,7 @@ def test_local_pre_authorize(csms, pre):
         o.booted(csms)
         o.configure(csms, "LocalPreAuthorize", "true" if pre else "false")
         _local_list(csms, "LIST1")
-        _charging(sim, csms, "LIST1")
+        o.charging(sim, csms, "LIST1")
         asked = [p["idTag"] for _, p in csms.authorizations]
         # true: a card the local list accepts starts at once; false: the CSMS is asked
         assert asked == ([] if pre else ["LIST1"]), asked
@@ -215,7 +208,7 @@ def test_a_card_of_the_same_parent_group_stops_the_transaction():
     with CsmsThread(tags=tags, style="steve") as csms:
         with o.start_sim(csms) as sim, o.report(sim, csms):
             o.booted(csms)
-            tx = _charging(sim, csms, "CARD1")
+            tx = o.charging(sim, csms, "CARD1")
             for other in ("CARD3", "CARD4"):  # another group, no group: nothing happens
                 n = len(csms.authorizations)
                 sim.do("card", uid=other)

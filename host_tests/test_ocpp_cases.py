@@ -17,14 +17,6 @@ def csms():
         o.no_violations(c)
 
 
-def _charging(sim, csms, tag):
-    """Plug, present a card, wait until charging; returns the CSMS's transaction."""
-    sim.do("plug", cable_a=32)
-    sim.do("card", uid=tag)
-    tx = o.wait_tx(csms, lambda t: t["idTag"] == tag and t["stop"] is None)
-    o.wait_status(csms, "Charging")
-    return tx
-
 
 def _link_down(sim):
     n = len(sim.obs)
@@ -133,7 +125,7 @@ def test_hard_reset_during_a_transaction_stops_it_then_reboots(csms, tmp_path):
     d = o.state_dir(tmp_path)
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         o.booted(csms)
-        tx = _charging(sim, csms, "HARD1")
+        tx = o.charging(sim, csms, "HARD1")
         n = len(sim.obs)
         assert o.call(csms, "Reset", {"type": "Hard"}) == {"status": "Accepted"}
         o.wait_log(sim, "stopped (HardReset)")
@@ -203,7 +195,7 @@ def test_offline_stop_arrives_after_the_reconnect_in_order(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
         o.configure(csms, "MeterValueSampleInterval", 1)
-        tx = _charging(sim, csms, "OFFSTOP")
+        tx = o.charging(sim, csms, "OFFSTOP")
         _link_down(sim)
         o.sleep(3)  # sampled meter values are journaled meanwhile
         n = len(sim.obs)
@@ -241,13 +233,6 @@ def _tx_default(pid, level, amps):
                 {"startPeriod": 0, "limit": amps}]}}
 
 
-def _offer(sim, da, timeout=15):
-    n = len(sim.obs)
-    st = sim.state()
-    if st is not None and st.get("offer_da") == da:
-        return
-    sim.wait_for(lambda x: x.get("k") == "state" and x.get("offer_da") == da, timeout, since=n)
-
 
 def _composite_a(csms):
     r = o.call(csms, "GetCompositeSchedule", {"connectorId": 1, "duration": 600,
@@ -265,16 +250,16 @@ def test_stacked_tx_default_profiles_and_clearing_the_top_one(csms):
                 "connectorId": 1, "csChargingProfiles": _tx_default(pid, level, amps)}) == {
                     "status": "Accepted"}
         n = len(sim.obs)
-        _charging(sim, csms, "STACK1")
+        o.charging(sim, csms, "STACK1")
         o.wait_log(sim, "limit 10.0 A (ocpp: TxDefaultProfile 2)", since=n)
-        _offer(sim, 100)
+        o.offer(sim, 100)
         assert _composite_a(csms) == [10.0]
         n = len(sim.obs)
         assert o.call(csms, "ClearChargingProfile", {
             "connectorId": 1, "chargingProfilePurpose": "TxDefaultProfile",
             "stackLevel": 1}) == {"status": "Accepted"}
         o.wait_log(sim, "limit 16.0 A (ocpp: TxDefaultProfile 1)", since=n)
-        _offer(sim, 160)
+        o.offer(sim, 160)
         assert _composite_a(csms) == [16.0]
         assert o.call(csms, "ClearChargingProfile", {"id": 2}) == {"status": "Unknown"}
         o.sleep(3)

@@ -34,13 +34,6 @@ def _fail(csms, pred, code_log):
     server._handle = handle
 
 
-def _charging(sim, csms, tag="CARD1"):
-    sim.do("plug", cable_a=32)
-    sim.do("card", uid=tag)
-    tx = o.wait_tx(csms, lambda t: t["idTag"] == tag and t["stop"] is None)
-    o.wait_status(csms, "Charging")
-    return tx
-
 
 def test_get_configuration_with_an_empty_key_list_returns_every_key(csms):
     # 1.6 GetConfiguration.req: "If the list is empty or missing, all keys are reported".
@@ -111,7 +104,7 @@ def test_no_answer_to_the_csms_while_the_boot_is_rejected():
 def test_operative_cancels_an_inoperative_scheduled_for_the_end_of_the_transaction(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms)
+        o.charging(sim, csms)
         r = o.call(csms, "ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
         assert r == {"status": "Scheduled"}
         r = o.call(csms, "ChangeAvailability", {"connectorId": 1, "type": "Operative"})
@@ -130,7 +123,7 @@ def test_a_scheduled_inoperative_survives_a_power_cut(csms, tmp_path):
     sim = o.start_sim(csms, state_dir=d).start()
     with o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms)
+        o.charging(sim, csms)
         r = o.call(csms, "ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
         assert r == {"status": "Scheduled"}
         sim.send({"do": "powercut"})
@@ -150,13 +143,6 @@ def _tx_profile(limit):
                     {"startPeriod": 0, "limit": float(limit)}]}}
 
 
-def _offer(sim, da, timeout=15):
-    st = sim.state()
-    if st is not None and st.get("offer_da") == da:
-        return
-    n = len(sim.obs)
-    sim.wait_for(lambda x: x.get("k") == "state" and x.get("offer_da") == da, timeout, since=n)
-
 
 def test_a_remote_start_profile_whose_transaction_never_started_does_not_limit_the_next():
     with CsmsThread(tags={"CARD1": "Accepted"}) as csms:
@@ -167,7 +153,7 @@ def test_a_remote_start_profile_whose_transaction_never_started_does_not_limit_t
                                                         "chargingProfile": _tx_profile(7)})
             assert r == {"status": "Accepted"}
             o.wait_log(sim, "idTag NOPE not accepted")  # the CSMS's Authorize says Invalid
-            tx = _charging(sim, csms, "CARD1")
+            tx = o.charging(sim, csms, "CARD1")
             o.sleep(2)
             assert sim.state()["offer_da"] == 160, "NOPE's TxProfile limits CARD1's transaction"
             assert tx["stop"] is None
@@ -186,7 +172,7 @@ def test_a_remote_start_profile_limits_before_the_csms_answers_the_start():
                                                         "chargingProfile": _tx_profile(7)})
             assert r == {"status": "Accepted"}
             csms.wait_for(lambda: held, 10)
-            _offer(sim, 70, timeout=10)  # no transactionId yet: the profile holds all the same
+            o.offer(sim, 70, timeout=10)  # no transactionId yet: the profile holds all the same
             assert not csms.transactions
 
 
@@ -228,7 +214,7 @@ def test_meter_stop_is_read_after_the_contactor_opened_and_the_next_start_contin
     d = o.state_dir(tmp_path)
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms, "CARD1")
+        o.charging(sim, csms, "CARD1")
         o.sleep(3)
         sim.do("card", uid="CARD1")
         first = o.wait_tx(csms, lambda t: t["idTag"] == "CARD1" and t["stop"] is not None)
@@ -242,7 +228,7 @@ def test_the_simulated_meter_keeps_its_register_across_a_restart(csms, tmp_path)
     d = o.state_dir(tmp_path)
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms, "CARD1")
+        o.charging(sim, csms, "CARD1")
         o.sleep(3)
         sim.do("card", uid="CARD1")
         first = o.wait_tx(csms, lambda t: t["stop"] is not None)
@@ -261,7 +247,7 @@ def test_a_transaction_open_at_a_supervisor_restart_stops_as_reboot_not_power_lo
     d = o.state_dir(tmp_path)
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms, "CARD1")
+        o.charging(sim, csms, "CARD1")
         sim.do("crash")  # the charge controller dies: the supervisor restarts the board
         assert sim.wait_for({"k": "end"}, 30)["reset"]
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
@@ -274,7 +260,7 @@ def test_a_transaction_open_at_a_power_cut_still_stops_as_power_loss(csms, tmp_p
     d = o.state_dir(tmp_path)
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms, "CARD1")
+        o.charging(sim, csms, "CARD1")
         o.kill(sim)
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None, timeout=60)
@@ -291,7 +277,7 @@ def test_meter_values_leave_out_what_a_silent_meter_no_longer_gives(csms):
         o.configure(csms, "MeterValuesSampledData",
                     "Energy.Active.Import.Register,Current.Import,Power.Active.Import")
         o.configure(csms, "MeterValueSampleInterval", "1")
-        _charging(sim, csms, "CARD1")
+        o.charging(sim, csms, "CARD1")
 
         def measurands(p):
             return {s["measurand"] for mv in p["meterValue"] for s in mv["sampledValue"]}

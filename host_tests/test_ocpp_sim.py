@@ -36,14 +36,6 @@ def test_cold_boot_then_plug_and_card(csms):
         o.wait_status(csms, "Available", timeout=10, since=m)
 
 
-def _charging(sim, csms, tag="CARD1"):
-    """Plug, present a card, wait until charging; returns the CSMS's transaction."""
-    sim.do("plug", cable_a=32)
-    sim.do("card", uid=tag)
-    tx = o.wait_tx(csms, lambda t: t["idTag"] == tag and t["stop"] is None)
-    o.wait_status(csms, "Charging")
-    return tx
-
 
 def test_boot_pending_then_accepted():
     with CsmsThread(boot_status="Pending", interval=2) as csms:
@@ -122,7 +114,7 @@ def test_a_second_remote_start_while_one_is_open_is_rejected(csms):
 def test_remote_start_rejected_when_busy_and_for_a_bad_connector(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms)
+        o.charging(sim, csms)
         assert o.call(csms, "RemoteStartTransaction", {"idTag": "X"}) == {"status": "Rejected"}
         assert o.call(csms, "RemoteStartTransaction", {"idTag": "X", "connectorId": 2}) == {
             "status": "Rejected"}
@@ -131,7 +123,7 @@ def test_remote_start_rejected_when_busy_and_for_a_bad_connector(csms):
 def test_ev_side_disconnect_stops_the_transaction(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms)
+        o.charging(sim, csms)
         sim.do("unplug")
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None)
         assert tx["stop"]["reason"] == "EVDisconnected"
@@ -142,7 +134,7 @@ def test_ev_side_disconnect_with_stop_off_keeps_the_transaction(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
         o.configure(csms, "StopTransactionOnEVSideDisconnect", "false")
-        _charging(sim, csms)
+        o.charging(sim, csms)
         m = o.mark(csms)
         sim.do("unplug")
         o.wait_status(csms, "SuspendedEV", since=m)
@@ -160,7 +152,7 @@ def test_unlock_connector_on_ev_side_disconnect_false_holds_the_cable_for_its_ca
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
         o.configure(csms, "UnlockConnectorOnEVSideDisconnect", "false")
-        _charging(sim, csms, "CARD1")
+        o.charging(sim, csms, "CARD1")
         assert _lock(sim)
         sim.do("unplug", ev_only=True)  # the EV side only: the cable stays in the socket
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None)
@@ -173,7 +165,7 @@ def test_unlock_connector_on_ev_side_disconnect_false_holds_the_cable_for_its_ca
         sim.wait_for(lambda ob: ob.get("k") == "lock" and not ob["v"], 10)
         sim.do("unplug")  # the cable taken out
         # again: somebody else's card does not free it, UnlockConnector does
-        _charging(sim, csms, "CARD2")
+        o.charging(sim, csms, "CARD2")
         sim.do("unplug", ev_only=True)
         o.wait_log(sim, "until CARD2's card")
         sim.do("card", uid="OTHER")
@@ -240,7 +232,7 @@ def test_sampled_meter_values_during_a_transaction(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
         o.configure(csms, "MeterValueSampleInterval", 1)
-        tx = _charging(sim, csms)
+        tx = o.charging(sim, csms)
         csms.wait_for(lambda: sum(1 for cp, p in list(csms.meter_values)
                                   if p.get("transactionId") == tx["id"]) >= 4, 20)
         ctx = {sv["context"] for cp, p in list(csms.meter_values)
@@ -263,7 +255,7 @@ def test_soft_reset_during_a_transaction_stops_it_then_reboots(csms, tmp_path):
     d = o.state_dir(tmp_path)
     with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms)
+        o.charging(sim, csms)
         assert o.call(csms, "Reset", {"type": "Soft"}) == {"status": "Accepted"}
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None)
         assert tx["stop"]["reason"] == "SoftReset"
@@ -284,7 +276,7 @@ def test_unlock_connector_with_and_without_session(csms):
         o.booted(csms)
         assert o.call(csms, "UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
         assert o.call(csms, "UnlockConnector", {"connectorId": 2}) == {"status": "NotSupported"}
-        _charging(sim, csms)
+        o.charging(sim, csms)
         assert o.call(csms, "UnlockConnector", {"connectorId": 1}, timeout=30) == {
             "status": "Unlocked"}
         tx = o.wait_tx(csms, lambda t: t["stop"] is not None)
@@ -294,7 +286,7 @@ def test_unlock_connector_with_and_without_session(csms):
 def test_change_availability_scheduled_during_a_transaction(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms)
+        o.charging(sim, csms)
         r = o.call(csms, "ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
         assert r == {"status": "Scheduled"}
         m = o.mark(csms)
@@ -391,7 +383,7 @@ def test_connection_loss_during_a_transaction_delivers_in_order(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
         o.configure(csms, "MeterValueSampleInterval", 1)
-        tx = _charging(sim, csms)
+        tx = o.charging(sim, csms)
         sim.do("net", state="down")
         o.wait_log(sim, "link down")
         o.sleep(3)  # meter values go to the journal meanwhile
@@ -482,7 +474,7 @@ def test_power_cut_during_a_transaction_ends_it_with_power_loss(csms, tmp_path):
     sim = o.start_sim(csms, state_dir=d).start()
     with o.report(sim, csms):
         o.booted(csms)
-        tx = _charging(sim, csms)
+        tx = o.charging(sim, csms)
         o.sleep(1)
         sim.send({"do": "powercut"})  # no ack: the process is gone
         sim.wait_for({"k": "closed"}, 10)
@@ -493,13 +485,6 @@ def test_power_cut_during_a_transaction_ends_it_with_power_loss(csms, tmp_path):
         assert tx["stop"]["meterStop"] >= tx["meterStart"]
         assert tx["start_frames"] == 1 and tx["stop_frames"] == 1
 
-
-def _offer(sim, da, timeout=15):
-    n = len(sim.obs)
-    st = sim.state()
-    if st is not None and st.get("offer_da") == da:
-        return
-    sim.wait_for(lambda x: x.get("k") == "state" and x.get("offer_da") == da, timeout, since=n)
 
 
 def test_tx_default_profile_lowers_the_offer_and_clear_restores_it(csms):
@@ -512,8 +497,8 @@ def test_tx_default_profile_lowers_the_offer_and_clear_restores_it(csms):
         assert o.call(csms, "SetChargingProfile", {"connectorId": 1,
                                                    "csChargingProfiles": prof}) == {
             "status": "Accepted"}
-        _charging(sim, csms)
-        _offer(sim, 100)
+        o.charging(sim, csms)
+        o.offer(sim, 100)
         r = o.call(csms, "GetCompositeSchedule", {"connectorId": 1, "duration": 600})
         assert r["status"] == "Accepted"
         assert r["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 10.0
@@ -526,14 +511,14 @@ def test_tx_default_profile_lowers_the_offer_and_clear_restores_it(csms):
         assert o.call(csms, "SetChargingProfile", {"connectorId": 1,
                                                    "csChargingProfiles": txp}) == {
             "status": "Accepted"}
-        _offer(sim, 80)
+        o.offer(sim, 80)
         assert o.call(csms, "ClearChargingProfile", {"id": 2}) == {"status": "Accepted"}
         assert o.call(csms, "ClearChargingProfile", {"id": 99}) == {"status": "Unknown"}
-        _offer(sim, 100)
+        o.offer(sim, 100)
         assert o.call(csms, "ClearChargingProfile", {}) == {"status": "Accepted"}
         # back to the installer's max_current_a (16 A), never the 32 A rating: OCPP's
         # "no profile" limit cannot lift the offer above the configured maximum
-        _offer(sim, 160)
+        o.offer(sim, 160)
         o.sleep(6)
         assert sim.state()["offer_da"] == 160
 
@@ -553,7 +538,7 @@ def test_tx_profile_without_a_transaction_is_rejected(csms):
 def test_fault_is_reported_with_the_sessions_error_code(csms):
     with o.start_sim(csms) as sim, o.report(sim, csms):
         o.booted(csms)
-        _charging(sim, csms)
+        o.charging(sim, csms)
         sim.do("fault", name="rcm_trip")
         csms.wait_for(lambda: any(p["status"] == "Faulted" and p["errorCode"] ==
                                   "GroundFailure" for cp, p in list(csms.statuses)), 15)
@@ -588,7 +573,7 @@ def test_remote_start_with_a_tx_profile_limits_that_transaction(csms):
         r = o.call(csms, "RemoteStartTransaction", {"idTag": "RS", "chargingProfile": prof})
         assert r == {"status": "Accepted"}
         o.wait_tx(csms, lambda t: t["idTag"] == "RS")
-        _offer(sim, 70, timeout=20)
+        o.offer(sim, 70, timeout=20)
 
 
 def test_wss_with_the_csms_ca_charges_and_a_wrong_host_name_is_refused(tmp_path):
