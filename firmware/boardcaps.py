@@ -37,7 +37,8 @@ OPTIONAL = {
     "wall_s": None,  # () -> epoch seconds: a clock that is always right (test rigs)
     "blocking_ok": None,  # () -> bool: a call may block the interpreter in C now
     "ocpp_keys": None,  # dict: OCPP configuration key values for this board
-    "temperature_c": None,  # () -> deg C or None: the Temperature measurand
+    "temperature_c": None,  # () -> deg C or None: the Temperature measurand, thermal derating
+    "dso_relay": None,  # () -> True (dimmed) / False / None (signal lost): §14a control box
     "hw_rev": 1,  # int: the board's hardware revision (an update bundle's minimum hardware)
 }
 

@@ -155,6 +155,16 @@ class Arbiter:
         w = 4200 if limit_w is None else limit_w
         self.put(DSO, max(self.dso_floor, rules.w_to_da(w, self.phases)), now)
 
+    def thermal(self, deg_c, now):
+        """The board's temperature (deg C) read at ticks `now`: the derating curve
+        (rules.thermal_da). Not a number or below -40 C: refused, the fallback (0 A) binds."""
+        t = type(deg_c)
+        if (t is not int and t is not float) or deg_c != deg_c or deg_c < -40:
+            self.st[THERMAL] = BAD
+            raise LimitsError("thermal: %r C refused (allowed -40 C and above)" % (deg_c,))
+        dc = int(deg_c * 10) if deg_c < 1000 else 10000
+        self.put(THERMAL, rules.thermal_da(dc, self.s, self.val[INSTALLER]), now)
+
     # -- the decision ------------------------------------------------------------------------
     def limit_of(self, slot, now):
         """This slot's limit now (dA, NONE: no limit): its value, or its fallback when it is

@@ -27,6 +27,10 @@ KEYS = {
     "freq_response": (False, "bool", 0, 0),
     "freq_start_chz": (4980, "int", 4700, 5000),  # below: reduce (0.01 Hz)
     "freq_stop_chz": (4950, "int", 4700, 5000),  # at or below: 0 A
+    # the board's temperature (board.temperature_c): full current up to start, 0 A at stop
+    # (OpenEVSE halves the current at 65 C in the enclosure and cuts it further at 68 C)
+    "thermal_start_c": (65, "int", 20, 120),
+    "thermal_stop_c": (80, "int", 21, 125),
     "period_ms": (500, "int", 100, 5000),  # the loop's period
 }
 
@@ -73,6 +77,10 @@ def check(section):
         errors.append("limits: freq_stop_chz=%d must be below freq_start_chz=%d" % (
             s["freq_stop_chz"], s["freq_start_chz"]))
         s["freq_stop_chz"] = s["freq_start_chz"] - 1
+    if s["thermal_stop_c"] <= s["thermal_start_c"]:
+        errors.append("limits: thermal_stop_c=%d must be above thermal_start_c=%d" % (
+            s["thermal_stop_c"], s["thermal_start_c"]))
+        s["thermal_stop_c"] = s["thermal_start_c"] + 1
     for m in errors:
         if "safe_a" in m:
             s["safe_a"] = 0  # the fallback itself refused: the safest one

@@ -5,16 +5,19 @@
 # limit (absent, not zero); a stale or bad input makes its fallback bind.
 import asyncio
 
+from micropython import const
+
 from firmware import boardcaps
 from firmware.charge import pilot
 from firmware.limits import conf, rules
-from firmware.limits.arbiter import (CONFIG, FUSE, INSTALLER, N_SLOTS, NAMES, NONE, OCPP, PV,
-                                     SOURCES,
-                                     TOTAL, Arbiter, LimitsError)
+from firmware.limits.arbiter import (BAD, CONFIG, DSO, FUSE, INSTALLER, N_SLOTS, NAMES, NONE,
+                                     OCPP, PV, SOURCES, THERMAL, TOTAL, Arbiter, LimitsError)
 from firmware.limits.dynamics import (STATE_DELAY, STATE_HOLD, STATE_LIMIT, STATE_PAUSE,
                                       STATE_PV_WAIT, STATE_RAMP, STATES)
 from firmware.meter import UNKNOWN
 from firmware.ticks import ticks_diff, ticks_ms
+
+_THERMAL_MS = const(5000)  # the board's temperature is read this often (the stale limit: 60 s)
 
 
 def _rnd16():
@@ -60,6 +63,20 @@ class Limits:
         self.history = []  # the recent decisions: (ticks, amps, reason)
         self._e = [0, 0, 0]  # the EV's phase currents (dA), reused
         self._key = [None, None, None, None]  # offer, bound, state, stale of the last one
+        # The board's own inputs (docs/limits.md "Board inputs"): a §14a control box contact
+        # and a temperature sensor. A board with one makes its slot needed: until the first
+        # good read, and once the reads stop, the fallback binds.
+        b = self.board
+        self._dso_relay = b.dso_relay if b is not None else None
+        self._temp = b.temperature_c if b is not None else None
+        self._dso_seen = 0  # the contact's last state logged: 0 none, 1 released, 2 dimmed, 3 lost
+        self._temp_at = None
+        self._temp_err = None
+        self.temp_c = None  # the board's last good temperature (deg C)
+        if self._dso_relay is not None:
+            self.arb.need[DSO] = 1
+        if self._temp is not None:
+            self.arb.need[THERMAL] = 1
 
     # -- the seam ------------------------------------------------------------------------------
     def publish(self, source, amps, reason, next_s=None):
@@ -110,6 +127,45 @@ class Limits:
             self.last_ms = ticks_ms()
             await asyncio.sleep_ms(self.s["period_ms"])
 
+    def _board_inputs(self, now):
+        """Read the board's DSO contact (every period: a pin) and its temperature (every
+        _THERMAL_MS). A contact the board reports as lost (None) or that cannot be read is
+        the DSO's fail-safe at once: the 4.2 kW floor, as evcc's LPC applies its failsafe
+        limit when the heartbeat is lost; it ends when the contact reads again."""
+        rd = self._dso_relay
+        if rd is not None:
+            try:
+                v = rd()
+            except Exception:  # noqa: BLE001 - a failing read is a lost signal
+                v = None
+            a = self.arb
+            if v is None:
+                a.st[DSO] = BAD
+                seen = 3
+            else:
+                a.dso(bool(v), None, now)
+                seen = 2 if v else 1
+            if seen != self._dso_seen:
+                self._dso_seen = seen
+                self.log("limits: dso contact %s" % (
+                    "lost: fail-safe 4.2 kW floor", "released", "dimmed: 4.2 kW floor")[seen % 3])
+        tc = self._temp
+        if tc is not None and (self._temp_at is None
+                               or ticks_diff(now, self._temp_at) >= _THERMAL_MS):
+            self._temp_at = now
+            try:
+                c = tc()
+                if c is not None:  # no reading this time: the last one ages (stale: 60 s)
+                    self.arb.thermal(c, now)
+                    self.temp_c = c
+                err = None
+            except Exception as e:  # noqa: BLE001 - a failing sensor is reported, not fatal
+                err = "limits: temperature %s; the fallback applies" % (e,)
+            if err != self._temp_err:
+                self._temp_err = err
+                if err:
+                    self.log(err)
+
     def _feed(self, now):
         b = self.board
         g = b.grid_reading if b is not None else None
@@ -151,6 +207,7 @@ class Limits:
         if plugged and not self._plugged:
             self.arb.dyn.session(now, rnd)
         self._plugged = plugged
+        self._board_inputs(now)
         self._feed(now)
         week = None
         if self.s["offpeak"] and self.now_s is not None:
@@ -188,6 +245,8 @@ class Limits:
         why = self.reasons[k] if k != NONE and self.reasons[k] else name
         if k == CONFIG:
             why = "config " + self.s.get("error_text", "limits refused")
+        elif k == THERMAL and self._temp is not None and not a.stale(k, now):
+            why = "thermal: board at %d C" % self.temp_c
         elif k != NONE and a.stale(k, now):
             why = name + (" (grid meter stale or bad: safe current)" if k in (FUSE, TOTAL)
                           else " (input stale or bad: fallback)")

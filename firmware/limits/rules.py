@@ -41,3 +41,15 @@ def freq_da(chz, s, max_da):
     if chz <= stop:
         return 0
     return max_da * (chz - stop) // (start - stop)
+
+
+def thermal_da(dc, s, max_da):
+    """The thermal derating (dc: the board's temperature in 0.1 deg C): max_da at or below
+    thermal_start_c, 0 at or above thermal_stop_c, linear in between."""
+    start = s["thermal_start_c"] * 10
+    stop = s["thermal_stop_c"] * 10
+    if dc <= start:
+        return max_da
+    if dc >= stop:
+        return 0
+    return max_da * (stop - dc) // (stop - start)

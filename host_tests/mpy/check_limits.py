@@ -53,6 +53,49 @@ for mode in ("fast", "pv", "minpv"):
           max(out) >= 60 and min(out) < max(out))
     check("%s: the fuse slot was read" % mode, a.st[FUSE] == 1)
 
+# The board's own inputs on the port (docs/limits.md "Board inputs"): the DSO contact and the
+# temperature sensor, read by the loop.
+from firmware.limits.loop import Limits  # noqa: E402
+
+
+class _Ctl:
+    inputs = None
+
+    def __init__(self):
+        self.calls = []
+
+    def set_limit(self, amps, reason):
+        self.calls.append((amps, reason))
+
+
+class _Board:
+    relay = False
+    temp = 40.0
+
+    def dso_relay(self):
+        return self.relay
+
+    def temperature_c(self):
+        return self.temp
+
+
+bd = _Board()
+ctl = _Ctl()
+lim = Limits(ctl, 32, log=lambda m: None, board=bd)
+lim.apply(1000)
+bd.relay = True
+lim.apply(1500)
+check("dso contact dimmed: the 4.2 kW floor (%r)" % (ctl.calls[-1],), ctl.calls[-1][0] == 6.1)
+bd.relay = None
+lim.apply(2000)
+check("dso contact lost: the fail-safe floor (%r)" % (ctl.calls[-1],),
+      ctl.calls[-1] == (6.1, "dso dimming (input stale or bad: fallback)"))
+bd.relay = False
+bd.temp = 72.5
+lim.apply(7000)
+check("a hot board derates (%r)" % (ctl.calls[-1],),
+      ctl.calls[-1] == (16, "thermal: board at 72 C"))
+
 # The lock does catch an allocation (so the checks above can fail). `caught` exists before
 # the lock: a new global name can grow the module's dict, itself an allocation (it did on
 # the emulated Cortex-M3, where the MemoryError escaped the except clause).
