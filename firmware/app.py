@@ -132,6 +132,9 @@ class App:
             log("ocpp: cannot start: %r; OCPP off" % (e,))
             return
         self.ocpp.restart = self.restart  # OCPP Reset restarts through the one path
+        from firmware import secext
+
+        secext.attach(self.ocpp)  # GetDiagnostics, GetLog, security events (firmware/secext)
         from firmware import ota
 
         up = self.ocpp.updater = ota.Lazy(self.ocpp, b)  # UpdateFirmware (docs/ota.md)

@@ -386,7 +386,7 @@ class Csms:
         f = asyncio.get_running_loop().create_future()
         link.futures[mid] = f
         link.conv.pending[mid] = action
-        if action == "TriggerMessage" and isinstance(payload, dict):
+        if action in ("TriggerMessage", "ExtendedTriggerMessage") and isinstance(payload, dict):
             self._triggered.setdefault(cp, set()).add(payload.get("requestedMessage"))
         try:
             await self._send(link, [CALL, mid, action, payload])

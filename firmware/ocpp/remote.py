@@ -14,10 +14,9 @@ from firmware.ocpp.rpc import RpcError
 
 _UNLOCK_WAIT_MS = 2500
 _TRIGGERS_MAX = 8  # distinct (message, connector) requests waiting for the sender
-# Firmware Management is not in SupportedFeatureProfiles (GetDiagnostics is missing): its
-# DiagnosticsStatusNotification is not implemented (TriggerMessage.conf NotImplemented, 1.6
-# section 6.54); FirmwareStatusNotification is, by UpdateFirmware (firmware/ota/updater.py).
-_NOT_TRIGGERED = ("DiagnosticsStatusNotification",)
+# Messages sent only by an extension (rpc.ext_send: firmware/secext): NotImplemented without
+# it (1.6 section 6.54); FirmwareStatusNotification needs UpdateFirmware (firmware/ota).
+_NOT_TRIGGERED = ("DiagnosticsStatusNotification", "LogStatusNotification")
 _RESET_FLUSH_MS = 10000
 
 
@@ -307,8 +306,8 @@ def trigger(cp, p):
         return _status("Rejected")
     if what == "BootNotification" and cp.registration == "Accepted":
         return _status("Rejected")  # already accepted: nothing to boot again
-    if what in _NOT_TRIGGERED or (what == "FirmwareStatusNotification"
-                                  and getattr(cp, "updater", None) is None):
+    if what in _NOT_TRIGGERED and what not in cp.rpc.ext_send or (
+            what == "FirmwareStatusNotification" and getattr(cp, "updater", None) is None):
         return _status("NotImplemented")
     if (what, c) not in cp.triggers:  # the same request twice is sent once
         if len(cp.triggers) >= _TRIGGERS_MAX:  # the sender is blocked: do not pile up
@@ -337,7 +336,10 @@ async def send_triggered(cp, what, c):
             p["transactionId"] = tid
         await cp.rpc.call("MeterValues", p)
     else:
-        raise RpcError("NotImplemented", what)
+        fn = cp.rpc.ext_send.get(what)
+        if fn is None:
+            raise RpcError("NotImplemented", what)
+        await fn(cp, c)
 
 
 # action -> fn(cp, payload) -> result dict, or a coroutine giving it (rpc awaits those); a

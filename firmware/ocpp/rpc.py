@@ -129,6 +129,10 @@ class Rpc:
         self.stats = [0, 0, 0, 0, 0]
         self.mute = False  # True: the CSMS's CALLs are dropped unanswered (boot Rejected)
         self.inbox = None  # the text received() handles next (the link puts it here)
+        # An extension package's actions (app.py fills them: firmware/secext), looked up
+        # after `handlers`; ext_send: message -> async fn(ctx, connector) for TriggerMessage.
+        self.ext = {}
+        self.ext_send = {}
 
     def _new_id(self):
         self._n = (self._n + 1) & 0x3FFFFFFF
@@ -218,7 +222,7 @@ class Rpc:
             self.log("ocpp: %s not answered: the CSMS rejected our BootNotification" % _clip(
                 action, 40))
             return None
-        handler = self.handlers.get(action)
+        handler = self.handlers.get(action) or self.ext.get(action)
         if handler is None:
             known = action in schema.REQUESTS
             code = NOT_SUPPORTED if known else NOT_IMPLEMENTED
