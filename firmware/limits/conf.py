@@ -22,7 +22,7 @@ KEYS = {
     "random_delay_s": (None, "int", 0, 1800),  # UK default 600, elsewhere 0
     "delay_override": (False, "bool", 0, 0),  # the owner's override of the delay
     "offpeak": (None, "bool", 0, 0),  # UK default schedule: default on with the uk preset
-    "tz_offset_min": (0, "int", -720, 840),  # local time - UTC, minutes (no DST rule)
+    "tz_offset_min": (0, "int", -720, 840),  # local - UTC, minutes (not with uk: GMT/BST)
     "dso_timeout_s": (0, "int", 0, 3600),  # > 0: a DSO signal is expected this often
     "freq_response": (False, "bool", 0, 0),
     "freq_start_chz": (4980, "int", 4700, 5000),  # below: reduce (0.01 Hz)

@@ -213,7 +213,10 @@ class Limits:
         if self.s["offpeak"] and self.now_s is not None:
             t = self.now_s()
             if t is not None:
-                week = rules.week_seconds(t, self.s["tz_offset_min"] * 60)
+                # the UK preset's schedule is in UK local time (GMT/BST); else the fixed offset
+                off = (rules.uk_offset_s(t) if self.s["preset"] == "uk"
+                       else self.s["tz_offset_min"] * 60)
+                week = rules.week_seconds(t, off)
         a = self.arb
         a.decide(now, week, rnd)
         b = a.bound

@@ -26,6 +26,36 @@ def peak(week_s):
     return 8 <= h < 11 or 16 <= h < 22
 
 
+def days_from_civil(y, m, d):
+    """Days from 1970-01-01 to the date y-m-d (proleptic Gregorian; H. Hinnant's algorithm)."""
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def _last_sunday(y, m):
+    d = days_from_civil(y, m, 31)  # March and October have 31 days
+    return d - (d + 4) % 7  # 1970-01-01 was a Thursday: (d + 4) % 7 is 0 on a Sunday
+
+
+def uk_offset_s(epoch_s):
+    """UK local time minus UTC at a Unix time: 3600 (BST) from 01:00 UTC on the last Sunday
+    of March to 01:00 UTC on the last Sunday of October, else 0 (GMT). The rule since 1996
+    (the EU summer-time directive, kept in UK law)."""
+    day = epoch_s // _DAY
+    y = 1970 + day * 400 // 146097
+    if days_from_civil(y, 1, 1) > day:
+        y -= 1
+    elif days_from_civil(y + 1, 1, 1) <= day:
+        y += 1
+    if _last_sunday(y, 3) * _DAY + 3600 <= epoch_s < _last_sunday(y, 10) * _DAY + 3600:
+        return 3600
+    return 0
+
+
 def week_seconds(epoch_s, offset_s):
     """Seconds since Monday 00:00 local time of a Unix time (1970-01-01 was a Thursday)."""
     return (epoch_s + offset_s + 3 * _DAY) % (7 * _DAY)

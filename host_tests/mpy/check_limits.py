@@ -96,6 +96,14 @@ lim.apply(7000)
 check("a hot board derates (%r)" % (ctl.calls[-1],),
       ctl.calls[-1] == (16, "thermal: board at 72 C"))
 
+# UK local time on the port (big ints on a 32-bit build): both 2026 transitions.
+from firmware.limits import rules  # noqa: E402
+
+spring = 1774746000  # 2026-03-29 01:00:00 UTC
+autumn = 1792890000  # 2026-10-25 01:00:00 UTC
+check("uk_offset_s at both transitions", (rules.uk_offset_s(spring - 1), rules.uk_offset_s(
+    spring), rules.uk_offset_s(autumn - 1), rules.uk_offset_s(autumn)) == (0, 3600, 3600, 0))
+
 # The lock does catch an allocation (so the checks above can fail). `caught` exists before
 # the lock: a new global name can grow the module's dict, itself an allocation (it did on
 # the emulated Cortex-M3, where the MemoryError escaped the except clause).
