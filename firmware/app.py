@@ -14,6 +14,7 @@ from firmware.supervisor import Supervisor
 LOCKOUT_FILE = "lockout"
 _LOCKOUT_POLL_MS = 500
 HANG_MIN_MS = 500  # the controller's silence limit is max(this, watchdog_ms / 2)
+_OWNER_AGE_MS = 5000  # the owner model's session task steps every 500 ms
 _METER_AGE_MS = 5000  # a meter task silent for its timeout + 2 periods + this is restarted
 
 
@@ -88,6 +89,9 @@ class App:
         if self.cfg.ocpp is not None:
             self._start_ocpp(log)
         self._ota(log)
+        self.owner = None  # the owner model, loaded only for an owner interface (web, MQTT)
+        if self.cfg.web is not None or getattr(self.cfg, "mqtt", None) is not None:
+            self._start_owner(cfg_path, log)
         self.tasks = []
         diag.attach(self)
 
@@ -144,6 +148,12 @@ class App:
         self.restart.add("open transaction", self.ocpp.tx.flush)
         for name, factory in self.ocpp.tasks():
             self.sup.add(name, factory)
+
+    def _start_owner(self, cfg_path, log):
+        from firmware.owner import Owner
+
+        o = self.owner = Owner(self, cfg_path, log)
+        self.sup.add("owner", o.run, beat=lambda: o.last_ms, max_age_ms=_OWNER_AGE_MS)
 
     def _start_rfid(self, log):
         from firmware import rfid

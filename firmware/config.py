@@ -41,6 +41,7 @@ SCHEMA = {
     "meters": (None, "section", 0, 0, True),  # the EV meter and the optional grid meter
     "rfid": (None, "section", 0, 0, True),  # the card reader (firmware/rfid.py); off if absent
     "limits": (None, "section", 0, 0, True),  # the limit loop (firmware/limits/conf.py)
+    "web": (None, "section", 0, 0, True),  # the web page and JSON API (docs/api.md)
 }
 
 _SUGGEST_MAX_LEN = 40  # longer unknown keys get no suggestion (edit distance is O(n*m))

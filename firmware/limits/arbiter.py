@@ -25,10 +25,11 @@ DSO = const(8)
 FREQ = const(9)
 SCHEDULE = const(10)
 CONFIG = const(11)  # a refused `limits` key: the safe current until the config is fixed
-N_SLOTS = const(12)
+OWNER = const(12)  # the owner's current_a / enable (web, MQTT: firmware/owner)
+N_SLOTS = const(13)
 NAMES = ("config rating_a", "cable", "config max_current_a", "ocpp", "main fuse",
          "total capacity", "pv surplus", "thermal", "dso dimming", "frequency",
-         "off-peak schedule", "config")
+         "off-peak schedule", "config", "owner")
 SOURCES = {"ocpp": OCPP, "thermal": THERMAL, "dso": DSO}  # publish() names
 
 ABSENT = const(0)
@@ -61,6 +62,22 @@ class Arbiter:
         self.fb = array("i", [0] * N_SLOTS)  # fallback dA when stale or bad
         self.need = bytearray(N_SLOTS)  # 1: absent counts as stale (a configured source)
         self.eff = array("i", [NONE] * N_SLOTS)  # each slot's limit in this decision
+        self.put(RATING, rating_a * 10, 0)
+        self.put(INSTALLER, max_a * 10, 0)
+        self.dso_floor = rules.dso_floor_da(phases)
+        self.configure(s, 0)
+        self.surplus_w = _UNKNOWN  # the PV surplus (W) of the last good grid reading
+        self.dyn = Dynamics(s, phases)
+        self.da = 0
+        self.bound = NONE
+        self.state = 0
+        self.target = 0
+
+    def configure(self, s, now):
+        """Take a checked `limits` section (at boot, and when the owner changes a setting:
+        the loop's reconfigure): the inputs it makes necessary, their timeouts and
+        fallbacks, and the owner's own limit."""
+        self.s = s
         safe = s["safe_a"] * 10
         meter_ms = s["meter_timeout_s"] * 1000
         for k in range(N_SLOTS):
@@ -74,23 +91,19 @@ class Arbiter:
         self.fb[PV] = 0  # no surplus known: none (minpv still gets its minimum)
         self.fb[OCPP] = 0  # a refused profile limit or temperature: the offer stops
         self.fb[THERMAL] = 0
+        self.fb[OWNER] = 0
         self.fb[FREQ] = safe
         self.tmo[THERMAL] = 60000
         dso_ms = s["dso_timeout_s"] * 1000
         self.tmo[DSO] = dso_ms
         self.need[DSO] = dso_ms > 0
-        self.dso_floor = rules.dso_floor_da(phases)
         self.fb[DSO] = self.dso_floor  # evcc LPC: the fail-safe limit when the signal is lost
-        self.put(RATING, rating_a * 10, 0)
-        self.put(INSTALLER, max_a * 10, 0)
-        if s.get("errors"):
-            self.st[CONFIG] = BAD
-        self.surplus_w = _UNKNOWN  # the PV surplus (W) of the last good grid reading
-        self.dyn = Dynamics(s, phases)
-        self.da = 0
-        self.bound = NONE
-        self.state = 0
-        self.target = 0
+        self.st[CONFIG] = BAD if s.get("errors") else ABSENT
+        own = s.get("current_a")
+        self.put(OWNER, 0 if not s.get("enable", True) else None if own is None else own * 10,
+                 now)
+        if hasattr(self, "dyn"):
+            self.dyn.configure(s)
 
     # -- inputs ------------------------------------------------------------------------------
     def put(self, slot, da, now):

@@ -10,6 +10,8 @@ KEYS = {
     "safe_a": (6, "int", 0, 80),  # the fallback while a needed input is stale or bad
     "meter_timeout_s": (5, "int", 1, 60),  # a grid reading older than this is stale
     "mode": ("fast", ("fast", "pv", "minpv"), 0, 0),
+    "current_a": (None, "int", 6, 80),  # the owner's current (web, MQTT); None: no own limit
+    "enable": (True, "bool", 0, 0),  # the owner's charge switch: False pauses (0 A)
     "pv_start_w": (None, "int", 0, 100000),  # surplus to start (default: 6 A on the phases)
     "pv_stop_w": (None, "int", 0, 100000),  # surplus below which pv stops (same default)
     "pv_start_s": (60, "int", 0, 3600),  # evcc's enable delay

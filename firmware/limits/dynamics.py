@@ -29,16 +29,7 @@ STATES = ("limit", "ramp", "pause", "pause held", "randomised delay", "waiting f
 
 class Dynamics:
     def __init__(self, s, phases):
-        self.ramp_pct = s["ramp_pct"]
-        self.hyst_da = s["resume_hyst_a"] * 10
-        self.min_pause_ms = s["min_pause_s"] * 1000
-        self.min_charge_ms = s["min_charge_s"] * 1000
-        self.delay_ms = 0 if s["delay_override"] else s["random_delay_s"] * 1000
-        self.mode = s["mode"]
-        self.start_w = s["pv_start_w"]
-        self.stop_w = s["pv_stop_w"]
-        self.start_ms = s["pv_start_s"] * 1000
-        self.stop_ms = s["pv_stop_s"] * 1000
+        self.configure(s)
         self.da = 0  # the offer
         self.changed = None  # ticks of the last change of the offer
         self.paused_at = None  # ticks the offer went to 0 (None: not paused by us)
@@ -50,6 +41,22 @@ class Dynamics:
         self.bound = _NONE
         self.state = STATE_PAUSE
         self.pauses = 0  # pause -> charge cycles (diag, tests)
+
+    def configure(self, s):
+        """The checked `limits` section's values (at boot and on an owner's change; a
+        running randomised delay, pause or PV timer goes on)."""
+        self.ramp_pct = s["ramp_pct"]
+        self.hyst_da = s["resume_hyst_a"] * 10
+        self.min_pause_ms = s["min_pause_s"] * 1000
+        self.min_charge_ms = s["min_charge_s"] * 1000
+        self.delay_ms = 0 if s["delay_override"] else s["random_delay_s"] * 1000
+        if s["delay_override"]:
+            self.delay_until = None  # the owner's override (UK SCPR) ends a running delay
+        self.mode = s["mode"]
+        self.start_w = s["pv_start_w"]
+        self.stop_w = s["pv_stop_w"]
+        self.start_ms = s["pv_start_s"] * 1000
+        self.stop_ms = s["pv_stop_s"] * 1000
 
     def session(self, now, rnd):
         """An EV plugged in: the randomised delay (UK) runs before its first offer."""

@@ -11,7 +11,8 @@ from firmware import boardcaps
 from firmware.charge import pilot
 from firmware.limits import conf, rules
 from firmware.limits.arbiter import (BAD, CONFIG, DSO, FUSE, INSTALLER, N_SLOTS, NAMES, NONE,
-                                     OCPP, PV, SOURCES, THERMAL, TOTAL, Arbiter, LimitsError)
+                                     OCPP, OWNER, PV, SOURCES, THERMAL, TOTAL, Arbiter,
+                                     LimitsError)
 from firmware.limits.dynamics import (STATE_DELAY, STATE_HOLD, STATE_LIMIT, STATE_PAUSE,
                                       STATE_PV_WAIT, STATE_RAMP, STATES)
 from firmware.meter import UNKNOWN
@@ -30,6 +31,12 @@ def _rnd16():
 
         b = os.urandom(2)
         return b[0] << 8 | b[1]
+
+
+def _owner_why(s):
+    if not s["enable"]:
+        return "owner: charging paused"
+    return None if s["current_a"] is None else "owner current_a=%d A" % s["current_a"]
 
 
 class Limits:
@@ -53,6 +60,7 @@ class Limits:
             log("config: limits: %s needs a grid meter (meters.grid); the offer stays at "
                 "safe_a=%d A" % (", ".join(needs), s["safe_a"]))
         self.reasons = [None] * N_SLOTS  # a publishing source's reason text
+        self.reasons[OWNER] = _owner_why(s)
         self.next_s = [None] * N_SLOTS
         self.applied = None  # (amps, reason, bound name) last handed to the controller
         self.now_s = None  # callable: epoch seconds or None (the App hands OCPP's clock in)
@@ -97,6 +105,21 @@ class Limits:
             self.arb.st[slot] = 2  # BAD: its fallback binds
             self.log("limits: %s %r refused (%s); the fallback applies" % (source, amps, e))
         self.apply(now)
+
+    def reconfigure(self, section):
+        """Take a changed `limits` section now (the owner's settings, firmware/owner): its
+        error messages, or [] when it was taken. A refused section changes nothing."""
+        s = conf.check(section)
+        if s.get("errors"):
+            return s["errors"]
+        now = ticks_ms()
+        self.s.clear()  # the same dict the arbiter and the supervisor's period read
+        self.s.update(s)
+        self.arb.configure(self.s, now)
+        self.reasons[OWNER] = _owner_why(s)
+        self._key[0] = None
+        self.apply(now)
+        return []
 
     def dso(self, dimmed, limit_w=None):
         """The DSO control signal (a relay contact or a command): dimmed or not."""
