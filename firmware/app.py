@@ -90,8 +90,13 @@ class App:
             self._start_ocpp(log)
         self._ota(log)
         self.owner = None  # the owner model, loaded only for an owner interface (web, MQTT)
-        if self.cfg.web is not None or getattr(self.cfg, "mqtt", None) is not None:
+        if self.cfg.web is not None or self.cfg.mqtt is not None:
             self._start_owner(cfg_path, log)
+        self.mqtt = None  # firmware/mqtt: loaded only with an "mqtt" section (docs/mqtt.md)
+        if self.cfg.mqtt is not None:
+            from firmware import mqtt
+
+            self.mqtt = mqtt.start(self, log)
         self.tasks = []
         diag.attach(self)
 

@@ -42,6 +42,7 @@ SCHEMA = {
     "rfid": (None, "section", 0, 0, True),  # the card reader (firmware/rfid.py); off if absent
     "limits": (None, "section", 0, 0, True),  # the limit loop (firmware/limits/conf.py)
     "web": (None, "section", 0, 0, True),  # the web page and JSON API (docs/api.md)
+    "mqtt": (None, "section", 0, 0, True),  # the MQTT broker and topics (firmware/mqtt/conf.py)
 }
 
 _SUGGEST_MAX_LEN = 40  # longer unknown keys get no suggestion (edit distance is O(n*m))

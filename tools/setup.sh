@@ -27,6 +27,9 @@ if [ "$mode" = base ]; then
     # the native kernels' C core is compiled and compared with its Python twin by the tests
     command -v gcc >/dev/null 2>&1 || need_apt="$need_apt gcc"
     python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt="$need_apt python3-venv"
+    # the MQTT tests' broker (host_tests/mqttrig.py); mosquitto_passwd comes with it
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] ||
+        need_apt="$need_apt mosquitto"
 else
     command -v arm-none-eabi-gcc >/dev/null 2>&1 || need_apt="$need_apt gcc-arm-none-eabi"
     command -v riscv64-unknown-elf-gcc >/dev/null 2>&1 ||

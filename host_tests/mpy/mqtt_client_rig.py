@@ -1,0 +1,42 @@
+# The MQTT client (firmware/mqtt/client.py) on the unix port against a real broker, for
+# host_tests/test_mqtt.py: micropython mqtt_client_rig.py PORT SECONDS [QUEUE_MAX]
+# Publishes rig/availability "online" (retained) on every connection, rig/count every 100 ms
+# (retained), answers a message on rig/<x>/set with rig/echo "<x>:<payload>", and prints
+# its info() as JSON at the end.
+import asyncio
+import json
+import sys
+
+from firmware.backoff import Backoff
+from firmware.mqtt.client import Client
+
+port = int(sys.argv[1])
+seconds = int(sys.argv[2])
+qmax = int(sys.argv[3]) if len(sys.argv) > 3 else 24
+
+
+def on_message(topic, payload):
+    name = topic.split("/")[1]
+    c.publish("rig/echo", name + ":" + str(payload, "utf-8"))
+
+
+def on_connect():
+    c.publish("rig/availability", "online", True)
+
+
+c = Client("127.0.0.1", port, "rig", keepalive_s=10, will=("rig/availability", "offline", True),
+           subs=[("rig/+/set", 1)], on_message=on_message, on_connect=on_connect,
+           queue_max=qmax, backoff=Backoff(200, 1000, seed=1))
+
+
+async def main():
+    asyncio.create_task(c.run())
+    for i in range(seconds * 10):
+        c.publish("rig/count", str(i), True)
+        if qmax < 24:  # the queue bound: many topics while the broker is away
+            c.publish("rig/t%d" % (i % 50), str(i))
+        await asyncio.sleep_ms(100)
+    print(json.dumps(c.info()))
+
+
+asyncio.run(main())
