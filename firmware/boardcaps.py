@@ -40,6 +40,7 @@ OPTIONAL = {
     "temperature_c": None,  # () -> deg C or None: the Temperature measurand, thermal derating
     "dso_relay": None,  # () -> True (dimmed) / False / None (signal lost): §14a control box
     "hw_rev": 1,  # int: the board's hardware revision (an update bundle's minimum hardware)
+    "phase_switch": None,  # drivers.contactor.Contactor: the 1p/3p switch (L2/L3), its mirror
 }
 
 def probe(board):

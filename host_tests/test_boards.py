@@ -417,6 +417,16 @@ def test_charge_controller_runs_on_the_board(rig):
     assert hw.pins[mod.CONTACTOR_PIN].v == 1 - mod.CONTACTOR_ON
 
 
+def test_the_real_boards_declare_no_phase_switch_and_refuse_a_phase_request(rig):
+    mod, board, hw = rig
+    assert board.phase_switch is None
+    ctl = ChargeController(board, config.from_dict({"rating_a": 16}), EventLog(8))
+    assert ctl.phase_switch is None and ctl.phases == 3
+    with pytest.raises(ValueError, match="set_phases: this station has no phase switch"):
+        ctl.set_phases(1)
+    assert ctl.inputs.phases_req == 0
+
+
 def _lock_follows(mod, hw, works):
     """The lock's position switch: reads locked once the driver output says locked."""
     locked = works and hw.pins[mod.LOCK_PIN].v == mod.LOCK_LEVEL

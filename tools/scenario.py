@@ -9,7 +9,7 @@ import json
 # here. host_tests/test_sim_cli.py checks that both lists are equal.
 FAULTS = (
     "diode_short", "cp_short", "rcm_trip", "rcm_broken", "welded", "no_close",
-    "overcurrent", "ignore_stop", "lock_fail", "meter_silent",
+    "overcurrent", "ignore_stop", "lock_fail", "meter_silent", "phase_welded", "phase_no_close",
 )
 METER_FAULTS = ("silent", "crc", "exception", "garbage", "slow", "jump", "off")
 CABLE_CODINGS = (13, 20, 32, 63, 70)  # plug cable_a in amps (world.py CABLE_OHMS)
@@ -36,6 +36,7 @@ OBSERVATIONS = {
     "heap": ("code", "peak", "runtime"), "end": ("ms", "energy_wh", "reset", "dropped"),
     "ack": ("do", "id"), "error": ("msg",), "diag": ("what", "lines"),
     "block": ("ms", "on"), "net": ("state",),
+    "phase_switch": ("cmd",), "phases": ("closed", "main", "i_da"),
     "stats": ("lag_p50", "lag_p99", "lag_max", "steps", "reflex_runs", "reflex_fired",
               "blocked_ms", "clock_errors", "restarts"),
 }

@@ -174,6 +174,7 @@ class Esp32Board:
     name = NAME
     pilot_period_ms = PILOT_PERIOD_MS
     meter = None  # no energy meter driver yet
+    phase_switch = None  # no 1p/3p switch contactor on this design (docs/boards.md)
 
     def __init__(self):
         # Outputs first, each created at its safe level: coil off, CP at +12 V (x1).

@@ -74,6 +74,13 @@ class SimBoard:
         self.rtc = sim_rtc.SimRtc(boot.get("rtc", "set"))
         self._has_ntp = boot.get("ntp", False) is True
         self._net_at_boot = boot.get("net", "up")
+        if boot.get("phase_switch") is True:
+            # sim_clock.json "phase_switch": a second contactor switches L2/L3 (1p/3p) with
+            # its own mirror contact (boards/sim/phase.py)
+            from boards.sim.phase import PhaseContactor
+
+            world.phase = p = PhaseContactor(world)
+            self.phase_switch = Contactor(hw.Pin(write=p.set_coil), hw.Pin(read=p.mirror))
         if boot.get("flash_gate") is True:
             # sim_clock.json "flash_gate": a board whose safety path a flash erase blinds
             # (STM32, ESP32): no file is written while the contactor is closed

@@ -20,7 +20,7 @@ _V = 12000  # generator amplitude, mV
 CABLE_OHMS = {13: 1500, 20: 680, 32: 220, 63: 100, 70: 100}
 FAULTS = (
     "diode_short", "cp_short", "rcm_trip", "rcm_broken", "welded", "no_close",
-    "overcurrent", "ignore_stop", "lock_fail", "meter_silent",
+    "overcurrent", "ignore_stop", "lock_fail", "meter_silent", "phase_welded", "phase_no_close",
 )
 # A meter's register is non-volatile: it lives in the state folder (the process's working
 # folder), so a restarted simulator on the same --state counts on from where it was, as a
@@ -86,6 +86,7 @@ class World:
         self._saved_wh = int(self.energy_wh)
         self.volts = 230
         self.house_w = HOUSE_W
+        self.phase = None  # boards/sim/phase.PhaseContactor when the board has a phase switch
         self._meter_at = 0  # ticks of the last "meter" observation
         self._meter_da = 0
         self.s0_imp = 0  # S0 output off until a meter uses it (s0_start)
@@ -268,6 +269,8 @@ class World:
         if want != self.contacts and time.ticks_diff(now, self._contacts_at) >= settle:
             self.contacts = want
             self.obs("contacts", {"closed": want})
+        if self.phase is not None:
+            self.phase.tick(now)
         if self.lock_cmd != self.locked and time.ticks_diff(now, self._lock_at) >= LOCK_TRAVEL_MS:
             self.locked = self.lock_cmd
         offered = amps_for_duty(self.duty) if is_pwm(self.duty) else 0
@@ -285,7 +288,7 @@ class World:
         if draw != ev.draw_da:
             ev.draw_da = draw
         if ev.draw_da and dt > 0:
-            wh = ev.draw_da * ev.phases * self.volts * dt / 36000000.0  # dA*V*ms -> Wh
+            wh = ev.draw_da * self.ev_phases() * self.volts * dt / 36000000.0  # dA*V*ms -> Wh
             self.energy_wh += wh
             ev.soc_wh += wh
             if int(self.energy_wh) != self._saved_wh:
@@ -302,12 +305,17 @@ class World:
             self._s0_tick(now)
 
     # -- the meters' view: observations, S0 impulses, CT samples ----------------------------
+    def ev_phases(self):
+        """The phases the EV draws on: its own, one while a phase switch keeps L2/L3 off."""
+        p = self.phase
+        return self.ev.phases if p is None or p.contacts else 1
+
     def _meter_obs(self, now):
         ev = self.ev
         self._meter_at = now
         self._meter_da = ev.draw_da
         self.obs("meter", {"i_da": ev.draw_da, "wh": int(self.energy_wh),
-                           "mwh": int(self.energy_wh * 1000), "phases": ev.phases,
+                           "mwh": int(self.energy_wh * 1000), "phases": self.ev_phases(),
                            "v": self.volts, "house_w": self.house_w})
 
     def s0_start(self, imp_per_kwh):
@@ -338,8 +346,9 @@ class World:
         load), 50 Hz sines in 12-bit codes around 2048 at 20 mA per code, 4 kHz."""
         ev = self.ev
         amps = [0.0, 0.0, 0.0]
+        ph = self.ev_phases()
         for p in range(3):
-            if p < ev.phases:
+            if p < ph:
                 amps[p] = ev.draw_da / 10
             if grid:
                 amps[p] += self.house_w / 3 / self.volts

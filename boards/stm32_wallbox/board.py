@@ -220,6 +220,7 @@ class Stm32Board:
     name = NAME
     pilot_period_ms = PILOT_PERIOD_MS
     meter = None  # no energy meter driver yet
+    phase_switch = None  # no 1p/3p switch contactor on this design (docs/boards.md)
 
     def __init__(self):
         Pin = pyb.Pin

@@ -28,6 +28,12 @@ class ChargeController:
         self.cfg = cfg
         self.events = events
         rating = (cfg.rating_a or 6) * 10
+        self.phase_switch = None  # phases.PhaseSwitch: the board has one, the supply 3 phases
+        if board.phase_switch is not None and cfg.phases == 3:
+            from firmware.charge.phases import PhaseSwitch
+            from firmware.limits.conf import phase_pause_ms
+
+            self.phase_switch = PhaseSwitch(phase_pause_ms(getattr(cfg, "limits", None)))
         self._max_da = cfg.limit_da  # the installer's ceiling: set_limit never lifts above it
         self.session = Session(
             rating,
@@ -40,6 +46,7 @@ class ChargeController:
             reclose_error_ms=cfg.reclose_error_ms,
             lock_feedback=cfg.lock_feedback and cfg.connector == "type2_socket"
             and board.lock is not None and board.lock.has_sense,
+            phase=self.phase_switch,
         )
         self.inputs = Inputs()
         self.inputs.authorized = cfg.free_vend
@@ -104,6 +111,23 @@ class ChargeController:
         i.authorized = False
         i.authorized = _check_bool("set_auth", on)
 
+    def set_phases(self, n):
+        """The phase count the limit loop asks for (1 or 3), on a board with a phase switch.
+        The session switches only through its sequence (docs/safety.md); a bad value keeps
+        the phases in force."""
+        if self.phase_switch is None:
+            raise ValueError("set_phases: this station has no phase switch")
+        if type(n) is not int or (n != 1 and n != 3):
+            raise ValueError("set_phases: expects 1 or 3, got %r" % (n,))
+        self.inputs.phases_req = n
+
+    @property
+    def phases(self):
+        """The phases the EV is (or will be) supplied on: the phase switch's confirmed state,
+        else the config's."""
+        ps = self.phase_switch
+        return self._phases if ps is None else ps.phases
+
     def set_lock_hold(self, on):
         """Keep a cable left in the socket locked while the EV side is unplugged (OCPP
         UnlockConnectorOnEVSideDisconnect false). Only the lock: no power without a session."""
@@ -141,6 +165,8 @@ class ChargeController:
         i.trip = b.contactor.tripped
         if b.lock is not None:
             i.lock_fb = b.lock.feedback()
+        if self.phase_switch is not None:
+            i.phase_fb = b.phase_switch.feedback()
         if self.meter is not None:
             i.ev_da = self.meter.current_da(now)
 
@@ -158,6 +184,9 @@ class ChargeController:
                 if self.reflex is not None:
                     self.reflex.arm(False)
                 c.set(False)  # opening first: the PWM change below can wait
+        ps = self.phase_switch
+        if ps is not None and ps.three != b.phase_switch.closed:
+            b.phase_switch.set(ps.three)  # after the main contactor's opening above
         b.pilot.set_duty(a.duty)
         b.rcm.set_test(a.rcm_test)
         if b.lock is not None:
@@ -237,6 +266,8 @@ class ChargeController:
         if self.reflex is not None:
             self.reflex.arm(False)
         self.board.contactor.trip(TRIP_FAIL_SAFE)
+        if self.phase_switch is not None:
+            self.board.phase_switch.open_now()
         self.board.pilot.set_duty(cp.DUTY_X1)
 
 

@@ -4,7 +4,7 @@
 # offer or stop. Statuses and error codes are OCPP 1.6's, so the OCPP client reports them
 # as they are. Steady-state steps allocate nothing (checked under heap_lock). Components:
 # the RCM self-test (rcm_test.py), the offer policy (offer.py), the feedback watches on the
-# contactor, lock and cable (watch.py). Their constants are re-exported here.
+# contactor, lock and cable (watch.py), the 1p/3p phase switch (phases.py).
 from micropython import const
 
 from firmware.charge import pilot as cp
@@ -12,29 +12,15 @@ from firmware.charge import rcm_test as rt
 from firmware.charge import watch as w
 from firmware.charge.offer import (  # noqa: F401
     OC_TOLERANCE_MS, OFFER_CHANGE_MS, R_CABLE, R_CAP, R_RATE, R_RATING, OfferPolicy)
+from firmware.charge.phases import R_SWITCH as R_PHASE_SWITCH
 from firmware.charge.proximity import BUTTON, INVALID
 from firmware.charge.watch import CLOSE_FB_MS, FB_DEBOUNCE_MS, LOCK_MS, PP_DEBOUNCE_MS  # noqa
 from firmware.ticks import ticks_add, ticks_diff
 
-# OCPP 1.6 ChargePointStatus
-AVAILABLE = "Available"
-PREPARING = "Preparing"
-CHARGING = "Charging"
-SUSPENDED_EV = "SuspendedEV"
-SUSPENDED_EVSE = "SuspendedEVSE"
-FINISHING = "Finishing"
-UNAVAILABLE = "Unavailable"
-FAULTED = "Faulted"
-
-# OCPP 1.6 ChargePointErrorCode
-NO_ERROR = "NoError"
-GROUND_FAILURE = "GroundFailure"
-EV_COMM = "EVCommunicationError"
-POWER_SWITCH = "PowerSwitchFailure"
-OVERCURRENT = "OverCurrentFailure"
-OTHER = "OtherError"
-INTERNAL = "InternalError"
-LOCK_FAILURE = "ConnectorLockFailure"
+from firmware.charge.codes import (  # noqa: F401  (re-exported: S.CHARGING, ...)
+    AVAILABLE, CHARGING, EV_COMM, FAULTED, FINISHING, GROUND_FAILURE, INTERNAL, LOCK_FAILURE,
+    NO_ERROR, OTHER, OVERCURRENT, POWER_SWITCH, PREPARING, SUSPENDED_EV, SUSPENDED_EVSE,
+    UNAVAILABLE)
 
 # Timing (ms), docs/safety.md
 F_HOLD_MS = const(300)  # drive -12 V at least this long after a fault
@@ -84,6 +70,8 @@ class Inputs:
         self.ev_da = -1  # highest phase current from the meter, -1 unknown
         self.lock_fb = False  # socket lock sensor says locked (used with lock_feedback)
         self.lock_hold = False  # keep the cable locked in the socket with the EV side gone
+        self.phases_req = 0  # phases asked for by the limit loop (1 or 3; 0: none)
+        self.phase_fb = False  # the phase switch's mirror says closed (three phases)
 
 
 class Actions:
@@ -107,7 +95,7 @@ class Session:
     def __init__(
         self, rating_da, ventilation=False, feedback=True, events=None, lockout=False,
         disabled=False, reclose_ms=RECLOSE_MS, reclose_error_ms=RECLOSE_ERROR_MS,
-        lock_feedback=False,
+        lock_feedback=False, phase=None,
     ):
         self.reclose_ms = reclose_ms
         self.reclose_error_ms = reclose_error_ms
@@ -117,6 +105,7 @@ class Session:
         self.ventilation = ventilation
         self.feedback = feedback  # a mirror contact is wired
         self.lock_feedback = lock_feedback  # the socket lock has a position sensor
+        self.phase = phase  # phases.PhaseSwitch when the board has a phase switch, else None
         self.events = events
         self.act = Actions()
         self.filter = cp.PilotFilter()
@@ -236,6 +225,12 @@ class Session:
         if ev in _PILOT_FAULTS:
             self._trip(now, EV_COMM, _PILOT_INFO[ev])
         self._check_contactor(now, i)
+        ph = self.phase
+        if ph is not None:
+            info = ph.step(now, i.phases_req, i.phase_fb, a.close, i.contactor_fb,
+                           self.fault is not None)
+            if info is not None:
+                self._trip(now, POWER_SWITCH, info)
         if self.lock_feedback:
             info = self.lock.check(now, a.lock, i.lock_fb, a.close)
             if info is not None:
@@ -333,6 +328,8 @@ class Session:
             stop = R_VENT
         elif a.close and ticks_diff(now, self._closed_at) >= rt.RCM_RETEST_MS:
             stop = R_RETEST  # IEC 62955: a new self-test at least every 24 h
+        elif self.phase is not None and self.phase.busy(i.phases_req):
+            stop = R_PHASE_SWITCH  # PWM off, open when the EV went to B, then switch
 
         off = self.offer
         if off.decide(now, i, self.cable.cable_da, stop, plugged):
@@ -382,6 +379,7 @@ class Session:
             and self.cable.cable_da != INVALID
             and i.pp_da == self.cable.cable_da
             and (not self.lock_feedback or (a.lock and i.lock_fb))
+            and (self.phase is None or self.phase.ready(i.phases_req))  # a confirmed phase state
             and (self._opened_at is None or ticks_diff(now, self._opened_at) >= self._reclose_ms)
         )
         test = self.rcm

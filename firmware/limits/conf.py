@@ -34,6 +34,14 @@ KEYS = {
     "thermal_start_c": (65, "int", 20, 120),
     "thermal_stop_c": (80, "int", 21, 125),
     "period_ms": (500, "int", 100, 5000),  # the loop's period
+    # 1p/3p switching (a board with a phase switch, a 3-phase supply; docs/limits.md)
+    "phases": ("auto", "phases", 0, 0),  # the owner's lock: "auto", 1 or 3
+    "phase_pause_s": (12, "int", 10, 600),  # main contactor open this long around a switch
+    "phase_up_s": (60, "int", 0, 3600),  # 3 phases possible this long before 1p -> 3p
+    "phase_down_s": (180, "int", 0, 3600),  # 3 phases too much this long before 3p -> 1p
+    "phase_min_s": (300, "int", 0, 3600),  # shortest time between two switches
+    "phase_max": (4, "int", 0, 100),  # switches per session (plug-in)
+    "phase_ignore_s": (60, "int", 0, 600),  # phase currents ignored after a switch (evcc)
 }
 
 
@@ -57,7 +65,11 @@ def check(section):
         v = section[k]
         if v is None and spec[0] is None:
             continue
-        msg = check_value(v, spec[1], spec[2], spec[3])
+        if spec[1] == "phases":
+            msg = None if v == "auto" or (type(v) is int and v in (1, 3)) else (
+                "allowed \"auto\", 1, 3")
+        else:
+            msg = check_value(v, spec[1], spec[2], spec[3])
         if msg is None:
             s[k] = v
         else:
@@ -91,3 +103,9 @@ def check(section):
         s["error_text"] = errors[0] + (" (+%d more)" % (len(errors) - 1)
                                        if len(errors) > 1 else "")
     return s
+
+
+def phase_pause_ms(section):
+    """The pause around a phase switch (ms) from a `limits` section (the charge controller
+    reads it; a refused value gives the default)."""
+    return check(section)["phase_pause_s"] * 1000
