@@ -3,13 +3,15 @@ unix port) and print a session summary.
 
     .venv/bin/python tools/sim.py --scenario scenarios/default.json [--events out.jsonl]
                                   [--heapsize 192k] [--source] [--state DIR]
-                                  [--csms URL --cp-id ID | --no-csms]
+                                  [--csms URL --cp-id ID | --no-csms] [--mqtt HOST:PORT]
 
 By default the simulated wallbox talks OCPP 1.6J to the dev CSMS (tools/csms.py), started
 here on 127.0.0.1; it sends RemoteStartTransaction when the connector reports Preparing, so a
 scenario without a card charges too. --csms points it at any other CSMS instead; --no-csms
 runs without OCPP (the scenario's config decides). --state keeps the device's files (config,
 journal, profiles, local list) in DIR, so a killed simulator restarted on DIR resumes.
+--mqtt connects it to an MQTT broker (docs/mqtt.md: state topics, commands, Home Assistant
+discovery), with the scenario config's other `mqtt` keys.
 
 The scenario format and the control channel are described in docs/sim.md. Exit status: 0 the
 scenario ran, 1 it failed (a wait timed out, the firmware stopped or ran out of memory), 2 bad
@@ -52,6 +54,14 @@ def heapsize(text):
     return text
 
 
+def broker(text):
+    """argparse type: HOST:PORT of an MQTT broker -> (host, port)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError("%r is not HOST:PORT (e.g. 127.0.0.1:1883)" % text)
+    return host, int(port)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", required=True, help="scenario JSON file")
@@ -65,6 +75,8 @@ def main():
     ap.add_argument("--cp-id", default="SIM1", help="charge point id (default SIM1)")
     ap.add_argument("--no-csms", action="store_true", help="no OCPP (unless the scenario's "
                     "config names a CSMS)")
+    ap.add_argument("--mqtt", type=broker, metavar="HOST:PORT",
+                    help="MQTT broker the simulated wallbox publishes to (docs/mqtt.md)")
     a = ap.parse_args()
     try:
         _check_toolchain(a.source)
@@ -87,6 +99,9 @@ def main():
         cfg["ocpp"] = {"url": url, "cp_id": a.cp_id}
         cfg.setdefault("free_vend", False)
         print("OCPP: %s as %s" % (url, a.cp_id), flush=True)
+    if a.mqtt:
+        cfg["mqtt"] = dict(cfg.get("mqtt") or {}, host=a.mqtt[0], port=a.mqtt[1])
+        print("MQTT: %s:%d" % a.mqtt, flush=True)
     sim = simlib.Sim(cfg, heapsize=a.heapsize, use_mpy=not a.source, state_dir=a.state)
     try:
         failed = _run(sim, sc)

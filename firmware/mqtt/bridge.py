@@ -100,8 +100,7 @@ class Bridge:
                              self._message, self._connected, net, ssl, log=log)
         self.sent = {}  # topic name -> payload last queued on this connection
         self._disc = len(ha.ENTITIES)  # next discovery entity to send
-        self._measured = ticks_ms()
-        self._version = None
+        self._measured = None
         self.refused = 0
         self.last_error = None
 
@@ -117,7 +116,7 @@ class Bridge:
                 if self._disc < len(ha.ENTITIES) and c.queued() == 0:
                     self._discovery_one()
                 now = ticks_ms()
-                full = ticks_diff(now, self._measured) >= period
+                full = self._measured is None or ticks_diff(now, self._measured) >= period
                 if full:
                     self._measured = now
                 self.publish_state(full)
@@ -127,7 +126,6 @@ class Bridge:
         """Queue the state topics whose payload changed (FAST ones always, the others when
         `measurements`)."""
         st = self.owner.status()
-        self._version = st.get("version")
         for name, text in values(st, self.max_a).items():
             if self.sent.get(name) == text or (not measurements and name not in FAST):
                 continue
@@ -145,7 +143,7 @@ class Bridge:
     # -- client callbacks ------------------------------------------------------------------------
     def _connected(self):
         self.sent = {}  # republish everything: the broker may have lost its retained store
-        self._measured = ticks_ms()
+        self._measured = None  # measurements too, at once
         self.client.publish(self.avail, "online", True)
         if self.s["discovery"]:
             self._disc = 0
@@ -156,6 +154,7 @@ class Bridge:
             if bytes(payload) == b"online":  # Home Assistant (re)started: tell it again
                 self._disc = 0
                 self.sent = {}
+                self._measured = None
             return
         p = self.prefix + "/"
         if not topic.startswith(p) or not topic.endswith("set"):
