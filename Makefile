@@ -20,7 +20,7 @@ help:
 	@echo "make mutants-safety   ticks_diff -> subtraction, safety constants x10 and /10:"
 	@echo "                killed or survived each, and the score (SAFETY_MUTANTS=NAME)"
 	@echo "make mutants-mutmut   only mutmut's mutants (MUTANTS='firmware.charge.watch*')"
-	@echo "make bench      benchmarks: safety reaction times, heap, kernels"
+	@echo "make bench      benchmarks: safety reaction times, heap, kernels, limit laws"
 	@echo "make mpy        compile every device file with mpy-cross into build/mpy"
 	@echo "make deploy BOARD=esp32_wallbox PORT=/dev/ttyUSB0 [CONFIG=f.json] [RESET=1] [FORCE=1]"
 	@echo "                compile and copy to a board (docs/deploy.md)"

@@ -151,6 +151,27 @@ def test_pv_starts_after_the_enable_delay_and_stops_after_the_disable_delay():
     assert max(seen) <= rules.w_to_da(6000, 3)
 
 
+def test_pv_restarts_on_a_surplus_between_the_start_threshold_and_6_a_plus_the_hysteresis():
+    """The PV start rule (pv_start_w held pv_start_s) is the PV mode's hysteresis: after a
+    PV stop, a surplus of 4.7 kW (above the 4.14 kW start threshold, below 7 A x 3 phases)
+    starts the charge again. It stayed paused while the resume also waited for 6 A + the
+    pause hysteresis (resume_hyst_a), found by tools/bench_limits.py's sunny day."""
+    a = arbiter(mode="pv")
+    da = 0
+    seen = []
+    for t in range(0, 1200):  # 300 s of 6 kW, 300 s of none, then 4.7 kW
+        now = t * 1000
+        w = 6000 if t < 300 else 0 if t < 600 else 4700
+        ev_w = 3 * da * 23
+        grid(a, now, [0, 0, 0], da, grid_w=ev_w - w, ev_w=ev_w)
+        da = a.decide(now)
+        seen.append(da)
+    assert seen[550] == 0  # stopped after the disable delay
+    restart = next((t for t, x in enumerate(seen) if t > 600 and x), None)
+    assert restart is not None and 660 <= restart <= 662, restart  # 60 s of surplus
+    assert seen[-1] == 4700 * 10 // (3 * 230)  # the surplus, 6.8 A
+
+
 @given(st.integers(0, 400), st.integers(0, 60000))
 def test_a_stale_grid_meter_counts_as_overload_and_the_safe_current_binds(house, silent_ms):
     a = arbiter(main_fuse_a=63, safe_a=6)

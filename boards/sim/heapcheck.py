@@ -3,6 +3,8 @@
 #   micropython [-X heapsize=N] -m boards.sim.heapcheck
 #   micropython [-X heapsize=N] -m boards.sim.heapcheck --ocpp URL [--ca FILE]
 #                                  [--journal N] [--charge-s S] [--relink] [--verbose]
+#   micropython -m boards.sim.heapcheck --limits   (a CT grid meter, a fuse, minpv: the limit
+#                                                   loop deciding from grid readings)
 # Prints one JSON line: code (gc.mem_alloc after every import), peak (live data after a
 # collection, sampled every 10 ms through the session), runtime = peak - code, and whether the
 # session completed (plug, charge, EV full, unplug, Available).
@@ -20,6 +22,7 @@ from boards.sim.board import SimBoard, heap_sampler
 from boards.sim.world import World
 from firmware import app as fw_app
 from firmware import config
+from firmware.meter import Reading
 
 import asyncio  # noqa: E402 (frozen, already loaded)
 import time  # noqa: E402
@@ -101,9 +104,27 @@ def _fill_journal(n):
     return pending
 
 
+async def _grid(board):
+    """--limits: a grid meter's reading, every 500 ms: the EV's phase currents plus the
+    house's 1.5 kW (as a meter task fills it in place: no allocation)."""
+    g = board.grid_reading
+    ev = board.meter_reading
+    while True:
+        for p in range(3):
+            i = ev.i_da[p]
+            g.i_da[p] = (i if i >= 0 else 0) + 22
+            g.v_dv[p] = 2300
+        g.p_total_w = (g.i_da[0] + g.i_da[1] + g.i_da[2]) * 23
+        g.stamp(time.ticks_ms())
+        await asyncio.sleep_ms(500)
+
+
 async def _session(app, world, board, peak, seen, charge_s):
     ocpp = OPTS["--ocpp"]
-    app.start([("heap", lambda: heap_sampler(peak, 10))])
+    extra = [("heap", lambda: heap_sampler(peak, 10))]
+    if OPTS.get("--limits"):
+        extra.append(("grid", lambda: _grid(board)))
+    app.start(extra)
     await asyncio.sleep_ms(200)
     if ocpp:
         ok = await _wait(lambda: app.ocpp.registration == "Accepted", 30000)
@@ -156,6 +177,9 @@ def main():
         world.ev.soc_wh = 0
     board = SimBoard(world)
     d = {"rating_a": 32, "max_current_a": 16}
+    if OPTS.get("--limits"):  # the limit loop at work: a grid reading, a fuse, minpv
+        board.grid_reading = Reading()
+        d["limits"] = {"main_fuse_a": 25, "total_a": 60, "mode": "minpv"}
     queued = 0
     if OPTS["--ocpp"]:
         d["free_vend"] = True

@@ -152,6 +152,8 @@ class Dynamics:
             if need > cap:
                 need = cap
             pa = self.paused_at  # None: not paused by a limit (boot): no hysteresis
+            if bound == _PV and self.pv_on:
+                need = MIN_DA  # pv: its start threshold, held pv_start_s, is the hysteresis
             if pa is not None and (want < need or ticks_diff(now, pa) < self.min_pause_ms):
                 self.state = STATE_HOLD
                 return 0
