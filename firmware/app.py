@@ -26,6 +26,7 @@ class App:
     def __init__(self, board, cfg=None, cfg_path="config.json", log=print):
         self.board = boardcaps.probe(board)
         self.log = log
+        self.cfg_path = cfg_path  # the owner model saves settings here (web, MQTT, console)
         self.cfg = cfg if cfg is not None else config.load(cfg_path)
         why = board.refuse_why
         if why:  # the board cannot measure safely (uncalibrated CP): never offer

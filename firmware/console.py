@@ -20,6 +20,9 @@ HELP = (
     "clear_lockout   lift a welded-contactor lockout (the mirror must read open)",
     "meters          each meter's values, age, errors, fault, energy register",
     "meter A R [N] [F]  read N (2) registers from R (0x48) of Modbus meter A, fc F (4)",
+    "settings        the owner's settings and their values",
+    "set NAME VALUE  change one (checked as config.json is, saved): set mode pv,",
+    "                set phase_lock 1, set delay_override true, set offpeak false",
     "help            this list",
     "Ctrl-C stops the firmware (the contactor opens) and gives the MicroPython REPL",
 )
@@ -34,6 +37,8 @@ def run(line, out):
     args = words[1:]
     if cmd == "meter":
         return _meter(args, out)
+    if cmd == "set" or cmd == "settings":
+        return _settings(cmd, args, out)
     if cmd == "events":
         n = 10
         if len(args) > 1:
@@ -82,6 +87,47 @@ def _meter(args, out):
     except Exception as e:  # a diagnostic must never take the firmware down
         out("console: meter failed: %r" % (e,))
         return None
+
+
+def _value(text):
+    """A typed value: true/false, null, an integer, else the text itself."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _settings(cmd, args, out):
+    """`settings`, `set NAME VALUE`: the owner's settings through the owner model (the
+    checks, the atomic save and the live change the web API and MQTT use)."""
+    if cmd == "settings" and args:
+        out("console: settings takes no arguments, got %r" % " ".join(args))
+        return
+    if cmd == "set" and len(args) != 2:
+        out("console: set takes NAME VALUE, e.g. set mode pv")
+        return
+    try:
+        o = diag.owner(out)
+        if o is None:
+            return
+        if cmd == "settings":
+            for name, v in sorted(o.settings().items()):
+                out("%-16s %r" % (name, v))
+            return
+        r = o.apply({args[0]: _value(args[1])})
+    except ValueError as e:  # SettingsError: names the setting; nothing changed
+        out("console: %s" % e)
+        return
+    except Exception as e:  # noqa: BLE001 - a setting must never take the firmware down
+        out("console: set failed: %r" % (e,))
+        return
+    out("console: %s=%s saved, %s" % (args[0], args[1], "taken at the next restart"
+                                      if r["restart"] else "in force now"))
 
 
 def _help(out):

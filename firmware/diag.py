@@ -1,5 +1,6 @@
 # Diagnostics for the serial REPL: `from firmware import diag; diag.status()`.
-# Reads the running app's state; prints, never changes anything except clear_lockout().
+# Reads the running app's state; prints, never changes anything except clear_lockout() (and
+# owner() makes the owner model the console's `set` changes settings through).
 import time
 
 _app = None
@@ -8,6 +9,19 @@ _app = None
 def attach(app):
     global _app
     _app = app
+
+
+def owner(out=print):
+    """The running app's owner model (firmware/owner: settings checked, saved, applied), made
+    on first use where no web or MQTT interface made it (the console's `set`)."""
+    app = _need(out)
+    if app is None:
+        return None
+    if app.owner is None:
+        from firmware.owner import Owner
+
+        app.owner = Owner(app, app.cfg_path, app.log)
+    return app.owner
 
 
 def _need(out):

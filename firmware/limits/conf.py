@@ -45,6 +45,16 @@ KEYS = {
 }
 
 
+def check_key(key, v):
+    """What is wrong with one value of a known key on its own, or None (the owner's settings
+    check a change with it too: firmware/owner/settings.py)."""
+    spec = KEYS[key]
+    if spec[1] == "phases":
+        return None if v == "auto" or (type(v) is int and v in (1, 3)) else (
+            "allowed \"auto\", 1, 3")
+    return check_value(v, spec[1], spec[2], spec[3])
+
+
 def check(section):
     """The section as a dict with every key (defaults filled in) and an "errors" list of
     readable messages. section None: all defaults, no errors."""
@@ -65,11 +75,7 @@ def check(section):
         v = section[k]
         if v is None and spec[0] is None:
             continue
-        if spec[1] == "phases":
-            msg = None if v == "auto" or (type(v) is int and v in (1, 3)) else (
-                "allowed \"auto\", 1, 3")
-        else:
-            msg = check_value(v, spec[1], spec[2], spec[3])
+        msg = check_key(k, v)
         if msg is None:
             s[k] = v
         else:

@@ -125,10 +125,9 @@ def _check(sec, key, v):
         kind, lo, hi = config.SCHEMA[key][1:4]
         return config.check_value(v, kind, lo, hi)
     if sec == "limits":
-        d, kind, lo, hi = conf.KEYS[key]
         if v is None:
-            return None if d is None else "has no 'none' value"
-        return config.check_value(v, kind, lo, hi)
+            return None if conf.KEYS[key][0] is None else "has no 'none' value"
+        return conf.check_key(key, v)  # its own kinds too (phases: "auto", 1, 3)
     if v is None:
         return None  # a section's key removed: the section's own check says if it is needed
     return None if type(v) is str else "must be text"
