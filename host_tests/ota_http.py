@@ -1,14 +1,17 @@
 # A small HTTP server on 127.0.0.1 (port chosen by the OS) for the download tests
 # (host_tests/test_ota_download.py): serves one body as Content-Length, chunked, behind
 # redirects, with Range, and a path that drops the connection half way the first times; over
-# TLS when given a certificate and key.
+# TLS when given a certificate and key; paced (burst bytes, then a pause) when asked, so that a
+# download lasts long enough to be cut at a chosen moment (host_tests/test_ota_kill.py).
 import http.server
 import threading
+import time
 
 
 class Server:
-    def __init__(self, body, drops=1, tls=None):
+    def __init__(self, body, drops=1, tls=None, pace=None):
         self.body = body
+        self.pace = pace  # (burst bytes, pause s) for /b
         self.drops = drops  # /drop: connections cut half way before one goes through
         self.requests = []
         srv = self
@@ -59,6 +62,16 @@ class Server:
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(2)
+                    return
+                if srv.pace is not None:
+                    burst, gap = srv.pace
+                    try:
+                        for i in range(start, len(b), burst):
+                            self.wfile.write(b[i:i + burst])
+                            self.wfile.flush()
+                            time.sleep(gap)
+                    except ConnectionError:
+                        pass  # the device was cut off
                     return
                 self.wfile.write(b[start:])
 

@@ -50,6 +50,9 @@ fuzz: $(SETUP)
 	# OCPP power cuts: 100 random runs from a new seed (printed; WB_POWERCUT_SEED replays it)
 	WB_POWERCUT_RUNS=100 WB_POWERCUT_SEED=$$(date +%s) $(PY) -m pytest -q -rxX \
 		host_tests/test_ocpp_powercut.py -k random_power_cuts
+	# OTA: kill -9 at 12 random moments of an update's download and install (new seed, printed)
+	WB_OTA_KILL_RUNS=12 WB_OTA_KILL_SEED=$$(date +%s) $(PY) -m pytest -q -s \
+		host_tests/test_ota_kill.py -k random
 	# OCPP fuzz: 50,000 hostile frames from a random seed (printed; --seed S replays it)
 	$(PY) tools/ocpp_fuzz.py --frames 50000
 	# OCPP legal-but-unusual answers and CALLs: 50,000 from a random seed (printed; --seed S)

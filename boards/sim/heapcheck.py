@@ -13,7 +13,9 @@
 # finished offline transaction of N messages (Start, N-2 MeterValues, Stop) that goes out at
 # boot, the car charges for S seconds while the CSMS (tools/bench_ocpp.py) does what it wants
 # (SendLocalList, GetConfiguration, ...), --relink cuts the link once while charging (a new
-# TLS handshake), and the run ends when the journal is empty again.
+# TLS handshake), and the run ends when the journal is empty again. With --ota the update
+# modules are imported first too, the install's reads sample the heap, and the run ends once
+# the update the CSMS asked for has its outcome.
 import gc
 import json
 import sys
@@ -53,6 +55,8 @@ if OPTS["--ocpp"]:
         "authlist", "clock", "cp", "journal", "keys", "link", "remote", "rpc", "schema",
         "schema16", "smart", "smart_store", "txn", "ws", "wsframe")]
     _LAZY += ["boards.sim.net", "firmware.net", "firmware.backoff", "asyncio.stream"]
+if OPTS.get("--ota"):  # an UpdateFirmware comes (tools/bench_ota.py): its modules too
+    _LAZY += ["firmware.ota." + m for m in ("updater", "download", "slots", "bundle", "rsa")]
 for _m in _LAZY:
     try:
         __import__(_m)
@@ -119,6 +123,39 @@ async def _grid(board):
         await asyncio.sleep_ms(500)
 
 
+class _Sampled:
+    """The bundle file during the install, which does not yield to the scheduler: the heap
+    is sampled every 4 reads (tools/bench_ota.py)."""
+
+    def __init__(self, f, peak):
+        self.f = f
+        self.peak = peak
+        self.n = 0
+
+    def _tick(self):
+        self.n += 1
+        if self.n % 4 == 0:
+            gc.collect()
+            m = gc.mem_alloc()
+            self.peak[0] = max(self.peak[0], m)
+            MARKS["install peak"] = max(MARKS.get("install peak", 0), m - CODE)
+
+    def read(self, n=-1):
+        self._tick()
+        return self.f.read(n)
+
+    def readinto(self, b):
+        self._tick()
+        return self.f.readinto(b)
+
+
+def _sample_installs(peak):
+    from firmware.ota import slots
+
+    inner = slots.install
+    slots.install = lambda f, *a, **k: inner(_Sampled(f, peak), *a, **k)
+
+
 async def _session(app, world, board, peak, seen, charge_s):
     ocpp = OPTS["--ocpp"]
     extra = [("heap", lambda: heap_sampler(peak, 10))]
@@ -161,6 +198,10 @@ async def _session(app, world, board, peak, seen, charge_s):
     if ocpp:
         ok = ok and await _wait(lambda: app.ocpp.journal.pending() == 0, 30000)
         seen.append("journal empty" if ok else "journal stuck")
+    if OPTS.get("--ota"):  # the update's outcome (it installs once the transaction ended)
+        ok = ok and await _wait(lambda: getattr(app.ocpp.updater, "status", "") in (
+            "InstallationFailed", "DownloadFailed", "Installed"), 60000)
+        seen.append("update: %s" % app.ocpp.updater.status)
     await asyncio.sleep_ms(200)
     _mark("after the session")
     app.stop()
@@ -193,6 +234,8 @@ def main():
     _mark("firmware built")
     peak = [0]
     seen = []
+    if OPTS.get("--ota"):
+        _sample_installs(peak)
     ok = asyncio.run(_session(app, world, board, peak, seen, charge_s))
     print(json.dumps({"code": CODE, "peak": peak[0], "runtime": peak[0] - CODE,
                       "completed": ok, "statuses": seen, "energy_wh": world.energy_wh,

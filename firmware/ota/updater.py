@@ -6,13 +6,16 @@
 # DownloadFailed, Installing, then InstallationFailed (a refused bundle) or, after the reboot,
 # Installed from the new firmware once it confirmed itself, or InstallationFailed from the old
 # one after a rollback (the outcome waits in ota_status.json until BootNotification was
-# accepted, so a reboot does not lose it).
+# accepted, so a reboot does not lose it). The failure a power cut would leave is on flash
+# before each step: DownloadFailed when the download starts, InstallationFailed once it is
+# downloaded, so a cut anywhere is told once after the next boot (the new firmware replaces it
+# with Installed once it confirmed itself).
 import asyncio
 import sys
 import time
 
 from firmware import persist
-from firmware.ota import STATUS_FILE  # noqa: F401 {"status": ...}: told after the reboot
+from firmware.ota import STATUS_FILE  # {"status": ...}: told after the reboot
 from firmware.restart import OTA
 
 # Loaded when the CSMS asks for an update or an outcome waits to be told (ota.Lazy stands in
@@ -66,6 +69,11 @@ class Updater:
         except Exception as e:  # noqa: BLE001 - offline: the status is logged, the job goes on
             self.cp.log("ota: FirmwareStatusNotification %s not sent: %r" % (status, e))
 
+    async def failed(self, status):
+        """The job ended without an install: told now, nothing left for the next boot."""
+        await self.notify(status)
+        persist.remove(STATUS_FILE)
+
     async def _run(self, p):
         try:
             await self._job(p)
@@ -89,6 +97,7 @@ class Updater:
             if now is None or now >= at:
                 break
             await asyncio.sleep_ms(min(60, at - now) * 1000)
+        save_outcome("DownloadFailed")  # what a power cut from here on comes to
         await self.notify("Downloading")
         tls = self.tls
         if tls is None and p["location"].lower().startswith("https:"):
@@ -98,16 +107,17 @@ class Updater:
                 tls = _tls_context(getattr(cp.security, "cadata", None))
             except Exception as e:  # noqa: BLE001 - WsError: no CA configured
                 cp.log("ota: download: %s" % e)
-                await self.notify("DownloadFailed")
+                await self.failed("DownloadFailed")
                 return
         d = Download(p["location"], DOWNLOAD_FILE, tls_context=tls, log=cp.log)
         try:
             await d.run(p.get("retries", 1), p.get("retryInterval", 30) * 1000)
         except DownloadError as e:
             cp.log("ota: download failed: %s" % e)
-            await self.notify("DownloadFailed")
+            await self.failed("DownloadFailed")
             return
         cp.log("ota: downloaded %d bytes, sha256 %s" % (d.size, d.sha256))
+        save_outcome("InstallationFailed")  # until the new firmware confirms itself
         await self.notify("Downloaded")
         while cp.tx.open is not None:  # installed once the transaction has ended
             await asyncio.sleep_ms(_TX_POLL_MS)
@@ -118,11 +128,10 @@ class Updater:
                 m = slots.install(f, keys, self.running())
         except (BundleError, OSError, ValueError) as e:
             cp.log("ota: bundle refused: %s" % e)
-            await self.notify("InstallationFailed")
+            await self.failed("InstallationFailed")
             return
         finally:
             persist.remove(DOWNLOAD_FILE)
-        save_outcome("InstallationFailed")  # until the new firmware confirms itself
         cp.log("ota: %s installed, restarting on trial" % m["version"])
         t0 = time.ticks_ms()
         while cp.journal.pending() and time.ticks_diff(time.ticks_ms(), t0) < 5000:
@@ -144,6 +153,10 @@ class Updater:
         if not isinstance(s, dict):
             return
         from firmware.ota import slots
+
+        if not self.busy:  # what a cut download or install left on flash
+            persist.remove(DOWNLOAD_FILE + ".part")
+            persist.remove(DOWNLOAD_FILE)
 
         if slots.running_trial() is not None:
             return  # on trial: told when it confirms (or by the old firmware after rollback)
