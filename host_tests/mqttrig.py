@@ -36,11 +36,15 @@ class Broker:
     """mosquitto on 127.0.0.1:port with a generated config; no persistence, so a restart
     forgets every retained message (what the device must then publish again)."""
 
-    def __init__(self, workdir, user=None, password=None):
+    def __init__(self, workdir, user=None, password=None, tls=None):
         self.dir = str(workdir)
         self.port = _free_port()
         self.conf = os.path.join(self.dir, "mosquitto.conf")
         lines = ["listener %d 127.0.0.1" % self.port, "persistence false"]
+        if os.geteuid() == 0:  # started as root it would drop to the user mosquitto, which
+            lines.append("user root")  # cannot read the test's private temporary folder
+        if tls:  # (certificate chain, key) files: a TLS listener
+            lines += ["certfile " + tls[0], "keyfile " + tls[1]]
         if user:
             pw = os.path.join(self.dir, "passwd")
             with open(pw, "w") as f:

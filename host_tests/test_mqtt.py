@@ -185,11 +185,12 @@ def broker(tmp_path):
     b.stop()
 
 
-def _rig(port, seconds, *more):
+def _rig(port, seconds, *more, keepalive=10):
     mpy_dir = os.path.join(ROOT, "build", "mpy")
     _, errors = build.compile_all(mpy_dir)
     assert not errors
-    env = dict(os.environ, MICROPYPATH=mpy_dir + os.pathsep + ".frozen")
+    env = dict(os.environ, MICROPYPATH=mpy_dir + os.pathsep + ".frozen",
+               RIG_KEEPALIVE=str(keepalive))
     return subprocess.Popen(
         [simlib.micropython_exe(), os.path.join(ROOT, "host_tests", "mpy",
                                                 "mqtt_client_rig.py"), str(port), str(seconds)]
@@ -234,3 +235,70 @@ def test_client_queue_stays_bounded_while_the_broker_is_away(broker):
     # 30 counts and 30 messages on 30 different topics were queued; at most 8 are held
     assert info["queued"] <= 8 and info["dropped"] >= 20, info
     assert not info["connected"] and "REFUSED" in str(info["last_error"]).upper(), info
+
+
+@pytest.mark.parametrize("case", ["good", "other CA", "wrong name"])
+def test_client_tls_checks_the_broker_as_the_csms_link(tmp_path, case):
+    mqttrig.need_broker()
+    import certs
+
+    c = certs.make_certs(str(tmp_path / "certs"))
+    server = (c["wrong_cert"], c["wrong_key"]) if case == "wrong name" else (c["cert"], c["key"])
+    b = mqttrig.Broker(tmp_path, tls=server).start()
+    ca = c["other_ca_pem"] if case == "other CA" else c["ca_pem"]
+    p = _rig(b.port, 2, 24, ca)
+    try:
+        out = p.communicate(timeout=30)[0]
+    finally:
+        p.kill()
+        b.stop()
+    info = json.loads(out.strip().splitlines()[-1])
+    if case == "good":
+        assert info["connects"] == 1 and info["sent"] >= 10, out
+    else:  # never connected, never sent a byte of state to an unverified broker
+        assert info["connects"] == 0 and info["sent"] == 0, out
+        assert "certificate" in info["last_error"].lower(), out  # says why
+
+
+def test_client_credentials(tmp_path):
+    mqttrig.need_broker()
+    b = mqttrig.Broker(tmp_path, user="wallbox", password="s3cret-pw").start()
+    try:
+        good = _rig(b.port, 1, 24, "-", "wallbox", "s3cret-pw")
+        bad = _rig(b.port, 1, 24, "-", "wallbox", "guess")
+        good_out = good.communicate(timeout=30)[0]
+        bad_out = bad.communicate(timeout=30)[0]
+    finally:
+        b.stop()
+    info = json.loads(good_out.strip().splitlines()[-1])
+    assert info["connects"] == 1 and info["sent"] >= 5, good_out
+    info = json.loads(bad_out.strip().splitlines()[-1])
+    assert info["connects"] == 0 and info["sent"] == 0, bad_out
+    assert "not authorised" in info["last_error"] or "password" in info["last_error"], bad_out
+
+
+def test_client_finds_a_half_open_link_by_its_keepalive(broker):
+    # a black hole between the client and the broker: neither side hears the other. With a
+    # keepalive of 2 s the client pings after 1 s of silence and gives the link up after 3 s
+    # without a byte; the broker gives it up after 1.5 x 2 s too and publishes the will.
+    from netproxy import ProxyThread
+
+    obs = mqttrig.Observer(broker.port, ("rig/#",))
+    px = ProxyThread("127.0.0.1", broker.port).start()
+    p = _rig(px.port, 10, keepalive=2)
+    try:
+        obs.wait_for(mqttrig.topic_is("rig/availability", "online"), 5)
+        k = len(obs.msgs)
+        px.set_mode("stall")
+        obs.wait_for(mqttrig.topic_is("rig/availability", "offline"), 6, since=k)
+        px.set_mode("pass")
+        obs.wait_for(mqttrig.topic_is("rig/availability", "online"), 6, since=k)
+        k = len(obs.msgs)
+        obs.publish("rig/mode/set", "fast", qos=1)
+        obs.wait_for(mqttrig.topic_is("rig/echo", "mode:fast"), 5, since=k)
+    finally:
+        p.kill()
+        out = p.communicate(timeout=10)[0]
+        px.stop()
+        obs.close()
+    assert "no answer from the broker for 3 s" in out, out

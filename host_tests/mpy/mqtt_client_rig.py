@@ -1,10 +1,13 @@
 # The MQTT client (firmware/mqtt/client.py) on the unix port against a real broker, for
-# host_tests/test_mqtt.py: micropython mqtt_client_rig.py PORT SECONDS [QUEUE_MAX]
+# host_tests/test_mqtt.py: micropython mqtt_client_rig.py PORT SECONDS [QMAX [CA [USER PASSWORD]]]
+# With CA (a file): TLS, the broker checked against CA as the firmware does. USER and
+# PASSWORD: the credentials (a CA of "-" is no TLS). Env RIG_KEEPALIVE: keepalive, s (10).
 # Publishes rig/availability "online" (retained) on every connection, rig/count every 100 ms
 # (retained), answers a message on rig/<x>/set with rig/echo "<x>:<payload>", and prints
 # its info() as JSON at the end.
 import asyncio
 import json
+import os
 import sys
 
 from firmware.backoff import Backoff
@@ -13,6 +16,11 @@ from firmware.mqtt.client import Client
 port = int(sys.argv[1])
 seconds = int(sys.argv[2])
 qmax = int(sys.argv[3]) if len(sys.argv) > 3 else 24
+ssl = None
+if len(sys.argv) > 4 and sys.argv[4] != "-":
+    from firmware import mqtt
+
+    ssl = mqtt._tls(sys.argv[4], print)
 
 
 def on_message(topic, payload):
@@ -24,7 +32,12 @@ def on_connect():
     c.publish("rig/availability", "online", True)
 
 
-c = Client("127.0.0.1", port, "rig", keepalive_s=10, will=("rig/availability", "offline", True),
+user = sys.argv[5] if len(sys.argv) > 5 else None
+password = sys.argv[6] if len(sys.argv) > 6 else None
+keepalive = int(os.getenv("RIG_KEEPALIVE") or 10)
+c = Client("127.0.0.1", port, "rig", ssl=ssl, keepalive_s=keepalive, user=user,
+           password=password,
+           will=("rig/availability", "offline", True),
            subs=[("rig/+/set", 1)], on_message=on_message, on_connect=on_connect,
            queue_max=qmax, backoff=Backoff(200, 1000, seed=1))
 
