@@ -92,3 +92,21 @@ def test_settings_lists_the_owners_settings(app):
 def test_without_a_running_firmware_set_says_so():
     diag.attach(None)
     assert _run("set mode pv") == ["diag: the firmware is not running (no app attached)"]
+
+
+def test_the_owner_changes_the_off_peak_schedules_hours(app):
+    wed = 1796774400  # Wednesday 2026-12-09 00:00 UTC (GMT: UK local time)
+    app.limits.now_s = lambda: wed + 9 * 3600  # 09:00, in the default 08-11 peak
+    app.limits.apply(1000)
+    assert app.ctl.calls[-1] == (0, "pause: off-peak schedule below 6 A")
+    assert _run("set peak_hours 17-20") == ["console: peak_hours=17-20 saved, in force now"]
+    assert _stored(app)["peak_hours"] == "17-20"
+    app.limits.apply(70000)  # 09:00 is off-peak now: the UK randomised delay, then a start
+    assert app.ctl.calls[-1] == (0, "randomised delay, then config rating_a"), app.ctl.calls
+    app.limits.now_s = lambda: wed + 18 * 3600 + 1800  # 18:30: peak
+    app.limits.apply(71000)
+    assert app.ctl.calls[-1] == (0, "pause: off-peak schedule below 6 A"), app.ctl.calls
+    out = _run("set peak_hours 8-25")
+    assert out[0].startswith("console: peak_hours='8-25' refused: allowed up to 4 ranges"), out
+    assert _stored(app)["peak_hours"] == "17-20"
+    assert " refused: " in _run("set peak_hours 9")[0]  # no schedule at all: set offpeak false

@@ -6,10 +6,11 @@ import datetime as dt
 import types
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware.limits import rules
+from firmware.limits import conf, rules
 from firmware.limits.loop import Limits
 
 LONDON = ZoneInfo("Europe/London")
@@ -64,3 +65,24 @@ def test_the_peak_hours_follow_uk_local_time_across_both_transitions():
     assert offer_at(utc(2026, 3, 27, 21, 30))[0] == 0
     assert offer_at(utc(2026, 3, 30, 21, 30)) == (32, "config rating_a")
     assert offer_at(utc(2026, 3, 30, 7, 0))[0] == 0  # 08:00 BST
+
+
+@given(st.integers(0, 7 * 86400 - 1))
+def test_the_default_peak_hours_are_the_uk_default_schedules(week_s):
+    day, h = week_s // 86400, week_s % 86400 // 3600
+    assert rules.peak(week_s) == (day < 5 and (8 <= h < 11 or 16 <= h < 22))
+
+
+@pytest.mark.parametrize("text,hours", [
+    ("8-11,16-22", [8, 9, 10, 16, 17, 18, 19, 20, 21]), ("0-24", list(range(24))), ("", []),
+    (" 17 - 20 ", [17, 18, 19])])
+def test_peak_hours_text(text, hours):
+    assert conf.peak_mask(text) == sum(1 << h for h in hours)
+
+
+@pytest.mark.parametrize("bad", ["8-8", "20-17", "8-25", "8", "a-b", "1-2,3-4,5-6,7-8,9-10",
+                                 7, None])
+def test_bad_peak_hours_are_refused_by_name(bad):
+    s = conf.check({"peak_hours": bad})
+    assert any("peak_hours=%r refused" % (bad,) in m for m in s["errors"]), s["errors"]
+    assert s["peak_mask"] == rules.UK_PEAK_MASK

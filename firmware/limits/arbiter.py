@@ -211,7 +211,7 @@ class Arbiter:
         Returns self.da."""
         s = self.s
         if s["offpeak"] and week_s is not None:
-            self.put(SCHEDULE, 0 if rules.peak(week_s) else None, now)
+            self.put(SCHEDULE, 0 if rules.peak(week_s, s["peak_mask"]) else None, now)
         else:
             self.put(SCHEDULE, None, now)
         best = NONE

@@ -24,6 +24,7 @@ KEYS = {
     "random_delay_s": (None, "int", 0, 1800),  # UK default 600, elsewhere 0
     "delay_override": (False, "bool", 0, 0),  # the owner's override of the delay
     "offpeak": (None, "bool", 0, 0),  # UK default schedule: default on with the uk preset
+    "peak_hours": ("8-11,16-22", "hours", 0, 0),  # the schedule's weekday peak hours (owner)
     "tz_offset_min": (0, "int", -720, 840),  # local - UTC, minutes (not with uk: GMT/BST)
     "dso_timeout_s": (0, "int", 0, 3600),  # > 0: a DSO signal is expected this often
     "freq_response": (False, "bool", 0, 0),
@@ -49,10 +50,35 @@ def check_key(key, v):
     """What is wrong with one value of a known key on its own, or None (the owner's settings
     check a change with it too: firmware/owner/settings.py)."""
     spec = KEYS[key]
+    if spec[1] == "hours":
+        return None if peak_mask(v) is not None else (
+            "allowed up to 4 ranges of whole hours H1-H2, 0 <= H1 < H2 <= 24, e.g. "
+            "\"8-11,16-22\", or \"\" for none")
     if spec[1] == "phases":
         return None if v == "auto" or (type(v) is int and v in (1, 3)) else (
             "allowed \"auto\", 1, 3")
     return check_value(v, spec[1], spec[2], spec[3])
+
+
+def peak_mask(text):
+    """The hours of "8-11,16-22" as a 24-bit mask (bit h: hour h is peak), or None if the
+    text is not up to 4 ranges H1-H2 with 0 <= H1 < H2 <= 24 ("": no peak hours)."""
+    if type(text) is not str or len(text) > 40:
+        return None
+    mask = 0
+    parts = text.split(",") if text.strip() else []
+    if len(parts) > 4:
+        return None
+    for part in parts:
+        ab = part.strip().split("-")
+        if len(ab) != 2 or not ab[0].strip().isdigit() or not ab[1].strip().isdigit():
+            return None
+        a, b = int(ab[0]), int(ab[1])
+        if not 0 <= a < b <= 24:
+            return None
+        for h in range(a, b):
+            mask |= 1 << h
+    return mask
 
 
 def check(section):
@@ -80,6 +106,7 @@ def check(section):
             s[k] = v
         else:
             errors.append("limits: %s=%r refused: %s" % (k, v, msg))
+    s["peak_mask"] = peak_mask(s["peak_hours"])
     uk = s["preset"] == "uk"
     if s["random_delay_s"] is None:
         s["random_delay_s"] = 600 if uk else 0

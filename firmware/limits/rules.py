@@ -16,14 +16,18 @@ def dso_floor_da(phases):
     return w_to_da(_DSO_FLOOR_W, phases)
 
 
-def peak(week_s):
-    """True inside the UK default schedule's peak hours (Smart Charge Points Regulations
-    2021): weekdays 08:00-11:00 and 16:00-22:00 local time; week_s counts from Monday 00:00."""
+UK_PEAK_MASK = const(0x3F0700)  # hours 8-10 and 16-21: 08:00-11:00 and 16:00-22:00
+
+
+def peak(week_s, mask=UK_PEAK_MASK):
+    """True inside the schedule's weekday peak hours, local time; week_s counts from Monday
+    00:00, mask has bit h set for a peak hour h. The default is the UK default schedule's
+    (Smart Charge Points Regulations 2021): weekdays 08:00-11:00 and 16:00-22:00; the owner
+    may change it (limits.peak_hours) or remove it (limits.offpeak false)."""
     day = week_s // _DAY
     if day >= 5:
         return False
-    h = (week_s % _DAY) // 3600
-    return 8 <= h < 11 or 16 <= h < 22
+    return bool(mask >> ((week_s % _DAY) // 3600) & 1)
 
 
 def days_from_civil(y, m, d):

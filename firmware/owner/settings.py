@@ -18,6 +18,7 @@ TABLE = {
     "enable": ("limits", "enable", OWNER, True),
     "delay_override": ("limits", "delay_override", OWNER, True),
     "offpeak": ("limits", "offpeak", OWNER, True),
+    "peak_hours": ("limits", "peak_hours", OWNER, True),
     "tz_offset_min": ("limits", "tz_offset_min", OWNER, True),
     # the installer's: the station's limits at once, the rest at the next restart
     "rating_a": (None, "rating_a", INSTALLER, True),

@@ -104,6 +104,13 @@ autumn = 1792890000  # 2026-10-25 01:00:00 UTC
 check("uk_offset_s at both transitions", (rules.uk_offset_s(spring - 1), rules.uk_offset_s(
     spring), rules.uk_offset_s(autumn - 1), rules.uk_offset_s(autumn)) == (0, 3600, 3600, 0))
 
+# The owner's peak hours parse on the port (str.isdigit, split) as on CPython.
+from firmware.limits import conf  # noqa: E402,F811
+
+check("peak_hours text", (conf.peak_mask("8-11,16-22"), conf.peak_mask(" 17 - 20 "),
+                          conf.peak_mask("8-25"), conf.check({"peak_hours": "0-24"})[
+                              "peak_mask"]) == (rules.UK_PEAK_MASK, 0xE0000, None, 0xFFFFFF))
+
 # The lock does catch an allocation (so the checks above can fail). `caught` exists before
 # the lock: a new global name can grow the module's dict, itself an allocation (it did on
 # the emulated Cortex-M3, where the MemoryError escaped the except clause).
