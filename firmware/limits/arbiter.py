@@ -67,6 +67,8 @@ class Arbiter:
         self.dso_floor = rules.dso_floor_da(phases)
         self.configure(s, 0)
         self.surplus_w = _UNKNOWN  # the PV surplus (W) of the last good grid reading
+        self.house = array("i", [0, 0, 0])  # ... the house's load per phase (dA, EV taken out)
+        self.volts = 230  # ... and its voltage
         self.dyn = Dynamics(s, phases)
         self.da = 0
         self.bound = NONE
@@ -135,6 +137,11 @@ class Arbiter:
                 self.st[k] = BAD
             raise LimitsError("grid reading out of range: %d %d %d dA, %d W, %d V" % (
                 g0, g1, g2, grid_w, volts))
+        hs = self.house
+        hs[0] = g0 - e0
+        hs[1] = g1 - e1
+        hs[2] = g2 - e2
+        self.volts = volts
         fuse = s["main_fuse_a"]
         if fuse is not None:  # per phase: fuse minus the house's load (the EV added back)
             h = fuse * 10 - (g0 - e0)
@@ -158,6 +165,13 @@ class Arbiter:
         self.val[slot] = da if da > 0 else 0
         self.at[slot] = at
         self.st[slot] = PRESENT
+
+    def set_phases(self, n):
+        """The EV is (about to be) supplied on n phases (the 1p/3p policy, limits/phases.py):
+        the next grid reading's headroom, PV share and the DSO floor are per n phases."""
+        self.phases = n
+        self.dso_floor = rules.dso_floor_da(n)
+        self.fb[DSO] = self.dso_floor
 
     def dso(self, dimmed, limit_w, now):
         """The DSO's control signal (§14a EnWG): dimmed or not, with its power limit (W; None:

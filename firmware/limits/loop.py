@@ -77,6 +77,13 @@ class Limits:
         b = self.board
         self._dso_relay = b.dso_relay if b is not None else None
         self._temp = b.temperature_c if b is not None else None
+        self.phase = None  # limits/phases.PhasePolicy where the controller has a phase switch
+        if getattr(ctl, "phase_switch", None) is not None:
+            from firmware.limits.phases import PhasePolicy
+
+            self.phase = PhasePolicy(s, ctl.phases)
+            self.phases = ctl.phases
+            self.arb.set_phases(self.phases)
         self._dso_seen = 0  # the contact's last state logged: 0 none, 1 released, 2 dimmed, 3 lost
         self._temp_at = None
         self._temp_err = None
@@ -117,6 +124,8 @@ class Limits:
         self.s.update(s)
         self.arb.configure(self.s, now)
         self.reasons[OWNER] = _owner_why(s)
+        if self.phase is not None:
+            self.phase.configure(self.s)
         self._key[0] = None
         self.apply(now)
         return []
@@ -229,9 +238,13 @@ class Limits:
         rnd = _rnd16()
         if plugged and not self._plugged:
             self.arb.dyn.session(now, rnd)
+            if self.phase is not None:
+                self.phase.session()
         self._plugged = plugged
         self._board_inputs(now)
         self._feed(now)
+        if self.phase is not None:
+            self._phases(now, plugged)
         week = None
         if self.s["offpeak"] and self.now_s is not None:
             t = self.now_s()
@@ -261,6 +274,27 @@ class Limits:
             self.ctl.set_limit(d[0], d[1])
         except ValueError as e:
             self.log("limits: %s refused: %s" % (d[2], e))
+
+    def _phases(self, now, plugged):
+        """Ask the controller for the policy's phase count (before the limit: the limit that
+        follows is already the new phase count's; the offer stays 0 while it switches)."""
+        p = self.phase
+        n = p.decide(now, self.arb, plugged)
+        if n == self.arb.phases:
+            return
+        try:
+            self.ctl.set_phases(n)
+        except ValueError as e:
+            self.log("limits: phases %d refused: %s" % (n, e))
+            return
+        self.log("limits: phases %d -> %d (%s)" % (
+            self.arb.phases, n, "config limits.phases" if p.lock else
+            "auto: 1 phase %d dA, 3 phases %d dA on every phase" % (p.t1, p.t3)))
+        self.arb.set_phases(n)
+        self.phases = n
+        self._key[0] = None
+        self._grid_at = None  # the last grid reading again, on n phases
+        self._feed(now)
 
     def _describe(self, now):
         a = self.arb
@@ -301,6 +335,11 @@ class Limits:
         for t, amps, why in self.history:
             out("  history            %s A  (%s)  %d s ago" % (amps, why,
                                                             ticks_diff(now, t) // 1000))
+        p = self.phase
+        if p is not None:
+            out("  phases             %d (%s)  switches %d this session, %d since boot  "
+                "1p %d dA  3p %d dA" % (a.phases, "auto" if not p.lock else "locked",
+                                         p.count, p.total, p.t1, p.t3))
         for k in range(N_SLOTS):
             st = a.st[k]
             if st == 0 and not a.need[k]:
