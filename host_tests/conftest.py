@@ -21,6 +21,7 @@ if "micropython" not in sys.modules:
 # what it found. A property that once failed keeps that case as an @example in its test.
 # Tests do not set max_examples themselves (the profile decides), only `examples(k)` to
 # weigh a slow or a cheap test against the profile's count.
+import pytest  # noqa: E402
 from hypothesis import Phase, settings  # noqa: E402
 from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
 from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
@@ -36,3 +37,22 @@ settings.register_profile(
 settings.register_profile("mutants", parent=settings.get_profile("ci"), max_examples=20,
                           phases=(Phase.explicit, Phase.generate))
 settings.load_profile(os.environ.get("WALLBOX_HYPOTHESIS", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _no_simulator_left_running():
+    """A simulator the test (or its function-scoped fixtures) started and did not stop is
+    stopped here and the test errors, naming it: left running it would load the CPU of every
+    test after it (their timings are on the device clock, but a starved process is slow)."""
+    simlib = sys.modules.get("simlib")
+    before = set(simlib.LIVE) if simlib is not None else set()
+    yield
+    simlib = sys.modules.get("simlib")
+    if simlib is None:
+        return
+    left = [s for s in simlib.LIVE - before if s.proc is not None and s.proc.poll() is None]
+    for s in left:
+        s.proc.kill()
+        s.stop(timeout=5)
+    assert not left, "the test left %d simulator(s) running (%s)" % (
+        len(left), ", ".join(s.dir for s in left))

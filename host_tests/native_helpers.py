@@ -65,8 +65,9 @@ def _build(out_name, args, sources):
     path = os.path.join(BUILD, "%s-%s" % (out_name, h.hexdigest()[:12]))
     if not os.path.exists(path):
         cmd = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", CORE_DIR]
-        subprocess.run(cmd + args + ["-o", path + ".tmp"] + sources, check=True)
-        os.replace(path + ".tmp", path)
+        tmp = "%s.%d.tmp" % (path, os.getpid())  # parallel test workers build it too
+        subprocess.run(cmd + args + ["-o", tmp] + sources, check=True)
+        os.replace(tmp, path)
     return path
 
 

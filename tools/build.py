@@ -75,8 +75,13 @@ def compile_all(out_dir, board=None, check=False, quiet=True, march="x64"):
                 continue
         # -s: the name in tracebacks is the repo-relative path
         name = rel.rsplit(".", 1)[0] + ".py"  # the name tracebacks show
-        r = subprocess.run([tool, "-s", name] + extra + ["-o", dst, src], capture_output=True,
+        # written beside and renamed: another process (a parallel test worker) may be
+        # importing the .mpy this one replaces
+        tmp = dst if check else "%s.%d.tmp" % (dst, os.getpid())
+        r = subprocess.run([tool, "-s", name] + extra + ["-o", tmp, src], capture_output=True,
                            text=True)
+        if not r.returncode and not check:
+            os.replace(tmp, dst)
         if r.returncode:
             errors.append("%s: %s" % (rel, (r.stderr or r.stdout).strip().splitlines()[-1]))
         elif not check:

@@ -31,6 +31,11 @@ def micropython_exe():
     return cand if os.path.exists(cand) else "micropython"
 
 
+# Every simulator started and not yet stopped: host_tests/conftest.py stops those a test left
+# running (a leaked simulator keeps a CPU busy and slows every test after it).
+LIVE = set()
+
+
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -61,6 +66,8 @@ class Sim:
         self.t_host0 = None
 
     def start(self, timeout=20):
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("the simulator is already running: stop() it first")
         with open(os.path.join(self.dir, "config.json"), "w") as f:
             json.dump(self.config, f)
         # Modbus meters named by the config: socat + the pymodbus emulator on ttyMB<uart>
@@ -91,6 +98,7 @@ class Sim:
                    "EXEC:%s,pty,raw,echo=0" % " ".join(cmd)]
         self.proc = subprocess.Popen(cmd, cwd=self.dir, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        LIVE.add(self)
         deadline = time.time() + timeout
         while True:
             try:
@@ -98,7 +106,10 @@ class Sim:
                 break
             except OSError:
                 if self.proc.poll() is not None or time.time() > deadline:
-                    out = self.proc.stdout.read().decode(errors="replace")
+                    if self.proc.poll() is None:  # never listening: no leftover process
+                        self.proc.kill()
+                    out = self.proc.communicate()[0].decode(errors="replace")
+                    LIVE.discard(self)
                     raise RuntimeError("simulator did not start (exit %s):\n%s" % (
                         self.proc.poll(), out[-3000:]))
                 time.sleep(0.05)
@@ -207,12 +218,17 @@ class Sim:
                 self.meters.stop()
             if self._own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
+            LIVE.discard(self)
         return self
 
     def ready(self):
         return next((o for o in self.obs if o.get("k") == "ready"), {})
 
     def __enter__(self):
+        # `with Sim(...).start() as sim` is started already: starting it again would leave
+        # the first process running, unseen, until the test process ends
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         return self.start()
 
     def __exit__(self, *exc):
