@@ -13,7 +13,7 @@ import bench_limits  # noqa: E402
 import limits_days  # noqa: E402
 import limits_laws  # noqa: E402
 
-LAWS = (limits_laws.Ours,) + limits_laws.ANCHORS
+LAWS = (limits_laws.Ours,) + limits_laws.ANCHORS + (limits_laws.OursAtSmartEvseThresholds,)
 
 
 def run_all(make, hour, n=900):
@@ -42,7 +42,7 @@ def test_the_pv_days_and_the_dip_give_every_figure_and_the_target_lines():
     assert dip["ours"]["dip_a"] < dip["evcc"]["dip_a"]  # ours lowers the current in the dip
     lines = bench_limits.targets(out)
     assert lines[0].startswith("target fuse overload beyond the reaction time = 0 s: met")
-    assert len(lines) == 3 and all(" starts" in x for x in lines[1:]), lines
+    assert len(lines) == 6 and all(" starts" in x for x in lines[1:5]), lines
 
 
 def test_the_command_line_runs_a_short_day():

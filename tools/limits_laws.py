@@ -48,6 +48,17 @@ class Ours:
         return self.arb.decide(now) / 10
 
 
+class OursAtSmartEvseThresholds(Ours):
+    """Ours with SmartEVSE's start and stop in our keys, for a like-for-like PV figure:
+    start at 920 W of surplus (its START 4 A summed over the phases x 230 V), stop after
+    600 s (its STOP 10 min) below the same 920 W (our stop may not be above our start)."""
+
+    name = "ours*"
+
+    def __init__(self, day):
+        Ours.__init__(self, day, pv_start_w=920, pv_stop_w=920, pv_stop_s=600)
+
+
 class SmartEvse:
     """SmartEVSE-3 (SmartEVSE/SmartEVSE-3 docs/configuration.md, CalcBalancedCurrent in its
     main.cpp). Solar mode: START 4 A (export summed over the phases, needed to start), STOP
