@@ -112,3 +112,18 @@ def verify_pss(key, message_hash, sig):
     if hashlib.sha256(bytes(8) + message_hash + salt).digest() != h:
         raise SignatureError("signature does not match key %s" % key.kid)
     return True
+
+
+def verify_pkcs1_v15(key, message_hash, sig):
+    """Check an RSASSA-PKCS1-v1_5 signature with SHA-256 (what X.509 certificates signed
+    sha256WithRSAEncryption carry): the whole block is compared, not parsed."""
+    if len(sig) != key.size:
+        raise SignatureError("signature is %d bytes, key %s needs %d" % (len(sig), key.kid,
+                                                                          key.size))
+    s = int.from_bytes(sig, "big")
+    if s >= key.n:
+        raise SignatureError("signature out of range")
+    block = pow(s, key.e, key.n).to_bytes(key.size, "big")
+    if not _is_pkcs1_v15(block) or block[key.size - _HLEN:] != message_hash:
+        raise SignatureError("signature does not match key %s" % key.kid)
+    return True
