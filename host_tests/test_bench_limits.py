@@ -13,7 +13,8 @@ import bench_limits  # noqa: E402
 import limits_days  # noqa: E402
 import limits_laws  # noqa: E402
 
-LAWS = (limits_laws.Ours,) + limits_laws.ANCHORS + (limits_laws.OursAtSmartEvseThresholds,)
+LAWS = (limits_laws.Ours,) + limits_laws.ANCHORS + (limits_laws.OursAtSmartEvseThresholds,
+                                                     limits_laws.OursPhaseSwitch)
 
 
 def run_all(make, hour, n=900):
@@ -25,8 +26,9 @@ def test_a_winter_evening_quarter_hour_overloads_the_fuse_only_where_a_law_is_sl
     day, rows = run_all(limits_days.winter_evening, 21)  # heat pump, kettles
     assert rows["ours"]["overload_s"] == 0 and rows["ours"]["ev_kwh"] > 1, rows["ours"]
     assert rows["evcc"]["overload_s"] > 0  # a 30 s control interval rides through spikes
+    assert rows["ours 1p/3p"]["overload_s"] == 0
     line = bench_limits.fmt_row("ours", rows["ours"], day.mode)
-    assert line.startswith("  ours       fuse overload     0 s beyond the reaction time, EV")
+    assert line.startswith("  ours        fuse overload     0 s beyond the reaction time, EV")
 
 
 def test_the_pv_days_and_the_dip_give_every_figure_and_the_target_lines():
@@ -42,7 +44,7 @@ def test_the_pv_days_and_the_dip_give_every_figure_and_the_target_lines():
     assert dip["ours"]["dip_a"] < dip["evcc"]["dip_a"]  # ours lowers the current in the dip
     lines = bench_limits.targets(out)
     assert lines[0].startswith("target fuse overload beyond the reaction time = 0 s: met")
-    assert len(lines) == 6 and all(" starts" in x for x in lines[1:5]), lines
+    assert len(lines) == 8 and all(" starts" in x for x in lines[1:7]), lines
 
 
 def test_the_command_line_runs_a_short_day():
@@ -53,6 +55,7 @@ def test_the_command_line_runs_a_short_day():
     for name in ("sunny day", "fast clouds", "winter evening", "frequency dip"):
         assert name + " (" in r.stdout, r.stdout
     assert r.stdout.count("  evcc ") == 4 and "target fuse overload" in r.stdout, r.stdout
+    assert r.stdout.count("  ours 1p/3p ") == 4, r.stdout
 
 
 def test_a_decision_on_the_unix_port_allocates_nothing(capsys):

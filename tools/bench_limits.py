@@ -78,7 +78,7 @@ def fmt_row(name, r, mode):
         100 * (1 - r["import_kwh"] / r["ev_kwh"]) if r["ev_kwh"] else 0.0)
         if mode == "pv" else "EV %5.1f kWh" % r["ev_kwh"])
     dip = "" if r["dip_a"] is None else ", %.1f A mean during the dip" % r["dip_a"]
-    return "  %-10s fuse overload %5d s beyond the reaction time, %s, starts %3d, phase " \
+    return "  %-11s fuse overload %5d s beyond the reaction time, %s, starts %3d, phase " \
            "switches %d%s" % (name, r["overload_s"], pv, r["starts"], r["switches"], dip)
 
 
@@ -94,6 +94,7 @@ def days(t0, n):
         laws = (limits_laws.Ours,) + limits_laws.ANCHORS
         if day.mode == "pv":
             laws += (limits_laws.OursAtSmartEvseThresholds,)
+        laws += (limits_laws.OursPhaseSwitch,)
         for law in laws:
             r = rows[law.name] = limits_days.run(day, law(day))
             print(fmt_row(law.name, r, day.mode), flush=True)
@@ -113,7 +114,7 @@ def targets(out):
         best = max((n for n in rows if not n.startswith("ours")),
                    key=lambda n: rows[n]["pv_share"])
         b = rows[best]
-        for ours in ("ours", "ours*"):
+        for ours in ("ours", "ours*", "ours 1p/3p"):
             o = rows[ours]
             ok = o["pv_share"] >= b["pv_share"] and 2 * o["starts"] <= max(b["starts"], 1)
             lines.append("target %s, %s: PV share >= the best anchor's (%s %.2f %%, %d starts, "
@@ -123,8 +124,9 @@ def targets(out):
                                                "met" if ok else "MISSED",
                                                100 * o["pv_share"], o["starts"],
                                                o["import_kwh"]))
-    lines.append("(ours*: ours with SmartEVSE's thresholds in our keys, pv_start_w = pv_stop_w "
-                 "= 920 W, pv_stop_s = 600 s; ours: the defaults)")
+    lines.append("(ours: the defaults, three phases; ours*: SmartEVSE's thresholds in our keys, "
+                 "pv_start_w = pv_stop_w = 920 W, pv_stop_s = 600 s; ours 1p/3p: the defaults "
+                 "with a phase switch, limits/phases.py)")
     for line in lines:
         print(line, flush=True)
     return lines

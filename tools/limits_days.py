@@ -6,7 +6,8 @@ and documented behaviour (the facts are cited beside each; the code is ours).
 The model is shared by every law: the grid meter measures, per phase, the house's load plus
 the EV's current minus the PV (a three-phase inverter, split evenly), once a second; the EV
 follows a new offer EV_LAG_S seconds later (IEC 61851-1 gives it up to 5 s), draws what it is
-offered within 6..32 A on three phases, and nothing below 6 A. A law sees only what a wallbox
+offered within 6..32 A on three phases (on L1 alone where a law switched to one phase), and
+nothing below 6 A. A law sees only what a wallbox
 sees: the grid meter's phase currents, its own EV current and the frequency.
 """
 import math
@@ -126,8 +127,9 @@ DAYS = (sunny, clouds, winter_evening, frequency_dip)
 
 def run(day, law):
     """Run one law over one day; the figures as a dict."""
-    lag = [0.0] * EV_LAG_S
+    lag = [(0.0, 3)] * EV_LAG_S  # (offer, phases) the EV follows EV_LAG_S s later
     ev_a = 0.0
+    ev_n = 3
     plug0, plug1 = day.plug
     fuse = day.fuse_a
     over_run = over_s = 0
@@ -142,7 +144,8 @@ def run(day, law):
         h = day.house[k]
         pv_w = day.pv_w[k]
         pv_a = pv_w / (PHASES * V)
-        g = [h[0] + ev_a - pv_a, h[1] + ev_a - pv_a, h[2] + ev_a - pv_a]
+        e1 = ev_a if ev_n == 3 else 0.0  # one phase: L1
+        g = [h[0] + ev_a - pv_a, h[1] + e1 - pv_a, h[2] + e1 - pv_a]
         hz = day.hz[k]
         offer = law.step(t, g, ev_a, hz) if plugged else 0.0
         if offer and offer < 6:
@@ -150,17 +153,17 @@ def run(day, law):
         if offer >= 6 and prev_offer < 6:
             starts += 1
         prev_offer = offer
-        lag.append(min(offer, 32.0) if offer >= 6 else 0.0)
-        ev_a = lag.pop(0)
+        lag.append((min(offer, 32.0) if offer >= 6 else 0.0, getattr(law, "phases", 3)))
+        ev_a, ev_n = lag.pop(0)
         # figures, on what flows this second
         surplus = max(0.0, pv_w - sum(h) * V)
-        ev_w = ev_a * PHASES * V
+        ev_w = ev_a * ev_n * V
         ev_j += ev_w
         if plugged and day.mode == "pv":
             share_den += surplus
             share_num += min(ev_w, surplus)
             import_j += max(0.0, ev_w - surplus)
-        if fuse is not None and ev_a > 0 and max(g) > fuse + OVER_A:
+        if fuse is not None and ev_a > 0 and max(g[:ev_n]) > fuse + OVER_A:
             over_run += 1
             if over_run > REACTION_S + EV_LAG_S:
                 over_s += 1
@@ -171,5 +174,5 @@ def run(day, law):
             dip_a += ev_a
     return {"overload_s": over_s, "pv_share": share_num / share_den if share_den else 0.0,
             "import_kwh": import_j / 3.6e6, "ev_kwh": ev_j / 3.6e6, "starts": starts,
-            "switches": 0,
+            "switches": getattr(law, "switches", 0),
             "dip_a": dip_a / dip_s if dip_s else None}

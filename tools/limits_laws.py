@@ -48,6 +48,43 @@ class Ours:
         return self.arb.decide(now) / 10
 
 
+class OursPhaseSwitch(Ours):
+    """Ours on a box with a phase switch (limits/phases.py, its defaults: "auto"): the policy
+    decides before each decision, as the loop does; a switch holds the offer at 0 for the
+    controller's sequence (the EV to B, the 12 s pause with the contactor open, the close:
+    PAUSE_S in all) and then the EV draws on the new phase count."""
+
+    name = "ours 1p/3p"
+    PAUSE_S = 15
+
+    def __init__(self, day):
+        from firmware.limits.phases import PhasePolicy
+
+        Ours.__init__(self, day)
+        self.policy = PhasePolicy(self.arb.s, 3)
+        self.policy.session()
+        self.phases = 3
+        self.switches = 0
+        self.until = -1
+
+    def step(self, t, g, ev_a, hz):
+        now = t * 1000 + 1
+        a = self.arb
+        e = int(round(ev_a * 10))
+        e1 = e if self.phases == 3 else 0
+        a.grid(now, int(round(g[0] * 10)), int(round(g[1] * 10)), int(round(g[2] * 10)),
+               e, e1, e1, int(sum(g) * V), int(ev_a * self.phases * V), int(round(hz * 100)),
+               230)
+        n = self.policy.decide(now, a, True)
+        if n != a.phases:
+            a.set_phases(n)
+            self.phases = n
+            self.switches += 1
+            self.until = t + self.PAUSE_S
+        da = a.decide(now)
+        return 0.0 if t < self.until else da / 10
+
+
 class OursAtSmartEvseThresholds(Ours):
     """Ours with SmartEVSE's start and stop in our keys, for a like-for-like PV figure:
     start at 920 W of surplus (its START 4 A summed over the phases x 230 V), stop after
