@@ -144,7 +144,8 @@ class App:
         self.ocpp.restart = self.restart  # OCPP Reset restarts through the one path
         from firmware import secext
 
-        secext.attach(self.ocpp)  # GetDiagnostics, GetLog, security events (firmware/secext)
+        # GetDiagnostics, GetLog, security events (firmware/secext)
+        secext.attach(self.ocpp, self.restart_reason)
         from firmware import ota
 
         up = self.ocpp.updater = ota.Lazy(self.ocpp, b)  # UpdateFirmware (docs/ota.md)

@@ -86,6 +86,7 @@ class TimeKeeper:
         self.up = clock.Clock()  # seconds since this boot started
         self.up.set(0, now)
         self.source = None  # where the time in force came from: None, "rtc", "ntp", "csms"
+        self.on_step = None  # fn(step_s, source): a step past _STEP_LOG_S (a security event)
         self._off = None  # wall - uptime of this boot, once known
         # boot id, offset (_UNSET: never known), floor per boot, oldest first: 3 words of 64
         # bits each (as lists of 32-bit big ints it was 1.9 KB for 16 boots, now 0.4)
@@ -138,6 +139,8 @@ class TimeKeeper:
             self.log("clock: %s from %s" % (clock.iso(t), source))
         elif abs(step) > _STEP_LOG_S:
             self.log("clock: stepped %d s by %s" % (step, source))
+            if self.on_step is not None:
+                self.on_step(step, source)
         if first or abs(step) > _STEP_LOG_S or ticks_diff(
                 now_ms, self._saved_ms) >= _SAVE_MS:
             self._boots[-2] = self._off

@@ -3,6 +3,9 @@
 # redirects, with Range, and a path that drops the connection half way the first times; over
 # TLS when given a certificate and key; paced (burst bytes, then a pause) when asked, so that a
 # download lasts long enough to be cut at a chosen moment (host_tests/test_ota_kill.py).
+# PUT is the upload endpoint (GetDiagnostics, GetLog:
+# firmware/secext/upload.py): the body is kept in `uploads` as (path, bytes); /refused
+# answers 403, /flaky drops the first `drops` uploads before the headers are answered.
 import http.server
 import threading
 import time
@@ -14,6 +17,7 @@ class Server:
         self.pace = pace  # (burst bytes, pause s) for /b
         self.drops = drops  # /drop: connections cut half way before one goes through
         self.requests = []
+        self.uploads = []  # (path, body) of every PUT that was stored
         srv = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -74,6 +78,22 @@ class Server:
                         pass  # the device was cut off
                     return
                 self.wfile.write(b[start:])
+
+            def do_PUT(self):
+                srv.requests.append((self.path, "PUT"))
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                if self.path.startswith("/flaky") and srv.drops > 0:
+                    srv.drops -= 1
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                code = 403 if self.path.startswith("/refused") else 201
+                if code == 201:
+                    srv.uploads.append((self.path, body))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def _redirect(self, loc):
                 self.send_response(302)

@@ -39,7 +39,7 @@ def test_every_required_key_is_there_with_its_type(tmp_path):
     assert k.get("NumberOfConnectors") == 1 and k.get("HeartbeatInterval") == 300
     assert k.get("AuthorizeRemoteTxRequests") is True
     assert k.get("ChargingScheduleAllowedChargingRateUnit") == "Current,Power"
-    assert "FirmwareManagement" not in k.get("SupportedFeatureProfiles")
+    assert "FirmwareManagement" in k.get("SupportedFeatureProfiles")
     v = {e["key"]: e.get("value") for e in conf}
     assert v["LocalPreAuthorize"] == "false" and v["NumberOfConnectors"] == "1"
     with pytest.raises(KeyError):

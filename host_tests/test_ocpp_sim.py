@@ -210,7 +210,7 @@ def test_get_and_change_configuration(csms):
         keys = {k["key"]: k for k in r["configurationKey"]}
         assert "value" not in keys.get("AuthorizationKey", {})
         assert keys["SupportedFeatureProfiles"]["readonly"] is True
-        assert "FirmwareManagement" not in keys["SupportedFeatureProfiles"]["value"]
+        assert "FirmwareManagement" in keys["SupportedFeatureProfiles"]["value"]
 
 
 def test_unknown_and_unsupported_actions_get_the_right_callerror(csms):
@@ -326,20 +326,19 @@ def test_trigger_message(csms):
                                          and o.frame_action(f) == what
                                          for p in [o.frame_payload(f)]], 10)
             assert len(got) == 1 and check(got[0]), (req, got)
-        # GetDiagnostics is not supported: its notification is NotImplemented (and not
-        # sent); FirmwareStatusNotification (UpdateFirmware, docs/ota.md) says Idle; a
-        # Heartbeat triggered after them arrives after it (the queue is in order)
+        # Diagnostics- and FirmwareStatusNotification (GetDiagnostics: firmware/secext;
+        # UpdateFirmware: docs/ota.md) say Idle; a Heartbeat triggered after them arrives
+        # after them (the queue is in order)
         n = len(csms.frames)
-        assert o.call(csms, "TriggerMessage", {
-            "requestedMessage": "DiagnosticsStatusNotification"}) == {"status": "NotImplemented"}
-        for what in ("FirmwareStatusNotification", "Heartbeat"):
+        for what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification",
+                     "Heartbeat"):
             assert o.call(csms, "TriggerMessage", {"requestedMessage": what}) == {
                 "status": "Accepted"}, what
         csms.wait_for(lambda: any(o.frame_action(f) == "Heartbeat" for f in csms.frames[n:]
                                   if f["dir"] == "in"), 10)
         assert [o.frame_action(f) for f in csms.frames[n:] if f["dir"] == "in"
                 and o.frame_action(f) not in (None, "StatusNotification")] == [
-            "FirmwareStatusNotification", "Heartbeat"]
+            "DiagnosticsStatusNotification", "FirmwareStatusNotification", "Heartbeat"]
         assert [p for _, a, p in csms.notifications if a == "FirmwareStatusNotification"] == [
             {"status": "Idle"}]
 

@@ -2,9 +2,14 @@
 CSMS: its actions reach the charge point through rpc's extension table (rpc.ext), looked up
 after the core's handlers; ExtendedTriggerMessage sends the core's messages as TriggerMessage
 does."""
+import json
+import os
+import time
+
 import pytest
 
 import ocpprig as o
+import ota_http
 from ocpprig import CsmsThread
 
 
@@ -43,3 +48,175 @@ def test_extended_trigger_message(csms):
             # a payload outside the schema is refused before the handler runs
             r = o.call(csms, "ExtendedTriggerMessage", {"requestedMessage": "Nonsense"})
             assert type(r) is tuple and r[0] == "PropertyConstraintViolation", r
+
+
+def _fsn(csms):
+    return [p["status"] for _, a, p in list(csms.notifications)
+            if a == "FirmwareStatusNotification"]
+
+
+def _iso_in(s):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + s))
+
+
+def test_statuses_sent_while_offline_are_delivered_after_the_reconnect(csms):
+    """FirmwareStatusNotification goes through the journal: an update whose download runs
+    (and fails) while the link is down tells Downloading and DownloadFailed after the
+    reconnect, in order, once each."""
+    srv = ota_http.Server(b"not a bundle")
+    try:
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            o.booted(csms)
+            assert o.call(csms, "UpdateFirmware", {
+                "location": srv.url + "/missing", "retrieveDate": _iso_in(3),
+                "retries": 0}) == {}
+            n = len(sim.obs)
+            sim.do("net", state="down")
+            o.wait_log(sim, "link down", since=n)
+            o.wait_log(sim, "ota: download failed: HTTP 404", since=n)
+            assert _fsn(csms) == []
+            sim.do("net", state="up")
+            csms.wait_for(lambda: len(_fsn(csms)) >= 2, 30)
+            o.simrig.device_sleep(sim, 1500)
+            assert _fsn(csms) == ["Downloading", "DownloadFailed"]
+    finally:
+        srv.close()
+
+
+def _notes(csms, action):
+    return [p for _, a, p in list(csms.notifications) if a == action]
+
+
+def test_get_diagnostics_uploads_the_file_by_http_put(csms, tmp_path):
+    srv = ota_http.Server(b"", drops=1)
+    d = o.state_dir(tmp_path)
+    try:
+        with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+            o.booted(csms)
+            keys = {e["key"]: e for e in o.call(csms, "GetConfiguration", {
+                "key": ["SupportedFeatureProfiles"]})["configurationKey"]}
+            assert "FirmwareManagement" in keys["SupportedFeatureProfiles"]["value"]
+            # the first attempt's connection is dropped: the retry after 1 s delivers it
+            r = o.call(csms, "GetDiagnostics", {"location": srv.url + "/flaky/",
+                                                "retries": 2, "retryInterval": 1})
+            name = r["fileName"]
+            assert name.startswith("CP1-diagnostics-") and name.endswith(".txt")
+            csms.wait_for(lambda: "Uploaded" in [
+                p["status"] for p in _notes(csms, "DiagnosticsStatusNotification")], 30)
+            assert [p["status"] for p in _notes(csms, "DiagnosticsStatusNotification")] == [
+                "Uploading", "Uploaded"]
+            assert len(srv.uploads) == 1
+            path, body = srv.uploads[0]
+            assert path == "/flaky/" + name  # a folder location gets the file's name
+            text = body.decode()
+            assert text.startswith("wallbox diagnostics log: board sim")
+            assert "== status" in text and "offer" in text and "== security log" in text
+            assert "StartupOfTheDevice" in text  # the security log's lines
+            assert len(body) <= 16384
+            assert o.call(csms, "TriggerMessage", {
+                "requestedMessage": "DiagnosticsStatusNotification"}) == {"status": "Accepted"}
+            csms.wait_for(lambda: len(_notes(csms, "DiagnosticsStatusNotification")) == 3, 10)
+            assert _notes(csms, "DiagnosticsStatusNotification")[-1] == {"status": "Idle"}
+            # ftp:// is not supported: no file named, UploadFailed told
+            assert o.call(csms, "GetDiagnostics", {"location": "ftp://h/d/"}) == {}
+            csms.wait_for(lambda: len(_notes(csms, "DiagnosticsStatusNotification")) == 4, 10)
+            assert _notes(csms, "DiagnosticsStatusNotification")[-1] == {
+                "status": "UploadFailed"}
+            # a server that refuses: UploadFailed, no retry after a 4xx
+            n = len(srv.requests)
+            o.call(csms, "GetDiagnostics", {"location": srv.url + "/refused/x.txt",
+                                            "retries": 3, "retryInterval": 1})
+            csms.wait_for(lambda: len(_notes(csms, "DiagnosticsStatusNotification")) == 6, 20)
+            assert [p["status"] for p in _notes(csms, "DiagnosticsStatusNotification")][
+                4:] == ["Uploading", "UploadFailed"]
+            assert len(srv.requests) == n + 1
+        assert not os.path.exists(os.path.join(d, "diag_upload.txt"))  # removed after
+    finally:
+        srv.close()
+
+
+def test_get_log_security_log_with_request_id(csms):
+    srv = ota_http.Server(b"")
+    try:
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            o.booted(csms)
+            r = o.call(csms, "GetLog", {"logType": "SecurityLog", "requestId": 7, "log": {
+                "remoteLocation": srv.url + "/logs/"}})
+            assert r["status"] == "Accepted" and r["filename"].startswith("CP1-securitylog-")
+            csms.wait_for(lambda: len(_notes(csms, "LogStatusNotification")) >= 2, 30)
+            assert _notes(csms, "LogStatusNotification") == [
+                {"status": "Uploading", "requestId": 7}, {"status": "Uploaded", "requestId": 7}]
+            text = srv.uploads[0][1].decode()
+            assert text.startswith("wallbox security log:")
+            assert "StartupOfTheDevice" in text and "== status" not in text
+            # a window that ends before this boot: no line of it
+            r = o.call(csms, "GetLog", {"logType": "SecurityLog", "requestId": 8, "log": {
+                "remoteLocation": srv.url + "/logs/old.txt",
+                "latestTimestamp": "2020-01-01T00:00:00Z"}})
+            assert r["status"] == "Accepted"
+            csms.wait_for(lambda: len(_notes(csms, "LogStatusNotification")) >= 4, 30)
+            old = srv.uploads[1][1].decode()
+            assert srv.uploads[1][0] == "/logs/old.txt" and "StartupOfTheDevice" not in old
+            r = o.call(csms, "GetLog", {"logType": "DiagnosticsLog", "requestId": 9, "log": {
+                "remoteLocation": "ftp://h/"}})
+            assert r == {"status": "Rejected"}
+            assert o.call(csms, "ExtendedTriggerMessage", {
+                "requestedMessage": "LogStatusNotification"}) == {"status": "Accepted"}
+            csms.wait_for(lambda: len(_notes(csms, "LogStatusNotification")) >= 5, 10)
+            assert _notes(csms, "LogStatusNotification")[-1] == {"status": "Idle"}
+    finally:
+        srv.close()
+
+
+def _events(csms, kind=None):
+    return [p for p in _notes(csms, "SecurityEventNotification")
+            if kind is None or p["type"] == kind]
+
+
+def test_security_events_raised_offline_are_delivered_once_after_the_reconnect(csms, tmp_path):
+    """The wallbox boots offline with its RTC an hour slow: StartupOfTheDevice is raised
+    while no CSMS can be reached; once the link is up it is delivered, then the CSMS's
+    time steps the clock (SettingSystemTime). Each once; a soft reset adds ResetOrReboot
+    and one more StartupOfTheDevice at the next boot, nothing is sent twice."""
+    d = o.state_dir(tmp_path)
+    with open(os.path.join(d, "sim_clock.json"), "w") as f:
+        json.dump({"rtc": "kept", "net": "down"}, f)
+    with open(os.path.join(d, "sim_rtc.json"), "w") as f:
+        json.dump({"off": -3600}, f)
+    sim = o.start_sim(csms, state_dir=d).start()
+    try:
+        with o.report(sim, csms):
+            o.wait_log(sim, "security: StartupOfTheDevice")
+            o.simrig.device_sleep(sim, 1000)
+            assert _events(csms) == []  # offline: nothing could be sent
+            sim.do("net", state="up")
+            csms.wait_for(lambda: _events(csms, "SettingSystemTime"), 30)
+            o.simrig.device_sleep(sim, 2000)
+            ev = _events(csms)
+            assert [p["type"] for p in ev] == ["StartupOfTheDevice", "SettingSystemTime"], ev
+            assert ev[0]["techInfo"] == "after a power cut or reset"
+            assert ev[1]["techInfo"].startswith("clock stepped 3")
+            assert o.call(csms, "Reset", {"type": "Soft"}) == {"status": "Accepted"}
+            sim.wait_for({"k": "end"}, 30)
+    finally:
+        sim.stop()
+    with open(os.path.join(d, "sim_clock.json"), "w") as f:
+        json.dump({"rtc": "kept"}, f)
+    with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        csms.wait_for(lambda: len(_events(csms)) >= 4, 30)
+        o.simrig.device_sleep(sim, 2000)
+        assert [p["type"] for p in _events(csms)] == [
+            "StartupOfTheDevice", "SettingSystemTime", "ResetOrReboot", "StartupOfTheDevice"]
+        assert _events(csms)[2]["techInfo"] == "ocpp-soft"
+        # the security log on flash holds them all, in order
+        srv = ota_http.Server(b"")
+        try:
+            o.call(csms, "GetLog", {"logType": "SecurityLog", "requestId": 1, "log": {
+                "remoteLocation": srv.url + "/l.txt"}})
+            csms.wait_for(lambda: srv.uploads, 20)
+            text = srv.uploads[0][1].decode()
+        finally:
+            srv.close()
+        kinds = [line.split(" ")[1] for line in text.splitlines()[2:]]
+        assert kinds == ["StartupOfTheDevice", "SettingSystemTime", "ResetOrReboot",
+                         "StartupOfTheDevice"], text

@@ -26,8 +26,8 @@ async def send_next(tx):
         return False
     # times stamped before the clock was known get their wall time now (timekeep.py)
     p = cp.tk.resolve(body["p"], time.ticks_ms())
-    local = body["l"]
-    if action != "StartTransaction":
+    local = body.get("l")  # none: a status notification (firmware/secext.notify)
+    if local is not None and action != "StartTransaction":
         tid = j.tx_id(local)
         if tid is None:  # its Start was answered with an id the journal cannot keep
             cp.log("ocpp: %s of transaction %s dropped: no transactionId" % (action, local))
@@ -39,6 +39,10 @@ async def send_next(tx):
     except rpc.RpcError as e:
         if not cp.link.connected:
             raise  # offline: not an attempt; resent after the reconnect
+        if local is None and e.code != "Timeout":  # a notification refused (NotSupported)
+            cp.log("ocpp: %s dropped: %s %s" % (action, e.code, e.description))
+            j.ack(seq)
+            return True
         _failed(tx, seq, action, e)
         return True
     # Answered: from here on nothing may keep the record from being acknowledged.

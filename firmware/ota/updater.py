@@ -63,11 +63,11 @@ class Updater:
         return {}
 
     async def notify(self, status):
+        """Through the journal: a status while offline is sent after the reconnect."""
+        from firmware import secext
+
         self.status = status
-        try:
-            await self.cp.rpc.call("FirmwareStatusNotification", {"status": status})
-        except Exception as e:  # noqa: BLE001 - offline: the status is logged, the job goes on
-            self.cp.log("ota: FirmwareStatusNotification %s not sent: %r" % (status, e))
+        secext.notify(self.cp, "FirmwareStatusNotification", {"status": status})
 
     async def failed(self, status):
         """The job ended without an install: told now, nothing left for the next boot."""
@@ -128,6 +128,10 @@ class Updater:
                 m = slots.install(f, keys, self.running())
         except (BundleError, OSError, ValueError) as e:
             cp.log("ota: bundle refused: %s" % e)
+            if isinstance(e, BundleError) and ("signature" in str(e) or "unsigned" in str(e)):
+                from firmware import secext
+
+                secext.security_event(cp, "InvalidFirmwareSignature", str(e))
             await self.failed("InstallationFailed")
             return
         finally:
@@ -160,7 +164,13 @@ class Updater:
 
         if slots.running_trial() is not None:
             return  # on trial: told when it confirms (or by the old firmware after rollback)
-        await self.notify(s.get("status") or "InstallationFailed")
+        st = s.get("status") or "InstallationFailed"
+        await self.notify(st)
+        if st == "Installed":
+            from firmware import secext
+            from firmware.version import VERSION
+
+            secext.security_event(self.cp, "FirmwareUpdated", "version " + VERSION)
         persist.remove(STATUS_FILE)
 
 

@@ -4,6 +4,8 @@
 # looked up after remote.HANDLERS; rpc.ext_send: messages TriggerMessage may ask for). Each
 # handler's module is imported when the CSMS first asks for it (modules load from .mpy files
 # into the heap): this package's __init__ is all a charge point holds until then.
+import sys
+import time
 
 
 def _extended_trigger(cp, p):
@@ -12,14 +14,84 @@ def _extended_trigger(cp, p):
     return trigger.extended(cp, p)
 
 
+def _get_diagnostics(cp, p):
+    from firmware.secext import logs
+
+    return logs.get_diagnostics(cp, p)
+
+
+def _get_log(cp, p):
+    from firmware.secext import logs
+
+    return logs.get_log(cp, p)
+
+
+async def _send_diagnostics_status(cp, c):
+    u = getattr(cp, "uploads", None)
+    await cp.rpc.call("DiagnosticsStatusNotification", {
+        "status": "Idle" if u is None else u.diag})
+
+
+async def _send_log_status(cp, c):
+    u = getattr(cp, "uploads", None)
+    p = {"status": "Idle" if u is None else u.log}
+    if u is not None and u.log_id is not None:
+        p["requestId"] = u.log_id
+    await cp.rpc.call("LogStatusNotification", p)
+
+
 # action -> fn(cp, payload) -> result dict or a coroutine giving it (as remote.HANDLERS)
 ACTIONS = {
     "ExtendedTriggerMessage": _extended_trigger,
+    "GetDiagnostics": _get_diagnostics,
+    "GetLog": _get_log,
 }
 # message -> async fn(cp, connector): what TriggerMessage / ExtendedTriggerMessage send
-SENDS = {}
+SENDS = {
+    "DiagnosticsStatusNotification": _send_diagnostics_status,
+    "LogStatusNotification": _send_log_status,
+}
 
 
-def attach(cp):
+def security_event(cp, kind, info=""):
+    """Raise security event `kind` (secext/events.py: logged; a critical one is sent)."""
+    from firmware.secext import events
+
+    try:
+        events.record(cp, kind, info)
+    except Exception as e:  # noqa: BLE001 - a security event must never stop its caller
+        cp.fault("security event %s" % kind, e)
+
+
+def notify(cp, action, payload):
+    """A status notification (Firmware-, Diagnostics-, LogStatusNotification, a security
+    event) with the journal's guaranteed delivery: written to flash now, sent in order with
+    the transaction messages once BootNotification is accepted, kept across offline periods
+    and reboots. A "timestamp" may be a stamp (cp.stamp()): it is resolved when sent. When the
+    journal refuses it (full), it waits in RAM for the link instead, and that is logged."""
+    from firmware.ocpp.jram import JournalError
+
+    try:
+        cp.journal.push(action, {"p": payload})
+    except (JournalError, OSError) as e:
+        cp.log("ocpp: %s kept in RAM only: %s" % (action, e))
+        cp.outbox.append((action, cp.tk.resolve(payload, time.ticks_ms())))
+    cp.wake.set()
+
+
+def attach(cp, restart_reason=None):
+    """Register the actions; raise the boot's security events: StartupOfTheDevice, and
+    ResetOrReboot after a restart the firmware chose (restart_reason: firmware/restart.py's
+    word, or "watchdog"); a power cut gives no reason."""
     cp.rpc.ext.update(ACTIONS)
     cp.rpc.ext_send.update(SENDS)
+    cp.tk.on_step = lambda step, source: security_event(
+        cp, "SettingSystemTime", "clock stepped %d s by %s" % (step, source))
+    if restart_reason is not None:
+        security_event(cp, "ResetOrReboot", restart_reason)
+    security_event(cp, "StartupOfTheDevice", "after " + (
+        restart_reason or "a power cut or reset"))
+    for m in ("events", "seclog"):  # loaded again when an event comes (a few KB of heap)
+        sys.modules.pop("firmware.secext." + m, None)
+        globals().pop(m, None)
+    cp.seclog = None
