@@ -31,12 +31,14 @@ OBSERVATIONS = {
     "lock": ("v",), "event": ("code", "val", "at_ms"),
     "ev": ("what", "why", "state", "cable_ohms", "fault", "on", "max_da", "vent", "ev_only"),
     "meter": ("i_da", "wh", "mwh", "phases", "v", "house_w"),
-    "reading": ("role", "wh", "i_da", "p_w", "fresh", "errors", "fault"),
+    "reading": ("role", "wh", "i_da", "p_w", "fresh", "errors", "fault", "i3", "hz"),
     "log": ("msg",), "watchdog": ("reset",),
     "heap": ("code", "peak", "runtime"), "end": ("ms", "energy_wh", "reset", "dropped"),
     "ack": ("do", "id"), "error": ("msg",), "diag": ("what", "lines"),
     "block": ("ms", "on"), "net": ("state",),
     "phase_switch": ("cmd",), "phases": ("closed", "main", "i_da"),
+    "grid": ("load_a", "pv_w", "hz", "dso", "meter"),
+    "limit": ("a", "phases", "reason", "bound"), "inputs": ("limits", "stale"),
     "stats": ("lag_p50", "lag_p99", "lag_max", "steps", "reflex_runs", "reflex_fired",
               "blocked_ms", "clock_errors", "restarts"),
 }
@@ -84,6 +86,16 @@ def _cable_a(v):
 _AMPS = _between(0, 80)
 _DELAY_MS = _between(0, 60000)
 
+def _load_a(v):
+    if len(v) != 3 or not all(type(x) in (int, float) and 0 <= x <= 400 for x in v):
+        return "must be a list of 3 house currents per phase, 0..400 A each, got %r" % (v,)
+
+
+def _rnd(v):
+    if v is not None and not 0 <= v <= 0xFFFF:
+        return "must be 0..65535 or null, got %r" % (v,)
+
+
 def _card_uid(v):
     return None if 0 < len(v) <= 20 else "must be 1..20 characters (an OCPP idTag)"
 
@@ -124,6 +136,12 @@ COMMANDS = {
     "meter": {"addr": ((int,), True, _between(1, 247)),
               "fault": ((str,), True, _one_of(*METER_FAULTS)), "arg": ((int,), False)},
     "card": {"uid": ((str,), True, _card_uid)},
+    # the grid model (boards/sim/grid.py): each field optional, the others stay
+    "grid": {"load_a": ((list,), False, _load_a), "pv_w": ((int, float), False,
+                                                           _between(0, 100000)),
+             "hz": ((int, float), False, _between(40, 70)), "dso": ((bool,), False),
+             "meter": ((str,), False, _one_of("ok", "silent"))},
+    "random": {"v": ((int, type(None)), False, _rnd)},
     "powercut": {"delay_ms": ((int,), False, _DELAY_MS)},
 }
 STEP_KEYS = {"at_ms", "after_ms", "do", "wait", "timeout_ms", "note"}

@@ -239,16 +239,22 @@ class MeterBus:
     """The emulated Modbus meters of a config's "meters" section (tools/meter_emu.py on one
     end of a socat pty pair, the firmware's ttyMB<uart> on the other). Their registers
     follow the world: every "meter" observation (on each change of the EV's current and
-    every 200 ms while it draws) sets the EV meter to the EV's current, power and energy and
-    the grid meter to that plus the house load."""
+    every 200 ms while it draws) sets the EV meter to the EV's current, power and energy;
+    the grid meter measures per phase the EV's current plus the house load minus the PV's
+    share, at the grid's frequency, and every "grid" observation (boards/sim/grid.py) changes
+    that model; `meter: silent` there makes the grid meter stop answering."""
 
     def __init__(self, meters, roles, bus):
         self.bus = bus
         self.emu = bus.emu
         self.roles = roles  # {"ev": addr, "grid": addr}
-        self._t0 = None
-        self._house_wh = 0.0
-        self._last = None
+        self._import_wh = 0.0  # the grid meter's registers: the EV's energy is in them
+        self._export_wh = 0.0
+        self._grid_w = 0.0  # the grid's net power since _at (W, + import)
+        self._at = None
+        self._ev = {"i_da": 0, "mwh": 0, "phases": 3, "v": 230}
+        self._grid = None  # the last "grid" observation (None: the house's default load)
+        self._silent = False  # the grid meter silenced by the grid model
         self.follow([{"k": "meter", "i_da": 0, "mwh": 0, "phases": 3, "v": 230,
                       "house_w": 0, "t": 0.0}])
 
@@ -286,24 +292,48 @@ class MeterBus:
 
     def follow(self, obs):
         for o in obs:
-            if o.get("k") != "meter":
+            k = o.get("k")
+            if k == "meter":
+                self._ev = o
+            elif k == "grid":
+                self._grid = o
+            else:
                 continue
-            t = o.get("t", 0.0)
-            if self._last is not None:  # the house's energy: its load over the time since
-                self._house_wh += self._last.get("house_w", 0) * (t - self._last["t"]) / 3.6e6
-            self._last = o
-            v = o.get("v", 230)
-            amps = o["i_da"] / 10
-            ev_i = tuple(amps if p < o.get("phases", 3) else 0.0 for p in range(3))
+            self._update(o.get("t", 0.0))
+
+    def _update(self, t):
+        if self._at is not None:  # the grid's energy over the time since
+            wh = self._grid_w * (t - self._at) / 3.6e6
+            if wh > 0:
+                self._import_wh += wh
+            else:
+                self._export_wh -= wh
+        self._at = t
+        o = self._ev
+        v = o.get("v", 230)
+        amps = o["i_da"] / 10
+        ev_i = tuple(amps if p < o.get("phases", 3) else 0.0 for p in range(3))
+        if "ev" in self.roles:
             ev_wh = o.get("mwh", o.get("wh", 0) * 1000) / 1000
-            if "ev" in self.roles:
-                self.emu.set(self.roles["ev"], v=(v, v, v), i=ev_i, p=tuple(x * v for x in ev_i),
-                             energy_wh=ev_wh, freq=50.0)
-            if "grid" in self.roles:
-                house = o.get("house_w", 0) / 3 / v
-                gi = tuple(x + house for x in ev_i)
-                self.emu.set(self.roles["grid"], v=(v, v, v), i=gi, p=tuple(x * v for x in gi),
-                             energy_wh=ev_wh + self._house_wh, freq=50.0)
+            self.emu.set(self.roles["ev"], v=(v, v, v), i=ev_i, p=tuple(x * v for x in ev_i),
+                         energy_wh=ev_wh, freq=50.0)
+        g = self._grid
+        if g is None:
+            house, pv, hz = [o.get("house_w", 0) / 3 / v] * 3, 0, 50.0
+        else:
+            house, pv, hz = g["load_a"], g["pv_w"], g["hz"]
+        gi = [ev_i[p] + house[p] - pv / 3 / v for p in range(3)]  # + import, - export
+        self._grid_w = sum(gi) * v
+        if "grid" in self.roles:
+            addr = self.roles["grid"]
+            silent = g is not None and g["meter"] == "silent"
+            if silent != self._silent:
+                self._silent = silent
+                self.emu.fault(addr, "silent" if silent else None)
+            # a meter's current is a magnitude; the sign of its phase power says the direction
+            self.emu.set(addr, v=(v, v, v), i=tuple(abs(x) for x in gi),
+                         p=tuple(x * v for x in gi), energy_wh=self._import_wh,
+                         export_wh=self._export_wh, freq=hz)
 
     def fault(self, addr, kind, arg=0):
         if addr not in self.emu.meters:

@@ -18,7 +18,7 @@ from drivers.pilot import Pilot
 from drivers.proximity import Proximity
 from drivers.rcm import Rcm
 from drivers.rfid import CardReader
-from firmware.meter import Reading
+from firmware.meter import UNKNOWN, Reading
 
 _PP_PULLUP_OHM = 1000
 _PP_VREF_MV = 3300
@@ -193,7 +193,9 @@ class SimBoard:
         r = task.reading
         self.world.obs("reading", {"role": task.role, "wh": r.energy_wh, "i_da": r.i_max_da,
                                    "p_w": r.p_total_w, "fresh": r.at_ms is not None,
-                                   "errors": r.errors, "fault": task.fault})
+                                   "errors": r.errors, "fault": task.fault,
+                                   "i3": [None if x == UNKNOWN else x for x in r.i_da],
+                                   "hz": None if r.freq_chz < 0 else r.freq_chz / 100})
 
     def tasks(self):
         """The board's own supervised tasks, for App.start(extra=...)."""

@@ -27,11 +27,15 @@ class Control:
         self._client = False
         self.blocked_ms = 0  # interpreter time spent in `block` (tests, bench)
         self._crash_probe = False
+        self._limit = None  # the limit loop's last observed decision and inputs
+        self._inputs = None
+        self._rnd16 = None  # the limit loop's own random draw while `random` fixes it
 
     # -- observations ----------------------------------------------------------------------
-    def observe(self, kind, fields):
+    def observe(self, kind, fields, age_ms=0):
+        """Queue an observation stamped now, or age_ms before now."""
         with self._lock:
-            fields["t"] = self.world.now_us() / 1000
+            fields["t"] = self.world.now_us() / 1000 - age_ms
             fields["k"] = kind
             if len(self.q) >= _MAX_QUEUE:
                 self.q.pop(0)
@@ -54,6 +58,9 @@ class Control:
                     "status": a.status, "error": a.error, "info": a.info, "pilot": a.pilot,
                     "offer_da": a.offer_da, "reason": a.reason,
                 })
+            lim = getattr(self.app, "limits", None)
+            if lim is not None:
+                self._limit_obs(lim)
             events, lost, cursor = self.app.events.since(cursor)
             for t, code, val in events:
                 self.observe("event", {"code": code, "val": val, "at_ms": t})
@@ -63,6 +70,34 @@ class Control:
                 await asyncio.wait_for_ms(flag.wait(), 20)
             except asyncio.TimeoutError:
                 pass
+
+    def _limit_obs(self, lim):
+        """`limit` on every change of the limit loop's decision (a, phases, reason; polled
+        with the state every 20 ms, stamped with the decision's own time) and `inputs` on
+        every change of the limit each input set in the last decision, or of the inputs
+        whose fallback binds (firmware/limits/arbiter.py slots)."""
+        d = lim.applied
+        if d is None:
+            return
+        arb = lim.arb
+        ph = getattr(arb, "phases", None) or getattr(lim, "phases", 3)
+        key = (d[0], ph, d[1])
+        now = time.ticks_ms()
+        if key != self._limit:
+            self._limit = key
+            h = lim.history  # (ticks, amps, reason) of each decision: stamped when it was made
+            age = time.ticks_diff(now, h[-1][0]) if h and h[-1][1:] == d[:2] else 0
+            self.observe("limit", {"a": d[0], "phases": ph, "reason": d[1], "bound": d[2]},
+                         max(age, 0))
+        eff = list(arb.eff)
+        stale = [k for k in range(len(eff)) if arb.stale(k, now)]
+        if (eff, stale) != self._inputs:
+            self._inputs = (eff, stale)
+            from firmware.limits.arbiter import NAMES, NONE
+
+            self.observe("inputs", {
+                "limits": {NAMES[k]: v / 10 for k, v in enumerate(eff) if v != NONE},
+                "stale": [NAMES[k] for k in stale]})
 
     async def probe(self):
         """A non-safety task that a test can make crash (do crash task=probe)."""
@@ -241,6 +276,26 @@ class Control:
             raise ValueError("net state must be up or down, got %r" % (state,))
         self.app.board.net().set_state(state)
         self.observe("net", {"state": state})
+
+    def do_grid(self, c):
+        """The grid model (boards/sim/grid.py): house load per phase, PV, frequency, the DSO
+        signal, the grid meter answering or not."""
+        self.world.set_grid(c)
+
+    def do_random(self, c):
+        """Fix the limit loop's random draws (0..65535; the UK randomised delay is that
+        share of random_delay_s) so that a test knows the delay; v null: random again."""
+        from firmware.limits import loop
+
+        v = c.get("v")
+        if self._rnd16 is None:
+            self._rnd16 = loop._rnd16
+        if v is None:
+            loop._rnd16 = self._rnd16
+            return
+        if type(v) is not int or not 0 <= v <= 0xFFFF:
+            raise ValueError("random v must be 0..65535 or null, got %r" % (v,))
+        loop._rnd16 = lambda: v
 
     def do_quit(self, c):
         self.quit.set()

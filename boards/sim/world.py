@@ -8,6 +8,7 @@ import time
 
 import _thread
 
+from boards.sim.grid import Grid
 from firmware.charge.pilot import amps_for_duty, is_pwm
 
 # EV-side pilot resistances (ohm): S2 open -> 2.74 k, S2 closed -> 882 (C) or 246 (D).
@@ -32,7 +33,6 @@ LOCK_TRAVEL_MS = 150  # socket lock actuator: command -> position switch
 METER_OBS_MS = 200  # "meter" observation period while the EV draws (emulated meters follow it)
 S0_PULSE_MS = 35  # the S0 output's impulse (SDM72D-M), with a 1 ms bounce at each edge
 S0_GAP_MS = 30  # shortest off time between impulses (IEC 62053-31)
-HOUSE_W = 1500  # the house's own load behind the grid meter, W over three phases
 
 
 class Ev:
@@ -85,8 +85,8 @@ class World:
         self.energy_wh = _load_register()
         self._saved_wh = int(self.energy_wh)
         self.volts = 230
-        self.house_w = HOUSE_W
         self.phase = None  # boards/sim/phase.PhaseContactor when the board has a phase switch
+        self.grid = Grid(self.volts)  # house load, PV, frequency, DSO signal (grid.py)
         self._meter_at = 0  # ticks of the last "meter" observation
         self._meter_da = 0
         self.s0_imp = 0  # S0 output off until a meter uses it (s0_start)
@@ -214,6 +214,15 @@ class World:
             self.obs("rcm_test", {"v": on})
 
     # -- injected changes ------------------------------------------------------------------
+    @property
+    def house_w(self):
+        return self.grid.house_w(self.volts)
+
+    def set_grid(self, c):
+        """A `grid` command's fields (grid.py checks them): observed with the whole state."""
+        self.grid.set(c)
+        self.obs("grid", self.grid.state())
+
     def plug(self, cable_a=32):
         self.cable_ohms = CABLE_OHMS.get(cable_a, cable_a)  # amps or raw ohms
         self.ev.plugged = True
@@ -351,7 +360,7 @@ class World:
             if p < ph:
                 amps[p] = ev.draw_da / 10
             if grid:
-                amps[p] += self.house_w / 3 / self.volts
+                amps[p] += self.grid.load_a[p]
         n = len(buf) // 3
         for k in range(n):
             for p in range(3):
