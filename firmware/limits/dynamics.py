@@ -61,9 +61,13 @@ class Dynamics:
     def session(self, now, rnd):
         """An EV plugged in: the randomised delay (UK) runs before its first offer."""
         self._arm(now, rnd)
+        du = self.delay_until
+        if du is not None and ticks_diff(du, now) > 0:
+            self.da = 0  # the loop decides without an EV too: its offer may be up already
 
     def _arm(self, now, rnd):
-        if self.delay_ms and self.delay_until is None:  # a running delay is not cut short
+        du = self.delay_until  # a running delay is not cut short; one that ran out is over
+        if self.delay_ms and (du is None or ticks_diff(now, du) >= 0):
             self.delay_until = ticks_add(now, (self.delay_ms >> 8) * (rnd & 0xFFFF) >> 8)
 
     def _pv(self, now, surplus_w, stale, min_w):
