@@ -177,3 +177,25 @@ def test_a_silent_grid_meter_falls_back_to_the_safe_current():
     assert duty_a(duty["v"]) == 6 and duty["t"] >= lim["t"], duty
     assert all(b["errors"] > a["errors"] for a, b in zip(reads[k - 1:], reads[k:])), reads
     assert not [o for o in sim.obs[n:sim.obs.index(duty)] if o.get("k") == "duty"]
+
+
+def test_the_dso_signal_reaches_the_loop_as_the_control_box_contact():
+    """The grid operator orders dimming (§14a EnWG: the control box's relay, the board's
+    dso_relay input): the offer falls to the 4.2 kW floor (6.1 A on three phases) within a
+    loop period, and the floor stops binding once the order is lifted."""
+    with start({}) as sim:
+        charging_steady(sim, 16)
+        n = len(sim.obs)
+        sim.do("grid", dso=True)
+        order = sim.wait_for(kind("grid", dso=True), 5, since=n)
+        lim = sim.wait_for(kind("limit", bound="dso dimming"), 5, since=n)
+        duty = offer_duty(sim, n, lambda a: a < 16)
+        n = len(sim.obs)
+        sim.do("grid", dso=False)
+        back = sim.wait_for(kind("limit"), 10, since=n)
+    assert lim["a"] == 6.1 and lim["reason"] == "dso dimming", lim
+    assert lim["t"] - order["t"] <= 500 + 100, (order, lim)
+    assert 6.0 <= duty_a(duty["v"]) <= 6.2, duty
+    # released: the rise toward 16 A starts (5 s after the last change, the IEC rule)
+    assert back["bound"] == "config max_current_a", back
+    assert back["reason"] in ("ramp to config max_current_a", "config max_current_a"), back

@@ -108,6 +108,11 @@ class SimBoard:
         rising edge): the EV's plateau, or -12 V while the EVSE drives state F."""
         return self.world.cp_high()
 
+    def dso_relay(self):
+        """The §14a EnWG control box's relay contact: the grid model's `dso` (True: dimming
+        ordered), read by the limit loop every period as a board's input pin would be."""
+        return self.world.grid.dso
+
     def ntp_s(self, host):
         """NTP (MicroPython's ntptime on a board): the host's clock while the link is up,
         when sim_clock.json gives the network NTP; OSError otherwise."""
