@@ -11,6 +11,8 @@ simlib = simrig.simlib
 GRID = {"grid": {"type": "modbus", "profile": "sdm630", "addr": 2, "period_ms": 500},
         "bus": {"uart": 1, "baud": 9600}}
 REACTION_MS = 2000  # docs/limits.md: a fuse overload is gone 2 s after the meter reading
+LOOP_MS = 500  # the limit loop's period and the grid meter's poll period here
+SLACK_MS = 1000  # a loaded machine's scheduling: only on the "not later than" side
 
 
 @contextlib.contextmanager
@@ -77,7 +79,7 @@ def test_a_house_load_spike_is_answered_within_the_reaction_time():
         duty = duty_at(sim, over["t"] + REACTION_MS)
         lim = [o for o in sim.obs[n:] if o.get("k") == "limit"]
     assert duty_a(duty["v"]) <= 10.1, (over, duty)
-    assert fine["t"] - over["t"] <= REACTION_MS + 300 + 500 + 100, (over, fine)
+    assert fine["t"] - over["t"] <= REACTION_MS + 300 + LOOP_MS + SLACK_MS, (over, fine)
     assert lim[0]["a"] <= 10.1 and lim[0]["phases"] == 3 and lim[0]["bound"] == "main fuse", lim
     assert lim[0]["t"] - over["t"] <= REACTION_MS, lim
 
@@ -113,7 +115,7 @@ def test_a_pv_ramp_starts_and_stops_at_the_thresholds_without_flapping():
     # draws nothing. The start: 4.5 kW held 1 s from the first reading that saw it.
     first = next(o for o in reads if -o["p_w"] >= 4500)
     pv_on = next(o for o in obs if o.get("k") == "limit" and o["a"] >= 6)
-    assert 1000 <= pv_on["t"] - first["t"] <= 1000 + 500 + 500 + 100, (first, pv_on)
+    assert 1000 <= pv_on["t"] - first["t"] <= 1000 + 2 * LOOP_MS + SLACK_MS, (first, pv_on)
     assert pv_on["reason"] == "pv surplus", pv_on
     assert closes[0]["t"] > pv_on["t"]
     # The stop: 2 s after the first reading of the PV's final fall below 3 kW (the dips
@@ -124,7 +126,7 @@ def test_a_pv_ramp_starts_and_stops_at_the_thresholds_without_flapping():
     stop = next(o for o in obs if o.get("k") == "limit" and o["t"] > pv_on["t"]
                 and o["a"] == 0)
     assert stop["reason"] == "pv: waiting for surplus", stop
-    assert 2000 <= stop["t"] - low["t"] <= 2000 + 500 + 100, (low, stop)
+    assert 2000 <= stop["t"] - low["t"] <= 2000 + 2 * LOOP_MS + SLACK_MS, (low, stop)
     assert opens[0]["t"] > stop["t"]
 
 
@@ -152,7 +154,7 @@ def test_a_frequency_dip_pauses_and_the_restore_waits_for_the_randomised_delay()
         held = [o for o in sim.obs[k:sim.obs.index(resume)] if o.get("k") == "limit"]
         duty = offer_duty(sim, k, lambda a: a >= 6)
     assert resume["t"] - back["t"] >= delay_ms, (back, resume)
-    assert resume["t"] - back["t"] <= delay_ms + 500 + 500 + 100, (back, resume)
+    assert resume["t"] - back["t"] <= delay_ms + 2 * LOOP_MS + SLACK_MS, (back, resume)
     assert duty["t"] >= resume["t"]
     assert held and held[0]["reason"].startswith("randomised delay, then "), held
     assert held[0]["a"] == 0
@@ -173,7 +175,7 @@ def test_a_silent_grid_meter_falls_back_to_the_safe_current():
     k = next(j for j in range(1, len(reads)) if reads[j]["errors"] > reads[j - 1]["errors"])
     last = reads[k - 1]
     assert lim["reason"] == "main fuse (grid meter stale or bad: safe current)", lim
-    assert 1990 <= lim["t"] - last["t"] <= 2000 + 500 + 100, (last, lim)
+    assert 1990 <= lim["t"] - last["t"] <= 2000 + LOOP_MS + SLACK_MS, (last, lim)
     assert duty_a(duty["v"]) == 6 and duty["t"] >= lim["t"], duty
     assert all(b["errors"] > a["errors"] for a, b in zip(reads[k - 1:], reads[k:])), reads
     assert not [o for o in sim.obs[n:sim.obs.index(duty)] if o.get("k") == "duty"]
@@ -194,7 +196,7 @@ def test_the_dso_signal_reaches_the_loop_as_the_control_box_contact():
         sim.do("grid", dso=False)
         back = sim.wait_for(kind("limit"), 10, since=n)
     assert lim["a"] == 6.1 and lim["reason"] == "dso dimming", lim
-    assert lim["t"] - order["t"] <= 500 + 100, (order, lim)
+    assert lim["t"] - order["t"] <= LOOP_MS + SLACK_MS, (order, lim)
     assert 6.0 <= duty_a(duty["v"]) <= 6.2, duty
     # released: the rise toward 16 A starts (5 s after the last change, the IEC rule)
     assert back["bound"] == "config max_current_a", back
