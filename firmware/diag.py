@@ -82,6 +82,9 @@ def status(out=print):
     cp = getattr(app, "ocpp", None)
     if cp is not None:
         cp.diag(out)
+    mq = getattr(app, "mqtt", None)
+    if mq is not None:
+        mq.diag(out)
 
 
 def meters(out=print):

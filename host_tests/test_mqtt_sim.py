@@ -82,6 +82,12 @@ def test_discovery_and_state_while_charging(rig):
     _value(obs, "energy_kwh", _num(lambda e: e > 0), k)
     sim.do("unplug")
     _value(obs, "status", lambda v: v == "Available", k)
+    # Home Assistant restarted (its birth message): it is told everything again
+    k = len(obs.msgs)
+    obs.publish("homeassistant/status", "online", qos=0)
+    for t in configs:
+        obs.wait_for(lambda m, t=t: m[0] == t, 5, k)
+    _value(obs, "energy_kwh", _num(lambda e: e > 0), k)
 
 
 def test_commands_change_the_offer_and_bad_ones_are_refused(rig):
@@ -106,12 +112,14 @@ def test_commands_change_the_offer_and_bad_ones_are_refused(rig):
             ("mode/set", "turbo", ("mode", "turbo")),
             ("enable/set", "perhaps", ("enable", "ON or OFF")),
             ("set", '{"rating_a": 80}', ("rating_a", "installer")),
-            ("set", '{"mode": "fast", "current_a": 3}', ("current_a",))):
+            ("set", '{"mode": "fast", "current_a": 3}', ("current_a",)),
+            ("set", '{"mode": "%s"}' % ("x" * 600), ("over 512 bytes",))):
         k = len(obs.msgs)
         obs.publish(P + "/" + topic, payload)
         err = json.loads(_value(obs, "error", lambda v: True, k))
         assert err["topic"] == P + "/" + topic
         assert all(w in err["error"] for w in words), err
+    assert any("6 commands refused" in x for x in sim.diag()), sim.diag()
     simrig.device_sleep(sim, 1500)
     assert obs.last(P + "/mode") == "pv" and obs.last(P + "/current_a") == "10"
     assert obs.last(P + "/offer_a") == "0.0"
@@ -151,3 +159,17 @@ def test_broker_restart_and_link_loss_keep_the_state(rig):
         _value(obs, name, lambda x, v=v: x == v, k)
     # the session went on throughout: the contactor never opened
     assert not [o for o in sim.obs[i0:] if o.get("k") == "contacts" and not o.get("closed")]
+    # the service console tells the story: connected again, the third connection
+    lines = [x for x in sim.diag() if x.startswith("mqtt")]
+    assert "connected  connects 3" in lines[0], lines
+
+
+def test_a_bad_section_leaves_mqtt_off_and_charging_on():
+    sim = simrig.start({"free_vend": True, "mqtt": {"host": "broker", "port": 0, "qos": 2}})
+    try:
+        log = [o["msg"] for o in sim.obs if o.get("k") == "log"]
+        assert any("mqtt: port=0 refused" in m and m.endswith("MQTT off") for m in log), log
+        assert any("mqtt: unknown key 'qos'" in m for m in log), log
+        simrig.charge(sim)  # the charger works as before
+    finally:
+        sim.stop()

@@ -5,6 +5,8 @@
 #                                  [--journal N] [--charge-s S] [--relink] [--verbose]
 #   micropython -m boards.sim.heapcheck --limits   (a CT grid meter, a fuse, minpv: the limit
 #                                                   loop deciding from grid readings)
+#   micropython -m boards.sim.heapcheck --mqtt HOST:PORT   (MQTT to that broker, discovery on,
+#                                     measurements every second: tools/bench_mqtt.py)
 # Prints one JSON line: code (gc.mem_alloc after every import), peak (live data after a
 # collection, sampled every 10 ms through the session), runtime = peak - code, and whether the
 # session completed (plug, charge, EV full, unplug, Available).
@@ -31,7 +33,7 @@ import time  # noqa: E402
 
 
 def _opts(argv):
-    o = {"--ocpp": None, "--ca": None, "--journal": "0", "--charge-s": "0"}
+    o = {"--ocpp": None, "--ca": None, "--journal": "0", "--charge-s": "0", "--mqtt": None}
     k = 1
     while k < len(argv):
         if argv[k] in o and k + 1 < len(argv):
@@ -55,6 +57,11 @@ if OPTS["--ocpp"]:
         "authlist", "clock", "cp", "journal", "keys", "link", "remote", "rpc", "schema",
         "schema16", "smart", "smart_store", "txn", "ws", "wsframe")]
     _LAZY += ["boards.sim.net", "firmware.net", "firmware.backoff", "asyncio.stream"]
+if OPTS["--mqtt"]:  # the MQTT client, its bridge and the owner model
+    _LAZY += ["firmware.mqtt." + m for m in ("conf", "proto", "client", "ha", "bridge")]
+    _LAZY += ["firmware.owner", "firmware.owner.model", "firmware.owner.settings",
+              "boards.sim.net", "firmware.net", "firmware.backoff", "asyncio.stream",
+              "firmware.version"]
 if OPTS.get("--ota"):  # an UpdateFirmware comes (tools/bench_ota.py): its modules too
     _LAZY += ["firmware.ota." + m for m in ("updater", "download", "slots", "bundle", "rsa")]
 for _m in _LAZY:
@@ -163,6 +170,15 @@ async def _session(app, world, board, peak, seen, charge_s):
         extra.append(("grid", lambda: _grid(board)))
     app.start(extra)
     await asyncio.sleep_ms(200)
+    if OPTS["--mqtt"]:
+        from firmware.mqtt import ha
+
+        m = app.mqtt
+        ok = m is not None and await _wait(lambda: m.client.connected and m._disc >= len(
+            ha.ENTITIES) and m.client.queued() == 0, 10000)
+        seen.append("mqtt connected" if ok else "mqtt not connected")
+        await asyncio.sleep_ms(1500)
+        _mark("mqtt connected, idle")
     if ocpp:
         ok = await _wait(lambda: app.ocpp.registration == "Accepted", 30000)
         ok = ok and await _wait(lambda: app.ocpp.journal.pending() == 0, 120000)
@@ -222,6 +238,9 @@ def main():
         board.grid_reading = Reading()
         d["limits"] = {"main_fuse_a": 25, "total_a": 60, "mode": "minpv"}
     queued = 0
+    if OPTS["--mqtt"]:
+        host, port = OPTS["--mqtt"].rsplit(":", 1)
+        d["mqtt"] = {"host": host, "port": int(port), "period_s": 1}
     if OPTS["--ocpp"]:
         d["free_vend"] = True
         d["ocpp"] = {"url": OPTS["--ocpp"], "cp_id": "HEAP"}

@@ -182,3 +182,13 @@ class Bridge:
         d["refused"] = self.refused
         d["last_refused"] = self.last_error
         return d
+
+    def diag(self, out):
+        c = self.client
+        out("mqtt       %s:%d %s  connects %d  sent %d  received %d  queued %d  dropped %d" % (
+            c.host, c.port, "connected" if c.connected else "down", c.connects, c.sent,
+            c.received, c.queued(), c.dropped))
+        if c.last_error:
+            out("mqtt       last error: %s" % c.last_error)
+        if self.last_error:
+            out("mqtt       %d commands refused, last: %s" % (self.refused, self.last_error))
