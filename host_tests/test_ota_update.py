@@ -58,6 +58,10 @@ def test_update_firmware_from_the_csms(csms, key, tmp_path):  # noqa: F811
             assert _version(sim) == "0.9.0"
             assert csms.boots[-1][1]["firmwareVersion"] == "0.9.0"
         assert _fsn(csms) == ["Downloading", "Downloaded", "Installing", "Installed"]
+        # the security event of the whitepaper's list that says so (firmware/secext)
+        assert [p["techInfo"] for _, a, p in list(csms.notifications)
+                if a == "SecurityEventNotification" and p["type"] == "FirmwareUpdated"] == [
+            "version 0.9.0"]
         assert not os.path.exists(os.path.join(d, "ota_download.wbota"))
         with open(os.path.join(d, slots.BOOT_FILE)) as f:
             assert json.load(f)["active"] == "a"

@@ -220,3 +220,39 @@ def test_security_events_raised_offline_are_delivered_once_after_the_reconnect(c
         kinds = [line.split(" ")[1] for line in text.splitlines()[2:]]
         assert kinds == ["StartupOfTheDevice", "SettingSystemTime", "ResetOrReboot",
                          "StartupOfTheDevice"], text
+
+
+def test_a_csms_without_the_security_extension_does_not_hold_up_transactions():
+    """OCPP.Core answers SecurityEventNotification (and the other status notifications) with
+    NotSupported: the journaled notification is dropped at once, so the StartTransaction
+    behind it is not kept waiting for TransactionMessageAttempts x RetryInterval (minutes)."""
+    with CsmsThread(style="ocppcore") as csms:
+        with o.start_sim(csms) as sim, o.report(sim, csms):
+            o.booted(csms)
+            o.wait_log(sim, "ocpp: SecurityEventNotification dropped: NotSupported")
+            tx = o.charging(sim, csms)
+            assert tx["idTag"] == "CARD1"
+        o.no_violations(csms)
+
+
+def test_a_bundle_with_a_foreign_signature_raises_invalid_firmware_signature(csms, tmp_path):
+    """Signed by a key the wallbox does not trust: refused (InstallationFailed) and the
+    security event InvalidFirmwareSignature is in the security log (not critical: not sent)."""
+    import test_ota_update as t
+
+    trusted, foreign = t.tool.new_key(2048), t.tool.new_key(2048)
+    d = t._device(tmp_path, trusted)
+    srv = ota_http.Server(t.tool.make_bundle(foreign, t._release(tmp_path, "0.9.0"), "0.9.0",
+                                             "sim"))
+    try:
+        with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+            o.booted(csms)
+            assert o.call(csms, "UpdateFirmware", {
+                "location": srv.url + "/b", "retrieveDate": "2020-01-01T00:00:00Z"}) == {}
+            csms.wait_for(lambda: "InstallationFailed" in _fsn(csms), 30)
+            o.wait_log(sim, "security: InvalidFirmwareSignature (bad signature")
+            assert not _events(csms, "InvalidFirmwareSignature")
+        with open(os.path.join(d, "seclog")) as f:
+            assert " InvalidFirmwareSignature bad signature" in f.read()
+    finally:
+        srv.close()
