@@ -256,3 +256,15 @@ def test_a_bundle_with_a_foreign_signature_raises_invalid_firmware_signature(csm
             assert " InvalidFirmwareSignature bad signature" in f.read()
     finally:
         srv.close()
+
+
+def test_a_refused_password_is_a_security_event_logged_once():
+    """HTTP 401 at the WebSocket upgrade: FailedToAuthenticateAtCsms in the security log,
+    once however often the link tries again (it is not a critical event: not sent)."""
+    with CsmsThread(password="the-right-password-16") as csms:
+        with o.start_sim(csms, ocpp={"password": "a-wrong-password-1234"}) as sim, \
+                o.report(sim, csms):
+            o.wait_log(sim, "security: FailedToAuthenticateAtCsms (HTTP 401")
+            n = len(sim.obs)
+            o.wait_log(sim, "ocpp: link down", since=n, timeout=30)  # tried again
+            assert len([m for m in o.logs(sim) if "security: FailedToAuth" in m]) == 1

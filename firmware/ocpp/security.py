@@ -124,6 +124,7 @@ class Security:
         self.pending = {}  # "profile": the one before a switch; "key": [the key before, hex]
         self.old_key = False  # the next connect tries the previous key
         self.last = None  # the last security event (diag)
+        self.on_refused = None  # fn(kind, techInfo): a security event (firmware/secext sets it)
         self.config_profile = None  # ocpp.security_profile when it was last applied
         try:
             d = persist.load_json(path)
@@ -204,6 +205,9 @@ class Security:
         status = getattr(e, "status", None)
         if status is None:
             return  # the network, not the CSMS: try again as it is
+        if self.on_refused is not None and (status == 401 or status == 0 and "TLS" in str(e)):
+            self.on_refused("FailedToAuthenticateAtCsms" if status == 401 else
+                            "CsmsFailedToAuthenticate", str(e))
         key = "key" in self.pending and status == 401 and self.profile() < 3
         if key and not self.old_key:  # first the previous key, then the previous profile
             self._other_key()

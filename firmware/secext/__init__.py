@@ -79,6 +79,15 @@ def notify(cp, action, payload):
     cp.wake.set()
 
 
+def _link_refused(cp, kind, info):
+    """The CSMS refused our credentials (401), or the TLS handshake failed: logged once until
+    the link connects again (not critical: the whitepaper does not send these)."""
+    n = cp.link.connects
+    if getattr(cp, "_refused", None) != (kind, n):
+        cp._refused = (kind, n)
+        security_event(cp, kind, info)
+
+
 def attach(cp, restart_reason=None):
     """Register the actions; raise the boot's security events: StartupOfTheDevice, and
     ResetOrReboot after a restart the firmware chose (restart_reason: firmware/restart.py's
@@ -87,6 +96,7 @@ def attach(cp, restart_reason=None):
     cp.rpc.ext_send.update(SENDS)
     cp.tk.on_step = lambda step, source: security_event(
         cp, "SettingSystemTime", "clock stepped %d s by %s" % (step, source))
+    cp.security.on_refused = lambda kind, info: _link_refused(cp, kind, info)
     if restart_reason is not None:
         security_event(cp, "ResetOrReboot", restart_reason)
     security_event(cp, "StartupOfTheDevice", "after " + (
