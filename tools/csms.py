@@ -8,6 +8,7 @@
                          [--answer-delay S] [--ping S] [--log FILE]
                          [--style dev|fresh|steve|ocppcore|citrineos|openocpp|naive|hostile]
                          [--seed N] [--fresh-ids] [--lose-answer ACTION[=N] ...]
+                         [--files DIR [--files-port N]]
     python tools/csms.py send --control 8181 CPID Action '{"json": "payload"}'
     python tools/csms.py status --control 8181
 
@@ -159,6 +160,9 @@ def main(argv=None):
                     "one naming the charge point replaces Basic auth (security profile 3)")
     sv.add_argument("--client-cert-required", action="store_true",
                     help="with --client-ca: refuse a TLS client without a certificate")
+    sv.add_argument("--files", metavar="DIR", help="also serve DIR over HTTP(S) (same --cert): "
+                    "GET bundles, PUT uploads into DIR/uploads (tools/csms_files.py)")
+    sv.add_argument("--files-port", type=int, default=0, help="its port (0: any free)")
     sv.add_argument("--boot-status", default="Accepted",
                     choices=("Accepted", "Pending", "Rejected"))
     sv.add_argument("--interval", type=int, default=300, help="heartbeat interval, s")
@@ -208,6 +212,14 @@ def main(argv=None):
                 ping_interval=args.ping, style=args.style, seed=args.seed,
                 fresh_ids=args.fresh_ids, lose_answers=_losses(ap, args.lose_answer))
 
+    files = None
+    if args.files:
+        from csms_files import FileServer
+
+        files = FileServer(args.files, args.files_port, cert=args.cert, key=args.key).start()
+        print("csms: files of %s at %s (uploads into %s)" % (
+            args.files, files.url, os.path.join(args.files, "uploads")), flush=True)
+
     async def run():
         await csms.start()
         print("csms: listening on %s<cpid>%s" % (csms.url, "" if csms.control_port is None
@@ -224,6 +236,8 @@ def main(argv=None):
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+    if files is not None:
+        files.stop()
     if csms.violations:
         print("csms: %d violations" % len(csms.violations), file=sys.stderr)
         for v in csms.violations[:20]:
