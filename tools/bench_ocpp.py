@@ -49,6 +49,26 @@ def mpy_sizes():
     return {os.path.relpath(f, out): os.path.getsize(f) for f in files}
 
 
+# Issue 13's baseline (commit fa9e347, the same mpy-cross and flags): neither figure may grow
+# by more than 5 %.
+BASE_OCPP = 66596  # firmware/ocpp/*.mpy
+BASE_CLIENT = 67022  # ... with drivers/rfid.mpy
+
+
+def size_lines(sizes):
+    """The two size figures against the baseline, then the largest files."""
+    ocpp = sum(v for k, v in sizes.items() if k.startswith("firmware/ocpp/"))
+    total = sum(sizes.values())
+    out = []
+    for what, now, base in (("firmware/ocpp", ocpp, BASE_OCPP),
+                            ("firmware/ocpp + drivers/rfid", total, BASE_CLIENT)):
+        out.append("OCPP client .mpy: {:,} B ({}; fa9e347: {:,} B, {:+.1f} %)".format(
+            now, what, base, 100.0 * (now - base) / base))
+    big = sorted(sizes.items(), key=lambda kv: -kv[1])
+    out.append("  " + ", ".join("%s %d" % (os.path.basename(k)[:-4], v) for k, v in big))
+    return out
+
+
 MP32 = os.path.join(ROOT, "build", "mp32", "micropython")
 
 
@@ -172,13 +192,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60)
     a, _ = ap.parse_known_args()  # make bench passes every bench the same options
-    sizes = mpy_sizes()
-    names = ("ws", "wsframe", "rpc", "cp", "txn", "remote", "journal", "keys", "authlist",
-             "smart", "smart_store", "schema", "schema16")
-    each = tuple(sizes.get("firmware/ocpp/%s.mpy" % m, 0) for m in names)
-    print("OCPP client .mpy: %d bytes in %d files (ws %d, wsframe %d, rpc %d, cp %d, txn %d, "
-          "remote %d, journal %d, keys %d, authlist %d, smart %d+%d, schema %d+%d)" % (
-              (sum(sizes.values()), len(sizes)) + each), flush=True)
+    for line in size_lines(mpy_sizes()):
+        print(line, flush=True)
     print("OCPP at full tilt over wss (%d transitions, ~%d s)" % (a.n, a.n * 1.5), flush=True)
     heap_lines()
     times, stats, connects, mv, viol, n_list = run(a.n)
