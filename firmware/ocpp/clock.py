@@ -63,19 +63,23 @@ def civil_from_days(days):
         m -= 1
 
 
+def _bad(s, why):
+    return ValueError("bad date-time %r: %s" % (s, why))
+
+
 def _num(s, i, n, what):
     v = 0
     for k in range(i, i + n):
         c = ord(s[k]) - 48
         if c < 0 or c > 9:
-            raise ValueError("bad date-time %r: %s is not a number" % (s, what))
+            raise _bad(s, what + " is not a number")
         v = v * 10 + c
     return v
 
 
 def _expect(s, i, chars, what):
     if i >= len(s) or s[i] not in chars:
-        raise ValueError("bad date-time %r: expected %s at position %d" % (s, what, i))
+        raise _bad(s, "expected %s at position %d" % (what, i))
 
 
 def parse(s, naive_utc=False):
@@ -83,10 +87,9 @@ def parse(s, naive_utc=False):
     if type(s) is not str:
         raise ValueError("date-time must be a string, got %r" % (s,))
     if len(s) > _MAX_LEN:
-        raise ValueError("bad date-time %r: longer than %d characters" % (s[:_MAX_LEN],
-                                                                         _MAX_LEN))
+        raise _bad(s[:_MAX_LEN], "longer than 40 characters")
     if len(s) < 19:
-        raise ValueError("bad date-time %r: expected YYYY-MM-DDTHH:MM:SS and a zone" % (s,))
+        raise _bad(s, "expected YYYY-MM-DDTHH:MM:SS and a zone")
     _expect(s, 4, "-", "'-'")
     _expect(s, 7, "-", "'-'")
     _expect(s, 10, "Tt", "'T'")
@@ -99,14 +102,14 @@ def parse(s, naive_utc=False):
     mi = _num(s, 14, 2, "the minute")
     sec = _num(s, 17, 2, "the second")
     if y < 1970:
-        raise ValueError("bad date-time %r: year before 1970" % (s,))
+        raise _bad(s, "year before 1970")
     if not 1 <= mo <= 12:
-        raise ValueError("bad date-time %r: month %d out of range" % (s, mo))
+        raise _bad(s, "month %d out of range" % mo)
     mdays = 29 if mo == 2 and _leap(y) else _MDAYS[mo - 1]
     if not 1 <= d <= mdays:
-        raise ValueError("bad date-time %r: day %d out of range" % (s, d))
+        raise _bad(s, "day %d out of range" % d)
     if h > 23 or mi > 59 or sec > 59:
-        raise ValueError("bad date-time %r: time of day out of range" % (s,))
+        raise _bad(s, "time of day out of range")
     i = 19
     n = len(s)
     if i < n and s[i] == ".":
@@ -115,11 +118,11 @@ def parse(s, naive_utc=False):
         while i < n and "0" <= s[i] <= "9":
             i += 1
         if i == j:
-            raise ValueError("bad date-time %r: no digits after '.'" % (s,))
+            raise _bad(s, "no digits after '.'")
     off = 0
     if i == n:
         if not naive_utc:
-            raise ValueError("bad date-time %r: no time zone (Z or +hh:mm)" % (s,))
+            raise _bad(s, "no time zone (Z or +hh:mm)")
     elif s[i] in "Zz":
         i += 1
     elif s[i] in "+-":
@@ -129,20 +132,20 @@ def parse(s, naive_utc=False):
         elif rest == 4:
             oh, om = _num(s, i + 1, 2, "the offset"), _num(s, i + 3, 2, "the offset")
         else:
-            raise ValueError("bad date-time %r: offset must be +hh:mm or +hhmm" % (s,))
+            raise _bad(s, "offset must be +hh:mm or +hhmm")
         if oh > 23 or om > 59:
-            raise ValueError("bad date-time %r: offset out of range" % (s,))
+            raise _bad(s, "offset out of range")
         off = (oh * 60 + om) * 60
         if s[i] == "-":
             off = -off
         i = n
     else:
-        raise ValueError("bad date-time %r: expected Z or an offset at position %d" % (s, i))
+        raise _bad(s, "expected Z or an offset at position %d" % i)
     if i != n:
-        raise ValueError("bad date-time %r: trailing characters" % (s,))
+        raise _bad(s, "trailing characters")
     t = days_from_civil(y, mo, d) * _DAY_S + h * 3600 + mi * 60 + sec - off
     if t < 0:
-        raise ValueError("bad date-time %r: before 1970-01-01T00:00:00Z" % (s,))
+        raise _bad(s, "before 1970-01-01T00:00:00Z")
     return t
 
 

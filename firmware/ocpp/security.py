@@ -48,16 +48,16 @@ def der(data, what):
     i = data.find(b"\n")
     label = data[11:i].strip().rstrip(b"-").strip() if i > 0 else b""
     if b"ENCRYPTED" in label or b"Proc-Type:" in data:
-        raise SecurityError("%s: an encrypted key cannot be used (no passphrase)" % what)
+        raise SecurityError("%s: encrypted key" % what)
     end = data.find(b"-----END ")
     if i < 0 or end < 0:
-        raise SecurityError("%s: PEM without its END line" % what)
+        raise SecurityError("%s: no END line" % what)
     if data.find(b"-----BEGIN ", end) >= 0:
-        raise SecurityError("%s: one certificate or key per file" % what)
+        raise SecurityError("%s: one certificate per file" % what)
     try:
         return binascii.a2b_base64(b"".join(data[i + 1:end].split()))
     except ValueError:
-        raise SecurityError("%s: bad base64 in the PEM text" % what)
+        raise SecurityError("%s: bad base64" % what)
 
 
 def _read(path, what):
@@ -76,13 +76,13 @@ def check_config(s, err):
     cert, key = s.get("client_cert"), s.get("client_key")
     for k in ("client_cert", "client_key"):
         if k in s and type(s[k]) is not str:
-            err.append("ocpp.%s: must be a file name (string)" % k)
+            err.append("ocpp.%s: must be a string" % k)
     if (cert is None) != (key is None):
-        err.append("ocpp.client_cert and ocpp.client_key go together (security profile 3)")
+        err.append("ocpp.client_cert, client_key: both or neither")
     url = s.get("url")
     tls = type(url) is str and url.startswith("wss://")
     if cert is not None and not tls:
-        err.append("ocpp.client_cert: a client certificate needs a wss:// URL")
+        err.append("ocpp.client_cert needs wss://")
     p = s.get("security_profile")
     if p is not None and (type(p) is not int or not 0 <= p <= 3):
         err.append("ocpp.security_profile: 0..3, got %r" % (p,))
@@ -97,13 +97,13 @@ def missing(p, tls, ca, client, password):
     """What profile p lacks ("" when the link can meet it)."""
     out = []
     if p in (1, 2) and not password:
-        out.append("a Basic-auth password (AuthorizationKey or ocpp.password)")
+        out.append("a password (AuthorizationKey, ocpp.password)")
     if p >= 2 and not tls:
         out.append("a wss:// URL")
     if p >= 2 and not ca:
-        out.append("the CSMS's CA certificate (ocpp.ca)")
+        out.append("ocpp.ca")
     if p == 3 and not client:
-        out.append("a client certificate and key (ocpp.client_cert, ocpp.client_key)")
+        out.append("a client certificate (ocpp.client_cert, client_key)")
     return " and ".join(out)
 
 
@@ -189,8 +189,7 @@ class Security:
                     self.keys.set_secret(h)
                 else:
                     self.keys.drop_secret()
-                self._event("the CSMS refused the new AuthorizationKey and took the previous "
-                            "one: keeping the previous one")
+                self._event("new AuthorizationKey refused: keeping the previous one")
             else:
                 self._event("connected with the new AuthorizationKey")
             self.old_key = False
@@ -218,8 +217,8 @@ class Security:
 
     def _other_key(self):
         self.old_key = not self.old_key
-        self.log("ocpp: HTTP 401 with the %s AuthorizationKey; next: the %s one" % (
-            "new" if self.old_key else "previous", "previous" if self.old_key else "new"))
+        self.log("ocpp: HTTP 401: trying the %s AuthorizationKey" % (
+            "previous" if self.old_key else "new"))
 
     # -- ChangeConfiguration ---------------------------------------------------------------
     def change(self, name, value):
@@ -243,8 +242,7 @@ class Security:
             return st, False
         self.pending["key"] = [old]
         self.old_key = False
-        self.last = "AuthorizationKey changed by the CSMS"  # never the key (A01.FR.12)
-        self.log("ocpp: AuthorizationKey changed by the CSMS")
+        self._event("AuthorizationKey changed by the CSMS")  # never the key (A01.FR.12)
         return "Accepted", self.profile() < 3  # profile 3 sends no Basic auth
 
     def _change_profile(self, value):
@@ -254,7 +252,7 @@ class Security:
             return "Rejected", False
         v = int(t)
         if v <= cur:
-            self.log("ocpp: SecurityProfile %d Rejected: not above the present %d" % (v, cur))
+            self.log("ocpp: SecurityProfile %d Rejected: not above %d" % (v, cur))
             return "Rejected", False
         why = missing(v, self.tls, self.cadata is not None, self.client is not None,
                       bool(self.password()))
@@ -270,7 +268,7 @@ class Security:
             self._drop("profile")
             return st, False
         self.pending["profile"] = cur
-        self._event("SecurityProfile %d accepted (was %d): reconnecting" % (v, cur))
+        self._event("SecurityProfile %d accepted (was %d)" % (v, cur))
         return "Accepted", True
 
     # -- state -----------------------------------------------------------------------------

@@ -37,25 +37,25 @@ def parse_url(url):
         raise WsError("bad URL %r: not a string" % (url,))
     for c in url:
         if c <= " " or c == "\x7f":
-            raise WsError("bad URL %r: space or control character" % url)
+            raise WsError("bad URL %r: control character" % url)
     if url.startswith("ws://"):
         tls, rest = False, url[5:]
     elif url.startswith("wss://"):
         tls, rest = True, url[6:]
     else:
-        raise WsError("bad URL %r: the scheme must be ws:// or wss://" % url)
+        raise WsError("bad URL %r: not ws:// or wss://" % url)
     if "#" in rest:
-        raise WsError("bad URL %r: a WebSocket URL has no #fragment" % url)
+        raise WsError("bad URL %r: #fragment" % url)
     i = rest.find("/")
     auth, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
     if "@" in auth:
-        raise WsError("bad URL %r: give user/password as arguments, not in the URL" % url)
+        raise WsError("bad URL %r: user@" % url)
     port = "443" if tls else "80"
     if auth.startswith("["):  # IPv6 literal
         j = auth.find("]")
         tail = auth[j + 1:]
         if j < 0 or (tail and not tail.startswith(":")):
-            raise WsError("bad URL %r: bad [IPv6] host" % url)
+            raise WsError("bad URL %r: [IPv6]" % url)
         host = auth[1:j]
         if tail:
             port = tail[1:]
@@ -75,7 +75,7 @@ def _basic(user, password):
     """The value of an HTTP Basic Authorization header (RFC 7617, UTF-8)."""
     u = user.encode() if isinstance(user, str) else bytes(user)
     if b":" in u:
-        raise WsError("the user (charge point id) must not contain ':' (RFC 7617)")
+        raise WsError("user must not contain ':'")
     p = password if password is not None else b""
     p = p.encode() if isinstance(p, str) else bytes(p)
     return "Basic " + binascii.b2a_base64(u + b":" + p)[:-1].decode()
@@ -92,10 +92,10 @@ def _ders(cadata):
     for part in bytes(cadata).split(b"-----BEGIN CERTIFICATE-----")[1:]:
         end = part.find(b"-----END CERTIFICATE-----")
         if end < 0:
-            raise ValueError("PEM certificate without its END line")
+            raise ValueError("PEM: no END")
         out.append(binascii.a2b_base64(b"".join(part[:end].split())))
     if not out:
-        raise ValueError("no CERTIFICATE in the PEM text")
+        raise ValueError("PEM: no CERTIFICATE")
     return out
 
 
@@ -103,8 +103,7 @@ def _tls_context(cadata, client=None):
     import ssl
 
     if not cadata:
-        raise WsError("wss:// needs the CSMS's CA certificate (cadata): refusing to connect "
-                      "without verifying the server")
+        raise WsError("wss:// needs the CA (cadata)")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED  # chain and, with server_hostname, the host name
     if hasattr(ctx, "minimum_version"):  # CPython; MicroPython's mbedTLS 3 has no TLS < 1.2
@@ -113,13 +112,12 @@ def _tls_context(cadata, client=None):
         for der in _ders(cadata):
             ctx.load_verify_locations(cadata=der)
     except (ValueError, OSError, TypeError) as e:
-        raise WsError("the CA certificate (cadata) is not a valid PEM or DER certificate: %s"
-                      % (e,))
+        raise WsError("bad CA (cadata): %s" % (e,))
     if client is not None:  # (certificate, key) as DER: security profile 3
         try:
             ctx.load_cert_chain(client[0], client[1])
         except (ValueError, OSError, TypeError) as e:
-            raise WsError("the client certificate or key is not usable: %s" % (e,))
+            raise WsError("bad client certificate/key: %s" % (e,))
     return ctx
 
 
@@ -132,16 +130,15 @@ def _net_error(e, where, tls, phase):
         return WsError("connect to %s timed out" % where)
     name, text, en = type(e).__name__, str(e), getattr(e, "errno", None)
     if en == 111 or name == "ConnectionRefusedError":  # ECONNREFUSED
-        return WsError("connect to %s refused: nothing listening there" % where)
+        return WsError("connect to %s refused" % where)
     if phase == 0 and (name == "gaierror" or "addrinfo" in text):
-        return WsError("cannot resolve the host name of %s (DNS): %s" % (where, text))
+        return WsError("cannot resolve %s (DNS): %s" % (where, text))
     if tls and phase < 2 and (isinstance(e, ValueError) or "SSL" in name
                               or (isinstance(en, int) and en < 0)):  # mbedTLS codes are < 0
-        return WsRefused("TLS handshake with %s failed (CA or host name not trusted, or "
-                         "the client certificate refused?): %s" % (where, text.strip()), 0)
+        return WsRefused("TLS handshake with %s failed: %s" % (where, text.strip()), 0)
     if isinstance(e, EOFError) or phase > 0 and en in (32, 103, 104):  # EPIPE, ECONNRESET..
         # a TLS 1.3 server refuses a client certificate after the handshake, at our request
-        return WsRefused("%s closed the connection during the WebSocket upgrade%s" % (
+        return WsRefused("%s closed at the upgrade%s" % (
             where, " (client certificate refused?)" if tls else ""), 0)
     return WsError("connect to %s failed: %s %s" % (where, name, text))
 
@@ -194,14 +191,13 @@ async def _upgrade(conn, auth, path, protocol, authz):
     line = await _line(conn, 0)
     parts = line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        raise WsError("not an HTTP response to the upgrade: %r" % line[:60])
+        raise WsError("not HTTP: %r" % line[:60])
     status = int(parts[1])
     if status == 401:
-        raise WsRefused("HTTP 401: the server says unauthorised (wrong charge point id or "
-                        "AuthorizationKey?)", 401)
+        raise WsRefused("HTTP 401 unauthorised", 401)
     if status != 101:
-        raise WsRefused("HTTP %d %s: the server refused the WebSocket upgrade"
-                        % (status, parts[2].strip().decode() if len(parts) > 2 else ""), status)
+        raise WsRefused("HTTP %d %s" % (status, parts[2].strip().decode() if len(parts) > 2
+                                             else ""), status)
     got = {}
     size = len(line)
     while True:
@@ -217,15 +213,14 @@ async def _upgrade(conn, auth, path, protocol, authz):
     want = binascii.b2a_base64(hashlib.sha1(key + _GUID).digest())[:-1]
     if got.get(b"upgrade", b"").lower() != b"websocket" or b"upgrade" not in got.get(
             b"connection", b"").lower():
-        raise WsError("HTTP 101 without 'Upgrade: websocket' / 'Connection: Upgrade'")
+        raise WsError("HTTP 101 without Upgrade")
     if got.get(b"sec-websocket-accept") != want:
-        raise WsError("missing or wrong Sec-WebSocket-Accept in the server's answer")
+        raise WsError("bad Sec-WebSocket-Accept")
     if b"sec-websocket-extensions" in got:
-        raise WsError("the server chose an extension that was not offered")
+        raise WsError("extension not offered")
     proto = got.get(b"sec-websocket-protocol", b"").decode()
     if proto != (protocol or ""):
-        raise WsError("the server answered with Sec-WebSocket-Protocol %r, not %r"
-                      % (proto or "(none)", protocol or "(none)"))
+        raise WsError("Sec-WebSocket-Protocol %r" % (proto or "(none)",))
     return protocol
 
 async def _line(conn, size):
@@ -234,5 +229,5 @@ async def _line(conn, size):
     if not line:
         raise EOFError
     if size + len(line) > _MAX_HTTP or line[-1:] != b"\n":
-        raise WsError("bad HTTP response header (over %d bytes or cut)" % _MAX_HTTP)
+        raise WsError("bad HTTP header")
     return line

@@ -150,7 +150,7 @@ class WebSocket:
     async def recv(self):
         """The next complete text message (str). Raises WsClosed once the link is closed."""
         if self._reading:
-            raise WsError("recv() is already running in another task")
+            raise WsError("recv() already running")
         self._reading = True
         try:
             while True:
@@ -165,7 +165,7 @@ class WebSocket:
                 mid = self._rx != _RX_HEAD or self._pos
                 self.code = 1006
                 self.reason = ("connection lost mid-frame" if mid else
-                               "connection lost without a close frame") + " (%r)" % (e,)
+                               "connection lost") + " (%r)" % (e,)
             await self._shutdown()
             raise WsClosed(self.code, self.reason)
         finally:
@@ -197,9 +197,9 @@ class WebSocket:
             op = b0 & 0x0F
             n = b1 & 0x7F
             if b0 & 0x70:
-                await self._fail(1002, "RSV bits set, no extension was negotiated")
+                await self._fail(1002, "RSV bits set")
             if b1 & 0x80:
-                await self._fail(1002, "masked frame from the server")
+                await self._fail(1002, "masked frame")
             if op >= _OP_CLOSE:
                 if op > _OP_PONG:
                     await self._fail(1002, "unknown opcode %d" % op)
@@ -220,10 +220,9 @@ class WebSocket:
             if self._end == 2:
                 n = h[0] << 8 | h[1]
             elif h[0] & 0x80:
-                await self._fail(1002, "64-bit payload length with its top bit set")
+                await self._fail(1002, "64-bit length, top bit set")
             elif h[0] | h[1] | h[2] | h[3]:  # no int beyond 32 bits, as on a board
-                await self._fail(1009, "frame of 2^32 bytes or more, max_frame is %d"
-                                 % self._max)
+                await self._fail(1009, "frame of 2^32 bytes or more")
             else:
                 n = h[4] << 24 | h[5] << 16 | h[6] << 8 | h[7]
             await self._body(n)
@@ -238,7 +237,7 @@ class WebSocket:
         msg, self._msg, self._mlen, self._mop = self._msg, None, 0, 0
         text = _text(msg)
         if text is None:
-            await self._fail(1007, "text message is not valid UTF-8")
+            await self._fail(1007, "text not UTF-8")
         return text
 
     async def _body(self, n):
@@ -249,15 +248,14 @@ class WebSocket:
             self._buf, self._pos, self._end, self._ctl_len = self._ctl, 0, n, n
         else:
             if op == _OP_CONT and not self._mop:
-                await self._fail(1002, "continuation frame without a message to continue")
+                await self._fail(1002, "continuation without a message")
             if op != _OP_CONT and self._mop:
-                await self._fail(1002, "new message before the fragmented one ended")
+                await self._fail(1002, "new message inside a fragmented one")
             if op == _OP_BINARY:
-                await self._fail(1003, "binary message: OCPP-J is text only")
+                await self._fail(1003, "binary message")
             total = self._mlen + n
             if total > self._max:
-                await self._fail(1009, "message of %d bytes or more, max_frame is %d"
-                                 % (total, self._max))
+                await self._fail(1009, "message over %d bytes" % self._max)
             self._mop = _OP_TEXT
             old = self._msg
             self._msg = bytearray(total)
@@ -275,14 +273,14 @@ class WebSocket:
             return None
         code, reason = 1005, ""  # 1005: the close frame had no code
         if n == 1:
-            await self._fail(1002, "close frame with a 1-byte payload")
+            await self._fail(1002, "1-byte close frame")
         if n:
             code = c[0] << 8 | c[1]
             if not _valid_close_code(code):
                 await self._fail(1002, "invalid close code %d" % code)
             reason = _text(bytes(memoryview(c)[2:n]))
             if reason is None:
-                await self._fail(1007, "close reason is not valid UTF-8")
+                await self._fail(1007, "close reason not UTF-8")
         if not self._close_sent:  # answer the server's close (echo its code)
             self._close_sent = True
             try:
