@@ -70,6 +70,8 @@ class _Cp:
     def log(self, msg):
         self.lines.append(msg)
 
+    say = log  # ChargePoint.say: the "ocpp: " lines
+
     def stamp(self):
         return self.t
 
@@ -303,7 +305,7 @@ def test_cache_entries_wait_for_the_gate_and_clear_cache_is_refused_while_closed
         cache.put("CARD1", "Accepted", None, "GROUP", 200)
         c = _Cp(None)
         c.cache = cache
-        assert remote.clear_cache(c, {}) == {"status": "Rejected"}
+        assert remote.clear_cache(c, {}) == "Rejected"
         assert "contactor closed" in c.lines[-1]
         assert cache.lookup("OLD") is not None
         assert flash.closed_steps == 0

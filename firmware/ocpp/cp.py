@@ -76,7 +76,8 @@ class ChargePoint:
         self.ctl = ctl
         self.board = boardcaps.probe(board)
         self.cfg = cfg
-        self.log = log
+        self.log = log  # the App's log (firmware/ota writes to it too)
+        say = self.say = lambda m: log("ocpp: " + m)  # OCPP's own lines
         self.section = section
         self.keys = Keys(overrides=key_overrides(board, cfg))
         for m in self.keys.errors:
@@ -89,11 +90,11 @@ class ChargePoint:
             log(m)
         self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(  # RTC, NTP, CSMS
             board, section.get("ntp", timekeep.NTP_HOST)))
-        self.rpc = rpc.Rpc(self._send, remote.HANDLERS, log, ctx=self,
+        self.rpc = rpc.Rpc(self._send, remote.HANDLERS, say, ctx=self,
                            seed=int.from_bytes(os.urandom(3), "big"))
-        self.security = security.Security(section, self.keys, log)
+        self.security = security.Security(section, self.keys, say)
         self.link = Link(section["url"], section["cp_id"], self.rpc, self.keys, self.security,
-                         log, net=net, prepare=self.tk.before_connect)
+                         say, net=net, prepare=self.tk.before_connect)
         self.registration = None  # None, "Pending", "Accepted", "Rejected"
         self.boot_retry_ms = 0  # BootNotification again after Pending/Rejected's interval
         self._hold = {}  # message key -> [ticks it may go again, Backoff] after a failure
@@ -144,7 +145,7 @@ class ChargePoint:
             if type(w) is list and len(w) == 2 and w[0] in (0, 1) and type(w[1]) is bool:
                 # a change Scheduled for the end of a transaction that a reboot ended
                 self.available[w[0]] = w[1]
-                self.log("ocpp: scheduled availability change applied at boot")
+                self.say("scheduled availability change applied at boot")
                 self.save_state()
         except (OSError, ValueError, AttributeError):
             pass
@@ -171,7 +172,7 @@ class ChargePoint:
             try:
                 persist.settle()  # what waited in RAM for the flash gate (firmware/persist.py)
             except OSError as e:
-                self.log("ocpp: held files not written: %r" % (e,))
+                self.say("held files not written: %r" % (e,))
             if self.st.observe():
                 self.wake.set()
             self._timers(now)
@@ -188,7 +189,7 @@ class ChargePoint:
         s = self.now_s()
         r = self.reservation
         if r is not None and s is not None and s >= r["expiry"]:
-            self.log("ocpp: reservation %d expired" % r["id"])
+            self.say("reservation %d expired" % r["id"])
             self.reservation = None
         self.tx.timers(now, s)
         if time.ticks_diff(now, self._limit_ms) >= _LIMIT_MS:
@@ -206,7 +207,7 @@ class ChargePoint:
                 reason = "ocpp: " + why
         if (amps, reason) != self._reason:
             self._reason = (amps, reason)
-            self.log("ocpp: limit %s (%s)" % ("none" if amps is None else "%s A" % amps, reason))
+            self.say("limit %s (%s)" % ("none" if amps is None else "%s A" % amps, reason))
             self.limits.publish("ocpp", amps, reason)
 
     def limit_changed(self):
@@ -230,7 +231,7 @@ class ChargePoint:
                 sent = await self._send_one()
             except rpc.RpcError as e:
                 self.last_error = "%s %s" % (e.code, e.description)
-                self.log("ocpp: %s" % self.last_error)
+                self.say(self.last_error)
                 sent = False
                 await asyncio.sleep_ms(1000)
             except (WsError, OSError) as e:  # the link dropped mid-call
@@ -295,7 +296,7 @@ class ChargePoint:
             if not self.link.connected:
                 raise
             if key is None:
-                self.log("ocpp: %s failed (%s %s), not retried" % (name, e.code, e.description))
+                self.say("%s failed (%s %s), not retried" % (name, e.code, e.description))
                 return True
             h = self._hold.get(key)
             if h is None:
@@ -306,7 +307,7 @@ class ChargePoint:
             wait = h[1].next_ms()
             h[0] = time.ticks_add(time.ticks_ms(), wait)
             self.last_error = "%s: %s %s" % (name, e.code, e.description)
-            self.log("ocpp: %s failed (%s %s), retry in %d s" % (
+            self.say("%s failed (%s %s), retry in %d s" % (
                 name, e.code, e.description, wait // 1000))
             return True
         if key is not None:
@@ -329,15 +330,15 @@ class ChargePoint:
         if self.registration == "Accepted":
             if interval > 0:  # above the key's range (a day): clamped, and said so
                 if interval > 86400:
-                    self.log("ocpp: heartbeat interval %d s clamped to 86400" % interval)
+                    self.say("heartbeat interval %d s clamped to 86400" % interval)
                 self.keys.change("HeartbeatInterval", str(min(interval, 86400)))
             self.heartbeat_ms = now
             self.st.resend_all()
-            self.log("ocpp: boot accepted")
+            self.say("boot accepted")
         else:
             wait = interval if interval > 0 else _BOOT_RETRY_S
             self.boot_retry_ms = time.ticks_add(now, wait * 1000)
-            self.log("ocpp: boot %s, retry in %d s" % (self.registration, wait))
+            self.say("boot %s, retry in %d s" % (self.registration, wait))
 
     async def heartbeat(self):
         conf = await self.rpc.call("Heartbeat", {})
@@ -348,7 +349,7 @@ class ChargePoint:
         try:
             self.tk.set(clock.parse(text), "csms", time.ticks_ms())
         except ValueError as e:
-            self.log("ocpp: bad currentTime %r: %s" % (text, e))
+            self.say("bad currentTime %r: %s" % (text, e))
 
     def spawn(self, coro, where):
         """Run a short-lived OCPP job (an authorisation, a reset) as its own task; an
@@ -367,7 +368,7 @@ class ChargePoint:
         """An unexpected exception in the OCPP tasks: logged, counted (diag), remembered."""
         self.faults += 1
         self.last_error = "%s: %r" % (where, e)
-        self.log("ocpp: fault %d in %s: %r" % (self.faults, where, e))
+        self.say("fault %d in %s: %r" % (self.faults, where, e))
 
     def diag(self, out):
         """The OCPP lines of diag.status (no password, ever)."""

@@ -56,7 +56,7 @@ class Link:
             except OSError as e:
                 self._down("network: %r" % (e,))
             wait = self.backoff.next_ms()
-            self.log("ocpp: link down (%s); retry in %d s" % (self.last_error, wait // 1000))
+            self.log("link down (%s); retry in %d s" % (self.last_error, wait // 1000))
             await asyncio.sleep_ms(wait)
 
     def reconnect(self, why):
@@ -93,7 +93,7 @@ class Link:
         self.connects += 1
         self.backoff.reset()
         self.up.set()
-        self.log("ocpp: connected to %s" % _public(self.url))
+        self.log("connected to %s" % _public(self.url))
         pinger = asyncio.create_task(self._pinger())
         try:
             while True:
@@ -123,7 +123,7 @@ class Link:
             if w is None or iv <= 0:
                 continue
             if time.ticks_diff(time.ticks_ms(), w.last_rx_ms) > 2000 * iv + _DEAD_MARGIN_MS:
-                self.log("ocpp: no answer for %d s, closing the link" % (2 * iv))
+                self.log("no answer for %d s, closing the link" % (2 * iv))
                 self._down("dead link (no pong)")
                 return
             try:

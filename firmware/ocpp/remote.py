@@ -20,32 +20,28 @@ _NOT_TRIGGERED = ("DiagnosticsStatusNotification", "LogStatusNotification")
 _RESET_FLUSH_MS = 10000
 
 
-def _status(s):
-    return {"status": s}
-
-
 # -- Core -----------------------------------------------------------------------------------
 def change_availability(cp, p):
     c = p["connectorId"]
     if c not in (0, 1):
-        return _status("Rejected")
+        return "Rejected"
     op = p["type"] == "Operative"
     w = cp.pending_avail
     if not op and cp.tx.open is not None:
         cp.pending_avail = (c, op)  # applied when the transaction ends; kept across a reboot
         _save(cp)
-        return _status("Scheduled")
+        return "Scheduled"
     if w is not None and (w[0] == c or c == 0):
         cp.pending_avail = None  # a newer change for that connector replaces the scheduled one
     apply_availability(cp, c, op)
-    return _status("Accepted")
+    return "Accepted"
 
 
 def _save(cp):
     try:
         cp.save_state()
     except OSError as e:
-        cp.log("ocpp: availability not saved: %r" % (e,))
+        cp.say("availability not saved: %r" % (e,))
 
 
 def apply_availability(cp, c, op):
@@ -61,10 +57,10 @@ def change_configuration(cp, p):
         st, again = cp.security.change(key, p["value"])
         if again:  # after this answer has gone out (A01, A05.FR.06)
             cp.link.reconnect("%s changed" % key)
-        return _status(st)
+        return st
     st = cp.keys.change(key, p["value"])
     cp.limit_changed()  # limits and intervals are re-read at once
-    return _status(st)
+    return st
 
 
 def get_configuration(cp, p):
@@ -82,13 +78,13 @@ def clear_cache(cp, p):
     try:
         cp.cache.clear()
     except OSError as e:  # the flash gate (a session on STM32/ESP32: persist.FlashBusy)
-        cp.log("ocpp: ClearCache refused: %s" % (e,))
-        return _status("Rejected")
-    return _status("Accepted")
+        cp.say("ClearCache refused: %s" % (e,))
+        return "Rejected"
+    return "Accepted"
 
 
 def data_transfer(cp, p):
-    return _status("UnknownVendorId")  # no vendor extensions
+    return "UnknownVendorId"  # no vendor extensions
 
 
 def remote_start(cp, p):
@@ -97,26 +93,26 @@ def remote_start(cp, p):
     tag = p["idTag"]
     prof = p.get("chargingProfile")
     if c != 1 or tx.open is not None or tx.auth is not None:
-        return _status("Rejected")
+        return "Rejected"
     if not (cp.available[0] and cp.available[1]) or cp.st.status(1) == "Faulted":
-        return _status("Rejected")
+        return "Rejected"
     if prof is not None and prof.get("chargingProfilePurpose") != "TxProfile":
-        return _status("Rejected")
+        return "Rejected"
     r = cp.reservation
     if r is not None and r["tag"].lower() != tag.lower():
-        return _status("Rejected")
+        return "Rejected"
     cp.spawn(tx.authorize(tag, remote_ok=not cp.keys.get("AuthorizeRemoteTxRequests"),
                           profile=prof), "RemoteStartTransaction")
-    return _status("Accepted")
+    return "Accepted"
 
 
 def remote_stop(cp, p):
     tx = cp.tx
     if tx.open is None or tx.csms_id() != p["transactionId"]:
-        return _status("Rejected")
+        return "Rejected"
     tx.stop_reason = "Remote"
     cp.wake.set()
-    return _status("Accepted")
+    return "Accepted"
 
 
 def reset(cp, p):
@@ -124,7 +120,7 @@ def reset(cp, p):
     if cp.reset_kind is None:
         cp.reset_kind = kind
         cp.spawn(_reset(cp, kind), "Reset")
-    return _status("Accepted")
+    return "Accepted"
 
 
 async def _reset(cp, kind):
@@ -141,14 +137,14 @@ async def _reset(cp, kind):
                                    or not cp.link.connected):
             break
         await asyncio.sleep_ms(100)
-    cp.log("ocpp: %s reset" % kind.lower())
+    cp.say("%s reset" % kind.lower())
     # The one restart path (firmware/restart.py): contactor open, stores saved, marker.
     await cp.restart.now(OCPP_HARD if kind == "Hard" else OCPP_SOFT)
 
 
 async def unlock(cp, p):
     if p["connectorId"] != 1 or cp.cfg.connector != "type2_socket":
-        return _status("NotSupported")  # no such connector, or a tethered cable
+        return "NotSupported"  # no such connector, or a tethered cable
     cp.tx.release("UnlockConnector")
     if cp.tx.open is not None:
         cp.tx.stop_reason = "UnlockCommand"
@@ -159,9 +155,9 @@ async def unlock(cp, p):
     t0 = time.ticks_ms()
     while time.ticks_diff(time.ticks_ms(), t0) < _UNLOCK_WAIT_MS:
         if not cp.ctl.session.act.lock:
-            return _status("Unlocked")
+            return "Unlocked"
         await asyncio.sleep_ms(50)
-    return _status("UnlockFailed")
+    return "UnlockFailed"
 
 
 # -- Local authorisation list -----------------------------------------------------------------
@@ -173,10 +169,10 @@ def list_version(cp, p):
 
 def send_local_list(cp, p):
     if not cp.keys.get("LocalAuthListEnabled"):
-        return _status("NotSupported")
+        return "NotSupported"
     items = p.get("localAuthorizationList", [])
     if len(items) > cp.keys.get("SendLocalListMaxLength"):
-        return _status("Failed")
+        return "Failed"
     full = p["updateType"] == "Full"
     n = 0
     for e in items:  # in place: each entry's dicts are freed as its tuple replaces them
@@ -186,83 +182,83 @@ def send_local_list(cp, p):
         if info is not None:
             info = stored_info(info)
             if info is None:
-                cp.log("ocpp: local list: %s left out: expiryDate unreadable" % tag)
+                cp.say("local list: %s left out: expiryDate unreadable" % tag)
                 continue
             if info[3]:
-                cp.log("ocpp: local list: %s: %s" % (tag, info[3]))
+                cp.say("local list: %s: %s" % (tag, info[3]))
             info = info[:3]
         if not storable(tag):  # no reader can present it
-            cp.log("ocpp: local list: idTag %r left out: over 20 bytes of UTF-8" % tag)
+            cp.say("local list: idTag %r left out: over 20 bytes of UTF-8" % tag)
             continue
         items[n] = (tag, info)
         n += 1
     del items[n:]
     st = cp.list.update(p["listVersion"], items, full)
     if st == "Failed":
-        cp.log("ocpp: SendLocalList failed: %s" % cp.list.last_error)
-    return _status(st)
+        cp.say("SendLocalList failed: %s" % cp.list.last_error)
+    return st
 
 
 # -- Reservation -------------------------------------------------------------------------------
 def reserve_now(cp, p):
     c = p["connectorId"]
     if c != 1:
-        return _status("Rejected")  # ReserveConnectorZeroSupported is false
+        return "Rejected"  # ReserveConnectorZeroSupported is false
     st = cp.st.status(1) or "Available"
     if st == "Faulted":
-        return _status("Faulted")
+        return "Faulted"
     if st == "Unavailable":
-        return _status("Unavailable")
+        return "Unavailable"
     r = cp.reservation
     if r is not None and r["id"] != p["reservationId"]:
-        return _status("Occupied")
+        return "Occupied"
     if st not in ("Available", "Reserved") or cp.tx.open is not None or cp.tx.auth is not None:
-        return _status("Occupied")
+        return "Occupied"
     try:
         expiry = clock.parse(p["expiryDate"])
     except ValueError as e:  # schema-valid but before 1970: long past
-        cp.log("ocpp: ReserveNow rejected: %s" % (e,))
-        return _status("Rejected")
+        cp.say("ReserveNow rejected: %s" % (e,))
+        return "Rejected"
     now = cp.now_s()
     if now is not None and expiry <= now:
-        return _status("Rejected")
+        return "Rejected"
     cp.reservation = {"id": p["reservationId"], "tag": p["idTag"],
                       "parent": p.get("parentIdTag") or None, "expiry": expiry}
     cp.wake.set()
-    return _status("Accepted")
+    return "Accepted"
 
 
 def cancel_reservation(cp, p):
     r = cp.reservation
     if r is None or r["id"] != p["reservationId"]:
-        return _status("Rejected")
+        return "Rejected"
     cp.reservation = None
     cp.wake.set()
-    return _status("Accepted")
+    return "Accepted"
 
 
 # -- Smart charging ----------------------------------------------------------------------------
 def set_profile(cp, p):
     c = p["connectorId"]
     if c not in (0, 1):
-        return _status("Rejected")
+        return "Rejected"
     st = cp.profiles.set(c, p["csChargingProfiles"], tx_id=cp.tx.profile_id())
     cp.limit_changed()
-    return _status(st)
+    return st
 
 
 def clear_profile(cp, p):
     st = cp.profiles.clear(p.get("id"), p.get("connectorId"), p.get("chargingProfilePurpose"),
                            p.get("stackLevel"))
     cp.limit_changed()
-    return _status(st)
+    return st
 
 
 def composite(cp, p):
     c = p["connectorId"]
     now = cp.now_s()
     if c not in (0, 1) or now is None:
-        return {"status": "Rejected"}
+        return "Rejected"
     r = cp.profiles.composite(
         c, now, p["duration"], p.get("chargingRateUnit"),
         tx_start_s=cp.tx.start_s(), tx_id=cp.tx.profile_id(), volts=cp.volts(),
@@ -303,18 +299,18 @@ def trigger(cp, p):
     what = p["requestedMessage"]
     c = p.get("connectorId")
     if c is not None and c not in (0, 1):
-        return _status("Rejected")
+        return "Rejected"
     if what == "BootNotification" and cp.registration == "Accepted":
-        return _status("Rejected")  # already accepted: nothing to boot again
+        return "Rejected"  # already accepted: nothing to boot again
     if what in _NOT_TRIGGERED and what not in cp.rpc.ext_send or (
             what == "FirmwareStatusNotification" and getattr(cp, "updater", None) is None):
-        return _status("NotImplemented")
+        return "NotImplemented"
     if (what, c) not in cp.triggers:  # the same request twice is sent once
         if len(cp.triggers) >= _TRIGGERS_MAX:  # the sender is blocked: do not pile up
-            return _status("Rejected")
+            return "Rejected"
         cp.triggers.append((what, c))
     cp.wake.set()
-    return _status("Accepted")
+    return "Accepted"
 
 
 async def send_triggered(cp, what, c):
@@ -342,8 +338,8 @@ async def send_triggered(cp, what, c):
         await fn(cp, c)
 
 
-# action -> fn(cp, payload) -> result dict, or a coroutine giving it (rpc awaits those); a
-# module-level table: no closure per handler in RAM
+# action -> fn(cp, payload) -> result dict, a status string (the answer {"status": it}) or a
+# coroutine giving one (rpc awaits those); a module-level table: no closure per handler in RAM
 HANDLERS = {
     "CancelReservation": cancel_reservation,
     "ChangeAvailability": change_availability,

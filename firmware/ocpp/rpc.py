@@ -113,7 +113,8 @@ class Rpc:
 
     def __init__(self, send, handlers, log=print, timeout_ms=30000, seed=0, ctx=None):
         self._send = send
-        # action -> fn(ctx, payload) -> result payload, or a coroutine that gives it
+        # action -> fn(ctx, payload) -> result payload (a dict, or a status string), or a
+        # coroutine that gives one
         self.handlers = handlers
         self.ctx = ctx
         self.log = log
@@ -168,7 +169,7 @@ class Rpc:
                 if worse is not None:
                     raise RpcError(worse[0], "%s.conf: %s" % (action, worse[1]))
                 self.stats[4] += 1
-                self.log("ocpp: %s.conf used despite %s: %s" % (action, bad[0], bad[1]))
+                self.log("%s.conf used despite %s: %s" % (action, bad[0], bad[1]))
             return body
 
     def cancel(self):
@@ -201,14 +202,14 @@ class Rpc:
             kind, mid, action, payload = parse(text)
         except RpcError as e:
             self.stats[3] += 1
-            self.log("ocpp: bad frame (%s: %s): %s" % (e.code, e.description, _clip(text)))
+            self.log("bad frame (%s: %s): %s" % (e.code, e.description, _clip(text)))
             mid = getattr(e, "msg_id", None)
             return None if mid is None else self._error_text(mid, e.code, e.description)
         text = None  # noqa: F841 - the frame's text is not needed past here: free it
         if kind != CALL:
             if mid != self._pending or self._answer is not None:
                 self.stats[3] += 1
-                self.log("ocpp: answer for unknown id %s dropped" % _clip(mid))
+                self.log("answer for unknown id %s dropped" % _clip(mid))
                 return None
             if kind == ERROR and (type(action) is not str or type(payload) is not str):
                 action, payload = GENERIC, "malformed CALLERROR"
@@ -219,7 +220,7 @@ class Rpc:
         self.stats[1] += 1
         if self.mute:
             self.stats[3] += 1
-            self.log("ocpp: %s not answered: the CSMS rejected our BootNotification" % _clip(
+            self.log("%s not answered: the CSMS rejected our BootNotification" % _clip(
                 action, 40))
             return None
         handler = self.handlers.get(action) or self.ext.get(action)
@@ -231,7 +232,7 @@ class Rpc:
                 "not supported" if known else "unknown"))
         bad = schema.check_request(action, payload)
         if bad is not None:
-            self.log("ocpp: %s refused: %s %s" % (action, bad[0], bad[1]))
+            self.log("%s refused: %s %s" % (action, bad[0], bad[1]))
             return self._error_text(mid, bad[0], bad[1])
         try:
             result = handler(self.ctx, payload)
@@ -239,9 +240,9 @@ class Rpc:
             return self._error_text(mid, e.code, e.description)
         except Exception as e:  # a handler bug: answer, report, keep the link
             return self._failed(mid, action, e)
-        if type(result) is not dict:
-            return (mid, action, result)
-        return dumps([RESULT, mid, result])
+        if type(result) in (dict, str):
+            return _result(mid, result)
+        return (mid, action, result)
 
     async def _finish(self, t):
         mid, action, coro = t
@@ -251,15 +252,20 @@ class Rpc:
             return self._error_text(mid, e.code, e.description)
         except Exception as e:
             return self._failed(mid, action, e)
-        return dumps([RESULT, mid, result])
+        return _result(mid, result)
 
     def _failed(self, mid, action, e):
-        self.log("ocpp: %s handler failed: %r" % (action, e))
+        self.log("%s handler failed: %r" % (action, e))
         return self._error_text(mid, INTERNAL, "handler failed")
 
     def _error_text(self, mid, code, description):
         self.stats[2] += 1
         return dumps([ERROR, mid, code, description[:255], {}])
+
+
+def _result(mid, result):
+    """A handler's answer: its dict, or {"status": result} for a string."""
+    return dumps([RESULT, mid, {"status": result} if type(result) is str else result])
 
 
 def _clip(s, n=80):

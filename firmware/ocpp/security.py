@@ -130,7 +130,7 @@ class Security:
             d = persist.load_json(path)
         except ValueError as e:
             d = None
-            log("ocpp: %s" % (e,))
+            log(str(e))
         if type(d) is dict:
             if d.get("profile") in (0, 1, 2, 3):
                 self.pending["profile"] = d["profile"]
@@ -217,7 +217,7 @@ class Security:
 
     def _other_key(self):
         self.old_key = not self.old_key
-        self.log("ocpp: HTTP 401: trying the %s AuthorizationKey" % (
+        self.log("HTTP 401: trying the %s AuthorizationKey" % (
             "previous" if self.old_key else "new"))
 
     # -- ChangeConfiguration ---------------------------------------------------------------
@@ -252,12 +252,12 @@ class Security:
             return "Rejected", False
         v = int(t)
         if v <= cur:
-            self.log("ocpp: SecurityProfile %d Rejected: not above %d" % (v, cur))
+            self.log("SecurityProfile %d Rejected: not above %d" % (v, cur))
             return "Rejected", False
         why = missing(v, self.tls, self.cadata is not None, self.client is not None,
                       bool(self.password()))
         if why:
-            self.log("ocpp: SecurityProfile %d Rejected: it needs %s" % (v, why))
+            self.log("SecurityProfile %d Rejected: it needs %s" % (v, why))
             return "Rejected", False
         try:
             self._save(dict(self.pending, profile=cur))
@@ -281,14 +281,14 @@ class Security:
 
     def _event(self, text):
         self.last = text
-        self.log("ocpp: " + text)
+        self.log("" + text)
 
     def _drop(self, what):
         self.pending.pop(what, None)
         try:
             self._save(self.pending)
         except OSError as e:
-            self.log("ocpp: %s not saved: %r" % (self.path, e))
+            self.log("%s not saved: %r" % (self.path, e))
 
     def _save(self, d):
         d = dict(d)

@@ -55,16 +55,16 @@ class TxEnergy:
         if m is None or m.fresh(now) and m.energy_wh >= 0:
             self._wait = None
             return self.now()
-        log = self.cp.log
+        log = self.cp.say
         if self._wait is None:
             self._wait = now
-            log("ocpp: no fresh meter reading: the transaction waits for the meter")
+            log("no fresh meter reading: the transaction waits for the meter")
             return None
         if ticks_diff(now, self._wait) < START_WAIT_MS:
             return None
         if self.saved() >= 0 or self.wh > 0:
             self._wait = None
-            log("ocpp: the meter gives no reading: meterStart is its saved register")
+            log("the meter gives no reading: meterStart is its saved register")
             return self.now()
         return None
 

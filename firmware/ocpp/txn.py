@@ -96,7 +96,7 @@ class Transactions:
         try:
             opens = cp.journal.open_locals()
         except (JournalError, OSError) as e:
-            cp.log("ocpp: cannot read the journal's open transactions: %r" % (e,))
+            cp.say("cannot read the journal's open transactions: %r" % (e,))
             opens = []
         for local in opens:
             # the last time saved in the cut boot (boot-relative if its clock was unknown)
@@ -105,10 +105,10 @@ class Transactions:
                  "timestamp": when if when is not None else cp.stamp()}
             try:
                 cp.journal.push("StopTransaction", {"l": local, "p": p})
-                cp.log("ocpp: transaction %s ended by the restart (%s), meterStop %d Wh" % (
+                cp.say("transaction %s ended by the restart (%s), meterStop %d Wh" % (
                     local, why, p["meterStop"]))
             except (JournalError, OSError) as e:
-                cp.log("ocpp: cannot end the transaction open at power loss: %r" % (e,))
+                cp.say("cannot end the transaction open at power loss: %r" % (e,))
                 return  # the file stays: the next boot tries again
         persist.remove(TX_FILE)
 
@@ -128,7 +128,7 @@ class Transactions:
                 a_ = self.auth
                 if a_ is not None and time.ticks_diff(now, a_["at"]) > 1000 * cp.keys.get(
                         "ConnectionTimeOut"):
-                    cp.log("ocpp: no cable within ConnectionTimeOut, authorisation dropped")
+                    cp.say("no cable within ConnectionTimeOut, authorisation dropped")
                     self.auth = None
                     cp.ctl.set_auth(False)
             elif self.auth is None and cp.cfg.free_vend and not self.finished:
@@ -166,14 +166,14 @@ class Transactions:
             return
         self.hold = (o["tag"], o.get("parent"))
         cp.ctl.set_lock_hold(True)
-        cp.log("ocpp: EV side unplugged; the cable stays locked until %s's card" % o["tag"])
+        cp.say("EV side unplugged; the cable stays locked until %s's card" % o["tag"])
 
     def release(self, why):
         """Unlock a cable held after the EV side unplugged."""
         if self.hold is not None:
             self.hold = None
             self.cp.ctl.set_lock_hold(False)
-            self.cp.log("ocpp: cable unlocked (%s)" % why)
+            self.cp.say("cable unlocked (%s)" % why)
 
     def _start(self, now, wh):
         cp = self.cp
@@ -192,7 +192,7 @@ class Transactions:
             self._save()  # before the journal: a cut after the push below finds the energy
             cp.journal.push("StartTransaction", {"l": local, "p": p})
         except (JournalError, OSError) as e:
-            cp.log("ocpp: transaction refused: %s" % (e,))
+            cp.say("transaction refused: %s" % (e,))
             self.open = self.auth = None
             cp.ctl.set_auth(False)
             persist.remove(TX_FILE)
@@ -200,7 +200,7 @@ class Transactions:
         self.auth = None
         self.stop_reason = self.stop_tag = None
         cp.ctl.set_auth(True)
-        cp.log("ocpp: transaction %s started for %s, meterStart %d Wh" % (
+        cp.say("transaction %s started for %s, meterStart %d Wh" % (
             local, au["tag"], p["meterStart"]))
         self._push_values("Transaction.Begin", "MeterValuesSampledData")
         self._next_sample = None
@@ -225,17 +225,17 @@ class Transactions:
         if o["data"]:
             p["transactionData"] = o["data"]
             if o.get("cut"):
-                cp.log("ocpp: transactionData: %d earlier samples left out" % o["cut"])
+                cp.say("transactionData: %d earlier samples left out" % o["cut"])
         try:
             cp.journal.push("StopTransaction", {"l": o["l"], "p": p})
         except JournalError as e:  # never dropped by the journal; report it loudly
-            cp.log("ocpp: StopTransaction NOT journaled: %s" % (e,))
+            cp.say("StopTransaction NOT journaled: %s" % (e,))
         cp.profiles.end_transaction(self.profile_id())
         self.open = None
         self.stop_reason = self.stop_tag = None
         self.finished = plugged
         persist.remove(TX_FILE)
-        cp.log("ocpp: transaction %s stopped (%s), meterStop %d Wh" % (
+        cp.say("transaction %s stopped (%s), meterStop %d Wh" % (
             o["l"], reason, p["meterStop"]))
         if cp.pending_avail is not None:
             from firmware.ocpp import remote
@@ -288,7 +288,7 @@ class Transactions:
             del o["data"][0]
             o["cut"] = o.get("cut", 0) + 1
             if o["cut"] == 1:
-                self.cp.log("ocpp: transactionData keeps the last %d samples" % _STOP_DATA_MAX)
+                self.cp.say("transactionData keeps the last %d samples" % _STOP_DATA_MAX)
 
     def _push_values(self, context, key):
         o = self.open
@@ -298,7 +298,7 @@ class Transactions:
             self._save()  # first: after a cut, meterStop is never below a journaled reading
             self.cp.journal.push("MeterValues", {"l": o["l"], "p": p}, droppable=True)
         except (JournalError, OSError) as e:
-            self.cp.log("ocpp: meter values not journaled: %s" % (e,))
+            self.cp.say("meter values not journaled: %s" % (e,))
         self.cp.wake.set()
 
     def start_s(self):
@@ -370,7 +370,7 @@ class Transactions:
             try:
                 info = (await cp.rpc.call("Authorize", {"idTag": tag}))["idTagInfo"]
             except Exception as e:  # RpcError, the link's error: no answer
-                cp.log("ocpp: Authorize failed (%r), deciding offline" % (e,))
+                cp.say("Authorize failed (%r), deciding offline" % (e,))
             if info is not None:
                 status, parent = info["status"], info.get("parentIdTag") or None
                 self.remember(tag, info)
@@ -382,7 +382,7 @@ class Transactions:
             else:
                 status = "Invalid"
         if status != "Accepted":
-            cp.log("ocpp: idTag %s not accepted (%s)" % (tag, status))
+            cp.say("idTag %s not accepted (%s)" % (tag, status))
             return False
         if stop_parent is not None:  # another card of the same group ends the transaction
             if self.open is not None and parent is not None and _same(parent, stop_parent):
@@ -390,7 +390,7 @@ class Transactions:
             return False
         r = cp.reservation
         if r is not None and not _same(r["tag"], tag, parent, r.get("parent")):
-            cp.log("ocpp: connector reserved for another idTag")
+            cp.say("connector reserved for another idTag")
             return False
         if self.open is not None:
             return False

@@ -30,7 +30,7 @@ async def send_next(tx):
     if local is not None and action != "StartTransaction":
         tid = j.tx_id(local)
         if tid is None:  # its Start was answered with an id the journal cannot keep
-            cp.log("ocpp: %s of transaction %s dropped: no transactionId" % (action, local))
+            cp.say("%s of transaction %s dropped: no transactionId" % (action, local))
             j.ack(seq)
             return True
         p["transactionId"] = tid
@@ -51,7 +51,7 @@ async def send_next(tx):
         try:
             j.map_tx(local, conf["transactionId"])
         except JournalError as e:
-            cp.log("ocpp: transaction %s: %s; its MeterValues and Stop cannot be sent" % (
+            cp.say("transaction %s: %s; its MeterValues and Stop cannot be sent" % (
                 local, e))
     j.ack(seq)
     try:
@@ -73,14 +73,14 @@ def _failed(tx, seq, action, e):
     tx._attempts += 1
     most = max(1, k.get("TransactionMessageAttempts"))
     if tx._attempts >= most and action != "StartTransaction":
-        cp.log("ocpp: %s given up after %d attempts: %s %s" % (
+        cp.say("%s given up after %d attempts: %s %s" % (
             action, tx._attempts, e.code, e.description))
         tx._attempts = 0
         cp.journal.ack(seq)
         return
     wait = max(1, k.get("TransactionMessageRetryInterval")) * min(tx._attempts, most)
     tx._retry_ms = time.ticks_add(time.ticks_ms(), 1000 * wait)
-    cp.log("ocpp: %s attempt %d failed (%s %s), retry in %d s" % (
+    cp.say("%s attempt %d failed (%s %s), retry in %d s" % (
         action, tx._attempts, e.code, e.description, wait))
 
 
@@ -100,13 +100,13 @@ def _started(tx, local, tag, conf):
         return
     if cp.keys.get("StopTransactionOnInvalidId"):
         tx.stop_reason = "DeAuthorized"
-        cp.log("ocpp: idTag %s %s by the CSMS: stopping" % (tag, info["status"]))
+        cp.say("idTag %s %s by the CSMS: stopping" % (tag, info["status"]))
     else:
         # OCPP 1.6 (StopTransactionOnInvalidId false): energy delivery stops, the
         # transaction stays open until it ends otherwise (card, unplug, remote stop).
         cp.ctl.set_auth(False)
         o["suspended"] = True
-        cp.log("ocpp: idTag %s %s by the CSMS: energy stopped, transaction %s kept" % (
+        cp.say("idTag %s %s by the CSMS: energy stopped, transaction %s kept" % (
             tag, info["status"], tid))
     cp.wake.set()
 
@@ -118,11 +118,11 @@ def remember(cp, tag, info):
         return
     st = stored_info(info)
     if st is None:
-        cp.log("ocpp: %s not cached: expiryDate %r unreadable" % (tag, info["expiryDate"]))
+        cp.say("%s not cached: expiryDate %r unreadable" % (tag, info["expiryDate"]))
         return
     if st[3]:
-        cp.log("ocpp: %s cached: %s" % (tag, st[3]))
+        cp.say("%s cached: %s" % (tag, st[3]))
     try:
         cp.cache.put(tag, st[0], st[1], st[2], cp.now_s() or 0)
     except (AuthListError, OSError) as e:
-        cp.log("ocpp: %s not cached: %s" % (tag, e))
+        cp.say("%s not cached: %s" % (tag, e))
