@@ -132,7 +132,7 @@ class _Store:
             rec = self._rec
             for _ in range(n):
                 if f.readinto(rec) != _REC:
-                    raise AuthListError("%d records expected, file cut short" % n)
+                    raise AuthListError("cut short (%d records)" % n)
                 if rec[40] >= len(STATUSES):
                     raise AuthListError("bad status")
                 c = _crc(rec, c)
@@ -266,17 +266,17 @@ def _pack(key, info, stamp=0, rec=None):
     """The record of key and info (into rec if given), or AuthListError naming what is wrong
     with info."""
     if not isinstance(info, (tuple, list)) or len(info) != 3:
-        raise AuthListError("idTagInfo of %s is not (status, expiry, parent)" % key)
+        raise AuthListError("bad idTagInfo for %s" % key)
     status, expiry, parent = info
     if status not in STATUSES:
         raise AuthListError("bad status %r for %s" % (status, key))
     if expiry is not None and (not isinstance(expiry, int) or not 0 < expiry <= EXPIRY_MAX):
-        raise AuthListError("bad expiry %r for %s (stored_info clamps it)" % (expiry, key))
+        raise AuthListError("bad expiry %r for %s" % (expiry, key))
     pb = b""
     if parent is not None:
         pb = _fits(parent)
         if pb is None:
-            raise AuthListError("bad parentIdTag for %s (stored_info leaves it out)" % key)
+            raise AuthListError("bad parentIdTag for %s" % key)
     if rec is None:
         rec = bytearray(_REC)
     struct.pack_into(_FMT, rec, 0, key, pb, STATUSES.index(status), expiry or 0, stamp)

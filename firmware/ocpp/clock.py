@@ -88,6 +88,18 @@ def parse(s, naive_utc=False):
         raise ValueError("date-time must be a string, got %r" % (s,))
     if len(s) > _MAX_LEN:
         raise _bad(s[:_MAX_LEN], "longer than 40 characters")
+    y, mo, d, sec, off = fields(s, naive_utc)
+    if y < 1970:
+        raise _bad(s, "year before 1970")
+    t = days_from_civil(y, mo, d) * _DAY_S + sec - off
+    if t < 0:
+        raise _bad(s, "before 1970-01-01T00:00:00Z")
+    return t
+
+
+def fields(s, naive_utc=False):
+    """(year, month, day, second of the day, offset s) of a date-time (str) of any length
+    and year 1..9999 (schema.is_datetime's check too); ValueError naming the fault."""
     if len(s) < 19:
         raise _bad(s, "expected YYYY-MM-DDTHH:MM:SS and a zone")
     _expect(s, 4, "-", "'-'")
@@ -101,8 +113,8 @@ def parse(s, naive_utc=False):
     h = _num(s, 11, 2, "the hour")
     mi = _num(s, 14, 2, "the minute")
     sec = _num(s, 17, 2, "the second")
-    if y < 1970:
-        raise _bad(s, "year before 1970")
+    if y < 1:
+        raise _bad(s, "year 0")
     if not 1 <= mo <= 12:
         raise _bad(s, "month %d out of range" % mo)
     mdays = 29 if mo == 2 and _leap(y) else _MDAYS[mo - 1]
@@ -143,10 +155,7 @@ def parse(s, naive_utc=False):
         raise _bad(s, "expected Z or an offset at position %d" % i)
     if i != n:
         raise _bad(s, "trailing characters")
-    t = days_from_civil(y, mo, d) * _DAY_S + h * 3600 + mi * 60 + sec - off
-    if t < 0:
-        raise _bad(s, "before 1970-01-01T00:00:00Z")
-    return t
+    return y, mo, d, h * 3600 + mi * 60 + sec, off
 
 
 _END_S = 253402300799  # 9999-12-31T23:59:59Z: RFC 3339 has four-digit years

@@ -35,10 +35,6 @@ _SECTION_KEYS = ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend
                  "journal_kb", "ntp", "client_cert", "client_key", "security_profile")
 
 
-class OcppError(Exception):
-    pass
-
-
 def check_section(s):
     """The config's "ocpp" object -> list of error messages (empty when usable)."""
     err = []
@@ -46,22 +42,22 @@ def check_section(s):
         return ["ocpp: must be a JSON object"]
     url = s.get("url")
     if type(url) is not str or not (url.startswith("ws://") or url.startswith("wss://")):
-        err.append("ocpp.url: must be a ws:// or wss:// URL, got %r" % (url,))
+        err.append("ocpp.url: not a ws:// or wss:// URL: %r" % (url,))
     cid = s.get("cp_id")
     if type(cid) is not str or not 1 <= len(cid) <= 48 or "/" in cid or " " in cid:
-        err.append("ocpp.cp_id: 1..48 characters without '/' or spaces, got %r" % (cid,))
+        err.append("ocpp.cp_id: 1..48 characters, no '/' or space: %r" % (cid,))
     for k in ("password", "ca", "vendor", "model", "free_vend_id", "ntp"):
         if k in s and type(s[k]) is not str:
             err.append("ocpp.%s: must be a string" % k)
     pw = s.get("password")
     if type(pw) is str and not 16 <= len(pw) <= 40:
-        err.append("ocpp.password: 16..40 characters (OCPP AuthorizationKey)")
+        err.append("ocpp.password: 16..40 characters")
     if type(url) is str and url.startswith("wss://") and "ca" not in s:
-        err.append("ocpp.ca: wss:// needs the CA certificate file")
+        err.append("ocpp.ca: wss:// needs it")
     security.check_config(s, err)
     jk = s.get("journal_kb", JOURNAL_KB)
     if type(jk) is not int or not 16 <= jk <= 4096:
-        err.append("ocpp.journal_kb: the journal's flash budget, 16..4096 KiB, got %r" % (jk,))
+        err.append("ocpp.journal_kb: 16..4096 KiB, got %r" % (jk,))
     for k in s:
         if k not in _SECTION_KEYS:
             err.append("ocpp: unknown key %r" % (k,))
@@ -145,7 +141,7 @@ class ChargePoint:
             if type(w) is list and len(w) == 2 and w[0] in (0, 1) and type(w[1]) is bool:
                 # a change Scheduled for the end of a transaction that a reboot ended
                 self.available[w[0]] = w[1]
-                self.say("scheduled availability change applied at boot")
+                self.say("scheduled availability applied at boot")
                 self.save_state()
         except (OSError, ValueError, AttributeError):
             pass
@@ -330,7 +326,7 @@ class ChargePoint:
         if self.registration == "Accepted":
             if interval > 0:  # above the key's range (a day): clamped, and said so
                 if interval > 86400:
-                    self.say("heartbeat interval %d s clamped to 86400" % interval)
+                    self.say("HeartbeatInterval %d s clamped to 86400" % interval)
                 self.keys.change("HeartbeatInterval", str(min(interval, 86400)))
             self.heartbeat_ms = now
             self.st.resend_all()

@@ -102,7 +102,7 @@ class Journal(RamTail):
         f = self._f
         f.seek(off)
         if f.readinto(self._hdr) != _HDR:
-            raise JournalError("journal record at %d is cut short" % off)
+            raise JournalError("journal: record at %d cut short" % off)
         return struct.unpack_from("<BBHIi", self._hdr, 0)
 
     def _append(self, kind, flags, seq, ref, body=b""):
@@ -370,7 +370,7 @@ class Journal(RamTail):
         off = self._offs[self._head]
         k = self._read_hdr(off)
         if k[3] != seq:
-            raise JournalError("journal: ack %d but the oldest pending is %d" % (seq, k[3]))
+            raise JournalError("journal: ack %d, oldest pending %d" % (seq, k[3]))
         if off >= RAM:
             self._ram_acked(off)  # never on flash: nothing to write
         else:

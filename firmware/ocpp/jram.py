@@ -105,9 +105,8 @@ class RamTail:
                     if over <= 0:
                         break
         if over > 0 and droppable:
-            raise JournalError("journal: RAM queue full (%d of %d bytes while the contactor "
-                               "is closed): %s refused" % (self._ram_bytes, self.ram_max,
-                                                            action))
+            raise JournalError("journal: RAM full (%d of %d bytes): %s refused" % (
+                self._ram_bytes, self.ram_max, action))
         if drop:
             self._ram_drop(drop)
 

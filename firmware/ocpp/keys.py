@@ -156,7 +156,7 @@ class Keys:
                 continue
             r = _row(name)
             if r is None or r[3] & _SECRET:
-                self.errors.append("override %s: no such configuration key" % name)
+                self.errors.append("override %s: no such key" % name)
                 continue
             v, err = self._parse(r, _text(val))
             if err:
@@ -184,7 +184,7 @@ class Keys:
         for name, text in data.items():
             r = _row(name)
             if r is None or r[3] & _RO or not isinstance(text, str):
-                self.errors.append("%s: %s ignored (unknown, read-only or not a string)"
+                self.errors.append("%s: %s ignored (unknown, read-only or not text)"
                                    % (self.path, name))
                 continue
             v, err = self._parse(r, text)

@@ -38,6 +38,7 @@
 # character in maxLength, as in JSON Schema, though MicroPython's json keeps it as two.
 from micropython import const
 
+from firmware.ocpp import clock
 from firmware.ocpp.schema16 import REQUESTS, RESPONSES
 
 FORMATION = "FormationViolation"
@@ -62,7 +63,6 @@ _TYPE_NAMES = ("string", "integer", "number", "boolean", "object", "array", "dat
 # multipleOf tolerance, relative: far above the rounding error of v / step (a few units in
 # the last place) and far below a wrong digit. 32-bit floats (most boards) or 64-bit.
 _EPS = 1e-9 if 1.0 + 1e-12 != 1.0 else 1e-5
-_MONTH_DAYS = b"\x1f\x1d\x1f\x1e\x1f\x1e\x1f\x1f\x1e\x1f\x1e\x1f"  # February: 29, see below
 
 
 def check_request(action, payload, max_items=MAX_ITEMS):
@@ -202,56 +202,14 @@ def _surrogate_pairs(s):
     return n
 
 
-def _digits(b, i, n):
-    """The number in b[i:i+n] if those are all ASCII digits, else -1."""
-    x = 0
-    for j in range(i, i + n):
-        c = b[j] - 48
-        if c < 0 or c > 9:
-            return -1
-        x = x * 10 + c
-    return x
-
-
 def is_datetime(s):
     """RFC 3339 date-time with a time zone: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM),
     or the basic offset +HHMM that clock.parse reads as well; T and Z in either case; year
-    0001-9999, the day within its month, no leap second."""
+    0001-9999, the day within its month, no leap second (clock.fields checks it)."""
     if type(s) is not str:
         return False
-    b = s.encode()
-    n = len(b)
-    if n < 20 or b[4] != 45 or b[7] != 45 or b[13] != 58 or b[16] != 58:  # - - : :
+    try:
+        clock.fields(s)
+    except (ValueError, IndexError):
         return False
-    if b[10] != 84 and b[10] != 116:  # T t
-        return False
-    year = _digits(b, 0, 4)
-    month = _digits(b, 5, 2)
-    day = _digits(b, 8, 2)
-    if year < 1 or month < 1 or month > 12 or day < 1 or day > _MONTH_DAYS[month - 1]:
-        return False
-    if month == 2 and day == 29 and (year % 4 or (year % 100 == 0 and year % 400)):
-        return False
-    if not (0 <= _digits(b, 11, 2) <= 23 and 0 <= _digits(b, 14, 2) <= 59
-            and 0 <= _digits(b, 17, 2) <= 59):
-        return False
-    i = 19
-    if b[i] == 46:  # .
-        i += 1
-        start = i
-        while i < n and 48 <= b[i] <= 57:
-            i += 1
-        if i == start or i == n:
-            return False
-    c = b[i]
-    if c == 90 or c == 122:  # Z z
-        return i + 1 == n
-    if c != 43 and c != 45:  # + -
-        return False
-    if i + 6 == n and b[i + 3] == 58:  # +hh:mm
-        m = i + 4
-    elif i + 5 == n:  # +hhmm: ISO 8601's basic offset, which clock.parse reads too
-        m = i + 3
-    else:
-        return False
-    return 0 <= _digits(b, i + 1, 2) <= 23 and 0 <= _digits(b, m, 2) <= 59
+    return True

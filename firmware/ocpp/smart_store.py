@@ -111,7 +111,7 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
         if tx_id is None:
             raise SmartError("TxProfile without a transaction on connector %d" % conn)
         if tid is not None and tid != tx_id:
-            raise SmartError("TxProfile for transaction %r, but %r runs on connector %d" % (
+            raise SmartError("TxProfile for transaction %r, %r runs on connector %d" % (
                 tid, tx_id, conn))
     elif tid is not None:
         raise SmartError("transactionId only belongs in a TxProfile")
@@ -214,10 +214,10 @@ def load(path):
         with f:
             d = json.load(f)
     except (ValueError, OSError) as e:
-        return (), ["%s: unreadable, no charging profiles restored (%s)" % (path, e)]
+        return (), ["%s: unreadable (%s), no profiles restored" % (path, e)]
     ps = d.get("profiles") if type(d) is dict and d.get("v") == 1 else None
     if type(ps) is not list:
-        return (), ["%s: not a profile file (v 1), no charging profiles restored" % path]
+        return (), ["%s: not a profile file (v 1), no profiles restored" % path]
     out = []
     errors = []
     for k, e in enumerate(ps):

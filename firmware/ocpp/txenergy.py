@@ -58,13 +58,13 @@ class TxEnergy:
         log = self.cp.say
         if self._wait is None:
             self._wait = now
-            log("no fresh meter reading: the transaction waits for the meter")
+            log("no fresh meter reading: the start waits")
             return None
         if ticks_diff(now, self._wait) < START_WAIT_MS:
             return None
         if self.saved() >= 0 or self.wh > 0:
             self._wait = None
-            log("the meter gives no reading: meterStart is its saved register")
+            log("no meter reading: meterStart is the saved register")
             return self.now()
         return None
 

@@ -96,7 +96,7 @@ class Transactions:
         try:
             opens = cp.journal.open_locals()
         except (JournalError, OSError) as e:
-            cp.say("cannot read the journal's open transactions: %r" % (e,))
+            cp.say("journal unreadable: %r" % (e,))
             opens = []
         for local in opens:
             # the last time saved in the cut boot (boot-relative if its clock was unknown)
@@ -108,7 +108,7 @@ class Transactions:
                 cp.say("transaction %s ended by the restart (%s), meterStop %d Wh" % (
                     local, why, p["meterStop"]))
             except (JournalError, OSError) as e:
-                cp.say("cannot end the transaction open at power loss: %r" % (e,))
+                cp.say("stop of the open transaction not journaled: %r" % (e,))
                 return  # the file stays: the next boot tries again
         persist.remove(TX_FILE)
 
@@ -128,7 +128,7 @@ class Transactions:
                 a_ = self.auth
                 if a_ is not None and time.ticks_diff(now, a_["at"]) > 1000 * cp.keys.get(
                         "ConnectionTimeOut"):
-                    cp.say("no cable within ConnectionTimeOut, authorisation dropped")
+                    cp.say("ConnectionTimeOut: authorisation dropped")
                     self.auth = None
                     cp.ctl.set_auth(False)
             elif self.auth is None and cp.cfg.free_vend and not self.finished:
@@ -298,7 +298,7 @@ class Transactions:
             self._save()  # first: after a cut, meterStop is never below a journaled reading
             self.cp.journal.push("MeterValues", {"l": o["l"], "p": p}, droppable=True)
         except (JournalError, OSError) as e:
-            self.cp.say("meter values not journaled: %s" % (e,))
+            self.cp.say("MeterValues not journaled: %s" % (e,))
         self.cp.wake.set()
 
     def start_s(self):
