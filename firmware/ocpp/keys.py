@@ -12,65 +12,62 @@ from micropython import const
 
 from firmware import boardcaps, persist
 
-_RO = const(1)  # read-only
-_REBOOT = const(2)  # a change takes effect after a reconnect/reboot: "RebootRequired"
-_SECRET = const(4)  # write-only
-
 # kinds: "b" bool, "i" int (lo..hi), "m" CSL of measurands (max items: <key>MaxLength),
 # "r" ConnectorPhaseRotation CSL, "s" string (read-only lists), "k" hex key of 16..20 bytes
+# (write-only: AuthorizationKey); upper case: read-only. No key needs a reboot: the link
+# reconnects by itself where one must (security.py).
 MEASURANDS = ("Energy.Active.Import.Register,Power.Active.Import,Current.Import,"
               "Current.Offered,Voltage,Frequency,Temperature")
 _ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 _E = "Energy.Active.Import.Register"
 _DAY = const(86400)
 
-# (name, kind, default, flags, lo, hi)
+# (name, kind, default[, lo, hi])
 TABLE = (
-    ("AllowOfflineTxForUnknownId", "b", False, 0, 0, 0),
-    ("AuthorizationCacheEnabled", "b", True, 0, 0, 0),
-    ("AuthorizeRemoteTxRequests", "b", True, 0, 0, 0),
-    ("ClockAlignedDataInterval", "i", 0, 0, 0, _DAY),
-    ("ConnectionTimeOut", "i", 60, 0, 1, 3600),
+    ("AllowOfflineTxForUnknownId", "b", False),
+    ("AuthorizationCacheEnabled", "b", True),
+    ("AuthorizeRemoteTxRequests", "b", True),
+    ("ClockAlignedDataInterval", "i", 0, 0, _DAY),
+    ("ConnectionTimeOut", "i", 60, 1, 3600),
     # Read-only: the firmware has no use for it; the board (its installer) says how the
     # connector is wired (overrides), so the CSMS reads what is true.
-    ("ConnectorPhaseRotation", "r", "0.Unknown", _RO, 0, 0),
-    ("ConnectorPhaseRotationMaxLength", "i", 2, _RO, 0, 0),
-    ("GetConfigurationMaxKeys", "i", 50, _RO, 0, 0),
-    ("HeartbeatInterval", "i", 300, 0, 0, _DAY),
-    ("LocalAuthorizeOffline", "b", True, 0, 0, 0),
-    ("LocalPreAuthorize", "b", False, 0, 0, 0),
-    ("MeterValuesAlignedData", "m", _E, 0, 0, 0),
-    ("MeterValuesAlignedDataMaxLength", "i", 7, _RO, 0, 0),
-    ("MeterValuesSampledData", "m", _E, 0, 0, 0),
-    ("MeterValuesSampledDataMaxLength", "i", 7, _RO, 0, 0),
-    ("MeterValueSampleInterval", "i", 60, 0, 0, _DAY),
-    ("MinimumStatusDuration", "i", 0, 0, 0, 3600),
-    ("NumberOfConnectors", "i", 1, _RO, 0, 0),
-    ("ResetRetries", "i", 0, _RO, 0, 10),  # board.reset() cannot fail and be retried
-    ("StopTransactionOnEVSideDisconnect", "b", True, 0, 0, 0),
-    ("StopTransactionOnInvalidId", "b", True, 0, 0, 0),
-    ("StopTxnAlignedData", "m", "", 0, 0, 0),
-    ("StopTxnAlignedDataMaxLength", "i", 7, _RO, 0, 0),
-    ("StopTxnSampledData", "m", "", 0, 0, 0),
-    ("StopTxnSampledDataMaxLength", "i", 7, _RO, 0, 0),
-    ("SupportedFeatureProfiles", "s",
-     "Core,FirmwareManagement,LocalAuthListManagement,Reservation,RemoteTrigger,SmartCharging",
-     _RO, 0, 0),
-    ("TransactionMessageAttempts", "i", 3, 0, 1, 100),
-    ("TransactionMessageRetryInterval", "i", 60, 0, 1, _DAY),
-    ("UnlockConnectorOnEVSideDisconnect", "b", True, 0, 0, 0),
-    ("WebSocketPingInterval", "i", 60, 0, 0, 3600),
-    ("LocalAuthListEnabled", "b", True, 0, 0, 0),
-    ("LocalAuthListMaxLength", "i", 1000, _RO, 0, 0),
-    ("SendLocalListMaxLength", "i", 50, _RO, 0, 0),  # fits link.MAX_FRAME (a test)
-    ("ReserveConnectorZeroSupported", "b", False, _RO, 0, 0),
-    ("ChargeProfileMaxStackLevel", "i", 8, _RO, 0, 0),
-    ("ChargingScheduleAllowedChargingRateUnit", "s", "Current,Power", _RO, 0, 0),
-    ("ChargingScheduleMaxPeriods", "i", 24, _RO, 0, 0),
-    ("ConnectorSwitch3to1PhaseSupported", "b", False, _RO, 0, 0),
-    ("MaxChargingProfilesInstalled", "i", 8, _RO, 0, 0),
-    ("AuthorizationKey", "k", "", _SECRET, 16, 20),
-    ("SecurityProfile", "i", 0, 0, 0, 3),  # its rules: firmware/ocpp/security.py
+    ("ConnectorPhaseRotation", "R", "0.Unknown"),
+    ("ConnectorPhaseRotationMaxLength", "I", 2),
+    ("GetConfigurationMaxKeys", "I", 50),
+    ("HeartbeatInterval", "i", 300, 0, _DAY),
+    ("LocalAuthorizeOffline", "b", True),
+    ("LocalPreAuthorize", "b", False),
+    ("MeterValuesAlignedData", "m", _E),
+    ("MeterValuesAlignedDataMaxLength", "I", 7),
+    ("MeterValuesSampledData", "m", _E),
+    ("MeterValuesSampledDataMaxLength", "I", 7),
+    ("MeterValueSampleInterval", "i", 60, 0, _DAY),
+    ("MinimumStatusDuration", "i", 0, 0, 3600),
+    ("NumberOfConnectors", "I", 1),
+    ("ResetRetries", "I", 0, 0, 10),  # board.reset() cannot fail and be retried
+    ("StopTransactionOnEVSideDisconnect", "b", True),
+    ("StopTransactionOnInvalidId", "b", True),
+    ("StopTxnAlignedData", "m", ""),
+    ("StopTxnAlignedDataMaxLength", "I", 7),
+    ("StopTxnSampledData", "m", ""),
+    ("StopTxnSampledDataMaxLength", "I", 7),
+    ("SupportedFeatureProfiles", "S",
+     "Core,FirmwareManagement,LocalAuthListManagement,Reservation,RemoteTrigger,SmartCharging"),
+    ("TransactionMessageAttempts", "i", 3, 1, 100),
+    ("TransactionMessageRetryInterval", "i", 60, 1, _DAY),
+    ("UnlockConnectorOnEVSideDisconnect", "b", True),
+    ("WebSocketPingInterval", "i", 60, 0, 3600),
+    ("LocalAuthListEnabled", "b", True),
+    ("LocalAuthListMaxLength", "I", 1000),
+    ("SendLocalListMaxLength", "I", 50),  # fits link.MAX_FRAME (a test)
+    ("ReserveConnectorZeroSupported", "B", False),
+    ("ChargeProfileMaxStackLevel", "I", 8),
+    ("ChargingScheduleAllowedChargingRateUnit", "S", "Current,Power"),
+    ("ChargingScheduleMaxPeriods", "I", 24),
+    ("ConnectorSwitch3to1PhaseSupported", "B", False),
+    ("MaxChargingProfilesInstalled", "I", 8),
+    ("AuthorizationKey", "k", "", 16, 20),
+    ("SecurityProfile", "i", 0, 0, 3),  # its rules: firmware/ocpp/security.py
 )
 
 
@@ -115,6 +112,10 @@ def _row(name):
     return None
 
 
+def _ro(r):
+    return r[1] < "a"  # upper case
+
+
 def _text(v):
     if v is True:
         return "true"
@@ -155,7 +156,7 @@ class Keys:
                     self._measurands = _csl(val)
                 continue
             r = _row(name)
-            if r is None or r[3] & _SECRET:
+            if r is None or r[1] == "k":
                 self.errors.append("override %s: no such key" % name)
                 continue
             v, err = self._parse(r, _text(val))
@@ -164,7 +165,7 @@ class Keys:
             else:
                 self._d[name] = v
         for r in TABLE:  # measurand defaults the board does not have are left out
-            if r[1] == "m" and r[0] not in self._d:
+            if r[1] in "mM" and r[0] not in self._d:
                 self._d[r[0]] = ",".join(m for m in _csl(r[2]) if m in self._measurands)
         self._load()
 
@@ -183,7 +184,7 @@ class Keys:
             return
         for name, text in data.items():
             r = _row(name)
-            if r is None or r[3] & _RO or not isinstance(text, str):
+            if r is None or _ro(r) or not isinstance(text, str):
                 self.errors.append("%s: %s ignored (unknown, read-only or not text)"
                                    % (self.path, name))
                 continue
@@ -195,7 +196,8 @@ class Keys:
 
     def _parse(self, r, text):
         """(typed value, None) or (None, why) for text as the value of key row r."""
-        name, kind, _, _, lo, hi = r
+        name, kind = r[0], r[1].lower()
+        lo, hi = r[3:] if len(r) > 3 else (0, 0)
         if kind == "b":
             t = text.strip().lower()
             if t in ("true", "false"):
@@ -265,8 +267,8 @@ class Keys:
             if r is None:
                 unknown.append(name)
                 continue
-            e = {"key": name, "readonly": bool(r[3] & _RO)}
-            if not r[3] & _SECRET:
+            e = {"key": name, "readonly": _ro(r)}
+            if r[1] != "k":
                 e["value"] = _text(self.get(name))
             out.append(e)
         return out, unknown
@@ -277,12 +279,12 @@ class Keys:
             self._save()
 
     def change(self, name, value, force=False):
-        """ChangeConfiguration: "Accepted", "Rejected", "RebootRequired" or "NotSupported".
+        """ChangeConfiguration: "Accepted", "Rejected" or "NotSupported".
         force: the installer (or a failed switch's fallback) may lower SecurityProfile."""
         r = _row(name) if isinstance(name, str) else None
         if r is None:
             return "NotSupported"
-        if r[3] & _RO or not isinstance(value, str):
+        if _ro(r) or not isinstance(value, str):
             return "Rejected"
         v, err = self._parse(r, value)
         if err:
@@ -290,7 +292,6 @@ class Keys:
         if name == "SecurityProfile" and v <= self.get(name) and not force:
             return "Rejected"  # only up over OCPP (A05.FR.01); prerequisites: security.py
         old = self._v.get(name)
-        before = self.get(name)
         self._v[name] = v
         try:
             self._save()
@@ -300,7 +301,7 @@ class Keys:
             else:
                 self._v[name] = old
             return "Rejected"
-        return "RebootRequired" if r[3] & _REBOOT and v != before else "Accepted"
+        return "Accepted"
 
     def _save(self):
         data = {}
@@ -314,7 +315,7 @@ class Keys:
         """Every readable key and its value (no AuthorizationKey), for the diag console."""
         d = {}
         for r in TABLE:
-            if not r[3] & _SECRET:
+            if r[1] != "k":
                 d[r[0]] = self.get(r[0])
         d["AuthorizationKey set"] = bool(self._v.get("AuthorizationKey"))
         return d
