@@ -100,11 +100,6 @@ def _da(r, k, volts, phases):
     return int(arr[k + 1] // va) if va > 0 else 0
 
 
-def _tenths_num(x):
-    x = int(x)
-    return x // 10 if x % 10 == 0 else x / 10
-
-
 class Profiles:
     """The charging profiles installed on this charge point, persisted in `path`."""
 
@@ -331,9 +326,9 @@ class Profiles:
                 if not watts:
                     v = da / 10
                 elif g[R_WATTS]:
-                    v = _tenths_num(arr[k + 1])
+                    v = st.tenths_num(arr[k + 1])
                 else:
-                    v = _tenths_num(arr[k + 1] * volts * (ph or phases))
+                    v = st.tenths_num(arr[k + 1] * volts * (ph or phases))
             if v != last_v or ph != last_ph:
                 if len(per) == _MAX_OUT:
                     end = t

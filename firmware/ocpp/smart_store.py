@@ -158,8 +158,10 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
             tx_id if purpose == TX else None, mn)
 
 
-def _num(tenths):
-    return tenths // 10 if tenths % 10 == 0 else tenths / 10
+def tenths_num(x):
+    """A value in tenths as a JSON number: an int when whole."""
+    x = int(x)
+    return x // 10 if x % 10 == 0 else x / 10
 
 
 def to_dict(r, iso):
@@ -167,7 +169,7 @@ def to_dict(r, iso):
     arr = r[R_PERIODS]
     per = []
     for k in range(0, len(arr), 3):
-        q = {"startPeriod": arr[k], "limit": _num(arr[k + 1])}
+        q = {"startPeriod": arr[k], "limit": tenths_num(arr[k + 1])}
         if arr[k + 2]:
             q["numberPhases"] = arr[k + 2]
         per.append(q)
@@ -185,7 +187,7 @@ def to_dict(r, iso):
     if r[R_DUR] is not None:
         s["duration"] = r[R_DUR]
     if r[R_MIN] is not None:
-        s["minChargingRate"] = _num(r[R_MIN])
+        s["minChargingRate"] = tenths_num(r[R_MIN])
     return p
 
 

@@ -13,6 +13,7 @@ import hashlib
 
 from micropython import const
 
+from firmware.ocpp.security import der
 from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms, urandom
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
@@ -20,6 +21,7 @@ __all__ = ("connect", "parse_url", "WebSocket", "WsClosed", "WsError", "WsRefuse
 
 _MAX_HTTP = const(4096)  # bytes of HTTP response header accepted at the upgrade
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+_BEGIN = b"-----BEGIN CERTIFICATE-----"
 
 
 class WsRefused(WsError):
@@ -86,17 +88,11 @@ def _ders(cadata):
     certificates, bytes or str) decoded; some mbedTLS builds parse no PEM themselves."""
     if isinstance(cadata, str):
         cadata = cadata.encode()
-    if bytes(cadata[:11]) != b"-----BEGIN ":
-        return [bytes(cadata)]
-    out = []
-    for part in bytes(cadata).split(b"-----BEGIN CERTIFICATE-----")[1:]:
-        end = part.find(b"-----END CERTIFICATE-----")
-        if end < 0:
-            raise ValueError("PEM: no END")
-        out.append(binascii.a2b_base64(b"".join(part[:end].split())))
-    if not out:
-        raise ValueError("PEM: no CERTIFICATE")
-    return out
+    cadata = bytes(cadata)
+    parts = cadata.split(_BEGIN)[1:]
+    if not parts:
+        return [der(cadata, "cadata")]  # DER, or an error naming what it is not
+    return [der(_BEGIN + p, "cadata") for p in parts]
 
 
 def _tls_context(cadata, client=None):
