@@ -66,7 +66,7 @@ class TxEnergy:
         log = self.cp.say
         if self._wait is None:
             self._wait = now
-            log("no fresh meter reading: the start waits")
+            log("no fresh meter reading: the start waits for the meter")
             return None
         if ticks_diff(now, self._wait) < START_WAIT_MS:
             return None
