@@ -90,6 +90,7 @@ class App:
         if self.cfg.ocpp is not None:
             self._start_ocpp(log)
         self._ota(log)
+        self.web = None
         self.owner = None  # the owner model, loaded only for an owner interface (web, MQTT)
         if self.cfg.web is not None or self.cfg.mqtt is not None:
             self._start_owner(cfg_path, log)
@@ -161,6 +162,12 @@ class App:
 
         o = self.owner = Owner(self, cfg_path, log)
         self.sup.add("owner", o.run, beat=lambda: o.last_ms, max_age_ms=_OWNER_AGE_MS)
+        if self.cfg.web is not None:  # the web page and JSON API (docs/api.md)
+            from firmware import web
+
+            w = self.web = web.attach(self, self.cfg.web, log)
+            if w is not None:  # restarted if its accept loop stops
+                self.sup.add("web", w.run, beat=lambda: w.last_ms, max_age_ms=_OWNER_AGE_MS)
 
     def _start_rfid(self, log):
         from firmware import rfid

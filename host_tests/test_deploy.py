@@ -79,6 +79,7 @@ def test_deploy_to_the_virtual_board(vboard):
     device_files = build.device_files("sim")
     natmods = deploy.native_modules("x64", "6.3")  # the unix port here: .mpy 6.3, x64
     total = len(device_files) + len(natmods) + 1  # + main.py
+    total += len(build.dependency_files()) + 2 * len(build.static_files())  # microdot, pages
     assert len(progress) == total, "\n".join(lines)
     assert [int(p[0]) for p in progress] == list(range(1, total + 1))
     assert all(int(p[1]) == total for p in progress)

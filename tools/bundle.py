@@ -78,6 +78,8 @@ def firmware_files(board="sim", march="x64"):
             raise SystemExit("mpy-cross failed:\n" + "\n".join(errors))
         out = []
         for p in sorted(built):
+            if not p.endswith(".mpy"):
+                continue  # the web pages: a bundle carries .mpy files only (docs/ota.md)
             with open(p, "rb") as f:
                 out.append((os.path.relpath(p, d).replace(os.sep, "/"), f.read()))
     return out

@@ -4,11 +4,14 @@ unix port) and print a session summary.
     .venv/bin/python tools/sim.py --scenario scenarios/default.json [--events out.jsonl]
                                   [--heapsize 192k] [--source] [--state DIR]
                                   [--csms URL --cp-id ID | --no-csms] [--mqtt HOST:PORT]
+                                  [--http PORT]
 
 By default the simulated wallbox talks OCPP 1.6J to the dev CSMS (tools/csms.py), started
 here on 127.0.0.1; it sends RemoteStartTransaction when the connector reports Preparing, so a
 scenario without a card charges too. --csms points it at any other CSMS instead; --no-csms
-runs without OCPP (the scenario's config decides). --state keeps the device's files (config,
+runs without OCPP (the scenario's config decides). --http PORT serves the web page and JSON API
+(docs/api.md) on 127.0.0.1:PORT and keeps the wallbox running after the scenario until
+Ctrl-C. --state keeps the device's files (config,
 journal, profiles, local list) in DIR, so a killed simulator restarted on DIR resumes.
 --mqtt connects it to an MQTT broker (docs/mqtt.md: state topics, commands, Home Assistant
 discovery), with the scenario config's other `mqtt` keys.
@@ -62,6 +65,13 @@ def broker(text):
     return host, int(port)
 
 
+def port(text):
+    """argparse type: a TCP port 1..65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError("%r is not a TCP port (1..65535)" % text)
+    return int(text)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", required=True, help="scenario JSON file")
@@ -77,6 +87,8 @@ def main():
                     "config names a CSMS)")
     ap.add_argument("--mqtt", type=broker, metavar="HOST:PORT",
                     help="MQTT broker the simulated wallbox publishes to (docs/mqtt.md)")
+    ap.add_argument("--http", type=port, metavar="PORT", help="serve the web page and JSON "
+                    "API on 127.0.0.1:PORT (docs/api.md); runs on after the scenario")
     a = ap.parse_args()
     try:
         _check_toolchain(a.source)
@@ -102,9 +114,11 @@ def main():
     if a.mqtt:
         cfg["mqtt"] = dict(cfg.get("mqtt") or {}, host=a.mqtt[0], port=a.mqtt[1])
         print("MQTT: %s:%d" % a.mqtt, flush=True)
+    if a.http:
+        cfg["web"] = dict(cfg.get("web") or {}, host="127.0.0.1", port=a.http)
     sim = simlib.Sim(cfg, heapsize=a.heapsize, use_mpy=not a.source, state_dir=a.state)
     try:
-        failed = _run(sim, sc)
+        failed = _run(sim, sc, a.http)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop cleanup
         _kill(sim)
@@ -173,7 +187,7 @@ def _csms_summary(csms):
     return "\n".join(lines)
 
 
-def _run(sim, sc):
+def _run(sim, sc, http=None):
     """Run the scenario and stop the firmware; what went wrong, or None."""
     failed = None
     try:
@@ -184,7 +198,13 @@ def _run(sim, sc):
         for o in sim.obs:
             if o.get("k") == "log":
                 print("  firmware: %s" % o["msg"])
+        if http:
+            print("web: http://127.0.0.1:%d/" % http, flush=True)
         simlib.run_scenario(sim, sc, log=lambda s: print(s, flush=True))
+        if http:
+            print("scenario done; the wallbox runs on for the web page (Ctrl-C stops it)",
+                  flush=True)
+            sim.wait_for({"k": "closed"}, timeout=10 ** 9)
     except (simlib.ScenarioError, TimeoutError, RuntimeError, OSError) as e:
         failed = str(e)
     try:

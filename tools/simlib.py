@@ -74,13 +74,11 @@ class Sim:
         if self.meters is not None:  # started again (`with Sim(...).start()` starts twice)
             self.meters.stop()
         self.meters = MeterBus.start(self.config, self.dir)
-        if self.use_mpy:
-            path = os.path.join(ROOT, "build", "mpy")
-            _, errors = build.compile_all(path)
-            if errors:
-                raise RuntimeError("mpy-cross failed:\n" + "\n".join(errors))
-        else:
-            path = ROOT
+        mpy = os.path.join(ROOT, "build", "mpy")
+        _, errors = build.compile_all(mpy)  # --source: only the dependencies come from there
+        if errors:
+            raise RuntimeError("mpy-cross failed:\n" + "\n".join(errors))
+        path = mpy if self.use_mpy else ROOT + os.pathsep + mpy
         port = _free_port()
         cmd = [micropython_exe()]
         if self.heapsize:

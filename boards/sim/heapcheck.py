@@ -33,7 +33,8 @@ import time  # noqa: E402
 
 
 def _opts(argv):
-    o = {"--ocpp": None, "--ca": None, "--journal": "0", "--charge-s": "0", "--mqtt": None}
+    o = {"--ocpp": None, "--ca": None, "--journal": "0", "--charge-s": "0", "--mqtt": None,
+         "--web": None, "--hold-s": "0"}
     k = 1
     while k < len(argv):
         if argv[k] in o and k + 1 < len(argv):
@@ -64,6 +65,11 @@ if OPTS["--mqtt"]:  # the MQTT client, its bridge and the owner model
               "firmware.version"]
 if OPTS.get("--ota"):  # an UpdateFirmware comes (tools/bench_ota.py): its modules too
     _LAZY += ["firmware.ota." + m for m in ("updater", "download", "slots", "bundle", "rsa")]
+if OPTS["--web"]:  # the web interface (docs/api.md): its modules count as code too
+    _LAZY += ["microdot", "microdot.microdot", "firmware.owner", "firmware.owner.model",
+              "firmware.owner.settings", "firmware.web", "firmware.web.server",
+              "firmware.web.api", "firmware.web.auth", "firmware.diag", "asyncio.stream",
+              "hashlib", "os"]
 for _m in _LAZY:
     try:
         __import__(_m)
@@ -185,6 +191,10 @@ async def _session(app, world, board, peak, seen, charge_s):
         seen.append("journal sent" if ok else "journal stuck")
         await asyncio.sleep_ms(300)
         _mark("connected, idle")
+    if OPTS["--web"]:
+        print("web up")  # the host's clients start now (tools/bench_web.py)
+        await asyncio.sleep_ms(int(OPTS["--hold-s"]) * 1000)
+        _mark("web, idle")
     world.plug(32)
     ok = await _wait(_status(app, "Charging"), 10000)
     seen.append(app.ctl.session.act.status)
@@ -248,6 +258,8 @@ def main():
             d["ocpp"]["ca"] = OPTS["--ca"]
         if int(OPTS["--journal"]):
             queued = _fill_journal(int(OPTS["--journal"]))
+    if OPTS["--web"]:
+        d["web"] = {"host": "127.0.0.1", "port": int(OPTS["--web"])}
     cfg = config.from_dict(d)
     app = fw_app.App(board, cfg=cfg, log=print if OPTS.get("--verbose") else lambda m: None)
     _mark("firmware built")

@@ -1,0 +1,227 @@
+# The JSON API and the pages (docs/api.md) on microdot. Every /api route but the session,
+# login and first-use setup needs a session cookie; every POST also needs the session's CSRF
+# token in the X-CSRF-Token header and, when the browser sends an Origin, the box's own.
+import json
+
+from microdot import Microdot, Request, Response
+from micropython import const
+
+from firmware.owner.settings import SettingsError
+from firmware.ticks import ticks_diff, ticks_ms
+from firmware.web import server
+from firmware.web.auth import INSTALLER, OWNER, AuthError
+
+COOKIE = "wb"
+_OPEN = ("/api/session", "/api/login", "/api/setup")
+_LIVE_MS = const(1000)  # the live stream's period
+_LIVE_N = const(55)  # events per stream (then the browser reconnects: CONN_MS bounds it)
+_TYPES = {"html": "text/html", "js": "application/javascript", "css": "text/css",
+          "png": "image/png", "svg": "image/svg+xml"}
+
+
+def _json(obj, status=200, headers=None):
+    h = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    if headers:
+        h.update(headers)
+    return Response(json.dumps(obj), status, h)
+
+
+def _err(msg, status):
+    return _json({"error": msg}, status)
+
+
+def _body(req):
+    try:
+        d = json.loads(req.body or b"null")
+    except ValueError:
+        return None
+    return d if type(d) is dict else None
+
+
+class Live:
+    """The live status as server-sent events: one event per period while the status changes
+    (a comment line otherwise), _LIVE_N periods, then the stream ends."""
+
+    def __init__(self, owner):
+        self.owner = owner
+        self.n = 0
+        self.last = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        import asyncio
+
+        if self.n >= _LIVE_N:
+            raise StopAsyncIteration
+        if self.n:
+            await asyncio.sleep_ms(_LIVE_MS)
+        self.n += 1
+        text = json.dumps(self.owner.status())
+        if text == self.last:
+            return b": -\n\n"
+        self.last = text
+        return b"retry: 1000\ndata: " + text.encode() + b"\n\n"
+
+
+def build(app, auth, static_dir, srv):
+    """The microdot app for the firmware App `app` (its owner model), the Auth and the
+    Server (server.py) that serves it."""
+    Request.max_content_length = server.BODY_MAX
+    Request.max_body_length = server.BODY_MAX
+    Request.max_readline = server.LINE_MAX
+    web = Microdot()
+    owner = app.owner
+
+    @web.before_request
+    async def guard(req):
+        req.g.s = s = auth.session(req.cookies.get(COOKIE))
+        p = req.path
+        if req.method == "POST":
+            o = req.headers.get("Origin")
+            if o is not None and o != "http://" + req.headers.get("Host", ""):
+                return _err("cross-site request refused (Origin %s)" % o[:40], 403)
+        if not p.startswith("/api/") or p in _OPEN:
+            return None
+        if auth.needs_setup():
+            return _err("set the owner's password first (POST /api/setup)", 403)
+        if s is None:
+            return _err("log in first (POST /api/login)", 401)
+        if req.method == "POST" and req.headers.get("X-CSRF-Token") != s[2]:
+            return _err("missing or wrong X-CSRF-Token (GET /api/session gives it)", 403)
+        return None
+
+    def _cookie(res, s):
+        res.headers["Set-Cookie"] = "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d" % (
+            COOKIE, s[0], auth.session_ms // 1000)
+        return res
+
+    def _who(s):
+        return {"role": s[1], "csrf": s[2], "setup": False,
+                "installer": auth.has(INSTALLER), "installer_allowed": auth.installer_on}
+
+    @web.get("/api/session")
+    async def session(req):
+        s = req.g.s
+        if s is None:
+            return _json({"role": None, "setup": auth.needs_setup(),
+                          "installer_allowed": auth.installer_on})
+        return _json(_who(s))
+
+    @web.post("/api/setup")
+    async def setup(req):
+        if not auth.needs_setup():
+            return _err("the owner's password is set already (log in)", 403)
+        d = _body(req)
+        if d is None:
+            return _err("a JSON object {\"password\": ...}", 400)
+        try:
+            auth.set_password(OWNER, d.get("password"))
+        except AuthError as e:
+            return _err(e.args[0], e.args[1])
+        s = auth.new_session(OWNER)
+        return _cookie(_json(_who(s)), s)
+
+    @web.post("/api/login")
+    async def login(req):
+        d = _body(req)
+        if d is None:
+            return _err("a JSON object {\"role\": \"owner\", \"password\": ...}", 400)
+        try:
+            s = auth.login(d.get("role", OWNER), d.get("password"))
+        except AuthError as e:
+            return _err(e.args[0], e.args[1])
+        return _cookie(_json(_who(s)), s)
+
+    @web.post("/api/logout")
+    async def logout(req):
+        auth.logout(req.g.s[0])
+        return _json({"role": None}, 200, {"Set-Cookie": "%s=; Path=/; Max-Age=0" % COOKIE})
+
+    @web.post("/api/password")
+    async def password(req):
+        s = req.g.s
+        d = _body(req)
+        if d is None:
+            return _err("a JSON object {\"role\": ..., \"password\": ...}", 400)
+        role = d.get("role", s[1])
+        if role == INSTALLER and s[1] == INSTALLER and d.get("password") is None:
+            return _err("only the owner disables the installer's access", 403)
+        if role == OWNER and s[1] != OWNER:
+            return _err("only the owner sets the owner's password", 403)
+        try:
+            auth.set_password(role, d.get("password"))
+        except AuthError as e:
+            return _err(e.args[0], e.args[1])
+        return _json({"installer": auth.has(INSTALLER)})
+
+    @web.get("/api/status")
+    async def status(req):
+        return _json(owner.status())
+
+    @web.get("/api/live")
+    async def live(req):
+        return Response(Live(owner), 200, {"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store"})
+
+    @web.get("/api/settings")
+    async def settings(req):
+        try:
+            return _json(owner.settings(req.g.s[1]))
+        except SettingsError as e:
+            return _err(str(e), 503)
+
+    @web.post("/api/settings")
+    async def change(req):
+        d = _body(req)
+        if d is None:
+            return _err("a JSON object of {name: value}, e.g. {\"mode\": \"pv\"}", 400)
+        try:
+            out = owner.apply(d, req.g.s[1])
+        except SettingsError as e:
+            return _err(str(e), 400)
+        out["settings"] = owner.settings(req.g.s[1])
+        return _json(out)
+
+    @web.get("/api/sessions")
+    async def sessions(req):
+        return _json(owner.sessions)
+
+    @web.get("/api/diag")
+    async def diag_lines(req):
+        from firmware import diag
+
+        lines = []
+        diag.status(lines.append)
+        now = ticks_ms()
+        ev = [[ticks_diff(now, t) // 1000, c, v] for t, c, v in app.events.last(20)]
+        return _json({"diag": lines, "events": ev, "web": {
+            "served": srv.served, "refused": srv.refused, "cut": srv.cut,
+            "last_cut": srv.last_cut}})
+
+    @web.get("/")
+    async def index(req):
+        return _static(req, "index.html")
+
+    @web.get("/static/<name>")
+    async def static(req, name):
+        return _static(req, name)
+
+    def _static(req, name):
+        ext = name.rsplit(".", 1)[-1]
+        if ext not in _TYPES or "/" in name or name.startswith("."):
+            return _err("no such page", 404)
+        path = static_dir + "/" + name
+        gz = "gzip" in req.headers.get("Accept-Encoding", "")
+        for p, z in ((path + ".gz", True), (path, False)) if gz else ((path, False),):
+            try:
+                f = open(p, "rb")
+            except OSError:
+                continue
+            return Response.send_file(name, content_type=_TYPES[ext], stream=f,
+                                      compressed=z, max_age=300)
+        return _err("no such page", 404)
+
+    srv.app = web
+    return web

@@ -1,0 +1,181 @@
+# The web task (docs/api.md): microdot's request handling behind a guard that keeps a slow
+# or hostile client within bounded memory and time. At most MAX_CONN connections are served
+# at once (more are closed at once); the request line, the headers and the body must arrive
+# within HEAD_MS, each line within LINE_MAX bytes, at most HEADERS_MAX lines and HEAD_MAX
+# bytes in all; a whole connection lasts at most CONN_MS (the live stream ends itself
+# before). A line that is not HTTP is cut off before microdot sees it. The task never touches
+# the charge controller: it reads the owner model and changes settings through it.
+import asyncio
+
+from micropython import const
+
+from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+
+MAX_CONN = const(4)
+HEAD_MS = const(5000)
+CONN_MS = const(70000)
+LINE_MAX = const(1024)
+HEADERS_MAX = const(32)
+HEAD_MAX = const(4096)
+BODY_MAX = const(2048)
+_CHUNK = const(256)
+_ETIMEDOUT = const(110)
+_EINVAL = const(22)
+_ECONNRESET = const(104)
+
+
+def check_section(s):
+    """The config's "web" object -> list of error messages naming the key."""
+    if type(s) is not dict:
+        return ["web: must be a JSON object"]
+    err = []
+    for k in s:
+        if k not in ("port", "host", "session_s", "installer"):
+            err.append("web: unknown key %r" % (k,))
+    p = s.get("port", 80)
+    if type(p) is not int or not 1 <= p <= 65535:
+        err.append("web.port: 1..65535, got %r" % (p,))
+    h = s.get("host", "0.0.0.0")
+    if type(h) is not str or not 7 <= len(h) <= 15:
+        err.append("web.host: an IPv4 address to listen on, got %r" % (h,))
+    t = s.get("session_s", 3600)
+    if type(t) is not int or not 60 <= t <= 86400:
+        err.append("web.session_s: 60..86400 seconds, got %r" % (t,))
+    if type(s.get("installer", True)) is not bool:
+        err.append("web.installer: true or false")
+    return err
+
+
+class Cut(OSError):
+    """A request the guard refused (its text says why: diag)."""
+
+
+class Reader:
+    """The client's stream as microdot reads it (readline, readexactly, read), bounded."""
+
+    def __init__(self, s, now):
+        self.s = s
+        self.buf = b""
+        self.got = 0
+        self.lines = 0
+        self.deadline = ticks_add(now, HEAD_MS)
+
+    async def _more(self):
+        left = ticks_diff(self.deadline, ticks_ms())
+        if left <= 0:
+            raise Cut(_ETIMEDOUT, "too slow")
+        try:
+            d = await asyncio.wait_for_ms(self.s.read(_CHUNK), left)
+        except asyncio.TimeoutError:
+            raise Cut(_ETIMEDOUT, "too slow")
+        if not d:
+            raise Cut(_ECONNRESET, "closed")
+        self.got += len(d)
+        if self.got > HEAD_MAX + BODY_MAX:
+            raise Cut(_EINVAL, "request too large")
+        self.buf += d
+
+    async def readline(self):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                break
+            if len(self.buf) > LINE_MAX:
+                raise Cut(_EINVAL, "line too long")
+            await self._more()
+        line = self.buf[:i + 1]
+        self.buf = self.buf[i + 1:]
+        self._check(line)
+        return line
+
+    def _check(self, line):
+        n = self.lines
+        self.lines = n + 1
+        if len(line) > LINE_MAX or n > HEADERS_MAX or self.got - len(self.buf) > HEAD_MAX:
+            raise Cut(_EINVAL, "headers too large")
+        t = line.strip()
+        if n == 0:  # METHOD SP target SP HTTP/x.y
+            p = t.split()
+            if len(p) != 3 or not p[2].startswith(b"HTTP/") or not p[1].startswith(b"/"):
+                raise Cut(_EINVAL, "not an HTTP request line")
+            try:
+                p[1].decode()
+            except UnicodeError:
+                raise Cut(_EINVAL, "not an HTTP request line")
+        elif t:
+            k = t.find(b":")
+            if k <= 0:
+                raise Cut(_EINVAL, "header without a name")
+            try:
+                t.decode()
+            except UnicodeError:
+                raise Cut(_EINVAL, "header not text")
+            if t[:k].lower() == b"content-length":
+                v = t[k + 1:].strip()
+                if not v.isdigit() or len(v) > 6:
+                    raise Cut(_EINVAL, "bad Content-Length")
+
+    async def readexactly(self, n):
+        while len(self.buf) < n:
+            await self._more()
+        d = self.buf[:n]
+        self.buf = self.buf[n:]
+        return d
+
+    async def read(self, n=-1):
+        if not self.buf:
+            await self._more()
+        if n < 0 or n >= len(self.buf):
+            d = self.buf
+            self.buf = b""
+            return d
+        return await self.readexactly(n)
+
+
+class Server:
+    def __init__(self, app, host, port, log=print):
+        self.app = app  # the microdot app (api.py)
+        self.host = host
+        self.port = port
+        self.log = log
+        self.active = 0
+        self.served = 0
+        self.refused = 0  # connections closed at once: MAX_CONN busy
+        self.cut = 0  # requests cut off by the guard or the connection limit
+        self.last_cut = None
+        self.last_ms = ticks_ms()
+
+    async def run(self):
+        srv = await asyncio.start_server(self._serve, self.host, self.port)
+        self.log("web: serving on %s:%d" % (self.host, self.port))
+        try:
+            while True:
+                self.last_ms = ticks_ms()
+                await asyncio.sleep_ms(1000)
+        finally:
+            srv.close()
+
+    async def _serve(self, reader, writer):
+        if self.active >= MAX_CONN:
+            self.refused += 1
+            await _close(writer)
+            return
+        self.active += 1
+        try:
+            await asyncio.wait_for_ms(
+                self.app.handle_request(Reader(reader, ticks_ms()), writer), CONN_MS)
+            self.served += 1
+        except Exception as e:  # noqa: BLE001 - a client's fault never ends the task
+            self.cut += 1
+            self.last_cut = e.args[1] if type(e) is Cut else repr(e)[:60]
+        finally:
+            self.active -= 1
+            await _close(writer)
+
+
+async def _close(writer):
+    try:
+        writer.close()
+        await writer.wait_closed()
+    except Exception:  # noqa: BLE001,S110 - already gone
+        pass

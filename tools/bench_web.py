@@ -1,0 +1,184 @@
+"""The web interface's figures (docs/api.md "Measured"): the firmware alone on the unix port
+(boards/sim/heapcheck.py --web: no simulator control channel), its web server on 127.0.0.1,
+driven from here: heap idle and while serving, request latency of /api/status, hostile
+clients (slowloris, many connections, header floods) cut off while the API keeps answering.
+
+    .venv/bin/python tools/bench_web.py [--mp32]
+
+--mp32: the 32-bit measuring build (build/mp32/micropython, `make mp32`) for the heap figure.
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import simlib  # noqa: E402
+
+MP32 = os.environ.get("MP32") or os.path.join(simlib.ROOT, "build", "mp32", "micropython")
+PW = "bench password"
+
+
+class Firmware:
+    """heapcheck --web on a free port, holding hold_s seconds before its charging session."""
+
+    def __init__(self, hold_s=10, exe=None):
+        self.port = simlib._free_port()
+        _, errors = simlib.build.compile_all(os.path.join(simlib.ROOT, "build", "mpy"))
+        if errors:
+            raise RuntimeError("\n".join(errors))
+        self.dir = tempfile.mkdtemp(prefix="bench-web-")
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join(
+            [os.path.join(simlib.ROOT, "build", "mpy"), ".frozen"]))
+        self.proc = subprocess.Popen(
+            [exe or simlib.micropython_exe(), "-m", "boards.sim.heapcheck", "--web",
+             str(self.port), "--hold-s", str(hold_s)], cwd=self.dir, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.proc.stdout.readline()
+        if "web up" not in line:
+            raise RuntimeError("the firmware did not start its web server: %s%s" % (
+                line, self.proc.stdout.read()[-2000:]))
+
+    def result(self, timeout=60):
+        out = self.proc.communicate(timeout=timeout)[0]
+        try:
+            return json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError("the firmware gave no result (exit %s):\n%s" % (
+                self.proc.returncode, out[-3000:]))
+
+
+def call(port, method, path, body=None, cookie=None, csrf=None, timeout=10):
+    h = {"Content-Type": "application/json"}
+    if cookie:
+        h["Cookie"] = cookie
+    if csrf:
+        h["X-CSRF-Token"] = csrf
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as f:
+            return f.status, f.headers, f.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def login(port):
+    """(cookie, csrf) of the owner, setting the password on first use."""
+    st, h, b = call(port, "POST", "/api/setup", {"password": PW})
+    if st != 200:
+        st, h, b = call(port, "POST", "/api/login", {"role": "owner", "password": PW})
+    return h["Set-Cookie"].split(";")[0], json.loads(b)["csrf"]
+
+
+def closed(s):
+    try:
+        return s.recv(10) == b""
+    except ConnectionResetError:
+        return True
+
+
+def hostile(port):
+    """Slowloris, too many connections, header floods: what happened to each."""
+    out = {}
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+    t0 = time.monotonic()
+    for s in idle:
+        s.settimeout(15)
+    out["refused_at_once"] = sum(closed(s) for s in idle[4:])
+    out["refused_s"] = time.monotonic() - t0
+    out["slow_cut"] = sum(closed(s) for s in idle[:4])
+    out["slow_cut_s"] = time.monotonic() - t0
+    for s in idle:
+        s.close()
+    flood = b"GET /api/status HTTP/1.1\r\n" + b"X-B: b\r\n" * 200 + b"\r\n"
+    out["flood"] = simlib_raw(port, flood)
+    out["long_line"] = simlib_raw(port, b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n")
+    out["not_http"] = simlib_raw(port, b"\x16\x03\x01\x00\xa5\x01\x00\r\n\r\n")
+    return out
+
+
+def simlib_raw(port, data):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    got = b""
+    try:
+        s.sendall(data)
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        s.close()
+    return got
+
+
+def latency(port, cookie, n=50):
+    """Request times of GET /api/status, ms: (median, p99)."""
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        st, _, _ = call(port, "GET", "/api/status", cookie=cookie)
+        ts.append((time.perf_counter() - t) * 1000)
+        assert st == 200
+    ts.sort()
+    return ts[len(ts) // 2], ts[min(len(ts) - 1, len(ts) * 99 // 100)]
+
+
+def pollers(port, cookie, n=10, seconds=3.0):
+    """n clients polling /api/status for `seconds`; the number of answers."""
+    count = [0, 0]
+    stop = time.monotonic() + seconds
+
+    def run():
+        while time.monotonic() < stop:
+            try:
+                if call(port, "GET", "/api/status", cookie=cookie)[0] == 200:
+                    count[0] += 1
+            except OSError:  # closed at once: the connection limit (MAX_CONN)
+                count[1] += 1
+
+    ts = [threading.Thread(target=run) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return count
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mp32", action="store_true", help="the 32-bit build (heap figure)")
+    a = ap.parse_args()
+    fw = Firmware(hold_s=14, exe=MP32 if a.mp32 else None)
+    cookie, csrf = login(fw.port)
+    med, p99 = latency(fw.port, cookie)
+    answers = pollers(fw.port, cookie)
+    h = hostile(fw.port)
+    res = fw.result()
+    m = res["marks"]
+    print("web: GET /api/status %.1f ms median, %.1f ms p99 (%s)" % (
+        med, p99, "32-bit" if a.mp32 else "x64"))
+    print("web: 10 clients polling for 3 s: %d answers, %d closed at once (over the %d "
+          "connections served at once)" % (answers[0], answers[1], 4))
+    print("web: hostile: %d of 2 over the connection limit closed at once, %d of 4 slowloris "
+          "cut in %.1f s, header flood / long line / not HTTP answered %d/%d/%d bytes" % (
+              h["refused_at_once"], h["slow_cut"], h["slow_cut_s"], len(h["flood"]),
+              len(h["long_line"]), len(h["not_http"])))
+    print("web: heap runtime peak %d B (code %d B), firmware built %d B, web idle %d B, "
+          "session completed %s" % (res["runtime"], res["code"], m["firmware built"],
+                                    m["web, idle"], res["completed"]))
+
+
+if __name__ == "__main__":
+    main()
