@@ -302,3 +302,75 @@ def test_client_finds_a_half_open_link_by_its_keepalive(broker):
         px.stop()
         obs.close()
     assert "no answer from the broker for 3 s" in out, out
+
+
+class HostileBroker:
+    """A broker that accepts CONNECT, answers CONNACK, then sends `evil` (bytes) on every
+    connection and afterwards a good PUBLISH rig/mode/set "after"; counts connections."""
+
+    def __init__(self, evil):
+        import socket
+        import threading
+
+        self.evil = evil
+        self.connections = 0
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(4)
+        self.port = self.srv.getsockname()[1]
+        self.stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        try:
+            c.recv(1024)  # CONNECT
+            c.sendall(b"\x20\x02\x00\x00")
+            c.sendall(self.evil)
+            c.sendall(proto.publish("rig/mode/set", "after"))
+            c.settimeout(2)
+            while c.recv(4096):  # its publishes, until it closes
+                pass
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.srv.close()
+
+
+@pytest.mark.parametrize("evil, why", [
+    (b"\x30\xff\xff\xff\xff\x7f", "bad remaining length"),  # five length bytes
+    (b"\x30\x05\x00\x09abc", "topic longer"),  # a topic longer than its packet
+    (b"\x34\x06\x00\x01a\x00\x01x", "QoS 2"),  # QoS 2 on a QoS 1 subscription
+    (b"\x30\x05\x00\x02\xff\xfex", "not UTF-8"),  # a topic that is not UTF-8
+    (proto.publish("rig/big/set", "x" * 100000), None),  # too big: skipped, link kept
+    (b"\x90\x03\x00\x01\x80", None),  # SUBACK refusing the subscription: logged
+    (b"\x50\x02\x00\x01", None),  # a packet the client never expects (PUBREC): ignored
+], ids=["length", "topic", "qos2", "utf8", "big", "suback", "pubrec"])
+def test_client_survives_a_hostile_broker(evil, why):
+    hb = HostileBroker(evil)
+    p = _rig(hb.port, 2)
+    try:
+        out = p.communicate(timeout=30)[0]
+    finally:
+        p.kill()
+        hb.close()
+    assert "Traceback" not in out, out
+    info = json.loads(out.strip().splitlines()[-1])  # the rig ran its 2 s to the end
+    if why is None:  # the link goes on: the good message after it arrives, once connected
+        assert hb.connections == 1 and info["received"] == 1, (info, out)
+    else:  # the connection is dropped, saying why, and made again (backoff), each time
+        assert hb.connections >= 2 and why in info["last_error"], (info, out)

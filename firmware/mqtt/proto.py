@@ -119,7 +119,10 @@ def parse_publish(first, body):
     i = 2 + n
     if i > len(body):
         raise MqttError("PUBLISH topic longer than the packet")
-    topic = str(body[2:i], "utf-8")
+    try:
+        topic = str(body[2:i], "utf-8")
+    except UnicodeError:
+        raise MqttError("PUBLISH topic not UTF-8")
     pid = 0
     if qos:
         if i + 2 > len(body):
