@@ -1,0 +1,60 @@
+"""A 1p -> 3p switch under load on the simulated wallbox (the real firmware on the unix port;
+sim_clock.json gives the board its phase switch, docs/sim.md). The grid meter (the emulated
+SDM630) is silent at power-up: the main fuse's input is stale, so the box charges on one
+phase at safe_a and never switches up on an unknown headroom. When the meter answers, the
+headroom on every phase allows three phases: the limit loop asks for them, the session stops
+the offer, the EV goes to B, the main contactor opens, the phase contactor switches only
+after the 10 s pause with no current flowing, and the main contactor closes again with the
+EV drawing on three phases. Times on the device clock (the observation log's "t")."""
+import json
+import os
+
+import simrig
+from simrig import simlib
+
+GRID = {"grid": {"type": "modbus", "profile": "sdm630", "addr": 2},
+        "bus": {"uart": 1, "baud": 9600}}
+PAUSE_MS = 10000  # phase_pause_s below: the floor
+
+
+def test_a_1p_to_3p_switch_under_load(tmp_path, monkeypatch):
+    d = str(tmp_path)
+    with open(os.path.join(d, "sim_clock.json"), "w") as f:
+        json.dump({"phase_switch": True}, f)
+    start = simlib.MeterBus.start.__func__
+
+    def silent_from_power_up(cls, config, workdir):
+        bus = start(cls, config, workdir)
+        bus.fault(2, "silent")
+        return bus
+
+    monkeypatch.setattr(simlib.MeterBus, "start", classmethod(silent_from_power_up))
+    limits = {"main_fuse_a": 16, "safe_a": 6, "phases": "auto", "phase_pause_s": 10,
+              "phase_up_s": 1, "phase_ignore_s": 5}
+    with simrig.start({"meters": GRID, "limits": limits}, state_dir=d) as sim:
+        sim.do("ev", max_current_a=16, phases=3)
+        n = simrig.charge(sim)
+        simrig.device_sleep(sim, 1500)
+        m = [o for o in sim.obs[n:] if o.get("k") == "meter"]
+        assert m and m[-1]["phases"] == 1 and m[-1]["i_da"] == 60, m[-3:]  # safe_a on 1p
+        assert not any(o.get("k") == "phases" for o in sim.obs), "switched on a stale meter"
+        k = len(sim.obs)
+        sim.do("meter", addr=2, fault="off")  # the grid meter answers: 13.9 A on every phase
+        up = sim.wait_for({"k": "phases", "closed": True}, 20, since=k)
+        assert up["main"] is False and up["i_da"] == 0, up  # never under load
+        opened = [o for o in sim.obs[k:sim.obs.index(up)]
+                  if o.get("k") == "contacts" and not o["closed"]]
+        assert len(opened) == 1
+        assert PAUSE_MS <= up["t"] - opened[0]["t"] <= PAUSE_MS + 200, (opened, up)
+        stop = next(o for o in sim.obs[k:] if o.get("k") == "state"
+                    and o.get("reason") == "phase switch")
+        s2 = next(o for o in sim.obs[k:] if o.get("k") == "ev" and o["what"] == "S2 open")
+        assert stop["offer_da"] == 0 and stop["t"] <= s2["t"] <= opened[0]["t"]
+        i = sim.obs.index(up)
+        sim.wait_for({"k": "contacts", "closed": True}, 5, since=i)
+        m3 = sim.wait_for(lambda o: o.get("k") == "meter" and o["i_da"] > 0, 10, since=i)
+        assert m3["phases"] == 3, m3
+        st = sim.wait_for(simrig.status("Charging"), 5, since=i)
+        assert st["offer_da"] >= 60
+        logs = [o["msg"] for o in sim.obs if o.get("k") == "log"]
+        assert any(x.startswith("limits: phases 1 -> 3 (auto") for x in logs), logs
