@@ -81,4 +81,5 @@ class PhaseSwitch:
             return None  # the mirror gets CLOSE_FB_MS to follow a command
         info = STUCK if self.three else WELDED
         self.three = False  # open all: the coil is released as well
+        self._bad_since = now  # reported again every debounce while it lasts (ticks wrap)
         return info

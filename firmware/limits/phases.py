@@ -35,7 +35,8 @@ class PhasePolicy:
         self.total = 0  # ... since boot (diag)
         self.last = None  # ticks of the last switch, while its spacing or ignore time runs
         self.cand = 0  # the phase count the inputs point to (0: stay)
-        self.since = None  # ticks the candidate started
+        self.since = None  # ticks the candidate started, until its hold time passed
+        self.held = False  # the candidate lasted its hold time
         self.t1 = 0  # what one phase would carry (dA), last decision
         self.t3 = 0  # ... three phases, on every phase
 
@@ -51,8 +52,11 @@ class PhasePolicy:
         self.hyst_da = s["resume_hyst_a"] * 10
 
     def session(self):
-        """An EV plugged in: a new session's switch count."""
+        """An EV plugged in: a new session's switch count, and its hold times from now."""
         self.count = 0
+        self.cand = 0
+        self.since = None
+        self.held = False
 
     def target(self, arb, n, now):
         """The current (dA per phase) the limits in force allow on n phases: the phase-neutral
@@ -107,7 +111,7 @@ class PhasePolicy:
         if last is not None and ticks_diff(now, last) >= max(self.min_ms, self.ignore_ms):
             last = self.last = None  # past its use: never compared again (ticks wrap)
         if last is not None and ticks_diff(now, last) < self.ignore_ms:
-            self.since = None  # readings from the change-over: no decision on them
+            self.cand = 0  # readings from the change-over: no decision on them
             return self.want
         t1 = self.t1 = self.target(arb, 1, now)
         t3 = self.t3 = self.target(arb, 3, now)
@@ -120,19 +124,22 @@ class PhasePolicy:
         if cand != self.cand:
             self.cand = cand
             self.since = now
+            self.held = False
         if cand == 0:
             self.since = None
             return self.want
-        if self.since is None:
-            self.since = now
-        hold = 0 if not plugged else (self.up_ms if cand == 3 else self.down_ms)
-        if ticks_diff(now, self.since) < hold or last is not None or (
-                plugged and self.count >= self.max):
+        if not self.held:
+            hold = 0 if not plugged else (self.up_ms if cand == 3 else self.down_ms)
+            if ticks_diff(now, self.since) < hold:
+                return self.want
+            self.held = True
+            self.since = None  # past its use: never compared again (ticks wrap)
+        if last is not None or (plugged and self.count >= self.max):
             return self.want
         self.want = cand
         self.last = now
-        self.since = None
         self.cand = 0
+        self.held = False
         self.total += 1
         if plugged:
             self.count += 1
