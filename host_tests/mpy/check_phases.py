@@ -125,15 +125,21 @@ t = run(6000, t)  # the pause from power-up passes (12 s default is 10 s here)
 b.burst.state = "C"
 t = run(400, t)
 check("charging on one phase", ctl.session.act.status == CHARGING and ctl.phases == 1)
-err = None
-e = None
-micropython.heap_lock()
-try:
-    ctl.set_phases(3)
-    t = run(5600, t)  # stop, B, open, 10 s pause, switch, mirror, close again
-except Exception as e:  # noqa: BLE001 - reported after the lock is released
-    err = e
-micropython.heap_unlock()
+
+
+def switch_run(t):
+    err = None
+    micropython.heap_lock()
+    try:
+        ctl.set_phases(3)
+        t = run(5600, t)  # stop, B, open, 10 s pause, switch, mirror, close again
+    except Exception as e:  # noqa: BLE001 - reported after the lock is released
+        err = e
+    micropython.heap_unlock()
+    return err, t
+
+
+err, t = switch_run(t)
 check("the switch allocates nothing (heap locked): %r" % (err,), err is None)
 check("switched to three phases and charging again",
       ctl.phases == 3 and ctl.session.act.status == CHARGING and b.coil.v == 1)
