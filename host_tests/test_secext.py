@@ -268,3 +268,34 @@ def test_a_refused_password_is_a_security_event_logged_once():
             n = len(sim.obs)
             o.wait_log(sim, "ocpp: link down", since=n, timeout=30)  # tried again
             assert len([m for m in o.logs(sim) if "security: FailedToAuth" in m]) == 1
+
+
+def test_get_log_over_https_verifies_the_server_with_the_csms_ca(csms, tmp_path):
+    """https:// uploads are verified with the CA of the CSMS link (ocpp.ca): the test CA's
+    server takes the file; with another CA configured the upload fails, nothing is sent."""
+    import shutil
+
+    import certs
+
+    c = certs.make_certs(str(tmp_path / "certs"))
+    srv = ota_http.Server(b"", tls=(c["cert"], c["key"]))
+    try:
+        for ca, want in (("ca_pem", "Uploaded"), ("other_ca_pem", "UploadFailure")):
+            d = str(tmp_path / ca)
+            os.mkdir(d)
+            shutil.copy(c[ca], os.path.join(d, "ca.pem"))
+            n = len(srv.uploads)
+            with o.start_sim(csms, ocpp={"ca": "ca.pem"}, state_dir=d) as sim, \
+                    o.report(sim, csms):
+                o.wait_log(sim, "ocpp: boot accepted")  # this simulator's, not the last one's
+                k = len(_notes(csms, "LogStatusNotification"))
+                r = o.call(csms, "GetLog", {"logType": "SecurityLog", "requestId": 3,
+                                            "retries": 0, "log": {
+                                                "remoteLocation": srv.url + "/l/"}})
+                assert r["status"] == "Accepted"
+                csms.wait_for(lambda: len(_notes(csms, "LogStatusNotification")) >= k + 2, 30)
+                assert _notes(csms, "LogStatusNotification")[-1] == {"status": want,
+                                                                     "requestId": 3}
+            assert len(srv.uploads) == n + (want == "Uploaded")
+    finally:
+        srv.close()
