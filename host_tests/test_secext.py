@@ -160,9 +160,19 @@ def test_get_log_security_log_with_request_id(csms):
             r = o.call(csms, "GetLog", {"logType": "DiagnosticsLog", "requestId": 9, "log": {
                 "remoteLocation": "ftp://h/"}})
             assert r == {"status": "Rejected"}
+            # a server that refuses the upload (HTTP 403): PermissionDenied, no retry
+            r = o.call(csms, "GetLog", {"logType": "DiagnosticsLog", "requestId": 10,
+                                        "retries": 3, "retryInterval": 1, "log": {
+                                            "remoteLocation": srv.url + "/refused/"}})
+            assert r["status"] == "Accepted"
+            csms.wait_for(lambda: len(_notes(csms, "LogStatusNotification")) >= 6, 30)
+            assert _notes(csms, "LogStatusNotification")[4:] == [
+                {"status": "Uploading", "requestId": 10},
+                {"status": "PermissionDenied", "requestId": 10}]
+            assert len([q for q in srv.requests if q[0].startswith("/refused")]) == 1
             assert o.call(csms, "ExtendedTriggerMessage", {
                 "requestedMessage": "LogStatusNotification"}) == {"status": "Accepted"}
-            csms.wait_for(lambda: len(_notes(csms, "LogStatusNotification")) >= 5, 10)
+            csms.wait_for(lambda: len(_notes(csms, "LogStatusNotification")) >= 7, 10)
             assert _notes(csms, "LogStatusNotification")[-1] == {"status": "Idle"}
     finally:
         srv.close()

@@ -83,7 +83,7 @@ async def _diag_job(cp, u, p, name):
     finally:
         u.diag = "Idle"
     notify(cp, "DiagnosticsStatusNotification", {
-        "status": "Uploaded" if st else "UploadFailed"})
+        "status": "Uploaded" if st == "Uploaded" else "UploadFailed"})
 
 
 # -- GetLog ----------------------------------------------------------------------------------
@@ -121,13 +121,14 @@ async def _log_job(cp, u, p, name, kind):
     finally:
         if u.log_task is me or me is None:
             u.log, u.log_id, u.log_task = "Idle", None, None
-    notify(cp, "LogStatusNotification", {"status": "Uploaded" if st else "UploadFailure",
-                                         "requestId": rid})
+    notify(cp, "LogStatusNotification", {"status": st, "requestId": rid})
 
 
 # -- the job both share ---------------------------------------------------------------------
 async def _job(cp, location, path, name, kind, start, stop, retries, retry_s, action, rid):
-    """Write the file, tell Uploading, upload it; True when uploaded. The file is removed."""
+    """Write the file, tell Uploading, upload it; the outcome as an UploadLogStatus:
+    Uploaded, PermissionDenied (HTTP 401/403), NotSupportedOperation (HTTP 405/501) or
+    UploadFailure. The file is removed."""
     from firmware.secext import upload
 
     await asyncio.sleep_ms(100)  # the answer goes out first
@@ -141,10 +142,15 @@ async def _job(cp, location, path, name, kind, start, stop, retries, retry_s, ac
         size = write(cp, path, kind, start, stop)
         await upload.run(cp, location, path, name, size, max(0, retries), max(0, retry_s))
         cp.log("%s: %s uploaded (%d bytes)" % (kind, name, size))
-        return True
+        return "Uploaded"
     except (upload.UploadError, OSError) as e:
         cp.log("%s: upload failed: %s" % (kind, e))
-        return False
+        code = getattr(e, "status", None)
+        if code in (401, 403):
+            return "PermissionDenied"
+        if code in (405, 501):
+            return "NotSupportedOperation"
+        return "UploadFailure"
     finally:
         persist.remove(path)
 

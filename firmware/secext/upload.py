@@ -13,7 +13,11 @@ _ANSWER_MS = const(20000)
 
 
 class UploadError(Exception):
-    pass
+    """Why an upload failed; .status: the server's HTTP status when it answered one."""
+
+    def __init__(self, msg, status=None):
+        super().__init__(msg)
+        self.status = status
 
 
 def target(location, name):
@@ -68,14 +72,14 @@ async def put(cp, location, path, name, size):
         except asyncio.TimeoutError:
             raise UploadError("no answer from %s" % host)
         if not 200 <= code < 300:
-            raise UploadError("HTTP %d from %s" % (code, host))
+            raise UploadError("HTTP %d from %s" % (code, host), code)
     finally:
         w.close()
 
 
 async def run(cp, location, path, name, size, retries, retry_s):
     """1 + retries attempts, retry_s apart; UploadError (the last reason) when all failed."""
-    why = None
+    why = status = None
     for k in range(retries + 1):
         if k:
             cp.log("upload: %s; retry %d of %d in %d s" % (why, k, retries, retry_s))
@@ -84,9 +88,9 @@ async def run(cp, location, path, name, size, retries, retry_s):
             await put(cp, location, path, name, size)
             return
         except UploadError as e:
-            why = str(e)
-            if why.startswith("HTTP 4"):
+            why, status = str(e), e.status
+            if status is not None and 400 <= status < 500:
                 break  # the server says no: again will not change it
         except (OSError, ValueError) as e:  # ValueError: MicroPython's ssl, a bad certificate
-            why = "connection: %r" % (e,)
-    raise UploadError(why)
+            why, status = "connection: %r" % (e,), None
+    raise UploadError(why, status)
