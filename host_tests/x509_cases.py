@@ -28,12 +28,12 @@ def _name(cn):
 
 
 def cert(cn, key, issuer_cn=None, issuer_key=None, ca=False, start=None, end=None,
-         pss=False):
+         pss=False, now=NOW):
     issuer_key = issuer_key or key
     b = (x509.CertificateBuilder().subject_name(_name(cn))
          .issuer_name(_name(issuer_cn or cn)).public_key(key.public_key())
          .serial_number(x509.random_serial_number())
-         .not_valid_before(start or NOW - 365 * DAY).not_valid_after(end or NOW + 3650 * DAY)
+         .not_valid_before(start or now - 365 * DAY).not_valid_after(end or now + 3650 * DAY)
          .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
     kw = {}
     if pss:
@@ -51,9 +51,15 @@ def sign_pss(key, data):
                     hashes.SHA256())
 
 
-def pki():
-    """{name: value}: keys (private, for signing), PEM texts, the root's PEM."""
+def pki(now=NOW):
+    """{name: value}: keys (private, for signing), PEM texts, the root's PEM; valid at now
+    (the expired and not-yet-valid ones relative to it)."""
     root_k, foreign_k, inter_k, sign_k = _key(), _key(), _key(), _key()
+    NOW = now  # noqa: N806
+
+    def cert(*a, **k):
+        return globals()["cert"](*a, now=now, **k)
+
     root = cert("Wallbox Test Root", root_k, ca=True)
     foreign = cert("Someone Else Root", foreign_k, ca=True)
     inter = cert("Wallbox Test Intermediate", inter_k, "Wallbox Test Root", root_k, ca=True)

@@ -323,7 +323,7 @@ async def send_triggered(cp, what, c):
             if cp.st.status(k) is not None:
                 await cp.st.send(k)
     elif what == "FirmwareStatusNotification":  # Idle: nothing under way (1.6 section 7.25)
-        await cp.rpc.call(what, {"status": cp.updater.status})
+        await cp.updater.tell()  # Signed... for a signed update (firmware/ota/updater.py)
     elif what == "MeterValues":
         p = {"connectorId": 1 if c is None else c,
              "meterValue": [cp.tx.sample("Trigger", "MeterValuesSampledData")]}

@@ -28,3 +28,6 @@ class Lazy:
 
     async def after_boot(self):
         await self.get().after_boot()
+
+    async def tell(self):  # TriggerMessage FirmwareStatusNotification
+        await self.cp.rpc.call("FirmwareStatusNotification", {"status": "Idle"})

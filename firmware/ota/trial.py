@@ -64,7 +64,7 @@ def task(app, trial):
                 app.log("ota: %s confirmed" % trial.get("version"))
                 up_ = getattr(app.ocpp, "updater", None)
                 if up_ is not None and persist.exists(updater.STATUS_FILE):
-                    updater.save_outcome("Installed")  # an update the CSMS asked for
+                    updater.mark_installed()  # an update the CSMS asked for
                     await up_.after_boot()
                 return
             if up >= limit_ms:

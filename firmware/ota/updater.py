@@ -27,8 +27,18 @@ KEYS_FILE = "ota_keys.json"
 _TX_POLL_MS = 1000
 
 
-def save_outcome(status):
-    persist.save_json(STATUS_FILE, {"status": status})
+def save_outcome(status, req=None):
+    """The status the next boot tells (req: a SignedUpdateFirmware's requestId)."""
+    persist.save_json(STATUS_FILE, {"status": status, "requestId": req})
+
+
+def mark_installed():
+    """The trial confirmed itself: what the next after_boot() tells is Installed."""
+    try:
+        s = persist.load_json(STATUS_FILE)
+    except ValueError:
+        s = None
+    save_outcome("Installed", s.get("requestId") if isinstance(s, dict) else None)
 
 
 class Updater:
@@ -38,6 +48,7 @@ class Updater:
         self.tls = tls_context
         self.status = "Idle"  # the last FirmwareStatusNotification (TriggerMessage answers it)
         self.busy = False
+        self.req = None  # a signed update's requestId: statuses go as SignedFirmware...
 
     def running(self):
         from firmware.version import VERSION
@@ -46,58 +57,93 @@ class Updater:
                 "mpy": getattr(sys.implementation, "_mpy", 0), "hw": self.board.hw_rev}
 
     def request(self, p):
-        """UpdateFirmware.req (schema-checked): start the job; the answer is {}."""
+        """UpdateFirmware.req (schema-checked): start the job; the answer is {}. A device
+        with a manufacturer root (signed updates) answers NotSupported, as the security
+        whitepaper asks (firmware/ota/signed.py)."""
+        from firmware.ota import signed
+
+        if persist.exists(signed.ROOTS_FILE):
+            from firmware.ocpp.rpc import RpcError
+
+            raise RpcError("NotSupported", "UpdateFirmware: this charge point takes only "
+                           "SignedUpdateFirmware")
+        self.start({"location": p["location"], "retrieve": p["retrieveDate"],
+                    "retries": p.get("retries"), "interval": p.get("retryInterval")},
+                   "UpdateFirmware")
+        return {}
+
+    def start(self, job, what):
+        """Start an update job (a dict: location, retrieve, retries, interval; a signed one
+        also req, key, sig, install); True if it started (or failed at once)."""
         from firmware.ota.download import DownloadError, parse_url
 
         try:
-            parse_url(p["location"])
+            parse_url(job["location"])
         except DownloadError as e:
-            self.cp.log("ota: UpdateFirmware refused: %s" % e)
-            self.cp.spawn(self.notify("DownloadFailed"), "UpdateFirmware")
-            return {}
+            self.cp.log("ota: %s refused: %s" % (what, e))
+            self.req = job.get("req")
+            self.cp.spawn(self.notify("DownloadFailed"), what)
+            return True
         if self.busy:
-            self.cp.log("ota: UpdateFirmware while an update is under way: ignored")
-            return {}
+            self.cp.log("ota: %s while an update is under way: ignored" % what)
+            return False
         self.busy = True
-        self.cp.spawn(self._run(p), "UpdateFirmware")
-        return {}
+        self.req = job.get("req")
+        self.cp.spawn(self._run(job), what)
+        return True
 
     async def notify(self, status):
         """Through the journal: a status while offline is sent after the reconnect."""
         from firmware import secext
 
         self.status = status
-        secext.notify(self.cp, "FirmwareStatusNotification", {"status": status})
+        what = "FirmwareStatusNotification"
+        p = {"status": status}
+        if self.req is not None:
+            what = "SignedFirmwareStatusNotification"
+            p["requestId"] = self.req
+        secext.notify(self.cp, what, p)
+
+    async def tell(self):
+        """TriggerMessage FirmwareStatusNotification: the last status again (as
+        SignedFirmwareStatusNotification with its requestId after a signed update)."""
+        await self.notify(self.status)
 
     async def failed(self, status):
         """The job ended without an install: told now, nothing left for the next boot."""
         await self.notify(status)
         persist.remove(STATUS_FILE)
 
-    async def _run(self, p):
+    async def _run(self, job):
         try:
-            await self._job(p)
+            await self._job(job)
         finally:
             self.busy = False
+
+    async def _until(self, date):
+        """Until the CSMS's clock says date (RFC 3339; None or unreadable: at once)."""
+        from firmware.ocpp import clock
+
+        try:
+            at = clock.parse(date)
+        except ValueError:
+            return
+        while True:
+            now = self.cp.now_s()
+            if now is None or now >= at:
+                return
+            await asyncio.sleep_ms(min(60, at - now) * 1000)
 
     async def _job(self, p):
         from firmware.ota import slots
         from firmware.ota.bundle import BundleError
         from firmware.ota.download import Download, DownloadError
-        from firmware.ocpp import clock
 
         cp = self.cp
+        req = p.get("req")
         await asyncio.sleep_ms(200)  # the UpdateFirmware.conf goes out first
-        try:
-            at = clock.parse(p["retrieveDate"])
-        except ValueError:
-            at = None
-        while at is not None:
-            now = cp.now_s()
-            if now is None or now >= at:
-                break
-            await asyncio.sleep_ms(min(60, at - now) * 1000)
-        save_outcome("DownloadFailed")  # what a power cut from here on comes to
+        await self._until(p["retrieve"])
+        save_outcome("DownloadFailed", req)  # what a power cut from here on comes to
         await self.notify("Downloading")
         tls = self.tls
         if tls is None and p["location"].lower().startswith("https:"):
@@ -111,19 +157,36 @@ class Updater:
                 return
         d = Download(p["location"], DOWNLOAD_FILE, tls_context=tls, log=cp.log)
         try:
-            await d.run(p.get("retries", 1), p.get("retryInterval", 30) * 1000)
+            await d.run(1 if p["retries"] is None else p["retries"],
+                        (30 if p["interval"] is None else p["interval"]) * 1000)
         except DownloadError as e:
             cp.log("ota: download failed: %s" % e)
             await self.failed("DownloadFailed")
             return
         cp.log("ota: downloaded %d bytes, sha256 %s" % (d.size, d.sha256))
-        save_outcome("InstallationFailed")  # until the new firmware confirms itself
+        save_outcome("InstallationFailed", req)  # until the new firmware confirms itself
         await self.notify("Downloaded")
+        if p.get("key") is not None:  # signed: the whole file's signature, the cert's key
+            from firmware.ota import signed
+
+            why = signed.check_file(p["key"], d.sha256, p["sig"])
+            if why is not None:
+                from firmware import secext
+
+                cp.log("ota: firmware signature refused: %s" % why)
+                secext.security_event(cp, "InvalidFirmwareSignature", why)
+                persist.remove(DOWNLOAD_FILE)
+                await self.failed("InvalidSignature")
+                return
+            await self.notify("SignatureVerified")
+            if p.get("install") and cp.now_s() is not None:
+                await self.notify("InstallScheduled")
+                await self._until(p["install"])
         while cp.tx.open is not None:  # installed once the transaction has ended
             await asyncio.sleep_ms(_TX_POLL_MS)
         await self.notify("Installing")
         try:
-            keys = _keys()
+            keys = _keys(p.get("key"))
             with open(DOWNLOAD_FILE, "rb") as f:
                 m = slots.install(f, keys, self.running())
         except (BundleError, OSError, ValueError) as e:
@@ -132,11 +195,14 @@ class Updater:
                 from firmware import secext
 
                 secext.security_event(cp, "InvalidFirmwareSignature", str(e))
-            await self.failed("InstallationFailed")
+            bad = req is not None and _integrity(str(e))
+            await self.failed("InstallVerificationFailed" if bad else "InstallationFailed")
             return
         finally:
             persist.remove(DOWNLOAD_FILE)
         cp.log("ota: %s installed, restarting on trial" % m["version"])
+        if req is not None:
+            await self.notify("InstallRebooting")
         t0 = time.ticks_ms()
         while cp.journal.pending() and time.ticks_diff(time.ticks_ms(), t0) < 5000:
             await asyncio.sleep_ms(100)
@@ -164,6 +230,7 @@ class Updater:
 
         if slots.running_trial() is not None:
             return  # on trial: told when it confirms (or by the old firmware after rollback)
+        self.req = s.get("requestId")
         st = s.get("status") or "InstallationFailed"
         await self.notify(st)
         if st == "Installed":
@@ -174,10 +241,23 @@ class Updater:
         persist.remove(STATUS_FILE)
 
 
-def _keys():
+def _keys(extra=None):
+    """The keys a bundle's manifest may be signed with: ota_keys.json's, and a signed
+    update's certificate key (it chains to a manufacturer root)."""
     from firmware.ota import rsa
 
     d = persist.load_json(KEYS_FILE)
     if not isinstance(d, dict) or not isinstance(d.get("keys"), list):
+        if extra is not None:
+            return [extra]
         raise ValueError("%s: no trusted update key on this device" % KEYS_FILE)
-    return [rsa.key_from_json(k) for k in d["keys"]]
+    return [rsa.key_from_json(k) for k in d["keys"]] + ([extra] if extra else [])
+
+
+def _integrity(why):
+    """A refusal that says the bundle is not what was signed (InstallVerificationFailed),
+    not that it does not fit this device (InstallationFailed)."""
+    for w in ("signature", "SHA-256", "truncated", "bytes after", "bad magic", "unsigned"):
+        if w in why:
+            return True
+    return False

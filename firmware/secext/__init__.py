@@ -40,11 +40,20 @@ async def _send_log_status(cp, c):
     await cp.rpc.call("LogStatusNotification", p)
 
 
+def _signed_update(cp, p):
+    from firmware.ota import signed  # docs/ota.md
+
+    return signed.request(cp, p)
+
+
 # action -> fn(cp, payload) -> result dict or a coroutine giving it (as remote.HANDLERS)
 ACTIONS = {
     "ExtendedTriggerMessage": _extended_trigger,
     "GetDiagnostics": _get_diagnostics,
     "GetLog": _get_log,
+
+
+    "SignedUpdateFirmware": _signed_update,
 }
 # message -> async fn(cp, connector): what TriggerMessage / ExtendedTriggerMessage send
 SENDS = {
