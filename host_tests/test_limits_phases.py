@@ -173,3 +173,49 @@ def test_the_pause_the_controller_reads_never_goes_below_the_floor():
     assert conf.phase_pause_ms(None) == 12000
     assert conf.phase_pause_ms({"phase_pause_s": 30}) == 30000
     assert conf.phase_pause_ms({"phase_pause_s": 3}) == 12000  # refused: the default
+
+
+class _Ctl:
+    """A controller with a phase switch: records set_phases / set_limit in order."""
+
+    def __init__(self, phases=1):
+        self.calls = []
+        self.inputs = type("I", (), {"pilot": None})()
+        self.phase_switch = object()
+        self.phases = phases
+
+    def set_limit(self, amps, reason):
+        self.calls.append(("limit", amps, reason))
+
+    def set_phases(self, n):
+        self.calls.append(("phases", n))
+
+
+def test_the_loop_asks_for_the_phases_before_the_limit_of_the_new_phase_count():
+    from firmware.limits.loop import Limits
+
+    logs = []
+    ctl = _Ctl(phases=1)
+    lim = Limits(ctl, 32, log=logs.append, cfg=type("C", (), {"limits": {"phases": 3},
+                                                             "max_current_a": 16})())
+    lim.apply(1000)
+    assert ctl.calls[0] == ("phases", 3) and ctl.calls[1][0] == "limit", ctl.calls
+    assert lim.arb.phases == 3
+    assert "limits: phases 1 -> 3 (config limits.phases)" in logs
+    out = []
+    lim.diag(out.append)
+    assert any(x.startswith("  phases             3 (locked)") for x in out), out
+    assert lim.reconfigure({"phases": 1}) == []  # the owner's lock changes at once
+    assert ("phases", 1) in ctl.calls and lim.arb.phases == 1
+
+
+def test_without_a_phase_switch_the_loop_never_asks_for_phases():
+    from firmware.limits.loop import Limits
+
+    ctl = _Ctl()
+    ctl.phase_switch = None
+    lim = Limits(ctl, 32, log=lambda m: None, cfg=type("C", (), {"limits": {"phases": 1},
+                                                                "phases": 3})())
+    lim.apply(1000)
+    assert lim.phase is None and lim.arb.phases == 3
+    assert all(c[0] == "limit" for c in ctl.calls)

@@ -18,7 +18,6 @@ from firmware.ticks import ticks_diff
 PAUSE_MIN_MS = const(10000)
 PAUSE_MS = const(12000)
 
-R_SWITCH = "phase switch"  # the stop reason while a switch is under way (offer 0)
 STUCK = "phase contactor did not close"
 WELDED = "phase contactor welded"
 

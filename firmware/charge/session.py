@@ -12,7 +12,6 @@ from firmware.charge import rcm_test as rt
 from firmware.charge import watch as w
 from firmware.charge.offer import (  # noqa: F401
     OC_TOLERANCE_MS, OFFER_CHANGE_MS, R_CABLE, R_CAP, R_RATE, R_RATING, OfferPolicy)
-from firmware.charge.phases import R_SWITCH as R_PHASE_SWITCH
 from firmware.charge.proximity import BUTTON, INVALID
 from firmware.charge.watch import CLOSE_FB_MS, FB_DEBOUNCE_MS, LOCK_MS, PP_DEBOUNCE_MS  # noqa
 from firmware.ticks import ticks_add, ticks_diff
@@ -40,6 +39,7 @@ R_VENT = "state D without ventilation"
 R_DISABLED = "charging disabled (config)"
 R_NO_CABLE = "no valid cable"
 R_RETEST = "paused: RCM self-test due (24 h)"
+R_PHASE_SWITCH = "phase switch"  # 1p/3p: offer 0 until switched (phases.py)
 
 # Why something outside the session opened the contactor (Inputs.trip), latched by the
 # contactor driver until the session acknowledges it (Actions.ack_trip). 1-3 are the
