@@ -14,6 +14,7 @@ The expected codes are those OCPP-J 1.6 and RFC 6455 name, read as firmware/ocpp
 schema.py and wsframe.py document them (e.g. an unreadable frame gets ProtocolError with
 the id "-1"; a result, an error or an unknown message type is never answered).
 """
+import ast
 import json
 import os
 import random
@@ -26,11 +27,33 @@ from ocpp_fuzz_parts import (  # noqa: E402,F401  (the building blocks, re-expor
     PROBE_ACTION, PROPERTY, PROTOCOL, TYPE, _profile, bad_payload, dumps, frame, now_iso,
     rand_ascii, rand_id, rand_json, rand_text, schema, text_frame, unknown_action)
 
-# Firmware Management (but UpdateFirmware, docs/ota.md) and the security extension: known
-# OCPP 1.6 actions with no handler
-UNSUPPORTED = ("GetDiagnostics", "CertificateSigned", "DeleteCertificate",
-               "ExtendedTriggerMessage", "GetInstalledCertificateIds", "GetLog",
-               "InstallCertificate", "SignedUpdateFirmware")
+# The OCPP 1.6 actions a CSMS may call that the core client's table (remote.HANDLERS) leaves
+# out: Firmware Management and the security extension. Those the firmware handles elsewhere
+# (firmware/secext's ACTIONS, ...) are read from its source, so the oracle follows the
+# firmware as actions are added: the rest must be answered NotSupported.
+OPTIONAL = ("GetDiagnostics", "CertificateSigned", "DeleteCertificate",
+            "ExtendedTriggerMessage", "GetInstalledCertificateIds", "GetLog",
+            "InstallCertificate", "SignedUpdateFirmware")
+TABLES = (("firmware/ocpp/remote.py", "HANDLERS"), ("firmware/secext/__init__.py", "ACTIONS"))
+
+
+def handled_actions(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))):
+    """The actions named as keys of the firmware's handler tables (TABLES)."""
+    out = set()
+    for rel, name in TABLES:
+        path = os.path.join(root, rel)
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                    and any(getattr(t, "id", None) == name for t in node.targets)):
+                out.update(k.value for k in node.value.keys if isinstance(k, ast.Constant))
+    return out
+
+
+UNSUPPORTED = tuple(a for a in OPTIONAL if a not in handled_actions())
 
 # Family -> cases per 10,000. Families that close the link cost a reconnect (about 1 s of
 # the client's backoff) each, so they get few; every family gets at least one case.
@@ -40,6 +63,8 @@ WEIGHTS = {
     "hostile-json": 450, "fragmented": 500, "stall": 40, "oversized": 6, "binary": 2,
     "bad-utf8": 3, "ws-protocol": 6, "server-close": 4,
 }
+if not UNSUPPORTED:  # every optional action handled: nothing left to be NotSupported
+    del WEIGHTS["unsupported-action"]
 FAMILIES = tuple(WEIGHTS)
 # Cases that find an open firmware bug: left out of the CI run (skip=KNOWN_BUGS) and replayed
 # by their own xfail test in host_tests/test_ocpp_fuzz.py until the firmware is fixed.
