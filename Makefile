@@ -49,8 +49,10 @@ mpy: $(SETUP)
 sim: $(SETUP)
 	$(PY) tools/sim.py --scenario scenarios/default.json --events build/sim-events.jsonl
 
+# Two workers, a test file each at a time (docs/testing.md: most of the simulator tests wait on
+# the device's clock, not the CPU).
 test: $(SETUP)
-	$(PY) -m pytest -q host_tests
+	$(PY) -m pytest -q -n 2 --dist loadfile host_tests
 
 test-fast: $(SETUP)
 	$(PY) -m pytest -q -x -m "not slow" host_tests
