@@ -3,6 +3,7 @@
     python tools/bundle.py keys [--dir keys]          a new RSA-3072 signing key pair
     python tools/bundle.py build [--board sim] [--march x64] [--key keys/ota_sign.pem]
                                  [--version V] [--min-hw N] [--out build/ota/NAME.wbota]
+                                 [--image micropython.bin]   (ESP32: the MicroPython image)
     python tools/bundle.py verify BUNDLE [--keys keys/ota_keys.json] [--board sim]
 
 `keys` writes the private key (ota_sign.pem: keep it off the devices and out of git) and the
@@ -111,8 +112,9 @@ def manifest_for(files, version, board, min_hw=1):
                              for p, d in files)}
 
 
-def pack(manifest, files, signature):
-    """The bundle's bytes (the layout of firmware/ota/bundle.py)."""
+def pack(manifest, files, signature, image=None):
+    """The bundle's bytes (the layout of firmware/ota/bundle.py); image (bytes: the
+    MicroPython image for ESP32, firmware/ota/image.py) after the files."""
     mbytes = manifest if isinstance(manifest, bytes) else json.dumps(
         manifest, separators=(",", ":")).encode()
     out = io.BytesIO()
@@ -123,14 +125,27 @@ def pack(manifest, files, signature):
     out.write(signature)
     for _, d in files:
         out.write(d)
+    if image is not None:
+        out.write(image)
     return out.getvalue()
 
 
-def make_bundle(key, files, version, board="sim", min_hw=1, manifest=None):
-    """A signed bundle of files [(path, bytes)]; manifest overrides the computed one."""
+def image_entry(image):
+    """The manifest's "image" entry for a MicroPython image (bytes)."""
+    if image[:1] != b"\xe9":
+        raise ValueError("not an ESP app image (its first byte is not 0xE9): give the port's "
+                         "micropython.bin, not firmware.bin (bootloader + partition table)")
+    return {"size": len(image), "sha256": hashlib.sha256(image).hexdigest()}
+
+
+def make_bundle(key, files, version, board="sim", min_hw=1, manifest=None, image=None):
+    """A signed bundle of files [(path, bytes)] and optionally a MicroPython image (bytes);
+    manifest overrides the computed one."""
     m = manifest or manifest_for(files, version, board, min_hw)
+    if image is not None and manifest is None:
+        m["image"] = image_entry(image)
     mbytes = json.dumps(m, separators=(",", ":")).encode()
-    return pack(mbytes, files, sign(key, mbytes))
+    return pack(mbytes, files, sign(key, mbytes), image)
 
 
 def cmd_keys(a):
@@ -153,13 +168,21 @@ def cmd_build(a):
     key = load_key(a.key)
     version = a.version or running_version()
     files = firmware_files(a.board, a.march)
-    data = make_bundle(key, files, version, a.board, a.min_hw)
+    image = None
+    if a.image:
+        with open(a.image, "rb") as f:
+            image = f.read()
+    try:
+        data = make_bundle(key, files, version, a.board, a.min_hw, image=image)
+    except ValueError as e:
+        raise SystemExit("%s: %s" % (a.image, e))
     out = a.out or os.path.join(ROOT, "build", "ota", "%s-%s.wbota" % (a.board, version))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "wb") as f:
         f.write(data)
-    print("%s: %d files, %d bytes, version %s, board %s" % (out, len(files), len(data),
-                                                             version, a.board))
+    print("%s: %d files, %d bytes, version %s, board %s%s" % (
+        out, len(files), len(data), version, a.board,
+        ", MicroPython image %d bytes" % len(image) if image else ""))
 
 
 def cmd_verify(a):
@@ -178,6 +201,12 @@ def cmd_verify(a):
             m = bundle.verify_stream(f, keys, running, d)
         except bundle.BundleError as e:
             raise SystemExit("refused: %s" % e)
+        if "image" in m:  # the device streams it into a partition (firmware/ota/image.py)
+            rest = f.read()
+            if hashlib.sha256(rest).hexdigest() != m["image"]["sha256"] or len(rest) != m[
+                    "image"]["size"]:
+                raise SystemExit("refused: image: SHA-256 or size does not match the manifest")
+            print("image: %d bytes, SHA-256 matches" % len(rest))
     print("good: version %s for %s, %d files" % (m["version"], m["board"], m["count"]))
 
 
@@ -196,6 +225,8 @@ def main():
     b.add_argument("--version")
     b.add_argument("--min-hw", type=int, default=1)
     b.add_argument("--out")
+    b.add_argument("--image", help="the ESP32 port's micropython.bin, installed through "
+                   "esp32.Partition with the .mpy files")
     v = sub.add_parser("verify")
     v.add_argument("bundle")
     v.add_argument("--keys", default=os.path.join(ROOT, "keys", "ota_keys.json"))

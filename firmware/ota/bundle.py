@@ -176,6 +176,10 @@ def check(mbytes, sig, keys, running):
         raise BundleError("bundle needs hardware revision %r, this is %d" % (
             hw, running.get("hw", 1)))
     m["count"], m["size"] = _check_files(m.get("files"))
+    if "image" in m:  # a MicroPython image after the files (firmware/ota/image.py)
+        from firmware.ota import image
+
+        image.check_entry(m["image"])
     return m
 
 
@@ -215,7 +219,7 @@ def unpack(f, manifest, dest, buf=None):
         total += size
         if _hex(h.digest()) != digest:
             raise BundleError("%s: SHA-256 does not match the manifest" % p)
-    if f.read(1):
+    if "image" not in manifest and f.read(1):  # an image follows the files
         raise BundleError("bytes after the last file")
     return total
 

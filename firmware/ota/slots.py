@@ -121,6 +121,19 @@ def enter(slot):
             del sys.modules[name]
 
 
+def check_image():
+    """Before a trial that carries a MicroPython image boots: it fails at once when that
+    image is not the one running (the ESP-IDF bootloader rolled it back, or a cut came before
+    set_boot)."""
+    t = load().get("trial")
+    if t and t.get("image") and not t.get("failed") and t.get("boots", 0) == 0:
+        from firmware.ota import image
+
+        why = image.not_booted(t["image"])
+        if why:
+            fail(why)
+
+
 def boot():
     """The bootloader, for a board's main.py and the simulator's boards/sim/boot.py: pick
     the slot (the restart marker peeked: a trial that crashed left "crash"), enter it, and
@@ -129,6 +142,7 @@ def boot():
         marker = persist.read(persist.RESTART_FILE)
     except (OSError, ValueError):
         marker = None
+    check_image()
     slot = pick(marker.strip() if marker else None)
     enter(slot)
     return slot
@@ -172,19 +186,32 @@ def install(f, keys, running, min_s=MIN_S, limit_s=LIMIT_S):
     mbytes, sig = bundle.read_head(f)
     m = bundle.check(mbytes, sig, keys, running)  # refused here: nothing touched at all
     del mbytes, sig
+    part = label = None
+    if "image" in m:  # a MicroPython image too (ESP32): firmware/ota/image.py
+        from firmware.ota import image
+
+        part = image.target(m["image"])  # refused here too: nothing written
+        label = part.info()[4]
     remove_tree(d)
     persist.sync()
     try:
         os.mkdir(d)
         bundle.unpack(f, m, d)
         persist.sync()  # every file on flash before slot.json says the slot is complete
+        if part is not None:
+            image.write(f, m["image"], part)  # read back and hashed before set_boot
         persist.write_atomic(d + "/" + SLOT_FILE, json.dumps({"version": m["version"]}), "w")
+        if part is not None:
+            image.set_boot(part)  # a cut from here to the pointer: the image runs unmarked
+            # with the active slot until the next reset rolls it back
     except BaseException:
         remove_tree(d)
         persist.sync()
         raise
     state["trial"] = {"slot": slot, "version": m["version"], "boots": 0, "min_s": min_s,
                       "limit_s": limit_s, "failed": None}
+    if label is not None:
+        state["trial"]["image"] = label
     state["report"] = None
     save(state)  # the commit point
     return m

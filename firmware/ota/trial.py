@@ -59,6 +59,14 @@ def task(app, trial):
             now = time.ticks_ms()
             up = time.ticks_diff(now, t0)
             why = unhealthy(app, now)
+            if why is None and up >= min_ms and trial.get("image"):
+                from firmware.ota import image
+
+                try:
+                    image.mark_valid()  # the bootloader keeps the new image from now on
+                except OSError as e:
+                    why = "mark_app_valid_cancel_rollback failed: %r" % (e,)
+                    up = limit_ms  # fails now: restarts unmarked, both roll back
             if why is None and up >= min_ms:
                 slots.confirm()
                 app.log("ota: %s confirmed" % trial.get("version"))
