@@ -45,6 +45,7 @@ class Observer:
     async def _run(self):
         import aiomqtt
 
+        self._task = asyncio.current_task()
         while not self._stop:
             try:
                 async with aiomqtt.Client("127.0.0.1", self.port, identifier="observer") as c:
@@ -85,12 +86,20 @@ class Observer:
                 return m[1]
         return None
 
+    async def _shutdown(self):
+        self._task.cancel()
+        try:
+            await self._task
+        except BaseException:  # noqa: BLE001 - its cancellation, or what it died of
+            pass
+
     def close(self):
         self._stop = True
-        self.future.cancel()
-        time.sleep(0.05)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(3)
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(3)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(3)
 
 
 def topic_is(t, payload=None):

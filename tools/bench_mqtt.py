@@ -6,7 +6,7 @@ session (plug, charge, EV full, unplug) without MQTT and with MQTT to a local mo
 (discovery on, measurements every second), on the 64-bit unix port and, when
 build/mp32/micropython exists (make mp32), on a 32-bit build (an ESP32's word size). The
 differences are what MQTT and the owner model cost: code, the runtime peak, and the live
-data once connected and idle with discovery sent.
+data once connected and idle with discovery sent; and the web server with MQTT together.
 
 Reaction: the EV's C->B (S2 opens) to the contactor-open command on the device clock, as
 tools/bench_core.py measures it, while the simulated wallbox publishes its state every second
@@ -16,6 +16,7 @@ and a client sends it a command every 100 ms (current_a 10 and 16 in turn).
 """
 import argparse
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -29,6 +30,12 @@ import simlib  # noqa: E402
 from mqtt_broker import MOSQUITTO, Broker  # noqa: E402
 
 MP32 = os.path.join(ROOT, "build", "mp32", "micropython")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def heap_lines(port):
@@ -47,6 +54,14 @@ def heap_lines(port):
               "connected and idle %d bytes"
               % (name, res["code"], res["code"] - base["code"], res["runtime"],
                  res["runtime"] - base["runtime"], base["runtime"], idle), flush=True)
+        # both owner interfaces (the web server idle: tools/bench_web.py loads it)
+        ok2, web = bench_core.heapcheck(args=["--web", str(_free_port())], exe=exe)
+        ok3, both = bench_core.heapcheck(args=["--web", str(_free_port()), "--mqtt",
+                                               "127.0.0.1:%d" % port], exe=exe)
+        if ok2 and ok3:
+            print("heap with the web server and MQTT, %s: runtime peak %d bytes (web alone "
+                  "%d; the issue's budget 49152), code %d bytes" % (
+                      name, both["runtime"], web["runtime"], both["code"]), flush=True)
 
 
 def _commands(port, stop, sent):
