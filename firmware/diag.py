@@ -49,6 +49,10 @@ def status(out=print):
     out("offer      %d.%d A  (%s)" % (a.offer_da // 10, a.offer_da % 10, a.reason))
     out("contactor  cmd %s  mirror %s  lockout %s" % (a.close, i.contactor_fb, s.lockout))
     out("lock       cmd %s  sensor %s" % (a.lock, i.lock_fb if s.lock_feedback else "none"))
+    ps = app.ctl.phase_switch
+    if ps is not None:  # 1p/3p (docs/safety.md "Phase switching")
+        out("phases     %d  asked %s  mirror %s  switches %d" % (
+            ps.phases, i.phases_req or "-", "3" if i.phase_fb else "1", ps.switches))
     out("rcm        fault %s  test %s  latched %s" % (i.rcm_fault, a.rcm_test, s.rcm_tripped))
     out("cable      %s dA  auth %s  available %s" % (i.pp_da, i.authorized, i.available))
     out("ev current %s dA  steps %d" % (i.ev_da, app.ctl.steps))

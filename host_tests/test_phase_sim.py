@@ -56,5 +56,9 @@ def test_a_1p_to_3p_switch_under_load(tmp_path, monkeypatch):
         assert m3["phases"] == 3, m3
         st = sim.wait_for(simrig.status("Charging"), 5, since=i)
         assert st["offer_da"] >= 60
+        diag = sim.diag()
+        assert "phases     3  asked 3  mirror 3  switches 1" in diag, diag
+        assert any(x.startswith("  phases             3 (auto)  switches 1 this session")
+                   for x in diag), diag
         logs = [o["msg"] for o in sim.obs if o.get("k") == "log"]
         assert any(x.startswith("limits: phases 1 -> 3 (auto") for x in logs), logs
