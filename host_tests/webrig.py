@@ -16,6 +16,11 @@ def start(config=None, **kw):
     cfg["web"] = dict(cfg.get("web") or {}, host="127.0.0.1", port=port)
     sim = simrig.start(cfg, **kw)
     sim.http_port = port
+    try:  # the web task listens once the scheduler runs it
+        sim.wait_for(lambda o: o.get("k") == "log" and o["msg"].startswith("web: serving"), 10)
+    except BaseException:
+        sim.stop()
+        raise
     return sim
 
 

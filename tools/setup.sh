@@ -30,6 +30,9 @@ if [ "$mode" = base ]; then
     # the MQTT tests' broker (host_tests/mqttrig.py); mosquitto_passwd comes with it
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] ||
         need_apt="$need_apt mosquitto"
+    # the web page's browser test (host_tests/test_web_browser.py): headless Chromium + driver
+    command -v chromium >/dev/null 2>&1 || need_apt="$need_apt chromium"
+    command -v chromedriver >/dev/null 2>&1 || need_apt="$need_apt chromium-driver"
 else
     command -v arm-none-eabi-gcc >/dev/null 2>&1 || need_apt="$need_apt gcc-arm-none-eabi"
     command -v riscv64-unknown-elf-gcc >/dev/null 2>&1 ||

@@ -53,9 +53,10 @@ class Owner:
         conn = cp.st.status(1) if cp is not None else None
         r = app.board.meter_reading
         cur = [None, None, None]
-        power = wh = None
+        power = wh = top = None
         if r is not None and r.fresh(now):
             cur = [_amps(r.i_da[0]), _amps(r.i_da[1]), _amps(r.i_da[2])]
+            top = r.i_max_da / 10 if r.i_max_da >= 0 else None
             power = None if r.p_total_w == UNKNOWN else r.p_total_w
             wh = r.energy_wh if r.energy_wh >= 0 else None
         lim = app.limits
@@ -74,6 +75,7 @@ class Owner:
             "limit_by": d[2],
             "limit_why": d[1],
             "current_a": cur,
+            "current_max_a": top,  # the highest phase (a meter without per-phase values)
             "power_w": power,
             "energy_wh": wh,
             "session_wh": None if st is None or st[1] is None or wh is None else wh - st[1],
