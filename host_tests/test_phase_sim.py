@@ -9,6 +9,7 @@ EV drawing on three phases. Times on the device clock (the observation log's "t"
 import json
 import os
 
+import pytest
 import simrig
 from simrig import simlib
 
@@ -17,6 +18,7 @@ GRID = {"grid": {"type": "modbus", "profile": "sdm630", "addr": 2},
 PAUSE_MS = 10000  # phase_pause_s below: the floor
 
 
+@pytest.mark.slow
 def test_a_1p_to_3p_switch_under_load(tmp_path, monkeypatch):
     d = str(tmp_path)
     with open(os.path.join(d, "sim_clock.json"), "w") as f:
@@ -62,3 +64,30 @@ def test_a_1p_to_3p_switch_under_load(tmp_path, monkeypatch):
                    for x in diag), diag
         logs = [o["msg"] for o in sim.obs if o.get("k") == "log"]
         assert any(x.startswith("limits: phases 1 -> 3 (auto") for x in logs), logs
+
+
+@pytest.mark.slow
+def test_a_phase_contactor_that_does_not_close_faults_once_and_one_phase_charges(tmp_path):
+    """The phase contactor's contacts never close (fault from power-up) and the owner's lock
+    asks for 3 phases: after the pause from power-up the coil is energised once, its mirror
+    stays open, PowerSwitchFailure; the coil is released and never tried again, and an EV
+    charges on the one phase the mirror confirms."""
+    d = str(tmp_path)
+    with open(os.path.join(d, "sim_clock.json"), "w") as f:
+        json.dump({"phase_switch": True}, f)
+    with open(os.path.join(d, "sim_faults.json"), "w") as f:
+        json.dump(["phase_no_close"], f)
+    with simrig.start({"limits": {"phases": 3, "phase_pause_s": 10}}, state_dir=d) as sim:
+        on = sim.wait_for({"k": "phase_switch", "cmd": True}, 20)
+        off = sim.wait_for({"k": "phase_switch", "cmd": False}, 2)
+        assert 250 <= off["t"] - on["t"] <= 300, (on, off)
+        f = sim.wait_for({"k": "event", "code": "fault"}, 2)
+        assert f["val"] == "phase contactor did not close", f
+        sim.wait_for({"k": "event", "code": "fault cleared"}, 2)  # no EV: after state F
+        n = simrig.charge(sim)
+        simrig.device_sleep(sim, 2000)
+        m = [o for o in sim.obs[n:] if o.get("k") == "meter" and o["i_da"] > 0]
+        assert m and all(o["phases"] == 1 for o in m), m[-3:]
+        cmds = [o for o in sim.obs if o.get("k") == "phase_switch"]
+        assert len(cmds) == 2, cmds  # energised once, released once: no retries
+        assert not any(o.get("k") == "phases" for o in sim.obs)  # its contacts never moved

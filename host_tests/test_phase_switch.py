@@ -165,6 +165,20 @@ def test_a_phase_contactor_that_does_not_follow_is_a_fault_and_nothing_closes(fa
         assert r.s.act.status == S.FAULTED
 
 
+def test_after_a_stuck_phase_contactor_it_is_never_switched_again_and_one_phase_charges():
+    r = PhaseRig()
+    r.phase_stuck = True
+    r.i.phases_req = 3
+    r.step(PAUSE_MS // 2 + 500)  # unplugged: the switch after the pause from power-up fails
+    assert len(r.switched) == 2  # energised, then released after the 250 ms
+    assert "phase contactor did not close" in str(r.events.last(r.events.count))
+    r.step(60000 // 2)  # no EV: the fault clears, and the coil is not tried again
+    assert len(r.switched) == 2 and r.s.act.status == S.AVAILABLE
+    r.charging()  # on the phase the mirror confirms
+    r.step(30000 // 2)
+    assert len(r.switched) == 2 and r.ps.phases == 1 and r.s.act.status == S.CHARGING
+
+
 def test_a_mirror_that_changes_while_charging_opens_the_main_contactor():
     r = PhaseRig()
     _charging(r, 3)

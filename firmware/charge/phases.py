@@ -6,7 +6,9 @@
 # timeout), and this component switches only after the main contactor has been open, mirror
 # included, for the whole pause. The mirror must follow the coil within CLOSE_FB_MS; a phase
 # contactor that does not follow (stuck or welded) is a fault, its coil is released, and the
-# main contactor never closes while the phase state is not confirmed.
+# main contactor never closes while the phase state is not confirmed; after such a fault it
+# is not switched again until a restart (no coil hammering on a broken contactor): the box
+# charges on the phases its mirror confirms.
 from micropython import const
 
 from firmware.charge.watch import CLOSE_FB_MS, FB_DEBOUNCE_MS
@@ -31,6 +33,7 @@ class PhaseSwitch:
         self.three = False  # released at power-up: one phase
         self.confirmed = False  # the mirror agreed with the command at the last step
         self.switches = 0  # switches made since boot (diag, tests)
+        self.failed = False  # its mirror did not follow once: no more switching until restart
         self._open_at = None  # ticks the main contactor was first seen open (None: not yet)
         self._rested = False  # the main contactor has been open for the whole pause
         self._cmd_at = None  # ticks of the last coil change, while its grace runs
@@ -42,7 +45,7 @@ class PhaseSwitch:
 
     def busy(self, want):
         """A switch to `want` phases (1 or 3; 0: none asked) is due."""
-        return want != 0 and want != (3 if self.three else 1)
+        return want != 0 and want != (3 if self.three else 1) and not self.failed
 
     def ready(self, want):
         return self.confirmed and not self.busy(want)
@@ -80,5 +83,6 @@ class PhaseSwitch:
             return None  # the mirror gets CLOSE_FB_MS to follow a command
         info = STUCK if self.three else WELDED
         self.three = False  # open all: the coil is released as well
+        self.failed = True
         self._bad_since = now  # reported again every debounce while it lasts (ticks wrap)
         return info
