@@ -254,7 +254,7 @@ def test_client_tls_checks_the_broker_as_the_csms_link(tmp_path, case):
         b.stop()
     info = json.loads(out.strip().splitlines()[-1])
     if case == "good":
-        assert info["connects"] == 1 and info["sent"] >= 10, out
+        assert info["connects"] == 1 and info["sent"] >= 5, out
     else:  # never connected, never sent a byte of state to an unverified broker
         assert info["connects"] == 0 and info["sent"] == 0, out
         assert "certificate" in info["last_error"].lower(), out  # says why
@@ -362,14 +362,14 @@ class HostileBroker:
 ], ids=["length", "topic", "qos2", "utf8", "big", "suback", "pubrec"])
 def test_client_survives_a_hostile_broker(evil, why):
     hb = HostileBroker(evil)
-    p = _rig(hb.port, 2)
+    p = _rig(hb.port, 1)
     try:
         out = p.communicate(timeout=30)[0]
     finally:
         p.kill()
         hb.close()
     assert "Traceback" not in out, out
-    info = json.loads(out.strip().splitlines()[-1])  # the rig ran its 2 s to the end
+    info = json.loads(out.strip().splitlines()[-1])  # the rig ran its 1 s to the end
     if why is None:  # the link goes on: the good message after it arrives, once connected
         assert hb.connections == 1 and info["received"] == 1, (info, out)
     else:  # the connection is dropped, saying why, and made again (backoff), each time
