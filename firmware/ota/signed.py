@@ -8,18 +8,16 @@
 # bundle's own manifest signature may then be by ota_keys.json's keys or by the certificate's.
 import binascii
 
-ROOTS_FILE = "cert_mf.pem"  # the manufacturer root certificate(s), PEM, outside the slots
+ROOTS_FILE = "cert_mf.pem"  # manufacturer roots, PEM, outside the slots (certstore.MF_FILE)
 
 
 def roots():
     from firmware.ota import x509
 
-    try:
-        with open(ROOTS_FILE) as f:
-            text = f.read()
-    except OSError:
-        return []
-    return [x509.Cert(d) for d in x509.pem_blocks(text)]
+    from firmware import persist
+
+    text = persist.read(ROOTS_FILE)  # written by firmware/certstore.py (or by hand)
+    return [x509.Cert(d) for d in x509.pem_blocks(text)] if text else []
 
 
 def signing_key(pem, now_s):

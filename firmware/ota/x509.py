@@ -112,7 +112,8 @@ def _cn(name):
 
 
 class Cert:
-    """One parsed certificate: tbs (bytes signed), issuer and subject (DER), cn,
+    """One parsed certificate: tbs (bytes signed), issuer and subject (DER), cn, serial
+    (hex, no leading zeros), spk (the subjectPublicKey's bits),
     not_before / not_after (epoch s), key (rsa.PublicKey or None), key_alg, ca (bool),
     sig_alg ("rsa-sha256", "pss-sha256" or the OID's name), sig (bytes)."""
 
@@ -135,7 +136,8 @@ class Cert:
     def _read_tbs(self, b, i, end):
         if b[i] == 0xA0:  # [0] version
             i = tlv(b, i)[2]
-        i = _expect(b, i, 0x02, "serialNumber")[1]
+        ss, i = _expect(b, i, 0x02, "serialNumber")
+        self.serial = binascii.hexlify(bytes(b[ss:i])).decode().lstrip("0") or "0"
         i = _expect(b, i, _SEQ, "signature")[1]
         t, s, e = tlv(b, i)
         self.issuer = bytes(b[i:e])
@@ -163,9 +165,10 @@ class Cert:
         oid = bytes(b[os_:oe])
         self.key = None
         self.key_alg = "rsa" if oid == _OID_RSA else "ec" if oid == _OID_EC else "other"
+        ks, ke = _expect(b, a_e, 0x03, "subjectPublicKey")
+        self.spk = bytes(b[ks + 1:ke])  # the key's bits (issuerKeyHash hashes them)
         if oid != _OID_RSA:
             return
-        ks, ke = _expect(b, a_e, 0x03, "subjectPublicKey")
         ns, ne = _expect(b, ks + 1, _SEQ, "RSAPublicKey")
         n_s, n_e = _expect(b, ns, 0x02, "modulus")
         e_s, e_e = _expect(b, n_e, 0x02, "publicExponent")

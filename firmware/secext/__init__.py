@@ -40,6 +40,14 @@ async def _send_log_status(cp, c):
     await cp.rpc.call("LogStatusNotification", p)
 
 
+def _certs(name):
+    def handler(cp, p):
+        from firmware import certstore  # docs/security.md
+
+        return getattr(certstore, name)(cp, p)
+    return handler
+
+
 def _signed_update(cp, p):
     from firmware.ota import signed  # docs/ota.md
 
@@ -54,6 +62,9 @@ ACTIONS = {
 
 
     "SignedUpdateFirmware": _signed_update,
+    "InstallCertificate": _certs("install"),
+    "DeleteCertificate": _certs("delete"),
+    "GetInstalledCertificateIds": _certs("installed_ids"),
 }
 # message -> async fn(cp, connector): what TriggerMessage / ExtendedTriggerMessage send
 SENDS = {

@@ -60,4 +60,47 @@ try:
     check("no PEM refused", False)
 except x509.CertError as e:
     check("no PEM refused: %s" % e, True)
+# the certificate store (firmware/certstore.py) on MicroPython's files, binascii and hashlib
+import os  # noqa: E402
+
+from firmware import certstore  # noqa: E402
+
+
+class _Sec:
+    cadata = None
+    tls = False
+
+
+class _CP:
+    section = {}
+    security = _Sec()
+    logs = []
+
+    def log(self, m):
+        self.logs.append(m)
+
+    def now_s(self):
+        return V["now"]
+
+
+D = "/tmp/wbx509_%d" % V["now"]
+try:
+    os.mkdir(D)
+except OSError:
+    pass
+os.chdir(D)
+cp = _CP()
+MF = {"certificateType": "ManufacturerRootCertificate"}
+check("store: install a root", certstore.install(cp, dict(MF, certificate=V["root"])) == {
+    "status": "Accepted"})
+check("store: a leaf is rejected", certstore.install(cp, dict(
+    MF, certificate=V["cases"]["signing"][0])) == {"status": "Rejected"})
+ids = certstore.installed_ids(cp, MF)
+h = ids.get("certificateHashData", [{}])[0]
+check("store: hash data %r" % h, ids["status"] == "Accepted" and h["serialNumber"] == roots[
+    0].serial and len(h["issuerNameHash"]) == 64 and len(h["issuerKeyHash"]) == 64)
+check("store: read back as the same root", x509.Cert(x509.pem_blocks(
+    open("cert_mf.pem").read())[0]).subject == roots[0].subject)
+check("store: delete", certstore.delete(cp, {"certificateHashData": h}) == {
+    "status": "Accepted"} and certstore.installed_ids(cp, MF) == {"status": "NotFound"})
 print("DONE %d failed" % len(FAILS))
