@@ -93,6 +93,7 @@ def test_refusals_before_and_after_the_download(csms, pki, tmp_path):
                 assert o.call(csms, "SignedUpdateFirmware", _request(
                     srv, pki[name], good)) == {"status": "InvalidCertificate"}, name
                 o.wait_log(sim, why, since=k)
+                o.wait_log(sim, "security: InvalidFirmwareSigningCertificate", since=k)
             assert srv.requests == [] and _sfsn(csms) == []  # nothing downloaded
             # the file's signature by another key: downloaded, then InvalidSignature
             bad = xc.sign_pss(pki["root_key"], data)
