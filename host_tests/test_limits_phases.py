@@ -120,6 +120,28 @@ def test_switches_down_when_three_phases_cannot_carry_6a_and_back_up_when_they_c
     assert p.count == 2
 
 
+def _charging_on_one_phase(a, p, now, house, ev_da):
+    """A reading with the EV drawing ev_da on L1, then a decision (offer and phases)."""
+    feed(a, now, house, ev_da)
+    a.decide(now)
+    return p.decide(now, a, True)
+
+
+def test_an_ev_that_takes_less_on_one_phase_is_switched_up_evcc_32137():
+    """L1 has 30 A of headroom, L2/L3 9 A: one phase may carry more (30 A) than three (3 x
+    9 A) - but the EV draws only 16 A on one phase: three phases give it 27 A. evcc only
+    compared the limits and stayed on 1p for good (#32137)."""
+    a, p = rig(start=1, main_fuse_a=32, phase_up_s=0, phase_min_s=0, phase_ignore_s=0)
+    house = [20, 230, 230]
+    now = 1000
+    for _ in range(20):  # an EV that takes all it is offered: 1p stays the better choice
+        now += 1000
+        assert _charging_on_one_phase(a, p, now, house, a.da) == 1
+    assert a.da == 300 and p.t1 == 300 and p.t3 == 90
+    now += 1000
+    assert _charging_on_one_phase(a, p, now, house, 160) == 3  # it takes 16 A: up
+
+
 def test_a_stale_grid_meter_never_switches_up():
     a, p = rig(start=1, phase_up_s=0, phase_min_s=0, phase_ignore_s=0)
     feed(a, 1000, [0, 0, 0])

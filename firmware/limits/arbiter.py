@@ -69,6 +69,7 @@ class Arbiter:
         self.surplus_w = _UNKNOWN  # the PV surplus (W) of the last good grid reading
         self.house = array("i", [0, 0, 0])  # ... the house's load per phase (dA, EV taken out)
         self.volts = 230  # ... and its voltage
+        self.ev_da = 0  # ... and the EV's highest phase current (dA)
         self.dyn = Dynamics(s, phases)
         self.da = 0
         self.bound = NONE
@@ -142,6 +143,7 @@ class Arbiter:
         hs[1] = g1 - e1
         hs[2] = g2 - e2
         self.volts = volts
+        self.ev_da = max(e0, e1, e2)
         fuse = s["main_fuse_a"]
         if fuse is not None:  # per phase: fuse minus the house's load (the EV added back)
             h = fuse * 10 - (g0 - e0)

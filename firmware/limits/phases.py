@@ -4,14 +4,17 @@
 # "auto" compares what the limits in force allow on one phase and on three:
 # - 1p -> 3p when three phases can carry at least 6 A + resume_hyst_a on EVERY phase (the main
 #   fuse's headroom is the least over all three phases: evcc #26380 and EVerest #1038 tripped
-#   breakers by checking one), give more power than one phase, and every measured input is
-#   fresh, held for phase_up_s;
+#   breakers by checking one), give more power than one phase - than the limits allow on one,
+#   or than the EV takes on one when it draws at least 1 A less than offered (many cars take
+#   far less on one phase than the box offers: evcc #32137 stayed on 1p for good with 6 kW of
+#   surplus because 1p "could" take 7.4 kW) - and every measured input is fresh, held for
+#   phase_up_s;
 # - 3p -> 1p when three phases cannot carry 6 A but one can, held for phase_down_s;
 # - at most phase_max switches per session (plug-in), at least phase_min_s apart, and the
 #   phase currents ignored for phase_ignore_s after a switch (evcc: 60 s) - no decision is
 #   taken on readings made while the EV was still changing over. Nothing here learns the EV's
 #   phase count from what it drew on one phase, so switching back up keeps working (evcc
-#   #32137, #2244: a car seen on 1p after a switch down was never switched up again).
+#   #2244: a car seen on 2p after a switch down was never switched up again).
 # Ints only; nothing allocated per decision.
 from micropython import const
 
@@ -117,6 +120,9 @@ class PhasePolicy:
         t3 = self.t3 = self.target(arb, 3, now)
         cand = 0
         if self.want == 1:
+            ev = arb.ev_da
+            if ev > 0 and ev + 10 <= arb.da and ev < t1:
+                t1 = ev  # the EV takes less on one phase than it is offered
             if t3 >= MIN_DA + self.hyst_da and 3 * t3 > t1 and self._fresh(arb, now):
                 cand = 3
         elif t3 < MIN_DA and t1 >= MIN_DA:
