@@ -261,3 +261,47 @@ def test_ctrl_c_while_the_virtual_board_starts_does_not_end_it(tmp_path):
         vb.stop_vboard(proc)
     log = proc.stdout.read().decode()
     assert "started again" not in log, log
+
+
+def _keys_file(tmp_path, name="ota_keys.json"):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import bundle as tool
+
+    key = tool.new_key(2048)
+    p = tmp_path / name
+    p.write_text(json.dumps({"keys": [tool.public_json(key, "site")]}))
+    return p
+
+
+def test_bad_keys_are_refused_before_touching_the_device(tmp_path):
+    bad = tmp_path / "k.json"
+    bad.write_text(json.dumps({"keys": []}))
+    with pytest.raises(deploy.DeployError, match=r"--keys .*k.json: no \{\"keys\""):
+        deploy.deploy("sim", "/dev/null", keys=str(bad))
+    priv = tmp_path / "p.json"
+    priv.write_text(json.dumps({"keys": [{"kid": "x", "n": "c5", "e": 65537, "d": "11"}]}))
+    with pytest.raises(deploy.DeployError, match=r"holds a private key"):
+        deploy.deploy("sim", "/dev/null", keys=str(priv))
+    with pytest.raises(deploy.DeployError, match=r"--keys .*nothere.json"):
+        deploy.deploy("sim", "/dev/null", keys=str(tmp_path / "nothere.json"))
+
+
+def test_deploy_copies_the_update_keys_the_device_then_trusts(vboard, tmp_path, monkeypatch):
+    port, flash = vboard
+    monkeypatch.setattr(sys.modules["deploy_plan"], "DEFAULT_KEYS", str(tmp_path / "none.json"))
+    lines = []
+    deploy.deploy("sim", port, out=lines.append)  # no keys here: the device keeps its own
+    assert any(x.startswith("ota_keys.json: none here (make keys") for x in lines), lines
+    keys = _keys_file(tmp_path)
+    lines = []
+    deploy.deploy("sim", port, out=lines.append, keys=str(keys))
+    assert any(x.startswith("ota_keys.json: written from") for x in lines), lines
+    with open(os.path.join(flash, "ota_keys.json")) as f:
+        assert f.read() == keys.read_text()
+    # the firmware's own update path reads them (firmware/ota/updater.py)
+    out = _mpremote(port, "exec", "from firmware.ota import updater\n"
+                    "print([k.kid for k in updater._keys()])")
+    assert out.split() == ["['site']"], out
+    lines = []
+    deploy.deploy("sim", port, out=lines.append, keys=str(keys))
+    assert any(x.startswith("ota_keys.json: unchanged") for x in lines), lines

@@ -1,7 +1,7 @@
 """Compile the firmware for one board and copy it to a MicroPython device over its REPL.
 
     python tools/deploy.py deploy --board esp32_wallbox --port /dev/ttyUSB0
-           [--config FILE] [--force] [--reset]
+           [--config FILE] [--keys ota_keys.json] [--force] [--reset]
     python tools/deploy.py repl --port PORT     (mpremote connect PORT repl)
     python tools/deploy.py diag --port PORT     (status, why, events from the device's console)
     python tools/deploy.py vboard [--dir build/vboard] [--argv "ARGS"]
@@ -12,7 +12,9 @@ The device files (firmware/, drivers/, boards/ with only this board's folder) ar
 with mpy-cross into build/deploy/<board>/ and copied in one mpremote session (its Python
 API, mpremote 1.29): directories first, then every .mpy whose sha256 differs from the
 device's copy, then boards/<board>/main.py as /main.py. config.json is written only if the
-device has none. Works on a real board and on the virtual board (docs/deploy.md).
+device has none; ota_keys.json (the public keys update bundles are checked with: --keys, or
+keys/ota_keys.json from `make keys`) whenever it differs. Works on a real board and on the
+virtual board (docs/deploy.md).
 """
 import argparse
 import os
@@ -31,8 +33,8 @@ if "micropython" not in sys.modules:  # firmware modules on CPython (host_tests/
     _shim.const = lambda x: x
     _shim.native = _shim.viper = lambda f: f
 import build  # noqa: E402,F401  (deploy.build: the compile step, as before)
-from deploy_plan import (DeployError, board_arch, config_text, default_config,  # noqa: E402,F401
-                         heap_warning, native_modules, plan)
+from deploy_plan import (KEYS_FILE, DeployError, board_arch, config_text,  # noqa: E402,F401
+                         default_config, heap_warning, keys_text, native_modules, plan)
 from vboard import (CONSOLE_PROMPT, VBOARD_ENV, VboardError, add_arguments,  # noqa: E402
                     after_deploy, read_until as _read_until, vboard)
 
@@ -261,10 +263,11 @@ class Device:
         self.t.close()
 
 
-def deploy(board, port, config_path=None, force=False, reset=False, out=print):
+def deploy(board, port, config_path=None, force=False, reset=False, out=print, keys=None):
     check_board(board)
     check_port(port)
     cfg = config_text(config_path)  # refuse a bad --config before touching the device
+    keys_data, keys_from = keys_text(keys)  # and bad --keys
     t0 = time.time()
     files = plan(board)
     out("compiled %d files for %s into %s" % (
@@ -301,6 +304,7 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print):
                 "from %s" % config_path if config_path else
                 "with defaults; set rating_a (6..80 A) for this hardware - until then the "
                 "firmware refuses to charge")
+        keys_note = _put_keys(dev, keys_data, keys_from)
         remote = [rel for _, rel in files]
         have = ["-"] * len(files) if force else dev.hashes(remote)
         total = len(files)
@@ -318,6 +322,7 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print):
             nbytes += len(data)
             out("[%*d/%d] %-40s %6d B" % (width, n, total, rel, len(data)))
         out(cfg_note)
+        out(keys_note)
         ok = True
     finally:
         kind = dev.reset_kind() if ok else None
@@ -336,6 +341,18 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print):
     else:
         out("reset the board to start the firmware (make deploy ... RESET=1 does it)")
     return written, skipped
+
+
+def _put_keys(dev, data, where):
+    """ota_keys.json (the update keys, outside the firmware's files): written when it
+    differs from the device's; the note for the log."""
+    if data is None:
+        return ("%s: none here (make keys writes keys/ota_keys.json): the device keeps what it "
+                "has; without one it refuses every update bundle" % KEYS_FILE)
+    if dev.hashes([KEYS_FILE])[0] == _sha256(data):
+        return "%s: unchanged (%s)" % (KEYS_FILE, os.path.relpath(where))
+    dev.write(KEYS_FILE, data)
+    return "%s: written from %s" % (KEYS_FILE, os.path.relpath(where))
 
 
 def _parents(rel):
@@ -397,13 +414,15 @@ def main(argv=None):
     ap.add_argument("--port", default="")
     ap.add_argument("--config", help="config.json to write if the device has none")
     ap.add_argument("--force", action="store_true", help="copy files even if unchanged")
+    ap.add_argument("--keys", help="the update keys to copy as ota_keys.json (default: "
+                    "keys/ota_keys.json when `make keys` made it)")
     ap.add_argument("--reset", action="store_true",
                     help="machine.reset() after the copy (the virtual board: restart it)")
     add_arguments(ap)  # vboard: --dir, --argv, --micropython
     a = ap.parse_args(argv)
     try:
         if a.command == "deploy":
-            deploy(a.board, a.port, a.config, a.force, a.reset)
+            deploy(a.board, a.port, a.config, a.force, a.reset, keys=a.keys)
             return 0
         if a.command == "repl":
             return repl(a.port)

@@ -55,6 +55,42 @@ def config_text(path=None):
     return (json.dumps(d, indent=1, sort_keys=True) + "\n").encode()
 
 
+DEFAULT_KEYS = os.path.join(ROOT, "keys", "ota_keys.json")  # `make keys` writes it
+KEYS_FILE = "ota_keys.json"  # on the device, at the root (firmware/ota/updater.py)
+
+
+def keys_text(path=None):
+    """(bytes for the device's ota_keys.json or None, where from): the public keys that update
+    bundles must be signed with, checked as the device reads them (firmware/ota/rsa.py).
+    path None: keys/ota_keys.json when `make keys` made it (else None: no updates)."""
+    import json
+
+    if path is None:
+        if not os.path.exists(DEFAULT_KEYS):
+            return None, None
+        path = DEFAULT_KEYS
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        d = json.loads(data)
+    except (OSError, ValueError) as e:
+        raise DeployError("--keys %s: %s" % (path, e))
+    from firmware.ota import rsa
+
+    keys = d.get("keys") if isinstance(d, dict) else None
+    if not isinstance(keys, list) or not keys:
+        raise DeployError("--keys %s: no {\"keys\": [...]} list (make keys writes one)" % path)
+    for k in keys:
+        if isinstance(k, dict) and "d" in k or "PRIVATE" in data.decode("latin-1"):
+            raise DeployError("--keys %s holds a private key: give ota_keys.json, not the "
+                              "signing key" % path)
+        try:
+            rsa.key_from_json(k)
+        except rsa.SignatureError as e:
+            raise DeployError("--keys %s: %s" % (path, e))
+    return data, path
+
+
 def board_arch(board):
     """The board's native-code architecture: `MPY_ARCH = "..."` in its board.py, else the
     host's (x64: the unix port here, e.g. boards/sim)."""
