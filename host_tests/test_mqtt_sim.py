@@ -173,3 +173,24 @@ def test_a_bad_section_leaves_mqtt_off_and_charging_on():
         simrig.charge(sim)  # the charger works as before
     finally:
         sim.stop()
+
+
+def test_a_retained_command_is_not_applied_again_at_every_connection(rig):
+    # A command published with retain stays on the broker, which hands it out again with
+    # RETAIN set whenever the device subscribes anew: applied then, it would undo every
+    # later change (the web page's, another command's) after each reconnect.
+    broker, obs, sim = rig
+    k = len(obs.msgs)
+    obs.publish(P + "/current_a/set", "8", retain=True)
+    _value(obs, "current_a", lambda v: v == "8", k)  # live (not from the store): applied
+    k = len(obs.msgs)
+    obs.publish(P + "/current_a/set", "12")
+    _value(obs, "current_a", lambda v: v == "12", k)
+    k = len(obs.msgs)
+    sim.do("net", state="down")
+    sim.do("net", state="up")
+    _value(obs, "availability", lambda v: v == "online", k, timeout=10)
+    err = json.loads(_value(obs, "error", lambda v: True, k))
+    assert err["topic"] == P + "/current_a/set" and "retained" in err["error"], err
+    simrig.device_sleep(sim, 1000)
+    assert obs.last(P + "/current_a") == "12"

@@ -148,7 +148,7 @@ class Bridge:
         if self.s["discovery"]:
             self._disc = 0
 
-    def _message(self, topic, payload):
+    def _message(self, topic, payload, retained):
         s = self.s
         if s["discovery"] and topic == s["discovery_prefix"] + "/status":
             if bytes(payload) == b"online":  # Home Assistant (re)started: tell it again
@@ -160,7 +160,15 @@ class Bridge:
         if not topic.startswith(p) or not topic.endswith("set"):
             return
         name = topic[len(p):-3].rstrip("/")
+        if not payload:
+            return  # an empty message clears a retained one: nothing to apply
         try:
+            # A retained command comes again from the broker's store at every subscription:
+            # applied then, it would undo every later change after each reconnect.
+            if retained:
+                raise ValueError("%s: a retained command is not applied (publish commands "
+                                 "without retain; clear it with an empty retained message)"
+                                 % topic)
             if len(payload) > _MAX_CMD:
                 raise ValueError("%s: payload over %d bytes" % (topic, _MAX_CMD))
             try:

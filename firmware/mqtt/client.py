@@ -38,7 +38,9 @@ class Client:
         self.password = password
         self.will = will  # (topic, payload, retain)
         self.subs = subs  # [(filter, qos)]
-        self.on_message = on_message  # (topic str, payload bytes); exceptions are logged
+        # (topic str, payload bytes, retained: from the broker's store, not sent just now);
+        # an exception it raises is logged
+        self.on_message = on_message
         self.on_connect = on_connect  # called once connected: queue the birth and state
         self.net = net
         self.ssl = ssl  # an ssl.SSLContext (server checked) or None
@@ -190,17 +192,17 @@ class Client:
                         self._ctl.append(proto.puback(pid))
                         self._wake.set()
                     self.received += 1
-                    self._deliver(topic, payload)
+                    self._deliver(topic, payload, first & 1)
                 elif kind == proto.SUBACK and b"\x80" in body[2:]:
                     self.log("mqtt: the broker refused a subscription (commands may not arrive)")
         except Exception as e:  # noqa: BLE001 - any failure ends this connection, not the task
             self._fail(e)
 
-    def _deliver(self, topic, payload):
+    def _deliver(self, topic, payload, retained):
         if self.on_message is None:
             return
         try:
-            self.on_message(topic, payload)
+            self.on_message(topic, payload, bool(retained))
         except Exception as e:  # noqa: BLE001 - a bad command must not end the connection
             self.log("mqtt: handling %s failed: %r" % (topic, e))
 

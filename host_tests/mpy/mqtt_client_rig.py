@@ -23,7 +23,7 @@ if len(sys.argv) > 4 and sys.argv[4] != "-":
     ssl = mqtt._tls(sys.argv[4], print)
 
 
-def on_message(topic, payload):
+def on_message(topic, payload, retained):
     name = topic.split("/")[1]
     c.publish("rig/echo", name + ":" + str(payload, "utf-8"))
 
