@@ -194,3 +194,37 @@ def test_a_retained_command_is_not_applied_again_at_every_connection(rig):
     assert err["topic"] == P + "/current_a/set" and "retained" in err["error"], err
     simrig.device_sleep(sim, 1000)
     assert obs.last(P + "/current_a") == "12"
+
+
+def test_sim_py_mqtt_flag(tmp_path):
+    mqttrig.need_broker()
+    import subprocess
+    import sys
+
+    sc = {"description": "plug, charge, unplug", "config": dict(simrig.BASE_CONFIG,
+                                                                  free_vend=True),
+          "steps": [{"at_ms": 300, "do": "plug"}, {"wait": {"status": "Charging"},
+                                                    "timeout_ms": 5000},
+                    {"after_ms": 1500, "do": "unplug"},
+                    {"wait": {"status": "Available"}, "timeout_ms": 3000}],
+          "end_after_ms": 300}
+    path = tmp_path / "sc.json"
+    path.write_text(json.dumps(sc))
+    tool = os.path.join(simrig.simlib.ROOT, "tools", "sim.py")
+    r = subprocess.run([sys.executable, tool, "--scenario", str(path), "--no-csms", "--mqtt",
+                        "127.0.0.1:70000"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr, r.stderr
+    broker = mqttrig.Broker(tmp_path).start()
+    obs = mqttrig.Observer(broker.port, ("wallbox/#",))
+    try:
+        r = subprocess.run([sys.executable, tool, "--scenario", str(path), "--no-csms",
+                            "--mqtt", "127.0.0.1:%d" % broker.port], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "MQTT: 127.0.0.1:%d" % broker.port in r.stdout
+        m = obs.wait_for(mqttrig.topic_is("wallbox/status", "Charging"), 5)
+        obs.wait_for(mqttrig.topic_is("wallbox/status", "Available"), 5,
+                     since=obs.msgs.index(m) + 1)
+    finally:
+        obs.close()
+        broker.stop()
