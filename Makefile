@@ -21,6 +21,7 @@ help:
 	@echo "                killed or survived each, and the score (SAFETY_MUTANTS=NAME)"
 	@echo "make mutants-mutmut   only mutmut's mutants (MUTANTS='firmware.charge.watch*')"
 	@echo "make bench      benchmarks: safety reaction times, heap, kernels, limit laws"
+	@echo "make plots      simulated days (a PV day, a fuse-limited evening) as docs/img/*.png"
 	@echo "make mpy        compile every device file with mpy-cross into build/mpy"
 	@echo "make deploy BOARD=esp32_wallbox PORT=/dev/ttyUSB0 [CONFIG=f.json] [RESET=1] [FORCE=1]"
 	@echo "                compile and copy to a board (docs/deploy.md)"

@@ -4,6 +4,7 @@ through the emulated grid meter over Modbus, and the loop reacts as docs/limits.
 time asserted here is a difference of the device clock ("t") in the observation log."""
 import contextlib
 
+import pytest
 import simrig
 
 simlib = simrig.simlib
@@ -195,9 +196,34 @@ def test_the_dso_signal_reaches_the_loop_as_the_control_box_contact():
         n = len(sim.obs)
         sim.do("grid", dso=False)
         back = sim.wait_for(kind("limit"), 10, since=n)
+        # the firmware's own check: a bad field is named, nothing changes, it keeps running
+        n = len(sim.obs)
+        sim.send({"do": "grid", "dso": True, "load_a": [1, 2]})
+        err = sim.wait_for(lambda o: o.get("k") in ("error", "ack"), 5, since=n)
+        assert err["k"] == "error" and "grid load_a must be a list of 3" in err["msg"], err
+        sim.do("grid")  # no field: the state as it is, observed
+        now = sim.wait_for(kind("grid"), 5, since=n)
+        assert now["dso"] is False and len(now["load_a"]) == 3, now  # nothing was applied
     assert lim["a"] == 6.1 and lim["reason"] == "dso dimming", lim
     assert lim["t"] - order["t"] <= LOOP_MS + SLACK_MS, (order, lim)
     assert 6.0 <= duty_a(duty["v"]) <= 6.2, duty
     # released: the rise toward 16 A starts (5 s after the last change, the IEC rule)
     assert back["bound"] == "config max_current_a", back
     assert back["reason"] in ("ramp to config max_current_a", "config max_current_a"), back
+
+
+@pytest.mark.parametrize("fields, msg", [
+    ({"load_a": [1, 2]}, "grid load_a must be a list of 3 house currents per phase"),
+    ({"load_a": [1, 2, -3]}, "grid load_a must be a list of 3"),
+    ({"load_a": "3"}, "grid load_a must be list"),
+    ({"pv_w": -100}, "grid pv_w must be 0..100000"),
+    ({"hz": 80}, "grid hz must be 40..70"),
+    ({"dso": 1}, "grid dso must be bool"),
+    ({"meter": "dead"}, "grid meter 'dead' unknown (known: ok, silent)"),
+    ({"load": [1, 2, 3]}, "grid has no field 'load' (fields: dso, hz, load_a, meter, pv_w)"),
+])
+def test_a_bad_grid_command_is_refused_by_name(fields, msg):
+    """The scenario check names the bad field before anything starts."""
+    with pytest.raises(simlib.ScenarioError) as e:
+        simlib.check_command(dict(fields, do="grid"), "steps[2]")
+    assert str(e.value).startswith("steps[2]: " + msg), str(e.value)
