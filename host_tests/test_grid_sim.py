@@ -176,7 +176,8 @@ def test_a_silent_grid_meter_falls_back_to_the_safe_current():
     k = next(j for j in range(1, len(reads)) if reads[j]["errors"] > reads[j - 1]["errors"])
     last = reads[k - 1]
     assert lim["reason"] == "main fuse (grid meter stale or bad: safe current)", lim
-    assert 1990 <= lim["t"] - last["t"] <= 2000 + LOOP_MS + SLACK_MS, (last, lim)
+    # (a reading's observation follows its stamp by a few ms: the lower bound allows 50)
+    assert 1950 <= lim["t"] - last["t"] <= 2000 + LOOP_MS + SLACK_MS, (last, lim)
     assert duty_a(duty["v"]) == 6 and duty["t"] >= lim["t"], duty
     assert all(b["errors"] > a["errors"] for a, b in zip(reads[k - 1:], reads[k:])), reads
     assert not [o for o in sim.obs[n:sim.obs.index(duty)] if o.get("k") == "duty"]
