@@ -158,6 +158,13 @@ def fields(s, naive_utc=False):
     return y, mo, d, h * 3600 + mi * 60 + sec, off
 
 
+def _secs(v):
+    t = int(v)
+    if t < 0:
+        raise ValueError("epoch seconds must be >= 0, got %r" % (v,))
+    return t
+
+
 _END_S = 253402300799  # 9999-12-31T23:59:59Z: RFC 3339 has four-digit years
 
 
@@ -165,9 +172,7 @@ def iso(epoch_s):
     """RFC 3339 UTC form of epoch seconds: "2026-11-22T10:00:00Z" (fractions truncated).
     A time past the end of year 9999 (a CSMS that set the clock to its last second) is
     written as that last second, so every timestamp stays a valid date-time."""
-    t = int(epoch_s)
-    if t < 0:
-        raise ValueError("iso: epoch seconds must be >= 0, got %r" % (epoch_s,))
+    t = _secs(epoch_s)
     if t > _END_S:
         t = _END_S
     days, sod = divmod(t, _DAY_S)
@@ -188,9 +193,7 @@ class Clock:
     def set(self, epoch_s, now_ms):
         """Anchor the clock; returns the step in seconds from the previous estimate, or
         None the first time (for the log: a large step means the clock was wrong)."""
-        t = int(epoch_s)
-        if t < 0:
-            raise ValueError("Clock.set: epoch seconds must be >= 0, got %r" % (epoch_s,))
+        t = _secs(epoch_s)
         old = self.now_s(now_ms)
         self._s, self._ms = t, now_ms
         return None if old is None else t - old

@@ -15,7 +15,7 @@ from micropython import const
 from firmware import boardcaps, persist, timekeep
 from firmware.backoff import Backoff
 from firmware.version import VERSION
-from firmware.ocpp import clock, remote, rpc, security, txn
+from firmware.ocpp import clock, remote, rpc, security, txn, txsend
 from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys, key_overrides
@@ -259,7 +259,7 @@ class ChargePoint:
                     time.ticks_diff(now, self.boot_retry_ms) < 0):
                 return False
             return await self._attempt("boot", "BootNotification", self.boot)
-        if await self.tx.send_next():
+        if await txsend.send_next(self.tx):  # the journal's sender side
             return True
         msd = self.keys.get("MinimumStatusDuration")
         for c in (0, 1):

@@ -32,10 +32,11 @@ CODES = (NOT_IMPLEMENTED, NOT_SUPPORTED, INTERNAL, PROTOCOL, SECURITY, FORMATION
 class RpcError(Exception):
     """A CALLERROR to send (from a handler) or received (from call()); code is OCPP-J's."""
 
-    def __init__(self, code, description=""):
+    def __init__(self, code, description="", msg_id=None):
         super().__init__(code, description)
         self.code = code
         self.description = description
+        self.msg_id = msg_id  # parse(): the id an answer to a bad frame goes to, or None
 
 
 def dumps(x):
@@ -77,34 +78,23 @@ def parse(text):
     try:
         f = json.loads(text)
     except (ValueError, TypeError):
-        e = RpcError(PROTOCOL, "not JSON")
-        e.msg_id = _NO_ID
-        raise e
+        raise RpcError(PROTOCOL, "not JSON", _NO_ID)
     if type(f) is not list or len(f) < 3 or type(f[0]) is not int:
-        e = RpcError(PROTOCOL, "not an OCPP-J message array")
-        e.msg_id = _NO_ID
-        raise e
+        raise RpcError(PROTOCOL, "not an OCPP-J message array", _NO_ID)
     kind, mid = f[0], f[1]
     if type(mid) is not str or not mid or len(mid) > MAX_ID:
-        e = RpcError(PROTOCOL, "message id must be a string of 1..36 characters")
-        e.msg_id = _NO_ID
-        raise e
+        raise RpcError(PROTOCOL, "message id must be a string of 1..36 characters", _NO_ID)
     if kind == CALL:
         if len(f) != 4 or type(f[2]) is not str:
-            e = RpcError(FORMATION, "CALL must be [2, id, action, payload]")
-        elif type(f[3]) is not dict:
-            e = RpcError(FORMATION, "%s: payload must be a JSON object" % f[2])
-        else:
-            return kind, mid, f[2], f[3]
-        e.msg_id = mid
-        raise e
+            raise RpcError(FORMATION, "CALL must be [2, id, action, payload]", mid)
+        if type(f[3]) is not dict:
+            raise RpcError(FORMATION, "%s: payload must be a JSON object" % f[2], mid)
+        return kind, mid, f[2], f[3]
     if kind == RESULT and len(f) == 3:
         return kind, mid, None, f[2]
     if kind == ERROR and len(f) in (4, 5):
         return kind, mid, f[2], f[3]
-    e = RpcError(PROTOCOL, "unknown message type or length")
-    e.msg_id = mid if kind == CALL else None  # never answer a result or error
-    raise e
+    raise RpcError(PROTOCOL, "unknown message type or length")  # a result or error: no answer
 
 
 class Rpc:
@@ -203,7 +193,7 @@ class Rpc:
         except RpcError as e:
             self.stats[3] += 1
             self.log("bad frame (%s: %s): %s" % (e.code, e.description, _clip(text)))
-            mid = getattr(e, "msg_id", None)
+            mid = e.msg_id
             return None if mid is None else self._error_text(mid, e.code, e.description)
         text = None  # noqa: F841 - the frame's text is not needed past here: free it
         if kind != CALL:

@@ -372,7 +372,7 @@ class Transactions:
                 cp.say("Authorize failed (%r), deciding offline" % (e,))
             if info is not None:
                 status, parent = info["status"], info.get("parentIdTag") or None
-                self.remember(tag, info)
+                txsend.remember(cp, tag, info)
         if status is None:
             if local is not None and k.get("LocalAuthorizeOffline"):
                 status, parent = local[0], local[2]
@@ -396,13 +396,6 @@ class Transactions:
         self.auth = {"tag": tag, "parent": parent, "at": time.ticks_ms(), "profile": profile}
         cp.wake.set()
         return True
-
-    # -- the journal's sender side (the sender task): firmware/ocpp/txsend.py ----------------
-    async def send_next(self):
-        return await txsend.send_next(self)
-
-    def remember(self, tag, info):
-        txsend.remember(self.cp, tag, info)
 
 
 def stop_reason_after(restart):

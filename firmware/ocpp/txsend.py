@@ -40,7 +40,7 @@ async def send_next(tx):
         if not cp.link.connected:
             raise  # offline: not an attempt; resent after the reconnect
         if local is None and e.code != "Timeout":  # a notification refused (NotSupported)
-            cp.log("ocpp: %s dropped: %s %s" % (action, e.code, e.description))
+            cp.say("%s dropped: %s %s" % (action, e.code, e.description))
             j.ack(seq)
             return True
         _failed(tx, seq, action, e)
