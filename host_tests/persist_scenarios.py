@@ -158,7 +158,7 @@ class _Tx:
     def __init__(self, wh):
         self.cp = _Cp()
         self.open = {"l": -3, "tag": "CARD1", "start_s": T0, "data": []}
-        self.e = _Energy(wh)  # txenergy.TxEnergy's register
+        self.e = _Energy(wh)  # report.TxEnergy's register
 
 
 def _open_tx():

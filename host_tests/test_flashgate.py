@@ -20,7 +20,7 @@ from test_board_ports import _load, charging
 from firmware import boardcaps, persist
 from firmware.meters import energy
 from firmware.ocpp import authlist, cp, journal, keys, remote, smart_store, txn
-from firmware.ocpp.txenergy import TxEnergy
+from firmware.ocpp.report import TxEnergy
 
 MODULES = (persist, journal, txn, keys, authlist, smart_store, cp)
 LOCAL = -1

@@ -20,7 +20,7 @@ from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys, key_overrides
 from firmware.ocpp.smart import Profiles, in_force
-from firmware.ocpp.status import Statuses
+from firmware.ocpp.report import Statuses
 from firmware.ocpp.wsframe import WsError
 from firmware.restart import Restart
 
@@ -102,9 +102,9 @@ class ChargePoint:
         self._load_state()
         ctl.set_available(self.available[0] and self.available[1])
         # With OCPP a transaction authorises the controller (free vend too: it starts at the
-        # plug), so no energy flows before meterStart is known (txenergy.py).
+        # plug), so no energy flows before meterStart is known (report.py).
         ctl.set_auth(False)
-        self.st = Statuses(self)  # connector statuses (status.py)
+        self.st = Statuses(self)  # connector statuses (report.py)
         self.triggers = []  # (action, connector) asked by TriggerMessage
         self.outbox = []  # non-transaction messages waiting for the link: (action, payload)
         self.reservation = None  # dict: id, tag, parent, expiry_s

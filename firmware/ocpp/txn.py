@@ -12,7 +12,7 @@ from firmware import persist
 from firmware.charge.pilot import connected
 from firmware.ocpp import txsend
 from firmware.ocpp.journal import JournalError
-from firmware.ocpp.txenergy import TxEnergy, meter_value
+from firmware.ocpp.report import TxEnergy, meter_value
 
 TX_FILE = "ocpp_tx.json"  # the open transaction (a power cut ends it with PowerLoss)
 _STOP_DATA_MAX = const(8)  # StopTxn*Data samples kept for transactionData
