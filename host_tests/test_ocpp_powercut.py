@@ -350,7 +350,8 @@ def _charge_point(wh):
     # a meter read just now, whatever the time: fresh, last poll after the contactor opened
     meter = ns(energy_wh=wh, at_ms=1 << 28, fresh=lambda now: True)
     return ns(board=ns(meter_reading=meter), meters=None, keys=Keys(), journal=Journal(),
-              log=lambda m: None, cfg=ns(free_vend=True), section={}, reservation=None,
+              log=lambda m: None, say=lambda m: None, cfg=ns(free_vend=True), section={},
+              reservation=None,
               profiles=ns(end_transaction=lambda t: None, retag=lambda a, b: None,
                           set=lambda *a, **k: None),
               ctl=ns(session=ns(act=act), set_auth=lambda on: None),
