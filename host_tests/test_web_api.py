@@ -7,6 +7,8 @@ import pytest
 import simrig
 import webrig
 
+from firmware.owner import settings
+
 PW = "correct horse"
 
 # name: (a good value, a refused value, words of the refusal)
@@ -17,11 +19,15 @@ OWNER_SETTINGS = {
     "delay_override": (True, 1, "allowed true or false"),
     "offpeak": (True, "yes", "allowed true or false"),
     "tz_offset_min": (60, 2000, "out of range, allowed -720..840"),
+    "peak_hours": ("7-10", "25-26", "allowed up to 4 ranges of whole hours"),
+    "phase_lock": (1, 2, "allowed \"auto\", 1, 3"),
 }
-INSTALLER_ONLY = ["rating_a", "max_current_a", "phases", "connector", "cable_a", "free_vend",
-                  "main_fuse_a", "total_a", "safe_a", "preset", "random_delay_s",
-                  "pv_start_w", "pv_stop_w", "meters", "ocpp_url", "ocpp_id",
-                  "ocpp_password", "wifi_ssid", "wifi_password"]
+INSTALLER_ONLY = sorted(n for n, spec in settings.TABLE.items() if spec[2] == "installer")
+
+
+def test_every_owner_setting_is_tested():
+    assert set(OWNER_SETTINGS) == {n for n, spec in settings.TABLE.items()
+                                   if spec[2] == "owner"}
 
 
 @pytest.fixture(scope="module")

@@ -57,3 +57,5 @@ fuzz: $(SETUP)
 	$(PY) tools/ocpp_fuzz.py --frames 50000
 	# OCPP legal-but-unusual answers and CALLs: 50,000 from a random seed (printed; --seed S)
 	$(PY) tools/ocpp_legal_fuzz.py --messages 50000
+	# HTTP server: 2000 hostile requests from a random seed (printed; --seed S replays it)
+	$(PY) tools/web_fuzz.py --requests 2000

@@ -3,9 +3,12 @@
 driven from here: heap idle and while serving, request latency of /api/status, hostile
 clients (slowloris, many connections, header floods) cut off while the API keeps answering.
 
-    .venv/bin/python tools/bench_web.py [--mp32]
+    .venv/bin/python tools/bench_web.py [--mp32] [--quick]
 
---mp32: the 32-bit measuring build (build/mp32/micropython, `make mp32`) for the heap figure.
+--mp32: the 32-bit measuring build (build/mp32/micropython, `make mp32`; MP32=path) for the
+heap figure (the default where it exists). Also: the page weight, and the safety reaction
+(C->B, the device's clock) on the simulator while 10 clients poll the API and one holds the
+live stream (--quick leaves it out).
 """
 import argparse
 import json
@@ -156,10 +159,77 @@ def pollers(port, cookie, n=10, seconds=3.0):
     return count
 
 
+def page_weight():
+    """(plain bytes, gzip bytes) of the pages as the build copies them."""
+    out = os.path.join(simlib.ROOT, "build", "mpy")
+    plain = gz = 0
+    for _, (p, z) in simlib.build.static_files():
+        plain += os.path.getsize(os.path.join(out, p))
+        gz += os.path.getsize(os.path.join(out, z))
+    return plain, gz
+
+
+def reaction_while_polled(n=30, clients=10):
+    """C->B reaction times (ms, the device's clock) of n openings of S2 on the simulator while
+    `clients` threads poll /api/status and one holds the live stream."""
+    import bench_core
+
+    port = simlib._free_port()
+    cfg = dict(bench_core.CFG, web={"host": "127.0.0.1", "port": port})
+    stop = [False]
+    answers = [0]
+    with simlib.Sim(cfg).start() as sim:
+        sim.wait_for(lambda o: o.get("k") == "log" and o["msg"].startswith("web: serving"), 10)
+        cookie, _ = login(port)
+
+        def poll():
+            while not stop[0]:
+                try:
+                    if call(port, "GET", "/api/status", cookie=cookie)[0] == 200:
+                        answers[0] += 1
+                except OSError:
+                    pass
+
+        def stream():
+            while not stop[0]:
+                try:
+                    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                    s.sendall(b"GET /api/live HTTP/1.1\r\nCookie: " + cookie.encode() +
+                              b"\r\n\r\n")
+                    while not stop[0] and s.recv(4096):
+                        pass
+                    s.close()
+                except OSError:
+                    time.sleep(0.1)
+
+        ts = [threading.Thread(target=poll) for _ in range(clients)]
+        ts.append(threading.Thread(target=stream))
+        for x in ts:
+            x.start()
+        try:
+            sim.do("ev", auto=False)
+            sim.do("plug")
+            for _ in range(n):
+                bench_core._charge(sim)
+                i = len(sim.obs)
+                sim.do("s2", closed=False)
+                sim.wait_for(simlib.is_open_cmd, 10, since=i)
+                time.sleep(1.0)  # re-close spacing
+        finally:
+            stop[0] = True
+            for x in ts:
+                x.join(10)
+        r = sorted(simlib.reactions_while_closed(sim.obs, simlib.is_s2_open))
+    return r, answers[0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mp32", action="store_true", help="the 32-bit build (heap figure)")
-    a = ap.parse_args()
+    ap.add_argument("--mp32", action="store_true", help="the 32-bit build (heap figure; the "
+                    "default when build/mp32/micropython exists)")
+    ap.add_argument("--quick", action="store_true", help="no reaction run on the simulator")
+    a, _ = ap.parse_known_args()  # tools/bench.py hands its own arguments on
+    a.mp32 = a.mp32 or os.path.exists(MP32)
     fw = Firmware(hold_s=14, exe=MP32 if a.mp32 else None)
     cookie, csrf = login(fw.port)
     med, p99 = latency(fw.port, cookie)
@@ -178,6 +248,15 @@ def main():
     print("web: heap runtime peak %d B (code %d B), firmware built %d B, web idle %d B, "
           "session completed %s" % (res["runtime"], res["code"], m["firmware built"],
                                     m["web, idle"], res["completed"]))
+    plain, gz = page_weight()
+    print("web: page weight %d B (%d B gzipped, sent when the browser accepts gzip)" % (
+        plain, gz))
+    if not a.quick:
+        r, answers = reaction_while_polled()
+        print("web: C->B reaction while 10 clients poll /api/status and 1 holds /api/live: "
+              "p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d openings, %d API answers)" % (
+                  r[len(r) // 2], r[min(len(r) - 1, len(r) * 99 // 100)], r[-1], len(r),
+                  answers))
 
 
 if __name__ == "__main__":
