@@ -374,3 +374,14 @@ def test_client_survives_a_hostile_broker(evil, why):
         assert hb.connections == 1 and info["received"] == 1, (info, out)
     else:  # the connection is dropped, saying why, and made again (backoff), each time
         assert hb.connections >= 2 and why in info["last_error"], (info, out)
+
+
+def test_deploy_refuses_a_bad_mqtt_section(tmp_path):
+    import deploy_plan
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"rating_a": 16, "mqtt": {"host": "b", "prefix": "a/#"}}))
+    with pytest.raises(deploy_plan.DeployError, match=r"mqtt: prefix='a/#' refused"):
+        deploy_plan.config_text(str(path))
+    path.write_text(json.dumps({"rating_a": 16, "mqtt": {"host": "b", "prefix": "a/b"}}))
+    assert b'"prefix": "a/b"' in deploy_plan.config_text(str(path))

@@ -127,8 +127,10 @@ def test_commands_change_the_offer_and_bad_ones_are_refused(rig):
         assert f.read() == saved
     # the charge switch pauses, a JSON object sets several at once
     k = len(obs.msgs)
-    obs.publish(P + "/set", '{"mode": "fast", "current_a": 8}')
+    obs.publish(P + "/set", '{"mode": "fast", "current_a": 8, "delay_override": true}')
     _value(obs, "offer_a", lambda v: v == "8.0", k)
+    s = json.loads(_value(obs, "settings", lambda v: '"current_a": 8' in v, k))
+    assert s["mode"] == "fast" and s["delay_override"] is True and s["enable"] is True, s
     k = len(obs.msgs)
     obs.publish(P + "/enable/set", "OFF")
     _value(obs, "enable", lambda v: v == "OFF", k)

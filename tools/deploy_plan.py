@@ -50,6 +50,10 @@ def config_text(path=None):
             from firmware.limits import conf
 
             errors += conf.check(d["limits"]).get("errors", [])  # would cap at safe_a
+        if type(d) is dict and d.get("mqtt") is not None:
+            from firmware.mqtt import conf as mqtt_conf
+
+            errors += mqtt_conf.check(d["mqtt"])[1]  # a bad one would leave MQTT off
         if errors:
             raise DeployError("--config %s is refused:\n  %s" % (path, "\n  ".join(errors)))
     return (json.dumps(d, indent=1, sort_keys=True) + "\n").encode()

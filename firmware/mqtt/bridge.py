@@ -131,6 +131,15 @@ class Bridge:
                 continue
             self.sent[name] = text
             self.client.publish(self.prefix + "/" + name, text, True)
+        v = st.get("version")
+        if v != self.sent.get("version"):  # the owner's settings changed (or a new link)
+            self.sent["version"] = v
+            try:
+                text = json.dumps(self.owner.settings())
+            except ValueError as e:  # config.json unreadable: the console says how to fix
+                self.log("mqtt: settings not published: %s" % e)
+                return
+            self.client.publish(self.prefix + "/settings", text, True)
 
     def _discovery_one(self):
         i = self._disc
