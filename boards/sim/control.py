@@ -3,6 +3,7 @@
 # each stamped with "t": monotonic milliseconds (microsecond resolution) since start.
 import asyncio
 import hashlib
+from array import array
 import json
 import random
 import time
@@ -27,8 +28,10 @@ class Control:
         self._client = False
         self.blocked_ms = 0  # interpreter time spent in `block` (tests, bench)
         self._crash_probe = False
-        self._limit = None  # the limit loop's last observed decision and inputs
+        self._limit = None  # the limit loop's last observed decision, phases and inputs
+        self._phases = None
         self._inputs = None
+        self._stale = 0
         self._rnd16 = None  # the limit loop's own random draw while `random` fixes it
 
     # -- observations ----------------------------------------------------------------------
@@ -75,29 +78,39 @@ class Control:
         """`limit` on every change of the limit loop's decision (a, phases, reason; polled
         with the state every 20 ms, stamped with the decision's own time) and `inputs` on
         every change of the limit each input set in the last decision, or of the inputs
-        whose fallback binds (firmware/limits/arbiter.py slots)."""
+        whose fallback binds (firmware/limits/arbiter.py slots). Nothing is built while
+        nothing changed (it runs every 20 ms in the firmware's heap)."""
         d = lim.applied
         if d is None:
             return
         arb = lim.arb
-        ph = getattr(arb, "phases", None) or getattr(lim, "phases", 3)
-        key = (d[0], ph, d[1])
+        ph = arb.phases
         now = time.ticks_ms()
-        if key != self._limit:
-            self._limit = key
+        if d is not self._limit or ph != self._phases:  # a new decision is a new tuple
+            self._limit = d
+            self._phases = ph
             h = lim.history  # (ticks, amps, reason) of each decision: stamped when it was made
             age = time.ticks_diff(now, h[-1][0]) if h and h[-1][1:] == d[:2] else 0
             self.observe("limit", {"a": d[0], "phases": ph, "reason": d[1], "bound": d[2]},
                          max(age, 0))
-        eff = list(arb.eff)
-        stale = [k for k in range(len(eff)) if arb.stale(k, now)]
-        if (eff, stale) != self._inputs:
-            self._inputs = (eff, stale)
+        eff = arb.eff
+        seen = self._inputs
+        n = len(eff)
+        changed = seen is None or len(seen) != n
+        mask = 0
+        for k in range(n):
+            if arb.stale(k, now):
+                mask |= 1 << k
+            if not changed and seen[k] != eff[k]:
+                changed = True
+        if changed or mask != self._stale:
+            self._inputs = array("i", eff)
+            self._stale = mask
             from firmware.limits.arbiter import NAMES, NONE
 
             self.observe("inputs", {
                 "limits": {NAMES[k]: v / 10 for k, v in enumerate(eff) if v != NONE},
-                "stale": [NAMES[k] for k in stale]})
+                "stale": [NAMES[k] for k in range(n) if mask >> k & 1]})
 
     async def probe(self):
         """A non-safety task that a test can make crash (do crash task=probe)."""
