@@ -79,3 +79,14 @@ def test_a_missing_log_or_output_folder_is_named(tmp_path, capsys):
     assert "none.jsonl: cannot read" in capsys.readouterr().err
     assert plot.main([RECORDED, "-o", str(tmp_path / "no" / "x.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_phase_row_follows_the_phase_switch_when_the_board_has_one():
+    obs = plot.load(RECORDED)
+    s = plot.series(obs)
+    assert {y for y in s["phases"][1] if y is not None} == {3}  # the loop's, no switch
+    t = obs[len(obs) // 2]["t"]
+    obs.append({"k": "phases", "t": t, "closed": False, "main": False, "i_da": 0})
+    obs.sort(key=lambda o: o["t"])
+    xs, ys = plot.series(obs)["phases"]
+    assert ys[1:] == [1, 1] and xs[1] == t / 1000, (xs, ys)

@@ -121,7 +121,10 @@ def series(obs):
     s["dso"] = steps(gm, "grid", lambda o: 1 if o["dso"] else 0, end)
     s["silent"] = steps(gm, "grid", lambda o: 1 if o["meter"] == "silent" else 0, end)
     s["contacts"] = steps(obs, "contacts", lambda o: 1 if o["closed"] else 0, end)
-    s["phases"] = steps(obs, "limit", lambda o: o["phases"], end)
+    if any(o["k"] == "phases" for o in obs):  # a board with a phase switch: its contacts
+        s["phases"] = steps(obs, "phases", lambda o: 3 if o["closed"] else 1, end)
+    else:  # the limit loop's phases (the config's without a switch)
+        s["phases"] = steps(obs, "limit", lambda o: o["phases"], end)
     s["bands"] = bands(obs, end)
     rating = [o["limits"].get("config max_current_a") for o in obs if o["k"] == "inputs"]
     offers = [y for y in s["offer"][1] if y is not None]
