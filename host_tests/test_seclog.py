@@ -47,3 +47,40 @@ def test_lines_wait_in_ram_while_the_flash_gate_is_closed(tmp_path, monkeypatch)
         assert [x[1] for x in log.lines()][-2:] == ["LinesLost", "StartupOfTheDevice"]
     finally:
         persist.set_gate(None)
+
+
+class _Cp:
+    """What secext.events needs of a charge point."""
+
+    def __init__(self):
+        from firmware.ocpp.journal import Journal
+
+        self.journal = Journal()
+        self.outbox = []
+        self.lines = []
+        self.wake = type("W", (), {"set": lambda self: None})()
+
+    def stamp(self):
+        return 1700000000
+
+    def log(self, m):
+        self.lines.append(m)
+
+
+def test_clearing_the_log_leaves_security_log_was_cleared_and_tells_the_csms(
+        tmp_path, monkeypatch):
+    from firmware.secext import events
+
+    monkeypatch.chdir(tmp_path)
+    cp = _Cp()
+    events.record(cp, "InvalidFirmwareSignature", "bad signature")  # not critical: not sent
+    events.record(cp, "StartupOfTheDevice", "after a power cut")
+    events.clear(cp)
+    assert [x[1] for x in events.log(cp).lines()] == ["SecurityLogWasCleared"]
+    sent = []
+    while cp.journal.pending():
+        seq, action, body = cp.journal.peek()
+        sent.append((action, body["p"]["type"]))
+        cp.journal.ack(seq)
+    assert sent == [("SecurityEventNotification", "StartupOfTheDevice"),
+                    ("SecurityEventNotification", "SecurityLogWasCleared")]
