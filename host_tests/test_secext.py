@@ -309,3 +309,28 @@ def test_get_log_over_https_verifies_the_server_with_the_csms_ca(csms, tmp_path)
             assert len(srv.uploads) == n + (want == "Uploaded")
     finally:
         srv.close()
+
+
+def test_get_diagnostics_while_charging_waits_for_the_flash_gate(csms, tmp_path):
+    """On a board that must not write flash while the contactor is closed (sim_clock.json
+    "flash_gate"), the diagnostics file is written and uploaded once charging has stopped;
+    Uploading is told at once (it waits in the journal's RAM tail)."""
+    d = o.state_dir(tmp_path)
+    with open(os.path.join(d, "sim_clock.json"), "w") as f:
+        json.dump({"flash_gate": True}, f)
+    srv = ota_http.Server(b"")
+    try:
+        with o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+            o.booted(csms)
+            o.charging(sim, csms)
+            o.call(csms, "GetDiagnostics", {"location": srv.url + "/d/"})
+            csms.wait_for(lambda: _notes(csms, "DiagnosticsStatusNotification"), 10)
+            o.simrig.device_sleep(sim, 2000)
+            assert srv.uploads == [] and not os.path.exists(os.path.join(d, "diag_upload.txt"))
+            sim.do("unplug")
+            csms.wait_for(lambda: len(_notes(csms, "DiagnosticsStatusNotification")) >= 2, 20)
+            assert [p["status"] for p in _notes(csms, "DiagnosticsStatusNotification")] == [
+                "Uploading", "Uploaded"]
+            assert len(srv.uploads) == 1
+    finally:
+        srv.close()

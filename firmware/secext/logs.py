@@ -137,9 +137,8 @@ async def _job(cp, location, path, name, kind, start, stop, retries, retry_s, ac
         p["requestId"] = rid
     notify(cp, action, p)
     try:
-        while not persist.flash_ok():  # the file needs the flash (gate: docs/safety.md)
-            await asyncio.sleep_ms(_GATE_POLL_MS)
-        size = write(cp, path, kind, start, stop)
+        await _gate()
+        size = await write(cp, path, kind, start, stop)
         await upload.run(cp, location, path, name, size, max(0, retries), max(0, retry_s))
         cp.log("%s: %s uploaded (%d bytes)" % (kind, name, size))
         return "Uploaded"
@@ -155,8 +154,17 @@ async def _job(cp, location, path, name, kind, start, stop, retries, retry_s, ac
         persist.remove(path)
 
 
-def write(cp, path, kind, start=None, stop=None, max_bytes=MAX_BYTES):
-    """Write the file for `kind` ("diagnostics" or "security") to path; its size."""
+async def _gate():
+    """Yield; return once the flash may be written (the gate: docs/safety.md). The file is
+    written between these waits only, so a contactor that closes meanwhile pauses it."""
+    await asyncio.sleep_ms(0)
+    while not persist.flash_ok():
+        await asyncio.sleep_ms(_GATE_POLL_MS)
+
+
+async def write(cp, path, kind, start=None, stop=None, max_bytes=MAX_BYTES):
+    """Write the file for `kind` ("diagnostics" or "security") to path; its size. Yields
+    between sections and every 16 security log lines: the controller's task keeps its pace."""
     from firmware import diag
     from firmware.version import VERSION
 
@@ -178,24 +186,30 @@ def write(cp, path, kind, start=None, stop=None, max_bytes=MAX_BYTES):
         if kind == "diagnostics":
             out("== status")
             diag.status(out)
+            await _gate()
             out("== limits")
             diag.why(out)
             out("== events (newest last)")
             diag.events(32, out)
             out("== ocpp journal %s" % (cp.journal.stats(),))
+            await _gate()
         out("== security log%s" % ("" if start is None and stop is None else
                                    " from %s to %s" % (start, stop)))
-        _security_lines(cp, out, start, stop)
+        await _security_lines(cp, out, start, stop)
     persist.sync()
     return persist.os.stat(path)[6]
 
 
-def _security_lines(cp, out, start, stop):
+async def _security_lines(cp, out, start, stop):
     from firmware.ocpp import clock
     from firmware.secext import events
 
     now = time.ticks_ms()
+    k = 0
     for st, kind, info in events.log(cp).lines():
+        k += 1
+        if not k & 15:
+            await _gate()
         try:
             t = cp.tk.wall_of(st, now)
         except ValueError:
