@@ -58,6 +58,8 @@ def test_a_1p_to_3p_switch_under_load(tmp_path, monkeypatch):
         assert m3["phases"] == 3, m3
         st = sim.wait_for(simrig.status("Charging"), 5, since=i)
         assert st["offer_da"] >= 60
+        ev = [o for o in sim.obs[k:] if o.get("k") == "event" and o["code"] == "phases"]
+        assert len(ev) == 1 and ev[0]["val"] == 3, ev  # the switch is in the event log
         diag = sim.diag()
         assert "phases     3  asked 3  mirror 3  switches 1" in diag, diag
         assert any(x.startswith("  phases             3 (auto)  switches 1 this session")

@@ -33,7 +33,7 @@ class ChargeController:
             from firmware.charge.phases import PhaseSwitch
             from firmware.limits.conf import phase_pause_ms
 
-            self.phase_switch = PhaseSwitch(phase_pause_ms(getattr(cfg, "limits", None)))
+            self.phase_switch = PhaseSwitch(phase_pause_ms(getattr(cfg, "limits", None)), events)
         self._max_da = cfg.limit_da  # the installer's ceiling: set_limit never lifts above it
         self.session = Session(
             rating,

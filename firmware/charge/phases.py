@@ -28,8 +28,9 @@ class PhaseSwitch:
     """Commanded state `three` (True: coil energised), confirmed by the mirror. `busy`: a
     switch is asked for and not done; `ready`: the main contactor may close."""
 
-    def __init__(self, pause_ms=PAUSE_MS):
+    def __init__(self, pause_ms=PAUSE_MS, events=None):
         self.pause_ms = pause_ms if pause_ms > PAUSE_MIN_MS else PAUSE_MIN_MS
+        self.events = events  # firmware.events.EventLog: "phases" (1 or 3) at every switch
         self.three = False  # released at power-up: one phase
         self.confirmed = False  # the mirror agreed with the command at the last step
         self.switches = 0  # switches made since boot (diag, tests)
@@ -70,6 +71,8 @@ class PhaseSwitch:
             self._cmd_at = now
             self._bad_since = None
             self.switches += 1
+            if self.events is not None:
+                self.events.record(now, "phases", want)
         ca = self._cmd_at
         if ca is not None and ticks_diff(now, ca) > CLOSE_FB_MS:
             ca = self._cmd_at = None
