@@ -75,6 +75,7 @@ def test_discovery_and_state_while_charging(rig):
     k = len(obs.msgs)
     simrig.charge(sim)
     _value(obs, "status", lambda v: v == "Charging", k)
+    _value(obs, "pilot", lambda v: v == "C", k)
     _value(obs, "offer_a", lambda v: v == "16.0", k)
     _value(obs, "power_w", _num(lambda w: w > 5000), k)
     _value(obs, "current_l1_a", _num(lambda a: 15 <= a <= 16), k)

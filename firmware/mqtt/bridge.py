@@ -17,7 +17,7 @@ from firmware.ticks import ticks_diff, ticks_ms
 _TICK_MS = const(1000)  # state is checked this often (and on every applied change)
 _MAX_CMD = const(512)  # bytes of a command payload
 # state topics that follow at once; the others (measurements) at most every period_s
-FAST = ("status", "offer_a", "offer_reason", "mode", "current_a", "enable")
+FAST = ("status", "pilot", "offer_a", "offer_reason", "mode", "current_a", "enable")
 _SET = {"mode": "mode", "current_a": "current_a", "enable": "enable"}  # <name>/set -> setting
 
 
@@ -36,6 +36,7 @@ def values(st, max_a):
     swh = st.get("session_wh")
     return {
         "status": str(st.get("status")),
+        "pilot": str(st.get("state")),  # IEC 61851 A..F: what energy managers read
         "power_w": _num(st.get("power_w"), 1, 0),
         "current_l1_a": _num(cur[0]),
         "current_l2_a": _num(cur[1]),
