@@ -277,6 +277,7 @@ def test_client_credentials(tmp_path):
     assert "not authorised" in info["last_error"] or "password" in info["last_error"], bad_out
 
 
+@pytest.mark.slow  # ~6 s
 def test_client_finds_a_half_open_link_by_its_keepalive(broker):
     # a black hole between the client and the broker: neither side hears the other. With a
     # keepalive of 2 s the client pings after 1 s of silence and gives the link up after 3 s

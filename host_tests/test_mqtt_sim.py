@@ -11,6 +11,7 @@ import mqttrig
 import simrig
 from test_mqtt import check_discovery
 
+pytestmark = [pytest.mark.sim, pytest.mark.slow]  # 1-8 s each
 P = "sim/wb"
 NODE = "simwb"
 
