@@ -102,10 +102,11 @@ def test_a_pv_ramp_starts_and_stops_at_the_thresholds_without_flapping():
         sim.do("plug", cable_a=32)
         n0 = len(sim.obs)
         curve = [1000, 2500, 3500, 3500, 3500, 3500, 3500, 5000, 6000, 6000, 6000, 6000,
-                 2000, 6000, 1500, 6000, 2500, 6000, 3500, 3500, 3500, 2000, 1000, 0]
-        for w in curve:  # one value per 400 ms of device time
+                 6000, 6000, 2000, 6000, 1500, 6000, 2500, 6000, 3500, 3500, 3500, 2000,
+                 1000, 0]
+        for w in curve:  # one value per 300 ms of device time
             sim.do("grid", pv_w=w)
-            simrig.device_sleep(sim, 400)
+            simrig.device_sleep(sim, 300)
         simrig.device_sleep(sim, 2000 + 1000 + 500)  # the stop delay, a reading, the loop
         obs = sim.obs[n0:]
     closes = [o for o in obs if o.get("k") == "contactor" and o["cmd"]]
