@@ -93,3 +93,34 @@ def test_a_phase_contactor_that_does_not_close_faults_once_and_one_phase_charges
         cmds = [o for o in sim.obs if o.get("k") == "phase_switch"]
         assert len(cmds) == 2, cmds  # energised once, released once: no retries
         assert not any(o.get("k") == "phases" for o in sim.obs)  # its contacts never moved
+
+
+@pytest.mark.slow
+def test_a_watt_profile_is_shared_over_the_phases_the_ev_is_switched_to(tmp_path):
+    """A 2300 W TxDefaultProfile on a box locked to one phase: 10 A on that phase (it was
+    converted over the config's 3 phases: 3.3 A, below 6 A, no charging at all)."""
+    import ocpprig as o
+    from ocpprig import CsmsThread
+
+    d = o.state_dir(tmp_path)
+    with open(os.path.join(d, "sim_clock.json"), "w") as f:
+        json.dump({"phase_switch": True}, f)
+    with CsmsThread() as csms:
+        with o.start_sim(csms, state_dir=d, limits={"phases": 1}) as sim, o.report(sim, csms):
+            o.booted(csms)
+            prof = {"chargingProfileId": 1, "stackLevel": 0,
+                    "chargingProfilePurpose": "TxDefaultProfile",
+                    "chargingProfileKind": "Relative",
+                    "chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [
+                        {"startPeriod": 0, "limit": 2300.0}]}}
+            assert o.call(csms, "SetChargingProfile", {"connectorId": 1,
+                                                       "csChargingProfiles": prof}) == {
+                "status": "Accepted"}
+            sim.do("plug", cable_a=32)
+            sim.do("card", uid="CARD1")
+            st = sim.wait_for(lambda x: x.get("k") == "state" and x.get("status") == "Charging"
+                              and x.get("reason", "").startswith("ocpp"), 30)
+            assert st["offer_da"] == 100, st
+            r = o.call(csms, "GetCompositeSchedule", {"connectorId": 1, "duration": 600,
+                                                      "chargingRateUnit": "A"})
+            assert r["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 10.0, r

@@ -198,7 +198,7 @@ class ChargePoint:
         if len(self.profiles):  # before the time is known too: the safe side (smart.py)
             o = self.tx.open
             amps, why = in_force(self.profiles, self.tk, time.ticks_ms(), o and o["at"],
-                                 self.tx.profile_id(), self.volts(), self.cfg.phases)
+                                 self.tx.profile_id(), self.volts(), self.limits.phases)
             if amps is not None:
                 reason = "ocpp: " + why
         if (amps, reason) != self._reason:

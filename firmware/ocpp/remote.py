@@ -262,11 +262,11 @@ def composite(cp, p):
     r = cp.profiles.composite(
         c, now, p["duration"], p.get("chargingRateUnit"),
         tx_start_s=cp.tx.start_s(), tx_id=cp.tx.profile_id(), volts=cp.volts(),
-        phases=cp.cfg.phases, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
+        phases=cp.limits.phases, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
     local = getattr(cp.limits, "local_a", None)
     a = local() if local is not None else None
     if a is not None and r.get("status") == "Accepted":
-        _clip_local(r["chargingSchedule"], a, cp.volts() or 230, cp.cfg.phases)
+        _clip_local(r["chargingSchedule"], a, cp.volts() or 230, cp.limits.phases)
     return r
 
 
