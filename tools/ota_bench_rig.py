@@ -4,8 +4,9 @@
 # firmware/ota/slots.py, and prints one JSON line: download and install times (ms, device
 # clock), the signature check's times (us), and with --heap the live data's peak above what
 # was there before the update (every module of the update imported first, as a board has them
-# frozen in flash), sampled after a collection every 10 ms during the download and every
-# 4 reads of the bundle during the install (which does not yield to the scheduler).
+# frozen in flash), sampled after a collection every 10 ms during the download, and during the
+# install (which does not yield to the scheduler) every 4 reads of the bundle and right after
+# the manifest is parsed.
 #
 #   micropython ota_bench_rig.py URL [--heap]
 import asyncio
@@ -49,6 +50,21 @@ class Sampled:
     def readinto(self, b):
         self._tick()
         return self.f.readinto(b)
+
+
+class _Json:
+    """bundle.py's json, sampling the heap right after the manifest is parsed (its bytes and
+    the parsed result both alive): check() runs between two reads of the bundle."""
+
+    @staticmethod
+    def loads(b):
+        r = json.loads(b)
+        if HEAP:
+            sample()
+        return r
+
+
+bundle.json = _Json
 
 
 async def sampler():

@@ -64,7 +64,9 @@ if OPTS["--mqtt"]:  # the MQTT client, its bridge and the owner model
               "boards.sim.net", "firmware.net", "firmware.backoff", "asyncio.stream",
               "firmware.version"]
 if OPTS.get("--ota"):  # an UpdateFirmware comes (tools/bench_ota.py): its modules too
-    _LAZY += ["firmware.ota." + m for m in ("updater", "download", "slots", "bundle", "rsa")]
+    _LAZY += ["firmware.ota." + m for m in ("updater", "download", "slots", "bundle", "rsa",
+                                            "signed", "image", "trial")]
+    _LAZY += ["firmware.secext." + m for m in ("events", "seclog")]
 if OPTS["--web"]:  # the web interface (docs/api.md): its modules count as code too
     _LAZY += ["microdot", "microdot.microdot", "firmware.owner", "firmware.owner.model",
               "firmware.owner.settings", "firmware.web", "firmware.web.server",
@@ -138,16 +140,16 @@ async def _grid(board):
 
 class _Sampled:
     """The bundle file during the install, which does not yield to the scheduler: the heap
-    is sampled every 4 reads (tools/bench_ota.py)."""
+    is sampled every 4 reads and after the manifest is parsed (tools/bench_ota.py)."""
 
     def __init__(self, f, peak):
         self.f = f
         self.peak = peak
         self.n = 0
 
-    def _tick(self):
+    def _tick(self, force=False):
         self.n += 1
-        if self.n % 4 == 0:
+        if force or self.n % 4 == 0:
             gc.collect()
             m = gc.mem_alloc()
             self.peak[0] = max(self.peak[0], m)
@@ -162,11 +164,25 @@ class _Sampled:
         return self.f.readinto(b)
 
 
+class _Json:
+    """bundle.py's json: the heap sampled right after the manifest is parsed."""
+
+    peak = None
+
+    @staticmethod
+    def loads(b):
+        r = json.loads(b)
+        _Sampled(None, _Json.peak)._tick(force=True)
+        return r
+
+
 def _sample_installs(peak):
-    from firmware.ota import slots
+    from firmware.ota import bundle, slots
 
     inner = slots.install
     slots.install = lambda f, *a, **k: inner(_Sampled(f, peak), *a, **k)
+    _Json.peak = peak
+    bundle.json = _Json
 
 
 async def _session(app, world, board, peak, seen, charge_s):

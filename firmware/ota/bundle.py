@@ -29,6 +29,7 @@ _BUF = const(1024)
 ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
          "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 _PATH_OK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./"
+_FILES_KEY = b'"files":"'
 
 
 class BundleError(Exception):
@@ -95,19 +96,35 @@ def verify_signature(mbytes, sig, keys):
     raise BundleError("bad signature: not made by any of the %d trusted keys" % len(keys))
 
 
+class Files:
+    """The manifest's files text left where it is in the manifest's bytes (JSON-escaped:
+    each line ends in the two characters \\n), not parsed into a string: a copy would hold as
+    much heap again (13 KB for the 136-file sim firmware) while the bundle installs."""
+
+    def __init__(self, buf, start, end):
+        self.buf = buf
+        self.start = start
+        self.end = end
+
+
 def entries(files):
-    """(path, size, sha256 hex) of each line "path size sha256" of the manifest's files text,
-    one at a time (the list is never built: 100 files would hold ~40 KB of heap as lists)."""
-    i = 0
-    n = len(files)
+    """(path, size, sha256 hex) of each line "path size sha256" of the manifest's files text
+    (a str, or Files), one at a time (the list is never built: 100 files would hold ~40 KB of
+    heap as lists)."""
+    if isinstance(files, Files):
+        buf, i, n, sep = files.buf, files.start, files.end, b"\\n"
+    else:
+        buf, i, n, sep = files, 0, len(files), "\n"
     while i < n:
-        j = files.find("\n", i)
+        j = buf.find(sep, i, n)
         if j < 0:
             j = n
-        line = files[i:j]
-        i = j + 1
+        line = buf[i:j]
+        i = j + len(sep)
         if not line:
             continue
+        if type(line) is not str:
+            line = line.decode()
         parts = line.split(" ")
         if len(parts) != 3:
             raise BundleError("manifest: file line %r is not 'path size sha256'" % line[:80])
@@ -120,7 +137,8 @@ def entries(files):
 
 def _check_files(files):
     """(count, total bytes) after every entry was checked."""
-    if not isinstance(files, str) or not files:
+    if not (isinstance(files, str) and files or isinstance(files, Files)
+            and files.end > files.start):
         raise BundleError("manifest: files must be the text 'path size sha256' per line")
     count = total = 0
     for p, size, digest in entries(files):
@@ -142,6 +160,14 @@ def check(mbytes, sig, keys, running):
     """The manifest (dict) once the signature is good and the bundle fits this device.
     running: {"version": "0.8.0", "board": "sim", "mpy": sys.implementation._mpy, "hw": 1}."""
     verify_signature(mbytes, sig, keys)  # first: nothing unsigned is even parsed further
+    files = None
+    i = mbytes.find(_FILES_KEY)
+    if i >= 0:  # tools/bundle.py's layout: the files text stays in mbytes (Files)
+        start = i + len(_FILES_KEY)
+        end = mbytes.find(b'"', start)
+        if end > start:
+            files = Files(mbytes, start, end)
+            mbytes = mbytes[:start] + mbytes[end:]  # the rest of the manifest, to parse
     try:
         m = json.loads(mbytes)
     except ValueError:
@@ -175,6 +201,8 @@ def check(mbytes, sig, keys, running):
     if not isinstance(hw, int) or hw > running.get("hw", 1):
         raise BundleError("bundle needs hardware revision %r, this is %d" % (
             hw, running.get("hw", 1)))
+    if files is not None:
+        m["files"] = files
     m["count"], m["size"] = _check_files(m.get("files"))
     if "image" in m:  # a MicroPython image after the files (firmware/ota/image.py)
         from firmware.ota import image
