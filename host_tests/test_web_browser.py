@@ -87,5 +87,13 @@ def test_first_use_live_status_while_charging_and_pv_mode(browser):
         assert "pv" in d.find_element("id", "st-reason").text
         assert d.find_element("id", "st-mode").text.startswith("pv")
         assert sim.state()["offer_da"] == 0
+        sim.do("unplug")
+        _text(d, "st-session", "no EV")
+        d.find_element("css selector", "#tabs button[data-v=sessions]").click()
+        assert "Wh" in _text(d, "sess", " min")  # the session just ended, from sessions.json
+        d.find_element("css selector", "#tabs button[data-v=diag]").click()
+        assert "offer" in _text(d, "diag-text", "status     ")
+        errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors  # no script error on any page
     finally:
         sim.stop()
