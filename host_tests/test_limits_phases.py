@@ -241,3 +241,18 @@ def test_without_a_phase_switch_the_loop_never_asks_for_phases():
     lim.apply(1000)
     assert lim.phase is None and lim.arb.phases == 3
     assert all(c[0] == "limit" for c in ctl.calls)
+
+
+def test_after_the_phase_switch_failed_the_loop_computes_for_the_phases_it_confirms():
+    from firmware.limits.loop import Limits
+
+    logs = []
+    ctl = _Ctl(phases=1)
+    lim = Limits(ctl, 32, log=logs.append, cfg=type("C", (), {"limits": {"phases": 3},
+                                                             "max_current_a": 16})())
+    lim.apply(1000)
+    assert lim.arb.phases == 3
+    ctl.phase_switch = type("PS", (), {"failed": True})()  # it never closed: one phase
+    lim.apply(2000)
+    assert lim.arb.phases == 1 and ("phases", 1) in ctl.calls
+    assert "limits: phases 3 -> 1 (the phase switch failed)" in logs, logs

@@ -93,6 +93,8 @@ def test_a_phase_contactor_that_does_not_close_faults_once_and_one_phase_charges
         cmds = [o for o in sim.obs if o.get("k") == "phase_switch"]
         assert len(cmds) == 2, cmds  # energised once, released once: no retries
         assert not any(o.get("k") == "phases" for o in sim.obs)  # its contacts never moved
+        logs = [o["msg"] for o in sim.obs if o.get("k") == "log"]
+        assert "limits: phases 3 -> 1 (the phase switch failed)" in logs, logs
 
 
 @pytest.mark.slow

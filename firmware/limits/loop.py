@@ -279,7 +279,12 @@ class Limits:
         """Ask the controller for the policy's phase count (before the limit: the limit that
         follows is already the new phase count's; the offer stays 0 while it switches)."""
         p = self.phase
-        n = p.decide(now, self.arb, plugged)
+        if getattr(self.ctl.phase_switch, "failed", False):
+            n = p.want = self.ctl.phases  # its mirror did not follow: what it confirms
+            why = "the phase switch failed"
+        else:
+            n = p.decide(now, self.arb, plugged)
+            why = None
         if n == self.arb.phases:
             return
         try:
@@ -287,9 +292,10 @@ class Limits:
         except ValueError as e:
             self.log("limits: phases %d refused: %s" % (n, e))
             return
-        self.log("limits: phases %d -> %d (%s)" % (
-            self.arb.phases, n, "config limits.phases" if p.lock else
-            "auto: 1 phase %d dA, 3 phases %d dA on every phase" % (p.t1, p.t3)))
+        if why is None:
+            why = "config limits.phases" if p.lock else (
+                "auto: 1 phase %d dA, 3 phases %d dA on every phase" % (p.t1, p.t3))
+        self.log("limits: phases %d -> %d (%s)" % (self.arb.phases, n, why))
         self.arb.set_phases(n)
         self.phases = n
         self._key[0] = None
