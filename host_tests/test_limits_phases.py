@@ -142,6 +142,25 @@ def test_an_ev_that_takes_less_on_one_phase_is_switched_up_evcc_32137():
     assert _charging_on_one_phase(a, p, now, house, 160) == 3  # it takes 16 A: up
 
 
+def test_minpv_takes_its_minimum_on_one_phase_and_three_only_for_a_surplus_that_carries_them():
+    """minpv charges at least 6 A: without sun on one phase (1.4 kW from the grid, not 4.1
+    kW), with 5 kW of surplus on three."""
+    a, p = rig(start=3, mode="minpv", phase_up_s=0, phase_down_s=0, phase_min_s=0,
+               phase_ignore_s=0)
+
+    def pv(now, export_w):  # the grid meter's export, the EV drawing nothing yet
+        a.grid(now, 0, 0, 0, 0, 0, 0, -export_w, 0, 5000, 230)
+        a.decide(now)
+        n = p.decide(now, a, True)
+        if n != a.phases:
+            a.set_phases(n)
+        return n
+
+    assert pv(1000, 0) == 1 and a.da == 60  # no sun: 6 A on one phase
+    assert pv(2000, 3000) == 1  # 3 kW: 4.3 A on three phases would not carry them
+    assert pv(3000, 5000) == 3  # 5 kW: 7.2 A on each of three
+
+
 def test_a_stale_grid_meter_never_switches_up():
     a, p = rig(start=1, phase_up_s=0, phase_min_s=0, phase_ignore_s=0)
     feed(a, 1000, [0, 0, 0])

@@ -64,7 +64,9 @@ class PhasePolicy:
     def target(self, arb, n, now):
         """The current (dA per phase) the limits in force allow on n phases: the phase-neutral
         slots as decided, the main fuse's headroom on the n phases used (the least of them),
-        the total capacity, the DSO's power and the PV surplus shared over n phases."""
+        the total capacity, the DSO's power and the PV surplus shared over n phases (minpv's
+        6 A minimum counts on one phase only: three phases only for a surplus that carries
+        them)."""
         eff = arb.eff
         best = _NONE
         for k in range(len(eff)):
@@ -94,8 +96,8 @@ class PhasePolicy:
             best = _min(best, max(v * arb.phases // n, rules.dso_floor_da(n)))
         if arb.need[_PV]:
             v = 0 if arb.stale(_PV, now) else arb.surplus_w * 10 // (arb.volts * n)
-            if s["mode"] == "minpv" and v < MIN_DA:
-                v = MIN_DA
+            if s["mode"] == "minpv" and v < MIN_DA and n == 1:
+                v = MIN_DA  # minpv's minimum: on one phase (1.4 kW, not 4.1 kW from the grid)
             best = _min(best, v)
         return 0 if best < 0 else best
 
