@@ -117,7 +117,7 @@ def build(app, auth, static_dir, srv):
         if d is None:
             return _err("a JSON object {\"password\": ...}", 400)
         try:
-            auth.set_password(OWNER, d.get("password"))
+            await auth.set_password(OWNER, d.get("password"))
         except AuthError as e:
             return _err(e.args[0], e.args[1])
         s = auth.new_session(OWNER)
@@ -129,7 +129,7 @@ def build(app, auth, static_dir, srv):
         if d is None:
             return _err("a JSON object {\"role\": \"owner\", \"password\": ...}", 400)
         try:
-            s = auth.login(d.get("role", OWNER), d.get("password"))
+            s = await auth.login(d.get("role", OWNER), d.get("password"))
         except AuthError as e:
             return _err(e.args[0], e.args[1])
         return _cookie(_json(_who(s)), s)
@@ -151,7 +151,7 @@ def build(app, auth, static_dir, srv):
         if role == OWNER and s[1] != OWNER:
             return _err("only the owner sets the owner's password", 403)
         try:
-            auth.set_password(role, d.get("password"))
+            await auth.set_password(role, d.get("password"))
         except AuthError as e:
             return _err(e.args[0], e.args[1])
         return _json({"installer": auth.has(INSTALLER)})

@@ -2,6 +2,7 @@
 # (the first visitor sets the owner's: UK SCPR), owner and installer roles, session tokens in
 # a cookie with an expiry, a CSRF token every change must carry, and a limit on failed logins.
 # Passwords are kept as salted, iterated SHA-256 in auth.json (never the password itself).
+import asyncio
 import hashlib
 import os
 
@@ -16,7 +17,8 @@ INSTALLER = "installer"
 ROLES = (OWNER, INSTALLER)
 PW_MIN = const(8)
 PW_MAX = const(64)
-_ROUNDS = const(2000)  # ~20 ms on an ESP32 per check: slows a guessing script down
+_ROUNDS = const(2000)  # 1.5 ms on a PC, tens of ms on an ESP32: slows guessing down ...
+_SLICE = const(100)  # ... in slices: the scheduler runs the charge controller in between
 _SESSIONS = const(4)  # logged-in browsers at once; the oldest is logged out by a fifth
 _FAILS = const(5)  # failed logins in a row before the lockout
 _LOCK_MS = const(30000)  # the first lockout; doubles with each further failure ...
@@ -31,10 +33,16 @@ def _hex(b):
     return "".join(["%02x" % x for x in b])
 
 
-def _hash(salt, password):
+def _yield():
+    return asyncio.sleep_ms(0) if hasattr(asyncio, "sleep_ms") else asyncio.sleep(0)
+
+
+async def _hash(salt, password):
     h = hashlib.sha256(salt + password.encode()).digest()
-    for _ in range(_ROUNDS):
+    for i in range(_ROUNDS):
         h = hashlib.sha256(h + salt).digest()
+        if i % _SLICE == _SLICE - 1:
+            await _yield()  # never one long stretch: the safety path waits for nobody
     return _hex(h)
 
 
@@ -83,7 +91,7 @@ class Auth:
             return False
         return role in self.pw
 
-    def set_password(self, role, pw):
+    async def set_password(self, role, pw):
         """Set (pw text) or remove (pw None: installer only) a role's password."""
         if role not in ROLES:
             raise AuthError("role: owner or installer", 400)
@@ -98,7 +106,7 @@ class Auth:
             if role == INSTALLER and not self.installer_on:
                 raise AuthError("the installer role is disabled (config web.installer)", 403)
             salt = os.urandom(8)
-            self.pw[role] = [_hex(salt), _hash(salt, pw)]
+            self.pw[role] = [_hex(salt), await _hash(salt, pw)]
         try:
             persist.save_json(AUTH_FILE, self.pw)
         except OSError as e:
@@ -106,7 +114,7 @@ class Auth:
         self.sessions = [s for s in self.sessions if s[1] != role or pw is not None]
 
     # -- logins --------------------------------------------------------------------------------
-    def login(self, role, pw, now=None):
+    async def login(self, role, pw, now=None):
         """A new session [token, role, csrf, expires] or AuthError (401 wrong, 429 locked)."""
         now = ticks_ms() if now is None else now
         lu = self.locked_until
@@ -117,7 +125,7 @@ class Auth:
         ok = False
         if rec is not None and type(pw) is str and len(pw) <= PW_MAX:
             try:
-                ok = _same(_hash(bytes.fromhex(rec[0]), pw), rec[1])
+                ok = _same(await _hash(bytes.fromhex(rec[0]), pw), rec[1])
             except (ValueError, TypeError, IndexError):
                 ok = False
         if not ok:
