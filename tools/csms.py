@@ -9,8 +9,10 @@
                          [--style dev|fresh|steve|ocppcore|citrineos|openocpp|naive|hostile]
                          [--seed N] [--fresh-ids] [--lose-answer ACTION[=N] ...]
                          [--files DIR [--files-port N]]
-    python tools/csms.py send --control 8181 CPID Action '{"json": "payload"}'
+    python tools/csms.py send --control 8181 CPID Action '{"json": "payload"}'   (or call)
     python tools/csms.py status --control 8181
+    python tools/csms.py update|signed-update|diagnostics|log|trigger|install-cert|cert-ids|
+                         delete-cert --control 8181 CPID ...   (tools/csms_cmds.py: shortcuts)
 
 A charge point connects to ws://127.0.0.1:PORT/<cpid> (wss:// with --cert/--key) with the
 subprotocol ocpp1.6; --password requires HTTP Basic auth <cpid>:<password> (401 otherwise).
@@ -44,6 +46,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import csms_cmds  # noqa: E402
 from csms_server import HOST, Csms, CsmsError  # noqa: E402
 from csms_styles import STYLES  # noqa: E402
 
@@ -146,7 +149,10 @@ def _losses(ap, items):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "send", "status", "-h", "--help"):
+    if argv and argv[0] == "call":
+        argv[0] = "send"
+    if not argv or argv[0] not in ("serve", "send", "status", "-h", "--help") + \
+            csms_cmds.COMMANDS:
         argv.insert(0, "serve")
     ap = argparse.ArgumentParser(prog="csms.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -180,15 +186,27 @@ def main(argv=None):
                     help="a new transactionId for every StartTransaction (no dedupe)")
     sv.add_argument("--lose-answer", action="append", default=[], metavar="ACTION[=N]",
                     help="handle the first N (1) CALLs of ACTION, then drop the link unanswered")
-    for name in ("send", "status"):
-        p = sub.add_parser(name, help="ask a running CSMS through its control port")
+    def common(p, cp=True):
         p.add_argument("--control", type=int, required=True)
         p.add_argument("--timeout", type=float, default=30.0)
-        if name == "send":
+        if cp:
             p.add_argument("cp")
+    for name in ("send", "status"):
+        p = sub.add_parser(name, help="ask a running CSMS through its control port")
+        common(p, name == "send")
+        if name == "send":
             p.add_argument("action")
             p.add_argument("payload", nargs="?", default="{}")
+    csms_cmds.add_parsers(sub, common)
     args = ap.parse_args(argv)
+    if args.cmd in csms_cmds.COMMANDS:
+        try:
+            files = control(args.control, {"cmd": "status"}, args.timeout).get("files")
+            action, payload = csms_cmds.build(args, files)
+        except csms_cmds.CmdError as e:
+            print("csms: %s" % e, file=sys.stderr)
+            return 2
+        args.cmd, args.action, args.payload = "send", action, json.dumps(payload)
     if args.cmd == "send":
         try:
             payload = json.loads(args.payload)
@@ -217,6 +235,7 @@ def main(argv=None):
         from csms_files import FileServer
 
         files = FileServer(args.files, args.files_port, cert=args.cert, key=args.key).start()
+        csms.files_url = files.url  # status tells it: the shortcuts' file names
         print("csms: files of %s at %s (uploads into %s)" % (
             args.files, files.url, os.path.join(args.files, "uploads")), flush=True)
 

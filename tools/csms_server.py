@@ -399,9 +399,11 @@ class Csms:
             raise CsmsError("%s did not answer %s within %.1f s" % (cp, action, timeout))
 
     def status(self):
-        return {"url": self.url, "connected": sorted(self.links),
+        return {"url": self.url, "files": getattr(self, "files_url", None),
+                "connected": sorted(self.links),
                 "transactions": list(self.transactions.values()),
-                "violations": self.violations, "boots": len(self.boots)}
+                "violations": self.violations, "boots": len(self.boots),
+                "notifications": [list(n) for n in self.notifications[-20:]]}
 
     async def _control_client(self, reader, writer):
         try:
