@@ -1,6 +1,8 @@
 # A file on flash uploaded by HTTP(S) PUT (GetDiagnostics, GetLog: docs/ocpp.md): sent with
 # its Content-Length in 512-byte pieces read from flash, never whole in RAM; TLS for
-# https:// verified as the CSMS link is (firmware/ocpp/ws.py's _tls_context). The location is
+# https:// verified as the CSMS link is (firmware/ocpp/ws.py's _tls_context); connected
+# through the board's link as the CSMS's is (firmware/net.py: a bounded DNS lookup, no DNS
+# or TLS handshake while the contactor is closed on a board without a reflex). The location is
 # used as given; one that ends in "/" gets the file's name appended (a folder on the server).
 # Any 2xx answer is success; retries and their interval come from the request. ftp:// (what
 # OCPP 1.6 mostly shows) is not supported: UploadError names it before anything is sent.
@@ -48,7 +50,10 @@ async def put(cp, location, path, name, size):
 
     tls, host, port, upath = target(location, name)
     ctx = tls_context(cp) if tls else None
-    if tls:
+    net = getattr(cp.link, "net", None)  # the board's link: bounded DNS, the safety gate
+    if net is not None:
+        r, w = await net.open(host, port, ssl=ctx, server_hostname=host if tls else None)
+    elif tls:
         r, w = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
     else:
         r, w = await asyncio.open_connection(host, port)
