@@ -158,9 +158,10 @@ def _cross(raw, new, touched, changes, errors):
     for sec in ("ocpp", "network", "meters"):
         if sec in touched or sec in changes:
             before = section_errors(sec, raw.get(sec))
+            names = ", ".join([n for n in changes if TABLE[n][0] == sec or n == sec])
             for e in section_errors(sec, new.get(sec)):
-                if e not in before:
-                    errors.append(e)
+                if e not in before:  # named by the setting as the API knows it
+                    errors.append(e if e.startswith(names) else "%s: %s" % (names, e))
 
 
 def section_errors(sec, value):
