@@ -15,6 +15,7 @@ import pytest
 
 import fake_esp32
 import ota_cases
+from firmware import persist
 from firmware.ota import bundle, image, rsa, slots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,13 +95,14 @@ def test_an_image_that_crashes_before_python_runs_rolls_the_slot_back(key, dev):
 
 
 @pytest.mark.parametrize("case", ["no esp32", "no ota table", "too big", "bad byte",
-                                  "short", "not esp"])
+                                  "short", "not esp", "contactor closed"])
 def test_refused_before_the_image_is_booted(key, dev, monkeypatch, case):
     keys = _keys(key)
     data = _bundle(key)
     words = {"no esp32": "no esp32.Partition", "no ota table": "no OTA partition",
              "too big": "does not fit partition ota_1", "bad byte": "image: SHA-256",
-             "short": "truncated in the image", "not esp": "not an ESP app image"}[case]
+             "short": "truncated in the image", "not esp": "not an ESP app image",
+             "contactor closed": "the flash gate is closed"}[case]
     if case == "no esp32":
         monkeypatch.setitem(sys.modules, "esp32", None)
     elif case == "no ota table":
@@ -113,6 +115,8 @@ def test_refused_before_the_image_is_booted(key, dev, monkeypatch, case):
         data = bytes(b)
     elif case == "short":
         data = data[:-5000]
+    elif case == "contactor closed":  # the board's flash_write_ok() says no
+        monkeypatch.setattr(persist, "_gate", lambda: False)
     elif case == "not esp":
         img = b"\x00" + fake_esp32.image(NEW_IMG)[1:]  # the tool refuses it: signed by hand
         m = tool.manifest_for(ota_cases.FILES, "0.9.0", "sim")

@@ -64,6 +64,11 @@ def target(entry):
     if P is None:
         raise BundleError("bundle carries a MicroPython image; this board has no "
                           "esp32.Partition to install it")
+    from firmware import persist
+
+    if not persist.flash_ok():  # esp32_wallbox: not while the contactor is closed
+        raise BundleError("image: the flash gate is closed (the contactor is closed): "
+                          "erasing a partition now would stall the safety path")
     try:
         part = P(P.RUNNING).get_next_update()
     except OSError as e:
