@@ -68,7 +68,10 @@ def load(path):
                         "tools/sim.py --events?)" % path)
     last_ready = max((i for i, o in enumerate(obs) if o["k"] == "ready"), default=0)
     obs = obs[last_ready:]  # a log of a restarted simulator: its last run (t starts again)
-    obs.sort(key=lambda o: o["t"])  # `limit` is stamped when decided, and may come later
+    for o in obs:  # a decision is drawn from when it was made (`at`), not when seen (`t`)
+        if o["k"] == "limit" and type(o.get("at")) in (int, float) and o["at"] == o["at"]:
+            o["t"] = o["at"]
+    obs.sort(key=lambda o: o["t"])
     return obs
 
 

@@ -76,7 +76,7 @@ class Control:
 
     def _limit_obs(self, lim):
         """`limit` on every change of the limit loop's decision (a, phases, reason; polled
-        with the state every 20 ms, stamped with the decision's own time) and `inputs` on
+        with the state every 20 ms; `at` is the decision's own time) and `inputs` on
         every change of the limit each input set in the last decision, or of the inputs
         whose fallback binds (firmware/limits/arbiter.py slots). Nothing is built while
         nothing changed (it runs every 20 ms in the firmware's heap)."""
@@ -91,8 +91,9 @@ class Control:
             self._phases = ph
             h = lim.history  # (ticks, amps, reason) of each decision: stamped when it was made
             age = time.ticks_diff(now, h[-1][0]) if h and h[-1][1:] == d[:2] else 0
-            self.observe("limit", {"a": d[0], "phases": ph, "reason": d[1], "bound": d[2]},
-                         max(age, 0))
+            # stamped now (the log's t only goes forward); `at`: when it was decided
+            self.observe("limit", {"a": d[0], "phases": ph, "reason": d[1], "bound": d[2],
+                                   "at": self.world.now_us() / 1000 - max(age, 0)})
         eff = arb.eff
         seen = self._inputs
         n = len(eff)
