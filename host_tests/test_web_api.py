@@ -160,6 +160,19 @@ def test_no_session_no_access_and_a_change_needs_the_csrf_token(box, owner):
     assert owner.get("/api/status")[0] == 401
 
 
+@pytest.mark.parametrize("host,ok", [
+    ("evil.example", False), ("wallbox.example.com:80", False), ("1.2.3.4.evil.com", False),
+    ("wallbox", True), ("wallbox.local:8080", True), ("192.168.1.20", True)])
+def test_a_public_host_name_is_refused_against_dns_rebinding(box, owner, host, ok):
+    st, ans = owner.get("/api/status", headers={"Host": host})
+    assert (st == 200) is ok, (st, ans)
+    if not ok:
+        assert st == 403 and "Host %s refused" % host in ans["error"]
+        st, ans = webrig.Client(box.http_port).post(
+            "/api/setup", {"password": "rebound pw 1"}, headers={"Host": host})
+        assert st == 403 and "refused" in ans["error"]
+
+
 def test_the_installer_role_is_the_owners_to_give_and_to_take(box, owner):
     inst = webrig.Client(box.http_port)
     assert inst.post("/api/login", {"role": "installer", "password": "install pw 1"})[0] == 401

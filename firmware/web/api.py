@@ -9,7 +9,8 @@ from micropython import const
 from firmware.owner.settings import SettingsError
 from firmware.ticks import ticks_diff, ticks_ms
 from firmware.web import server
-from firmware.web.auth import INSTALLER, OWNER, AuthError
+from firmware.web.auth import INSTALLER, OWNER, AuthError, same
+
 
 COOKIE = "wb"
 _OPEN = ("/api/session", "/api/login", "/api/setup")
@@ -28,6 +29,20 @@ def _json(obj, status=200, headers=None):
 
 def _err(msg, status):
     return _json({"error": msg}, status)
+
+
+def local_host(host):
+    """True for a Host header a browser sends to the box itself: an IPv4 address, a LAN name
+    without a dot, or a .local name (mDNS), each with an optional port. A public domain name
+    is what a DNS-rebinding page would send: refused (before the owner's password is set too,
+    when such a page could otherwise set it)."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if not name or len(name) > 63:
+        return False
+    parts = name.split(".")
+    if len(parts) == 4 and all(x.isdigit() and len(x) <= 3 for x in parts):
+        return True
+    return "." not in name or name.endswith(".local")
 
 
 def _body(req):
@@ -76,6 +91,9 @@ def build(app, auth, static_dir, srv):
 
     @web.before_request
     async def guard(req):
+        host = req.headers.get("Host", "")
+        if not local_host(host):
+            return _err("Host %s refused: use the box's address or LAN name" % host[:40], 403)
         req.g.s = s = auth.session(req.cookies.get(COOKIE))
         p = req.path
         if req.method == "POST":
@@ -88,7 +106,7 @@ def build(app, auth, static_dir, srv):
             return _err("set the owner's password first (POST /api/setup)", 403)
         if s is None:
             return _err("log in first (POST /api/login)", 401)
-        if req.method == "POST" and req.headers.get("X-CSRF-Token") != s[2]:
+        if req.method == "POST" and not same(req.headers.get("X-CSRF-Token") or "", s[2]):
             return _err("missing or wrong X-CSRF-Token (GET /api/session gives it)", 403)
         return None
 

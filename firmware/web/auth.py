@@ -46,7 +46,7 @@ async def _hash(salt, password):
     return _hex(h)
 
 
-def _same(a, b):
+def same(a, b):
     """Compare two strings in a time that does not depend on where they differ."""
     if len(a) != len(b):
         return False
@@ -125,7 +125,7 @@ class Auth:
         ok = False
         if rec is not None and type(pw) is str and len(pw) <= PW_MAX:
             try:
-                ok = _same(await _hash(bytes.fromhex(rec[0]), pw), rec[1])
+                ok = same(await _hash(bytes.fromhex(rec[0]), pw), rec[1])
             except (ValueError, TypeError, IndexError):
                 ok = False
         if not ok:
@@ -155,7 +155,7 @@ class Auth:
             return None
         now = ticks_ms() if now is None else now
         for s in self.sessions:
-            if _same(s[0], token):
+            if same(s[0], token):
                 if ticks_diff(s[3], now) <= 0 or not self.has(s[1]):
                     self.sessions.remove(s)
                     return None
