@@ -51,6 +51,12 @@ class Sampled:
         self._tick()
         return self.f.readinto(b)
 
+    def seek(self, *a):
+        return self.f.seek(*a)
+
+    def tell(self):
+        return self.f.tell()
+
 
 class _Json:
     """bundle.py's json, sampling the heap right after the manifest is parsed (its bytes and

@@ -163,6 +163,12 @@ class _Sampled:
         self._tick()
         return self.f.readinto(b)
 
+    def seek(self, *a):
+        return self.f.seek(*a)
+
+    def tell(self):
+        return self.f.tell()
+
 
 class _Json:
     """bundle.py's json: the heap sampled right after the manifest is parsed."""

@@ -30,6 +30,9 @@ ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp"
          "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 _PATH_OK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./"
 _FILES_KEY = b'"files":"'
+_PIECE = const(256)  # bytes read at a time from a manifest on flash
+_LINE = const(256)  # the longest file line read from flash
+_MAX_KEEP = const(2048)  # the manifest's JSON before (and after) its files text
 
 
 class BundleError(Exception):
@@ -63,14 +66,15 @@ def _read(f, n, what):
     return b
 
 
-def read_head(f):
-    """(manifest bytes, signature) from the start of the bundle stream f."""
+def read_head(f, on_flash=False):
+    """(manifest bytes, signature) from the start of the bundle stream f; with on_flash (f
+    is a seekable file) the manifest is an OnFlash instead: never all in RAM."""
     if f.read(len(MAGIC)) != MAGIC:
         raise BundleError("not an update bundle (bad magic)")
     n = int.from_bytes(_read(f, 4, "header"), "big")
     if n == 0 or n > _MAX_MANIFEST:
         raise BundleError("manifest length %d out of range" % n)
-    mbytes = _read(f, n, "manifest")
+    mbytes = OnFlash(f, n) if on_flash else _read(f, n, "manifest")
     ns = int.from_bytes(_read(f, 2, "header"), "big")
     if ns == 0:
         raise BundleError("unsigned bundle")
@@ -83,7 +87,7 @@ def verify_signature(mbytes, sig, keys):
     """The key (of the trusted keys) whose RSA-PSS signature sig is; BundleError if none."""
     if not keys:
         raise BundleError("no trusted update key on this device (ota_keys.json)")
-    h = hashlib.sha256(mbytes).digest()
+    h = mbytes.digest if isinstance(mbytes, OnFlash) else hashlib.sha256(mbytes).digest()
     why = None
     for k in keys:
         try:
@@ -97,30 +101,95 @@ def verify_signature(mbytes, sig, keys):
 
 
 class Files:
-    """The manifest's files text left where it is in the manifest's bytes (JSON-escaped:
-    each line ends in the two characters \\n), not parsed into a string: a copy would hold as
-    much heap again (13 KB for the 136-file sim firmware) while the bundle installs."""
+    """The manifest's files text left where it is (JSON-escaped: each line ends in the two
+    characters \\n), not parsed into a string: in the manifest's bytes (buf), or on flash (f:
+    the bundle file, read a line at a time), from start to end."""
 
-    def __init__(self, buf, start, end):
+    def __init__(self, buf, start, end, f=None):
         self.buf = buf
+        self.f = f
         self.start = start
         self.end = end
+
+
+class OnFlash:
+    """The manifest of a bundle file, read in pieces and never held whole: its SHA-256
+    (digest), the JSON without the files text (head), and the files text as Files on the
+    file. The 136-file sim firmware's manifest is 13 KB; this holds a few hundred bytes."""
+
+    def __init__(self, f, n):
+        h = hashlib.sha256()
+        keep = b""  # the JSON before the files text, then also the JSON after it
+        state = 0  # 0: before "files":" 1: in the text 2: after it
+        off = start = 0
+        base = f.tell()
+        files = None
+        while off < n:
+            b = _read(f, min(_PIECE, n - off), "manifest")
+            boff = off  # the manifest offset of b[0]
+            off += len(b)
+            h.update(b)
+            if state == 0:
+                keep += b
+                i = keep.find(_FILES_KEY)
+                if i < 0:
+                    if len(keep) > _MAX_KEEP:
+                        raise BundleError("manifest: no files text in its first %d bytes" %
+                                          _MAX_KEEP)
+                    continue
+                start = i + len(_FILES_KEY)
+                b, boff, keep = keep[start:], start, keep[:start]
+                state = 1
+            if state == 1:
+                j = b.find(b'"')
+                if j >= 0:
+                    files = Files(None, base + start, base + boff + j, f)
+                    keep += b[j:]
+                    state = 2
+                continue
+            keep += b
+            if len(keep) > 2 * _MAX_KEEP:
+                raise BundleError("manifest: too long after its files text")
+        self.digest = h.digest()
+        self.head = keep
+        self.files = files
+
+
+def _lines(files):
+    """The raw lines of a files text (str or Files)."""
+    if not isinstance(files, Files):
+        buf, i, n, sep = files, 0, len(files), "\n"
+    elif files.f is None:
+        buf, i, n, sep = files.buf, files.start, files.end, b"\\n"
+    else:
+        f = files.f
+        i, n = files.start, files.end
+        while i < n:
+            back = f.tell()
+            f.seek(i)
+            chunk = f.read(min(_LINE, n - i))
+            f.seek(back)
+            j = chunk.find(b"\\n")
+            if j < 0:
+                if i + len(chunk) < n:
+                    raise BundleError("manifest: a file line longer than %d bytes" % _LINE)
+                j = len(chunk)
+            yield chunk[:j]
+            i += j + 2
+        return
+    while i < n:
+        j = buf.find(sep, i, n)
+        if j < 0:
+            j = n
+        yield buf[i:j]
+        i = j + len(sep)
 
 
 def entries(files):
     """(path, size, sha256 hex) of each line "path size sha256" of the manifest's files text
     (a str, or Files), one at a time (the list is never built: 100 files would hold ~40 KB of
     heap as lists)."""
-    if isinstance(files, Files):
-        buf, i, n, sep = files.buf, files.start, files.end, b"\\n"
-    else:
-        buf, i, n, sep = files, 0, len(files), "\n"
-    while i < n:
-        j = buf.find(sep, i, n)
-        if j < 0:
-            j = n
-        line = buf[i:j]
-        i = j + len(sep)
+    for line in _lines(files):
         if not line:
             continue
         if type(line) is not str:
@@ -161,7 +230,11 @@ def check(mbytes, sig, keys, running):
     running: {"version": "0.8.0", "board": "sim", "mpy": sys.implementation._mpy, "hw": 1}."""
     verify_signature(mbytes, sig, keys)  # first: nothing unsigned is even parsed further
     files = None
-    i = mbytes.find(_FILES_KEY)
+    i = -1
+    if isinstance(mbytes, OnFlash):  # the files text stays on flash
+        files, mbytes = mbytes.files, mbytes.head
+    else:
+        i = mbytes.find(_FILES_KEY)
     if i >= 0:  # tools/bundle.py's layout: the files text stays in mbytes (Files)
         start = i + len(_FILES_KEY)
         end = mbytes.find(b'"', start)
@@ -257,8 +330,9 @@ def _hex(b):
 
 
 def verify_stream(f, keys, running, dest):
-    """read_head + check + unpack: the manifest of a good bundle now in dest/."""
-    mbytes, sig = read_head(f)
+    """read_head + check + unpack: the manifest of a good bundle now in dest/ (from a file,
+    its "files" is read from f: valid while f is open)."""
+    mbytes, sig = read_head(f, hasattr(f, "seek"))
     m = check(mbytes, sig, keys, running)
     del mbytes, sig  # the parsed manifest is all that is needed from here
     unpack(f, m, dest)

@@ -183,7 +183,7 @@ def install(f, keys, running, min_s=MIN_S, limit_s=LIMIT_S):
                                  state["trial"].get("version"))
     slot = "b" if state["active"] == "a" else "a"
     d = slot_dir(slot)
-    mbytes, sig = bundle.read_head(f)
+    mbytes, sig = bundle.read_head(f, hasattr(f, "seek"))  # a file: the manifest stays there
     m = bundle.check(mbytes, sig, keys, running)  # refused here: nothing touched at all
     del mbytes, sig
     part = label = None
