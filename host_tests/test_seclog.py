@@ -84,3 +84,25 @@ def test_clearing_the_log_leaves_security_log_was_cleared_and_tells_the_csms(
         cp.journal.ack(seq)
     assert sent == [("SecurityEventNotification", "StartupOfTheDevice"),
                     ("SecurityEventNotification", "SecurityLogWasCleared")]
+
+
+def test_security_events_never_crowd_out_a_transaction(tmp_path, monkeypatch):
+    """A long offline period of reboots fills the journal with StartupOfTheDevice: the
+    events are droppable (oldest first), so a StartTransaction still finds room."""
+    from firmware.ocpp.journal import Journal
+    from firmware.secext import events
+
+    monkeypatch.chdir(tmp_path)
+    cp = _Cp()
+    cp.journal = Journal(max_bytes=16384)
+    for i in range(400):
+        events.record(cp, "StartupOfTheDevice", "after a power cut or reset")
+    cp.journal.push("StartTransaction", {"l": -1, "p": {"connectorId": 1}})
+    st = cp.journal.stats()
+    assert st["dropped"] > 0 and st["bytes"] <= 16384 and cp.outbox == []
+    kinds = []
+    while cp.journal.pending():
+        seq, action, body = cp.journal.peek()
+        kinds.append(action)
+        cp.journal.ack(seq)
+    assert kinds[-1] == "StartTransaction" and kinds.count("SecurityEventNotification") > 10

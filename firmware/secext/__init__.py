@@ -7,6 +7,8 @@
 import sys
 import time
 
+_OUTBOX_MAX = 8
+
 
 def _extended_trigger(cp, p):
     from firmware.secext import trigger
@@ -87,15 +89,22 @@ def notify(cp, action, payload):
     """A status notification (Firmware-, Diagnostics-, LogStatusNotification, a security
     event) with the journal's guaranteed delivery: written to flash now, sent in order with
     the transaction messages once BootNotification is accepted, kept across offline periods
-    and reboots. A "timestamp" may be a stamp (cp.stamp()): it is resolved when sent. When the
-    journal refuses it (full), it waits in RAM for the link instead, and that is logged."""
+    and reboots. A "timestamp" may be a stamp (cp.stamp()): it is resolved when sent. It is
+    droppable: a journal that fills up (a long offline period of reboots) drops these and the
+    periodic MeterValues, oldest first, before it refuses a transaction. When the journal
+    refuses it, it waits in RAM for the link instead (at most _OUTBOX_MAX), and that is logged.
+    """
     from firmware.ocpp.jram import JournalError
 
     try:
-        cp.journal.push(action, {"p": payload})
+        cp.journal.push(action, {"p": payload}, droppable=True)
     except (JournalError, OSError) as e:
-        cp.log("ocpp: %s kept in RAM only: %s" % (action, e))
-        cp.outbox.append((action, cp.tk.resolve(payload, time.ticks_ms())))
+        if len(cp.outbox) >= _OUTBOX_MAX:
+            cp.log("ocpp: %s lost: %s, and %d messages wait in RAM" % (
+                action, e, len(cp.outbox)))
+        else:
+            cp.log("ocpp: %s kept in RAM only: %s" % (action, e))
+            cp.outbox.append((action, cp.tk.resolve(payload, time.ticks_ms())))
     cp.wake.set()
 
 
