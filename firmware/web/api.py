@@ -15,13 +15,17 @@ from firmware.web.auth import INSTALLER, OWNER, AuthError, same
 COOKIE = "wb"
 _OPEN = ("/api/session", "/api/login", "/api/setup")
 _LIVE_MS = const(1000)  # the live stream's period
+_FRESH_MS = const(250)  # a status text this young is served again
 _LIVE_N = const(55)  # events per stream (then the browser reconnects: CONN_MS bounds it)
 _TYPES = {"html": "text/html", "js": "application/javascript", "css": "text/css",
           "png": "image/png", "svg": "image/svg+xml"}
 
 
+_JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
 def _json(obj, status=200, headers=None):
-    h = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    h = dict(_JSON_HEADERS)
     if headers:
         h.update(headers)
     return Response(json.dumps(obj), status, h)
@@ -53,12 +57,35 @@ def _body(req):
     return d if type(d) is dict else None
 
 
+class StatusText:
+    """The status as JSON text, shared by every request within _FRESH_MS while the
+    controller's state and the settings stay the same: ten clients polling at once cost one
+    status and one text, not ten (the heap while serving)."""
+
+    def __init__(self, owner, ctl):
+        self.owner = owner
+        self.ctl = ctl
+        self.at = None
+        self.key = None
+        self.text = None
+
+    def get(self):
+        now = ticks_ms()
+        key = self.ctl.version + (self.owner.version << 24)  # a state or setting changed
+        if self.at is None or key != self.key or ticks_diff(now, self.at) >= _FRESH_MS:
+            self.text = None  # the old text may go before the new one is built
+            self.text = json.dumps(self.owner.status())
+            self.at = now
+            self.key = key
+        return self.text
+
+
 class Live:
     """The live status as server-sent events: one event per period while the status changes
     (a comment line otherwise), _LIVE_N periods, then the stream ends."""
 
-    def __init__(self, owner):
-        self.owner = owner
+    def __init__(self, status):
+        self.status = status  # StatusText
         self.n = 0
         self.last = None
 
@@ -73,7 +100,7 @@ class Live:
         if self.n:
             await asyncio.sleep_ms(_LIVE_MS)
         self.n += 1
-        text = json.dumps(self.owner.status())
+        text = self.status.get()
         if text == self.last:
             return b": -\n\n"
         self.last = text
@@ -88,6 +115,7 @@ def build(app, auth, static_dir, srv):
     Request.max_readline = server.LINE_MAX
     web = Microdot()
     owner = app.owner
+    status_text = StatusText(owner, app.ctl)
 
     @web.before_request
     async def guard(req):
@@ -176,11 +204,11 @@ def build(app, auth, static_dir, srv):
 
     @web.get("/api/status")
     async def status(req):
-        return _json(owner.status())
+        return Response(status_text.get(), 200, _JSON_HEADERS)
 
     @web.get("/api/live")
     async def live(req):
-        return Response(Live(owner), 200, {"Content-Type": "text/event-stream",
+        return Response(Live(status_text), 200, {"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store"})
 
     @web.get("/api/settings")
