@@ -224,10 +224,15 @@ def kernel_impl():
 
 
 def clear_lockout(out=print):
-    """After a person checked the contactor: lift the welded-contact lockout."""
+    """After a person checked the contactor: lift the welded-contact lockout (and let a
+    phase switch whose mirror did not follow switch again)."""
     app = _need(out)
     if app is None:
         return False
     ok = app.ctl.session.clear_lockout(time.ticks_ms(), not app.board.contactor.feedback())
     out("lockout cleared" if ok else "refused: the mirror contact still reads closed")
+    ps = app.ctl.phase_switch  # a phase contactor that did not follow: switching again
+    if ps is not None and ps.failed:
+        out("phase switch cleared" if ps.clear(app.board.phase_switch.feedback()) else
+            "phase switch: refused, its mirror does not match its coil")
     return ok

@@ -179,6 +179,18 @@ def test_after_a_stuck_phase_contactor_it_is_never_switched_again_and_one_phase_
     assert len(r.switched) == 2 and r.ps.phases == 1 and r.s.act.status == S.CHARGING
 
 
+def test_a_person_clears_a_failed_phase_switch_only_when_its_mirror_matches_its_coil():
+    r = PhaseRig()
+    r.phase_welded = True
+    _charging(r, 3)
+    r.i.phases_req = 1
+    r.until(lambda a: a.status == S.FAULTED, limit_ms=PAUSE_MS + 8000)
+    assert r.ps.failed and not r.ps.clear(True)  # still welded: refused
+    r.phase_welded = False
+    r.step(10)  # its contacts open
+    assert r.ps.clear(r.i.phase_fb) and not r.ps.failed
+
+
 def test_a_mirror_that_changes_while_charging_opens_the_main_contactor():
     r = PhaseRig()
     _charging(r, 3)

@@ -7,8 +7,8 @@
 # included, for the whole pause. The mirror must follow the coil within CLOSE_FB_MS; a phase
 # contactor that does not follow (stuck or welded) is a fault, its coil is released, and the
 # main contactor never closes while the phase state is not confirmed; after such a fault it
-# is not switched again until a restart (no coil hammering on a broken contactor): the box
-# charges on the phases its mirror confirms.
+# is not switched again until a person clears it (diag.clear_lockout) or a restart (no coil
+# hammering on a broken contactor): the box charges on the phases its mirror confirms.
 from micropython import const
 
 from firmware.charge.watch import CLOSE_FB_MS, FB_DEBOUNCE_MS
@@ -39,6 +39,14 @@ class PhaseSwitch:
         self._rested = False  # the main contactor has been open for the whole pause
         self._cmd_at = None  # ticks of the last coil change, while its grace runs
         self._bad_since = None
+
+    def clear(self, fb):
+        """A person checked the phase contactor (diag.clear_lockout): switching may go on,
+        when its mirror agrees with the released coil. Returns whether it was cleared."""
+        if fb != self.three:
+            return False
+        self.failed = False
+        return True
 
     @property
     def phases(self):
