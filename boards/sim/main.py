@@ -68,6 +68,9 @@ async def _main(port, cfg_path, heap):
 
 def main():
     port, cfg_path, heap = _args(sys.argv)
+    from boards.sim import pollfix
+
+    pollfix.reserve()  # before the first registration: a unix-port crash (pollfix.py)
     asyncio.run(_main(port, cfg_path, heap))
 
 
