@@ -108,6 +108,22 @@ def test_refusals_before_and_after_the_download(csms, pki, tmp_path):
                 "requestedMessage": "FirmwareStatusNotification"}) == {"status": "Accepted"}
             csms.wait_for(lambda: len(_sfsn(csms)) == 4, 10)
             assert _sfsn(csms)[-1] == ("InvalidSignature", 8)
+            # a signed update while one downloads cancels it (AcceptedCanceled)
+            slow = ota_http.Server(data, pace=(8192, 0.05))  # ~2 s
+            try:
+                assert o.call(csms, "SignedUpdateFirmware", _request(
+                    slow, pki["signing"], good, req=9)) == {"status": "Accepted"}
+                csms.wait_for(lambda: ("Downloading", 9) in _sfsn(csms), 10)
+                assert o.call(csms, "SignedUpdateFirmware", _request(
+                    srv, pki["signing"], bad, req=10)) == {"status": "AcceptedCanceled"}
+                csms.wait_for(lambda: ("InvalidSignature", 10) in _sfsn(csms), 30)
+                o.simrig.device_sleep(sim, 2500)  # the canceled download would be done
+            finally:
+                slow.close()
+            assert [x for x in _sfsn(csms) if x[1] in (9, 10)] == [
+                ("Downloading", 9), ("Downloading", 10), ("Downloaded", 10),
+                ("InvalidSignature", 10)], _sfsn(csms)
+            o.wait_log(sim, "ota: the update under way is canceled")
             # the plain UpdateFirmware is not supported once signed updates are
             r = o.call(csms, "UpdateFirmware", {"location": srv.url + "/b",
                                                 "retrieveDate": "2020-01-01T00:00:00Z"})

@@ -79,7 +79,9 @@ def request(cp, p):
         return {"status": "Rejected"}
     started = up.start({"location": fw["location"], "retrieve": fw["retrieveDateTime"],
                         "retries": p.get("retries"), "interval": p.get("retryInterval"),
-                        "req": p["requestId"], "key": key, "sig": sig,
+                        "req": p["requestId"], "key": key, "sig": sig, "cancel": True,
                         "install": fw.get("installDateTime")}, "SignedUpdateFirmware")
-    return {"status": "Accepted" if started else "Rejected"}
+    if not started:
+        return {"status": "Rejected"}  # the one under way is installing already
+    return {"status": "AcceptedCanceled" if up.canceled else "Accepted"}
 

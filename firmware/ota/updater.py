@@ -32,6 +32,10 @@ def save_outcome(status, req=None):
     persist.save_json(STATUS_FILE, {"status": status, "requestId": req})
 
 
+# statuses after which an update can no longer be canceled (the slot is being written)
+_PAST_CANCEL = ("Installing", "InstallRebooting", "Installed")
+
+
 def mark_installed():
     """The trial confirmed itself: what the next after_boot() tells is Installed."""
     try:
@@ -49,6 +53,8 @@ class Updater:
         self.status = "Idle"  # the last FirmwareStatusNotification (TriggerMessage answers it)
         self.busy = False
         self.req = None  # a signed update's requestId: statuses go as SignedFirmware...
+        self.job = self.task = None
+        self.canceled = False  # start() canceled the job under way
 
     def running(self):
         from firmware.version import VERSION
@@ -74,9 +80,11 @@ class Updater:
 
     def start(self, job, what):
         """Start an update job (a dict: location, retrieve, retries, interval; a signed one
-        also req, key, sig, install); True if it started (or failed at once)."""
+        also req, key, sig, install, cancel: it replaces a job under way that is not yet
+        installing); True if it started (or failed at once), False if one is under way."""
         from firmware.ota.download import DownloadError, parse_url
 
+        self.canceled = False
         try:
             parse_url(job["location"])
         except DownloadError as e:
@@ -85,11 +93,18 @@ class Updater:
             self.cp.spawn(self.notify("DownloadFailed"), what)
             return True
         if self.busy:
-            self.cp.log("ota: %s while an update is under way: ignored" % what)
-            return False
+            if not job.get("cancel") or self.status in _PAST_CANCEL:
+                self.cp.log("ota: %s while an update is under way: ignored" % what)
+                return False
+            self.task.cancel()  # a signed update replaces one not yet installing
+            self.canceled = True
+            self.cp.log("ota: the update under way is canceled for %s" % what)
+            persist.remove(DOWNLOAD_FILE + ".part")
+            persist.remove(DOWNLOAD_FILE)
         self.busy = True
         self.req = job.get("req")
-        self.cp.spawn(self._run(job), what)
+        self.job = job
+        self.task = self.cp.spawn(self._run(job), what)
         return True
 
     async def notify(self, status):
@@ -118,7 +133,8 @@ class Updater:
         try:
             await self._job(job)
         finally:
-            self.busy = False
+            if self.job is job:  # not a canceled one's end
+                self.busy = False
 
     async def _until(self, date):
         """Until the CSMS's clock says date (RFC 3339; None or unreadable: at once)."""
