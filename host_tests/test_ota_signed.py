@@ -124,6 +124,19 @@ def test_refusals_before_and_after_the_download(csms, pki, tmp_path):
                 ("Downloading", 9), ("Downloading", 10), ("Downloaded", 10),
                 ("InvalidSignature", 10)], _sfsn(csms)
             o.wait_log(sim, "ota: the update under way is canceled")
+            # signed as it is, but a file does not match the bundle's manifest: scheduled for
+            # 2 s from now, then InstallVerificationFailed, nothing installed
+            broken = bytearray(data)
+            broken[-3] ^= 1
+            srv.body = bytes(broken)
+            at = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2))
+            req = _request(srv, pki["signing"], xc.sign_pss(pki["sign_key"], srv.body), req=11)
+            req["firmware"]["installDateTime"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert o.call(csms, "SignedUpdateFirmware", req) == {"status": "Accepted"}
+            csms.wait_for(lambda: ("InstallVerificationFailed", 11) in _sfsn(csms), 30)
+            assert [x[0] for x in _sfsn(csms) if x[1] == 11] == [
+                "Downloading", "Downloaded", "SignatureVerified", "InstallScheduled",
+                "Installing", "InstallVerificationFailed"], _sfsn(csms)
             # the plain UpdateFirmware is not supported once signed updates are
             r = o.call(csms, "UpdateFirmware", {"location": srv.url + "/b",
                                                 "retrieveDate": "2020-01-01T00:00:00Z"})
