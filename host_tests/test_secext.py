@@ -334,3 +334,28 @@ def test_get_diagnostics_while_charging_waits_for_the_flash_gate(csms, tmp_path)
             assert len(srv.uploads) == 1
     finally:
         srv.close()
+
+
+def test_frames_that_are_no_ocpp_message_are_an_invalid_messages_event(tmp_path):
+    """Two frames that are not OCPP-J (answered as OCPP-J says): InvalidMessages in the
+    security log, once for this connection; not critical, so not sent."""
+    d = o.state_dir(tmp_path)
+
+    async def raw(text):
+        link = csms.csms.links[o.CP]
+        await link.ws.send(text)
+
+    with CsmsThread() as csms, o.start_sim(csms, state_dir=d) as sim, o.report(sim, csms):
+        o.booted(csms)
+        for text in ("this is not JSON", "[2, 5]"):
+            csms._run(raw(text), 10)
+            o.wait_log(sim, "bad frame", since=len(sim.obs) - 1)
+        o.wait_log(sim, "security: InvalidMessages (not JSON)")
+        o.simrig.device_sleep(sim, 500)
+        assert len([m for m in o.logs(sim) if "security: InvalidMessages" in m]) == 1
+        assert not _events(csms, "InvalidMessages")
+        # the only complaints: the two answers to id -1 (OCPP-J's id for an unreadable frame)
+        assert [v["reason"].split(",")[0] for v in csms.violations] == [
+            "CALLERROR for id -1"] * 2, csms.violations
+    with open(os.path.join(d, "seclog")) as f:
+        assert " InvalidMessages not JSON" in f.read()

@@ -124,6 +124,7 @@ class Rpc:
         # after `handlers`; ext_send: message -> async fn(ctx, connector) for TriggerMessage.
         self.ext = {}
         self.ext_send = {}
+        self.on_bad = None  # fn(why): a frame that is no OCPP-J message (a security event)
 
     def _new_id(self):
         self._n = (self._n + 1) & 0x3FFFFFFF
@@ -193,6 +194,8 @@ class Rpc:
         except RpcError as e:
             self.stats[3] += 1
             self.log("bad frame (%s: %s): %s" % (e.code, e.description, _clip(text)))
+            if self.on_bad is not None:
+                self.on_bad(e.description)
             mid = e.msg_id
             return None if mid is None else self._error_text(mid, e.code, e.description)
         text = None  # noqa: F841 - the frame's text is not needed past here: free it

@@ -108,12 +108,12 @@ def notify(cp, action, payload):
     cp.wake.set()
 
 
-def _link_refused(cp, kind, info):
-    """The CSMS refused our credentials (401), or the TLS handshake failed: logged once until
-    the link connects again (not critical: the whitepaper does not send these)."""
+def _once(cp, kind, info):
+    """A non-critical event of the link (the whitepaper does not send these): logged once
+    per connection (each refused connect, each bad frame would otherwise write flash)."""
     n = cp.link.connects
-    if getattr(cp, "_refused", None) != (kind, n):
-        cp._refused = (kind, n)
+    if getattr(cp, "_sec_once", None) != (kind, n):
+        cp._sec_once = (kind, n)
         security_event(cp, kind, info)
 
 
@@ -125,7 +125,8 @@ def attach(cp, restart_reason=None):
     cp.rpc.ext_send.update(SENDS)
     cp.tk.on_step = lambda step, source: security_event(
         cp, "SettingSystemTime", "clock stepped %d s by %s" % (step, source))
-    cp.security.on_refused = lambda kind, info: _link_refused(cp, kind, info)
+    cp.security.on_refused = lambda kind, info: _once(cp, kind, info)
+    cp.rpc.on_bad = lambda why: _once(cp, "InvalidMessages", why)
     if restart_reason is not None:
         security_event(cp, "ResetOrReboot", restart_reason)
     security_event(cp, "StartupOfTheDevice", "after " + (
