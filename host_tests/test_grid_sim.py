@@ -68,7 +68,9 @@ def test_a_house_load_spike_is_answered_within_the_reaction_time():
     """A 25 A main fuse, 16 A to the EV: the house's load on L2 jumps to 15 A (31 A through
     the fuse). The offer is at most the 10 A left 2 s after the first meter reading that saw
     the overload, and once the EV followed (its reaction, 300 ms here) the grid meter reads
-    no overload any more."""
+    no overload any more. The charge is not paused: 10 A are left (a grid reading that still
+    held the EV's old 16 A beside the EV meter's new 10 A paused it on 4 A of apparent
+    headroom; docs/limits.md "Grid and EV readings out of step")."""
     # safe_a 16: the offer before the first reading is already 16 A (with 6 A the loop's
     # first rise would wait the 5 s rule; the fallback is another test's)
     with start({"main_fuse_a": 25, "safe_a": 16}) as sim:
@@ -78,8 +80,11 @@ def test_a_house_load_spike_is_answered_within_the_reaction_time():
         over, k = after(sim, grid_reading(lambda o: max(o["i3"]) > 250), n)
         fine, _ = after(sim, grid_reading(lambda o: max(o["i3"]) <= 250), k)
         duty = duty_at(sim, over["t"] + REACTION_MS)
+        duty_at(sim, over["t"] + REACTION_MS + 3000)  # readings that agree again
         lim = [o for o in sim.obs[n:] if o.get("k") == "limit"]
+        opens = [o for o in sim.obs[n:] if o.get("k") == "contactor" and not o["cmd"]]
     assert duty_a(duty["v"]) <= 10.1, (over, duty)
+    assert not opens and all(o["a"] >= 6 for o in lim), (lim, opens)  # no pause
     assert fine["t"] - over["t"] <= REACTION_MS + 300 + LOOP_MS + SLACK_MS, (over, fine)
     assert lim[0]["a"] <= 10.1 and lim[0]["phases"] == 3 and lim[0]["bound"] == "main fuse", lim
     assert lim[0]["at"] - over["t"] <= REACTION_MS, lim

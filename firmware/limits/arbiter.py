@@ -38,6 +38,11 @@ BAD = const(2)
 NONE = const(-1)  # no limit from this slot
 _MAX_DA = const(8000)  # 800 A: no wallbox input is above (out of range: refused)
 _UNKNOWN = const(-0x20000000)  # firmware.meter.UNKNOWN
+_MIN_DA = const(60)  # dynamics.MIN_DA: 6 A
+# The reaction time: a fuse overload is answered within 2 s of the grid reading that shows it.
+# For that time less one loop period after a decrease, a grid reading may still hold the EV's
+# current from before it (docs/limits.md "Grid and EV readings out of step").
+_REACT_MS = const(2000)
 
 
 class LimitsError(ValueError):
@@ -70,6 +75,10 @@ class Arbiter:
         self.house = array("i", [0, 0, 0])  # ... the house's load per phase (dA, EV taken out)
         self.volts = 230  # ... and its voltage
         self.ev_da = 0  # ... and the EV's highest phase current (dA)
+        self.ev = array("i", [0, 0, 0])  # ... and its phase currents (dA)
+        self.ev_pre = array("i", [0, 0, 0])  # the EV's phase currents before the last decrease
+        self.alt = array("i", [0, 0])  # fuse, total headroom as if the grid held ev_pre (dA)
+        self.dec_at = None  # ticks of the decrease whose settle window runs (None: none)
         self.dyn = Dynamics(s, phases)
         self.da = 0
         self.bound = NONE
@@ -144,16 +153,35 @@ class Arbiter:
         hs[2] = g2 - e2
         self.volts = volts
         self.ev_da = max(e0, e1, e2)
+        ev = self.ev
+        ev[0] = e0
+        ev[1] = e1
+        ev[2] = e2
+        # Shortly after a decrease this reading may still hold the EV's current from before it
+        # (the grid meter read before the EV meter, or it lags): the house's load as if it
+        # did, for the pause decision only (decide()).
+        x0, x1, x2 = e0, e1, e2
+        if self.dec_at is not None:
+            p = self.ev_pre
+            x0 = max(e0, p[0])
+            x1 = max(e1, p[1])
+            x2 = max(e2, p[2])
         fuse = s["main_fuse_a"]
         if fuse is not None:  # per phase: fuse minus the house's load (the EV added back)
-            h = fuse * 10 - (g0 - e0)
+            f = fuse * 10
+            h = f - (g0 - e0)
+            ha = f - (g0 - x0)
             if self.phases == 3:
-                h = min(h, fuse * 10 - (g1 - e1), fuse * 10 - (g2 - e2))
+                h = min(h, f - (g1 - e1), f - (g2 - e2))
+                ha = min(ha, f - (g1 - x1), f - (g2 - x2))
             self._meas(FUSE, h, at)
+            self.alt[0] = ha
         total = s["total_a"]
         if total is not None:  # SmartEVSE MaxSumMains: the sum over the phases
-            h = total * 10 - (g0 - e0) - (g1 - e1) - (g2 - e2)
+            f = total * 10
+            h = f - (g0 - e0) - (g1 - e1) - (g2 - e2)
             self._meas(TOTAL, h // self.phases, at)
+            self.alt[1] = (f - (g0 - x0) - (g1 - x1) - (g2 - x2)) // self.phases
         self.surplus_w = ev_w - grid_w
         if s["mode"] != "fast":
             self._meas(PV, (self.surplus_w * 10) // (volts * self.phases), at)
@@ -232,6 +260,7 @@ class Arbiter:
             self.put(SCHEDULE, None, now)
         best = NONE
         bound = NONE
+        alt = NONE  # the same with the fuse and total headroom as if the grid held ev_pre
         for k in range(N_SLOTS):
             if k == PV:
                 continue  # the PV target goes through the mode's thresholds (dynamics)
@@ -240,12 +269,34 @@ class Arbiter:
             if v != NONE and (best == NONE or v < best):
                 best = v
                 bound = k
+            if (k == FUSE or k == TOTAL) and v != NONE and not self.stale(k, now):
+                v = self.alt[k - FUSE]
+            if v != NONE and (alt == NONE or v < alt):
+                alt = v
         if best == NONE:
             best = 0
+        da0 = self.dyn.da
+        dec = self.dec_at
+        if dec is not None and ticks_diff(now, dec) >= _REACT_MS - s["period_ms"]:
+            self.dec_at = dec = None  # the settle window is over: a reading now shows it
+        if dec is not None and best < _MIN_DA <= alt and da0 >= _MIN_DA:
+            # Within the settle window a headroom that is below 6 A only because the reading
+            # may not show the decrease yet does not pause: the offer goes down to 6 A (a
+            # decrease still acts at once); past the window, a pause acts at the next decision.
+            best = _MIN_DA
         pv = self.limit_of(PV, now) if self.need[PV] else NONE
         self.eff[PV] = pv
         self.target = best
         self.da = self.dyn.step(now, best, bound, pv, self.surplus_w, rnd, self)
+        if self.da < da0 and self.dec_at is None:
+            # a decrease: the settle window starts (a further decrease within it does not
+            # extend it, so a pause comes at most _REACT_MS after the first one)
+            self.dec_at = now
+            p = self.ev_pre
+            ev = self.ev
+            p[0] = ev[0]
+            p[1] = ev[1]
+            p[2] = ev[2]
         self.bound = self.dyn.bound
         self.state = self.dyn.state
         return self.da

@@ -53,6 +53,27 @@ for mode in ("fast", "pv", "minpv"):
           max(out) >= 60 and min(out) < max(out))
     check("%s: the fuse slot was read" % mode, a.st[FUSE] == 1)
 
+# Grid and EV readings out of step (docs/limits.md): the house spike's decrease, then a grid
+# reading that still holds the EV's old 16 A: 6 A, not a pause, and nothing allocated.
+a = Arbiter(conf.check({"main_fuse_a": 25}), 32, 32, 3)
+a.put(OCPP, 160, 0)
+steps = ((0, 180, 160), (10000, 310, 160), (10500, 310, 100), (11000, 210, 60))
+lag = []
+err = None
+for now, l2, ev in steps:
+    micropython.heap_lock()
+    try:
+        a.grid(now, 180, l2, 190, ev, ev, ev, 3 * 200 * 23, 3 * ev * 23, 5000, 230)
+        da = a.decide(now)
+    except Exception as e:  # noqa: BLE001 - reported after the lock is released
+        err = e
+    micropython.heap_unlock()
+    if err is not None:
+        break
+    lag.append(da)
+check("out-of-step reading: 16 -> 10 -> 6 A, no pause, no allocation (%r %r)" % (lag, err),
+      err is None and lag == [160, 100, 60, 60])
+
 # The board's own inputs on the port (docs/limits.md "Board inputs"): the DSO contact and the
 # temperature sensor, read by the loop.
 from firmware.limits.loop import Limits  # noqa: E402
