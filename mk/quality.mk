@@ -59,3 +59,9 @@ fuzz: $(SETUP)
 	$(PY) tools/ocpp_legal_fuzz.py --messages 50000
 	# HTTP server: 2000 hostile requests from a random seed (printed; --seed S replays it)
 	$(PY) tools/web_fuzz.py --requests 2000
+	# HTTP server in-process on the unix port: 20,000 requests, 4 at once, from a random seed
+	# (printed; WB_WEB_FUZZ_SEED=S replays it)
+	$(PY) tools/build.py --out build/mpy
+	WB_WEB_FUZZ_N=20000 WB_WEB_FUZZ_SEED=$$(date +%s) MICROPYPATH=$(CURDIR)/build/mpy:.frozen \
+		$(VENV)/bin/micropython host_tests/mpy/check_web_fuzz.py | tee build/web-fuzz.log
+	@grep -q "DONE 0 failed" build/web-fuzz.log

@@ -15,6 +15,7 @@ MAX_CONN = const(4)
 HEAD_MS = const(5000)
 CONN_MS = const(70000)
 LINE_MAX = const(1024)
+TARGET_MAX = const(128)  # the path and query: microdot's route regex recurses per character
 HEADERS_MAX = const(32)
 HEAD_MAX = const(4096)
 BODY_MAX = const(2048)
@@ -107,10 +108,14 @@ class Reader:
             p = t.split()
             if len(p) != 3 or not p[2].startswith(b"HTTP/") or not p[1].startswith(b"/"):
                 raise Cut(_EINVAL, "not an HTTP request line")
+            if len(p[1]) > TARGET_MAX:  # (700 characters overflow the 32-bit unix port's stack)
+                raise Cut(_EINVAL, "request target too long")
             try:
-                p[1].decode()
+                t.decode()  # microdot decodes the whole line (a traceback if it cannot)
             except UnicodeError:
                 raise Cut(_EINVAL, "not an HTTP request line")
+            if not _query_ok(p[1]):
+                raise Cut(_EINVAL, "bad percent-encoding")
         elif t:
             k = t.find(b":")
             if k <= 0:
@@ -139,6 +144,24 @@ class Reader:
             self.buf = b""
             return d
         return await self.readexactly(n)
+
+
+def _query_ok(target):
+    """microdot decodes the query string as it parses the request (urldecode): an escape that
+    is not hex or bytes that are not UTF-8 raised inside it (a 400 with a traceback printed on
+    the console, a blocking write on a board's UART). Checked here the same way first."""
+    q = target.find(b"?")
+    if q < 0 or b"%" not in target:
+        return True
+    from microdot.microdot import urldecode
+
+    try:
+        for pair in target[q + 1:].split(b"&"):
+            for part in pair.split(b"=", 1):
+                urldecode(part)
+    except (ValueError, UnicodeError):
+        return False
+    return True
 
 
 class Server:
