@@ -76,8 +76,8 @@ class Arbiter:
         self.volts = 230  # ... and its voltage
         self.ev_da = 0  # ... and the EV's highest phase current (dA)
         self.ev = array("i", [0, 0, 0])  # ... and its phase currents (dA)
+        self.g = array("i", [0, 0, 0])  # ... and the grid's (dA)
         self.ev_pre = array("i", [0, 0, 0])  # the EV's phase currents before the last decrease
-        self.alt = array("i", [0, 0])  # fuse, total headroom as if the grid held ev_pre (dA)
         self.dec_at = None  # ticks of the decrease whose settle window runs (None: none)
         self.dyn = Dynamics(s, phases)
         self.da = 0
@@ -153,35 +153,24 @@ class Arbiter:
         hs[2] = g2 - e2
         self.volts = volts
         self.ev_da = max(e0, e1, e2)
-        ev = self.ev
+        ev = self.ev  # kept for the pause decision after a decrease (_alt_da)
         ev[0] = e0
         ev[1] = e1
         ev[2] = e2
-        # Shortly after a decrease this reading may still hold the EV's current from before it
-        # (the grid meter read before the EV meter, or it lags): the house's load as if it
-        # did, for the pause decision only (decide()).
-        x0, x1, x2 = e0, e1, e2
-        if self.dec_at is not None:
-            p = self.ev_pre
-            x0 = max(e0, p[0])
-            x1 = max(e1, p[1])
-            x2 = max(e2, p[2])
+        g = self.g
+        g[0] = g0
+        g[1] = g1
+        g[2] = g2
         fuse = s["main_fuse_a"]
         if fuse is not None:  # per phase: fuse minus the house's load (the EV added back)
-            f = fuse * 10
-            h = f - (g0 - e0)
-            ha = f - (g0 - x0)
+            h = fuse * 10 - (g0 - e0)
             if self.phases == 3:
-                h = min(h, f - (g1 - e1), f - (g2 - e2))
-                ha = min(ha, f - (g1 - x1), f - (g2 - x2))
+                h = min(h, fuse * 10 - (g1 - e1), fuse * 10 - (g2 - e2))
             self._meas(FUSE, h, at)
-            self.alt[0] = ha
         total = s["total_a"]
         if total is not None:  # SmartEVSE MaxSumMains: the sum over the phases
-            f = total * 10
-            h = f - (g0 - e0) - (g1 - e1) - (g2 - e2)
+            h = total * 10 - (g0 - e0) - (g1 - e1) - (g2 - e2)
             self._meas(TOTAL, h // self.phases, at)
-            self.alt[1] = (f - (g0 - x0) - (g1 - x1) - (g2 - x2)) // self.phases
         self.surplus_w = ev_w - grid_w
         if s["mode"] != "fast":
             self._meas(PV, (self.surplus_w * 10) // (volts * self.phases), at)
@@ -260,7 +249,6 @@ class Arbiter:
             self.put(SCHEDULE, None, now)
         best = NONE
         bound = NONE
-        alt = NONE  # the same with the fuse and total headroom as if the grid held ev_pre
         for k in range(N_SLOTS):
             if k == PV:
                 continue  # the PV target goes through the mode's thresholds (dynamics)
@@ -269,21 +257,18 @@ class Arbiter:
             if v != NONE and (best == NONE or v < best):
                 best = v
                 bound = k
-            if (k == FUSE or k == TOTAL) and v != NONE and not self.stale(k, now):
-                v = self.alt[k - FUSE]
-            if v != NONE and (alt == NONE or v < alt):
-                alt = v
         if best == NONE:
             best = 0
         da0 = self.dyn.da
         dec = self.dec_at
-        if dec is not None and ticks_diff(now, dec) >= _REACT_MS - s["period_ms"]:
-            self.dec_at = dec = None  # the settle window is over: a reading now shows it
-        if dec is not None and best < _MIN_DA <= alt and da0 >= _MIN_DA:
-            # Within the settle window a headroom that is below 6 A only because the reading
-            # may not show the decrease yet does not pause: the offer goes down to 6 A (a
-            # decrease still acts at once); past the window, a pause acts at the next decision.
-            best = _MIN_DA
+        if dec is not None:
+            if ticks_diff(now, dec) >= _REACT_MS - s["period_ms"]:
+                self.dec_at = None  # the settle window is over: a pause acts from now on
+            elif best < _MIN_DA <= da0 and self._alt_da(now) >= _MIN_DA:
+                # Within the settle window a headroom that is below 6 A only because the
+                # reading may not show the decrease yet does not pause: the offer goes down
+                # to 6 A (a decrease still acts at once).
+                best = _MIN_DA
         pv = self.limit_of(PV, now) if self.need[PV] else NONE
         self.eff[PV] = pv
         self.target = best
@@ -300,6 +285,36 @@ class Arbiter:
         self.bound = self.dyn.bound
         self.state = self.dyn.state
         return self.da
+
+    def _alt_da(self, now):
+        """The lowest limit of this decision (dA) with the fuse and total headroom as if the
+        last grid reading still held the EV's currents from before the decrease (ev_pre; per
+        phase the higher of the two EV readings): docs/limits.md "Grid and EV readings out
+        of step". A stale or bad slot keeps its fallback."""
+        s = self.s
+        g = self.g
+        e = self.ev
+        p = self.ev_pre
+        h0 = g[0] - max(e[0], p[0])  # the house's load per phase, as if
+        h1 = g[1] - max(e[1], p[1])
+        h2 = g[2] - max(e[2], p[2])
+        best = NONE
+        for k in range(N_SLOTS):
+            v = self.eff[k]
+            if k == PV or v == NONE:
+                continue
+            if (k == FUSE or k == TOTAL) and not self.stale(k, now):
+                f = s["main_fuse_a"] if k == FUSE else s["total_a"]
+                if f is not None:
+                    if k == FUSE:
+                        v = f * 10 - h0
+                        if self.phases == 3:
+                            v = min(v, f * 10 - h1, f * 10 - h2)
+                    else:
+                        v = (f * 10 - h0 - h1 - h2) // self.phases
+            if best == NONE or v < best:
+                best = v
+        return best
 
 
 def _ok_da(x):
