@@ -38,7 +38,7 @@ OBSERVATIONS = {
     "block": ("ms", "on"), "net": ("state",),
     "phase_switch": ("cmd",), "phases": ("closed", "main", "i_da"),
     "grid": ("load_a", "pv_w", "hz", "dso", "meter"),
-    "limit": ("a", "phases", "reason", "bound"), "inputs": ("limits", "stale"),
+    "limit": ("a", "phases", "reason", "bound", "at"), "inputs": ("limits", "stale"),
     "stats": ("lag_p50", "lag_p99", "lag_max", "steps", "reflex_runs", "reflex_fired",
               "blocked_ms", "clock_errors", "restarts"),
 }
