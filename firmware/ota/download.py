@@ -5,7 +5,10 @@
 # Content-Length or chunked, up to 5 redirects, and after a dropped connection the next
 # attempt asks for the rest (Range) and keeps what is on flash when the server answers 206.
 # The file is path + ".part" until the last byte is there, then renamed to path; a .part left
-# by an earlier download is never resumed.
+# by an earlier download is never resumed. Nothing is written while the board's flash gate is
+# closed (firmware/persist.py: on the STM32 and ESP32 a flash write blinds the safety path while
+# the contactor is closed): the download waits, file and connection open, and goes on when
+# the gate opens (a connection the server closed meanwhile resumes with Range).
 import asyncio
 import hashlib
 
@@ -18,6 +21,7 @@ _MAX_HEADERS = const(40)
 _MAX_LINE = const(1024)
 _PIECE = const(1024)
 _READ_MS = const(20000)  # a silent server for this long counts as a dropped connection
+_GATE_MS = const(500)  # how often a download waiting for the flash gate looks again
 
 
 class DownloadError(Exception):
@@ -221,6 +225,7 @@ class Download:
         elif not chunked:
             length = -1  # to the end of the connection
         n = have
+        await self._gate()
         with open(self.part, "ab" if have else "wb") as out:
             if chunked:
                 while True:
@@ -239,6 +244,7 @@ class Download:
                 n = await self._copy(r, out, sha, length, n, length < 0)
         self.size = n
         self.sha256 = "".join("%02x" % x for x in sha.digest())
+        await self._gate()
         persist.sync()
         persist.replace(self.part, self.path)
         persist.sync()
@@ -256,9 +262,19 @@ class Download:
             if n > self.max_bytes:
                 raise DownloadError("more than the %d bytes allowed" % self.max_bytes)
             sha.update(b)
+            await self._gate()
             out.write(b)
             left -= len(b)
         return n
+
+    async def _gate(self):
+        """Wait while the board's flash gate is closed (no write may blind the safety path)."""
+        if persist.flash_ok():
+            return
+        self.log("ota: download paused: no flash writes while the contactor is closed")
+        while not persist.flash_ok():
+            await self._sleep_ms(_GATE_MS)
+        self.log("ota: download goes on")
 
 
 def _range_start(cr):
