@@ -120,7 +120,7 @@ class Download:
     size and sha256 (hex) describe the file at path."""
 
     def __init__(self, url, path, tls_context=None, opener=None, max_bytes=4194304, log=print,
-                 sleep_ms=None):
+                 sleep_ms=None, sink=None):
         parse_url(url)  # a bad location is refused at once
         self.url = url
         self.path = path
@@ -135,6 +135,7 @@ class Download:
         self.sha256 = None
         self.attempts = 0
         self.resumed = 0  # bytes kept from an earlier attempt
+        self.sink = sink  # firmware/ota/imgstream.py: the image to a partition, not the file
 
     async def run(self, retries=3, retry_ms=30000):
         """Try 1 + retries times, retry_ms apart; DownloadError (the last reason) if every
@@ -167,6 +168,8 @@ class Download:
         self.attempts += 1
         url = self.url
         have = self._have()
+        if self.sink is not None:
+            have = self.sink.resume(have)
         for _ in range(_MAX_REDIRECTS + 1):
             tls, host, port, path = parse_url(url)
             if tls and self.tls is None:
@@ -210,7 +213,11 @@ class Download:
                     if not b:
                         break
                     sha.update(b)
+            if self.sink is not None:
+                self.sink.rehash(sha)
             self.resumed = have
+        elif self.sink is not None:
+            self.sink.reset()
         length = h.get("content-length")
         chunked = "chunked" in h.get("transfer-encoding", "").lower()
         if length is not None and not chunked:
@@ -244,6 +251,8 @@ class Download:
                 n = await self._copy(r, out, sha, length, n, length < 0)
         self.size = n
         self.sha256 = "".join("%02x" % x for x in sha.digest())
+        if self.sink is not None:
+            self.sink.finish()
         await self._gate()
         persist.sync()
         persist.replace(self.part, self.path)
@@ -263,9 +272,30 @@ class Download:
                 raise DownloadError("more than the %d bytes allowed" % self.max_bytes)
             sha.update(b)
             await self._gate()
-            out.write(b)
+            if self.sink is None:
+                out.write(b)
+            else:
+                self._split(out, b, n - len(b))
             left -= len(b)
         return n
+
+    def _split(self, out, b, at):
+        """The bundle's bytes b from offset at: to the file up to the sink's limit, the
+        rest (the image) to the sink."""
+        mv = memoryview(b)
+        i = 0
+        while i < len(b):
+            lim = self.sink.limit(self.part, out, at + i)
+            if lim is None:
+                out.write(mv[i:])
+                return
+            if at + i < lim:
+                k = min(len(b) - i, lim - at - i)
+                out.write(mv[i:i + k])
+                i += k
+            else:
+                self.sink.put(mv[i:])
+                return
 
     async def _gate(self):
         """Wait while the board's flash gate is closed (no write may blind the safety path)."""

@@ -116,18 +116,31 @@ def write(f, entry, part, buf=None):
         raise BundleError("bytes after the image")
     if _hex(h.digest()) != entry["sha256"]:
         raise BundleError("image: SHA-256 does not match the manifest")
-    # Read back what the flash holds (a write can fail silently on a worn sector)
+    read_back(entry, part, buf)
+    return block
+
+
+def read_back(entry, part, buf=None):
+    """Hash what the partition holds (a write can fail silently on a worn sector):
+    BundleError unless it is the manifest's image."""
+    buf = buf or bytearray(BLOCK)
+    mv = memoryview(buf)
     h = hashlib.sha256()
-    left = size
-    for b in range(block):
+    left = entry["size"]
+    b = 0
+    while left > 0:
         part.readblocks(b, buf)
         n = min(left, BLOCK)
         h.update(mv[:n])
         left -= n
+        b += 1
     if _hex(h.digest()) != entry["sha256"]:
         raise BundleError("image: partition %s does not read back the image written" %
                           part.info()[4])
-    return block
+
+
+def hex_digest(h):
+    return _hex(h.digest())
 
 
 def set_boot(part):

@@ -171,10 +171,12 @@ def remove_tree(d):
         pass
 
 
-def install(f, keys, running, min_s=MIN_S, limit_s=LIMIT_S):
+def install(f, keys, running, min_s=MIN_S, limit_s=LIMIT_S, streamed=False):
     """Check the bundle stream f and unpack it into the slot that is not active, then point
     the next boot at it on trial. BundleError (the slot left empty) when it is refused.
-    Returns the manifest. The caller restarts (restart.OTA) when it chooses."""
+    Returns the manifest. The caller restarts (restart.OTA) when it chooses. streamed: the
+    bundle's MicroPython image is already in the next partition (firmware/ota/imgstream.py:
+    f ends after the files), read back and hashed instead of written."""
     from firmware.ota import bundle  # only an install needs it (and its RAM)
 
     state = load()
@@ -199,7 +201,10 @@ def install(f, keys, running, min_s=MIN_S, limit_s=LIMIT_S):
         bundle.unpack(f, m, d)
         persist.sync()  # every file on flash before slot.json says the slot is complete
         if part is not None:
-            image.write(f, m["image"], part)  # read back and hashed before set_boot
+            if streamed:
+                image.read_back(m["image"], part)
+            else:
+                image.write(f, m["image"], part)  # read back and hashed before set_boot
         persist.write_atomic(d + "/" + SLOT_FILE, json.dumps({"version": m["version"]}), "w")
         if part is not None:
             image.set_boot(part)  # a cut from here to the pointer: the image runs unmarked

@@ -171,13 +171,18 @@ class Updater:
                 cp.log("ota: download: %s" % e)
                 await self.failed("DownloadFailed")
                 return
-        d = Download(p["location"], DOWNLOAD_FILE, tls_context=tls, log=cp.log)
+        sink = _image_sink(p.get("key"), self.running())
+        d = Download(p["location"], DOWNLOAD_FILE, tls_context=tls, log=cp.log, sink=sink)
         try:
             await d.run(1 if p["retries"] is None else p["retries"],
                         (30 if p["interval"] is None else p["interval"]) * 1000)
         except DownloadError as e:
             cp.log("ota: download failed: %s" % e)
             await self.failed("DownloadFailed")
+            return
+        except BundleError as e:  # its head or its image, refused while it downloaded
+            persist.remove(DOWNLOAD_FILE + ".part")
+            await self._refused(e, req)
             return
         cp.log("ota: downloaded %d bytes, sha256 %s" % (d.size, d.sha256))
         save_outcome("InstallationFailed", req)  # until the new firmware confirms itself
@@ -204,15 +209,10 @@ class Updater:
         try:
             keys = _keys(p.get("key"))
             with open(DOWNLOAD_FILE, "rb") as f:
-                m = slots.install(f, keys, self.running())
+                m = slots.install(f, keys, self.running(),
+                                  streamed=sink is not None and sink.done)
         except (BundleError, OSError, ValueError) as e:
-            cp.log("ota: bundle refused: %s" % e)
-            if isinstance(e, BundleError) and ("signature" in str(e) or "unsigned" in str(e)):
-                from firmware import secext
-
-                secext.security_event(cp, "InvalidFirmwareSignature", str(e))
-            bad = req is not None and _integrity(str(e))
-            await self.failed("InstallVerificationFailed" if bad else "InstallationFailed")
+            await self._refused(e, req)
             return
         finally:
             persist.remove(DOWNLOAD_FILE)
@@ -223,6 +223,15 @@ class Updater:
         while cp.journal.pending() and time.ticks_diff(time.ticks_ms(), t0) < 5000:
             await asyncio.sleep_ms(100)
         await cp.restart.now(OTA)
+
+    async def _refused(self, e, req):
+        self.cp.log("ota: bundle refused: %s" % e)
+        if "signature" in str(e) or "unsigned" in str(e):
+            from firmware import secext
+
+            secext.security_event(self.cp, "InvalidFirmwareSignature", str(e))
+        bad = req is not None and _integrity(str(e))
+        await self.failed("InstallVerificationFailed" if bad else "InstallationFailed")
 
     async def watch(self):
         """A task from boot: once BootNotification is accepted, after_boot()."""
@@ -268,6 +277,21 @@ def _keys(extra=None):
             return [extra]
         raise ValueError("%s: no trusted update key on this device" % KEYS_FILE)
     return [rsa.key_from_json(k) for k in d["keys"]] + ([extra] if extra else [])
+
+
+def _image_sink(key, running):
+    """On a board with esp32.Partition: the download streams a bundle's MicroPython image
+    into the next OTA partition (firmware/ota/imgstream.py), not onto the filesystem."""
+    from firmware.ota import image
+
+    if image._partition() is None:
+        return None
+    from firmware.ota.imgstream import Stream
+
+    try:
+        return Stream(_keys(key), running)
+    except ValueError:
+        return None  # no trusted key: the install refuses it and says so
 
 
 def _integrity(why):
