@@ -126,16 +126,50 @@ def simlib_raw(port, data):
     return got
 
 
-def latency(port, cookie, n=50):
-    """Request times of GET /api/status, ms: (median, p99)."""
+def latency(port, cookie, n=50, method="GET", path="/api/status", body=None, csrf=None):
+    """Request times of one call, ms: (median, p99)."""
     ts = []
-    for _ in range(n):
+    for k in range(n):
         t = time.perf_counter()
-        st, _, _ = call(port, "GET", "/api/status", cookie=cookie)
+        b = body(k) if callable(body) else body
+        st, _, _ = call(port, method, path, b, cookie=cookie, csrf=csrf)
         ts.append((time.perf_counter() - t) * 1000)
-        assert st == 200
+        assert st == 200, (path, st)
     ts.sort()
     return ts[len(ts) // 2], ts[min(len(ts) - 1, len(ts) * 99 // 100)]
+
+
+CALLS = [("GET", "/api/settings", None), ("POST", "/api/settings",  # saved to config.json
+                                          lambda k: {"tz_offset_min": 60 * (k % 2)}),
+         ("GET", "/api/diag", None)]
+
+
+def largest(port, cookie, csrf, clients=4, seconds=3.0):
+    """`clients` threads sending the largest POST the guard lets through (32 header lines,
+    3.9 KB of headers, a 1.9 KB body of 80 unknown settings: refused, each named) for
+    `seconds`; the number of answers."""
+    h = "".join("X-%02d: %s\r\n" % (i, "v" * 132) for i in range(27)).encode()
+    body = json.dumps({"k%03d" % i: "v" * 12 for i in range(80)}).encode()
+    req = (b"POST /api/settings HTTP/1.1\r\nHost: wallbox\r\nCookie: " + cookie.encode() +
+           b"\r\nX-CSRF-Token: " + csrf.encode() + b"\r\n" + h + b"Content-Length: " +
+           str(len(body)).encode() + b"\r\n\r\n" + body)
+    n = [0]
+    stop = time.monotonic() + seconds
+
+    def run():
+        while time.monotonic() < stop:
+            try:
+                if simlib_raw(port, req).startswith(b"HTTP/1.0 400"):
+                    n[0] += 1
+            except OSError:
+                pass
+
+    ts = [threading.Thread(target=run) for _ in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return n[0]
 
 
 def pollers(port, cookie, n=10, seconds=3.0):
@@ -160,13 +194,10 @@ def pollers(port, cookie, n=10, seconds=3.0):
 
 
 def page_weight():
-    """(plain bytes, gzip bytes) of the pages as the build copies them."""
+    """[(file, plain bytes, gzip bytes)] of the pages as the build copies them."""
     out = os.path.join(simlib.ROOT, "build", "mpy")
-    plain = gz = 0
-    for _, (p, z) in simlib.build.static_files():
-        plain += os.path.getsize(os.path.join(out, p))
-        gz += os.path.getsize(os.path.join(out, z))
-    return plain, gz
+    return [(os.path.basename(p), os.path.getsize(os.path.join(out, p)),
+             os.path.getsize(os.path.join(out, z))) for _, (p, z) in simlib.build.static_files()]
 
 
 def reaction_while_polled(n=30, clients=10):
@@ -230,15 +261,24 @@ def main():
     ap.add_argument("--quick", action="store_true", help="no reaction run on the simulator")
     a, _ = ap.parse_known_args()  # tools/bench.py hands its own arguments on
     a.mp32 = a.mp32 or os.path.exists(MP32)
-    fw = Firmware(hold_s=14, exe=MP32 if a.mp32 else None)
+    exe = MP32 if a.mp32 else None
+    bits = "32-bit" if a.mp32 else "x64"
+    idle = Firmware(hold_s=3, exe=exe).result()  # no client at all
+    fw = Firmware(hold_s=3, exe=exe)
+    cookie, csrf = login(fw.port)
+    n_big = largest(fw.port, cookie, csrf)
+    big = fw.result()
+    fw = Firmware(hold_s=18, exe=exe)
     cookie, csrf = login(fw.port)
     med, p99 = latency(fw.port, cookie)
+    calls = [(m, p) + latency(fw.port, cookie, 30, m, p, b, csrf) for m, p, b in CALLS]
     answers = pollers(fw.port, cookie)
     h = hostile(fw.port)
     res = fw.result()
     m = res["marks"]
-    print("web: GET /api/status %.1f ms median, %.1f ms p99 (%s)" % (
-        med, p99, "32-bit" if a.mp32 else "x64"))
+    print("web: GET /api/status %.1f ms median, %.1f ms p99 (%s)" % (med, p99, bits))
+    for verb, path, c50, c99 in calls:
+        print("web: %s %s %.1f ms median, %.1f ms p99 (%s)" % (verb, path, c50, c99, bits))
     print("web: 10 clients polling for 3 s: %d answers, %d closed at once (over the %d "
           "connections served at once)" % (answers[0], answers[1], 4))
     print("web: hostile: %d of 2 over the connection limit closed at once, %d of 4 slowloris "
@@ -248,9 +288,16 @@ def main():
     print("web: heap runtime peak %d B (code %d B), firmware built %d B, web idle %d B, "
           "session completed %s" % (res["runtime"], res["code"], m["firmware built"],
                                     m["web, idle"], res["completed"]))
-    plain, gz = page_weight()
-    print("web: page weight %d B (%d B gzipped, sent when the browser accepts gzip)" % (
-        plain, gz))
+    print("web: heap (%s) without a client: web idle %d B, runtime peak %d B through the "
+          "session; 4 clients sending the largest request the guard takes (%d answers): "
+          "runtime peak %d B" % (bits, idle["marks"]["web, idle"], idle["runtime"], n_big,
+                                 big["runtime"]))
+    pages = page_weight()
+    for name, plain, gz in pages:
+        print("web: page %s %d B (%d B gzipped, sent when the browser accepts gzip)" % (
+            name, plain, gz))
+    print("web: page weight %d B (%d B gzipped)" % (sum(x[1] for x in pages),
+                                                   sum(x[2] for x in pages)))
     if not a.quick:
         r, answers = reaction_while_polled()
         print("web: C->B reaction while 10 clients poll /api/status and 1 holds /api/live: "

@@ -3,8 +3,9 @@
 # at once (more are closed at once); the request line, the headers and the body must arrive
 # within HEAD_MS, each line within LINE_MAX bytes, at most HEADERS_MAX lines and HEAD_MAX
 # bytes in all; a whole connection lasts at most CONN_MS (the live stream ends itself
-# before). A line that is not HTTP is cut off before microdot sees it. The task never touches
-# the charge controller: it reads the owner model and changes settings through it.
+# before); a request larger than SMALL_MAX is read on one connection at a time (another is
+# cut off as busy). A line that is not HTTP is cut off before microdot sees it. The task never
+# touches the charge controller: it reads the owner model and changes settings through it.
 import asyncio
 
 from micropython import const
@@ -19,6 +20,8 @@ TARGET_MAX = const(128)  # the path and query: microdot's route regex recurses p
 HEADERS_MAX = const(32)
 HEAD_MAX = const(4096)
 BODY_MAX = const(2048)
+SMALL_MAX = const(2048)  # a request may be this large on every connection; a larger one on
+# one connection at a time (4 of the largest at once took 54 KB on the 32-bit build)
 _CHUNK = const(256)
 _ETIMEDOUT = const(110)
 _EINVAL = const(22)
@@ -56,8 +59,9 @@ class Cut(OSError):
 class Reader:
     """The client's stream as microdot reads it (readline, readexactly, read), bounded."""
 
-    def __init__(self, s, now):
+    def __init__(self, s, now, srv=None):
         self.s = s
+        self.srv = srv  # the Server: which connection may read a large request (SMALL_MAX)
         self.buf = b""
         self.got = 0
         self.lines = 0
@@ -81,6 +85,11 @@ class Reader:
         if not d:
             raise Cut(_ECONNRESET, "closed")
         self.got += len(d)
+        srv = self.srv
+        if self.got > SMALL_MAX and srv is not None and srv.big is not self:
+            if srv.big is not None:
+                raise Cut(_EINVAL, "server busy")
+            srv.big = self
         if self.got > HEAD_MAX + BODY_MAX:
             raise Cut(_EINVAL, "request too large")
         self.buf += d
@@ -171,6 +180,7 @@ class Server:
         self.port = port
         self.log = log
         self.active = 0
+        self.big = None  # the Reader reading a request larger than SMALL_MAX
         self.served = 0
         self.refused = 0  # connections closed at once: MAX_CONN busy
         self.cut = 0  # requests cut off by the guard or the connection limit
@@ -193,15 +203,17 @@ class Server:
             await _close(writer)
             return
         self.active += 1
+        rd = Reader(reader, ticks_ms(), self)
         try:
-            await asyncio.wait_for_ms(
-                self.app.handle_request(Reader(reader, ticks_ms()), writer), CONN_MS)
+            await asyncio.wait_for_ms(self.app.handle_request(rd, writer), CONN_MS)
             self.served += 1
         except Exception as e:  # noqa: BLE001 - a client's fault never ends the task
             self.cut += 1
             self.last_cut = e.args[1] if type(e) is Cut else repr(e)[:60]
         finally:
             self.active -= 1
+            if self.big is rd:
+                self.big = None
             await _close(writer)
 
 
