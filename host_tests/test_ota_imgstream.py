@@ -385,3 +385,52 @@ def test_the_updater_reports_a_head_refused_while_downloading(key, tmp_path, mon
     assert "bundle is for board 'nope'" in cp.lines[-1]
     assert flash.ops == 0 and cp.restarts == []
     assert sorted(ota_cases.os.listdir(".")) == ["ota_keys.json"]  # no download left
+
+
+@pytest.mark.parametrize("booted", [False, True])
+def test_a_stream_never_overwrites_a_trial_s_image_or_its_fallback(key, tmp_path, monkeypatch,
+                                                                   booted):
+    """While an update waits for its trial boot the next partition holds its image; once the
+    trial runs (ota_1), the next partition is ota_0: the image a failed trial returns to.
+    Another bundle's stream is refused before it writes either."""
+    flash = _device(monkeypatch, tmp_path)
+    d, s = _download(_Server(_bundle(key)), key)
+    _install(key, s)
+    if booted:
+        assert _boot(flash) == (NEW_IMG, "a") and slots.running_trial() is not None
+    ops = flash.ops
+    other = tool.make_bundle(key, ota_cases.FILES, "0.9.1", "sim",
+                             image=fake_esp32.image(b"MicroPython v1.29 " * 500))
+    with pytest.raises(bundle.BundleError, match=r"an update \(0.9.0\) is already waiting"):
+        _download(_Server(other), key)
+    assert flash.ops == ops
+    assert flash.payload("ota_0") == OLD_IMG and flash.payload("ota_1") == NEW_IMG
+    if booted:
+        slots.fail("health check failed")
+    assert _boot(flash) == ((OLD_IMG, "base") if booted else (NEW_IMG, "a"))
+
+
+@pytest.mark.parametrize("img", [NEW_IMG, b"x" * (4 * fake_esp32.BLOCK - 37)])  # 4 whole blocks
+def test_a_drop_after_the_image_s_last_byte_asks_for_its_last_block_again(key, tmp_path,
+                                                                        monkeypatch, img):
+    """A chunked answer cut after the last data byte (before its end chunk): the resume
+    starts at the last block again, never past the end of the image."""
+    flash = _device(monkeypatch, tmp_path)
+    data = _bundle(key, img=img)
+    size = len(fake_esp32.image(img))
+    start = len(data) - size
+    with open("b.part", "wb") as out:
+        s = imgstream.Stream(_keys(key), ota_cases.RUNNING)
+        at = 0
+        while at < start:  # the head and the files, to the file
+            lim = s.limit("b.part", out, at)
+            out.write(data[at:lim])
+            at = lim
+        s.put(memoryview(data[start:]))
+    assert s.done
+    last = (size - 1) // fake_esp32.BLOCK * fake_esp32.BLOCK
+    assert s.resume(start) == start + last and not s.done
+    s.rehash(tool.hashlib.sha256())
+    s.put(memoryview(data[start + last:]))
+    s.finish()
+    assert s.done and flash.payload("ota_1") == img

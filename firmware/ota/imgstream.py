@@ -76,6 +76,13 @@ class Stream:
         if "image" not in m:
             self.start = -1
             return
+        from firmware.ota import slots
+
+        t = slots.load().get("trial")
+        if t:  # the next partition holds the waiting trial's image, or the running trial's
+            # fallback: overwritten, a failed trial would have nothing to return to
+            raise bundle.BundleError("an update (%s) is already waiting for its trial boot" %
+                                     t.get("version"))
         self.entry = m["image"]
         self.part = image.target(self.entry)  # refused here: no partition, too small, gate
         self.start = head + m["size"]
@@ -126,8 +133,8 @@ class Stream:
         if self.start is None or self.start < 0 or have < self.start:
             self.block = self.fill = self.got = 0
             return have
-        if self.done and self.entry["size"] % image.BLOCK:
-            self.block -= 1  # the padded last block is written again
+        if self.done:
+            self.block -= 1  # the last block is asked for and written again
         self.done = False
         self.fill = 0
         self.got = self.block * image.BLOCK
