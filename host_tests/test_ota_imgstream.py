@@ -337,7 +337,7 @@ class _Cp:
         return None
 
 
-def _job(key, monkeypatch, data, quota=None):
+def _job(key, monkeypatch, data, quota=None, signed=None):
     """Updater._job on CPython: the UpdateFirmware job, the download from the fake server."""
     import json
 
@@ -361,8 +361,10 @@ def _job(key, monkeypatch, data, quota=None):
         json.dump({"keys": [tool.public_json(key)]}, f)
     cp = _Cp()
     u = updater.Updater(cp, None)
-    asyncio.run(u._job({"location": "http://wallbox.test/b", "retrieve": None, "retries": 2,
-                        "interval": 0}))
+    job = {"location": "http://wallbox.test/b", "retrieve": None, "retries": 2, "interval": 0}
+    job.update(signed or {})
+    u.req = job.get("req")
+    asyncio.run(u._job(job))
     return told, cp
 
 
@@ -434,3 +436,23 @@ def test_a_drop_after_the_image_s_last_byte_asks_for_its_last_block_again(key, t
     s.put(memoryview(data[start + last:]))
     s.finish()
     assert s.done and flash.payload("ota_1") == img
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_a_signed_update_s_file_signature_covers_the_streamed_image(key, tmp_path, monkeypatch,
+                                                                  good):
+    """SignedUpdateFirmware: the signature over the whole firmware file is checked against
+    the download's SHA-256, which covers the image that went to the partition (and, after the
+    drop in the image, the blocks hashed again)."""
+    flash = _device(monkeypatch, tmp_path)
+    data = _bundle(key)
+    signed = data if good else data[:-1] + bytes([data[-1] ^ 1])
+    told, cp = _job(key, monkeypatch, data, signed={
+        "req": 7, "key": _keys(key)[0], "sig": tool.sign(key, signed), "install": None})
+    if good:
+        assert told == ["Downloading", "Downloaded", "SignatureVerified", "Installing",
+                        "InstallRebooting"], cp.lines
+        assert _boot(flash) == (NEW_IMG, "a")
+    else:
+        assert told[:3] == ["Downloading", "Downloaded", "InvalidFirmwareSignature"], told
+        assert told[-1] == "InvalidSignature" and flash.boot is None
