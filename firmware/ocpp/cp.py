@@ -31,8 +31,8 @@ JOURNAL_KB = const(192)  # the journal's flash budget (ocpp.journal_kb)
 STATE_FILE = "ocpp_state.json"  # availability (persists across reboots, as 1.6 says)
 
 
-_SECTION_KEYS = ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id",
-                 "journal_kb", "ntp", "client_cert", "client_key", "security_profile")
+_SECTION_KEYS = ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id", "ntp",
+                 "journal_kb", "client_cert", "client_key", "security_profile")  # [2:8]: str
 
 
 def check_section(s):
@@ -46,7 +46,7 @@ def check_section(s):
     cid = s.get("cp_id")
     if type(cid) is not str or not 1 <= len(cid) <= 48 or "/" in cid or " " in cid:
         err.append("ocpp.cp_id: 1..48 characters, no '/' or space: %r" % (cid,))
-    for k in ("password", "ca", "vendor", "model", "free_vend_id", "ntp"):
+    for k in _SECTION_KEYS[2:8]:
         if k in s and type(s[k]) is not str:
             err.append("ocpp.%s: must be a string" % k)
     pw = s.get("password")

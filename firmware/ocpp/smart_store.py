@@ -109,10 +109,9 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
         if conn == 0:
             raise SmartError("TxProfile needs a connector > 0")
         if tx_id is None:
-            raise SmartError("TxProfile without a transaction on connector %d" % conn)
+            raise SmartError("TxProfile without a transaction")
         if tid is not None and tid != tx_id:
-            raise SmartError("TxProfile for transaction %r, %r runs on connector %d" % (
-                tid, tx_id, conn))
+            raise SmartError("TxProfile for transaction %r, not %r" % (tid, tx_id))
     elif tid is not None:
         raise SmartError("transactionId only belongs in a TxProfile")
     recur = 0
