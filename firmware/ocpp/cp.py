@@ -374,18 +374,21 @@ class ChargePoint:
         def age(t):
             return "never" if t is None else "%d s ago" % (time.ticks_diff(now, t) // 1000)
 
-        out("ocpp       %s  %s  boot %s  connects %d" % (
+        def line(text):
+            out("ocpp       " + text)
+
+        line("%s  %s  boot %s  connects %d" % (
             d["url"], "connected" if d["connected"] else "offline", d["registration"],
             d["connects"]))
-        self.security.diag(out)
-        out("ocpp       clock %s" % self.tk.describe(now))
-        out("ocpp       journal %d pending  transaction %s  last rx %s  last tx %s" % (
+        self.security.diag(line)
+        line("clock " + self.tk.describe(now))
+        line("journal %d pending  transaction %s  last rx %s  last tx %s" % (
             d["journal"], d["transaction"], age(self.link.last_rx_ms),
             age(self.link.last_tx_ms)))
         if d["last_error"]:
-            out("ocpp       last error: %s" % d["last_error"])
+            line("last error: %s" % d["last_error"])
         if self.faults:
-            out("ocpp       faults %d (see the log)" % self.faults)
+            line("faults %d (see the log)" % self.faults)
 
     def info(self):
         d = self.link.info()

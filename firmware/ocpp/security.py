@@ -297,10 +297,11 @@ class Security:
         persist.save_json(self.path, d)
 
     def diag(self, out):
+        """The security lines of diag (ChargePoint.diag's out adds their "ocpp" column)."""
         p = self.profile()
         why = self.blocked()
-        out("ocpp       security profile %d%s%s" % (
+        out("security profile %d%s%s" % (
             p, " (pending: was %d)" % self.pending["profile"] if "profile" in self.pending
             else "", "  NOT CONNECTING: it needs " + why if why else ""))
         if self.last:
-            out("ocpp       security: %s" % self.last)
+            out("security: %s" % self.last)
