@@ -20,7 +20,6 @@ not the GC heap). One line per figure.
     python tools/bench_ocpp.py [--n 60]
 """
 import argparse
-import glob
 import os
 import shutil
 import sys
@@ -44,9 +43,11 @@ def mpy_sizes():
     _, errors = build.compile_all(out)
     if errors:
         raise SystemExit("mpy-cross failed: %s" % errors[:3])
-    files = sorted(glob.glob(os.path.join(out, "firmware", "ocpp", "*.mpy")))
-    files.append(os.path.join(out, "drivers", "rfid.mpy"))
-    return {os.path.relpath(f, out): os.path.getsize(f) for f in files}
+    # only the .mpy of a source there now (build/mpy keeps those of removed modules)
+    rels = [build.mpy_name(r) for r in build.device_files()
+            if r.startswith(os.path.join("firmware", "ocpp") + os.sep)]
+    rels.append(os.path.join("drivers", "rfid.mpy"))
+    return {r: os.path.getsize(os.path.join(out, r)) for r in sorted(rels)}
 
 
 # Issue 13's baseline (commit fa9e347, the same mpy-cross and flags): neither figure may grow
