@@ -128,7 +128,7 @@ def test_authorization_key_is_write_only_and_never_shown(tmp_path):
     assert k.secret() == b"dk2q0rfu2q0f-2f0rdg"
     conf, _ = k.configuration(["AuthorizationKey"])
     assert conf == [{"key": "AuthorizationKey", "readonly": False}]
-    shown = repr(k) + str(k) + repr(k.diag()) + repr(k.configuration()) + repr(k.errors)
+    shown = repr(k) + str(k) + repr(k.configuration()) + repr(k.errors)
     assert KEY not in shown.lower() and "dk2q0rfu" not in shown
     assert Keys(p).secret() == b"dk2q0rfu2q0f-2f0rdg"
 

@@ -9,11 +9,27 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from firmware.ocpp import clock, smart
+from firmware.ocpp import smart_store as store
 from firmware.ocpp.smart import Profiles
 
 T0 = clock.parse("2026-03-02T00:00:00Z")  # a Monday, midnight
 H = 3600
 DAY = 86400
+
+
+def listed(ps):
+    """One short dict per installed profile (read from the store's records)."""
+    return [{"id": r[store.R_ID], "connectorId": r[store.R_CONN],
+             "purpose": store.PURPOSES[r[store.R_PURPOSE]], "stackLevel": r[store.R_STACK],
+             "transactionId": r[store.R_TX]} for r in ps._r]
+
+
+def profile(ps, pid):
+    """The csChargingProfiles dict of installed profile pid, or None."""
+    for r in ps._r:
+        if r[store.R_ID] == pid:
+            return store.to_dict(r, clock.iso)
+    return None
 
 
 def prof(pid, purpose="TxDefaultProfile", kind="Absolute", stack=0, periods=((0, 16),),
@@ -235,10 +251,10 @@ def test_same_id_or_same_stack_purpose_and_connector_replaces(ps):
     ps.set(1, prof(1, stack=1, periods=((0, 11),)))  # same id
     assert len(ps) == 1 and ps.limit(T0)[0] == 11
     ps.set(1, prof(2, stack=1, periods=((0, 12),)))  # same stack, purpose, connector
-    assert [p["id"] for p in ps.list()] == [2]
+    assert [p["id"] for p in listed(ps)] == [2]
     ps.set(0, prof(3, stack=1, periods=((0, 13),)))  # other connector: added
     ps.set(0, prof(4, stack=1, purpose="ChargePointMaxProfile", periods=((0, 14),)))
-    assert sorted(p["id"] for p in ps.list()) == [2, 3, 4]
+    assert sorted(p["id"] for p in listed(ps)) == [2, 3, 4]
 
 
 def test_no_more_than_max_installed(path):
@@ -274,8 +290,8 @@ def _four(ps):
 def test_clear_by_each_criterion(ps, path, kw, left):
     _four(ps)
     assert ps.clear(**kw) == "Accepted"
-    assert sorted(p["id"] for p in ps.list()) == left
-    assert sorted(p["id"] for p in Profiles(path).list()) == left
+    assert sorted(p["id"] for p in listed(ps)) == left
+    assert sorted(p["id"] for p in listed(Profiles(path))) == left
 
 
 @pytest.mark.parametrize("kw", [{"id": 99}, {"connector_id": 1, "stack_level": 0},
@@ -294,7 +310,7 @@ def test_end_transaction_and_retag(ps):
     assert ps.retag("L1", 1234) == 1
     assert ps.limit(T0, tx_id=1234)[:2] == (9, "TxProfile 5")
     assert ps.end_transaction(None) == 2  # every TxProfile
-    assert sorted(p["id"] for p in ps.list()) == [1, 2, 3]
+    assert sorted(p["id"] for p in listed(ps)) == [1, 2, 3]
 
 
 # -- persistence ---------------------------------------------------------------------------
@@ -310,10 +326,10 @@ def test_profiles_survive_a_restart(ps, path):
     assert not os.path.exists(path + ".new")
     again = Profiles(path)
     assert again.errors == []
-    assert again.list() == ps.list()
+    assert listed(again) == listed(ps)
     for i in (1, 2, 3, 4, 5):
-        assert again.profile(i) == ps.profile(i)
-    assert again.profile(5)["chargingSchedule"]["minChargingRate"] == 6.1
+        assert profile(again, i) == profile(ps, i)
+    assert profile(again, 5)["chargingSchedule"]["minChargingRate"] == 6.1
     for t in range(T0 - DAY, T0 + 9 * DAY, 1800):
         for tx in (None, 8):
             assert again.limit(t, tx_id=tx) == ps.limit(t, tx_id=tx)
@@ -342,7 +358,7 @@ def test_a_bad_entry_is_dropped_and_the_others_kept(ps, path):
     with open(path, "w") as f:
         json.dump(d, f)
     again = Profiles(path)
-    assert sorted(p["id"] for p in again.list()) == [1, 3, 4]
+    assert sorted(p["id"] for p in listed(again)) == [1, 3, 4]
     assert len(again.errors) == 2
     assert "stackLevel must be an integer 0..8" in " ".join(again.errors)
 
@@ -411,13 +427,13 @@ def reference(ps, t, conn, tx_start, tx_id, volts=230, phases=3):
     """Deci-amperes in force at second t by the rules of 3.13 as written, one profile at a
     time and with no next-change arithmetic: the oracle for limit() and composite()."""
     best = {}
-    for e in ps.list():
+    for e in listed(ps):
         c, purpose = e["connectorId"], e["purpose"]
         if purpose != "ChargePointMaxProfile" and (conn == 0 or c not in (0, conn)):
             continue
         if purpose == "TxProfile" and (tx_id is None or e["transactionId"] != tx_id):
             continue
-        p = ps.profile(e["id"])
+        p = profile(ps, e["id"])
         sch = p["chargingSchedule"]
         if "validFrom" in p and t < clock.parse(p["validFrom"]):
             continue

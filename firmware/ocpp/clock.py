@@ -198,10 +198,6 @@ class Clock:
         self._s, self._ms = t, now_ms
         return None if old is None else t - old
 
-    @property
-    def valid(self):
-        return self._s is not None
-
     def now_s(self, now_ms):
         """Epoch seconds now (UTC), or None if the clock was never set."""
         if self._s is None:

@@ -5,7 +5,7 @@
 # and renamed over (atomic) before ChangeConfiguration answers Accepted. Board facts (e.g. the
 # measurands its meter has) come in as overrides and are not persisted.
 # AuthorizationKey is write-only: GetConfiguration lists it without a value, and neither
-# repr(), diag() nor an error message ever contains it.
+# repr() nor an error message ever contains it.
 import json
 
 from micropython import const
@@ -310,15 +310,6 @@ class Keys:
             if n in self._v:
                 data[n] = _text(self._v[n])
         persist.save_json(self.path, data)
-
-    def diag(self):
-        """Every readable key and its value (no AuthorizationKey), for the diag console."""
-        d = {}
-        for r in TABLE:
-            if r[1] != "k":
-                d[r[0]] = self.get(r[0])
-        d["AuthorizationKey set"] = bool(self._v.get("AuthorizationKey"))
-        return d
 
     def __repr__(self):
         return "<Keys %s: %d changed, %d errors>" % (self.path, len(self._v), len(self.errors))

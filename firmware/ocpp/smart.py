@@ -205,18 +205,6 @@ class Profiles:
     def __len__(self):
         return len(self._r)
 
-    def list(self):
-        """One short dict per installed profile, for diag."""
-        return [{"id": r[R_ID], "connectorId": r[R_CONN], "purpose": PURPOSES[r[R_PURPOSE]],
-                 "stackLevel": r[R_STACK], "transactionId": r[R_TX]} for r in self._r]
-
-    def profile(self, id):
-        """The csChargingProfiles dict of installed profile `id`, or None."""
-        for r in self._r:
-            if r[R_ID] == id:
-                return st.to_dict(r, clock.iso)
-        return None
-
     def _resolve(self, t, c, tx_start, tx_id, volts, phases):
         """(deci-amperes or None, the governing record, its period, next change or None)."""
         b0 = b1 = b2 = None
