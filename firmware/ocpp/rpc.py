@@ -115,9 +115,6 @@ class Rpc:
         self._answer = None
         self._n = 0
         self._prefix = "%x-" % (seed & 0xFFFFFF)
-        # calls sent, received, errors answered, frames dropped, answers used despite a
-        # schema deviation (check_response lax)
-        self.stats = [0, 0, 0, 0, 0]
         self.mute = False  # True: the CSMS's CALLs are dropped unanswered (boot Rejected)
         self.inbox = None  # the text received() handles next (the link puts it here)
         # An extension package's actions (app.py fills them: firmware/secext), looked up
@@ -141,7 +138,6 @@ class Rpc:
             self._flag.clear()
             try:
                 await self._send(dumps([CALL, mid, action, payload]))
-                self.stats[0] += 1
                 try:
                     await asyncio.wait_for_ms(self._flag.wait(), timeout_ms or self.timeout_ms)
                 except asyncio.TimeoutError:
@@ -159,7 +155,6 @@ class Rpc:
                 worse = schema.check_response(action, body, lax=True)
                 if worse is not None:
                     raise RpcError(worse[0], "%s.conf: %s" % (action, worse[1]))
-                self.stats[4] += 1
                 self.log("%s.conf used despite %s: %s" % (action, bad[0], bad[1]))
             return body
 
@@ -192,7 +187,6 @@ class Rpc:
         try:
             kind, mid, action, payload = parse(text)
         except RpcError as e:
-            self.stats[3] += 1
             self.log("bad frame (%s: %s): %s" % (e.code, e.description, _clip(text)))
             if self.on_bad is not None:
                 self.on_bad(e.description)
@@ -201,7 +195,6 @@ class Rpc:
         text = None  # noqa: F841 - the frame's text is not needed past here: free it
         if kind != CALL:
             if mid != self._pending or self._answer is not None:
-                self.stats[3] += 1
                 self.log("answer for unknown id %s dropped" % _clip(mid))
                 return None
             if kind == ERROR and (type(action) is not str or type(payload) is not str):
@@ -210,9 +203,7 @@ class Rpc:
                             payload if kind == ERROR else "")
             self._flag.set()
             return None
-        self.stats[1] += 1
         if self.mute:
-            self.stats[3] += 1
             self.log("%s not answered: the CSMS rejected our BootNotification" % _clip(
                 action, 40))
             return None
@@ -252,7 +243,6 @@ class Rpc:
         return self._error_text(mid, INTERNAL, "handler failed")
 
     def _error_text(self, mid, code, description):
-        self.stats[2] += 1
         return dumps([ERROR, mid, code, description[:255], {}])
 
 

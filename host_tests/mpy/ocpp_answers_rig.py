@@ -245,5 +245,5 @@ OUT.update({"got": GOT, "replies": REPLIES, "log": LOG, "auth": AUTH,
             "journal": cp.journal.pending(), "faults": getattr(cp, "faults", None),
             "open": cp.tx.open is not None, "tx_id": cp.tx.csms_id(),
             "parent": cp.tx.open and cp.tx.open.get("parent"),
-            "status": cp.st.status(1), "stats": cp.rpc.stats})
+            "status": cp.st.status(1)})
 print("RESULT " + json.dumps(OUT))
