@@ -27,7 +27,7 @@ class Stream:
     def __init__(self, keys, running):
         self.keys = keys
         self.running = running
-        self.buf = bytearray(image.BLOCK)
+        self.buf = None  # the block buffer, made once the head says an image follows
         self.reset()
 
     def reset(self):
@@ -85,6 +85,8 @@ class Stream:
                                      t.get("version"))
         self.entry = m["image"]
         self.part = image.target(self.entry)  # refused here: no partition, too small, gate
+        if self.buf is None:
+            self.buf = bytearray(image.BLOCK)
         self.start = head + m["size"]
 
     def put(self, mv):
