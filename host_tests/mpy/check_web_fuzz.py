@@ -338,6 +338,7 @@ async def status(srv, s):
 
 
 async def main():
+    print("web fuzz: %d requests from seed %d (WB_WEB_FUZZ_SEED replays it)" % (N, SEED))
     world = World(lambda kind, fields: None)
     board = SimBoard(world)
     cfg = config.from_dict({"rating_a": 32, "max_current_a": 16,
