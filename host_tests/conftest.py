@@ -56,3 +56,17 @@ def _no_simulator_left_running():
         s.stop(timeout=5)
     assert not left, "the test left %d simulator(s) running (%s)" % (
         len(left), ", ".join(s.dir for s in left))
+
+
+@pytest.fixture(autouse=True)
+def _persist_globals_restored():
+    """firmware.persist's process-wide state (how the last boot ended, the board's flash gate)
+    as it was before the test: a test that boots an app leaves restart_reason set, and with
+    two workers the next file in the same process took a power cut for a reboot
+    (test_flashgate: Stop reason Reboot, not PowerLoss)."""
+    p = sys.modules.get("firmware.persist")
+    saved = (p.restart_reason, p._gate) if p is not None else None
+    yield
+    p = sys.modules.get("firmware.persist")
+    if p is not None:
+        p.restart_reason, p._gate = saved if saved is not None else (None, None)
