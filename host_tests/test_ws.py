@@ -377,3 +377,21 @@ def test_parse_url(url, tls_, host, port, auth, path):
 def test_parse_url_refuses(url):
     with pytest.raises(ws.WsError, match="bad URL"):
         ws.parse_url(url)
+
+
+def test_a_url_with_a_password_is_refused_by_the_config_check_without_showing_it():
+    from firmware.ocpp import cp
+
+    secret = "Sup3rS3cretPassw0rd"
+    for url in ("ws://CP1:%s@csms.example/ocpp" % secret,
+                "ws://CP1:%s@csms.example/oc\tpp" % secret):
+        errs = cp.check_section({"url": url, "cp_id": "CP1"})
+        assert [e for e in errs if e.startswith("ocpp.url: bad URL")], errs
+        assert not [e for e in errs if secret in e], errs
+        with pytest.raises(ws.WsError) as e:
+            ws.parse_url(url)
+        assert secret not in str(e.value)
+    # legal but unusual: an @ in the path is not a user@
+    assert ws.parse_url("ws://h/ocpp/CP@1")[1] == "h"
+    assert not [e for e in cp.check_section({"url": "ws://h/ocpp/CP@1", "cp_id": "CP1"})
+                if e.startswith("ocpp.url")]

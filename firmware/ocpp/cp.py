@@ -15,7 +15,7 @@ from micropython import const
 from firmware import boardcaps, persist, timekeep
 from firmware.backoff import Backoff
 from firmware.version import VERSION
-from firmware.ocpp import clock, remote, rpc, security, txn, txsend
+from firmware.ocpp import clock, remote, rpc, security, txn, txsend, ws
 from firmware.ocpp.authlist import AuthCache, LocalList
 from firmware.ocpp.journal import Journal
 from firmware.ocpp.keys import Keys, key_overrides
@@ -43,6 +43,11 @@ def check_section(s):
     url = s.get("url")
     if type(url) is not str or not (url.startswith("ws://") or url.startswith("wss://")):
         err.append("ocpp.url: not a ws:// or wss:// URL: %r" % (url,))
+    else:
+        try:
+            ws.parse_url(url)
+        except ws.WsError as e:
+            err.append("ocpp.url: %s" % e)
     cid = s.get("cp_id")
     if type(cid) is not str or not 1 <= len(cid) <= 48 or "/" in cid or " " in cid:
         err.append("ocpp.cp_id: 1..48 characters, no '/' or space: %r" % (cid,))

@@ -37,9 +37,9 @@ def parse_url(url):
     """(tls, host, port, authority, path) of a ws:// or wss:// URL; WsError if it is bad."""
     if not isinstance(url, str):
         raise WsError("bad URL %r: not a string" % (url,))
-    for c in url:
+    for i, c in enumerate(url):  # (the URL is not shown: it may hold a user:password@)
         if c <= " " or c == "\x7f":
-            raise WsError("bad URL %r: control character" % url)
+            raise WsError("bad URL: control character at %d" % i)
     if url.startswith("ws://"):
         tls, rest = False, url[5:]
     elif url.startswith("wss://"):
@@ -51,7 +51,7 @@ def parse_url(url):
     i = rest.find("/")
     auth, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
     if "@" in auth:
-        raise WsError("bad URL %r: user@" % url)
+        raise WsError("bad URL: user@host (the password goes in ocpp.password)")
     port = "443" if tls else "80"
     if auth.startswith("["):  # IPv6 literal
         j = auth.find("]")
