@@ -86,6 +86,8 @@ class ChargePoint:
         self.journal = Journal(max_bytes=1024 * section.get("journal_kb", JOURNAL_KB))
         self.list = LocalList()
         self.cache = AuthCache()
+        for m in self.list.errors + self.cache.errors:  # a file found bad: now empty
+            say(m)
         self.profiles = Profiles()
         for m in getattr(self.profiles, "errors", ()):
             log(m)
