@@ -144,15 +144,19 @@ CALLS = [("GET", "/api/settings", None), ("POST", "/api/settings",  # saved to c
          ("GET", "/api/diag", None)]
 
 
+def largest_request(cookie, csrf):
+    h = "".join("X-%02d: %s\r\n" % (i, "v" * 132) for i in range(27)).encode()
+    body = json.dumps({"k%03d" % i: "v" * 12 for i in range(80)}).encode()
+    return (b"POST /api/settings HTTP/1.1\r\nHost: wallbox\r\nCookie: " + cookie.encode() +
+            b"\r\nX-CSRF-Token: " + csrf.encode() + b"\r\n" + h + b"Content-Length: " +
+            str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
 def largest(port, cookie, csrf, clients=4, seconds=3.0):
     """`clients` threads sending the largest POST the guard lets through (32 header lines,
     3.9 KB of headers, a 1.9 KB body of 80 unknown settings: refused, each named) for
     `seconds`; the number of answers."""
-    h = "".join("X-%02d: %s\r\n" % (i, "v" * 132) for i in range(27)).encode()
-    body = json.dumps({"k%03d" % i: "v" * 12 for i in range(80)}).encode()
-    req = (b"POST /api/settings HTTP/1.1\r\nHost: wallbox\r\nCookie: " + cookie.encode() +
-           b"\r\nX-CSRF-Token: " + csrf.encode() + b"\r\n" + h + b"Content-Length: " +
-           str(len(body)).encode() + b"\r\n\r\n" + body)
+    req = largest_request(cookie, csrf)
     n = [0]
     stop = time.monotonic() + seconds
 
@@ -200,23 +204,29 @@ def page_weight():
              os.path.getsize(os.path.join(out, z))) for _, (p, z) in simlib.build.static_files()]
 
 
-def reaction_while_polled(n=30, clients=10):
+def reaction_while_polled(n=30, clients=10, big=False):
     """C->B reaction times (ms, the device's clock) of n openings of S2 on the simulator while
-    `clients` threads poll /api/status and one holds the live stream."""
+    `clients` threads poll /api/status (big: send the largest request the guard takes) and
+    one holds the live stream."""
     import bench_core
 
     port = simlib._free_port()
     cfg = dict(bench_core.CFG, web={"host": "127.0.0.1", "port": port})
     stop = [False]
-    answers = [0]
+    answers = [0, 0]  # answered, cut off (big)
     with simlib.Sim(cfg).start() as sim:
         sim.wait_for(lambda o: o.get("k") == "log" and o["msg"].startswith("web: serving"), 10)
-        cookie, _ = login(port)
+        cookie, csrf = login(port)
+        req = largest_request(cookie, csrf)
 
         def poll():
             while not stop[0]:
                 try:
-                    if call(port, "GET", "/api/status", cookie=cookie)[0] == 200:
+                    if big:
+                        got = simlib_raw(port, req)
+                        answers[0] += got.startswith(b"HTTP/1.0 400")
+                        answers[1] += got == b""
+                    elif call(port, "GET", "/api/status", cookie=cookie)[0] == 200:
                         answers[0] += 1
                 except OSError:
                     pass
@@ -251,7 +261,7 @@ def reaction_while_polled(n=30, clients=10):
             for x in ts:
                 x.join(10)
         r = sorted(simlib.reactions_while_closed(sim.obs, simlib.is_s2_open))
-    return r, answers[0]
+    return r, answers
 
 
 def main():
@@ -303,7 +313,12 @@ def main():
         print("web: C->B reaction while 10 clients poll /api/status and 1 holds /api/live: "
               "p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d openings, %d API answers)" % (
                   r[len(r) // 2], r[min(len(r) - 1, len(r) * 99 // 100)], r[-1], len(r),
-                  answers))
+                  answers[0]))
+        r, answers = reaction_while_polled(clients=4, big=True)
+        print("web: C->B reaction while 4 clients send the largest request and 1 holds "
+              "/api/live: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d openings, %d answered, %d "
+              "cut off as busy)" % (r[len(r) // 2], r[min(len(r) - 1, len(r) * 99 // 100)],
+                                    r[-1], len(r), answers[0], answers[1]))
 
 
 if __name__ == "__main__":
