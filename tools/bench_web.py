@@ -235,8 +235,8 @@ def reaction_while_polled(n=30, clients=10, big=False):
             while not stop[0]:
                 try:
                     s = socket.create_connection(("127.0.0.1", port), timeout=5)
-                    s.sendall(b"GET /api/live HTTP/1.1\r\nCookie: " + cookie.encode() +
-                              b"\r\n\r\n")
+                    s.sendall(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: " +
+                              cookie.encode() + b"\r\n\r\n")  # (no Host: 403)
                     while not stop[0] and s.recv(4096):
                         pass
                     s.close()
