@@ -147,6 +147,8 @@ class App:
 
         # GetDiagnostics, GetLog, security events (firmware/secext)
         secext.attach(self.ocpp, self.restart_reason)
+        self.sup.on_memory = lambda name: secext.security_event(
+            self.ocpp, "MemoryExhaustion", "task %s out of memory" % name)
         from firmware import ota
 
         up = self.ocpp.updater = ota.Lazy(self.ocpp, b)  # UpdateFirmware (docs/ota.md)

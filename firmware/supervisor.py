@@ -38,6 +38,7 @@ class Supervisor:
         self.wdt = wdt  # public: deploy feeds it while the firmware is stopped for a copy
         self._fail_safe = fail_safe
         self._on_fail = on_fail  # called once, at the first failure (the restart path)
+        self.on_memory = None  # fn(task name): a task failed with MemoryError
         self._log = log
         self._events = events
         self.tasks = []
@@ -81,6 +82,11 @@ class Supervisor:
                 raise  # stopped or restarted by us
             except Exception as e:  # noqa: BLE001 - any failure of a task is handled here
                 err = repr(e)
+                if isinstance(e, MemoryError) and self.on_memory is not None:
+                    try:  # a security event (firmware/secext: MemoryExhaustion)
+                        self.on_memory(t.name)
+                    except Exception:  # noqa: BLE001 - the restart below comes first
+                        pass
             t.last_error = err
             err = "crashed: " + err
             if t.safety:

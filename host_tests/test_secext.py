@@ -359,3 +359,23 @@ def test_frames_that_are_no_ocpp_message_are_an_invalid_messages_event(tmp_path)
             "CALLERROR for id -1"] * 2, csms.violations
     with open(os.path.join(d, "seclog")) as f:
         assert " InvalidMessages not JSON" in f.read()
+
+
+def test_a_task_out_of_memory_and_a_changed_key_are_security_events(csms):
+    """A task that dies of MemoryError is MemoryExhaustion (critical: sent to the CSMS); the
+    CSMS changing the AuthorizationKey is ReconfigurationOfSecurityParameters (the security
+    log only, as the whitepaper's non-critical events)."""
+    with o.start_sim(csms) as sim, o.report(sim, csms):
+        o.booted(csms)
+        n = len(sim.obs)
+        sim.do("crash", task="probe", memory=True)
+        sim.wait_for({"k": "event", "code": "task restart", "val": "probe"}, 5, since=n)
+        csms.wait_for(lambda: _events(csms, "MemoryExhaustion"), 20)
+        assert _events(csms, "MemoryExhaustion")[0]["techInfo"] == "task probe out of memory"
+        r = o.call(csms, "ChangeConfiguration", {"key": "AuthorizationKey",
+                                                  "value": "00112233445566778899aabbccddeeff"})
+        assert r == {"status": "Accepted"}
+        line = o.wait_log(sim, "ReconfigurationOfSecurityParameters", 10)
+    assert "AuthorizationKey changed by the CSMS" in line["msg"]
+    assert "00112233" not in line["msg"]  # never the key
+    assert _events(csms, "ReconfigurationOfSecurityParameters") == []  # not critical

@@ -123,7 +123,7 @@ COMMANDS = {
     "cap": {"a": ((int, float), True, _AMPS)},
     "diag": {"what": ((str,), False, _one_of("status", "why", "events"))},
     "clear_lockout": {},
-    "crash": {"task": ((str,), False, _one_of("charge", "probe"))},
+    "crash": {"task": ((str,), False, _one_of("charge", "probe")), "memory": ((bool,), False)},
     # delay_ms above: the world makes the change from its clock thread, even while blocked
     "block": {"ms": ((int,), True, _between(1, 10000)),
               "every_ms": ((int,), False, _between(100, 600000)), "seed": ((int,), False)},

@@ -117,7 +117,9 @@ class Control:
         """A non-safety task that a test can make crash (do crash task=probe)."""
         while True:
             if self._crash_probe:
-                self._crash_probe = False
+                why, self._crash_probe = self._crash_probe, False
+                if why == "memory":  # as gc finding no block for an allocation
+                    raise MemoryError("probe out of memory on request")
                 raise ValueError("probe crashed on request")
             await asyncio.sleep_ms(20)
 
@@ -273,12 +275,13 @@ class Control:
 
     def do_crash(self, c):
         """Make a task die: the charge controller (a driver raising: the safety path fails)
-        or, with task "probe", a non-safety task (restarted and reported)."""
+        or, with task "probe", a non-safety task (restarted and reported); with "memory":
+        true the probe dies of MemoryError."""
         task = c.get("task", "charge")
         if task == "charge":
             self.app.board.pilot._burst = None
         elif task == "probe":
-            self._crash_probe = True
+            self._crash_probe = "memory" if c.get("memory") is True else True
         else:
             raise ValueError("crash task must be charge or probe")
 

@@ -124,7 +124,7 @@ class Security:
         self.pending = {}  # "profile": the one before a switch; "key": [the key before, hex]
         self.old_key = False  # the next connect tries the previous key
         self.last = None  # the last security event (diag)
-        self.on_refused = None  # fn(kind, techInfo): a security event (firmware/secext sets it)
+        self.on_event = None  # fn(kind, techInfo): a security event (firmware/secext sets it)
         self.config_profile = None  # ocpp.security_profile when it was last applied
         try:
             d = persist.load_json(path)
@@ -204,8 +204,8 @@ class Security:
         status = getattr(e, "status", None)
         if status is None:
             return  # the network, not the CSMS: try again as it is
-        if self.on_refused is not None and (status == 401 or status == 0 and "TLS" in str(e)):
-            self.on_refused("FailedToAuthenticateAtCsms" if status == 401 else
+        if self.on_event is not None and (status == 401 or status == 0 and "TLS" in str(e)):
+            self.on_event("FailedToAuthenticateAtCsms" if status == 401 else
                             "CsmsFailedToAuthenticate", str(e))
         key = "key" in self.pending and status == 401 and self.profile() < 3
         if key and not self.old_key:  # first the previous key, then the previous profile
@@ -242,7 +242,7 @@ class Security:
             return st, False
         self.pending["key"] = [old]
         self.old_key = False
-        self._event("AuthorizationKey changed by the CSMS")  # never the key (A01.FR.12)
+        self._event("AuthorizationKey changed by the CSMS", 1)  # never the key (A01.FR.12)
         return "Accepted", self.profile() < 3  # profile 3 sends no Basic auth
 
     def _change_profile(self, value):
@@ -268,7 +268,7 @@ class Security:
             self._drop("profile")
             return st, False
         self.pending["profile"] = cur
-        self._event("SecurityProfile %d accepted (was %d)" % (v, cur))
+        self._event("SecurityProfile %d accepted (was %d)" % (v, cur), 1)
         return "Accepted", True
 
     # -- state -----------------------------------------------------------------------------
@@ -279,9 +279,11 @@ class Security:
         self._drop("profile")
         self._event("security profile %d: %s; back to profile %d" % (new, why, old))
 
-    def _event(self, text):
+    def _event(self, text, reconf=0):
         self.last = text
         self.log("" + text)
+        if reconf and self.on_event is not None:  # the CSMS changed a security parameter
+            self.on_event("ReconfigurationOfSecurityParameters", text)
 
     def _drop(self, what):
         self.pending.pop(what, None)

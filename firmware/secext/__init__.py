@@ -125,7 +125,7 @@ def attach(cp, restart_reason=None):
     cp.rpc.ext_send.update(SENDS)
     cp.tk.on_step = lambda step, source: security_event(
         cp, "SettingSystemTime", "clock stepped %d s by %s" % (step, source))
-    cp.security.on_refused = lambda kind, info: _once(cp, kind, info)
+    cp.security.on_event = lambda kind, info: _once(cp, kind, info)
     cp.rpc.on_bad = lambda why: _once(cp, "InvalidMessages", why)
     if restart_reason is not None:
         security_event(cp, "ResetOrReboot", restart_reason)
