@@ -29,12 +29,12 @@ from ocpp_fuzz_parts import (  # noqa: E402,F401  (the building blocks, re-expor
 
 # The OCPP 1.6 actions a CSMS may call that the core client's table (remote.HANDLERS) leaves
 # out: Firmware Management and the security extension. Those the firmware handles elsewhere
-# (firmware/secext's ACTIONS, ...) are read from its source, so the oracle follows the
+# (firmware/secext/core.py's ACTIONS, ...) are read from its source, so the oracle follows the
 # firmware as actions are added: the rest must be answered NotSupported.
 OPTIONAL = ("GetDiagnostics", "CertificateSigned", "DeleteCertificate",
             "ExtendedTriggerMessage", "GetInstalledCertificateIds", "GetLog",
             "InstallCertificate", "SignedUpdateFirmware")
-TABLES = (("firmware/ocpp/remote.py", "HANDLERS"), ("firmware/secext/__init__.py", "ACTIONS"))
+TABLES = (("firmware/ocpp/remote.py", "HANDLERS"), ("firmware/secext/core.py", "ACTIONS"))
 
 
 def handled_actions(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))):

@@ -1,137 +1,57 @@
 # OCPP actions outside the core client (firmware/ocpp): Firmware Management's GetDiagnostics
 # and the 1.6 security extensions (security log and events, GetLog, ExtendedTriggerMessage).
 # attach(cp) registers them with the charge point's rpc (rpc.ext: actions the CSMS may call,
-# looked up after remote.HANDLERS; rpc.ext_send: messages TriggerMessage may ask for). Each
-# handler's module is imported when the CSMS first asks for it (modules load from .mpy files
-# into the heap): this package's __init__ is all a charge point holds until then.
+# looked up after remote.HANDLERS; rpc.ext_send: messages TriggerMessage may ask for). Modules
+# load from .mpy files into the heap, so a charge point holds only this file: the handlers and
+# the security events' code (core.py) load when the CSMS asks or an event comes, and the
+# boot's events unload them again.
 import sys
-import time
 
-_OUTBOX_MAX = 8
-
-
-def _extended_trigger(cp, p):
-    from firmware.secext import trigger
-
-    return trigger.extended(cp, p)
+# the actions the CSMS may call and the messages TriggerMessage may ask for (core.py's
+# ACTIONS and SENDS hold their functions)
+ACTIONS = ("ExtendedTriggerMessage", "GetDiagnostics", "GetLog", "SignedUpdateFirmware",
+           "InstallCertificate", "DeleteCertificate", "GetInstalledCertificateIds")
+SENDS = ("DiagnosticsStatusNotification", "LogStatusNotification")
 
 
-def _get_diagnostics(cp, p):
-    from firmware.secext import logs
+def _core():
+    from firmware.secext import core
 
-    return logs.get_diagnostics(cp, p)
-
-
-def _get_log(cp, p):
-    from firmware.secext import logs
-
-    return logs.get_log(cp, p)
+    return core
 
 
-async def _send_diagnostics_status(cp, c):
-    u = getattr(cp, "uploads", None)
-    await cp.rpc.call("DiagnosticsStatusNotification", {
-        "status": "Idle" if u is None else u.diag})
+def _action(name):
+    return lambda cp, p: _core().ACTIONS[name](cp, p)
 
 
-async def _send_log_status(cp, c):
-    u = getattr(cp, "uploads", None)
-    p = {"status": "Idle" if u is None else u.log}
-    if u is not None and u.log_id is not None:
-        p["requestId"] = u.log_id
-    await cp.rpc.call("LogStatusNotification", p)
-
-
-def _certs(name):
-    def handler(cp, p):
-        from firmware import certstore  # docs/security.md
-
-        return getattr(certstore, name)(cp, p)
-    return handler
-
-
-def _signed_update(cp, p):
-    from firmware.ota import signed  # docs/ota.md
-
-    return signed.request(cp, p)
-
-
-# action -> fn(cp, payload) -> result dict or a coroutine giving it (as remote.HANDLERS)
-ACTIONS = {
-    "ExtendedTriggerMessage": _extended_trigger,
-    "GetDiagnostics": _get_diagnostics,
-    "GetLog": _get_log,
-
-
-    "SignedUpdateFirmware": _signed_update,
-    "InstallCertificate": _certs("install"),
-    "DeleteCertificate": _certs("delete"),
-    "GetInstalledCertificateIds": _certs("installed_ids"),
-}
-# message -> async fn(cp, connector): what TriggerMessage / ExtendedTriggerMessage send
-SENDS = {
-    "DiagnosticsStatusNotification": _send_diagnostics_status,
-    "LogStatusNotification": _send_log_status,
-}
+def _send(name):
+    return lambda cp, c: _core().SENDS[name](cp, c)
 
 
 def security_event(cp, kind, info=""):
     """Raise security event `kind` (secext/events.py: logged; a critical one is sent)."""
-    from firmware.secext import events
-
-    try:
-        events.record(cp, kind, info)
-    except Exception as e:  # noqa: BLE001 - a security event must never stop its caller
-        cp.fault("security event %s" % kind, e)
+    _core().security_event(cp, kind, info)
 
 
 def notify(cp, action, payload):
-    """A status notification (Firmware-, Diagnostics-, LogStatusNotification, a security
-    event) with the journal's guaranteed delivery: written to flash now, sent in order with
-    the transaction messages once BootNotification is accepted, kept across offline periods
-    and reboots. A "timestamp" may be a stamp (cp.stamp()): it is resolved when sent. It is
-    droppable: a journal that fills up (a long offline period of reboots) drops these and the
-    periodic MeterValues, oldest first, before it refuses a transaction. When the journal
-    refuses it, it waits in RAM for the link instead (at most _OUTBOX_MAX), and that is logged.
-    """
-    from firmware.ocpp.jram import JournalError
-
-    try:
-        cp.journal.push(action, {"p": payload}, droppable=True)
-    except (JournalError, OSError) as e:
-        if len(cp.outbox) >= _OUTBOX_MAX:
-            cp.log("ocpp: %s lost: %s, and %d messages wait in RAM" % (
-                action, e, len(cp.outbox)))
-        else:
-            cp.log("ocpp: %s kept in RAM only: %s" % (action, e))
-            cp.outbox.append((action, cp.tk.resolve(payload, time.ticks_ms())))
-    cp.wake.set()
-
-
-def _once(cp, kind, info):
-    """A non-critical event of the link (the whitepaper does not send these): logged once
-    per connection (each refused connect, each bad frame would otherwise write flash)."""
-    n = cp.link.connects
-    if getattr(cp, "_sec_once", None) != (kind, n):
-        cp._sec_once = (kind, n)
-        security_event(cp, kind, info)
+    """A status notification with the journal's guaranteed delivery (core.notify)."""
+    _core().notify(cp, action, payload)
 
 
 def attach(cp, restart_reason=None):
     """Register the actions; raise the boot's security events: StartupOfTheDevice, and
     ResetOrReboot after a restart the firmware chose (restart_reason: firmware/restart.py's
     word, or "watchdog"); a power cut gives no reason."""
-    cp.rpc.ext.update(ACTIONS)
-    cp.rpc.ext_send.update(SENDS)
+    for a in ACTIONS:
+        cp.rpc.ext[a] = _action(a)
+    for m in SENDS:
+        cp.rpc.ext_send[m] = _send(m)
     cp.tk.on_step = lambda step, source: security_event(
         cp, "SettingSystemTime", "clock stepped %d s by %s" % (step, source))
-    cp.security.on_event = lambda kind, info: _once(cp, kind, info)
-    cp.rpc.on_bad = lambda why: _once(cp, "InvalidMessages", why)
-    if restart_reason is not None:
-        security_event(cp, "ResetOrReboot", restart_reason)
-    security_event(cp, "StartupOfTheDevice", "after " + (
-        restart_reason or "a power cut or reset"))
-    for m in ("events", "seclog"):  # loaded again when an event comes (a few KB of heap)
+    cp.security.on_event = lambda kind, info: _core().once(cp, kind, info)
+    cp.rpc.on_bad = lambda why: _core().once(cp, "InvalidMessages", why)
+    _core().boot(cp, restart_reason)
+    for m in ("core", "events", "seclog"):  # loaded again when an event comes (a few KB)
         sys.modules.pop("firmware.secext." + m, None)
         globals().pop(m, None)
     cp.seclog = None
