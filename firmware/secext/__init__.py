@@ -7,12 +7,6 @@
 # boot's events unload them again.
 import sys
 
-# the actions the CSMS may call and the messages TriggerMessage may ask for (core.py's
-# ACTIONS and SENDS hold their functions)
-ACTIONS = ("ExtendedTriggerMessage", "GetDiagnostics", "GetLog", "SignedUpdateFirmware",
-           "InstallCertificate", "DeleteCertificate", "GetInstalledCertificateIds")
-SENDS = ("DiagnosticsStatusNotification", "LogStatusNotification")
-
 
 def _core():
     from firmware.secext import core
@@ -38,19 +32,21 @@ def notify(cp, action, payload):
     _core().notify(cp, action, payload)
 
 
+def _hook(cp, kind):
+    # a hook of the charge point (core.attach): kind None takes the event's kind first
+    # (Security.on_event), "step" is the clock's step (TimeKeeper.on_step), else the event
+    # is `kind` (Rpc.on_bad: a frame that is no OCPP-J message)
+    if kind is None:
+        return lambda k, info: _core().once(cp, k, info)
+    if kind == "step":
+        return lambda step, source: _core().stepped(cp, step, source)
+    return lambda info: _core().once(cp, kind, info)
+
+
 def attach(cp, restart_reason=None):
-    """Register the actions; raise the boot's security events: StartupOfTheDevice, and
-    ResetOrReboot after a restart the firmware chose (restart_reason: firmware/restart.py's
-    word, or "watchdog"); a power cut gives no reason."""
-    for a in ACTIONS:
-        cp.rpc.ext[a] = _action(a)
-    for m in SENDS:
-        cp.rpc.ext_send[m] = _send(m)
-    cp.tk.on_step = lambda step, source: security_event(
-        cp, "SettingSystemTime", "clock stepped %d s by %s" % (step, source))
-    cp.security.on_event = lambda kind, info: _core().once(cp, kind, info)
-    cp.rpc.on_bad = lambda why: _core().once(cp, "InvalidMessages", why)
-    _core().boot(cp, restart_reason)
+    """Register the actions and hooks, raise the boot's security events (core.attach), and
+    unload what that loaded: a charge point holds this file's names and stubs only."""
+    _core().attach(cp, restart_reason)
     for m in ("core", "events", "seclog"):  # loaded again when an event comes (a few KB)
         sys.modules.pop("firmware.secext." + m, None)
         globals().pop(m, None)

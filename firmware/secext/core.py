@@ -113,10 +113,25 @@ def once(cp, kind, info):
         security_event(cp, kind, info)
 
 
-def boot(cp, restart_reason):
-    """The boot's security events: StartupOfTheDevice, and ResetOrReboot after a restart the
-    firmware chose (restart_reason: firmware/restart.py's word, or "watchdog"); a power cut
-    gives no reason."""
+def stepped(cp, step, source):
+    """The clock stepped (timekeep.TimeKeeper.on_step): a critical event, each time."""
+    security_event(cp, "SettingSystemTime", "clock stepped %d s by %s" % (step, source))
+
+
+def attach(cp, restart_reason):
+    """Register the actions (as secext's stubs: this module is unloaded after the boot);
+    raise the boot's security events: StartupOfTheDevice, and ResetOrReboot after a restart
+    the firmware chose (restart_reason: firmware/restart.py's word, or "watchdog"); a power
+    cut gives no reason."""
+    from firmware import secext
+
+    for a in ACTIONS:
+        cp.rpc.ext[a] = secext._action(a)
+    for m in SENDS:
+        cp.rpc.ext_send[m] = secext._send(m)
+    cp.tk.on_step = secext._hook(cp, "step")
+    cp.security.on_event = secext._hook(cp, None)
+    cp.rpc.on_bad = secext._hook(cp, "InvalidMessages")
     if restart_reason is not None:
         security_event(cp, "ResetOrReboot", restart_reason)
     security_event(cp, "StartupOfTheDevice", "after " + (
