@@ -3,8 +3,6 @@ moved its pollfd array and left the objects without a file descriptor (the firmw
 ThreadSafeFlags) with a wild pointer: the simulated wallbox died of SIGSEGV as soon as an
 UpdateFirmware download started with the web server up (3 runs out of 3).
 boards/sim/pollfix.py reserves the array before anything is polled."""
-import socket
-
 import pytest
 
 import ocpprig as o
@@ -16,21 +14,13 @@ from test_ota_update import _device, _fsn, tool
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_an_update_downloads_while_the_web_server_runs(key, tmp_path):  # noqa: F811
     with CsmsThread() as csms:
         d = _device(tmp_path, key)
         srv = ota_http.Server(tool.make_bundle(key, _release(tmp_path, "0.9.0"), "0.9.0", "sim"))
         try:
-            sim = o.start_sim(csms, state_dir=d,
-                              web={"host": "127.0.0.1", "port": _free_port()}).start()
+            web = {"host": "127.0.0.1", "port": o.simrig.simlib._free_port()}
+            sim = o.start_sim(csms, state_dir=d, web=web).start()
             try:
                 o.booted(csms)
                 assert o.call(csms, "UpdateFirmware", {

@@ -16,7 +16,6 @@ and a client sends it a command every 100 ms (current_a 10 and 16 in turn).
 """
 import argparse
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -32,10 +31,6 @@ from mqtt_broker import MOSQUITTO, Broker  # noqa: E402
 MP32 = os.path.join(ROOT, "build", "mp32", "micropython")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def heap_lines(port):
@@ -55,8 +50,8 @@ def heap_lines(port):
               % (name, res["code"], res["code"] - base["code"], res["runtime"],
                  res["runtime"] - base["runtime"], base["runtime"], idle), flush=True)
         # both owner interfaces (the web server idle: tools/bench_web.py loads it)
-        ok2, web = bench_core.heapcheck(args=["--web", str(_free_port())], exe=exe)
-        ok3, both = bench_core.heapcheck(args=["--web", str(_free_port()), "--mqtt",
+        ok2, web = bench_core.heapcheck(args=["--web", str(simlib._free_port())], exe=exe)
+        ok3, both = bench_core.heapcheck(args=["--web", str(simlib._free_port()), "--mqtt",
                                                "127.0.0.1:%d" % port], exe=exe)
         if ok2 and ok3:
             print("heap with the web server and MQTT, %s: runtime peak %d bytes (web alone "
