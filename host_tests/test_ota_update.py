@@ -130,10 +130,7 @@ def test_an_update_during_a_transaction_installs_after_it_ends(csms, key, tmp_pa
         sim = o.start_sim(csms, state_dir=d).start()
         try:
             o.booted(csms)
-            sim.do("plug", cable_a=32)
-            sim.do("card", uid="CARD1")
-            o.wait_tx(csms, lambda t: t["idTag"] == "CARD1" and t["stop"] is None)
-            o.wait_status(csms, "Charging")
+            o.charging(sim, csms)
             assert o.call(csms, "UpdateFirmware", {
                 "location": srv.url + "/b", "retrieveDate": "2020-01-01T00:00:00Z"}) == {}
             csms.wait_for(lambda: "Downloaded" in _fsn(csms), 30)
