@@ -20,6 +20,7 @@ TABLE = {
     "offpeak": ("limits", "offpeak", OWNER, True),
     "peak_hours": ("limits", "peak_hours", OWNER, True),
     "tz_offset_min": ("limits", "tz_offset_min", OWNER, True),
+    "phase_lock": ("limits", "phases", OWNER, True),  # 1p/3p switching, where the box has it
     # the installer's: the station's limits at once, the rest at the next restart
     "rating_a": (None, "rating_a", INSTALLER, True),
     "max_current_a": (None, "max_current_a", INSTALLER, True),
@@ -41,8 +42,6 @@ TABLE = {
     "wifi_ssid": ("network", "ssid", INSTALLER, True),
     "wifi_password": ("network", "password", INSTALLER, False),
 }
-if "phases" in conf.KEYS:  # the owner's phase lock (1p/3p switching, where the box has it)
-    TABLE["phase_lock"] = ("limits", "phases", OWNER, True)
 
 
 class SettingsError(ValueError):
