@@ -1,6 +1,8 @@
 # The web task (docs/api.md): microdot's request handling behind a guard that keeps a slow
 # or hostile client within bounded memory and time. At most MAX_CONN connections are served
-# at once (more are closed at once); the request line, the headers and the body must arrive
+# at once: the task accepts no more meanwhile, so the next ones wait in the TCP stack's
+# backlog (_BACKLOG; memory of the stack, not of the heap) and a client beyond it is refused
+# by the stack. The request line, the headers and the body must arrive
 # within HEAD_MS, each line within LINE_MAX bytes, at most HEADERS_MAX lines and HEAD_MAX
 # bytes in all; a whole connection lasts at most CONN_MS (the live stream ends itself
 # before); a request larger than SMALL_MAX is read on one connection at a time (another is
@@ -12,7 +14,8 @@ from micropython import const
 
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
-MAX_CONN = const(4)
+MAX_CONN = const(3)  # 3 requests served at once (each holds ~2 KB of heap while served)
+_BACKLOG = const(4)  # connections the stack keeps waiting for a slot
 HEAD_MS = const(5000)
 CONN_MS = const(70000)
 LINE_MAX = const(1024)
@@ -26,7 +29,8 @@ _CHUNK = const(256)
 _ETIMEDOUT = const(110)
 _EINVAL = const(22)
 _ECONNRESET = const(104)
-_WAIT_MS = const(20)  # a waiting connection looks for its next bytes this often
+_WAIT_MS = const(20)  # a waiting connection looks for its next bytes (the task for the
+# next connection) this often
 _AGAIN = (11, 35, 119)  # EAGAIN (Linux, BSD), EINPROGRESS (lwIP)
 # The headers the API reads (api.py) or microdot acts on: any other is checked, then dropped
 # before microdot keeps it (a browser's User-Agent, Accept-*, Sec-* ... cost ~1 KB a request)
@@ -56,6 +60,9 @@ def check_section(s):
     return err
 
 
+_PEER = {"peername": None}  # what microdot asks a connection (the API never reads it)
+
+
 class Cut(OSError):
     """A request the guard refused (its text says why: diag)."""
 
@@ -70,6 +77,8 @@ class Reader:
         self.got = 0
         self.lines = 0
         self.deadline = ticks_add(now, HEAD_MS)
+        self.end = ticks_add(now, CONN_MS)  # the whole connection (the task cancels it then)
+        self.task = None
 
     async def _more(self):
         # The socket is read without registering it with asyncio's poller: a non-blocking
@@ -191,35 +200,86 @@ class Server:
         self.active = 0
         self.big = None  # the Reader reading a request larger than SMALL_MAX
         self.served = 0
-        self.refused = 0  # connections closed at once: MAX_CONN busy
+        self.refused = 0  # connections closed at once: MAX_CONN busy (a direct caller)
+        self.conns = [None] * MAX_CONN  # the Readers of the connections being served
         self.cut = 0  # requests cut off by the guard or the connection limit
         self.last_cut = None
         self.last_ms = ticks_ms()
 
     async def run(self):
-        srv = await asyncio.start_server(self._serve, self.host, self.port)
-        self.log("web: serving on %s:%d" % (self.host, self.port))
-        try:
-            while True:
-                self.last_ms = ticks_ms()
-                await asyncio.sleep_ms(1000)
-        finally:
-            srv.close()
+        # Connections are taken with a non-blocking accept every _WAIT_MS while a slot is free
+        # (never through asyncio's poller: see Reader._more); the task also ends a connection
+        # past CONN_MS (no wait_for task per connection: ~270 B each on the 32-bit build).
+        from asyncio import StreamWriter
 
-    async def _serve(self, reader, writer):
+        s = self._listen()
+        try:
+            self.log("web: serving on %s:%d" % (self.host, self.port))
+            while True:
+                now = self.last_ms = ticks_ms()
+                for rd in self.conns:
+                    if rd is not None and rd.task is not None and ticks_diff(now, rd.end) >= 0:
+                        rd.task.cancel()
+                        rd.task = None
+                c = None
+                if self.active < MAX_CONN:
+                    try:
+                        c = s.accept()[0]
+                    except OSError:  # EAGAIN: nobody waiting (or a failed accept: ignored)
+                        pass
+                if c is None:
+                    await asyncio.sleep_ms(_WAIT_MS)
+                    continue
+                c.setblocking(False)
+                st = StreamWriter(c, _PEER)
+                asyncio.create_task(self._serve(st, st, self._take(st)))
+        finally:
+            s.close()
+
+    def _listen(self):
+        import socket
+
+        ai = socket.getaddrinfo(self.host, self.port)[0]
+        s = socket.socket(ai[0])
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(ai[-1])
+            s.listen(_BACKLOG)
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    def _take(self, reader):
+        """A slot for a new connection: its Reader, or None when all MAX_CONN are busy."""
         if self.active >= MAX_CONN:
+            return None
+        self.active += 1
+        rd = Reader(reader, ticks_ms(), self)
+        self.conns[self.conns.index(None)] = rd
+        return rd
+
+    async def _serve(self, reader, writer, rd=None):
+        """One connection (rd: its slot, taken by run())."""
+        if rd is None:
+            rd = self._take(reader)
+        if rd is None:  # all busy (run() takes no more than MAX_CONN: a direct caller)
             self.refused += 1
             await _close(writer)
             return
-        self.active += 1
-        rd = Reader(reader, ticks_ms(), self)
+        rd.task = asyncio.current_task()
         try:
-            await asyncio.wait_for_ms(self.app.handle_request(rd, writer), CONN_MS)
+            await self.app.handle_request(rd, writer)
             self.served += 1
+        except asyncio.CancelledError:  # run(): past CONN_MS
+            self.cut += 1
+            self.last_cut = "connection too long"
         except Exception as e:  # noqa: BLE001 - a client's fault never ends the task
             self.cut += 1
             self.last_cut = e.args[1] if type(e) is Cut else repr(e)[:60]
         finally:
+            self.conns[self.conns.index(rd)] = None
             self.active -= 1
             if self.big is rd:
                 self.big = None

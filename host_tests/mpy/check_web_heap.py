@@ -16,6 +16,7 @@ from boards.sim.board import SimBoard
 from boards.sim.world import World
 from firmware import app as fw_app
 from firmware import config
+from firmware.web import server
 from firmware.web.auth import OWNER
 
 PER_REQ_MAX = 5200  # bytes per request held, x64 (4,624 B measured; 6,576 B before)
@@ -102,12 +103,13 @@ async def main():
     gc.collect()
     idle = gc.mem_alloc()
     ev = asyncio.Event()
-    outs = [Out(ev) for _ in range(4)]
+    n = server.MAX_CONN
+    outs = [Out(ev) for _ in range(n)]
     ts = [asyncio.create_task(srv._serve(In(Sock(req)), o)) for o in outs]
     for _ in range(50):
         await asyncio.sleep_ms(1)
     gc.collect()
-    held = (gc.mem_alloc() - idle) // 4
+    held = (gc.mem_alloc() - idle) // n
     ev.set()
     for t in ts:
         await t

@@ -1,0 +1,135 @@
+# Runs on the MicroPython unix port (host_tests/test_micropython.py): the web task's own accept
+# loop (firmware/web/server.py Server.run) on a fake listening socket, its clock 1000x fast.
+# While MAX_CONN connections are served no other is accepted (they wait in the stack's
+# backlog, costing no heap), and each is taken once a slot frees; a connection that lasts
+# longer than CONN_MS (a live stream nobody ends) is cut off by the task and its slot given
+# back. (Before, a 4th connection was served and a 5th and 6th closed at once, and CONN_MS
+# took a wait_for task per connection.)
+import asyncio
+import gc
+import os
+from binascii import hexlify
+
+from boards.sim.board import SimBoard
+from boards.sim.world import World
+from firmware import app as fw_app
+from firmware import config
+from firmware.web import server
+from firmware.web.auth import OWNER
+
+FAILED = []
+X = 1000  # the server's clock runs 1000x: HEAD_MS 5 s is 5 ms, CONN_MS 70 s is 70 ms
+
+D = "/tmp/wbwebconn_" + hexlify(os.urandom(4)).decode()
+os.mkdir(D)
+os.chdir(D)
+_real = server.ticks_ms
+server.ticks_ms = lambda: (_real() * X) & 0x3FFFFFFF
+
+
+def check(ok, msg):
+    if not ok:
+        FAILED.append(msg)
+        print("FAIL", msg)
+
+
+class Conn:
+    """A client's connection: sends `data` at once (nothing: a slowloris), takes every byte
+    written."""
+
+    def __init__(self, data=b""):
+        self.data = data
+        self.got = 0
+        self.closed = False
+
+    def setblocking(self, b):
+        pass
+
+    def recv(self, n):
+        d = self.data[:n]
+        self.data = self.data[n:]
+        if not d:
+            raise OSError(11)  # EAGAIN: the client sends nothing more
+        return d
+
+    def write(self, b):
+        self.got += len(b)
+        return len(b)
+
+    def close(self):
+        self.closed = True
+
+
+class Listener:
+    """The listening socket: the connections the stack has waiting (its backlog)."""
+
+    def __init__(self):
+        self.waiting = []
+        self.taken = []
+
+    def accept(self):
+        if not self.waiting:
+            raise OSError(11)
+        c = self.waiting.pop(0)
+        self.taken.append(c)
+        return c, ("127.0.0.1", 40000)
+
+    def close(self):
+        pass
+
+
+async def main():
+    world = World(lambda kind, fields: None)
+    board = SimBoard(world)
+    cfg = config.from_dict({"rating_a": 32, "max_current_a": 16,
+                            "web": {"host": "127.0.0.1", "port": 8080}})
+    app = fw_app.App(board, cfg=cfg, log=lambda m: None)
+    srv = app.web
+    await srv.auth.set_password(OWNER, "conn password")
+    s = srv.auth.new_session(OWNER)
+    lst = Listener()
+    srv._listen = lambda: lst
+    task = asyncio.create_task(srv.run())
+    # 6 slowloris connections waiting at once: 3 served, the others left in the backlog
+    slow = [Conn() for _ in range(2 * server.MAX_CONN)]
+    lst.waiting += slow
+    most = 0
+    t0 = _real()
+    while not all(c.closed for c in slow) and _real() - t0 < 2000:
+        most = max(most, srv.active)
+        await asyncio.sleep_ms(1)
+    check(most == server.MAX_CONN, "%d connections served at once (%d)" % (most,
+                                                                           server.MAX_CONN))
+    check(all(c.closed for c in slow), "slowloris connections not cut off: %d" % sum(
+        not c.closed for c in slow))
+    check(srv.refused == 0, "%d connections closed at once (they wait)" % srv.refused)
+    # a live stream nobody ends: cut off at CONN_MS (70 ms here), its slot given back
+    live = Conn(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: wb=" + s[0].encode() +
+                b"\r\n\r\n")
+    cut = srv.cut
+    lst.waiting.append(live)
+    t0 = _real()
+    while not live.closed and _real() - t0 < 3000:
+        await asyncio.sleep_ms(5)
+    took = _real() - t0
+    check(live.closed and live.got > 0, "live stream: closed %s, %d bytes" % (live.closed,
+                                                                             live.got))
+    check(50 <= took < 500, "live stream cut after %d ms (CONN_MS: 70 ms here)" % took)
+    check(srv.cut == cut + 1 and srv.last_cut == "connection too long",
+          "cut %d, last %r" % (srv.cut - cut, srv.last_cut))
+    check(srv.active == 0, "slots not given back: %d" % srv.active)
+    # the server answers afterwards
+    ok = Conn(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: wb=" + s[0].encode() +
+              b"\r\n\r\n")
+    lst.waiting.append(ok)
+    for _ in range(200):
+        if ok.closed:
+            break
+        await asyncio.sleep_ms(5)
+    check(ok.closed and ok.got > 100, "status after: %d bytes" % ok.got)
+    task.cancel()
+    gc.collect()
+    print("DONE %d failed" % len(FAILED))
+
+
+asyncio.run(main())
