@@ -172,6 +172,62 @@ def test_pv_restarts_on_a_surplus_between_the_start_threshold_and_6_a_plus_the_h
     assert seen[-1] == 4700 * 10 // (3 * 230)  # the surplus, 6.8 A
 
 
+def test_a_switch_to_pv_while_charging_follows_the_surplus_without_a_pause():
+    """The owner switches fast -> pv while the EV charges at 32 A on a 9.2 kW surplus: the
+    offer goes down to the surplus (13.3 A) in the same decision and the charge goes on (it
+    paused until the start delay, 60 s, had passed: the contactor opened and closed again
+    in full sun); when the sun sets it stops after pv's stop delay, as a pv charge does."""
+    sec = {"mode": "fast"}
+    a = arbiter(**sec)
+    da = 0
+    seen = []
+    for t in range(0, 420):  # 1 s steps: fast for 20 s, then pv; the sun sets at 200 s
+        now = t * 1000
+        if t == 20:
+            a.configure(conf.check(dict(sec, mode="pv")), now)
+        w = 9200 if t < 200 else 0
+        ev_w = 3 * da * 23
+        grid(a, now, [0, 0, 0], da, grid_w=ev_w - w, ev_w=ev_w)
+        da = a.decide(now)
+        seen.append(da)
+    assert seen[19] == 320
+    assert seen[20] == 9200 * 10 // (3 * 230)  # 13.3 A at once, no pause
+    assert min(seen[20:200]) >= MIN_DA
+    stop = next(t for t, x in enumerate(seen) if t > 200 and not x)
+    assert 200 + 180 <= stop <= 200 + 182, stop
+
+
+def test_a_switch_to_pv_while_charging_without_surplus_stops_at_once():
+    sec = {"mode": "fast"}
+    a = arbiter(**sec)
+    da = 0
+    for t in range(0, 30):
+        now = t * 1000
+        if t == 20:
+            a.configure(conf.check(dict(sec, mode="pv")), now)
+        ev_w = 3 * da * 23
+        grid(a, now, [0, 0, 0], da, grid_w=ev_w - 2000, ev_w=ev_w)  # 2 kW: under 6 A
+        da = a.decide(now)
+        assert da == (320 if t < 20 else 0), (t, da)
+
+
+def test_a_switch_to_pv_while_paused_waits_for_the_start_delay():
+    sec = {"mode": "fast", "enable": False}
+    a = arbiter(**sec)
+    da = 0
+    seen = []
+    for t in range(0, 120):
+        now = t * 1000
+        if t == 10:
+            a.configure(conf.check(dict(sec, mode="pv", enable=True)), now)
+        ev_w = 3 * da * 23
+        grid(a, now, [0, 0, 0], da, grid_w=ev_w - 9200, ev_w=ev_w)
+        da = a.decide(now)
+        seen.append(da)
+    start = next(t for t, x in enumerate(seen) if x)
+    assert 10 + 60 <= start <= 10 + 62, start
+
+
 @given(st.integers(0, 400), st.integers(0, 60000))
 def test_a_stale_grid_meter_counts_as_overload_and_the_safe_current_binds(house, silent_ms):
     a = arbiter(main_fuse_a=63, safe_a=6)

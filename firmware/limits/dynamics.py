@@ -29,7 +29,6 @@ STATES = ("limit", "ramp", "pause", "pause held", "randomised delay", "waiting f
 
 class Dynamics:
     def __init__(self, s, phases):
-        self.configure(s)
         self.da = 0  # the offer
         self.changed = None  # ticks of the last change of the offer
         self.paused_at = None  # ticks the offer went to 0 (None: not paused by us)
@@ -37,6 +36,9 @@ class Dynamics:
         self.delay_until = None  # ticks the randomised delay ends
         self.pv_on = False
         self.pv_since = None  # ticks the surplus crossed the threshold the pv state waits on
+        self.pv_switch = False  # switched to pv while charging: decided on the next surplus
+        self.mode = None
+        self.configure(s)
         self.prev_bound = _NONE
         self.bound = _NONE
         self.state = STATE_PAUSE
@@ -52,6 +54,12 @@ class Dynamics:
         self.delay_ms = 0 if s["delay_override"] else s["random_delay_s"] * 1000
         if s["delay_override"]:
             self.delay_until = None  # the owner's override (UK SCPR) ends a running delay
+        if s["mode"] == "pv" and self.mode != "pv":
+            # switched to pv: a charge on a surplus at the stop threshold goes on under pv's
+            # stop rule (not a pause until the start delay passed); no charge: the start rule
+            self.pv_on = False
+            self.pv_switch = self.da > 0
+            self.pv_since = None
         self.mode = s["mode"]
         self.start_w = s["pv_start_w"]
         self.stop_w = s["pv_stop_w"]
@@ -77,6 +85,9 @@ class Dynamics:
         sw = -1 if stale else surplus_w
         start = min_w if self.start_w is None else self.start_w
         stop = min_w if self.stop_w is None else self.stop_w
+        if self.pv_switch:
+            self.pv_switch = False
+            self.pv_on = sw >= stop
         if self.pv_on:
             if sw >= stop:
                 self.pv_since = None
