@@ -305,3 +305,51 @@ def test_deploy_copies_the_update_keys_the_device_then_trusts(vboard, tmp_path, 
     lines = []
     deploy.deploy("sim", port, out=lines.append, keys=str(keys))
     assert any(x.startswith("ota_keys.json: unchanged") for x in lines), lines
+
+
+def test_a_frozen_image_gets_main_py_and_the_pages_in_web(vboard):
+    """A board whose firmware is frozen into its image (docs/deploy.md, route 2): make deploy
+    copies main.py and the web pages, each with the gzip copy the build makes, into web/
+    (where the frozen firmware looks for them: mpy/check_web_static.py), no .mpy; again:
+    the pages are unchanged."""
+    port, flash = vboard
+    lines = []
+    written, skipped = deploy.deploy("sim", port, out=lines.append, frozen=True)
+    assert any("frozen into its image" in x for x in lines), lines
+    progress = [m.groups() for m in map(_PROGRESS.match, lines) if m]
+    pages = [os.path.basename(p) for _, ps in build.static_files() for p in ps]
+    assert pages == ["index.html", "index.html.gz"]
+    assert [p[2] for p in progress] == ["web/" + f for f in pages] + ["main.py"], lines
+    out_dir = os.path.join(ROOT, "build", "deploy", "sim", build.STATIC)
+    for f in pages:
+        with open(os.path.join(flash, "web", f), "rb") as a, \
+                open(os.path.join(out_dir, f), "rb") as b:
+            assert a.read() == b.read(), f
+    import gzip
+
+    with open(os.path.join(flash, "web", "index.html.gz"), "rb") as a, \
+            open(os.path.join(ROOT, build.STATIC, "index.html"), "rb") as b:
+        assert gzip.decompress(a.read()) == b.read()
+    lines = []
+    deploy.deploy("sim", port, out=lines.append, frozen=True)
+    progress = [m.groups() for m in map(_PROGRESS.match, lines) if m]
+    assert [p[2] for p in progress if not p[4]] == ["main.py"], lines  # pages unchanged
+
+
+@pytest.mark.parametrize("where,want", [("image", "frozen"), ("fs", "fs"), (None, "none")])
+def test_make_deploy_tells_a_frozen_image_from_copied_modules(tmp_path, where, want):
+    """The device-side probe, on the unix port: the firmware importable but not in the
+    filesystem (the image: here MICROPYPATH) is a frozen image; a firmware/ folder in the
+    filesystem is found first; neither is a new board."""
+    import simlib
+
+    mpy_dir = os.path.join(ROOT, "build", "mpy")
+    _, errors = build.compile_all(mpy_dir)
+    assert not errors
+    if where == "fs":
+        os.mkdir(tmp_path / "firmware")
+    env = dict(os.environ, MICROPYPATH=(mpy_dir + os.pathsep if where == "image" else "")
+               + ".frozen")
+    r = subprocess.run([simlib.micropython_exe(), "-c", deploy.FROZEN_PROBE],
+                       capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=30)
+    assert r.stdout.strip() == want, r.stdout + r.stderr

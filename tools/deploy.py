@@ -14,7 +14,8 @@ API, mpremote 1.29): directories first, then every .mpy whose sha256 differs fro
 device's copy, then boards/<board>/main.py as /main.py. config.json is written only if the
 device has none; ota_keys.json (the public keys update bundles are checked with: --keys, or
 keys/ota_keys.json from `make keys`) whenever it differs. Works on a real board and on the
-virtual board (docs/deploy.md).
+virtual board (docs/deploy.md). A device whose firmware is frozen into its image gets
+main.py, config.json, the keys and the web pages (into web/) only.
 """
 import argparse
 import os
@@ -33,8 +34,9 @@ if "micropython" not in sys.modules:  # firmware modules on CPython (host_tests/
     _shim.const = lambda x: x
     _shim.native = _shim.viper = lambda f: f
 import build  # noqa: E402,F401  (deploy.build: the compile step, as before)
-from deploy_plan import (KEYS_FILE, DeployError, board_arch, config_text,  # noqa: E402,F401
-                         default_config, heap_warning, keys_text, native_modules, plan)
+from deploy_plan import (FROZEN_PROBE, KEYS_FILE, DeployError, board_arch,  # noqa: E402,F401
+                         config_text, default_config, frozen_plan, heap_warning, keys_text,
+                         native_modules, plan)
 from vboard import (CONSOLE_PROMPT, VBOARD_ENV, VboardError, add_arguments,  # noqa: E402
                     after_deploy, read_until as _read_until, vboard)
 
@@ -263,7 +265,8 @@ class Device:
         self.t.close()
 
 
-def deploy(board, port, config_path=None, force=False, reset=False, out=print, keys=None):
+def deploy(board, port, config_path=None, force=False, reset=False, out=print, keys=None,
+           frozen=None):
     check_board(board)
     check_port(port)
     cfg = config_text(config_path)  # refuse a bad --config before touching the device
@@ -281,16 +284,23 @@ def deploy(board, port, config_path=None, force=False, reset=False, out=print, k
         # main.py goes first and comes back last: a deploy cut short leaves a board that
         # boots to the REPL (no charging), never a mix of old and new modules.
         dev.remove("main.py")
+        if frozen is None:  # frozen=True/False: the caller knows (the tests)
+            frozen = dev.run(FROZEN_PROBE).strip() == "frozen"
         arch, ver = dev.abi()
-        natmods = native_modules(arch, ver)
-        files[-1:-1] = natmods  # before main.py
-        out("device: .mpy %s, native arch %s; native kernels: %s" % (
-            ver, arch, ", ".join(rel for _, rel in natmods) or
-            "none built for it (make natmod), the Python twins run"))
-        warn = heap_warning(files, dev.free_heap())
-        if warn:
-            out(warn)
-        if arch and arch != board_arch(board):
+        if frozen:  # its modules and kernels are in the image: main.py and the pages
+            files = frozen_plan(board)
+            out("device: the firmware is frozen into its image; copying main.py and the web "
+                "pages (web/) only")
+        else:
+            natmods = native_modules(arch, ver)
+            files[-1:-1] = natmods  # before main.py
+            out("device: .mpy %s, native arch %s; native kernels: %s" % (
+                ver, arch, ", ".join(rel for _, rel in natmods) or
+                "none built for it (make natmod), the Python twins run"))
+            warn = heap_warning(files, dev.free_heap())
+            if warn:
+                out(warn)
+        if arch and arch != board_arch(board) and not frozen:
             out("warning: %s declares MPY_ARCH %s: its @native/@viper modules will not load "
                 "on this %s device (the Python versions run)" % (board, board_arch(board), arch))
         dirs = sorted({d for _, rel in files for d in _parents(rel)})

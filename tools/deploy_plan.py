@@ -131,6 +131,32 @@ def heap_warning(files, free):
             % (code, free))
 
 
+# Asked on the device: is the firmware frozen into its image? ("fs": copied .mpy files in the
+# filesystem, found first; "none": neither, a new board.)
+FROZEN_PROBE = """\
+import os
+try:
+    import firmware
+    try:
+        os.stat('firmware')
+        print('fs')
+    except OSError:
+        print('frozen')
+except ImportError:
+    print('none')
+"""
+WEB_DIR = "web"  # the pages of a frozen image (firmware/web/__init__.py static_dir())
+
+
+def frozen_plan(board, out_dir=None):
+    """What goes on a board whose firmware is frozen into its image: the web pages (each with
+    its gzip copy) into web/, and main.py last. [(local path, device path)]"""
+    out_dir = out_dir or os.path.join(ROOT, "build", "deploy", board)
+    files = [(p, WEB_DIR + "/" + os.path.basename(p)) for p in build.copy_static(out_dir)]
+    files.append((os.path.join(ROOT, "boards", board, "main.py"), "main.py"))
+    return files
+
+
 def plan(board, out_dir=None):
     """Compile and list what goes on the device: [(local path, device path)], main.py last."""
     out_dir = out_dir or os.path.join(ROOT, "build", "deploy", board)

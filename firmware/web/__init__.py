@@ -21,9 +21,17 @@ def attach(app, section, log=print):
 
 
 def static_dir():
-    """The pages' folder: beside this module when it was loaded from the filesystem, else
-    (a frozen image) the folder `web` of the filesystem."""
+    """The pages' folder: `static` beside this module when it was loaded from the filesystem,
+    else (a frozen image: its __file__ is the path inside the image, no such file) the
+    filesystem's `web` folder, where make deploy puts them."""
+    from os import stat
+
     f = globals().get("__file__", "")
-    if not f or f.startswith(".frozen"):
-        return "web"
-    return f.rsplit("/", 1)[0] + "/static"
+    if f:
+        d = f.rsplit("/", 1)[0] + "/static"
+        try:
+            stat(d)
+            return d
+        except OSError:
+            pass
+    return "web"
