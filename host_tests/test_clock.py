@@ -38,21 +38,21 @@ def test_parse_accepts_what_ocpp_sends(text, want):
     ("2026-11-22 10:00:00Z", "'T'"),
     ("2026-11-22", "expected YYYY-MM-DD"),
     ("2026-11-22T10:00:00+01", "offset must be"),
-    ("2026-11-22T10:00:00+1:00", "the offset is not a number"),
+    ("2026-11-22T10:00:00+1:00", "digit at position 21"),
     ("2026-11-22T10:00:00+24:00", "offset out of range"),
     ("2026-11-22T10:00:00.Z", "no digits after"),
     ("2026-11-22T10:00:00ZZ", "trailing"),
     ("2026-11-22T10:00:00Q", "expected Z or an offset"),
-    ("2026-13-01T00:00:00Z", "month 13"),
-    ("2026-00-01T00:00:00Z", "month 0"),
-    ("2025-02-29T00:00:00Z", "day 29"),  # not a leap year
-    ("2100-02-29T00:00:00Z", "day 29"),  # century, not a leap year
-    ("2026-04-31T00:00:00Z", "day 31"),
+    ("2026-13-01T00:00:00Z", "no such date"),
+    ("2026-00-01T00:00:00Z", "no such date"),
+    ("2025-02-29T00:00:00Z", "no such date"),  # not a leap year
+    ("2100-02-29T00:00:00Z", "no such date"),  # century, not a leap year
+    ("2026-04-31T00:00:00Z", "no such date"),
     ("2026-11-22T24:00:00Z", "time of day"),
     ("2026-11-22T10:00:60Z", "time of day"),  # no leap seconds
     ("1969-12-31T23:59:59Z", "before 1970"),
     ("1970-01-01T00:30:00+01:00", "before 1970-01-01"),
-    ("2026-1x-22T10:00:00Z", "the month is not a number"),
+    ("2026-1x-22T10:00:00Z", "digit at position 6"),
     ("2026-11-22T10:00:00.1234567890123456789012Z", "longer than"),
 ])
 def test_parse_names_what_is_wrong(text, why):

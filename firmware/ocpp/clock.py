@@ -1,7 +1,8 @@
 # Wall-clock time for OCPP: RFC 3339 date-times <-> epoch seconds (UTC, from 1970), and the
 # CSMS's clock carried across time.ticks_ms(). Pure logic: no clock reads, no time module
 # (time.gmtime/mktime count from 2000 on ESP32 and STM32 and from 1970 on unix, so the
-# civil-date arithmetic is done here, the same on every target and on CPython).
+# civil-date arithmetic is done here, the same on every target and on CPython; days from a
+# date is firmware/limits/rules.py's, its inverse is here).
 #
 # What parse() accepts (OCPP-J 1.6 section 3.1: ISO 8601 date-times, receivers must handle
 # fractional seconds and time-zone offsets):
@@ -13,73 +14,45 @@
 # - No time zone is an error by default: such a time is local to the sender, whose zone the
 #   charge point does not know, and RFC 3339 requires one. parse(s, naive_utc=True) reads it
 #   as UTC for a CSMS known to send naive UTC times.
-# - Seconds 60 (leap second) and hour 24 are refused; years 1970..9999, results >= 0.
+# - Seconds 60 (leap second) and hour 24 are refused; years up to 9999, results >= 0 (an
+#   instant before 1970-01-01T00:00:00Z is refused, whatever its offset).
 # On 32-bit boards epoch seconds after 2004 are no longer small ints (2^30): a few bytes of
 # heap per value, which is fine outside the hot paths.
 from micropython import const
 
+from firmware.limits.rules import days_from_civil
 from firmware.ticks import ticks_add, ticks_diff
 
 _DAY_S = const(86400)
 _REANCHOR_MS = const(86400000)  # a day: ticks_diff is exact up to 2^29 ms (6.2 days)
 _MAX_LEN = const(40)  # longer strings are refused before they are looked at
-_MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_CUM = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)  # days before each month
-
-
-def _leap(y):
-    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-
-
-def _leaps_before(y):
-    """Leap years in 1..y-1 (proleptic Gregorian)."""
-    y -= 1
-    return y // 4 - y // 100 + y // 400
-
-
-_LEAPS_1970 = _leaps_before(1970)
-
-
-def _days_before_year(y):
-    return 365 * (y - 1970) + _leaps_before(y) - _LEAPS_1970
-
-
-def days_from_civil(y, m, d):
-    """Days from 1970-01-01 to the date y-m-d (month 1..12, day 1..31, not checked)."""
-    return _days_before_year(y) + _CUM[m - 1] + (m > 2 and _leap(y)) + d - 1
+_FORM = "YYYY-MM-DDTHH:MM:SS"
 
 
 def civil_from_days(days):
-    """(year, month, day) of the date `days` after 1970-01-01 (days >= 0)."""
-    y = 1970 + days // 366  # at most the year; step up while the next year starts in time
-    while _days_before_year(y + 1) <= days:
-        y += 1
-    doy = days - _days_before_year(y)
-    m = 12
-    while True:
-        start = _CUM[m - 1] + (m > 2 and _leap(y))
-        if doy >= start:
-            return y, m, doy - start + 1
-        m -= 1
+    """(year, month, day) of the date `days` after 1970-01-01 (proleptic Gregorian; the
+    inverse of days_from_civil, H. Hinnant's algorithm: 400-year eras of 146097 days, years
+    counted from March so that the leap day comes last)."""
+    days += 719468  # days from 0000-03-01
+    era = days // 146097
+    doe = days - era * 146097  # day of the era, 0..146096
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365  # year of the era
+    doy = doe - 365 * yoe - yoe // 4 + yoe // 100  # day of the year from March 1st
+    mp = (5 * doy + 2) // 153  # month from March, 0..11
+    m = mp + 3 if mp < 10 else mp - 9
+    return era * 400 + yoe + (m < 3), m, doy - (153 * mp + 2) // 5 + 1
 
 
 def _bad(s, why):
     return ValueError("bad date-time %r: %s" % (s, why))
 
 
-def _num(s, i, n, what):
-    v = 0
-    for k in range(i, i + n):
-        c = ord(s[k]) - 48
-        if c < 0 or c > 9:
-            raise _bad(s, what + " is not a number")
-        v = v * 10 + c
-    return v
-
-
-def _expect(s, i, chars, what):
-    if i >= len(s) or s[i] not in chars:
-        raise _bad(s, "expected %s at position %d" % (what, i))
+def _int(s, i, j):
+    """The number in s[i:j], which must be all digits."""
+    for k in range(i, j):
+        if not "0" <= s[k] <= "9":
+            raise _bad(s, "expected a digit at position %d" % k)
+    return int(s[i:j])
 
 
 def parse(s, naive_utc=False):
@@ -89,8 +62,6 @@ def parse(s, naive_utc=False):
     if len(s) > _MAX_LEN:
         raise _bad(s[:_MAX_LEN], "longer than 40 characters")
     y, mo, d, sec, off = fields(s, naive_utc)
-    if y < 1970:
-        raise _bad(s, "year before 1970")
     t = days_from_civil(y, mo, d) * _DAY_S + sec - off
     if t < 0:
         raise _bad(s, "before 1970-01-01T00:00:00Z")
@@ -101,60 +72,42 @@ def fields(s, naive_utc=False):
     """(year, month, day, second of the day, offset s) of a date-time (str) of any length
     and year 1..9999 (schema.is_datetime's check too); ValueError naming the fault."""
     if len(s) < 19:
-        raise _bad(s, "expected YYYY-MM-DDTHH:MM:SS and a zone")
-    _expect(s, 4, "-", "'-'")
-    _expect(s, 7, "-", "'-'")
-    _expect(s, 10, "Tt", "'T'")
-    _expect(s, 13, ":", "':'")
-    _expect(s, 16, ":", "':'")
-    y = _num(s, 0, 4, "the year")
-    mo = _num(s, 5, 2, "the month")
-    d = _num(s, 8, 2, "the day")
-    h = _num(s, 11, 2, "the hour")
-    mi = _num(s, 14, 2, "the minute")
-    sec = _num(s, 17, 2, "the second")
-    if y < 1:
-        raise _bad(s, "year 0")
-    if not 1 <= mo <= 12:
-        raise _bad(s, "month %d out of range" % mo)
-    mdays = 29 if mo == 2 and _leap(y) else _MDAYS[mo - 1]
-    if not 1 <= d <= mdays:
-        raise _bad(s, "day %d out of range" % d)
+        raise _bad(s, "expected %s and a zone" % _FORM)
+    for i in (4, 7, 10, 13, 16):
+        if s[i].upper() != _FORM[i]:
+            raise _bad(s, "expected '%s' at position %d" % (_FORM[i], i))
+    y = _int(s, 0, 4)
+    mo, d, h, mi, sec = [_int(s, i, i + 2) for i in (5, 8, 11, 14, 17)]
+    if y < 1 or civil_from_days(days_from_civil(y, mo, d)) != (y, mo, d):
+        raise _bad(s, "no such date")
     if h > 23 or mi > 59 or sec > 59:
         raise _bad(s, "time of day out of range")
     i = 19
     n = len(s)
     if i < n and s[i] == ".":
         i += 1
-        j = i
         while i < n and "0" <= s[i] <= "9":
             i += 1
-        if i == j:
+        if i == 20:
             raise _bad(s, "no digits after '.'")
     off = 0
     if i == n:
         if not naive_utc:
             raise _bad(s, "no time zone (Z or +hh:mm)")
     elif s[i] in "Zz":
-        i += 1
+        if i + 1 != n:
+            raise _bad(s, "trailing characters")
     elif s[i] in "+-":
-        rest = n - i - 1
-        if rest == 5 and s[i + 3] == ":":
-            oh, om = _num(s, i + 1, 2, "the offset"), _num(s, i + 4, 2, "the offset")
-        elif rest == 4:
-            oh, om = _num(s, i + 1, 2, "the offset"), _num(s, i + 3, 2, "the offset")
-        else:
+        if not (n - i == 5 or n - i == 6 and s[i + 3] == ":"):
             raise _bad(s, "offset must be +hh:mm or +hhmm")
+        oh, om = _int(s, i + 1, i + 3), _int(s, n - 2, n)  # the minutes are the last two
         if oh > 23 or om > 59:
             raise _bad(s, "offset out of range")
         off = (oh * 60 + om) * 60
         if s[i] == "-":
             off = -off
-        i = n
     else:
         raise _bad(s, "expected Z or an offset at position %d" % i)
-    if i != n:
-        raise _bad(s, "trailing characters")
     return y, mo, d, h * 3600 + mi * 60 + sec, off
 
 

@@ -38,7 +38,7 @@ check("iso", clock.iso(T0 + 59) == "2026-03-02T00:00:59Z")
 check("iso 2099", clock.iso(clock.parse("2099-12-31T23:59:59Z")) == "2099-12-31T23:59:59Z")
 check("days 2000-01-01", clock.days_from_civil(2000, 1, 1) == 10957)
 check("no zone refused", "no time zone" in raises(clock.parse, "2026-03-02T00:00:00"))
-check("Feb 29 2025 refused", "day 29" in raises(clock.parse, "2025-02-29T00:00:00Z"))
+check("Feb 29 2025 refused", "no such date" in raises(clock.parse, "2025-02-29T00:00:00Z"))
 
 c = clock.Clock()
 check("clock unset", c.now_s(0) is None)
