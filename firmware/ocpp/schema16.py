@@ -2,54 +2,70 @@
 # package; do not edit (a test checks it is up to date). Format: see the generator.
 # REQUESTS: what the CSMS may send to a charge point. RESPONSES: the CSMS's answers
 # to what a charge point sends.
-_S0 = ('CentralSystemRootCertificate', 'ManufacturerRootCertificate')
-_S1 = (
+# Each object spec and enum is made by a call to _spec, not written as a tuple literal:
+# mpy-cross would fold a literal into one constant that repeats every name in full
+# ("connectorId" 9 times); through the call each name is stored once in the .mpy.
+
+
+def _spec(*items):
+    return items
+
+
+_S0 = _spec('CentralSystemRootCertificate', 'ManufacturerRootCertificate')
+_S1 = _spec(
     'expiryDate', 6, None,
     'parentIdTag', 0, 20,
-    'status', 8, ('Accepted', 'Blocked', 'Expired', 'Invalid', 'ConcurrentTx'),
+    'status', 8, _spec('Accepted', 'Blocked', 'Expired', 'Invalid', 'ConcurrentTx'),
 )
-_S2 = (
+_S2 = _spec(
     'chargingProfileId', 9, None,
     'transactionId', 1, None,
     'stackLevel', 9, None,
-    'chargingProfilePurpose', 8, ('ChargePointMaxProfile', 'TxDefaultProfile', 'TxProfile'),
-    'chargingProfileKind', 8, ('Absolute', 'Recurring', 'Relative'),
-    'recurrencyKind', 0, ('Daily', 'Weekly'),
+    'chargingProfilePurpose', 8, _spec('ChargePointMaxProfile', 'TxDefaultProfile', 'TxProfile'),
+    'chargingProfileKind', 8, _spec('Absolute', 'Recurring', 'Relative'),
+    'recurrencyKind', 0, _spec('Daily', 'Weekly'),
     'validFrom', 6, None,
     'validTo', 6, None,
-    'chargingSchedule', 12, (
+    'chargingSchedule', 12, _spec(
         'duration', 1, None,
         'startSchedule', 6, None,
-        'chargingRateUnit', 8, ('A', 'W'),
+        'chargingRateUnit', 8, _spec('A', 'W'),
         'chargingSchedulePeriod', 13, (0, 0, 4,
-            ('startPeriod', 9, None, 'limit', 10, 0.1, 'numberPhases', 1, None),
+            _spec('startPeriod', 9, None, 'limit', 10, 0.1, 'numberPhases', 1, None),
         ),
         'minChargingRate', 2, 0.1,
     ),
 )
 REQUESTS = {
-    'CancelReservation': ('reservationId', 9, None),
-    'CertificateSigned': ('certificateChain', 8, 10000),
-    'ChangeAvailability': ('connectorId', 9, None, 'type', 8, ('Inoperative', 'Operative')),
-    'ChangeConfiguration': ('key', 8, 50, 'value', 8, 500),
+    'CancelReservation': _spec('reservationId', 9, None),
+    'CertificateSigned': _spec('certificateChain', 8, 10000),
+    'ChangeAvailability': _spec(
+        'connectorId', 9, None,
+        'type', 8, _spec('Inoperative', 'Operative'),
+    ),
+    'ChangeConfiguration': _spec('key', 8, 50, 'value', 8, 500),
     'ClearCache': (),
-    'ClearChargingProfile': (
+    'ClearChargingProfile': _spec(
         'id', 1, None,
         'connectorId', 1, None,
-        'chargingProfilePurpose', 0, ('ChargePointMaxProfile', 'TxDefaultProfile', 'TxProfile'),
+        'chargingProfilePurpose', 0, _spec(
+            'ChargePointMaxProfile',
+            'TxDefaultProfile',
+            'TxProfile',
+        ),
         'stackLevel', 1, None,
     ),
-    'DataTransfer': ('vendorId', 8, 255, 'messageId', 0, 50, 'data', 0, None),
-    'DeleteCertificate': (
-        'certificateHashData', 12, (
-            'hashAlgorithm', 8, ('SHA256', 'SHA384', 'SHA512'),
+    'DataTransfer': _spec('vendorId', 8, 255, 'messageId', 0, 50, 'data', 0, None),
+    'DeleteCertificate': _spec(
+        'certificateHashData', 12, _spec(
+            'hashAlgorithm', 8, _spec('SHA256', 'SHA384', 'SHA512'),
             'issuerNameHash', 8, 128,
             'issuerKeyHash', 8, 128,
             'serialNumber', 8, 40,
         ),
     ),
-    'ExtendedTriggerMessage': (
-        'requestedMessage', 8, (
+    'ExtendedTriggerMessage': _spec(
+        'requestedMessage', 8, _spec(
             'BootNotification',
             'LogStatusNotification',
             'FirmwareStatusNotification',
@@ -60,54 +76,58 @@ REQUESTS = {
         ),
         'connectorId', 1, None,
     ),
-    'GetCompositeSchedule': (
+    'GetCompositeSchedule': _spec(
         'connectorId', 9, None,
         'duration', 9, None,
-        'chargingRateUnit', 0, ('A', 'W'),
+        'chargingRateUnit', 0, _spec('A', 'W'),
     ),
-    'GetConfiguration': ('key', 5, (0, 0, 0, 50)),
-    'GetDiagnostics': (
+    'GetConfiguration': _spec('key', 5, (0, 0, 0, 50)),
+    'GetDiagnostics': _spec(
         'location', 8, None,
         'retries', 1, None,
         'retryInterval', 1, None,
         'startTime', 6, None,
         'stopTime', 6, None,
     ),
-    'GetInstalledCertificateIds': ('certificateType', 8, _S0),
+    'GetInstalledCertificateIds': _spec('certificateType', 8, _S0),
     'GetLocalListVersion': (),
-    'GetLog': (
-        'log', 12, (
+    'GetLog': _spec(
+        'log', 12, _spec(
             'remoteLocation', 8, 512,
             'oldestTimestamp', 6, None,
             'latestTimestamp', 6, None,
         ),
-        'logType', 8, ('DiagnosticsLog', 'SecurityLog'),
+        'logType', 8, _spec('DiagnosticsLog', 'SecurityLog'),
         'requestId', 9, None,
         'retries', 1, None,
         'retryInterval', 1, None,
     ),
-    'InstallCertificate': ('certificateType', 8, _S0, 'certificate', 8, 5500),
-    'RemoteStartTransaction': ('connectorId', 1, None, 'idTag', 8, 20, 'chargingProfile', 4, _S2),
-    'RemoteStopTransaction': ('transactionId', 9, None),
-    'ReserveNow': (
+    'InstallCertificate': _spec('certificateType', 8, _S0, 'certificate', 8, 5500),
+    'RemoteStartTransaction': _spec(
+        'connectorId', 1, None,
+        'idTag', 8, 20,
+        'chargingProfile', 4, _S2,
+    ),
+    'RemoteStopTransaction': _spec('transactionId', 9, None),
+    'ReserveNow': _spec(
         'connectorId', 9, None,
         'expiryDate', 14, None,
         'idTag', 8, 20,
         'parentIdTag', 0, 20,
         'reservationId', 9, None,
     ),
-    'Reset': ('type', 8, ('Hard', 'Soft')),
-    'SendLocalList': (
+    'Reset': _spec('type', 8, _spec('Hard', 'Soft')),
+    'SendLocalList': _spec(
         'listVersion', 9, None,
-        'localAuthorizationList', 5, (0, 0, 4, ('idTag', 8, 20, 'idTagInfo', 4, _S1)),
-        'updateType', 8, ('Differential', 'Full'),
+        'localAuthorizationList', 5, (0, 0, 4, _spec('idTag', 8, 20, 'idTagInfo', 4, _S1)),
+        'updateType', 8, _spec('Differential', 'Full'),
     ),
-    'SetChargingProfile': ('connectorId', 9, None, 'csChargingProfiles', 12, _S2),
-    'SignedUpdateFirmware': (
+    'SetChargingProfile': _spec('connectorId', 9, None, 'csChargingProfiles', 12, _S2),
+    'SignedUpdateFirmware': _spec(
         'retries', 1, None,
         'retryInterval', 1, None,
         'requestId', 9, None,
-        'firmware', 12, (
+        'firmware', 12, _spec(
             'location', 8, 512,
             'retrieveDateTime', 14, None,
             'installDateTime', 6, None,
@@ -115,8 +135,8 @@ REQUESTS = {
             'signature', 8, 800,
         ),
     ),
-    'TriggerMessage': (
-        'requestedMessage', 8, (
+    'TriggerMessage': _spec(
+        'requestedMessage', 8, _spec(
             'BootNotification',
             'DiagnosticsStatusNotification',
             'FirmwareStatusNotification',
@@ -126,8 +146,8 @@ REQUESTS = {
         ),
         'connectorId', 1, None,
     ),
-    'UnlockConnector': ('connectorId', 9, None),
-    'UpdateFirmware': (
+    'UnlockConnector': _spec('connectorId', 9, None),
+    'UpdateFirmware': _spec(
         'location', 8, None,
         'retries', 1, None,
         'retrieveDate', 14, None,
@@ -135,25 +155,25 @@ REQUESTS = {
     ),
 }
 RESPONSES = {
-    'Authorize': ('idTagInfo', 12, _S1),
-    'BootNotification': (
-        'status', 8, ('Accepted', 'Pending', 'Rejected'),
+    'Authorize': _spec('idTagInfo', 12, _S1),
+    'BootNotification': _spec(
+        'status', 8, _spec('Accepted', 'Pending', 'Rejected'),
         'currentTime', 14, None,
         'interval', 9, None,
     ),
-    'DataTransfer': (
-        'status', 8, ('Accepted', 'Rejected', 'UnknownMessageId', 'UnknownVendorId'),
+    'DataTransfer': _spec(
+        'status', 8, _spec('Accepted', 'Rejected', 'UnknownMessageId', 'UnknownVendorId'),
         'data', 0, None,
     ),
     'DiagnosticsStatusNotification': (),
     'FirmwareStatusNotification': (),
-    'Heartbeat': ('currentTime', 14, None),
+    'Heartbeat': _spec('currentTime', 14, None),
     'LogStatusNotification': (),
     'MeterValues': (),
     'SecurityEventNotification': (),
-    'SignCertificate': ('status', 8, ('Accepted', 'Rejected')),
+    'SignCertificate': _spec('status', 8, _spec('Accepted', 'Rejected')),
     'SignedFirmwareStatusNotification': (),
-    'StartTransaction': ('idTagInfo', 12, _S1, 'transactionId', 9, None),
+    'StartTransaction': _spec('idTagInfo', 12, _S1, 'transactionId', 9, None),
     'StatusNotification': (),
-    'StopTransaction': ('idTagInfo', 4, _S1),
+    'StopTransaction': _spec('idTagInfo', 4, _S1),
 }
