@@ -229,3 +229,10 @@ def test_failed_logins_lock_the_login_out(box):
         assert c.post("/api/login", {"role": "owner", "password": "guess guess"})[0] == 401
     st, ans = c.post("/api/login", {"role": "owner", "password": PW})
     assert st == 429 and "too many failed logins: try again in" in ans["error"], ans
+    # the lockout is the guesser's: the owner's phone (another address) logs in
+    phone = webrig.Client(box.http_port, source="127.0.0.2")
+    st, ans = phone.post("/api/login", {"role": "owner", "password": PW})
+    assert st == 200 and ans["role"] == "owner", ans
+    assert phone.get("/api/status")[0] == 200
+    assert c.post("/api/login", {"role": "owner", "password": PW})[0] == 429
+    assert any("failed logins from 127.0.0.1" in o.get("msg", "") for o in box.obs)

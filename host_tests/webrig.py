@@ -24,12 +24,29 @@ def start(config=None, **kw):
     return sim
 
 
+class _From(urllib.request.HTTPHandler):
+    """Connections from a given loopback address (127.0.0.2: another client on the LAN)."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+
+    def http_open(self, req):
+        import functools
+        import http.client
+
+        return self.do_open(functools.partial(http.client.HTTPConnection,
+                                              source_address=(self.source, 0)), req)
+
+
 class Client:
-    def __init__(self, port):
+    def __init__(self, port, source=None):
         self.base = "http://127.0.0.1:%d" % port
         self.port = port
         self.cookie = None
         self.csrf = None
+        self.open = urllib.request.build_opener(_From(source)).open if source else \
+            urllib.request.urlopen
 
     def call(self, method, path, body=None, headers=None, csrf=True):
         """(status, JSON answer or bytes)."""
@@ -45,7 +62,7 @@ class Client:
                                           json.dumps(body).encode())
         req = urllib.request.Request(self.base + path, data=data, headers=h, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=10) as f:
+            with self.open(req, timeout=10) as f:
                 status, hdr, raw = f.status, f.headers, f.read()
         except urllib.error.HTTPError as e:
             status, hdr, raw = e.code, e.headers, e.read()

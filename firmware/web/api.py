@@ -199,7 +199,8 @@ def build(app, auth, static_dir, srv):
         if d is None:
             return _err("a JSON object {\"role\": \"owner\", \"password\": ...}", 400)
         try:
-            s = await auth.login(d.get("role", OWNER), d.get("password"))
+            s = await auth.login(d.get("role", OWNER), d.get("password"), None,
+                                 getattr(req.sock[0], "addr", None))
         except AuthError as e:
             return _err(e.args[0], e.args[1])
         return _cookie(_json(_who(s)), s)

@@ -20,9 +20,11 @@ PW_MAX = const(64)
 _ROUNDS = const(2000)  # 1.5 ms on a PC, tens of ms on an ESP32: slows guessing down ...
 _SLICE = const(100)  # ... in slices: the scheduler runs the charge controller in between
 _SESSIONS = const(4)  # logged-in browsers at once; the oldest is logged out by a fifth
-_FAILS = const(5)  # failed logins in a row before the lockout
+_FAILS = const(5)  # failed logins in a row from one client before its lockout
 _LOCK_MS = const(30000)  # the first lockout; doubles with each further failure ...
 _LOCK_MAX_MS = const(900000)  # ... up to 15 minutes
+_CLIENTS = const(4)  # clients with failed logins kept apart (docs/security.md)
+_BOX_FAILS = const(20)  # failed logins in a row from all clients: the whole box locks
 
 
 class AuthError(Exception):
@@ -44,6 +46,20 @@ async def _hash(salt, password):
         if i % _SLICE == _SLICE - 1:
             await _yield()  # never one long stretch: the safety path waits for nobody
     return _hex(h)
+
+
+def _client(addr):
+    """The client's IPv4 address from what accept() gave (a (host, port) tuple on a board,
+    the raw sockaddr_in bytes on the unix port), without the port; None if not known."""
+    if type(addr) is tuple:
+        return addr[0]
+    if addr is not None and len(addr) >= 8:
+        return "%d.%d.%d.%d" % (addr[4], addr[5], addr[6], addr[7])
+    return None
+
+
+def _left(until, now):
+    return 0 if until is None else ticks_diff(until, now)
 
 
 def same(a, b):
@@ -77,9 +93,9 @@ class Auth:
             d = {"broken": True}
         self.pw = d if type(d) is dict else {}
         self.sessions = []  # [token, role, csrf, expires ticks]
-        self.fails = 0
-        self.locked_until = None  # ticks
-        self.lock_ms = _LOCK_MS
+        # [client, fails in a row, locked until (ticks) or None, next lockout ms]: index 0
+        # is the whole box (client None), then up to _CLIENTS addresses, the newest last
+        self.fails = [[None, 0, None, _LOCK_MS]]
 
     # -- passwords -----------------------------------------------------------------------------
     def needs_setup(self):
@@ -114,13 +130,37 @@ class Auth:
         self.sessions = [s for s in self.sessions if s[1] != role or pw is not None]
 
     # -- logins --------------------------------------------------------------------------------
-    async def login(self, role, pw, now=None):
-        """A new session [token, role, csrf, expires] or AuthError (401 wrong, 429 locked)."""
+    def _entry(self, client, now):
+        """The client's entry in self.fails (a new one when it has none: the oldest unlocked
+        gives way; None when every one is locked out)."""
+        t = self.fails
+        for e in t[1:]:
+            if e[0] == client:
+                return e
+        if len(t) <= _CLIENTS:
+            t.append([client, 0, None, _LOCK_MS])
+            return t[-1]
+        for e in t[1:]:
+            if e[2] is None or ticks_diff(e[2], now) <= 0:
+                t.remove(e)
+                t.append([client, 0, None, _LOCK_MS])
+                return t[-1]
+        return None
+
+    async def login(self, role, pw, now=None, addr=None):
+        """A new session [token, role, csrf, expires] or AuthError (401 wrong, 429 locked).
+        addr: the client's address as accept() gave it (the lockout is per client)."""
         now = ticks_ms() if now is None else now
-        lu = self.locked_until
-        if lu is not None and ticks_diff(lu, now) > 0:
-            raise AuthError("too many failed logins: try again in %d s" % (
-                (ticks_diff(lu, now) + 999) // 1000), 429)
+        client = _client(addr)
+        box = self.fails[0]
+        e = self._entry(client, now)
+        if e is None:  # every client kept is locked out: a new one waits for the first
+            w = min([ticks_diff(x[2], now) for x in self.fails[1:]])
+        else:
+            w = max(_left(box[2], now), _left(e[2], now))
+        if w > 0:
+            raise AuthError("too many failed logins: try again in %d s" % ((w + 999) // 1000),
+                            429)
         rec = self.pw.get(role) if self.has(role) else None
         ok = False
         if rec is not None and type(pw) is str and len(pw) <= PW_MAX:
@@ -129,17 +169,23 @@ class Auth:
             except (ValueError, TypeError, IndexError):
                 ok = False
         if not ok:
-            self.fails += 1
-            if self.fails >= _FAILS:
-                self.locked_until = ticks_add(now, self.lock_ms)
-                self.log("web: %d failed logins; logins refused for %d s" % (
-                    self.fails, self.lock_ms // 1000))
-                self.lock_ms = min(self.lock_ms * 2, _LOCK_MAX_MS)
+            if e[1] < _FAILS:  # the box counts each client's failures up to its lockout
+                self._fail(box, _BOX_FAILS, now, "from all clients")
+            self._fail(e, _FAILS, now, "from %s" % (client,))
             raise AuthError("wrong password or role", 401)
-        self.fails = 0
-        self.locked_until = None
-        self.lock_ms = _LOCK_MS
+        box[1] = 0
+        box[2] = None
+        box[3] = _LOCK_MS
+        self.fails.remove(e)
         return self.new_session(role, now)
+
+    def _fail(self, e, most, now, who):
+        e[1] += 1
+        if e[1] >= most:
+            e[2] = ticks_add(now, e[3])
+            self.log("web: %d failed logins %s; logins refused for %d s" % (
+                e[1], who, e[3] // 1000))
+            e[3] = min(e[3] * 2, _LOCK_MAX_MS)
 
     def new_session(self, role, now=None):
         now = ticks_ms() if now is None else now

@@ -79,6 +79,7 @@ class Reader:
         self.deadline = ticks_add(now, HEAD_MS)
         self.end = ticks_add(now, CONN_MS)  # the whole connection (the task cancels it then)
         self.task = None
+        self.addr = None  # the client's address from accept() (the login lockout's key)
 
     async def _more(self):
         # The socket is read without registering it with asyncio's poller: a non-blocking
@@ -224,7 +225,7 @@ class Server:
                 c = None
                 if self.active < MAX_CONN:
                     try:
-                        c = s.accept()[0]
+                        c, a = s.accept()
                     except OSError:  # EAGAIN: nobody waiting (or a failed accept: ignored)
                         pass
                 if c is None:
@@ -232,7 +233,9 @@ class Server:
                     continue
                 c.setblocking(False)
                 st = StreamWriter(c, _PEER)
-                asyncio.create_task(self._serve(st, st, self._take(st)))
+                rd = self._take(st)
+                rd.addr = a
+                asyncio.create_task(self._serve(st, st, rd))
         finally:
             s.close()
 
