@@ -157,6 +157,11 @@ class Reader:
             return name in _KEEP
         return True
 
+    def unread(self, line):
+        """Give the request line back: microdot reads it (and it is checked) again."""
+        self.buf = line + self.buf
+        self.lines = 0
+
     async def readexactly(self, n):
         while len(self.buf) < n:
             await self._more()
@@ -195,6 +200,7 @@ def _query_ok(target):
 class Server:
     def __init__(self, app, host, port, log=print):
         self.app = app  # the microdot app (api.py)
+        self.fast = None  # api.py: answers a request itself (True) or leaves it to microdot
         self.host = host
         self.port = port
         self.log = log
@@ -273,7 +279,8 @@ class Server:
             return
         rd.task = asyncio.current_task()
         try:
-            await self.app.handle_request(rd, writer)
+            if self.fast is None or not await self.fast(rd, writer):
+                await self.app.handle_request(rd, writer)
             self.served += 1
         except asyncio.CancelledError:  # run(): past CONN_MS
             self.cut += 1
