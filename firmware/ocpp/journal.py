@@ -224,6 +224,9 @@ class Journal(RamTail):
             if ref in self._ended and ref not in self._refs:
                 self._ended.remove(ref)
                 self._map.pop(ref, None)
+        if self._head == len(self._offs):  # all delivered: the offsets start again (they would
+            self._offs = array("I")  # hold every record since the last compaction)
+            self._head = 0
 
     # ---- compaction
     def _live(self):

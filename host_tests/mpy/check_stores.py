@@ -112,6 +112,27 @@ m1 = gc.mem_alloc()
 gc.enable()
 print("HEAP journal peek (one record read and parsed): %d bytes allocated" % (m1 - m0))
 j.close()
+j = r = None
+# once all 500 are delivered the journal holds what an empty one holds (not their offsets)
+gc.collect()
+m0 = gc.mem_alloc()
+j = Journal(p3, max_bytes=262144)
+while j.pending():
+    j.ack(j.peek()[0])
+gc.collect()
+m1 = gc.mem_alloc()
+j.close()
+j = None
+gc.collect()
+m2 = gc.mem_alloc()
+j = Journal(D + "/empty", max_bytes=262144)
+gc.collect()
+m3 = gc.mem_alloc()
+j.close()
+j = None
+print("HEAP journal after delivering 500 records: %d bytes; an empty journal: %d bytes"
+      % (m1 - m0, m3 - m2))
+check("delivered records hold no RAM", m1 - m0 < m3 - m2 + 256)
 
 # ---- configuration keys
 kp = D + "/keys.json"
