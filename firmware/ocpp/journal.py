@@ -43,7 +43,7 @@ from array import array
 from micropython import const
 
 from firmware import persist
-from firmware.ocpp.jram import RAM, RAM_BYTES, JournalError, RamTail
+from firmware.ocpp.jram import JournalError, RamTail
 
 try:
     from binascii import crc32 as _crc32
@@ -63,6 +63,7 @@ _ENDED = const(1)
 _MAX_BODY = const(16384)
 _S_SIZE = const(20)  # S record: header + u32
 _M_SIZE = const(20)
+_RAM = const(0x20000000)  # offsets from here on are records in RAM (a file is never this big)
 
 
 def _crc(hdr, body):
@@ -74,8 +75,11 @@ def _crc(hdr, body):
 
 
 class Journal(RamTail):
-    def __init__(self, path="ocpp.jnl", max_bytes=65536, ram_bytes=RAM_BYTES):
-        self._ram_init(ram_bytes)
+    def __init__(self, path="ocpp.jnl", max_bytes=65536, ram_bytes=persist.HELD_MAX):
+        # the RAM tail's bound (jram.py) is shared with persist's held saves by default
+        self.ram_max = ram_bytes
+        self.settles = 0  # RAM tails written to flash
+        self._ram_clear()
         self.path = path
         self.max_bytes = max_bytes
         self._hdr = bytearray(_HDR)
@@ -97,8 +101,8 @@ class Journal(RamTail):
 
     def _read_hdr(self, off):
         """(kind, flags, length, seq, ref) of the record at off (in the file, or in RAM)."""
-        if off >= RAM:
-            return struct.unpack_from("<BBHIi", self._ram_record(off), 0)
+        if off >= _RAM:
+            return struct.unpack_from("<BBHIi", self._ram[off], 0)
         f = self._f
         f.seek(off)
         if f.readinto(self._hdr) != _HDR:
@@ -131,8 +135,8 @@ class Journal(RamTail):
 
     def _record(self, off):
         """The whole record at off (header and body), from the file or RAM."""
-        if off >= RAM:
-            return self._ram_record(off)
+        if off >= _RAM:
+            return self._ram[off]
         k = self._read_hdr(off)
         rec = bytearray(self._hdr)
         rec.extend(self._f.read(k[2]))
@@ -287,18 +291,12 @@ class Journal(RamTail):
         self._ram_clear()  # its records are in the new file (held A/M/L: in S, _map, _head)
         self.compactions += 1
 
-    def _maybe_compact(self):
-        if not persist.flash_ok():
-            return
-        if self._size > self.max_bytes // 2 and self._size - self._live() >= self._size // 2:
-            self._compact()
-
     # ---- public
     def push(self, action, payload, droppable=False):
         """Write one message; durable when it returns (or, while the flash gate is closed,
         once it opens: jram.py). Returns its seq."""
         if not isinstance(action, str) or not action or "\n" in action:
-            raise JournalError("journal: bad action %r" % (action,))
+            raise JournalError("bad action %r" % (action,))
         fl = 0
         if action == "StopTransaction":
             fl = _STOP
@@ -306,15 +304,15 @@ class Journal(RamTail):
             fl = _START
         if droppable:
             if fl:
-                raise JournalError("journal: %s is never droppable" % action)
+                raise JournalError("%s is never droppable" % action)
             fl = _DROPPABLE
         try:
             body = (action + "\n" + json.dumps(payload)).encode()
         except (TypeError, ValueError) as e:
-            raise JournalError("journal: %s payload is not JSON: %s" % (action, e))
+            raise JournalError("%s payload not JSON: %s" % (action, e))
         need = _HDR + len(body)
         if len(body) > _MAX_BODY or need + _S_SIZE > self.max_bytes:
-            raise JournalError("journal: %s of %d bytes is too large" % (action, len(body)))
+            raise JournalError("%s of %d bytes too large for the journal" % (action, len(body)))
         ref = 0
         if isinstance(payload, dict):
             for name in ("transactionId", "l"):
@@ -369,17 +367,19 @@ class Journal(RamTail):
     def ack(self, seq):
         """The oldest pending record (seq) was delivered; durable when it returns."""
         if self.pending() == 0:
-            raise JournalError("journal: ack %d with nothing pending" % seq)
+            raise JournalError("ack %d: nothing pending" % seq)
         off = self._offs[self._head]
         k = self._read_hdr(off)
         if k[3] != seq:
-            raise JournalError("journal: ack %d, oldest pending %d" % (seq, k[3]))
-        if off >= RAM:
-            self._ram_acked(off)  # never on flash: nothing to write
+            raise JournalError("ack %d: oldest pending %d" % (seq, k[3]))
+        if off >= _RAM:  # never on flash: it leaves RAM, nothing is written
+            self._ram_bytes -= len(self._ram.pop(off))
         else:
             self._append(_A, 0, seq, 0)
         self._acked(k)
-        self._maybe_compact()
+        if persist.flash_ok() and self._size > self.max_bytes // 2 and (
+                self._size - self._live() >= self._size // 2):
+            self._compact()  # half the file or more is acked records: rewrite it
 
     def pending(self):
         return len(self._offs) - self._head
@@ -387,9 +387,9 @@ class Journal(RamTail):
     def map_tx(self, local_id, tx_id):
         """The CSMS's transactionId for local id local_id; durable when it returns."""
         if not isinstance(local_id, int) or local_id >= 0 or not isinstance(tx_id, int):
-            raise JournalError("journal: bad mapping %r -> %r" % (local_id, tx_id))
+            raise JournalError("bad mapping %r -> %r" % (local_id, tx_id))
         if not -0x80000000 <= tx_id <= 0x7FFFFFFF:
-            raise JournalError("journal: transactionId %d out of range" % tx_id)
+            raise JournalError("transactionId %d out of range" % tx_id)
         if self._map.get(local_id) == tx_id:
             return
         self._append(_M, 0, 0, local_id, struct.pack("<i", tx_id))

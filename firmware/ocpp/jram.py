@@ -24,8 +24,7 @@ from micropython import const
 
 from firmware import persist
 
-RAM = const(0x20000000)  # offsets from here on are records in RAM (a file is never this big)
-RAM_BYTES = persist.HELD_MAX  # default bound of the RAM tail, shared with held saves
+_RAM = const(0x20000000)  # offsets from here on are records in RAM (as in journal.py)
 _HDR = const(16)
 _P = const(80)
 _DROPPABLE = const(1)
@@ -48,18 +47,10 @@ class RamTail:
             else:
                 self._refs.pop(ref, None)
 
-    def _ram_init(self, ram_max):
-        self.ram_max = ram_max
-        self._ram = {}  # offset (>= RAM) -> a pending P record (header + body)
-        self._held = []  # A, M, L records waiting for the gate, in order
-        self._ram_next = RAM
-        self._ram_bytes = 0
-        self.settles = 0  # RAM tails written to flash
-
     def _ram_clear(self):
-        self._ram = {}
-        self._held = []
-        self._ram_next = RAM
+        self._ram = {}  # offset (>= _RAM) -> a pending P record (header + body)
+        self._held = []  # A, M, L records waiting for the gate, in order
+        self._ram_next = _RAM
         self._ram_bytes = 0
 
     def _gated(self):
@@ -84,9 +75,6 @@ class RamTail:
         persist.later(self)
         return off
 
-    def _ram_record(self, off):
-        return self._ram[off]
-
     def _ram_room(self, need, droppable, action):
         """Room in RAM for a record of need bytes: the oldest droppable RAM records go (not
         the head). A droppable record that still finds none is refused (JournalError)."""
@@ -97,7 +85,7 @@ class RamTail:
         drop = []
         for i in range(self._head + 1, len(self._offs)):
             off = self._offs[i]
-            if off >= RAM:
+            if off >= _RAM:
                 k = self._read_hdr(off)
                 if k[1] & _DROPPABLE:
                     drop.append(off)
@@ -105,7 +93,7 @@ class RamTail:
                     if over <= 0:
                         break
         if over > 0 and droppable:
-            raise JournalError("journal: RAM full (%d of %d bytes): %s refused" % (
+            raise JournalError("journal RAM full (%d of %d bytes): %s refused" % (
                 self._ram_bytes, self.ram_max, action))
         if drop:
             self._ram_drop(drop)
@@ -125,10 +113,6 @@ class RamTail:
             self._unref(k[4])
         self._offs = offs
         self._head = 0
-
-    def _ram_acked(self, off):
-        """The head was a RAM record and is acked: it leaves RAM, nothing is written."""
-        self._ram_bytes -= len(self._ram.pop(off))
 
     def settle(self):
         """Write the RAM tail to the file if the gate is open. True when nothing waits."""
@@ -150,7 +134,7 @@ class RamTail:
         moved = []
         for i in range(self._head, len(self._offs)):
             off = self._offs[i]
-            if off >= RAM:
+            if off >= _RAM:
                 rec = self._ram[off]
                 recs.append(rec)
                 moved.append((i, pos))

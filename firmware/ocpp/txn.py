@@ -53,14 +53,14 @@ class Transactions:
     def energy(self):
         return self.e.now()
 
-    def sample(self, context, key, connector=1, wh=None):
-        """One meterValue for the measurands configured under `key` (a CSL); wh: the energy
-        register to report (default: read it now)."""
-        return meter_value(self.cp, context, key, self.energy() if wh is None else wh)
-
-    def _stamped(self, mv):
-        """A sample that goes to the journal: its time is resolved when sent (timekeep.py)."""
-        mv["timestamp"] = self.cp.stamp()
+    def sample(self, context, key, stamp=False):
+        """One meterValue for the measurands configured under `key` (a CSL), the energy
+        register read now; stamp: it goes to the journal, its time resolved when sent
+        (timekeep.py)."""
+        cp = self.cp
+        mv = meter_value(cp, context, key, self.energy())
+        if stamp:
+            mv["timestamp"] = cp.stamp()
         return mv
 
     # -- the open transaction on flash ---------------------------------------------------
@@ -104,10 +104,10 @@ class Transactions:
                  "timestamp": when if when is not None else cp.stamp()}
             try:
                 cp.journal.push("StopTransaction", {"l": local, "p": p})
-                cp.say("transaction %s ended by the restart (%s), meterStop %d Wh" % (
+                cp.say("transaction %s ended by restart (%s), meterStop %d Wh" % (
                     local, why, p["meterStop"]))
             except (JournalError, OSError) as e:
-                cp.say("stop of the open transaction not journaled: %r" % (e,))
+                cp.say("open transaction's stop not journaled: %r" % (e,))
                 return  # the file stays: the next boot tries again
         persist.remove(TX_FILE)
 
@@ -127,7 +127,7 @@ class Transactions:
                 a_ = self.auth
                 if a_ is not None and time.ticks_diff(now, a_["at"]) > 1000 * cp.keys.get(
                         "ConnectionTimeOut"):
-                    cp.say("ConnectionTimeOut: authorisation dropped")
+                    cp.say("ConnectionTimeOut: auth dropped")
                     self.auth = None
                     cp.ctl.set_auth(False)
             elif self.auth is None and cp.cfg.free_vend and not self.finished:
@@ -165,7 +165,7 @@ class Transactions:
             return
         self.hold = (o["tag"], o.get("parent"))
         cp.ctl.set_lock_hold(True)
-        cp.say("EV side unplugged; the cable stays locked until %s's card" % o["tag"])
+        cp.say("EV unplugged: the cable stays locked until %s's card" % o["tag"])
 
     def release(self, why):
         """Unlock a cable held after the EV side unplugged."""
@@ -201,7 +201,7 @@ class Transactions:
         cp.ctl.set_auth(True)
         cp.say("transaction %s started for %s, meterStart %d Wh" % (
             local, au["tag"], p["meterStart"]))
-        self._push_values("Transaction.Begin", "MeterValuesSampledData")
+        self._values("Transaction.Begin", "MeterValuesSampledData")
         self._next_sample = None
         prof = au.get("profile")
         if prof is not None:  # RemoteStart's TxProfile: in force before the CSMS's answer
@@ -219,8 +219,7 @@ class Transactions:
         self.e.stopped()
         if tag:
             p["idTag"] = tag
-        if cp.keys.get("StopTxnSampledData"):
-            self._keep(self.sample("Transaction.End", "StopTxnSampledData"))
+        self._keep("Transaction.End", "StopTxnSampledData")
         if o["data"]:
             p["transactionData"] = o["data"]
             if o.get("cut"):
@@ -256,9 +255,7 @@ class Transactions:
                 self._next_sample = time.ticks_add(self._next_sample, iv * 1000)
                 if time.ticks_diff(now, self._next_sample) > 0:  # fell behind: re-anchor
                     self._next_sample = time.ticks_add(now, iv * 1000)
-                self._push_values("Sample.Periodic", "MeterValuesSampledData")
-                if cp.keys.get("StopTxnSampledData"):
-                    self._keep(self.sample("Sample.Periodic", "StopTxnSampledData"))
+                self._values("Sample.Periodic", "MeterValuesSampledData", "StopTxnSampledData")
         al = cp.keys.get("ClockAlignedDataInterval")
         if al > 0 and s is not None:
             if self._next_aligned is None or self._next_aligned - s > al:
@@ -270,35 +267,39 @@ class Transactions:
     def _aligned(self):
         cp = self.cp
         if self.open is not None:
-            self._push_values("Sample.Clock", "MeterValuesAlignedData")
-            if cp.keys.get("StopTxnAlignedData"):
-                self._keep(self.sample("Sample.Clock", "StopTxnAlignedData"))
+            self._values("Sample.Clock", "MeterValuesAlignedData", "StopTxnAlignedData")
         elif cp.link.connected and len(cp.outbox) < 4:
             cp.outbox.append(("MeterValues", {"connectorId": 1, "meterValue": [
                 self.sample("Sample.Clock", "MeterValuesAlignedData")]}))
             cp.wake.set()
 
-    def _keep(self, mv):
-        """One StopTxn*Data sample for transactionData: the last _STOP_DATA_MAX are kept (RAM
-        and frame size); the first one dropped is logged, the count goes with the stop."""
+    def _keep(self, context, key):
+        """One sample for transactionData when the StopTxn*Data key `key` names measurands:
+        the last _STOP_DATA_MAX are kept (RAM and frame size); the first one dropped is
+        logged, the count goes with the stop."""
+        if not self.cp.keys.get(key):
+            return
         o = self.open
-        o["data"].append(self._stamped(mv))
+        o["data"].append(self.sample(context, key, True))
         if len(o["data"]) > _STOP_DATA_MAX:
             del o["data"][0]
             o["cut"] = o.get("cut", 0) + 1
             if o["cut"] == 1:
                 self.cp.say("transactionData keeps the last %d samples" % _STOP_DATA_MAX)
 
-    def _push_values(self, context, key):
+    def _values(self, context, key, stop_key=None):
+        """MeterValues of the open transaction to the journal (the measurands of `key`), and a
+        sample for the Stop's transactionData (stop_key: _keep)."""
         o = self.open
-        wh = self.energy()
-        p = {"connectorId": 1, "meterValue": [self._stamped(self.sample(context, key, wh=wh))]}
+        p = {"connectorId": 1, "meterValue": [self.sample(context, key, True)]}
         try:
             self._save()  # first: after a cut, meterStop is never below a journaled reading
             self.cp.journal.push("MeterValues", {"l": o["l"], "p": p}, droppable=True)
         except (JournalError, OSError) as e:
             self.cp.say("MeterValues not journaled: %s" % (e,))
         self.cp.wake.set()
+        if stop_key:
+            self._keep(context, stop_key)
 
     def start_s(self):
         """Wall time the open transaction started (exact once the time is known), or None."""
@@ -312,11 +313,8 @@ class Transactions:
     def profile_id(self):
         """The id TxProfiles of the open transaction are bound to: the CSMS's transactionId
         once known, the local id before (smart.retag swaps it when the answer comes)."""
-        o = self.open
-        if o is None:
-            return None
-        t = self.cp.journal.tx_id(o["l"])
-        return o["l"] if t is None else t
+        t = self.csms_id()
+        return self.open["l"] if t is None and self.open else t
 
     # -- authorisation ---------------------------------------------------------------------
     def card(self, tag):
@@ -339,45 +337,42 @@ class Transactions:
         else:
             self.cp.spawn(self.authorize(tag), "authorize")
 
-    def local_info(self, tag):
-        k = self.cp.keys
-        hit = None
-        if k.get("LocalAuthListEnabled"):
-            hit = self.cp.list.lookup(tag)
-        if hit is None and k.get("AuthorizationCacheEnabled"):
-            hit = self.cp.cache.lookup(tag)
-        return hit
-
     async def authorize(self, tag, stop_parent=None, remote_ok=False, profile=None):
         """Decide on an idTag (card or RemoteStart): online Authorize, or the local list,
         cache and offline rules. Returns True when accepted. profile: RemoteStart's
         TxProfile, which goes with the authorisation (and is gone when it is dropped)."""
         cp = self.cp
         k = cp.keys
-        s = cp.now_s()
-        local = self.local_info(tag)
-        if local is not None and local[1] is not None and s is not None and local[1] < s:
-            local = ("Expired", local[1], local[2])
+        local = None  # (status, expiry s or None, parent): the local list's, else the cache's
+        if k.get("LocalAuthListEnabled"):
+            local = cp.list.lookup(tag)
+        if local is None and k.get("AuthorizationCacheEnabled"):
+            local = cp.cache.lookup(tag)
+        if local is not None:
+            ls, exp, lp = local
+            s = cp.now_s()
+            if exp is not None and s is not None and exp < s:
+                ls = "Expired"
         status = parent = None
-        online = cp.link.connected and cp.registration == "Accepted"
         if remote_ok:
             status = "Accepted"
-        elif online and k.get("LocalPreAuthorize") and local and local[0] == "Accepted":
-            status, parent = "Accepted", local[2]
-        elif online:
-            info = None
-            try:
-                info = (await cp.rpc.call("Authorize", {"idTag": tag}))["idTagInfo"]
-            except Exception as e:  # RpcError, the link's error: no answer
-                cp.say("Authorize failed (%r), deciding offline" % (e,))
-            if info is not None:
-                status, parent = info["status"], info.get("parentIdTag") or None
-                txsend.remember(cp, tag, info)
+        elif cp.link.connected and cp.registration == "Accepted":
+            if local and ls == "Accepted" and k.get("LocalPreAuthorize"):
+                status, parent = ls, lp
+            else:
+                info = None
+                try:
+                    info = (await cp.rpc.call("Authorize", {"idTag": tag}))["idTagInfo"]
+                except Exception as e:  # RpcError, the link's error: no answer
+                    cp.say("Authorize failed (%r), deciding offline" % (e,))
+                if info is not None:
+                    status, parent = info["status"], info.get("parentIdTag") or None
+                    txsend.remember(cp, tag, info)
         if status is None:
-            if local is not None and k.get("LocalAuthorizeOffline"):
-                status, parent = local[0], local[2]
-            elif local is None and k.get("AllowOfflineTxForUnknownId"):
-                status = "Accepted"
+            if local is None:
+                status = "Accepted" if k.get("AllowOfflineTxForUnknownId") else "Invalid"
+            elif k.get("LocalAuthorizeOffline"):
+                status, parent = ls, lp
             else:
                 status = "Invalid"
         if status != "Accepted":
