@@ -19,16 +19,16 @@ DAY = 86400
 
 def listed(ps):
     """One short dict per installed profile (read from the store's records)."""
-    return [{"id": r[store.R_ID], "connectorId": r[store.R_CONN],
-             "purpose": store.PURPOSES[r[store.R_PURPOSE]], "stackLevel": r[store.R_STACK],
-             "transactionId": r[store.R_TX]} for r in ps._r]
+    return [{"id": r[smart._R_ID], "connectorId": r[smart._R_CONN],
+             "purpose": store.PURPOSES[r[smart._R_PURPOSE]], "stackLevel": r[smart._R_STACK],
+             "transactionId": r[smart._R_TX]} for r in ps._r]
 
 
 def profile(ps, pid):
     """The csChargingProfiles dict of installed profile pid, or None."""
     for r in ps._r:
-        if r[store.R_ID] == pid:
-            return store.to_dict(r, clock.iso)
+        if r[smart._R_ID] == pid:
+            return smart.to_dict(r)
     return None
 
 

@@ -3,7 +3,7 @@
 # logic: times are epoch seconds (UTC) handed in by the OCPP task (firmware/ocpp/cp.py),
 # which publishes the limit to the limit arbiter (firmware/limits/) - it can only lower the
 # offer.
-# Checks, records and the file: firmware/ocpp/smart_store.py.
+# Checks, the record a profile becomes and reading the file: firmware/ocpp/smart_store.py.
 #
 # How the limit at second t is found (each rule has a test in host_tests/test_smart.py):
 # - A profile is in force at t when validFrom <= t < validTo and its schedule covers t: after
@@ -23,14 +23,35 @@
 #   limit is the lowest any installed profile could put in force (limit_unsynced): the safe
 #   side. A schedule that starts with the transaction (Relative; Absolute without
 #   startSchedule) is exact even then: the time since the transaction started is known.
+import json
+
 from micropython import const
 
+from firmware import persist
 from firmware.ocpp import clock
 from firmware.ocpp import smart_store as st
-from firmware.ocpp.smart_store import (
-    CPMAX, PURPOSES, R_CONN, R_DUR, R_FROM, R_ID, R_KIND, R_PERIODS, R_PURPOSE, R_RECUR,
-    R_STACK, R_START, R_TO, R_TX, R_WATTS, RECURRING, TX, TXDEF, SmartError,
-)
+from firmware.ocpp.smart_store import KINDS, PURPOSES, SmartError
+
+# A profile's record (smart_store.compile_profile makes it): a tuple indexed by these.
+_R_ID = const(0)
+_R_CONN = const(1)
+_R_STACK = const(2)
+_R_PURPOSE = const(3)  # _CPMAX, _TXDEF, _TX
+_R_KIND = const(4)  # Absolute, _RECURRING, Relative
+_R_RECUR = const(5)  # recurrence in seconds (86400, 604800) or 0
+_R_FROM = const(6)  # validFrom, epoch s or None
+_R_TO = const(7)  # validTo, epoch s or None
+_R_START = const(8)  # startSchedule, epoch s or None
+_R_DUR = const(9)  # duration s or None
+_R_WATTS = const(10)  # True: limits in W, False: in A
+_R_PERIODS = const(11)  # array('i'): start, limit x 10, phases (0 = absent)
+_R_TX = const(12)  # transaction a TxProfile belongs to (None for the others)
+_R_MIN = const(13)  # minChargingRate x 10 or None (kept for the record; not a limit)
+# purposes and kinds: their index in PURPOSES and KINDS
+_CPMAX = const(0)
+_TXDEF = const(1)
+_TX = const(2)
+_RECURRING = const(1)
 
 NO_LIMIT_A = const(80)  # composite value where no profile limits: the top of the pilot scale
 _MAX_OUT = const(48)  # composite periods at most; the schedule's duration is cut to fit
@@ -49,18 +70,18 @@ def _mn(a, b):
 def _eval(r, t, tx_start):
     """(offset of the period in force at t in the record's array or -1, the next instant
     at which that may change or None). Constant on [t, next)."""
-    vto = r[R_TO]
+    vto = r[_R_TO]
     if vto is not None and t >= vto:
         return -1, None
-    vfrom = r[R_FROM]
+    vfrom = r[_R_FROM]
     if vfrom is not None and t < vfrom:
         return -1, vfrom
-    start = r[R_START]
+    start = r[_R_START]
     nxt = vto
-    if r[R_KIND] == RECURRING:
+    if r[_R_KIND] == _RECURRING:
         if t < start:
             return -1, _mn(nxt, start)
-        rec = r[R_RECUR]
+        rec = r[_R_RECUR]
         s = start + (t - start) // rec * rec
         nxt = _mn(nxt, s + rec)
     else:
@@ -70,12 +91,12 @@ def _eval(r, t, tx_start):
         if t < s:
             return -1, _mn(nxt, s)
     off = t - s
-    dur = r[R_DUR]
+    dur = r[_R_DUR]
     if dur is not None:
         if off >= dur:
-            return -1, (nxt if r[R_KIND] == RECURRING else None)
+            return -1, (nxt if r[_R_KIND] == _RECURRING else None)
         nxt = _mn(nxt, s + dur)
-    arr = r[R_PERIODS]
+    arr = r[_R_PERIODS]
     k = len(arr) - 3
     while arr[k] > off:
         k -= 3
@@ -86,18 +107,45 @@ def _eval(r, t, tx_start):
 
 def _above(r, b, c):
     """Does record r prevail over b (same purpose) on connector c?"""
-    return b is None or r[R_STACK] > b[R_STACK] or (
-        r[R_STACK] == b[R_STACK] and r[R_CONN] == c and b[R_CONN] != c)
+    return b is None or r[_R_STACK] > b[_R_STACK] or (
+        r[_R_STACK] == b[_R_STACK] and r[_R_CONN] == c and b[_R_CONN] != c)
 
 
 def _da(r, k, volts, phases):
     """Deci-amperes of period k of record r (W -> A rounded down; with no usable voltage
     or phase count a power limit gives 0 A, the safe side)."""
-    arr = r[R_PERIODS]
-    if not r[R_WATTS]:
+    arr = r[_R_PERIODS]
+    if not r[_R_WATTS]:
         return arr[k + 1]
     va = volts * (arr[k + 2] or phases)
     return int(arr[k + 1] // va) if va > 0 else 0
+
+
+def to_dict(r):
+    """The csChargingProfiles dict of a record (what the file and the tests show)."""
+    arr = r[_R_PERIODS]
+    per = []
+    for k in range(0, len(arr), 3):
+        q = {"startPeriod": arr[k], "limit": st.tenths_num(arr[k + 1])}
+        if arr[k + 2]:
+            q["numberPhases"] = arr[k + 2]
+        per.append(q)
+    s = {"chargingRateUnit": "W" if r[_R_WATTS] else "A", "chargingSchedulePeriod": per}
+    p = {"chargingProfileId": r[_R_ID], "stackLevel": r[_R_STACK],
+         "chargingProfilePurpose": PURPOSES[r[_R_PURPOSE]],
+         "chargingProfileKind": KINDS[r[_R_KIND]], "chargingSchedule": s}
+    if r[_R_RECUR]:
+        p["recurrencyKind"] = "Daily" if r[_R_RECUR] == 86400 else "Weekly"
+    for key, i in (("validFrom", _R_FROM), ("validTo", _R_TO)):
+        if r[i] is not None:
+            p[key] = clock.iso(r[i])
+    if r[_R_START] is not None:
+        s["startSchedule"] = clock.iso(r[_R_START])
+    if r[_R_DUR] is not None:
+        s["duration"] = r[_R_DUR]
+    if r[_R_MIN] is not None:
+        s["minChargingRate"] = st.tenths_num(r[_R_MIN])
+    return p
 
 
 class Profiles:
@@ -122,7 +170,7 @@ class Profiles:
             new = self._with(r)
             if len(new) > max_installed:
                 self.errors.append("%s: profile %d dropped: more than %d installed" % (
-                    path, r[R_ID], max_installed))
+                    path, r[_R_ID], max_installed))
             else:
                 self._r = new
 
@@ -133,13 +181,22 @@ class Profiles:
     def _with(self, r):
         """The records with r installed: same id, or same stackLevel, purpose and
         connector, replaces (SetChargingProfile, 5.16)."""
-        return [x for x in self._r if x[R_ID] != r[R_ID] and not (
-            x[R_STACK] == r[R_STACK] and x[R_PURPOSE] == r[R_PURPOSE]
-            and x[R_CONN] == r[R_CONN])] + [r]
+        return [x for x in self._r if x[_R_ID] != r[_R_ID] and not (
+            x[_R_STACK] == r[_R_STACK] and x[_R_PURPOSE] == r[_R_PURPOSE]
+            and x[_R_CONN] == r[_R_CONN])] + [r]
 
     def _store(self, new):
+        """Write the records to the file atomically (persist.Atomic: a new file, synced, then
+        renamed); one profile is encoded at a time, so no big string is built."""
         try:
-            st.save(self.path, new, clock.iso)
+            with persist.Atomic(self.path, "w") as f:
+                f.write('{"v": 1, "profiles": [')
+                sep = ""
+                for r in new:
+                    f.write(sep)
+                    f.write(json.dumps({"c": r[_R_CONN], "tx": r[_R_TX], "p": to_dict(r)}))
+                    sep = ", "
+                f.write("]}")
         except OSError as e:
             self.why = "cannot write %s: %s" % (self.path, e)
             return False
@@ -175,28 +232,28 @@ class Profiles:
         """ClearChargingProfile: by id if given, else every profile matching all the given
         criteria (none given: all). "Accepted" if any was removed, else "Unknown"."""
         if id is not None:
-            keep = [r for r in self._r if r[R_ID] != id]
+            keep = [r for r in self._r if r[_R_ID] != id]
         else:
             code = PURPOSES.index(purpose) if purpose in PURPOSES else -1
             keep = [r for r in self._r if not (
-                (connector_id is None or r[R_CONN] == connector_id)
-                and (purpose is None or r[R_PURPOSE] == code)
-                and (stack_level is None or r[R_STACK] == stack_level))]
+                (connector_id is None or r[_R_CONN] == connector_id)
+                and (purpose is None or r[_R_PURPOSE] == code)
+                and (stack_level is None or r[_R_STACK] == stack_level))]
         return "Accepted" if self._drop(keep) else "Unknown"
 
     def end_transaction(self, tx_id):
         """The transaction ended: its TxProfiles go (3.13.1). tx_id None drops every
         TxProfile (at boot with no transaction left running). Returns how many went."""
-        return self._drop([r for r in self._r if r[R_PURPOSE] != TX or (
-            tx_id is not None and r[R_TX] != tx_id)])
+        return self._drop([r for r in self._r if r[_R_PURPOSE] != _TX or (
+            tx_id is not None and r[_R_TX] != tx_id)])
 
     def retag(self, old_tx_id, new_tx_id):
         """A TxProfile installed under a local transaction id (RemoteStartTransaction's
         chargingProfile) follows the transactionId from StartTransaction.conf."""
         n = 0
         for i, r in enumerate(self._r):
-            if r[R_PURPOSE] == TX and r[R_TX] == old_tx_id:
-                self._r[i] = r[:R_TX] + (new_tx_id,) + r[R_TX + 1:]
+            if r[_R_PURPOSE] == _TX and r[_R_TX] == old_tx_id:
+                self._r[i] = r[:_R_TX] + (new_tx_id,) + r[_R_TX + 1:]
                 n += 1
         if n:
             self._store(self._r)
@@ -211,23 +268,23 @@ class Profiles:
         k0 = k1 = k2 = -1
         nxt = None
         for r in self._r:
-            p = r[R_PURPOSE]
-            if p != CPMAX:
+            p = r[_R_PURPOSE]
+            if p != _CPMAX:
                 if c == 0:
                     continue
-                if p == TXDEF:
-                    if r[R_CONN] != c and r[R_CONN] != 0:
+                if p == _TXDEF:
+                    if r[_R_CONN] != c and r[_R_CONN] != 0:
                         continue
-                elif r[R_CONN] != c or tx_id is None or r[R_TX] != tx_id:
+                elif r[_R_CONN] != c or tx_id is None or r[_R_TX] != tx_id:
                     continue
             k, n = _eval(r, t, tx_start)
             nxt = _mn(nxt, n)
             if k < 0:
                 continue
-            if p == CPMAX:
+            if p == _CPMAX:
                 if _above(r, b0, c):
                     b0, k0 = r, k
-            elif p == TXDEF:
+            elif p == _TXDEF:
                 if _above(r, b1, c):
                     b1, k1 = r, k
             elif _above(r, b2, c):
@@ -251,7 +308,7 @@ class Profiles:
         da, g, k, nxt = self._resolve(now_s, connector_id, tx_start_s, tx_id, volts, phases)
         if da is None:
             return None, "no charging profile in force", nxt
-        return da / 10, "%s %d" % (PURPOSES[g[R_PURPOSE]], g[R_ID]), nxt
+        return da / 10, "%s %d" % (PURPOSES[g[_R_PURPOSE]], g[_R_ID]), nxt
 
     def limit_unsynced(self, up_s, connector_id=1, tx_start_up=None, tx_id=None, volts=230,
                        phases=3):
@@ -262,17 +319,17 @@ class Profiles:
         unknown: every profile could be valid)."""
         da = g = None
         for r in self._r:
-            p = r[R_PURPOSE]
-            if p == TXDEF and r[R_CONN] not in (0, connector_id) or p == TX and (
-                    r[R_CONN] != connector_id or tx_id is None or r[R_TX] != tx_id):
+            p = r[_R_PURPOSE]
+            if p == _TXDEF and r[_R_CONN] not in (0, connector_id) or p == _TX and (
+                    r[_R_CONN] != connector_id or tx_id is None or r[_R_TX] != tx_id):
                 continue
-            arr = r[R_PERIODS]
+            arr = r[_R_PERIODS]
             ks = range(0, len(arr), 3)
-            if r[R_KIND] != RECURRING and r[R_START] is None:
+            if r[_R_KIND] != _RECURRING and r[_R_START] is None:
                 if tx_start_up is None:
                     continue  # no start point outside a transaction
                 off = up_s - tx_start_up
-                if off < 0 or r[R_DUR] is not None and off >= r[R_DUR]:
+                if off < 0 or r[_R_DUR] is not None and off >= r[_R_DUR]:
                     continue
                 k = len(arr) - 3
                 while arr[k] > off:
@@ -285,7 +342,7 @@ class Profiles:
         if da is None:
             return None, "no charging profile in force"
         return da / 10, "%s %d (time unknown: the lowest it could be)" % (
-            PURPOSES[g[R_PURPOSE]], g[R_ID])
+            PURPOSES[g[_R_PURPOSE]], g[_R_ID])
 
     def composite(self, connector_id, now_s, duration_s, unit=None, tx_start_s=None,
                   tx_id=None, volts=230, phases=3, max_amps=None):
@@ -309,11 +366,11 @@ class Profiles:
             if da is None:
                 v, ph = (top * volts * phases) if watts else top, 0
             else:
-                arr = g[R_PERIODS]
+                arr = g[_R_PERIODS]
                 ph = arr[k + 2]
                 if not watts:
                     v = da / 10
-                elif g[R_WATTS]:
+                elif g[_R_WATTS]:
                     v = st.tenths_num(arr[k + 1])
                 else:
                     v = st.tenths_num(arr[k + 1] * volts * (ph or phases))

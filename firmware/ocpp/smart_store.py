@@ -1,12 +1,13 @@
 # OCPP 1.6 charging profiles as the charge point keeps them: the semantic checks of
 # SetChargingProfile (section 3.13, 5.16 and the errata), the compact record each profile
-# becomes in RAM, and the file they persist in. Pure logic except load()/save(), which take
-# the path. Used by firmware/ocpp/smart.py (the Profiles store and its schedule arithmetic).
+# becomes in RAM, and reading the file they persist in. Pure logic except load(), which takes
+# the path. Used by firmware/ocpp/smart.py (the Profiles store, its schedule arithmetic, the
+# record's layout - its _R_* indices - and writing the file).
 #
-# A record is a tuple indexed by the R_* constants below; its periods are one flat
-# array('i') of (startPeriod, limit x 10, numberPhases or 0) triplets, so 8 profiles of 24
-# periods stay around a few kB. Limits are kept in tenths (the schema's multipleOf 0.1),
-# rounded down: a limit can only come out lower, never higher.
+# A record is a tuple (smart.py's _R_* order); its periods are one flat array('i') of
+# (startPeriod, limit x 10, numberPhases or 0) triplets, so 8 profiles of 24 periods stay
+# around a few kB. Limits are kept in tenths (the schema's multipleOf 0.1), rounded down: a
+# limit can only come out lower, never higher.
 #
 # Decisions where the spec leaves room (each has a test in host_tests/test_smart.py):
 # - Absolute without startSchedule: 1.6 says the schedule is then relative to the start of
@@ -23,27 +24,11 @@ from micropython import const
 
 from firmware import persist
 
-R_ID = const(0)
-R_CONN = const(1)
-R_STACK = const(2)
-R_PURPOSE = const(3)  # CPMAX, TXDEF, TX
-R_KIND = const(4)  # ABSOLUTE, RECURRING, RELATIVE
-R_RECUR = const(5)  # recurrence in seconds (86400, 604800) or 0
-R_FROM = const(6)  # validFrom, epoch s or None
-R_TO = const(7)  # validTo, epoch s or None
-R_START = const(8)  # startSchedule, epoch s or None
-R_DUR = const(9)  # duration s or None
-R_WATTS = const(10)  # True: limits in W, False: in A
-R_PERIODS = const(11)  # array('i'): start, limit x 10, phases (0 = absent)
-R_TX = const(12)  # transaction a TxProfile belongs to (None for the others)
-R_MIN = const(13)  # minChargingRate x 10 or None (kept for the record; not a limit)
-
-CPMAX = const(0)
-TXDEF = const(1)
-TX = const(2)
-ABSOLUTE = const(0)
-RECURRING = const(1)
-RELATIVE = const(2)
+# codes of the purposes and kinds: their index in PURPOSES and KINDS (smart.py has the same)
+_CPMAX = const(0)
+_TX = const(2)
+_RECURRING = const(1)
+_RELATIVE = const(2)
 PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")
 KINDS = ("Absolute", "Recurring", "Relative")
 _RECURRENCE = {"Daily": 86400, "Weekly": 604800}
@@ -103,9 +88,9 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
         raise SmartError("unknown chargingProfilePurpose %r or chargingProfileKind %r" % (
             p.get("chargingProfilePurpose"), p.get("chargingProfileKind")))
     tid = p.get("transactionId")
-    if purpose == CPMAX and conn != 0:
+    if purpose == _CPMAX and conn != 0:
         raise SmartError("ChargePointMaxProfile only on connector 0")
-    if purpose == TX:
+    if purpose == _TX:
         if conn == 0:
             raise SmartError("TxProfile needs a connector > 0")
         if tx_id is None:
@@ -115,7 +100,7 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
     elif tid is not None:
         raise SmartError("transactionId only belongs in a TxProfile")
     recur = 0
-    if kind == RECURRING:
+    if kind == _RECURRING:
         recur = _RECURRENCE.get(p.get("recurrencyKind"), 0)
         if not recur:
             raise SmartError("Recurring needs recurrencyKind Daily or Weekly, got %r" % (
@@ -132,9 +117,9 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
         raise SmartError("chargingRateUnit must be A or W, got %r" % (unit,))
     dur = _int(s, "duration", 0, _MAX_INT, False)
     start = _time(s, "startSchedule", parse)
-    if kind == RECURRING and start is None:
+    if kind == _RECURRING and start is None:
         raise SmartError("Recurring needs startSchedule")
-    if kind == RELATIVE and start is not None:
+    if kind == _RELATIVE and start is not None:
         raise SmartError("Relative must not have startSchedule")
     mn = s.get("minChargingRate")
     mn = None if mn is None else _tenths(mn, "minChargingRate")
@@ -154,53 +139,13 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
         arr.append(_tenths(q.get("limit"), "limit"))
         arr.append(_int(q, "numberPhases", 1, 3, False) or 0)
     return (pid, conn, stack, purpose, kind, recur, vfrom, vto, start, dur, unit == "W", arr,
-            tx_id if purpose == TX else None, mn)
+            tx_id if purpose == _TX else None, mn)
 
 
 def tenths_num(x):
     """A value in tenths as a JSON number: an int when whole."""
     x = int(x)
     return x // 10 if x % 10 == 0 else x / 10
-
-
-def to_dict(r, iso):
-    """The csChargingProfiles dict of a record (what list() and the file show)."""
-    arr = r[R_PERIODS]
-    per = []
-    for k in range(0, len(arr), 3):
-        q = {"startPeriod": arr[k], "limit": tenths_num(arr[k + 1])}
-        if arr[k + 2]:
-            q["numberPhases"] = arr[k + 2]
-        per.append(q)
-    s = {"chargingRateUnit": "W" if r[R_WATTS] else "A", "chargingSchedulePeriod": per}
-    p = {"chargingProfileId": r[R_ID], "stackLevel": r[R_STACK],
-         "chargingProfilePurpose": PURPOSES[r[R_PURPOSE]],
-         "chargingProfileKind": KINDS[r[R_KIND]], "chargingSchedule": s}
-    if r[R_RECUR]:
-        p["recurrencyKind"] = "Daily" if r[R_RECUR] == 86400 else "Weekly"
-    for key, i in (("validFrom", R_FROM), ("validTo", R_TO)):
-        if r[i] is not None:
-            p[key] = iso(r[i])
-    if r[R_START] is not None:
-        s["startSchedule"] = iso(r[R_START])
-    if r[R_DUR] is not None:
-        s["duration"] = r[R_DUR]
-    if r[R_MIN] is not None:
-        s["minChargingRate"] = tenths_num(r[R_MIN])
-    return p
-
-
-def save(path, records, iso):
-    """Write every record to `path` atomically (persist.Atomic: a new file, synced, then
-    renamed). One profile is encoded at a time, so no big string is built."""
-    with persist.Atomic(path, "w") as f:
-        f.write('{"v": 1, "profiles": [')
-        sep = ""
-        for r in records:
-            f.write(sep)
-            f.write(json.dumps({"c": r[R_CONN], "tx": r[R_TX], "p": to_dict(r, iso)}))
-            sep = ", "
-        f.write("]}")
 
 
 def load(path):

@@ -7,8 +7,7 @@ import os
 import time
 
 from firmware.ocpp import clock
-from firmware.ocpp.smart import NO_LIMIT_A, Profiles
-from firmware.ocpp.smart_store import to_dict
+from firmware.ocpp.smart import NO_LIMIT_A, Profiles, to_dict
 
 FAILS = []
 
@@ -100,8 +99,8 @@ try:
     check("composite gap", ps.composite(0, T0 - H, H)["chargingSchedule"][
         "chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": NO_LIMIT_A}])
     again = Profiles(tmp)
-    check("persisted", [to_dict(r, clock.iso) for r in again._r] ==
-          [to_dict(r, clock.iso) for r in ps._r] and again.errors == [])
+    check("persisted", [to_dict(r) for r in again._r] ==
+          [to_dict(r) for r in ps._r] and again.errors == [])
     check("persisted limit", again.limit(T0 + 60, tx_start_s=T0, tx_id=7) ==
           ps.limit(T0 + 60, tx_start_s=T0, tx_id=7))
     check("retag", ps.retag(7, 1234) == 1 and Profiles(tmp).limit(
