@@ -2,12 +2,12 @@
 # or hostile client within bounded memory and time. At most MAX_CONN connections are served
 # at once: the task accepts no more meanwhile, so the next ones wait in the TCP stack's
 # backlog (_BACKLOG; memory of the stack, not of the heap) and a client beyond it is refused
-# by the stack. The request line, the headers and the body must arrive
-# within HEAD_MS, each line within LINE_MAX bytes, at most HEADERS_MAX lines and HEAD_MAX
-# bytes in all; a whole connection lasts at most CONN_MS (the live stream ends itself
-# before); a request larger than SMALL_MAX is read on one connection at a time (another is
-# cut off as busy). A line that is not HTTP is cut off before microdot sees it. The task never
-# touches the charge controller: it reads the owner model and changes settings through it.
+# by the stack. The request line, the headers and the body must arrive within HEAD_MS, each
+# line within LINE_MAX bytes, at most HEADERS_MAX lines and HEAD_MAX bytes in all; a whole
+# connection lasts at most CONN_MS (the live stream ends itself before); a request larger
+# than SMALL_MAX is read on one connection at a time (another is cut off as busy). A line that
+# is not HTTP is cut off before microdot sees it. The task never touches the charge
+# controller: it reads the owner model and changes settings through it.
 import asyncio
 
 from micropython import const
@@ -29,8 +29,7 @@ _CHUNK = const(256)
 _ETIMEDOUT = const(110)
 _EINVAL = const(22)
 _ECONNRESET = const(104)
-_WAIT_MS = const(20)  # a waiting connection looks for its next bytes (the task for the
-# next connection) this often
+_WAIT_MS = const(20)  # a waiting connection looks for its next bytes this often
 _AGAIN = (11, 35, 119)  # EAGAIN (Linux, BSD), EINPROGRESS (lwIP)
 # The headers the API reads (api.py) or microdot acts on: any other is checked, then dropped
 # before microdot keeps it (a browser's User-Agent, Accept-*, Sec-* ... cost ~1 KB a request)
@@ -209,17 +208,17 @@ class Server:
         self.served = 0
         self.refused = 0  # connections closed at once: MAX_CONN busy (a direct caller)
         self.conns = [None] * MAX_CONN  # the Readers of the connections being served
+        self.free = asyncio.Event()  # a slot was given back
         self.cut = 0  # requests cut off by the guard or the connection limit
         self.last_cut = None
         self.last_ms = ticks_ms()
 
     async def run(self):
-        # Connections are taken with a non-blocking accept every _WAIT_MS while a slot is free
-        # (never through asyncio's poller: see Reader._more); the task also ends a connection
-        # past CONN_MS (no wait_for task per connection: ~270 B each on the 32-bit build).
-        from asyncio import StreamWriter
-
+        # A task of its own takes the connections (_accept); this one ends a connection past
+        # CONN_MS (no wait_for task per connection: ~270 B each on the 32-bit build), looking
+        # every _WAIT_MS while one is served, else every second.
         s = self._listen()
+        acc = asyncio.create_task(self._accept(s))
         try:
             self.log("web: serving on %s:%d" % (self.host, self.port))
             while True:
@@ -228,22 +227,31 @@ class Server:
                     if rd is not None and rd.task is not None and ticks_diff(now, rd.end) >= 0:
                         rd.task.cancel()
                         rd.task = None
-                c = None
-                if self.active < MAX_CONN:
-                    try:
-                        c, a = s.accept()
-                    except OSError:  # EAGAIN: nobody waiting (or a failed accept: ignored)
-                        pass
-                if c is None:
-                    await asyncio.sleep_ms(_WAIT_MS)
-                    continue
-                c.setblocking(False)
-                st = StreamWriter(c, _PEER)
-                rd = self._take(st)
-                rd.addr = a
-                asyncio.create_task(self._serve(st, st, rd))
+                await asyncio.sleep_ms(_WAIT_MS if self.active else 1000)
         finally:
+            acc.cancel()
             s.close()
+
+    async def _accept(self, s):
+        """Takes a connection when a slot is free: none while MAX_CONN are served (the next
+        wait in the stack's backlog)."""
+        from asyncio import StreamWriter
+
+        while True:
+            if self.active >= MAX_CONN:
+                self.free.clear()
+                await self.free.wait()  # set as a connection ends
+                continue
+            await _readable(s)
+            try:
+                c, a = s.accept()
+            except OSError:  # a failed accept: ignored (as asyncio's start_server does)
+                continue
+            c.setblocking(False)
+            st = StreamWriter(c, _PEER)
+            rd = self._take(st)
+            rd.addr = a
+            asyncio.create_task(self._serve(st, st, rd))
 
     def _listen(self):
         import socket
@@ -291,9 +299,17 @@ class Server:
         finally:
             self.conns[self.conns.index(rd)] = None
             self.active -= 1
+            self.free.set()
             if self.big is rd:
                 self.big = None
             await _close(writer)
+
+
+def _readable(s):
+    """Wait (await it) until the listening socket has a connection, through asyncio's poller
+    as its start_server does: a client is taken at once. Only the listening socket is
+    registered, never a connection (Reader._more)."""
+    yield asyncio.core._io_queue.queue_read(s)
 
 
 async def _close(writer):
