@@ -24,6 +24,7 @@ _MAX_IN = const(2048)  # bytes of a received packet kept; a longer one is skippe
 _CONNECT_MS = const(10000)  # TCP (and TLS) plus CONNACK
 _SUB_PID = const(1)
 _CHUNK = const(256)
+_TICK_MS = const(1000)  # the session wakes the sender this often (keepalive) and sees a loss
 
 
 class Client:
@@ -50,7 +51,8 @@ class Client:
         self._q = []  # [topic, payload, retain], oldest first
         self._ctl = []  # PUBACKs and PINGREQ: the sender writes them first
         self._wake = asyncio.Event()
-        self._dead = asyncio.Event()
+        self._lost = False  # this connection failed
+        self._sleeper = None  # the session's task while it ticks
         self._w = None
         self.connected = False
         self.connects = 0
@@ -134,14 +136,25 @@ class Client:
             self.backoff.reset()
             self._rx_ms = self._tx_ms = self._ping_ms = ticks_ms()
             self._ctl = []
-            self._dead.clear()
+            self._lost = False
             self.log("mqtt: connected to %s:%d" % (self.host, self.port))
             if self.on_connect is not None:
                 self.on_connect()
             tasks = (asyncio.create_task(self._reader(r)), asyncio.create_task(self._sender(w)))
-            await self._dead.wait()
+            # The sender waits for work without a timer of its own (a wait_for held ~340 B of
+            # heap for the whole connection on the 32-bit build): this task wakes it for the
+            # keepalive once a second; a failure (_fail) cancels this sleep at once.
+            self._sleeper = asyncio.current_task()
+            try:
+                while not self._lost:
+                    await asyncio.sleep_ms(_TICK_MS)
+                    self._wake.set()
+            except asyncio.CancelledError:
+                if not self._lost:  # not _fail's: the task itself is cancelled
+                    raise
             raise MqttError(self.last_error or "connection lost")
         finally:
+            self._sleeper = None
             self.connected = False
             for t in tasks:
                 t.cancel()
@@ -152,9 +165,14 @@ class Client:
                 pass
 
     def _fail(self, e):
-        if not self._dead.is_set():
+        """The reader's or the sender's failure ends this connection (the session's tick
+        sleep is cancelled: the session ends it now)."""
+        if not self._lost:
             self.last_error = str(e) or e.__class__.__name__
-            self._dead.set()
+            self._lost = True
+            t = self._sleeper
+            if t is not None:
+                t.cancel()
 
     async def _packet(self, r):
         """(first byte, body) of the next packet; a body over _MAX_IN is skipped (b"")."""
@@ -210,10 +228,7 @@ class Client:
         half = self.keepalive_s * 500
         try:
             while True:
-                try:
-                    await asyncio.wait_for_ms(self._wake.wait(), half)
-                except asyncio.TimeoutError:
-                    pass
+                await self._wake.wait()  # a message queued, or the session's tick
                 self._wake.clear()
                 now = ticks_ms()
                 if ticks_diff(now, self._rx_ms) > self.keepalive_s * 1500:
