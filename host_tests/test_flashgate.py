@@ -305,7 +305,7 @@ def test_cache_entries_wait_for_the_gate_and_clear_cache_is_refused_while_closed
         cache.put("CARD1", "Accepted", None, "GROUP", 200)
         c = _Cp(None)
         c.cache = cache
-        assert remote.clear_cache(c, {}) == "Rejected"
+        assert remote.ClearCache(c, {}) == "Rejected"
         assert "contactor closed" in c.lines[-1]
         assert cache.lookup("OLD") is not None
         assert flash.closed_steps == 0

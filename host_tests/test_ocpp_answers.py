@@ -319,3 +319,17 @@ def test_a_lost_card_reader_is_reader_failure_on_connector_0_until_it_answers(tm
                    ("Available", "NoError", None)], got
     c1 = [p for p in payloads(res, "StatusNotification") if p["connectorId"] == 1]
     assert all(p["errorCode"] == "NoError" for p in c1), c1
+
+
+def test_only_ocpp_actions_reach_a_handler(tmp_path):
+    """rpc looks a handler up in firmware/ocpp/remote.py by the action's name, and only for
+    an action OCPP 1.6 defines: a CALL naming one of the module's other functions (or an
+    import) is answered NotImplemented and runs nothing; the real action next to it works."""
+    res = run(tmp_path, {"steps": [["sleep", 200]] + [
+        ["call", a, {"connectorId": 0, "type": "Inoperative"}]
+        for a in ("apply_availability", "_save", "asyncio", "send_triggered",
+                  "ChangeAvailability")] + [["sleep", 100]]})
+    got = [r[1] for r in res["replies"]]
+    assert [g.get("_error") for g in got[:4]] == ["NotImplemented"] * 4, got
+    assert got[4] == {"status": "Accepted"}, got
+    assert res["status"] == "Unavailable", res["log"]

@@ -98,7 +98,7 @@ def test_no_answer_to_the_csms_while_the_boot_is_rejected():
             o.wait_log(sim, "boot Rejected")
             with pytest.raises(CsmsError, match="did not answer"):
                 o.call(csms, "GetConfiguration", {}, timeout=3)
-            assert o.wait_log(sim, "not answered: the CSMS rejected")
+            assert o.wait_log(sim, "not answered: boot Rejected")
 
 
 def test_operative_cancels_an_inoperative_scheduled_for_the_end_of_the_transaction(csms):

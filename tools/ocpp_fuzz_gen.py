@@ -27,18 +27,21 @@ from ocpp_fuzz_parts import (  # noqa: E402,F401  (the building blocks, re-expor
     PROBE_ACTION, PROPERTY, PROTOCOL, TYPE, _profile, bad_payload, dumps, frame, now_iso,
     rand_ascii, rand_id, rand_json, rand_text, schema, text_frame, unknown_action)
 
-# The OCPP 1.6 actions a CSMS may call that the core client's table (remote.HANDLERS) leaves
-# out: Firmware Management and the security extension. Those the firmware handles elsewhere
-# (firmware/secext/core.py's ACTIONS, ...) are read from its source, so the oracle follows the
-# firmware as actions are added: the rest must be answered NotSupported.
+# The OCPP 1.6 actions a CSMS may call that the core client's handlers (firmware/ocpp/remote.py:
+# functions named after the action) leave out: Firmware Management and the security extension.
+# Those the firmware handles elsewhere (firmware/secext/core.py's ACTIONS, ...) are read from
+# its source, so the oracle follows the firmware as actions are added: the rest must be
+# answered NotSupported.
 OPTIONAL = ("GetDiagnostics", "CertificateSigned", "DeleteCertificate",
             "ExtendedTriggerMessage", "GetInstalledCertificateIds", "GetLog",
             "InstallCertificate", "SignedUpdateFirmware")
-TABLES = (("firmware/ocpp/remote.py", "HANDLERS"), ("firmware/secext/core.py", "ACTIONS"))
+# (file, the name of its handler table, or None: its handlers are its functions named
+# after the action, CamelCase)
+TABLES = (("firmware/ocpp/remote.py", None), ("firmware/secext/core.py", "ACTIONS"))
 
 
 def handled_actions(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))):
-    """The actions named as keys of the firmware's handler tables (TABLES)."""
+    """The actions the firmware's handler modules and tables (TABLES) name."""
     out = set()
     for rel, name in TABLES:
         path = os.path.join(root, rel)
@@ -47,7 +50,11 @@ def handled_actions(root=os.path.dirname(os.path.dirname(os.path.abspath(__file_
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read())
         for node in tree.body:
-            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+            if name is None:
+                if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                        and node.name[0].isupper()):
+                    out.add(node.name)
+            elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
                     and any(getattr(t, "id", None) == name for t in node.targets)):
                 out.update(k.value for k in node.value.keys if isinstance(k, ast.Constant))
     return out

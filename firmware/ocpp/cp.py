@@ -93,7 +93,7 @@ class ChargePoint:
             log(m)
         self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(  # RTC, NTP, CSMS
             board, section.get("ntp", timekeep.NTP_HOST)))
-        self.rpc = rpc.Rpc(self._send, remote.HANDLERS, say, ctx=self,
+        self.rpc = rpc.Rpc(self._send, remote, say, ctx=self,
                            seed=int.from_bytes(os.urandom(3), "big"))
         self.security = security.Security(section, self.keys, say)
         self.link = Link(section["url"], section["cp_id"], self.rpc, self.keys, self.security,

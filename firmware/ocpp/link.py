@@ -102,16 +102,14 @@ class Link:
                 # clear it), and rpc drops the text once parsed (a big SendLocalList is then
                 # its objects alone while the handler runs).
                 self.rpc.inbox = await self.ws.recv()
-                await self.rpc.received(None, self._rx)
+                self.last_rx_ms = time.ticks_ms()
+                await self.rpc.received()
                 if self.restart:
                     raise ws.WsError("%s: reconnecting" % self.restart)
         finally:
             pinger.cancel()
             self.connected = False
             self.up.clear()
-
-    def _rx(self):
-        self.last_rx_ms = time.ticks_ms()
 
     async def _pinger(self):
         # WebSocketPingInterval: our ping every interval; no bytes for 2 intervals + margin

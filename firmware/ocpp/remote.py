@@ -1,10 +1,14 @@
 # What the CSMS may ask of the charge point (Core, Local Auth List, Reservation, Remote
-# Trigger, Smart Charging). Payloads reach these handlers only after the schema check
-# (rpc.Rpc.received); each handler answers at once and leaves longer work (a reset, an
-# authorisation) to a task, so the link's reader is never held up. Firmware Management and
-# the security extension have no handler: rpc answers NotSupported.
+# Trigger, Smart Charging). Each handler is a function named after the OCPP action it answers
+# (rpc.Rpc looks it up in this module, and only for an action of schema.REQUESTS: no other
+# name here can be reached from the network). Payloads reach these handlers only after the
+# schema check (rpc.Rpc.received); each handler answers at once and leaves longer work (a
+# reset, an authorisation) to a task, so the link's reader is never held up. Firmware
+# Management and the security extension have no handler: rpc answers NotSupported.
 import asyncio
 import time
+
+from micropython import const
 
 from firmware.ocpp import clock
 from firmware.restart import OCPP_HARD, OCPP_SOFT
@@ -12,16 +16,20 @@ from firmware.ocpp.authlist import storable, stored_info
 from firmware.ocpp.keys import KeysError
 from firmware.ocpp.rpc import RpcError
 
-_UNLOCK_WAIT_MS = 2500
-_TRIGGERS_MAX = 8  # distinct (message, connector) requests waiting for the sender
+_UNLOCK_WAIT_MS = const(2500)
+_TRIGGERS_MAX = const(8)  # distinct (message, connector) requests waiting for the sender
+_RESET_FLUSH_MS = const(10000)
 # Messages sent only by an extension (rpc.ext_send: firmware/secext): NotImplemented without
 # it (1.6 section 6.54); FirmwareStatusNotification needs UpdateFirmware (firmware/ota).
 _NOT_TRIGGERED = ("DiagnosticsStatusNotification", "LogStatusNotification")
-_RESET_FLUSH_MS = 10000
+
+# Each handler: fn(cp, payload) -> result dict, a status string (the answer {"status": it})
+# or a coroutine giving one (rpc awaits those). Module-level functions: no closure per
+# handler in RAM.
 
 
 # -- Core -----------------------------------------------------------------------------------
-def change_availability(cp, p):
+def ChangeAvailability(cp, p):
     c = p["connectorId"]
     if c not in (0, 1):
         return "Rejected"
@@ -51,19 +59,19 @@ def apply_availability(cp, c, op):
     cp.wake.set()
 
 
-def change_configuration(cp, p):
+def ChangeConfiguration(cp, p):
     key = p["key"]
     if key in ("AuthorizationKey", "SecurityProfile"):  # firmware/ocpp/security.py
         st, again = cp.security.change(key, p["value"])
         if again:  # after this answer has gone out (A01, A05.FR.06)
-            cp.link.reconnect("%s changed" % key)
+            cp.link.reconnect(key + " changed")
         return st
     st = cp.keys.change(key, p["value"])
     cp.limit_changed()  # limits and intervals are re-read at once
     return st
 
 
-def get_configuration(cp, p):
+def GetConfiguration(cp, p):
     try:
         known, unknown = cp.keys.configuration(p.get("key") or None)  # [] = all (1.6 5.8)
     except KeysError as e:
@@ -74,7 +82,7 @@ def get_configuration(cp, p):
     return out
 
 
-def clear_cache(cp, p):
+def ClearCache(cp, p):
     try:
         cp.cache.clear()
     except OSError as e:  # the flash gate (a session on STM32/ESP32: persist.FlashBusy)
@@ -83,30 +91,26 @@ def clear_cache(cp, p):
     return "Accepted"
 
 
-def data_transfer(cp, p):
+def DataTransfer(cp, p):
     return "UnknownVendorId"  # no vendor extensions
 
 
-def remote_start(cp, p):
+def RemoteStartTransaction(cp, p):
     tx = cp.tx
-    c = p.get("connectorId", 1)
     tag = p["idTag"]
     prof = p.get("chargingProfile")
-    if c != 1 or tx.open is not None or tx.auth is not None:
-        return "Rejected"
-    if not (cp.available[0] and cp.available[1]) or cp.st.status(1) == "Faulted":
-        return "Rejected"
-    if prof is not None and prof.get("chargingProfilePurpose") != "TxProfile":
-        return "Rejected"
     r = cp.reservation
-    if r is not None and r["tag"].lower() != tag.lower():
+    if (p.get("connectorId", 1) != 1 or tx.open is not None or tx.auth is not None
+            or not (cp.available[0] and cp.available[1]) or cp.st.status(1) == "Faulted"
+            or prof is not None and prof.get("chargingProfilePurpose") != "TxProfile"
+            or r is not None and r["tag"].lower() != tag.lower()):
         return "Rejected"
     cp.spawn(tx.authorize(tag, remote_ok=not cp.keys.get("AuthorizeRemoteTxRequests"),
                           profile=prof), "RemoteStartTransaction")
     return "Accepted"
 
 
-def remote_stop(cp, p):
+def RemoteStopTransaction(cp, p):
     tx = cp.tx
     if tx.open is None or tx.csms_id() != p["transactionId"]:
         return "Rejected"
@@ -115,34 +119,33 @@ def remote_stop(cp, p):
     return "Accepted"
 
 
-def reset(cp, p):
-    kind = p["type"]
+def Reset(cp, p):
     if cp.reset_kind is None:
-        cp.reset_kind = kind
-        cp.spawn(_reset(cp, kind), "Reset")
+        cp.reset_kind = p["type"]
+        cp.spawn(_reset(cp, p["type"] == "Hard"), "Reset")
     return "Accepted"
 
 
-async def _reset(cp, kind):
+async def _reset(cp, hard):
     await asyncio.sleep_ms(200)  # the Reset.conf goes out first
     if cp.tx.open is not None:
-        cp.tx.stop_reason = "SoftReset" if kind == "Soft" else "HardReset"
+        cp.tx.stop_reason = "HardReset" if hard else "SoftReset"
         cp.wake.set()
     # A soft reset waits (bounded) until the journal is delivered; a hard one only for the
-    # stop to be journaled: the journal survives the reset either way.
+    # stop to be journaled (the Stop reads the meter, <= 3 s): the journal survives the
+    # reset either way.
     t0 = time.ticks_ms()
-    limit = _RESET_FLUSH_MS if kind == "Soft" else 4000  # the Stop reads the meter (<= 3 s)
-    while time.ticks_diff(time.ticks_ms(), t0) < limit:
-        if cp.tx.open is None and (kind == "Hard" or cp.journal.pending() == 0
+    while time.ticks_diff(time.ticks_ms(), t0) < (4000 if hard else _RESET_FLUSH_MS):
+        if cp.tx.open is None and (hard or cp.journal.pending() == 0
                                    or not cp.link.connected):
             break
         await asyncio.sleep_ms(100)
-    cp.say("%s reset" % kind.lower())
+    cp.say("hard reset" if hard else "soft reset")
     # The one restart path (firmware/restart.py): contactor open, stores saved, marker.
-    await cp.restart.now(OCPP_HARD if kind == "Hard" else OCPP_SOFT)
+    await cp.restart.now(OCPP_HARD if hard else OCPP_SOFT)
 
 
-async def unlock(cp, p):
+async def UnlockConnector(cp, p):
     if p["connectorId"] != 1 or cp.cfg.connector != "type2_socket":
         return "NotSupported"  # no such connector, or a tethered cable
     cp.tx.release("UnlockConnector")
@@ -161,13 +164,13 @@ async def unlock(cp, p):
 
 
 # -- Local authorisation list -----------------------------------------------------------------
-def list_version(cp, p):
+def GetLocalListVersion(cp, p):
     # 1.6 5.8: -1 only when local lists are not supported at all (they are: the profile is in
     # SupportedFeatureProfiles); a disabled list still has its version, 0 when empty.
     return {"listVersion": cp.list.version}
 
 
-def send_local_list(cp, p):
+def SendLocalList(cp, p):
     if not cp.keys.get("LocalAuthListEnabled"):
         return "NotSupported"
     items = p.get("localAuthorizationList", [])
@@ -182,13 +185,13 @@ def send_local_list(cp, p):
         if info is not None:
             info = stored_info(info)
             if info is None:
-                cp.say("local list: %s left out: expiryDate unreadable" % tag)
+                cp.say("local list: %s left out: bad expiryDate" % tag)
                 continue
             if info[3]:
                 cp.say("local list: %s: %s" % (tag, info[3]))
             info = info[:3]
         if not storable(tag):  # no reader can present it
-            cp.say("local list: idTag %r left out: over 20 bytes of UTF-8" % tag)
+            cp.say("local list: %r left out: over 20 bytes" % tag)
             continue
         items[n] = (tag, info)
         n += 1
@@ -200,19 +203,15 @@ def send_local_list(cp, p):
 
 
 # -- Reservation -------------------------------------------------------------------------------
-def reserve_now(cp, p):
-    c = p["connectorId"]
-    if c != 1:
+def ReserveNow(cp, p):
+    if p["connectorId"] != 1:
         return "Rejected"  # ReserveConnectorZeroSupported is false
     st = cp.st.status(1) or "Available"
-    if st == "Faulted":
-        return "Faulted"
-    if st == "Unavailable":
-        return "Unavailable"
+    if st in ("Faulted", "Unavailable"):
+        return st
     r = cp.reservation
-    if r is not None and r["id"] != p["reservationId"]:
-        return "Occupied"
-    if st not in ("Available", "Reserved") or cp.tx.open is not None or cp.tx.auth is not None:
+    if (r is not None and r["id"] != p["reservationId"] or st not in ("Available", "Reserved")
+            or cp.tx.open is not None or cp.tx.auth is not None):
         return "Occupied"
     try:
         expiry = clock.parse(p["expiryDate"])
@@ -228,7 +227,7 @@ def reserve_now(cp, p):
     return "Accepted"
 
 
-def cancel_reservation(cp, p):
+def CancelReservation(cp, p):
     r = cp.reservation
     if r is None or r["id"] != p["reservationId"]:
         return "Rejected"
@@ -238,7 +237,7 @@ def cancel_reservation(cp, p):
 
 
 # -- Smart charging ----------------------------------------------------------------------------
-def set_profile(cp, p):
+def SetChargingProfile(cp, p):
     c = p["connectorId"]
     if c not in (0, 1):
         return "Rejected"
@@ -247,26 +246,27 @@ def set_profile(cp, p):
     return st
 
 
-def clear_profile(cp, p):
+def ClearChargingProfile(cp, p):
     st = cp.profiles.clear(p.get("id"), p.get("connectorId"), p.get("chargingProfilePurpose"),
                            p.get("stackLevel"))
     cp.limit_changed()
     return st
 
 
-def composite(cp, p):
+def GetCompositeSchedule(cp, p):
     c = p["connectorId"]
     now = cp.now_s()
     if c not in (0, 1) or now is None:
         return "Rejected"
+    v = cp.volts()
+    ph = cp.limits.phases
     r = cp.profiles.composite(
         c, now, p["duration"], p.get("chargingRateUnit"),
-        tx_start_s=cp.tx.start_s(), tx_id=cp.tx.profile_id(), volts=cp.volts(),
-        phases=cp.limits.phases, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
-    local = getattr(cp.limits, "local_a", None)
-    a = local() if local is not None else None
+        tx_start_s=cp.tx.start_s(), tx_id=cp.tx.profile_id(), volts=v,
+        phases=ph, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
+    a = cp.limits.local_a()
     if a is not None and r.get("status") == "Accepted":
-        _clip_local(r["chargingSchedule"], a, cp.volts() or 230, cp.limits.phases)
+        _clip_local(r["chargingSchedule"], a, v or 230, ph)
     return r
 
 
@@ -287,7 +287,7 @@ def _clip_local(sch, a, volts, phases):
 
 
 # -- Firmware Management (firmware/ota/updater.py) ---------------------------------------------
-def update_firmware(cp, p):
+def UpdateFirmware(cp, p):
     up = getattr(cp, "updater", None)
     if up is None:
         raise RpcError("NotSupported", "UpdateFirmware")
@@ -295,7 +295,7 @@ def update_firmware(cp, p):
 
 
 # -- Remote trigger ----------------------------------------------------------------------------
-def trigger(cp, p):
+def TriggerMessage(cp, p):
     what = p["requestedMessage"]
     c = p.get("connectorId")
     if c is not None and c not in (0, 1):
@@ -336,27 +336,3 @@ async def send_triggered(cp, what, c):
         if fn is None:
             raise RpcError("NotImplemented", what)
         await fn(cp, c)
-
-
-# action -> fn(cp, payload) -> result dict, a status string (the answer {"status": it}) or a
-# coroutine giving one (rpc awaits those); a module-level table: no closure per handler in RAM
-HANDLERS = {
-    "CancelReservation": cancel_reservation,
-    "ChangeAvailability": change_availability,
-    "ChangeConfiguration": change_configuration,
-    "ClearCache": clear_cache,
-    "ClearChargingProfile": clear_profile,
-    "DataTransfer": data_transfer,
-    "GetCompositeSchedule": composite,
-    "GetConfiguration": get_configuration,
-    "GetLocalListVersion": list_version,
-    "RemoteStartTransaction": remote_start,
-    "RemoteStopTransaction": remote_stop,
-    "ReserveNow": reserve_now,
-    "Reset": reset,
-    "SendLocalList": send_local_list,
-    "SetChargingProfile": set_profile,
-    "TriggerMessage": trigger,
-    "UnlockConnector": unlock,
-    "UpdateFirmware": update_firmware,
-}

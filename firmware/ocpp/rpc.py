@@ -11,22 +11,12 @@ from micropython import const
 
 from firmware.ocpp import schema
 
-CALL = const(2)
-RESULT = const(3)
-ERROR = const(4)
-MAX_ID = const(36)
+_CALL = const(2)
+_RESULT = const(3)
+_ERROR = const(4)
+_MAX_ID = const(36)
+_TIMEOUT_MS = const(30000)  # for the answer to our CALL
 _NO_ID = "-1"  # OCPP 2.0.1 4.2.3's rule, adopted for a frame whose id cannot be read
-
-NOT_IMPLEMENTED = "NotImplemented"
-NOT_SUPPORTED = "NotSupported"
-INTERNAL = "InternalError"
-PROTOCOL = "ProtocolError"
-SECURITY = "SecurityError"
-FORMATION = "FormationViolation"
-GENERIC = "GenericError"
-CODES = (NOT_IMPLEMENTED, NOT_SUPPORTED, INTERNAL, PROTOCOL, SECURITY, FORMATION,
-         "PropertyConstraintViolation", "OccurrenceConstraintViolation",
-         "TypeConstraintViolation", GENERIC)
 
 
 class RpcError(Exception):
@@ -49,8 +39,7 @@ def dumps(x):
         if len(memoryview(text)) == len(text):  # MicroPython: bytes == characters, ASCII
             return text
     except TypeError:  # CPython: memoryview takes no str; its json writes ASCII anyway
-        if text.isascii():
-            return text
+        return text
     b = text.encode("utf-8", "surrogatepass")
     if b.find(b"\xed") < 0:
         return text
@@ -67,48 +56,42 @@ def dumps(x):
     return str(out, "utf-8")
 
 
-class RpcTimeout(RpcError):
-    def __init__(self, action):
-        super().__init__("Timeout", "no answer to %s" % action)
-
-
 def parse(text):
     """One frame -> (kind, id, action or code, payload or description). Raises RpcError
     (code, description) with .msg_id set where an answer can be addressed."""
     try:
         f = json.loads(text)
     except (ValueError, TypeError):
-        raise RpcError(PROTOCOL, "not JSON", _NO_ID)
+        raise RpcError("ProtocolError", "not JSON", _NO_ID)
     if type(f) is not list or len(f) < 3 or type(f[0]) is not int:
-        raise RpcError(PROTOCOL, "not an OCPP-J message array", _NO_ID)
+        raise RpcError("ProtocolError", "not an OCPP-J array", _NO_ID)
     kind, mid = f[0], f[1]
-    if type(mid) is not str or not mid or len(mid) > MAX_ID:
-        raise RpcError(PROTOCOL, "message id must be a string of 1..36 characters", _NO_ID)
-    if kind == CALL:
+    if type(mid) is not str or not mid or len(mid) > _MAX_ID:
+        raise RpcError("ProtocolError", "message id not 1..36 characters", _NO_ID)
+    if kind == _CALL:
         if len(f) != 4 or type(f[2]) is not str:
-            raise RpcError(FORMATION, "CALL must be [2, id, action, payload]", mid)
+            raise RpcError("FormationViolation", "CALL not [2, id, action, payload]", mid)
         if type(f[3]) is not dict:
-            raise RpcError(FORMATION, "%s: payload must be a JSON object" % f[2], mid)
+            raise RpcError("FormationViolation", "%s payload not an object" % f[2], mid)
         return kind, mid, f[2], f[3]
-    if kind == RESULT and len(f) == 3:
+    if kind == _RESULT and len(f) == 3:
         return kind, mid, None, f[2]
-    if kind == ERROR and len(f) in (4, 5):
+    if kind == _ERROR and len(f) in (4, 5):
         return kind, mid, f[2], f[3]
-    raise RpcError(PROTOCOL, "unknown message type or length")  # a result or error: no answer
+    raise RpcError("ProtocolError", "bad message type or length")  # a result/error: no answer
 
 
 class Rpc:
     """`send` is an async callable taking the text of one frame. The link feeds every
     received text to `received()`; `call()` sends ours and awaits its answer."""
 
-    def __init__(self, send, handlers, log=print, timeout_ms=30000, seed=0, ctx=None):
+    def __init__(self, send, handlers, log=print, seed=0, ctx=None):
         self._send = send
-        # action -> fn(ctx, payload) -> result payload (a dict, or a status string), or a
-        # coroutine that gives one
+        # handlers.<action>: fn(ctx, payload) -> result payload (a dict, or a status string),
+        # or a coroutine that gives one (firmware/ocpp/remote.py)
         self.handlers = handlers
         self.ctx = ctx
         self.log = log
-        self.timeout_ms = timeout_ms
         self._lock = asyncio.Lock()
         self._flag = asyncio.ThreadSafeFlag()
         self._pending = None  # id of our outstanding CALL
@@ -127,25 +110,25 @@ class Rpc:
         self._n = (self._n + 1) & 0x3FFFFFFF
         return self._prefix + str(self._n)
 
-    async def call(self, action, payload, timeout_ms=None):
+    async def call(self, action, payload):
         """Send a CALL; return the CALLRESULT payload (checked against the schema: what the
         charge point needs strictly, the rest logged). Raises RpcError for a CALLERROR or a
-        result it cannot use, RpcTimeout, or the link's error."""
+        result it cannot use, its timeout (code "Timeout"), or the link's error."""
         async with self._lock:
             mid = self._new_id()
             self._pending = mid
             self._answer = None
             self._flag.clear()
             try:
-                await self._send(dumps([CALL, mid, action, payload]))
+                await self._send(dumps([_CALL, mid, action, payload]))
                 try:
-                    await asyncio.wait_for_ms(self._flag.wait(), timeout_ms or self.timeout_ms)
+                    await asyncio.wait_for_ms(self._flag.wait(), _TIMEOUT_MS)
                 except asyncio.TimeoutError:
-                    raise RpcTimeout(action)
+                    raise RpcError("Timeout", "no answer to " + action)
             finally:
                 self._pending = None
             kind, body, desc = self._answer
-            if kind == ERROR:
+            if kind == _ERROR:
                 raise RpcError(body, desc)
             bad = schema.check_response(action, body)
             if bad is not None:
@@ -161,16 +144,14 @@ class Rpc:
     def cancel(self):
         """The link dropped: wake a waiting call() with an error."""
         if self._pending is not None:
-            self._answer = (ERROR, "GenericError", "connection lost")
+            self._answer = (_ERROR, "GenericError", "connection lost")
             self._flag.set()
 
-    async def received(self, text=None, seen=None):
+    async def received(self, text=None):
         """One text message from the server: an answer to our CALL, or a CALL to handle.
-        seen(): called as it arrives (the link's last-message time). The link hands the text
-        in self.inbox (text None): no frame of this coroutine, nor of the link's, then holds
-        it, nor the CALL's payload, while the answer is sent (the session's heap peak)."""
-        if seen is not None:
-            seen()
+        The link hands the text in self.inbox (text None): no frame of this coroutine, nor
+        of the link's, then holds it, nor the CALL's payload, while the answer is sent (the
+        session's heap peak)."""
         if text is not None:
             self.inbox = text
         text = None
@@ -190,38 +171,32 @@ class Rpc:
             self.log("bad frame (%s: %s): %s" % (e.code, e.description, _clip(text)))
             if self.on_bad is not None:
                 self.on_bad(e.description)
-            mid = e.msg_id
-            return None if mid is None else self._error_text(mid, e.code, e.description)
+            return None if e.msg_id is None else _error(e.msg_id, e)
         text = None  # noqa: F841 - the frame's text is not needed past here: free it
-        if kind != CALL:
+        if kind != _CALL:
             if mid != self._pending or self._answer is not None:
                 self.log("answer for unknown id %s dropped" % _clip(mid))
                 return None
-            if kind == ERROR and (type(action) is not str or type(payload) is not str):
-                action, payload = GENERIC, "malformed CALLERROR"
-            self._answer = (kind, payload if kind == RESULT else action,
-                            payload if kind == ERROR else "")
+            if kind == _ERROR and (type(action) is not str or type(payload) is not str):
+                action, payload = "GenericError", "malformed CALLERROR"
+            self._answer = (kind, payload if kind == _RESULT else action,
+                            payload if kind == _ERROR else "")
             self._flag.set()
             return None
         if self.mute:
-            self.log("%s not answered: the CSMS rejected our BootNotification" % _clip(
-                action, 40))
+            self.log("%s not answered: boot Rejected" % _clip(action, 40))
             return None
-        handler = self.handlers.get(action) or self.ext.get(action)
-        if handler is None:
-            known = action in schema.REQUESTS
-            code = NOT_SUPPORTED if known else NOT_IMPLEMENTED
-            return self._error_text(mid, code, "%s %s" % (
-                action if len(action) <= 40 else action[:40] + "...",
-                "not supported" if known else "unknown"))
+        known = action in schema.REQUESTS  # the only names looked up in handlers
+        handler = known and (getattr(self.handlers, action, None) or self.ext.get(action))
+        if not handler:
+            return _error(mid, RpcError("NotSupported" if known else "NotImplemented", "%s %s" % (
+                _clip(action, 40), "not supported" if known else "unknown")))
         bad = schema.check_request(action, payload)
         if bad is not None:
             self.log("%s refused: %s %s" % (action, bad[0], bad[1]))
-            return self._error_text(mid, bad[0], bad[1])
+            return _error(mid, RpcError(*bad))
         try:
             result = handler(self.ctx, payload)
-        except RpcError as e:
-            return self._error_text(mid, e.code, e.description)
         except Exception as e:  # a handler bug: answer, report, keep the link
             return self._failed(mid, action, e)
         if type(result) in (dict, str):
@@ -232,23 +207,26 @@ class Rpc:
         mid, action, coro = t
         try:
             result = await coro
-        except RpcError as e:
-            return self._error_text(mid, e.code, e.description)
         except Exception as e:
             return self._failed(mid, action, e)
         return _result(mid, result)
 
     def _failed(self, mid, action, e):
-        self.log("%s handler failed: %r" % (action, e))
-        return self._error_text(mid, INTERNAL, "handler failed")
+        """A handler raised: its RpcError is the answer; anything else is a bug (logged)."""
+        if not isinstance(e, RpcError):
+            self.log("%s handler failed: %r" % (action, e))
+            e = RpcError("InternalError", "handler failed")
+        return _error(mid, e)
 
-    def _error_text(self, mid, code, description):
-        return dumps([ERROR, mid, code, description[:255], {}])
+
+def _error(mid, e):
+    """The CALLERROR frame answering mid with RpcError e."""
+    return dumps([_ERROR, mid, e.code, e.description[:255], {}])
 
 
 def _result(mid, result):
     """A handler's answer: its dict, or {"status": result} for a string."""
-    return dumps([RESULT, mid, {"status": result} if type(result) is str else result])
+    return dumps([_RESULT, mid, {"status": result} if type(result) is str else result])
 
 
 def _clip(s, n=80):

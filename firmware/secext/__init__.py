@@ -1,7 +1,7 @@
 # OCPP actions outside the core client (firmware/ocpp): Firmware Management's GetDiagnostics
 # and the 1.6 security extensions (security log and events, GetLog, ExtendedTriggerMessage).
 # attach(cp) registers them with the charge point's rpc (rpc.ext: actions the CSMS may call,
-# looked up after remote.HANDLERS; rpc.ext_send: messages TriggerMessage may ask for). Modules
+# looked up after remote's handlers; rpc.ext_send: messages TriggerMessage may ask for). Modules
 # load from .mpy files into the heap, so a charge point holds only this file: the handlers and
 # the security events' code (core.py) load when the CSMS asks or an event comes, and the
 # boot's events unload them again.

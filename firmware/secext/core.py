@@ -52,7 +52,7 @@ def _signed_update(cp, p):
     return signed.request(cp, p)
 
 
-# action -> fn(cp, payload) -> result dict or a coroutine giving it (as remote.HANDLERS)
+# action -> fn(cp, payload) -> result dict or a coroutine giving it (as ocpp/remote.py's handlers)
 ACTIONS = {
     "ExtendedTriggerMessage": _extended_trigger,
     "GetDiagnostics": _get_diagnostics,

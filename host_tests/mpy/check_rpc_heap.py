@@ -64,8 +64,12 @@ def configuration(ctx, p):
         for i in range(60)], "unknownKey": []}
 
 
-r = rpc.Rpc(send, {"SendLocalList": send_local_list, "GetConfiguration": configuration},
-            log=lambda m: None)
+class Handlers:  # as firmware/ocpp/remote.py: a function named after each action
+    SendLocalList = send_local_list
+    GetConfiguration = configuration
+
+
+r = rpc.Rpc(send, Handlers, log=lambda m: None)
 
 
 async def link(make, n):
