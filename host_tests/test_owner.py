@@ -130,7 +130,7 @@ def test_the_installer_changes_station_keys_for_the_next_restart(box):
     assert out == {"applied": ["main_fuse_a"], "restart": ["max_current_a"]}
     assert _file()["max_current_a"] == 20 and o.status()["restart_needed"] == ["max_current_a"]
     assert app.limits.s["main_fuse_a"] == 25
-    with pytest.raises(SettingsError, match="ocpp.url: not a ws:// or wss:// URL"):
+    with pytest.raises(SettingsError, match="ocpp.url: bad URL 'http://x': not ws:// or wss://"):
         o.apply({"ocpp_url": "http://x"}, "installer")
     assert _file()["ocpp"] == RAW["ocpp"]
 

@@ -42,7 +42,7 @@ INSTALLER_SETTINGS = {
     "pv_stop_w": ({"pv_stop_w": 1000}, 3000, "above pv_start_w=2000"),
     "meters": ({"meters": {}}, "sdm630", "must be a JSON object"),
     "ocpp_url": ({"ocpp_url": "ws://csms.example/ocpp", "ocpp_id": "BOX1"}, "http://x",
-                 "not a ws:// or wss:// URL"),
+                 "'http://x': not ws:// or wss://"),
     "ocpp_id": ({"ocpp_id": "BOX2"}, "a b", "1..48 characters"),
     "ocpp_password": ({"ocpp_password": "p" * 16}, "short", "16..40 characters"),
     "wifi_ssid": ({"wifi_ssid": "home"}, "x" * 40, "ssid"),

@@ -87,10 +87,9 @@ def stored_info(info):
                 exp = 0
             else:
                 return None
-        if exp < 1:
-            exp, note = 1, "expiryDate %s kept as 1970-01-01T00:00:01Z" % e
-        elif exp > EXPIRY_MAX:
-            exp, note = EXPIRY_MAX, "expiryDate %s kept as %s" % (e, clock.iso(EXPIRY_MAX))
+        if not 0 < exp <= EXPIRY_MAX:
+            exp = 1 if exp < 1 else EXPIRY_MAX
+            note = "expiryDate %s kept as %s" % (e, clock.iso(exp))
     parent = info.get("parentIdTag")
     if parent is not None and _fits(parent) is None:
         if parent:
@@ -110,17 +109,12 @@ class _Store:
         self.path = path
         self.max_entries = max_entries
         self.errors = []
-        self.version = 0
-        self._n = 0
         self._rec = bytearray(_REC)
         self._probe = bytearray(_TAG)
-        self._open()
-
-    def _open(self):
-        persist.recover(self.path)
+        persist.recover(path)
         self.version = self._n = 0
         try:
-            f = open(self.path, "rb")
+            f = open(path, "rb")
         except OSError:
             return
         try:
@@ -136,40 +130,33 @@ class _Store:
                 if rec[40] >= len(STATUSES):
                     raise AuthListError("bad status")
                 c = _crc(rec, c)
-            if c ^ _crc(memoryview(h)[:12], 0) != want or f.read(1):
+            if c ^ _crc(h[:12], 0) != want or f.read(1):
                 raise AuthListError("CRC mismatch")
             self.version, self._n = version, n
         except AuthListError as e:
-            self.errors.append("%s: %s, treated as empty" % (self.path, e))
+            self.errors.append("%s: %s, treated as empty" % (path, e))
         finally:
             f.close()
 
     def __len__(self):
         return self._n
 
-    def _cmp(self):
-        """-1, 0, 1: the record in self._rec against the key in self._probe (zero-padded)."""
-        r, p = self._rec, self._probe
-        for i in range(_TAG):
-            a, b = r[i], p[i]
-            if a != b:
-                return -1 if a < b else 1
-        return 0
-
     def _find(self, f, key):
         """Bisection: the record index of key (self._rec holds it), or -1."""
-        p = self._probe
+        r, p = self._rec, self._probe
         for i in range(_TAG):
-            p[i] = key[i] if i < len(key) else 0
+            p[i] = key[i] if i < len(key) else 0  # zero-padded as the records' keys
         lo, hi = 0, self._n
         while lo < hi:
             mid = (lo + hi) >> 1
             f.seek(_HDR + mid * _REC)
-            f.readinto(self._rec)
-            c = self._cmp()
-            if c == 0:
+            f.readinto(r)
+            i = 0
+            while i < _TAG and r[i] == p[i]:
+                i += 1
+            if i == _TAG:
                 return mid
-            if c < 0:
+            if r[i] < p[i]:
                 lo = mid + 1
             else:
                 hi = mid
@@ -183,13 +170,8 @@ class _Store:
         with open(self.path, "rb") as f:
             if self._find(f, key) < 0:
                 return None
-        return self._info(self._rec)
-
-    @staticmethod
-    def _info(rec):
-        _, parent, st, exp, _ = struct.unpack(_FMT, rec)
-        parent = str(parent.rstrip(b"\0"), "utf-8") if parent[0] else None
-        return STATUSES[st], exp or None, parent
+        _, parent, st, exp, _ = struct.unpack(_FMT, self._rec)
+        return STATUSES[st], exp or None, str(parent.rstrip(b"\0"), "utf-8") if parent[0] else None
 
     def _records(self):
         """Every record in key order, one at a time (the buffer is reused)."""
@@ -223,13 +205,9 @@ class _Store:
                 g.close()
                 persist.remove(new)
                 raise
-            h = bytearray(_HDR)
-            h[:4] = _MAGIC
-            struct.pack_into("<iI", h, 4, version, n)
-            c0 = _crc(memoryview(h)[:12], 0)
-            struct.pack_into("<I", h, 12, c0 ^ c)
+            h = _MAGIC + struct.pack("<iI", version, n)
             g.seek(0)
-            g.write(h)
+            g.write(h + struct.pack("<I", _crc(h, 0) ^ c))
             g.flush()
         persist.sync()  # the records are on flash before the rename makes them the list
         persist.replace(new, self.path)
@@ -315,12 +293,11 @@ class LocalList(_Store):
         """SendLocalList: "Accepted", "Failed" or "VersionMismatch"; self.last_error says why
         it failed. The list is unchanged unless Accepted."""
         self.last_error = None
-        if not isinstance(version, int) or version < 0:
-            self.last_error = "bad listVersion %r" % (version,)
-            return "Failed"
-        if not full and version <= self.version:
-            return "VersionMismatch"
         try:
+            if not isinstance(version, int) or version < 0:
+                raise AuthListError("bad listVersion %r" % (version,))
+            if not full and version <= self.version:
+                return "VersionMismatch"
             if not isinstance(entries, list):
                 raise AuthListError("entries is not a list")
             ch = _changes(entries, not full, bytearray(_REC))
@@ -360,7 +337,15 @@ class AuthCache(_Store):
                 del w[0]
             persist.later(self)
             return
-        self._put(key, status, expiry_s, parent, now_s, id_tag)
+        rec = _pack(key, (status, expiry_s, parent), now_s & 0xFFFFFFFF)
+        drop = None
+        if self._n >= self.max_entries and self.lookup(id_tag) is None:
+            oldest = None
+            for r in self._records():
+                t = struct.unpack_from("<I", r, 48)[0]
+                if oldest is None or t < oldest:
+                    oldest, drop = t, bytes(r[:_TAG]).rstrip(b"\0")
+        self._write(0, self._merge(iter(((key, rec),)), drop))
 
     def clear(self):
         _Store.clear(self)
@@ -371,14 +356,3 @@ class AuthCache(_Store):
         w, self._wait = self._wait, []
         for e in w:
             self.put(*e)
-
-    def _put(self, key, status, expiry_s, parent, now_s, id_tag):
-        rec = _pack(key, (status, expiry_s, parent), now_s & 0xFFFFFFFF)
-        drop = None
-        if self._n >= self.max_entries and self.lookup(id_tag) is None:
-            oldest = None
-            for r in self._records():
-                t = struct.unpack_from("<I", r, 48)[0]
-                if oldest is None or t < oldest:
-                    oldest, drop = t, bytes(r[:_TAG]).rstrip(b"\0")
-        self._write(0, self._merge(iter(((key, rec),)), drop))

@@ -15,20 +15,15 @@ from micropython import const
 from firmware import boardcaps, persist, timekeep
 from firmware.backoff import Backoff
 from firmware.version import VERSION
-from firmware.ocpp import clock, remote, rpc, security, txn, txsend, ws
-from firmware.ocpp.authlist import AuthCache, LocalList
-from firmware.ocpp.journal import Journal
-from firmware.ocpp.keys import Keys, key_overrides
-from firmware.ocpp.smart import Profiles, in_force
-from firmware.ocpp.report import Statuses
-from firmware.ocpp.wsframe import WsError
+from firmware.ocpp import (authlist, clock, journal, keys, link, remote, report, rpc, security,
+                           smart, txn, txsend, ws)
 from firmware.restart import Restart
 
 _TICK_MS = const(250)
 _LIMIT_MS = const(1000)
 _BOOT_RETRY_S = const(30)
-JOURNAL_KB = const(192)  # the journal's flash budget (ocpp.journal_kb)
-STATE_FILE = "ocpp_state.json"  # availability (persists across reboots, as 1.6 says)
+_JOURNAL_KB = const(192)  # the journal's flash budget (ocpp.journal_kb)
+# ocpp_state.json: availability (persists across reboots, as 1.6 says)
 
 
 _SECTION_KEYS = ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id", "ntp",
@@ -41,13 +36,10 @@ def check_section(s):
     if type(s) is not dict:
         return ["ocpp: must be a JSON object"]
     url = s.get("url")
-    if type(url) is not str or not (url.startswith("ws://") or url.startswith("wss://")):
-        err.append("ocpp.url: not a ws:// or wss:// URL: %r" % (url,))
-    else:
-        try:
-            ws.parse_url(url)
-        except ws.WsError as e:
-            err.append("ocpp.url: %s" % e)
+    try:
+        ws.parse_url(url)  # a string, ws:// or wss://, a host...
+    except ws.WsError as e:
+        err.append("ocpp.url: %s" % e)
     cid = s.get("cp_id")
     if type(cid) is not str or not 1 <= len(cid) <= 48 or "/" in cid or " " in cid:
         err.append("ocpp.cp_id: 1..48 characters, no '/' or space: %r" % (cid,))
@@ -60,7 +52,7 @@ def check_section(s):
     if type(url) is str and url.startswith("wss://") and "ca" not in s:
         err.append("ocpp.ca: wss:// needs it")
     security.check_config(s, err)
-    jk = s.get("journal_kb", JOURNAL_KB)
+    jk = s.get("journal_kb", _JOURNAL_KB)
     if type(jk) is not int or not 16 <= jk <= 4096:
         err.append("ocpp.journal_kb: 16..4096 KiB, got %r" % (jk,))
     for k in s:
@@ -72,31 +64,27 @@ def check_section(s):
 class ChargePoint:
     def __init__(self, ctl, board, section, cfg, log=print, net=None, meters=None,
                  limits=None, restart=None):
-        from firmware.ocpp.link import Link
-
         self.ctl = ctl
         self.board = boardcaps.probe(board)
         self.cfg = cfg
         self.log = log  # the App's log (firmware/ota writes to it too)
         say = self.say = lambda m: log("ocpp: " + m)  # OCPP's own lines
         self.section = section
-        self.keys = Keys(overrides=key_overrides(board, cfg))
-        for m in self.keys.errors:
-            log(m)
-        self.journal = Journal(max_bytes=1024 * section.get("journal_kb", JOURNAL_KB))
-        self.list = LocalList()
-        self.cache = AuthCache()
+        self.keys = keys.Keys(overrides=keys.key_overrides(board, cfg))
+        self.journal = journal.Journal(max_bytes=1024 * section.get("journal_kb", _JOURNAL_KB))
+        self.list = authlist.LocalList()
+        self.cache = authlist.AuthCache()
         for m in self.list.errors + self.cache.errors:  # a file found bad: now empty
             say(m)
-        self.profiles = Profiles()
-        for m in getattr(self.profiles, "errors", ()):
+        self.profiles = smart.Profiles()
+        for m in self.keys.errors + self.profiles.errors:
             log(m)
         self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(  # RTC, NTP, CSMS
             board, section.get("ntp", timekeep.NTP_HOST)))
         self.rpc = rpc.Rpc(self._send, remote, say, ctx=self,
                            seed=int.from_bytes(os.urandom(3), "big"))
         self.security = security.Security(section, self.keys, say)
-        self.link = Link(section["url"], section["cp_id"], self.rpc, self.keys, self.security,
+        self.link = link.Link(section["url"], section["cp_id"], self.rpc, self.keys, self.security,
                          say, net=net, prepare=self.tk.before_connect)
         self.registration = None  # None, "Pending", "Accepted", "Rejected"
         self.boot_retry_ms = 0  # BootNotification again after Pending/Rejected's interval
@@ -111,7 +99,7 @@ class ChargePoint:
         # With OCPP a transaction authorises the controller (free vend too: it starts at the
         # plug), so no energy flows before meterStart is known (report.py).
         ctl.set_auth(False)
-        self.st = Statuses(self)  # connector statuses (report.py)
+        self.st = report.Statuses(self)  # connector statuses (report.py)
         self.triggers = []  # (action, connector) asked by TriggerMessage
         self.outbox = []  # non-transaction messages waiting for the link: (action, payload)
         self.reservation = None  # dict: id, tag, parent, expiry_s
@@ -130,17 +118,17 @@ class ChargePoint:
         self.last_error = None
         self.faults = 0  # exceptions caught in the OCPP tasks (fault())
 
+    async def _send(self, text):  # self.link at each send: a test rig may put its own there
+        await self.link.send(text)
+
     def tasks(self):
         return [("ocpp-link", self.link.run), ("ocpp", self.run),
                 ("ocpp-send", self.send_loop)]
 
-    async def _send(self, text):
-        await self.link.send(text)
-
     # -- persistent bits -------------------------------------------------------------------
     def _load_state(self):
         try:
-            d = persist.load_json(STATE_FILE)
+            d = persist.load_json("ocpp_state.json")
             a = d.get("available")
             if type(a) is list and len(a) == 2 and all(type(x) is bool for x in a):
                 self.available = a
@@ -154,8 +142,11 @@ class ChargePoint:
             pass
 
     def save_state(self):
-        persist.save_json(STATE_FILE, {"available": self.available,
-                                       "scheduled": self.pending_avail})
+        try:
+            persist.save_json("ocpp_state.json", {"available": self.available,
+                                                  "scheduled": self.pending_avail})
+        except OSError as e:
+            self.say("availability not saved: %r" % (e,))
 
     def now_s(self):
         return self.tk.now_s(time.ticks_ms())
@@ -195,17 +186,16 @@ class ChargePoint:
             self.say("reservation %d expired" % r["id"])
             self.reservation = None
         self.tx.timers(now, s)
-        if time.ticks_diff(now, self._limit_ms) >= _LIMIT_MS:
-            self._limit_ms = now
-            self._apply_limit(s)
-
-    def _apply_limit(self, s):
-        """Publish the composite schedule's limit now (the limit arbiter applies it)."""
+        if time.ticks_diff(now, self._limit_ms) < _LIMIT_MS:
+            return
+        # the composite schedule's limit, published each _LIMIT_MS (the limit arbiter applies
+        # it) and at once after limit_changed()
+        self._limit_ms = now
         amps, reason = None, "ocpp: no profile"
         if len(self.profiles):  # before the time is known too: the safe side (smart.py)
             o = self.tx.open
-            amps, why = in_force(self.profiles, self.tk, time.ticks_ms(), o and o["at"],
-                                 self.tx.profile_id(), self.volts(), self.limits.phases)
+            amps, why = smart.in_force(self.profiles, self.tk, now, o and o["at"],
+                                       self.tx.profile_id(), self.volts(), self.limits.phases)
             if amps is not None:
                 reason = "ocpp: " + why
         if (amps, reason) != self._reason:
@@ -230,21 +220,21 @@ class ChargePoint:
             if not self.link.connected:
                 await self.link.up.wait()
                 continue
+            pause = 1000  # after an error
             try:
                 sent = await self._send_one()
+                pause = 0
             except rpc.RpcError as e:
                 self.last_error = "%s %s" % (e.code, e.description)
                 self.say(self.last_error)
-                sent = False
-                await asyncio.sleep_ms(1000)
-            except (WsError, OSError) as e:  # the link dropped mid-call
+            except (ws.WsError, OSError) as e:  # the link dropped mid-call
                 self.last_error = repr(e)
-                sent = False
-                await asyncio.sleep_ms(500)
+                pause = 500
             except Exception as e:  # a fault in the sender: never silent
                 self.fault("sender", e)
+            if pause:
                 sent = False
-                await asyncio.sleep_ms(1000)
+                await asyncio.sleep_ms(pause)
             if not sent:
                 try:
                     await asyncio.wait_for_ms(self.wake.wait(), 1000)
@@ -298,33 +288,31 @@ class ChargePoint:
         except rpc.RpcError as e:
             if not self.link.connected:
                 raise
+            why = "%s failed (%s %s)" % (name, e.code, e.description)
             if key is None:
-                self.say("%s failed (%s %s), not retried" % (name, e.code, e.description))
+                self.say(why + ", not retried")
                 return True
             h = self._hold.get(key)
             if h is None:
                 # BootNotification: 10 s doubling to 5 min (libocpp waits 60 s); others 5 s
                 # doubling to 2 min; both +/-25 % jitter so a fleet does not retry in step
-                h = self._hold[key] = [0, Backoff(10000 if key == "boot" else 5000,
-                                                  300000 if key == "boot" else 120000)]
+                h = self._hold[key] = [0, Backoff(*((10000, 300000) if key == "boot" else (
+                    5000, 120000)))]
             wait = h[1].next_ms()
             h[0] = time.ticks_add(time.ticks_ms(), wait)
-            self.last_error = "%s: %s %s" % (name, e.code, e.description)
-            self.say("%s failed (%s %s), retry in %d s" % (
-                name, e.code, e.description, wait // 1000))
+            self.last_error = why
+            self.say("%s, retry in %d s" % (why, wait // 1000))
             return True
         if key is not None:
             self._hold.pop(key, None)
         return True
 
-    def _boot_payload(self):
-        s = self.section
-        return {"chargePointVendor": s.get("vendor", "OpenWallbox")[:20],
-                "chargePointModel": s.get("model", self.board.name)[:20],
-                "firmwareVersion": VERSION}
-
     async def boot(self):
-        conf = await self.rpc.call("BootNotification", self._boot_payload())
+        s = self.section
+        conf = await self.rpc.call("BootNotification", {
+            "chargePointVendor": s.get("vendor", "OpenWallbox")[:20],
+            "chargePointModel": s.get("model", self.board.name)[:20],
+            "firmwareVersion": VERSION})
         self.registration = conf["status"]
         self.rpc.mute = self.registration == "Rejected"  # 1.6 4.2: no answers while Rejected
         interval = conf["interval"]

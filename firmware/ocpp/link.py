@@ -30,7 +30,10 @@ class Link:
         self.log = log
         self.net = net
         self.prepare = prepare  # async, before each connection: the clock (TLS checks dates)
-        self.restart = None  # why the link closes after the message being handled
+        # Set (to why) to close the link once the message being handled is answered, then
+        # connect again (after the usual first backoff step) with the credentials in force
+        # then (remote.ChangeConfiguration).
+        self.restart = None
         self.ws = None
         self.connected = False
         self.up = asyncio.Event()  # set while connected
@@ -58,11 +61,6 @@ class Link:
             wait = self.backoff.next_ms()
             self.log("link down (%s); retry in %d s" % (self.last_error, wait // 1000))
             await asyncio.sleep_ms(wait)
-
-    def reconnect(self, why):
-        """Close the link once the message being handled is answered, then connect again
-        (after the usual first backoff step) with the credentials in force then."""
-        self.restart = why
 
     def _down(self, why):
         self.last_error = why
@@ -121,7 +119,7 @@ class Link:
             if w is None or iv <= 0:
                 continue
             if time.ticks_diff(time.ticks_ms(), w.last_rx_ms) > 2000 * iv + _DEAD_MARGIN_MS:
-                self.log("no answer for %d s, closing the link" % (2 * iv))
+                self.log("no answer for %d s, closing" % (2 * iv))
                 self._down("dead link (no pong)")
                 return
             try:

@@ -37,7 +37,7 @@ def ChangeAvailability(cp, p):
     w = cp.pending_avail
     if not op and cp.tx.open is not None:
         cp.pending_avail = (c, op)  # applied when the transaction ends; kept across a reboot
-        _save(cp)
+        cp.save_state()
         return "Scheduled"
     if w is not None and (w[0] == c or c == 0):
         cp.pending_avail = None  # a newer change for that connector replaces the scheduled one
@@ -45,16 +45,9 @@ def ChangeAvailability(cp, p):
     return "Accepted"
 
 
-def _save(cp):
-    try:
-        cp.save_state()
-    except OSError as e:
-        cp.say("availability not saved: %r" % (e,))
-
-
 def apply_availability(cp, c, op):
     cp.available[c] = op
-    _save(cp)
+    cp.save_state()
     cp.ctl.set_available(cp.available[0] and cp.available[1])
     cp.wake.set()
 
@@ -64,7 +57,7 @@ def ChangeConfiguration(cp, p):
     if key in ("AuthorizationKey", "SecurityProfile"):  # firmware/ocpp/security.py
         st, again = cp.security.change(key, p["value"])
         if again:  # after this answer has gone out (A01, A05.FR.06)
-            cp.link.reconnect(key + " changed")
+            cp.link.restart = key + " changed"  # the link closes, connects again
         return st
     st = cp.keys.change(key, p["value"])
     cp.limit_changed()  # limits and intervals are re-read at once
@@ -265,18 +258,15 @@ def GetCompositeSchedule(cp, p):
         tx_start_s=cp.tx.start_s(), tx_id=cp.tx.profile_id(), volts=v,
         phases=ph, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
     a = cp.limits.local_a()
-    if a is not None and r.get("status") == "Accepted":
-        _clip_local(r["chargingSchedule"], a, v or 230, ph)
-    return r
-
-
-def _clip_local(sch, a, volts, phases):
-    """The local limits (main fuse, DSO, ...: docs/limits.md) in the composite: no period
-    above them (OpenEVSE #856 reported the profiles alone); equal neighbours merge."""
+    if a is None or r.get("status") != "Accepted":
+        return r
+    # The local limits (main fuse, DSO, ...: docs/limits.md) in the composite: no period
+    # above them (OpenEVSE #856 reported the profiles alone); equal neighbours merge.
+    sch = r["chargingSchedule"]
     watts = sch["chargingRateUnit"] == "W"
     out = []
     for q in sch["chargingSchedulePeriod"]:
-        top = a * volts * q.get("numberPhases", phases) if watts else a
+        top = a * (v or 230) * q.get("numberPhases", ph) if watts else a
         if q["limit"] > top:
             q["limit"] = round(top, 1)
         if out and out[-1]["limit"] == q["limit"] and (
@@ -284,6 +274,7 @@ def _clip_local(sch, a, volts, phases):
             continue
         out.append(q)
     sch["chargingSchedulePeriod"] = out
+    return r
 
 
 # -- Firmware Management (firmware/ota/updater.py) ---------------------------------------------

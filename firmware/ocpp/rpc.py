@@ -106,17 +106,13 @@ class Rpc:
         self.ext_send = {}
         self.on_bad = None  # fn(why): a frame that is no OCPP-J message (a security event)
 
-    def _new_id(self):
-        self._n = (self._n + 1) & 0x3FFFFFFF
-        return self._prefix + str(self._n)
-
     async def call(self, action, payload):
         """Send a CALL; return the CALLRESULT payload (checked against the schema: what the
         charge point needs strictly, the rest logged). Raises RpcError for a CALLERROR or a
         result it cannot use, its timeout (code "Timeout"), or the link's error."""
         async with self._lock:
-            mid = self._new_id()
-            self._pending = mid
+            self._n = n = (self._n + 1) & 0x3FFFFFFF
+            self._pending = mid = self._prefix + str(n)
             self._answer = None
             self._flag.clear()
             try:
