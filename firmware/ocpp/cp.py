@@ -22,7 +22,7 @@ from firmware.restart import Restart
 _TICK_MS = const(250)
 _LIMIT_MS = const(1000)
 _BOOT_RETRY_S = const(30)
-_JOURNAL_KB = const(192)  # the journal's flash budget (ocpp.journal_kb)
+JOURNAL_KB = const(192)  # the journal's flash budget (ocpp.journal_kb; boards/sim/heapcheck)
 # ocpp_state.json: availability (persists across reboots, as 1.6 says)
 
 
@@ -52,7 +52,7 @@ def check_section(s):
     if type(url) is str and url.startswith("wss://") and "ca" not in s:
         err.append("ocpp.ca: wss:// needs it")
     security.check_config(s, err)
-    jk = s.get("journal_kb", _JOURNAL_KB)
+    jk = s.get("journal_kb", JOURNAL_KB)
     if type(jk) is not int or not 16 <= jk <= 4096:
         err.append("ocpp.journal_kb: 16..4096 KiB, got %r" % (jk,))
     for k in s:
@@ -71,7 +71,7 @@ class ChargePoint:
         say = self.say = lambda m: log("ocpp: " + m)  # OCPP's own lines
         self.section = section
         self.keys = keys.Keys(overrides=keys.key_overrides(board, cfg))
-        self.journal = journal.Journal(max_bytes=1024 * section.get("journal_kb", _JOURNAL_KB))
+        self.journal = journal.Journal(max_bytes=1024 * section.get("journal_kb", JOURNAL_KB))
         self.list = authlist.LocalList()
         self.cache = authlist.AuthCache()
         for m in self.list.errors + self.cache.errors:  # a file found bad: now empty
