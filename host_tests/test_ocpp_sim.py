@@ -558,7 +558,7 @@ def test_basic_auth_and_diag_never_shows_the_password():
         o.no_violations(csms)
     with CsmsThread(password=pw) as csms:
         with o.start_sim(csms, ocpp={"password": "wrong-password-0123"}) as sim:
-            o.wait_log(sim, "unauthorised")
+            o.wait_log(sim, "HTTP 401 Unauthorized")
             assert not csms.boots
 
 

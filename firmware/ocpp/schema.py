@@ -60,6 +60,8 @@ _DATE = const(6)
 _REQUIRED = const(8)
 
 _TYPE_NAMES = ("string", "integer", "number", "boolean", "object", "array", "date-time")
+# The Python type of each code's value (a number may be an int as well; a bool is no int)
+_PY_TYPES = (str, int, float, bool, dict, list, str)
 # multipleOf tolerance, relative: far above the rounding error of v / step (a few units in
 # the last place) and far below a wrong digit. 32-bit floats (most boards) or 64-bit.
 _EPS = 1e-9 if 1.0 + 1e-12 != 1.0 else 1e-5
@@ -124,19 +126,7 @@ def _object(spec, obj, max_items, lax=False):
 
 def _value(kind, arg, v, max_items, lax=False):
     t = type(v)
-    if kind == _STR or kind == _DATE:
-        ok = t is str
-    elif kind == _INT:
-        ok = t is int
-    elif kind == _NUM:
-        ok = t is int or t is float
-    elif kind == _BOOL:
-        ok = t is bool
-    elif kind == _OBJ:
-        ok = t is dict
-    else:
-        ok = t is list
-    if not ok:
+    if t is not _PY_TYPES[kind] and not (kind == _NUM and t is int):
         return TYPE, ": expected " + _TYPE_NAMES[kind]
     if kind == _STR:
         if arg is None:

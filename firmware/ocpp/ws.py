@@ -10,18 +10,20 @@
 import asyncio
 import binascii
 import hashlib
+from os import urandom
 
 from micropython import const
 
 from firmware.ocpp.security import der
-from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms, urandom
+from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms  # noqa: F401 (API)
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
-
-__all__ = ("connect", "parse_url", "WebSocket", "WsClosed", "WsError", "WsRefused")
 
 _MAX_HTTP = const(4096)  # bytes of HTTP response header accepted at the upgrade
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 _BEGIN = b"-----BEGIN CERTIFICATE-----"
+# The response headers the upgrade reads (lower case), in the order _upgrade unpacks them.
+_HEADERS = (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol",
+            b"sec-websocket-extensions")
 
 
 class WsRefused(WsError):
@@ -73,22 +75,24 @@ def parse_url(url):
     return tls, host, int(port), auth, path
 
 
+def _bytes(s):
+    """str (as UTF-8) or bytes-like -> bytes."""
+    return s.encode() if isinstance(s, str) else bytes(s)
+
+
 def _basic(user, password):
     """The value of an HTTP Basic Authorization header (RFC 7617, UTF-8)."""
-    u = user.encode() if isinstance(user, str) else bytes(user)
+    u = _bytes(user)
     if b":" in u:
         raise WsError("user must not contain ':'")
-    p = password if password is not None else b""
-    p = p.encode() if isinstance(p, str) else bytes(p)
+    p = _bytes(password if password is not None else b"")
     return "Basic " + binascii.b2a_base64(u + b":" + p)[:-1].decode()
 
 
 def _ders(cadata):
     """The DER certificates in `cadata`: DER bytes as they are, PEM (one or more
     certificates, bytes or str) decoded; some mbedTLS builds parse no PEM themselves."""
-    if isinstance(cadata, str):
-        cadata = cadata.encode()
-    cadata = bytes(cadata)
+    cadata = _bytes(cadata)
     parts = cadata.split(_BEGIN)[1:]
     if not parts:
         return [der(cadata, "cadata")]  # DER, or an error naming what it is not
@@ -100,10 +104,9 @@ def _tls_context(cadata, client=None):
 
     if not cadata:
         raise WsError("wss:// needs the CA (cadata)")
+    # TLS 1.2 at least: MicroPython's mbedTLS 3 has nothing older, CPython >= 3.10 refuses it
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED  # chain and, with server_hostname, the host name
-    if hasattr(ctx, "minimum_version"):  # CPython; MicroPython's mbedTLS 3 has no TLS < 1.2
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         for der in _ders(cadata):
             ctx.load_verify_locations(cadata=der)
@@ -125,7 +128,7 @@ def _net_error(e, where, tls, phase):
     if isinstance(e, asyncio.TimeoutError):
         return WsError("connect to %s timed out" % where)
     name, text, en = type(e).__name__, str(e), getattr(e, "errno", None)
-    if en == 111 or name == "ConnectionRefusedError":  # ECONNREFUSED
+    if en == 111:  # ECONNREFUSED (CPython's ConnectionRefusedError too)
         return WsError("connect to %s refused" % where)
     if phase == 0 and (name == "gaierror" or "addrinfo" in text):
         return WsError("cannot resolve %s (DNS): %s" % (where, text))
@@ -189,12 +192,10 @@ async def _upgrade(conn, auth, path, protocol, authz):
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         raise WsError("not HTTP: %r" % line[:60])
     status = int(parts[1])
-    if status == 401:
-        raise WsRefused("HTTP 401 unauthorised", 401)
     if status != 101:
         raise WsRefused("HTTP %d %s" % (status, parts[2].strip().decode() if len(parts) > 2
                                              else ""), status)
-    got = {}
+    got = [None] * 5  # the values of _HEADERS, None: not sent
     size = len(line)
     while True:
         line = await _line(conn, size)
@@ -203,18 +204,17 @@ async def _upgrade(conn, auth, path, protocol, authz):
             break
         i = line.find(b":")
         name = line[:i].strip().lower()
-        if i > 0 and name in (b"upgrade", b"connection", b"sec-websocket-accept",
-                              b"sec-websocket-protocol", b"sec-websocket-extensions"):
-            got[name] = line[i + 1:].strip()
+        if i > 0 and name in _HEADERS:
+            got[_HEADERS.index(name)] = line[i + 1:].strip()
+    upgrade, connection, accept, proto, extensions = got
     want = binascii.b2a_base64(hashlib.sha1(key + _GUID).digest())[:-1]
-    if got.get(b"upgrade", b"").lower() != b"websocket" or b"upgrade" not in got.get(
-            b"connection", b"").lower():
+    if (upgrade or b"").lower() != b"websocket" or b"upgrade" not in (connection or b"").lower():
         raise WsError("HTTP 101 without Upgrade")
-    if got.get(b"sec-websocket-accept") != want:
+    if accept != want:
         raise WsError("bad Sec-WebSocket-Accept")
-    if b"sec-websocket-extensions" in got:
+    if extensions is not None:
         raise WsError("extension not offered")
-    proto = got.get(b"sec-websocket-protocol", b"").decode()
+    proto = (proto or b"").decode()
     if proto != (protocol or ""):
         raise WsError("Sec-WebSocket-Protocol %r" % (proto or "(none)",))
     return protocol

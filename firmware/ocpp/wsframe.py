@@ -9,6 +9,7 @@
 import asyncio
 import struct
 import sys
+from os import urandom  # every port the firmware runs on has it (cp.py, backoff.py use it)
 
 from micropython import const
 
@@ -16,15 +17,6 @@ from drivers import kernels
 from firmware.ticks import ticks_ms
 
 _MPY = sys.implementation.name == "micropython"
-
-try:
-    from os import urandom
-except ImportError:  # a port without os.urandom
-    import random
-
-    def urandom(n):
-        return bytes(random.getrandbits(8) for _ in range(n))
-
 
 _OP_CONT = const(0)
 _OP_TEXT = const(1)
@@ -89,19 +81,6 @@ def _text(buf):
     return s
 
 
-def _valid_close_code(c):
-    return 1000 <= c <= 1003 or 1007 <= c <= 1014 or 3000 <= c <= 4999
-
-
-def _octets(payload):
-    """The bytes of a payload without a copy where the port allows (MicroPython gives a
-    str's UTF-8 bytes through memoryview; CPython needs encode)."""
-    try:
-        return memoryview(payload)
-    except TypeError:
-        return memoryview(payload.encode())
-
-
 def _close_payload(code, reason):
     r = reason.encode() if reason else b""
     n = len(r)
@@ -118,24 +97,21 @@ class WebSocket:
     def __init__(self, reader, writer, max_frame):
         self._r = reader
         self._w = writer
-        ri = getattr(reader, "readinto", None)
-        self._readinto = ri if ri is not None else self._readinto_py
+        self._readinto = getattr(reader, "readinto", None) or self._readinto_py
         self._max = max_frame
         self._wlock = asyncio.Lock()
         self._done = asyncio.Event()  # set once closed
-        self._hdr = bytearray(8)  # header bytes 0-1, then the extended length
-        self._ctl = bytearray(125)  # control frame payload
+        # A frame's header (bytes 0-1, then the extended length), then a control frame's
+        # payload: both go here, one after the other.
+        self._ctl = bytearray(125)
         self._out = bytearray(_OUT_CHUNK + 14)  # header, payload masked a chunk at a time
         self._rx = _RX_HEAD
-        self._buf = self._hdr  # where the bytes being read go: [_pos, _end)
+        self._buf = self._ctl  # where the bytes being read go: [_pos, _end)
         self._pos = 0
         self._end = 2
-        self._op = 0
-        self._fin = False
-        self._ctl_len = 0
-        self._msg = None  # text message being assembled
-        self._mlen = 0  # its bytes received so far
-        self._mop = 0  # its opcode, 0 when none is unfinished
+        self._op = 0  # the frame's opcode
+        self._fin = False  # ... and FIN bit
+        self._msg = None  # text message being assembled (None: none is unfinished)
         self._reading = False
         self._close_sent = False
         self._rx_any = False  # an HTTP response byte arrived (TLS handshake done)
@@ -155,21 +131,23 @@ class WebSocket:
         try:
             while True:
                 if self.closed:
-                    await self._shutdown()
-                    raise WsClosed(self.code, self.reason)
+                    await self._lost("", None)
                 text = await self._frame()
                 if text is not None:
                     return text
         except (OSError, EOFError) as e:  # EOF, reset, or the socket closed by close()
-            if not self.closed:
-                mid = self._rx != _RX_HEAD or self._pos
-                self.code = 1006
-                self.reason = ("connection lost mid-frame" if mid else
-                               "connection lost") + " (%r)" % (e,)
-            await self._shutdown()
-            raise WsClosed(self.code, self.reason)
+            mid = self._rx != _RX_HEAD or self._pos
+            await self._lost(" mid-frame" if mid else "", e)
         finally:
             self._reading = False
+
+    async def _lost(self, where, e):
+        # Raises WsClosed; a link not closed before was lost (1006) `where` (" mid-frame"...)
+        # by the error `e`.
+        if not self.closed:
+            self.code, self.reason = 1006, "connection lost%s (%r)" % (where, e)
+        await self._shutdown()
+        raise WsClosed(self.code, self.reason)
 
     async def _readinto_py(self, mv):  # CPython's StreamReader has no readinto
         data = await self._r.read(len(mv))
@@ -184,31 +162,31 @@ class WebSocket:
             if k is None:  # nothing yet (a TLS record without application data)
                 continue
             if not k:
-                raise EOFError("EOF")
+                raise EOFError
             self._pos += k
             self.last_rx_ms = ticks_ms()
 
     async def _frame(self):
         """Reads (or goes on reading) one frame; the text when it completes a message."""
-        h = self._hdr
+        h = self._ctl
         if self._rx == _RX_HEAD:
             await self._fill()
             b0, b1 = h[0], h[1]
             op = b0 & 0x0F
             n = b1 & 0x7F
+            why = None
             if b0 & 0x70:
-                await self._fail(1002, "RSV bits set")
-            if b1 & 0x80:
-                await self._fail(1002, "masked frame")
-            if op >= _OP_CLOSE:
-                if op > _OP_PONG:
-                    await self._fail(1002, "unknown opcode %d" % op)
-                if not b0 & 0x80:
-                    await self._fail(1002, "fragmented control frame")
-                if n > 125:
-                    await self._fail(1002, "control frame over 125 bytes")
-            elif op > _OP_BINARY:
-                await self._fail(1002, "unknown opcode %d" % op)
+                why = "RSV bits set"
+            elif b1 & 0x80:
+                why = "masked frame"
+            elif op > _OP_PONG or _OP_BINARY < op < _OP_CLOSE:
+                why = "unknown opcode %d" % op
+            elif op >= _OP_CLOSE and not b0 & 0x80:
+                why = "fragmented control frame"
+            elif op >= _OP_CLOSE and n > 125:
+                why = "control frame over 125 bytes"
+            if why:
+                await self._fail(1002, why)
             self._op, self._fin = op, b0 & 0x80
             self._pos = 0
             if n < 126:
@@ -227,14 +205,13 @@ class WebSocket:
                 n = h[4] << 24 | h[5] << 16 | h[6] << 8 | h[7]
             await self._body(n)
         await self._fill()  # _RX_BODY
-        op = self._op
+        op, n = self._op, self._end
         self._rx, self._buf, self._pos, self._end = _RX_HEAD, h, 0, 2
         if op >= _OP_CLOSE:
-            return await self._control(op, self._ctl_len)
+            return await self._control(op, n)
         if not self._fin:
-            self._mlen = len(self._msg)
             return None
-        msg, self._msg, self._mlen, self._mop = self._msg, None, 0, 0
+        msg, self._msg = self._msg, None
         text = _text(msg)
         if text is None:
             await self._fail(1007, "text not UTF-8")
@@ -245,29 +222,28 @@ class WebSocket:
         # where that payload goes.
         op = self._op
         if op >= _OP_CLOSE:
-            self._buf, self._pos, self._end, self._ctl_len = self._ctl, 0, n, n
+            self._buf, self._pos, self._end = self._ctl, 0, n
         else:
-            if op == _OP_CONT and not self._mop:
-                await self._fail(1002, "continuation without a message")
-            if op != _OP_CONT and self._mop:
-                await self._fail(1002, "new message inside a fragmented one")
+            old = self._msg  # the fragments before this frame, or None
+            if (op == _OP_CONT) == (old is None):
+                await self._fail(1002, "continuation without a message" if old is None else
+                                 "new message inside a fragmented one")
             if op == _OP_BINARY:
                 await self._fail(1003, "binary message")
-            total = self._mlen + n
+            mlen = len(old) if old else 0
+            total = mlen + n
             if total > self._max:
                 await self._fail(1009, "message over %d bytes" % self._max)
-            self._mop = _OP_TEXT
-            old = self._msg
             self._msg = bytearray(total)
-            if old is not None:
-                self._msg[: self._mlen] = old
-            self._buf, self._pos, self._end = self._msg, self._mlen, total
+            if old:
+                self._msg[:mlen] = old
+            self._buf, self._pos, self._end = self._msg, mlen, total
         self._rx = _RX_BODY
 
     async def _control(self, op, n):
         c = self._ctl
-        if op == _OP_PING:
-            await self._write_frame(_OP_PONG, bytearray(memoryview(c)[:n]))
+        if op == _OP_PING:  # (c is not read into before the pong is out: this task reads)
+            await self._write_frame(_OP_PONG, memoryview(c)[:n])
             return None
         if op == _OP_PONG:  # last_rx_ms is all it is for
             return None
@@ -276,7 +252,7 @@ class WebSocket:
             await self._fail(1002, "1-byte close frame")
         if n:
             code = c[0] << 8 | c[1]
-            if not _valid_close_code(code):
+            if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
                 await self._fail(1002, "invalid close code %d" % code)
             reason = _text(bytes(memoryview(c)[2:n]))
             if reason is None:
@@ -284,8 +260,7 @@ class WebSocket:
         if not self._close_sent:  # answer the server's close (echo its code)
             self._close_sent = True
             try:
-                pl = bytearray(memoryview(c)[:2]) if n else bytearray()
-                await _wait_ms(self._write_frame(_OP_CLOSE, pl), _CLOSE_MS)
+                await _wait_ms(self._write_frame(_OP_CLOSE, memoryview(c)[:min(n, 2)]), _CLOSE_MS)
             except Exception:
                 pass
         if not self.closed:
@@ -322,7 +297,10 @@ class WebSocket:
         # One frame with a fresh key, masked chunk by chunk through self._out: a message is
         # never copied whole (payload: str, bytes or bytearray, left as it is). Whole frames
         # only under the lock.
-        src = _octets(payload)
+        try:  # the bytes without a copy (MicroPython gives a str's UTF-8 bytes this way)
+            src = memoryview(payload)
+        except TypeError:  # CPython
+            src = memoryview(payload.encode())
         n = len(src)
         if n < 126:
             hdr = struct.pack("!BB", 0x80 | op, 0x80 | n)
@@ -362,19 +340,15 @@ class WebSocket:
         try:
             await self._write_frame(op, payload)
         except OSError as e:
-            if not self.closed:
-                self.code, self.reason = 1006, "connection lost while sending (%r)" % (e,)
-            await self._shutdown()
-            raise WsClosed(self.code, self.reason)
+            await self._lost(" while sending", e)
 
     async def send(self, text):
         """Send one text message (str) as a single masked frame."""
         await self._send(_OP_TEXT, text)
 
     async def ping(self, payload=b""):
-        """Send a ping; the server's pong updates last_rx_ms (read by recv())."""
-        if isinstance(payload, str):
-            payload = payload.encode()
+        """Send a ping (payload: bytes); the server's pong updates last_rx_ms (read by
+        recv())."""
         if len(payload) > 125:
             raise WsError("ping payload over 125 bytes")
         await self._send(_OP_PING, bytearray(payload))
