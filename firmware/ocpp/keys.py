@@ -6,8 +6,6 @@
 # measurands its meter has) come in as overrides and are not persisted.
 # AuthorizationKey is write-only: GetConfiguration lists it without a value, and neither
 # repr() nor an error message ever contains it.
-import json
-
 from micropython import const
 
 from firmware import boardcaps, persist
@@ -19,7 +17,6 @@ from firmware import boardcaps, persist
 MEASURANDS = ("Energy.Active.Import.Register,Power.Active.Import,Current.Import,"
               "Current.Offered,Voltage,Frequency,Temperature")
 _ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
-_E = "Energy.Active.Import.Register"
 _DAY = const(86400)
 
 # (name, kind, default[, lo, hi])
@@ -37,9 +34,9 @@ TABLE = (
     ("HeartbeatInterval", "i", 300, 0, _DAY),
     ("LocalAuthorizeOffline", "b", True),
     ("LocalPreAuthorize", "b", False),
-    ("MeterValuesAlignedData", "m", _E),
+    ("MeterValuesAlignedData", "m", "Energy.Active.Import.Register"),
     ("MeterValuesAlignedDataMaxLength", "I", 7),
-    ("MeterValuesSampledData", "m", _E),
+    ("MeterValuesSampledData", "m", "Energy.Active.Import.Register"),
     ("MeterValuesSampledDataMaxLength", "I", 7),
     ("MeterValueSampleInterval", "i", 60, 0, _DAY),
     ("MinimumStatusDuration", "i", 0, 0, 3600),
@@ -86,7 +83,7 @@ def supported_measurands(meters, temperature=False):
     """The CSL of measurands the EV meter of a "meters" config section (dict or None) gives:
     the board's SupportedMeasurands override. A CT's voltage is configured, not measured:
     it is not offered."""
-    out = [_E, "Current.Offered"]
+    out = ["Energy.Active.Import.Register", "Current.Offered"]
     ev = meters.get("ev") if type(meters) is dict else None
     kind = ev.get("type") if type(ev) is dict else None
     if kind == "s0":
@@ -154,66 +151,53 @@ class Keys:
                     self.errors.append("override SupportedMeasurands: unknown %s" % bad)
                 else:
                     self._measurands = _csl(val)
-                continue
-            r = _row(name)
-            if r is None or r[1] == "k":
-                self.errors.append("override %s: no such key" % name)
-                continue
-            v, err = self._parse(r, _text(val))
-            if err:
-                self.errors.append("override %s: %s" % (name, err))
             else:
-                self._d[name] = v
+                self._take(self._d, "override", name, _text(val), True)
         for r in TABLE:  # measurand defaults the board does not have are left out
-            if r[1] in "mM" and r[0] not in self._d:
+            if r[1] == "m" and r[0] not in self._d:
                 self._d[r[0]] = ",".join(m for m in _csl(r[2]) if m in self._measurands)
-        self._load()
-
-    def _load(self):
-        persist.recover(self.path)
         try:
-            with open(self.path) as f:
-                data = json.loads(f.read())
-        except OSError:
-            return  # no file yet: defaults
+            data = persist.load_json(path) or {}
+            if type(data) is not dict:
+                raise ValueError("%s: not a JSON object" % path)
         except ValueError as e:
-            self.errors.append("%s: not JSON (%s), defaults used" % (self.path, e))
-            return
-        if not isinstance(data, dict):
-            self.errors.append("%s: not a JSON object, defaults used" % self.path)
+            self.errors.append("%s, defaults used" % e)
             return
         for name, text in data.items():
-            r = _row(name)
-            if r is None or _ro(r) or not isinstance(text, str):
-                self.errors.append("%s: %s ignored (unknown, read-only or not text)"
-                                   % (self.path, name))
-                continue
+            self._take(self._v, path + ":", name, text, False)
+
+    def _take(self, into, where, name, text, board):
+        """into[name] = the value of text, or an error in .errors. The board's overrides set
+        any key but AuthorizationKey, the file only those the CSMS may change."""
+        r = _row(name)
+        if r is None or (r[1] == "k" if board else _ro(r) or type(text) is not str):
+            err = "no such key" if r is None else "read-only or not text"
+        else:
             v, err = self._parse(r, text)
-            if err:
-                self.errors.append("%s: %s ignored: %s" % (self.path, name, err))
-            else:
-                self._v[name] = v
+        if err:
+            self.errors.append("%s %s ignored: %s" % (where, name, err))
+        else:
+            into[name] = v
 
     def _parse(self, r, text):
         """(typed value, None) or (None, why) for text as the value of key row r."""
         name, kind = r[0], r[1].lower()
         lo, hi = r[3:] if len(r) > 3 else (0, 0)
+        t = text.strip()
         if kind == "b":
-            t = text.strip().lower()
+            t = t.lower()
             if t in ("true", "false"):
                 return t == "true", None
             return None, "not true/false"
         if kind == "i":
-            t = text.strip()
             d = t[1:] if t[:1] == "-" else t
-            if not d or len(d) > 10 or any(c not in "0123456789" for c in d):
+            if not d or len(d) > 10 or d.strip("0123456789"):
                 return None, "not an integer"
             v = int(t)
             if hi > lo and not lo <= v <= hi:
                 return None, "%d outside %d..%d" % (v, lo, hi)
             return v, None
         if kind == "k":
-            t = text.strip()
             try:
                 ok = len(t) % 2 == 0 and lo <= len(bytes.fromhex(t)) <= hi
             except ValueError:
@@ -256,11 +240,11 @@ class Keys:
 
     def configuration(self, keys=None):
         """(configurationKey list, unknownKey list) of GetConfiguration.conf."""
+        n = self.get("GetConfigurationMaxKeys")
         if keys is None:
             keys = [r[0] for r in TABLE]
-        elif len(keys) > self.get("GetConfigurationMaxKeys"):
-            raise KeysError("GetConfiguration: %d keys asked, at most %d"
-                            % (len(keys), self.get("GetConfigurationMaxKeys")))
+        elif len(keys) > n:
+            raise KeysError("GetConfiguration: %d keys asked, at most %d" % (len(keys), n))
         out, unknown = [], []
         for name in keys:
             r = _row(name) if isinstance(name, str) else None
@@ -304,12 +288,7 @@ class Keys:
         return "Accepted"
 
     def _save(self):
-        data = {}
-        for r in TABLE:
-            n = r[0]
-            if n in self._v:
-                data[n] = _text(self._v[n])
-        persist.save_json(self.path, data)
+        persist.save_json(self.path, {n: _text(v) for n, v in self._v.items()})
 
     def __repr__(self):
         return "<Keys %s: %d changed, %d errors>" % (self.path, len(self._v), len(self.errors))

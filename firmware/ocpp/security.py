@@ -71,6 +71,12 @@ def _read(path, what):
     return data
 
 
+def _der_file(section, k):
+    """The DER of the file that the config's ocpp.k names."""
+    what = "ocpp." + k
+    return der(_read(section[k], what), what)
+
+
 def check_config(s, err):
     """Append to err what is wrong with the security keys of the config's "ocpp" section."""
     cert, key = s.get("client_cert"), s.get("client_key")
@@ -117,10 +123,7 @@ class Security:
         self.cadata = _read(section["ca"], "ocpp.ca") if section.get("ca") else None
         self.client = None  # (certificate DER, key DER) for profile 3
         if section.get("client_cert"):
-            self.client = (der(_read(section["client_cert"], "ocpp.client_cert"),
-                               "ocpp.client_cert"),
-                           der(_read(section["client_key"], "ocpp.client_key"),
-                               "ocpp.client_key"))
+            self.client = (_der_file(section, "client_cert"), _der_file(section, "client_key"))
         self.pending = {}  # "profile": the one before a switch; "key": [the key before, hex]
         self.old_key = False  # the next connect tries the previous key
         self.last = None  # the last security event (diag)
@@ -146,7 +149,6 @@ class Security:
                 self._event("SecurityProfile %d from the config (was %d)" % (p, self.profile()))
                 self.keys.change("SecurityProfile", str(p), force=True)
             self.config_profile = p
-            self.pending.pop("profile", None)
             self._drop("profile")
         if self.blocked() and "profile" in self.pending:
             self._fall_back("the configuration cannot meet it")
@@ -281,7 +283,7 @@ class Security:
 
     def _event(self, text, reconf=0):
         self.last = text
-        self.log("" + text)
+        self.log(text)
         if reconf and self.on_event is not None:  # the CSMS changed a security parameter
             self.on_event("ReconfigurationOfSecurityParameters", text)
 

@@ -97,18 +97,36 @@ def _eval(r, t, tx_start):
             return -1, (nxt if r[_R_KIND] == _RECURRING else None)
         nxt = _mn(nxt, s + dur)
     arr = r[_R_PERIODS]
-    k = len(arr) - 3
-    while arr[k] > off:
-        k -= 3
+    k = _period(arr, off)
     if k + 3 < len(arr):
         nxt = _mn(nxt, s + arr[k + 3])
     return k, nxt
 
 
-def _above(r, b, c):
-    """Does record r prevail over b (same purpose) on connector c?"""
-    return b is None or r[_R_STACK] > b[_R_STACK] or (
-        r[_R_STACK] == b[_R_STACK] and r[_R_CONN] == c and b[_R_CONN] != c)
+def _period(arr, off):
+    """The offset in arr of the period in force `off` seconds after the schedule's start."""
+    k = len(arr) - 3
+    while arr[k] > off:
+        k -= 3
+    return k
+
+
+def _rank(r, c):
+    """Of two records in force on connector c, the one of higher rank prevails: a TxProfile
+    over a TxDefaultProfile, then the higher stackLevel, then one on connector c itself
+    over one on connector 0."""
+    return r[_R_PURPOSE] << 24 | r[_R_STACK] << 1 | (r[_R_CONN] == c)
+
+
+def _applies(r, c, tx_id):
+    """Can record r limit connector c (0: the grid view, ChargePointMaxProfiles only) while
+    transaction tx_id (None: none) runs there?"""
+    p = r[_R_PURPOSE]
+    if p == _CPMAX:
+        return True
+    if p == _TXDEF:
+        return c and r[_R_CONN] in (0, c)
+    return c and r[_R_CONN] == c and r[_R_TX] == tx_id  # a TxProfile's tx is never None
 
 
 def _da(r, k, volts, phases):
@@ -264,33 +282,21 @@ class Profiles:
 
     def _resolve(self, t, c, tx_start, tx_id, volts, phases):
         """(deci-amperes or None, the governing record, its period, next change or None)."""
-        b0 = b1 = b2 = None
-        k0 = k1 = k2 = -1
+        b0 = b1 = None  # the prevailing ChargePointMaxProfile, Tx(Default)Profile
+        k0 = k1 = -1
         nxt = None
         for r in self._r:
-            p = r[_R_PURPOSE]
-            if p != _CPMAX:
-                if c == 0:
-                    continue
-                if p == _TXDEF:
-                    if r[_R_CONN] != c and r[_R_CONN] != 0:
-                        continue
-                elif r[_R_CONN] != c or tx_id is None or r[_R_TX] != tx_id:
-                    continue
+            if not _applies(r, c, tx_id):
+                continue
             k, n = _eval(r, t, tx_start)
             nxt = _mn(nxt, n)
             if k < 0:
                 continue
-            if p == _CPMAX:
-                if _above(r, b0, c):
+            if r[_R_PURPOSE] == _CPMAX:
+                if b0 is None or _rank(r, c) > _rank(b0, c):
                     b0, k0 = r, k
-            elif p == _TXDEF:
-                if _above(r, b1, c):
-                    b1, k1 = r, k
-            elif _above(r, b2, c):
-                b2, k2 = r, k
-        if b2 is not None:  # the transaction's own profile overrides the defaults
-            b1, k1 = b2, k2
+            elif b1 is None or _rank(r, c) > _rank(b1, c):
+                b1, k1 = r, k
         da = g = None
         gk = -1
         if b0 is not None:
@@ -319,9 +325,7 @@ class Profiles:
         unknown: every profile could be valid)."""
         da = g = None
         for r in self._r:
-            p = r[_R_PURPOSE]
-            if p == _TXDEF and r[_R_CONN] not in (0, connector_id) or p == _TX and (
-                    r[_R_CONN] != connector_id or tx_id is None or r[_R_TX] != tx_id):
+            if not _applies(r, connector_id, tx_id):
                 continue
             arr = r[_R_PERIODS]
             ks = range(0, len(arr), 3)
@@ -331,10 +335,7 @@ class Profiles:
                 off = up_s - tx_start_up
                 if off < 0 or r[_R_DUR] is not None and off >= r[_R_DUR]:
                     continue
-                k = len(arr) - 3
-                while arr[k] > off:
-                    k -= 3
-                ks = (k,)
+                ks = (_period(arr, off),)
             for k in ks:
                 d = _da(r, k, volts, phases)
                 if da is None or d < da:

@@ -31,7 +31,8 @@ _RECURRING = const(1)
 _RELATIVE = const(2)
 PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")
 KINDS = ("Absolute", "Recurring", "Relative")
-_RECURRENCE = {"Daily": 86400, "Weekly": 604800}
+_RECURRENCES = ("Daily", "Weekly")  # their seconds: _PERIOD_S
+_PERIOD_S = (86400, 604800)
 _MAX_LIMIT = const(1000000)  # 1 MW or 1 MA: anything above is a sender's mistake
 _MAX_INT = const(0x3FFFFFFF)  # small ints on every port (34 years of seconds)
 
@@ -40,17 +41,13 @@ class SmartError(Exception):
     pass
 
 
-def _is_int(v):
-    return type(v) is int
-
-
 def _int(d, key, lo, hi, need):
     v = d.get(key)
     if v is None:
         if need:
             raise SmartError("%s missing" % key)
         return None
-    if not _is_int(v) or not lo <= v <= hi:
+    if type(v) is not int or not lo <= v <= hi:
         raise SmartError("%s must be an integer %d..%d, got %r" % (key, lo, hi, v))
     return v
 
@@ -60,6 +57,14 @@ def _tenths(v, what):
         raise SmartError("%s must be a number 0..%d, got %r" % (what, _MAX_LIMIT, v))
     # floor to 0.1; the small margin keeps 2.3 (2.2999... in binary) at 23
     return int(v * 10 + 0.01)
+
+
+def _pick(d, key, names):
+    """The index of d[key] in names; SmartError naming the key and the choices if absent."""
+    v = d.get(key)
+    if v not in names:
+        raise SmartError("%s must be %s, got %r" % (key, " or ".join(names), v))
+    return names.index(v)
 
 
 def _time(d, key, parse):
@@ -77,16 +82,11 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
     transaction `tx_id` (or None) runs there; SmartError names the first fault."""
     if type(p) is not dict:
         raise SmartError("csChargingProfiles must be an object")
-    if not _is_int(conn) or not 0 <= conn <= connectors:
-        raise SmartError("connectorId must be 0..%d, got %r" % (connectors, conn))
+    _int({"connectorId": conn}, "connectorId", 0, connectors, True)
     pid = _int(p, "chargingProfileId", -_MAX_INT, _MAX_INT, True)
     stack = _int(p, "stackLevel", 0, max_stack, True)
-    try:
-        purpose = PURPOSES.index(p.get("chargingProfilePurpose"))
-        kind = KINDS.index(p.get("chargingProfileKind"))
-    except ValueError:
-        raise SmartError("unknown chargingProfilePurpose %r or chargingProfileKind %r" % (
-            p.get("chargingProfilePurpose"), p.get("chargingProfileKind")))
+    purpose = _pick(p, "chargingProfilePurpose", PURPOSES)
+    kind = _pick(p, "chargingProfileKind", KINDS)
     tid = p.get("transactionId")
     if purpose == _CPMAX and conn != 0:
         raise SmartError("ChargePointMaxProfile only on connector 0")
@@ -101,10 +101,7 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
         raise SmartError("transactionId only belongs in a TxProfile")
     recur = 0
     if kind == _RECURRING:
-        recur = _RECURRENCE.get(p.get("recurrencyKind"), 0)
-        if not recur:
-            raise SmartError("Recurring needs recurrencyKind Daily or Weekly, got %r" % (
-                p.get("recurrencyKind"),))
+        recur = _PERIOD_S[_pick(p, "recurrencyKind", _RECURRENCES)]
     vfrom = _time(p, "validFrom", parse)
     vto = _time(p, "validTo", parse)
     if vfrom is not None and vto is not None and vto <= vfrom:
@@ -112,9 +109,7 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
     s = p.get("chargingSchedule")
     if type(s) is not dict:
         raise SmartError("chargingSchedule must be an object")
-    unit = s.get("chargingRateUnit")
-    if unit not in ("A", "W"):
-        raise SmartError("chargingRateUnit must be A or W, got %r" % (unit,))
+    watts = _pick(s, "chargingRateUnit", ("A", "W")) == 1
     dur = _int(s, "duration", 0, _MAX_INT, False)
     start = _time(s, "startSchedule", parse)
     if kind == _RECURRING and start is None:
@@ -138,7 +133,7 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
         arr.append(sp)
         arr.append(_tenths(q.get("limit"), "limit"))
         arr.append(_int(q, "numberPhases", 1, 3, False) or 0)
-    return (pid, conn, stack, purpose, kind, recur, vfrom, vto, start, dur, unit == "W", arr,
+    return (pid, conn, stack, purpose, kind, recur, vfrom, vto, start, dur, watts, arr,
             tx_id if purpose == _TX else None, mn)
 
 
