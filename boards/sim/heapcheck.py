@@ -22,6 +22,7 @@ import gc
 import json
 import sys
 
+from boards.sim import pollfix
 from boards.sim.board import SimBoard, heap_sampler
 from boards.sim.world import World
 from firmware import app as fw_app
@@ -102,6 +103,7 @@ def _qstr_pool_ahead():
     return gc.mem_alloc() - m0
 
 
+pollfix.reserve()  # as boards/sim/main.py: the unix port's poller (its array is not runtime)
 gc.collect()
 CODE = gc.mem_alloc()
 QSTR_AHEAD = _qstr_pool_ahead()

@@ -29,8 +29,7 @@ _CHUNK = const(256)
 _ETIMEDOUT = const(110)
 _EINVAL = const(22)
 _ECONNRESET = const(104)
-_WAIT_MS = const(20)  # a waiting connection looks for its next bytes this often
-_AGAIN = (11, 35, 119)  # EAGAIN (Linux, BSD), EINPROGRESS (lwIP)
+_WAIT_MS = const(20)  # the time limits are looked at this often while a connection is served
 # The headers the API reads (api.py) or microdot acts on: any other is checked, then dropped
 # before microdot keeps it (a browser's User-Agent, Accept-*, Sec-* ... cost ~1 KB a request)
 _KEEP = (b"host", b"origin", b"cookie", b"x-csrf-token", b"accept-encoding", b"content-length",
@@ -79,22 +78,20 @@ class Reader:
         self.end = ticks_add(now, CONN_MS)  # the whole connection (the task cancels it then)
         self.task = None
         self.addr = None  # the client's address from accept() (the login lockout's key)
+        self.reading = False  # waiting for bytes (cut at the deadline by Server.sweep)
 
     async def _more(self):
-        # The socket is read without registering it with asyncio's poller: a non-blocking
-        # recv, then a short sleep. (Idle connections registered for reading crashed the unix
-        # port's select.poll in the simulator: docs/api.md "Known problem".)
-        sock = self.s.s
-        while True:
-            if ticks_diff(self.deadline, ticks_ms()) <= 0:
-                raise Cut(_ETIMEDOUT, "too slow")
-            try:
-                d = sock.recv(_CHUNK)
-                break
-            except OSError as e:
-                if e.args[0] not in _AGAIN:
-                    raise Cut(_ECONNRESET, "closed")
-            await asyncio.sleep_ms(_WAIT_MS)
+        # An ordinary asyncio read (the task waits in the poller until bytes come); the web
+        # task cancels it at the deadline (Server.sweep).
+        if ticks_diff(self.deadline, ticks_ms()) <= 0:
+            raise Cut(_ETIMEDOUT, "too slow")
+        self.reading = True
+        try:
+            d = await self.s.read(_CHUNK)
+        except OSError:
+            raise Cut(_ECONNRESET, "closed")
+        finally:
+            self.reading = False
         if not d:
             raise Cut(_ECONNRESET, "closed")
         self.got += len(d)
@@ -213,20 +210,27 @@ class Server:
         self.last_cut = None
         self.last_ms = ticks_ms()
 
+    def sweep(self, now):
+        """End the connections past their time: CONN_MS, or HEAD_MS while waiting for bytes
+        (no wait_for task per connection or read: ~270 B each on the 32-bit build)."""
+        for rd in self.conns:
+            if rd is not None and rd.task is not None and (
+                    ticks_diff(now, rd.end) >= 0 or rd.reading
+                    and ticks_diff(now, rd.deadline) >= 0):
+                rd.task.cancel()
+                rd.task = None
+
     async def run(self):
-        # A task of its own takes the connections (_accept); this one ends a connection past
-        # CONN_MS (no wait_for task per connection: ~270 B each on the 32-bit build), looking
-        # every _WAIT_MS while one is served, else every second.
+        # A task of its own takes the connections (_accept); this one ends the connections
+        # past their time (sweep), looking every _WAIT_MS while one is served, else every
+        # second.
         s = self._listen()
         acc = asyncio.create_task(self._accept(s))
         try:
             self.log("web: serving on %s:%d" % (self.host, self.port))
             while True:
                 now = self.last_ms = ticks_ms()
-                for rd in self.conns:
-                    if rd is not None and rd.task is not None and ticks_diff(now, rd.end) >= 0:
-                        rd.task.cancel()
-                        rd.task = None
+                self.sweep(now)
                 await asyncio.sleep_ms(_WAIT_MS if self.active else 1000)
         finally:
             acc.cancel()
@@ -290,9 +294,10 @@ class Server:
             if self.fast is None or not await self.fast(rd, writer):
                 await self.app.handle_request(rd, writer)
             self.served += 1
-        except asyncio.CancelledError:  # run(): past CONN_MS
+        except asyncio.CancelledError:  # run(): past HEAD_MS reading, or past CONN_MS
             self.cut += 1
-            self.last_cut = "connection too long"
+            self.last_cut = "too slow" if ticks_diff(rd.end, ticks_ms()) > 0 else \
+                "connection too long"
         except Exception as e:  # noqa: BLE001 - a client's fault never ends the task
             self.cut += 1
             self.last_cut = e.args[1] if type(e) is Cut else repr(e)[:60]
@@ -307,8 +312,7 @@ class Server:
 
 def _readable(s):
     """Wait (await it) until the listening socket has a connection, through asyncio's poller
-    as its start_server does: a client is taken at once. Only the listening socket is
-    registered, never a connection (Reader._more)."""
+    as its start_server does: a client is taken at once."""
     yield asyncio.core._io_queue.queue_read(s)
 
 

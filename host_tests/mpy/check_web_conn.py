@@ -4,12 +4,15 @@
 # While MAX_CONN connections are served no other is accepted (they wait in the stack's
 # backlog, costing no heap), and each is taken once a slot frees; a connection that lasts
 # longer than CONN_MS (a live stream nobody ends) is cut off by the task and its slot given
-# back. Without a client the task waits on the listening socket instead of polling it.
-# (Before, a 4th connection was served and a 5th and 6th closed at once, and CONN_MS took a
-# wait_for task per connection.)
+# back. Without a client the task waits on the listening socket instead of polling it, and
+# a connection idle for 100 ms is read when its bytes come (a non-blocking recv every 20 ms
+# before). (Before, a 4th connection was served and a 5th and 6th closed at once, and
+# CONN_MS took a wait_for task per connection.)
 import asyncio
 import gc
+import io
 import os
+import select
 from binascii import hexlify
 
 from boards.sim.board import SimBoard
@@ -17,6 +20,7 @@ from boards.sim.world import World
 from firmware import app as fw_app
 from firmware import config
 from firmware.web import server
+from boards.sim import pollfix
 from firmware.web.auth import OWNER
 
 FAILED = []
@@ -35,23 +39,34 @@ def check(ok, msg):
         print("FAIL", msg)
 
 
-class Conn:
+class Conn(io.IOBase):
     """A client's connection: sends `data` at once (nothing: a slowloris), takes every byte
-    written."""
+    written. A stream asyncio's poller can wait on (its ioctl answers the poll)."""
 
     def __init__(self, data=b""):
         self.data = data
         self.got = 0
         self.closed = False
+        self.reads = 0
 
     def setblocking(self, b):
         pass
 
-    def recv(self, n):
+    def ioctl(self, req, arg):
+        if req == 3:  # MP_STREAM_POLL: readable while it has bytes, always writable
+            return (arg & select.POLLIN if self.data else 0) | (arg & select.POLLOUT)
+        return -1  # MP_STREAM_GET_FILENO (10): none, the poller asks MP_STREAM_POLL
+
+    def read(self, n):
+        self.reads += 1
         d = self.data[:n]
         self.data = self.data[n:]
-        if not d:
-            raise OSError(11)  # EAGAIN: the client sends nothing more
+        return d or None  # None: nothing now (EAGAIN), the client sends nothing more
+
+    def recv(self, n):  # (a non-blocking read: what the guard polled before)
+        d = self.read(n)
+        if d is None:
+            raise OSError(11)
         return d
 
     def write(self, b):
@@ -83,6 +98,7 @@ class Listener:
 
 
 async def main():
+    pollfix.reserve()  # the Conns have no file descriptor: the unix port's poller bug
     world = World(lambda kind, fields: None)
     board = SimBoard(world)
     cfg = config.from_dict({"rating_a": 32, "max_current_a": 16,
@@ -143,6 +159,23 @@ async def main():
             break
         await asyncio.sleep_ms(5)
     check(ok.closed and ok.got > 100, "status after: %d bytes" % ok.got)
+    # a connection whose request comes 100 ms after it was accepted is read when its bytes
+    # are there (a non-blocking recv every 20 ms before: 5 in that time, and each request
+    # waited up to 20 ms for its next look). The clock at 1x for this.
+    global X
+    X = 1
+    late = Conn()
+    lst.waiting.append(late)
+    while not lst.taken or lst.taken[-1] is not late:
+        await asyncio.sleep_ms(1)
+    await asyncio.sleep_ms(100)
+    late.data = b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: wb=" + \
+        s[0].encode() + b"\r\n\r\n"
+    t0 = _real()
+    while not late.closed and _real() - t0 < 2000:
+        await asyncio.sleep_ms(1)
+    check(late.closed and late.got > 100, "the late request: %d bytes" % late.got)
+    check(late.reads <= 3, "a connection idle for 100 ms was read %d times" % late.reads)
     task.cancel()
     gc.collect()
     print("DONE %d failed" % len(FAILED))

@@ -95,8 +95,20 @@ class Sock:
 
 
 class In:
+    """The connection's stream as the guard reads it (asyncio's read: the task waits until
+    bytes come; a slowloris's never do, and the server's sweep ends it at HEAD_MS)."""
+
     def __init__(self, sock):
         self.s = sock
+
+    async def read(self, n):
+        while True:
+            try:
+                return self.s.recv(n)
+            except OSError as e:
+                if e.args[0] != 11:
+                    raise
+                await asyncio.sleep_ms(1)
 
 
 class Out:
@@ -352,6 +364,13 @@ async def main():
     s = a.new_session(OWNER)
     random.seed(SEED)
     r = random
+
+    async def sweep():  # what the web task's loop does (Server.run): the time limits
+        while True:
+            srv.sweep(server.ticks_ms())
+            await asyncio.sleep_ms(5)
+
+    sweeper = asyncio.create_task(sweep())
     for _ in range(8):  # warm up: routes compiled, first answers made
         await status(srv, s)
     for req in KNOWN:
@@ -409,6 +428,7 @@ async def main():
           "%+d B peak, %+d B after the first fifth, %+d B more after the rest" % (
               N, SEED, stats[0], srv.refused, server.MAX_CONN, peak[0] - idle, base - idle,
               grow))
+    sweeper.cancel()
     for f in FINDINGS + TRACES:
         print("FAIL " + f)
     check = []

@@ -55,8 +55,18 @@ class Sock:
 
 
 class In:
+    """The connection's stream as the guard reads it (asyncio's read: the task waits until
+    bytes come)."""
+
     def __init__(self, s):
         self.s = s
+
+    async def read(self, n):
+        while True:
+            try:
+                return self.s.recv(n)
+            except OSError:
+                await asyncio.sleep_ms(1)
 
 
 class Out:
