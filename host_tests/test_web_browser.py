@@ -117,10 +117,11 @@ def test_first_use_live_status_while_charging_and_pv_mode(browser):
         from selenium.webdriver.support.ui import Select
 
         Select(d.find_element("id", "mode")).select_by_value("pv")
-        t0 = simrig.device_now(sim)
         n = len(sim.obs)
         d.find_element("id", "charge-go").click()
         _text(d, "charge-msg", "Saved")
+        t0 = sim.wait_for(lambda o: o.get("k") == "log" and o["msg"].startswith(
+            "owner: the owner changed") and "mode=pv" in o["msg"], 10, since=n)["t"]
         _shot(d, "web-charge.png")
         d.find_element("css selector", "#tabs button[data-v=status]").click()
         # the switch on a 9.2 kW surplus, then the surplus falls in steps: the page's offer
