@@ -288,7 +288,8 @@ def test_heap_of_an_open_connection(mpy_run):
     print("heap of an open connection: ws %d bytes, wss %d bytes" % (ws_heap["heap"],
                                                                      wss_heap["heap"]))
     assert ws_heap["ok"] and wss_heap["ok"]
-    assert 0 < ws_heap["heap"] < 4096  # buffers are small and preallocated
+    # small preallocated receive buffers; no send buffer between frames (1,408 B with one)
+    assert 0 < ws_heap["heap"] < 1280
     assert ws_heap["heap"] < wss_heap["heap"]
 
 

@@ -104,7 +104,6 @@ class WebSocket:
         # A frame's header (bytes 0-1, then the extended length), then a control frame's
         # payload: both go here, one after the other.
         self._ctl = bytearray(125)
-        self._out = bytearray(_OUT_CHUNK + 14)  # header, payload masked a chunk at a time
         self._rx = _RX_HEAD
         self._buf = self._ctl  # where the bytes being read go: [_pos, _end)
         self._pos = 0
@@ -294,7 +293,8 @@ class WebSocket:
     # -- sending -------------------------------------------------------------------------
 
     async def _write_frame(self, op, payload):
-        # One frame with a fresh key, masked chunk by chunk through self._out: a message is
+        # One frame with a fresh key, masked chunk by chunk through a buffer made for the
+        # frame (at most _OUT_CHUNK + 14 bytes; none is held between frames): a message is
         # never copied whole (payload: str, bytes or bytearray, left as it is). Whole frames
         # only under the lock.
         try:  # the bytes without a copy (MicroPython gives a str's UTF-8 bytes this way)
@@ -315,7 +315,7 @@ class WebSocket:
                 raise WsClosed(self.code, self.reason)
             # The header goes out with the first chunk: a frame up to _OUT_CHUNK bytes is one
             # write (two small writes would wait on Nagle + the server's delayed ACK).
-            out = self._out
+            out = bytearray(min(n, _OUT_CHUNK) + 14)
             m = len(hdr) + 4
             out[: m - 4] = hdr
             out[m - 4: m] = key
@@ -334,24 +334,21 @@ class WebSocket:
                 await w.drain()
             await w.drain()
 
-    async def _send(self, op, payload):
+    async def send(self, text, op=_OP_TEXT):
+        """Send one text message (str) as a single masked frame (op: ping() sends a ping)."""
         if self.closed or self._close_sent:
             raise WsClosed(self.code, self.reason or "closing")
         try:
-            await self._write_frame(op, payload)
+            await self._write_frame(op, text)
         except OSError as e:
             await self._lost(" while sending", e)
-
-    async def send(self, text):
-        """Send one text message (str) as a single masked frame."""
-        await self._send(_OP_TEXT, text)
 
     async def ping(self, payload=b""):
         """Send a ping (payload: bytes); the server's pong updates last_rx_ms (read by
         recv())."""
         if len(payload) > 125:
             raise WsError("ping payload over 125 bytes")
-        await self._send(_OP_PING, bytearray(payload))
+        await self.send(bytearray(payload), _OP_PING)
 
     # -- closing -------------------------------------------------------------------------
 
