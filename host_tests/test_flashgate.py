@@ -81,7 +81,6 @@ class _Tx:
 
     _save = txn.Transactions._save
     _recover = txn.Transactions._recover
-    energy = txn.Transactions.energy
 
     def __init__(self, c, wh):
         self.cp = c
@@ -154,7 +153,7 @@ def _session(dev, mod, board, flash, seconds, online=True, cut=False):
         assert not board.contactor.closed
         tx.e.raise_to(store.wh)
         j.push("StopTransaction", {"l": lid, "p": {
-            "meterStop": tx.energy(), "reason": "EVDisconnected", "timestamp": c.t}})
+            "meterStop": tx.e.now(), "reason": "EVDisconnected", "timestamp": c.t}})
         persist.remove(txn.TX_FILE)
         if online:
             _send_all(j, csms)

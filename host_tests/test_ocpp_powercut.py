@@ -384,7 +384,8 @@ def ticks(tmp_path, monkeypatch):
     t = types.SimpleNamespace(ms=1000, ticks_add=lambda a, b: a + b,
                               ticks_diff=lambda a, b: a - b)
     t.ticks_ms = lambda: t.ms
-    monkeypatch.setattr(txn, "time", t)
+    for name in ("ticks_add", "ticks_diff", "ticks_ms"):
+        monkeypatch.setattr(txn, name, getattr(t, name))
     return t
 
 

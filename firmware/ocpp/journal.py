@@ -159,62 +159,55 @@ class Journal(RamTail):
         self._ended = []  # local ids whose StopTransaction was acked (a mapping is kept)
         self._refs = {}  # local id -> pending records that carry it
         self._size = 0
-        self._scan_seq = 0
         self._open()
         f = self._f
         if f is None:
             return
         h = self._hdr
-        pos = 0
-        while True:
+        pos = last = 0  # last: the last P record's seq
+        while True:  # replay the records; the first one that does not fit ends the file
             f.seek(pos)
             if f.readinto(h) != _HDR:
                 break
             kind, flags, n, seq, ref = struct.unpack_from("<BBHIi", h, 0)
-            if kind not in (_P, _A, _M, _L, _S) or n > _MAX_BODY:
+            if n > _MAX_BODY:
                 break
             body = f.read(n) if n else b""
             if len(body) != n or _crc(h, body) != struct.unpack_from("<I", h, 12)[0]:
                 break
-            if not self._replay(pos, kind, flags, n, seq, ref, body):
-                break
+            if kind == _P:
+                if seq <= last:
+                    break  # out of order: not a record this journal wrote here
+                last = seq
+                self._offs.append(pos)
+                self._next_seq = max(self._next_seq, seq + 1)
+                self._pend_bytes += _HDR + n
+                if ref < 0:
+                    self._refs[ref] = self._refs.get(ref, 0) + 1
+            elif kind == _A:
+                if self.pending() == 0:
+                    break
+                k = self._read_hdr(self._offs[self._head])
+                if k[3] != seq:
+                    break
+                self._acked(k)
+            elif kind == _M:
+                self._map[ref] = struct.unpack("<i", body)[0]
+                if flags & _ENDED and ref not in self._ended:
+                    self._ended.append(ref)
+            elif kind == _L:
+                self._last_local = min(self._last_local, ref)
+            elif kind == _S and pos == 0:  # S: only as the first record
+                self._next_seq = seq
+                self._last_local = ref
+                self._dropped = struct.unpack("<I", body)[0]
+            else:
+                break  # an unknown kind
             pos += _HDR + n
             self.recovered += 1
         f.seek(0, 2)
-        end = f.tell()
         self._size = pos
-        self.torn_bytes = end - pos
-
-    def _replay(self, pos, kind, flags, n, seq, ref, body):
-        if kind == _P:
-            if seq <= self._scan_seq:
-                return False  # out of order: not a record this journal wrote here
-            self._scan_seq = seq
-            self._offs.append(pos)
-            self._next_seq = max(self._next_seq, seq + 1)
-            self._pend_bytes += _HDR + n
-            if ref < 0:
-                self._refs[ref] = self._refs.get(ref, 0) + 1
-        elif kind == _A:
-            if self.pending() == 0:
-                return False
-            k = self._read_hdr(self._offs[self._head])
-            if k[3] != seq:
-                return False
-            self._acked(k)
-        elif kind == _M:
-            self._map[ref] = struct.unpack("<i", body)[0]
-            if flags & _ENDED and ref not in self._ended:
-                self._ended.append(ref)
-        elif kind == _L:
-            self._last_local = min(self._last_local, ref)
-        else:  # S
-            if pos != 0:
-                return False
-            self._next_seq = seq
-            self._last_local = ref
-            self._dropped = struct.unpack("<I", body)[0]
-        return True
+        self.torn_bytes = f.tell() - pos
 
     def _acked(self, k):
         """Bookkeeping once the head record (header k) is acked."""
@@ -241,7 +234,6 @@ class Journal(RamTail):
         new = self.path + ".new"
         g = open(new, "wb")
         offs = array("I")
-        pend = 0
         dropped = self._dropped + len(skip)
         try:
             g.write(self._pack(_S, 0, self._next_seq, self._last_local,
@@ -258,9 +250,9 @@ class Journal(RamTail):
                 g.write(rec)
                 offs.append(pos)
                 pos += len(rec)
-                pend += len(rec)
                 if k[4] < 0:
                     refs[k[4]] = refs.get(k[4], 0) + 1
+            pend = pos - _S_SIZE
             for lid in self._map:
                 if lid in self._ended and lid not in refs:
                     continue
@@ -362,7 +354,7 @@ class Journal(RamTail):
             i = body.index(b"\n")
             return k[3], body[:i].decode(), json.loads(body[i + 1:])
         except ValueError as e:
-            raise JournalError("journal: record %d unreadable: %s" % (k[3], e))
+            raise JournalError("journal record %d unreadable: %s" % (k[3], e))
 
     def ack(self, seq):
         """The oldest pending record (seq) was delivered; durable when it returns."""

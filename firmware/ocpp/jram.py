@@ -58,8 +58,7 @@ class RamTail:
         file first, so that the file keeps the records' order."""
         if not persist.flash_ok():
             return True
-        if self._ram or self._held:
-            self.settle()
+        self.settle()
         return False
 
     def _hold(self, kind, rec):
@@ -95,10 +94,8 @@ class RamTail:
         if over > 0 and droppable:
             raise JournalError("journal RAM full (%d of %d bytes): %s refused" % (
                 self._ram_bytes, self.ram_max, action))
-        if drop:
-            self._ram_drop(drop)
-
-    def _ram_drop(self, drop):
+        if not drop:
+            return
         offs = array("I")
         for i in range(self._head, len(self._offs)):
             off = self._offs[i]

@@ -12,10 +12,10 @@
 # Rules (docs/ocpp.md, "Energy at the edges"):
 # - Never report a register the meter did not give. meterStart is a reading no older than
 #   the meter's staleness limit; without one the transaction waits for it (the contactor
-#   stays open, so no energy goes unbilled), up to START_WAIT_MS; after that the meter
+#   stays open, so no energy goes unbilled), up to _START_WAIT_MS; after that the meter
 #   task's saved register (its EnergyStore) will do. With neither the transaction waits
 #   for the meter: charging with an unknown meterStart would bill the meter's lifetime.
-# - meterStop is read after the contactor opened: the stop waits (bounded by STOP_WAIT_MS)
+# - meterStop is read after the contactor opened: the stop waits (bounded by _STOP_WAIT_MS)
 #   for a poll stamped after the opening, so the energy of the last poll period belongs to
 #   this transaction and not to none.
 # - The register reported never goes below one already reported (journaled readings, the
@@ -32,8 +32,8 @@ from micropython import const
 
 from firmware.ticks import ticks_diff, ticks_ms
 
-START_WAIT_MS = const(10000)
-STOP_WAIT_MS = const(3000)
+_START_WAIT_MS = const(10000)
+_STOP_WAIT_MS = const(3000)
 
 
 def _ev_task(cp):
@@ -47,7 +47,7 @@ class Statuses:
         self.cp = cp
         self.now = [None, None]  # (status, error, info) observed, per connector
         self.sent = [None, None]  # ... last sent
-        self.at = [None, None]  # stamp of the observed change (cp.stamp: timekeep)
+        self.at = [None, None]  # stamp of the observed change (cp.stamp: timekeep), with now
 
     def status(self, c):
         """The status name observed for connector c, None before the first observation."""
@@ -72,18 +72,15 @@ class Statuses:
         """Connector c's status differs from the one sent and has lasted min_s seconds
         (MinimumStatusDuration)."""
         st = self.now[c]
-        if st is None or st == self.sent[c]:
-            return False
-        at = self.at[c]
-        return min_s <= 0 or at is None or self.cp.tk.age_s(at, ticks_ms()) >= min_s
+        return st is not None and st != self.sent[c] and (
+            min_s <= 0 or self.cp.tk.age_s(self.at[c], ticks_ms()) >= min_s)
 
     async def send(self, c):
         st = self.now[c]
-        p = {"connectorId": c, "status": st[0], "errorCode": st[1]}
+        p = {"connectorId": c, "status": st[0], "errorCode": st[1],
+             "timestamp": self.cp.tk.iso(self.at[c], ticks_ms())}
         if st[2]:
             p["info"] = st[2]
-        if self.at[c] is not None:
-            p["timestamp"] = self.cp.tk.iso(self.at[c], ticks_ms())
         await self.cp.rpc.call("StatusNotification", p)
         self.sent[c] = st
 
@@ -110,7 +107,7 @@ class Statuses:
             return (status, error, info[:50])
         if not (cp.available[0] and cp.available[1]) and tx.open is None:
             return ("Unavailable", "NoError", "")
-        fault = self.meter_fault()
+        fault = getattr(_ev_task(cp), "fault", None)  # the EV meter's, while it fails
         if fault and error == "NoError":
             error, info = "OtherError", fault
         if not tx.plugged:
@@ -130,10 +127,6 @@ class Statuses:
             status = "SuspendedEV"  # authorised, EV not drawing yet
         return (status, error, info[:50])
 
-    def meter_fault(self):
-        """The EV meter's fault text while it fails (sent as StatusNotification info)."""
-        return getattr(_ev_task(self.cp), "fault", None)
-
 
 class TxEnergy:
     def __init__(self, cp):
@@ -142,9 +135,6 @@ class TxEnergy:
         self._wait = None  # ticks since a start waits for the meter
         self._closed = False  # the contactor closed during the open transaction
         self._opened = None  # ticks it was first seen open again
-
-    def reading(self):
-        return self.cp.board.meter_reading
 
     def saved(self):
         """The EV meter task's total as saved on flash (its EnergyStore), -1 if none."""
@@ -157,33 +147,31 @@ class TxEnergy:
 
     def now(self):
         """The register to report now: the highest value known (Wh)."""
-        m = self.reading()
+        m = self.cp.board.meter_reading
         if m is not None:
             self.raise_to(m.energy_wh)
         self.raise_to(self.saved())
         return self.wh
 
-    def at_start(self, now):
-        """meterStart, or None while the start must wait for the meter."""
-        m = self.reading()
-        if m is None or m.fresh(now) and m.energy_wh >= 0:
+    def at_start(self, now, ready):
+        """meterStart, or None while the start must wait for the meter (or is not ready: the
+        wait ends)."""
+        if not ready:
             self._wait = None
-            return self.now()
-        log = self.cp.say
-        if self._wait is None:
-            self._wait = now
-            log("no fresh meter reading: the start waits for the meter")
             return None
-        if ticks_diff(now, self._wait) < START_WAIT_MS:
-            return None
-        if self.saved() >= 0 or self.wh > 0:
-            self._wait = None
+        m = self.cp.board.meter_reading
+        if not (m is None or m.fresh(now) and m.energy_wh >= 0):
+            log = self.cp.say
+            if self._wait is None:
+                self._wait = now
+                log("no fresh meter reading: the start waits for the meter")
+                return None
+            if ticks_diff(now, self._wait) < _START_WAIT_MS or self.saved() < 0 and self.wh <= 0:
+                return None
             log("no meter reading: meterStart is the saved register")
-            return self.now()
-        return None
-
-    def cancel_start(self):
         self._wait = None
+        self._closed, self._opened = False, None  # the new transaction's contactor (watch)
+        return self.now()
 
     def watch(self, now, closed):
         """Each observer pass of an open transaction: when the contactor opened last."""
@@ -194,19 +182,15 @@ class TxEnergy:
 
     def stop_settled(self, now, asked, closed):
         """True once meterStop can be read: the contactor open and a poll stamped after it
-        opened (at once when it opened long before, or never closed), or STOP_WAIT_MS after
-        the stop was asked at `asked`."""
-        self.watch(now, closed)
-        m = self.reading()
-        if m is None or ticks_diff(now, asked) >= STOP_WAIT_MS:
+        opened (at once when it opened long before, or never closed), or _STOP_WAIT_MS after
+        the stop was asked at `asked`. The observer calls watch() first in the same pass."""
+        m = self.cp.board.meter_reading
+        if m is None or ticks_diff(now, asked) >= _STOP_WAIT_MS:
             return True
         if closed:
             return False
         at, o = m.at_ms, self._opened
         return o is None or at is not None and ticks_diff(at, o) > 0
-
-    def stopped(self):
-        self._closed, self._opened = False, None
 
 
 def meter_value(cp, context, key, wh):
@@ -219,38 +203,39 @@ def meter_value(cp, context, key, wh):
     for name in cp.keys.get(key).split(","):
         name = name.strip()
         if name == "Energy.Active.Import.Register":
-            sv.append(_v(wh, context, name, "Wh"))
+            _v(sv, wh, context, name, "Wh")
         elif m is None:
             continue
         elif name == "Power.Active.Import" and m.p_total_w > -0x20000000:
-            sv.append(_v(max(0, m.p_total_w), context, name, "W"))
+            _v(sv, max(0, m.p_total_w), context, name, "W")
         elif name == "Current.Import":
             for k in range(3):
                 if m.i_da[k] > -0x20000000:
-                    sv.append(_v("%.1f" % (abs(m.i_da[k]) / 10), context, name, "A",
-                                 "L%d" % (k + 1)))
+                    _v(sv, "%.1f" % (abs(m.i_da[k]) / 10), context, name, "A",
+                       "L%d" % (k + 1))
         elif name == "Current.Offered":
-            sv.append(_v("%.1f" % (cp.ctl.session.act.offer_da / 10), context, name, "A"))
+            _v(sv, "%.1f" % (cp.ctl.session.act.offer_da / 10), context, name, "A")
         elif name == "Voltage":
             for k in range(3):
                 if m.v_dv[k] > 0:
-                    sv.append(_v("%.1f" % (m.v_dv[k] / 10), context, name, "V",
-                                 "L%d-N" % (k + 1)))
+                    _v(sv, "%.1f" % (m.v_dv[k] / 10), context, name, "V",
+                       "L%d-N" % (k + 1))
         elif name == "Frequency" and m.freq_chz > 0:
-            sv.append(_v("%.2f" % (m.freq_chz / 100), context, name, None))
+            _v(sv, "%.2f" % (m.freq_chz / 100), context, name, None)
         elif name == "Temperature" and cp.board.temperature_c is not None:
             t = cp.board.temperature_c()
             if t is not None:
-                sv.append(_v(t, context, name, "Celsius"))
+                _v(sv, t, context, name, "Celsius")
     if not sv:
-        sv.append(_v(wh, context, "Energy.Active.Import.Register", "Wh"))
+        _v(sv, wh, context, "Energy.Active.Import.Register", "Wh")
     return {"timestamp": cp.iso_now(), "sampledValue": sv}
 
 
-def _v(value, context, measurand, unit, phase=None):
+def _v(sv, value, context, measurand, unit, phase=None):
+    """One sampledValue, appended to sv."""
     d = {"value": str(value), "context": context, "measurand": measurand}
     if unit:
         d["unit"] = unit
     if phase:
         d["phase"] = phase
-    return d
+    sv.append(d)

@@ -4,19 +4,17 @@
 # Journal records are {"l": local transaction id, "p": payload without transactionId}; the
 # CSMS's transactionId is filled in when the record is sent (journal.tx_id), so a
 # transaction started offline is mapped once its StartTransaction.conf arrives.
-import time
-
 from micropython import const
 
 from firmware import persist
 from firmware.charge.pilot import connected
-from firmware.ocpp import txsend
+from firmware.ocpp.authlist import AuthListError, stored_info
 from firmware.ocpp.journal import JournalError
 from firmware.ocpp.report import TxEnergy, meter_value
+from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 TX_FILE = "ocpp_tx.json"  # the open transaction (a power cut ends it with PowerLoss)
 _STOP_DATA_MAX = const(8)  # StopTxn*Data samples kept for transactionData
-FREE_VEND_TAG = "FreeVend"
 
 
 def load_saved():
@@ -44,21 +42,19 @@ class Transactions:
         self._next_sample = None
         self._next_aligned = None
         self.e = TxEnergy(cp)  # meterStart / meterStop (never below a value reported)
-        self._stop_at = None  # ticks a stop was asked: meterStop waits for the meter
-        self._stop_ts = None  # ... and the wall time of that moment (the Stop's timestamp)
+        # a stop asked: (ticks, the Stop's timestamp) of that moment; meterStop waits for the
+        # meter (TxEnergy.stop_settled)
+        self._stopping = None
         self._recover()
         cp.profiles.end_transaction(None)  # no transaction survives a reboot: nor its TxProfile
 
     # -- energy and samples ----------------------------------------------------------------
-    def energy(self):
-        return self.e.now()
-
     def sample(self, context, key, stamp=False):
         """One meterValue for the measurands configured under `key` (a CSL), the energy
         register read now; stamp: it goes to the journal, its time resolved when sent
         (timekeep.py)."""
         cp = self.cp
-        mv = meter_value(cp, context, key, self.energy())
+        mv = meter_value(cp, context, key, self.e.now())
         if stamp:
             mv["timestamp"] = cp.stamp()
         return mv
@@ -70,14 +66,12 @@ class Transactions:
         backup words meanwhile (boards/backed.py), and the PowerLoss Stop takes it."""
         if not persist.flash_ok():
             return
-        o = self.open
-        persist.save_json(TX_FILE, {"l": o["l"], "tag": o["tag"], "start_s": o["start_s"],
-                                    "wh": self.e.wh, "t": self.cp.stamp()})
+        persist.save_json(TX_FILE, {"l": self.open["l"], "wh": self.e.wh, "t": self.cp.stamp()})
 
     def flush(self):
         """An orderly restart: save the open transaction's register as it is now."""
         if self.open is not None:
-            self.energy()
+            self.e.now()  # read the register
             self._save()
 
     def _recover(self):
@@ -90,8 +84,8 @@ class Transactions:
         cp = self.cp
         why = stop_reason_after(persist.restart_reason)
         d = load_saved()
-        wh, t = d.get("wh"), d.get("t")
-        self.e.raise_to(wh)  # meterStop: this, or the meter's saved register if higher
+        t = d.get("t")
+        self.e.raise_to(d.get("wh"))  # meterStop: this, or the meter's saved register if higher
         try:
             opens = cp.journal.open_locals()
         except (JournalError, OSError) as e:
@@ -99,15 +93,14 @@ class Transactions:
             opens = []
         for local in opens:
             # the last time saved in the cut boot (boot-relative if its clock was unknown)
-            when = t if d.get("l") == local and type(t) in (int, list) else None
-            p = {"meterStop": self.energy(), "reason": why,
-                 "timestamp": when if when is not None else cp.stamp()}
+            ts = t if d.get("l") == local and type(t) in (int, list) else cp.stamp()
+            p = {"meterStop": self.e.now(), "reason": why, "timestamp": ts}
             try:
                 cp.journal.push("StopTransaction", {"l": local, "p": p})
                 cp.say("transaction %s ended by restart (%s), meterStop %d Wh" % (
                     local, why, p["meterStop"]))
             except (JournalError, OSError) as e:
-                cp.say("open transaction's stop not journaled: %r" % (e,))
+                cp.say("stop at boot not journaled: %r" % (e,))
                 return  # the file stays: the next boot tries again
         persist.remove(TX_FILE)
 
@@ -125,47 +118,41 @@ class Transactions:
                     if self.auth is None:
                         cp.ctl.set_auth(False)
                 a_ = self.auth
-                if a_ is not None and time.ticks_diff(now, a_["at"]) > 1000 * cp.keys.get(
+                if a_ is not None and ticks_diff(now, a_["at"]) > 1000 * cp.keys.get(
                         "ConnectionTimeOut"):
                     cp.say("ConnectionTimeOut: auth dropped")
                     self.auth = None
                     cp.ctl.set_auth(False)
             elif self.auth is None and cp.cfg.free_vend and not self.finished:
-                self.auth = {"tag": cp.section.get("free_vend_id", FREE_VEND_TAG),
+                # free vend: the idTag is the config's free_vend_id, "FreeVend" without one
+                self.auth = {"tag": cp.section.get("free_vend_id", "FreeVend"),
                              "parent": None, "at": now}
-            if plugged and self.auth is not None and a.status != "Faulted" and (
-                    cp.available[0] and cp.available[1]):
-                wh = self.e.at_start(now)
-                if wh is not None:
-                    self._start(now, wh)
-            else:
-                self.e.cancel_start()
+            wh = self.e.at_start(now, plugged and self.auth is not None and (
+                a.status != "Faulted" and cp.available[0] and cp.available[1]))
+            if wh is not None:
+                self._start(now, wh)
         else:
             if self._was_plugged and not plugged:
-                self._ev_side_gone(o)
+                # UnlockConnectorOnEVSideDisconnect false: a cable left in the socket stays
+                # locked until the transaction's card (or UnlockConnector) frees it.
+                if not cp.keys.get("UnlockConnectorOnEVSideDisconnect") and (
+                        cp.cfg.connector == "type2_socket" and cp.ctl.inputs.pp_da > 0):
+                    self.hold = (o["tag"], o.get("parent"))
+                    cp.ctl.set_lock_hold(True)
+                    cp.say("EV unplugged: the cable stays locked until %s's card" % o["tag"])
                 if cp.keys.get("StopTransactionOnEVSideDisconnect"):
                     self.stop_reason = self.stop_reason or "EVDisconnected"
             self.e.watch(now, a.close)
             if self.stop_reason is not None:
-                if self._stop_at is None:  # open the contactor first, then read meterStop
-                    self._stop_at, self._stop_ts = now, cp.stamp()
+                st = self._stopping
+                if st is None:  # open the contactor first, then read meterStop
+                    st = self._stopping = (now, cp.stamp())
                     cp.ctl.set_auth(False)
-                if self.e.stop_settled(now, self._stop_at, a.close):
-                    self._stop(self.stop_reason, self.stop_tag, plugged)
+                if self.e.stop_settled(now, st[0], a.close):
+                    self._stop(plugged)
         if self.hold is not None and cp.ctl.inputs.pp_da <= 0:
-            self.release("the cable was taken out")
+            self.release("cable removed")
         self._was_plugged = plugged
-
-    def _ev_side_gone(self, o):
-        # UnlockConnectorOnEVSideDisconnect false: a cable left in the socket stays locked
-        # until the transaction's card (or UnlockConnector) frees it.
-        cp = self.cp
-        if cp.keys.get("UnlockConnectorOnEVSideDisconnect") or (
-                cp.cfg.connector != "type2_socket") or cp.ctl.inputs.pp_da <= 0:
-            return
-        self.hold = (o["tag"], o.get("parent"))
-        cp.ctl.set_lock_hold(True)
-        cp.say("EV unplugged: the cable stays locked until %s's card" % o["tag"])
 
     def release(self, why):
         """Unlock a cable held after the EV side unplugged."""
@@ -177,17 +164,16 @@ class Transactions:
     def _start(self, now, wh):
         cp = self.cp
         au = self.auth
-        s = cp.now_s()
+        tag, parent = au["tag"], au.get("parent")
         at = cp.stamp()
-        p = {"connectorId": 1, "idTag": au["tag"], "meterStart": wh, "timestamp": at}
+        p = {"connectorId": 1, "idTag": tag, "meterStart": wh, "timestamp": at}
         r = cp.reservation
-        if r is not None and _same(r["tag"], au["tag"], au.get("parent"), r.get("parent")):
+        if r is not None and _same(r["tag"], tag, parent, r.get("parent")):
             p["reservationId"] = r["id"]
             cp.reservation = None
         try:
             local = cp.journal.next_local_id()
-            self.open = {"l": local, "tag": au["tag"], "parent": au.get("parent"),
-                         "start_s": s, "at": at, "data": []}
+            self.open = {"l": local, "tag": tag, "parent": parent, "at": at, "data": []}
             self._save()  # before the journal: a cut after the push below finds the energy
             cp.journal.push("StartTransaction", {"l": local, "p": p})
         except (JournalError, OSError) as e:
@@ -199,8 +185,7 @@ class Transactions:
         self.auth = None
         self.stop_reason = self.stop_tag = None
         cp.ctl.set_auth(True)
-        cp.say("transaction %s started for %s, meterStart %d Wh" % (
-            local, au["tag"], p["meterStart"]))
+        cp.say("transaction %s started for %s, meterStart %d Wh" % (local, tag, wh))
         self._values("Transaction.Begin", "MeterValuesSampledData")
         self._next_sample = None
         prof = au.get("profile")
@@ -208,15 +193,13 @@ class Transactions:
             cp.profiles.set(1, prof, tx_id=local)
         cp.wake.set()
 
-    def _stop(self, reason, tag, plugged):
+    def _stop(self, plugged):
         cp = self.cp
         o = self.open
+        reason, tag = self.stop_reason, self.stop_tag
         cp.ctl.set_auth(False)
-        ts = self._stop_ts
-        p = {"meterStop": self.energy(), "timestamp": cp.stamp() if ts is None else ts,
-             "reason": reason}
-        self._stop_at = self._stop_ts = None
-        self.e.stopped()
+        p = {"meterStop": self.e.now(), "timestamp": self._stopping[1], "reason": reason}
+        self._stopping = None
         if tag:
             p["idTag"] = tag
         self._keep("Transaction.End", "StopTxnSampledData")
@@ -245,33 +228,33 @@ class Transactions:
     def timers(self, now, s):
         cp = self.cp
         o = self.open
-        if self._stop_at is not None:
+        if self._stopping is not None:
             return  # stopping: the next reading is the Stop's (sent after nothing of its own)
-        iv = cp.keys.get("MeterValueSampleInterval")
+        iv = cp.keys.get("MeterValueSampleInterval") * 1000
         if o is not None and iv > 0:
-            if self._next_sample is None:
-                self._next_sample = time.ticks_add(now, iv * 1000)
-            elif time.ticks_diff(now, self._next_sample) >= 0:
-                self._next_sample = time.ticks_add(self._next_sample, iv * 1000)
-                if time.ticks_diff(now, self._next_sample) > 0:  # fell behind: re-anchor
-                    self._next_sample = time.ticks_add(now, iv * 1000)
+            ns = self._next_sample
+            if ns is None:
+                ns = ticks_add(now, iv)
+            elif ticks_diff(now, ns) >= 0:
+                ns = ticks_add(ns, iv)
+                if ticks_diff(now, ns) > 0:  # fell behind: re-anchor
+                    ns = ticks_add(now, iv)
                 self._values("Sample.Periodic", "MeterValuesSampledData", "StopTxnSampledData")
+            self._next_sample = ns
         al = cp.keys.get("ClockAlignedDataInterval")
         if al > 0 and s is not None:
-            if self._next_aligned is None or self._next_aligned - s > al:
+            na = self._next_aligned
+            if na is None or na - s > al or s >= na:  # (re)anchored after a clock step
                 self._next_aligned = (s // al + 1) * al
-            elif s >= self._next_aligned:
-                self._next_aligned = (s // al + 1) * al
-                self._aligned()
-
-    def _aligned(self):
-        cp = self.cp
-        if self.open is not None:
-            self._values("Sample.Clock", "MeterValuesAlignedData", "StopTxnAlignedData")
-        elif cp.link.connected and len(cp.outbox) < 4:
-            cp.outbox.append(("MeterValues", {"connectorId": 1, "meterValue": [
-                self.sample("Sample.Clock", "MeterValuesAlignedData")]}))
-            cp.wake.set()
+            if na is None or s < na:
+                return
+            # a clock-aligned sample: the transaction's, or one for the connector
+            if o is not None:
+                self._values("Sample.Clock", "MeterValuesAlignedData", "StopTxnAlignedData")
+            elif cp.link.connected and len(cp.outbox) < 4:
+                cp.outbox.append(("MeterValues", {"connectorId": 1, "meterValue": [
+                    self.sample("Sample.Clock", "MeterValuesAlignedData")]}))
+                cp.wake.set()
 
     def _keep(self, context, key):
         """One sample for transactionData when the StopTxn*Data key `key` names measurands:
@@ -304,7 +287,7 @@ class Transactions:
     def start_s(self):
         """Wall time the open transaction started (exact once the time is known), or None."""
         o = self.open
-        return None if o is None else self.cp.tk.wall_of(o["at"], time.ticks_ms())
+        return None if o is None else self.cp.tk.wall_of(o["at"], ticks_ms())
 
     def csms_id(self):
         o = self.open
@@ -326,16 +309,17 @@ class Transactions:
             if self.open is None:
                 return
         o = self.open
+        parent = None
         if o is not None:
             if _same(o["tag"], tag):
                 self.stop_reason, self.stop_tag = "Local", tag
-            else:
-                self.cp.spawn(self.authorize(tag, stop_parent=o.get("parent")), "authorize")
+                return
+            parent = o.get("parent")  # another card of its group may stop it
         elif self.auth is not None and _same(self.auth["tag"], tag):
             self.auth = None
             self.cp.ctl.set_auth(False)
-        else:
-            self.cp.spawn(self.authorize(tag), "authorize")
+            return
+        self.cp.spawn(self.authorize(tag, parent), "authorize")
 
     async def authorize(self, tag, stop_parent=None, remote_ok=False, profile=None):
         """Decide on an idTag (card or RemoteStart): online Authorize, or the local list,
@@ -367,7 +351,7 @@ class Transactions:
                     cp.say("Authorize failed (%r), deciding offline" % (e,))
                 if info is not None:
                     status, parent = info["status"], info.get("parentIdTag") or None
-                    txsend.remember(cp, tag, info)
+                    self.remember(tag, info)
         if status is None:
             if local is None:
                 status = "Accepted" if k.get("AllowOfflineTxForUnknownId") else "Invalid"
@@ -388,10 +372,55 @@ class Transactions:
             return False
         if self.open is not None:
             return False
-        self.auth = {"tag": tag, "parent": parent, "at": time.ticks_ms(), "profile": profile}
+        self.auth = {"tag": tag, "parent": parent, "at": ticks_ms(), "profile": profile}
         cp.wake.set()
         return True
 
+
+    def started(self, local, tag, conf):
+        """StartTransaction.conf (txsend): the CSMS's id for TxProfiles, its idTagInfo."""
+        cp = self.cp
+        tid = conf["transactionId"]
+        cp.profiles.retag(local, tid)  # RemoteStart's TxProfile
+        info = conf["idTagInfo"]
+        self.remember(tag, info)
+        o = self.open
+        if o is None or o["l"] != local:
+            return
+        parent = info.get("parentIdTag") or None
+        if parent is not None:
+            o["parent"] = parent  # the group whose cards stop it (remote and offline starts too)
+        if info["status"] == "Accepted":
+            return
+        if cp.keys.get("StopTransactionOnInvalidId"):
+            self.stop_reason = "DeAuthorized"
+            cp.say("idTag %s %s by the CSMS: stopping" % (tag, info["status"]))
+        else:
+            # OCPP 1.6 (StopTransactionOnInvalidId false): energy delivery stops, the
+            # transaction stays open until it ends otherwise (card, unplug, remote stop).
+            cp.ctl.set_auth(False)
+            o["suspended"] = True
+            cp.say("idTag %s %s by the CSMS: energy stopped, transaction %s kept" % (
+                tag, info["status"], tid))
+        cp.wake.set()
+
+
+    def remember(self, tag, info):
+        """Put an idTagInfo the CSMS gave into the cache (when enabled), as
+        authlist.stored_info keeps it, or leave it out with a log line; never raises."""
+        cp = self.cp
+        if not cp.keys.get("AuthorizationCacheEnabled"):
+            return
+        st = stored_info(info)
+        if st is None:
+            cp.say("%s not cached: expiryDate %r unreadable" % (tag, info["expiryDate"]))
+            return
+        if st[3]:
+            cp.say("%s cached: %s" % (tag, st[3]))
+        try:
+            cp.cache.put(tag, st[0], st[1], st[2], cp.now_s() or 0)
+        except (AuthListError, OSError) as e:
+            cp.say("%s not cached: %s" % (tag, e))
 
 def stop_reason_after(restart):
     """StopTransaction reason for a transaction still open at boot, from how the last boot

@@ -6,11 +6,11 @@
 # - a CALLERROR or timeout while online is an attempt; MeterValues and StopTransaction are
 #   given up after TransactionMessageAttempts, a StartTransaction never (its MeterValues and
 #   Stop wait behind it for the id the CSMS gives);
-# - the idTagInfo of Start/Stop answers goes into the cache as authlist.stored_info keeps it.
+# - the idTagInfo of Start/Stop answers goes into the cache as authlist.stored_info keeps it
+#   (txn.Transactions.started and remember: what the answer means for the transaction).
 import time
 
 from firmware.ocpp import rpc
-from firmware.ocpp.authlist import AuthListError, stored_info
 from firmware.ocpp.journal import JournalError
 
 
@@ -39,11 +39,24 @@ async def send_next(tx):
     except rpc.RpcError as e:
         if not cp.link.connected:
             raise  # offline: not an attempt; resent after the reconnect
+        why = "%s %s" % (e.code, e.description)
         if local is None and e.code != "Timeout":  # a notification refused (NotSupported)
-            cp.say("%s dropped: %s %s" % (action, e.code, e.description))
-            j.ack(seq)
-            return True
-        _failed(tx, seq, action, e)
+            cp.say("%s dropped: %s" % (action, why))
+        else:
+            # one attempt. A StartTransaction is retried every TransactionMessageRetryInterval
+            # x TransactionMessageAttempts once the attempts are used, never given up; other
+            # messages are given up after the attempts.
+            k = cp.keys
+            n = tx._attempts = tx._attempts + 1
+            most = max(1, k.get("TransactionMessageAttempts"))
+            if n < most or action == "StartTransaction":
+                wait = max(1, k.get("TransactionMessageRetryInterval")) * min(n, most)
+                tx._retry_ms = time.ticks_add(time.ticks_ms(), 1000 * wait)
+                cp.say("%s attempt %d failed (%s), retry in %d s" % (action, n, why, wait))
+                return True
+            cp.say("%s given up after %d attempts: %s" % (action, n, why))
+            tx._attempts = 0
+        j.ack(seq)
         return True
     # Answered: from here on nothing may keep the record from being acknowledged.
     tx._attempts = 0
@@ -51,78 +64,14 @@ async def send_next(tx):
         try:
             j.map_tx(local, conf["transactionId"])
         except JournalError as e:
-            cp.say("transaction %s: %s; its MeterValues and Stop cannot be sent" % (
+            cp.say("transaction %s: %s; its MeterValues, Stop cannot be sent" % (
                 local, e))
     j.ack(seq)
     try:
         if action == "StartTransaction":
-            _started(tx, local, p["idTag"], conf)
+            tx.started(local, p["idTag"], conf)
         elif action == "StopTransaction" and "idTagInfo" in conf and "idTag" in p:
-            remember(cp, p["idTag"], conf["idTagInfo"])
+            tx.remember(p["idTag"], conf["idTagInfo"])
     except Exception as e:  # a fault here must not undo the delivery: say it, count it
         cp.fault("after %s.conf" % action, e)
     return True
-
-
-def _failed(tx, seq, action, e):
-    """A CALLERROR (or timeout) while online: one attempt. A StartTransaction is retried
-    every TransactionMessageRetryInterval x TransactionMessageAttempts once the attempts are
-    used, never given up; other messages are given up after the attempts."""
-    cp = tx.cp
-    k = cp.keys
-    tx._attempts += 1
-    most = max(1, k.get("TransactionMessageAttempts"))
-    if tx._attempts >= most and action != "StartTransaction":
-        cp.say("%s given up after %d attempts: %s %s" % (
-            action, tx._attempts, e.code, e.description))
-        tx._attempts = 0
-        cp.journal.ack(seq)
-        return
-    wait = max(1, k.get("TransactionMessageRetryInterval")) * min(tx._attempts, most)
-    tx._retry_ms = time.ticks_add(time.ticks_ms(), 1000 * wait)
-    cp.say("%s attempt %d failed (%s %s), retry in %d s" % (
-        action, tx._attempts, e.code, e.description, wait))
-
-
-def _started(tx, local, tag, conf):
-    cp = tx.cp
-    tid = conf["transactionId"]
-    cp.profiles.retag(local, tid)  # RemoteStart's TxProfile
-    info = conf["idTagInfo"]
-    remember(cp, tag, info)
-    o = tx.open
-    if o is None or o["l"] != local:
-        return
-    parent = info.get("parentIdTag") or None
-    if parent is not None:
-        o["parent"] = parent  # the group whose cards stop it (remote and offline starts too)
-    if info["status"] == "Accepted":
-        return
-    if cp.keys.get("StopTransactionOnInvalidId"):
-        tx.stop_reason = "DeAuthorized"
-        cp.say("idTag %s %s by the CSMS: stopping" % (tag, info["status"]))
-    else:
-        # OCPP 1.6 (StopTransactionOnInvalidId false): energy delivery stops, the
-        # transaction stays open until it ends otherwise (card, unplug, remote stop).
-        cp.ctl.set_auth(False)
-        o["suspended"] = True
-        cp.say("idTag %s %s by the CSMS: energy stopped, transaction %s kept" % (
-            tag, info["status"], tid))
-    cp.wake.set()
-
-
-def remember(cp, tag, info):
-    """Put an idTagInfo the CSMS gave into the cache (when enabled), as
-    authlist.stored_info keeps it, or leave it out with a log line; never raises."""
-    if not cp.keys.get("AuthorizationCacheEnabled"):
-        return
-    st = stored_info(info)
-    if st is None:
-        cp.say("%s not cached: expiryDate %r unreadable" % (tag, info["expiryDate"]))
-        return
-    if st[3]:
-        cp.say("%s cached: %s" % (tag, st[3]))
-    try:
-        cp.cache.put(tag, st[0], st[1], st[2], cp.now_s() or 0)
-    except (AuthListError, OSError) as e:
-        cp.say("%s not cached: %s" % (tag, e))
