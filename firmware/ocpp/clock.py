@@ -76,8 +76,8 @@ def fields(s, naive_utc=False):
     for i in (4, 7, 10, 13, 16):
         if s[i].upper() != _FORM[i]:
             raise _bad(s, "expected '%s' at position %d" % (_FORM[i], i))
-    y = _int(s, 0, 4)
-    mo, d, h, mi, sec = [_int(s, i, i + 2) for i in (5, 8, 11, 14, 17)]
+    y, mo, d = _int(s, 0, 4), _int(s, 5, 7), _int(s, 8, 10)
+    h, mi, sec = _int(s, 11, 13), _int(s, 14, 16), _int(s, 17, 19)
     if y < 1 or civil_from_days(days_from_civil(y, mo, d)) != (y, mo, d):
         raise _bad(s, "no such date")
     if h > 23 or mi > 59 or sec > 59:
@@ -125,10 +125,7 @@ def iso(epoch_s):
     """RFC 3339 UTC form of epoch seconds: "2026-11-22T10:00:00Z" (fractions truncated).
     A time past the end of year 9999 (a CSMS that set the clock to its last second) is
     written as that last second, so every timestamp stays a valid date-time."""
-    t = _secs(epoch_s)
-    if t > _END_S:
-        t = _END_S
-    days, sod = divmod(t, _DAY_S)
+    days, sod = divmod(min(_secs(epoch_s), _END_S), _DAY_S)
     y, m, d = civil_from_days(days)
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, sod // 3600, sod // 60 % 60, sod % 60)
 

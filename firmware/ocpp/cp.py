@@ -27,7 +27,7 @@ JOURNAL_KB = const(192)  # the journal's flash budget (ocpp.journal_kb; boards/s
 
 
 _SECTION_KEYS = ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id", "ntp",
-                 "journal_kb", "client_cert", "client_key", "security_profile")  # [2:8]: str
+                 "client_cert", "client_key", "journal_kb", "security_profile")  # [2:10]: str
 
 
 def check_section(s):
@@ -43,7 +43,7 @@ def check_section(s):
     cid = s.get("cp_id")
     if type(cid) is not str or not 1 <= len(cid) <= 48 or "/" in cid or " " in cid:
         err.append("ocpp.cp_id: 1..48 characters, no '/' or space: %r" % (cid,))
-    for k in _SECTION_KEYS[2:8]:
+    for k in _SECTION_KEYS[2:10]:
         if k in s and type(s[k]) is not str:
             err.append("ocpp.%s: must be a string" % k)
     pw = s.get("password")

@@ -68,15 +68,16 @@ TABLE = (
 )
 
 
-class KeysError(Exception):
-    pass
+KeysError = ValueError  # GetConfiguration asked for more keys than it answers
 
 
-# What each meter type of the config's "meters" section measures (docs/meters.md); the
-# Modbus profile's value keys give its measurands. Current.Offered comes from the controller.
-_PROFILE_MEASURANDS = (("i", "Current.Import"), ("v", "Voltage"),
-                       ("p_total", "Power.Active.Import"), ("p", "Power.Active.Import"),
-                       ("freq", "Frequency"))
+# What each meter type of the config's "meters" section measures (docs/meters.md), named by
+# the value keys of a Modbus profile (firmware/meters/profiles.py): an S0 meter's pulses give
+# power, a CT gives current and power; a Modbus meter's profile says. Current.Offered comes
+# from the controller.
+_MEASURES = (("i", "Current.Import"), ("v", "Voltage"), ("p", "Power.Active.Import"),
+             ("p_total", "Power.Active.Import"), ("freq", "Frequency"))
+_FIXED = {"s0": ("p",), "ct": ("i", "p")}
 
 
 def supported_measurands(meters, temperature=False):
@@ -86,17 +87,14 @@ def supported_measurands(meters, temperature=False):
     out = ["Energy.Active.Import.Register", "Current.Offered"]
     ev = meters.get("ev") if type(meters) is dict else None
     kind = ev.get("type") if type(ev) is dict else None
-    if kind == "s0":
-        out.append("Power.Active.Import")
-    elif kind == "ct":
-        out += ["Power.Active.Import", "Current.Import"]
-    elif kind == "modbus":
+    has = _FIXED.get(kind, ())
+    if kind == "modbus":
         from firmware.meters.profiles import PROFILES
 
-        prof = PROFILES.get(ev.get("profile"), {})
-        for field, m in _PROFILE_MEASURANDS:
-            if field in prof and m not in out:
-                out.append(m)
+        has = PROFILES.get(ev.get("profile"), has)
+    for field, m in _MEASURES:
+        if field in has and m not in out:
+            out.append(m)
     if temperature:
         out.append("Temperature")
     return ",".join(out)
@@ -211,14 +209,12 @@ class Keys:
         limit = self.get(name + "MaxLength")
         if len(items) > limit:
             return None, "%d items, at most %d" % (len(items), limit)
+        ok = self._measurands if kind == "m" else [  # "r": connector.rotation
+            "%d.%s" % (c, x) for c in range(self.get("NumberOfConnectors") + 1)
+            for x in _ROTATIONS]
         for it in items:
-            if kind == "m" and it not in self._measurands:
-                return None, "measurand %s not supported" % it
-            if kind == "r":
-                c, _, rot = it.partition(".")
-                if c not in ("0", "1", "2", "3") or int(c) > self.get("NumberOfConnectors") or \
-                        rot not in _ROTATIONS:
-                    return None, "bad phase rotation %s" % it
+            if it not in ok:
+                return None, "%s not supported" % it
         return ",".join(items), None
 
     def get(self, name):
@@ -247,7 +243,7 @@ class Keys:
             raise KeysError("GetConfiguration: %d keys asked, at most %d" % (len(keys), n))
         out, unknown = [], []
         for name in keys:
-            r = _row(name) if isinstance(name, str) else None
+            r = _row(name)
             if r is None:
                 unknown.append(name)
                 continue
@@ -259,13 +255,14 @@ class Keys:
 
     def drop_secret(self):
         """Forget the CSMS's AuthorizationKey (back to the installer's password)."""
-        if self._v.pop("AuthorizationKey", None) is not None:
-            self._save()
+        v = dict(self._v)
+        if v.pop("AuthorizationKey", None) is not None:
+            self._save(v)
 
     def change(self, name, value, force=False):
         """ChangeConfiguration: "Accepted", "Rejected" or "NotSupported".
         force: the installer (or a failed switch's fallback) may lower SecurityProfile."""
-        r = _row(name) if isinstance(name, str) else None
+        r = _row(name)
         if r is None:
             return "NotSupported"
         if _ro(r) or not isinstance(value, str):
@@ -275,20 +272,19 @@ class Keys:
             return "Rejected"
         if name == "SecurityProfile" and v <= self.get(name) and not force:
             return "Rejected"  # only up over OCPP (A05.FR.01); prerequisites: security.py
-        old = self._v.get(name)
-        self._v[name] = v
+        new = dict(self._v)
+        new[name] = v
         try:
-            self._save()
+            self._save(new)
         except OSError:
-            if old is None:
-                self._v.pop(name)
-            else:
-                self._v[name] = old
             return "Rejected"
         return "Accepted"
 
-    def _save(self):
-        persist.save_json(self.path, {n: _text(v) for n, v in self._v.items()})
+    def _save(self, v):
+        """Write v ({name: value}) to the file, then make them the CSMS's values (OSError:
+        nothing changed)."""
+        persist.save_json(self.path, {n: _text(x) for n, x in v.items()})
+        self._v = v
 
     def __repr__(self):
         return "<Keys %s: %d changed, %d errors>" % (self.path, len(self._v), len(self.errors))

@@ -46,8 +46,7 @@ def der(data, what):
             raise SecurityError("%s: neither PEM nor DER" % what)
         return data
     i = data.find(b"\n")
-    label = data[11:i].strip().rstrip(b"-").strip() if i > 0 else b""
-    if b"ENCRYPTED" in label or b"Proc-Type:" in data:
+    if b"ENCRYPTED" in data[:i] or b"Proc-Type:" in data:  # the BEGIN line, its headers
         raise SecurityError("%s: encrypted key" % what)
     end = data.find(b"-----END ")
     if i < 0 or end < 0:
@@ -79,10 +78,7 @@ def _der_file(section, k):
 
 def check_config(s, err):
     """Append to err what is wrong with the security keys of the config's "ocpp" section."""
-    cert, key = s.get("client_cert"), s.get("client_key")
-    for k in ("client_cert", "client_key"):
-        if k in s and type(s[k]) is not str:
-            err.append("ocpp.%s: must be a string" % k)
+    cert, key = s.get("client_cert"), s.get("client_key")  # strings (cp.check_section)
     if (cert is None) != (key is None):
         err.append("ocpp.client_cert, client_key: both or neither")
     url = s.get("url")
@@ -165,9 +161,10 @@ class Security:
             return bytes.fromhex(h) if h else self.section.get("password")
         return self.keys.secret() or self.section.get("password") or None
 
-    def blocked(self):
-        """Why the stored profile cannot be met (then the link does not connect), or ""."""
-        return missing(self.profile(), self.tls, self.cadata is not None,
+    def blocked(self, p=None):
+        """Why profile p (None: the stored one) cannot be met (then the link does not
+        connect), or ""."""
+        return missing(self.profile() if p is None else p, self.tls, self.cadata is not None,
                        self.client is not None, bool(self.password()))
 
     def connect_args(self, cp_id):
@@ -209,69 +206,55 @@ class Security:
         if self.on_event is not None and (status == 401 or status == 0 and "TLS" in str(e)):
             self.on_event("FailedToAuthenticateAtCsms" if status == 401 else
                             "CsmsFailedToAuthenticate", str(e))
-        key = "key" in self.pending and status == 401 and self.profile() < 3
-        if key and not self.old_key:  # first the previous key, then the previous profile
-            self._other_key()
+        if "key" in self.pending and status == 401 and self.profile() < 3 and (
+                not self.old_key or "profile" not in self.pending):
+            # first the previous key, then the previous profile
+            self.old_key = not self.old_key
+            self.log("HTTP 401: trying the %s AuthorizationKey" % (
+                "previous" if self.old_key else "new"))
         elif "profile" in self.pending:
             self._fall_back("the CSMS refused the connection: %s" % (e,))
-        elif key:
-            self._other_key()
-
-    def _other_key(self):
-        self.old_key = not self.old_key
-        self.log("HTTP 401: trying the %s AuthorizationKey" % (
-            "previous" if self.old_key else "new"))
 
     # -- ChangeConfiguration ---------------------------------------------------------------
     def change(self, name, value):
         """ChangeConfiguration of SecurityProfile or AuthorizationKey: the answer and
-        whether the link must reconnect."""
-        if name == "SecurityProfile":
-            return self._change_profile(value)
-        if "key" in self.pending:  # a second change before the first connected: the
-            old = self.pending["key"][0]  # last key proven stays the fallback
+        whether the link must reconnect. The value before is saved first (the fallback)."""
+        prof = name == "SecurityProfile"
+        what = "profile" if prof else "key"
+        if prof:
+            before = self.profile()
+            t = value.strip() if isinstance(value, str) else ""
+            if t not in ("0", "1", "2", "3"):
+                return "Rejected", False
+            v = int(t)
+            why = "not above %d" % before if v <= before else self.blocked(v)
+            if why:
+                self.log("SecurityProfile %d Rejected: %s%s" % (
+                    v, "" if v <= before else "it needs ", why))
+                return "Rejected", False
+        elif "key" in self.pending:  # a second change before the first connected: the
+            before = self.pending["key"]  # last key proven stays the fallback
         else:
             old = self.keys.secret()
-            old = binascii.hexlify(old).decode() if old is not None else ""
+            before = [binascii.hexlify(old).decode() if old is not None else ""]
+        d = dict(self.pending)
+        d[what] = before
         try:
-            self._save(dict(self.pending, key=[old]))
+            self._save(d)
         except OSError:
             return "Rejected", False
         st = self.keys.change(name, value)
         if st != "Accepted":
-            if "key" not in self.pending:
-                self._drop("key")
+            if prof or "key" not in self.pending:
+                self._drop(what)
             return st, False
-        self.pending["key"] = [old]
+        self.pending[what] = before
+        if prof:
+            self._event("SecurityProfile %d accepted (was %d)" % (v, before), 1)
+            return st, True
         self.old_key = False
         self._event("AuthorizationKey changed by the CSMS", 1)  # never the key (A01.FR.12)
-        return "Accepted", self.profile() < 3  # profile 3 sends no Basic auth
-
-    def _change_profile(self, value):
-        cur = self.profile()
-        t = value.strip() if isinstance(value, str) else ""
-        if t not in ("0", "1", "2", "3"):
-            return "Rejected", False
-        v = int(t)
-        if v <= cur:
-            self.log("SecurityProfile %d Rejected: not above %d" % (v, cur))
-            return "Rejected", False
-        why = missing(v, self.tls, self.cadata is not None, self.client is not None,
-                      bool(self.password()))
-        if why:
-            self.log("SecurityProfile %d Rejected: it needs %s" % (v, why))
-            return "Rejected", False
-        try:
-            self._save(dict(self.pending, profile=cur))
-        except OSError:
-            return "Rejected", False
-        st = self.keys.change("SecurityProfile", t)
-        if st != "Accepted":
-            self._drop("profile")
-            return st, False
-        self.pending["profile"] = cur
-        self._event("SecurityProfile %d accepted (was %d)" % (v, cur), 1)
-        return "Accepted", True
+        return st, self.profile() < 3  # profile 3 sends no Basic auth
 
     # -- state -----------------------------------------------------------------------------
     def _fall_back(self, why):

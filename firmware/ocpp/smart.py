@@ -37,7 +37,7 @@ _R_ID = const(0)
 _R_CONN = const(1)
 _R_STACK = const(2)
 _R_PURPOSE = const(3)  # _CPMAX, _TXDEF, _TX
-_R_KIND = const(4)  # Absolute, _RECURRING, Relative
+_R_KIND = const(4)  # its index in KINDS
 _R_RECUR = const(5)  # recurrence in seconds (86400, 604800) or 0
 _R_FROM = const(6)  # validFrom, epoch s or None
 _R_TO = const(7)  # validTo, epoch s or None
@@ -47,11 +47,10 @@ _R_WATTS = const(10)  # True: limits in W, False: in A
 _R_PERIODS = const(11)  # array('i'): start, limit x 10, phases (0 = absent)
 _R_TX = const(12)  # transaction a TxProfile belongs to (None for the others)
 _R_MIN = const(13)  # minChargingRate x 10 or None (kept for the record; not a limit)
-# purposes and kinds: their index in PURPOSES and KINDS
+# purposes: their index in PURPOSES
 _CPMAX = const(0)
 _TXDEF = const(1)
 _TX = const(2)
-_RECURRING = const(1)
 
 NO_LIMIT_A = const(80)  # composite value where no profile limits: the top of the pilot scale
 _MAX_OUT = const(48)  # composite periods at most; the schedule's duration is cut to fit
@@ -76,25 +75,23 @@ def _eval(r, t, tx_start):
     vfrom = r[_R_FROM]
     if vfrom is not None and t < vfrom:
         return -1, vfrom
-    start = r[_R_START]
-    nxt = vto
-    if r[_R_KIND] == _RECURRING:
-        if t < start:
-            return -1, _mn(nxt, start)
-        rec = r[_R_RECUR]
-        s = start + (t - start) // rec * rec
-        nxt = _mn(nxt, s + rec)
-    else:
-        s = start if start is not None else tx_start
+    s = r[_R_START]  # a Recurring one always has it
+    if s is None:
+        s = tx_start
         if s is None:
             return -1, None
-        if t < s:
-            return -1, _mn(nxt, s)
+    nxt = vto
+    if t < s:
+        return -1, _mn(nxt, s)
+    rec = r[_R_RECUR]  # 0 unless Recurring
+    if rec:
+        s += (t - s) // rec * rec  # the latest recurrence
+        nxt = _mn(nxt, s + rec)
     off = t - s
     dur = r[_R_DUR]
     if dur is not None:
         if off >= dur:
-            return -1, (nxt if r[_R_KIND] == _RECURRING else None)
+            return -1, (nxt if rec else None)
         nxt = _mn(nxt, s + dur)
     arr = r[_R_PERIODS]
     k = _period(arr, off)
@@ -139,12 +136,18 @@ def _da(r, k, volts, phases):
     return int(arr[k + 1] // va) if va > 0 else 0
 
 
+def _num(x):
+    """A value in tenths as a JSON number: an int when whole."""
+    x = int(x)
+    return x // 10 if x % 10 == 0 else x / 10
+
+
 def to_dict(r):
     """The csChargingProfiles dict of a record (what the file and the tests show)."""
     arr = r[_R_PERIODS]
     per = []
     for k in range(0, len(arr), 3):
-        q = {"startPeriod": arr[k], "limit": st.tenths_num(arr[k + 1])}
+        q = {"startPeriod": arr[k], "limit": _num(arr[k + 1])}
         if arr[k + 2]:
             q["numberPhases"] = arr[k + 2]
         per.append(q)
@@ -162,7 +165,7 @@ def to_dict(r):
     if r[_R_DUR] is not None:
         s["duration"] = r[_R_DUR]
     if r[_R_MIN] is not None:
-        s["minChargingRate"] = st.tenths_num(r[_R_MIN])
+        s["minChargingRate"] = _num(r[_R_MIN])
     return p
 
 
@@ -181,27 +184,22 @@ class Profiles:
         entries, self.errors = st.load(path)
         for c, tx, p in entries:
             try:
-                r = self._compile(c, p, tx)
+                self._r = self._with(c, p, tx)
             except SmartError as e:
                 self.errors.append("%s: a profile dropped: %s" % (path, e))
-                continue
-            new = self._with(r)
-            if len(new) > max_installed:
-                self.errors.append("%s: profile %d dropped: more than %d installed" % (
-                    path, r[_R_ID], max_installed))
-            else:
-                self._r = new
 
-    def _compile(self, c, p, tx):
-        return st.compile_profile(c, p, tx, self.max_stack, self.max_periods,
-                                  self.connectors, clock.parse)
-
-    def _with(self, r):
-        """The records with r installed: same id, or same stackLevel, purpose and
-        connector, replaces (SetChargingProfile, 5.16)."""
-        return [x for x in self._r if x[_R_ID] != r[_R_ID] and not (
+    def _with(self, c, p, tx):
+        """The records with profile p (on connector c, transaction tx) installed: same id,
+        or same stackLevel, purpose and connector, replaces (SetChargingProfile, 5.16).
+        SmartError if p is wrong or would be one profile too many."""
+        r = st.compile_profile(c, p, tx, self.max_stack, self.max_periods, self.connectors,
+                               clock.parse)
+        new = [x for x in self._r if x[_R_ID] != r[_R_ID] and not (
             x[_R_STACK] == r[_R_STACK] and x[_R_PURPOSE] == r[_R_PURPOSE]
             and x[_R_CONN] == r[_R_CONN])] + [r]
+        if len(new) > self.max_installed:
+            raise SmartError("more than %d profiles installed" % self.max_installed)
+        return new
 
     def _store(self, new):
         """Write the records to the file atomically (persist.Atomic: a new file, synced, then
@@ -224,13 +222,9 @@ class Profiles:
         """SetChargingProfile: "Accepted" once stored, else "Rejected" (reason in .why).
         tx_id: the transaction running on connector_id, None if none."""
         try:
-            r = self._compile(connector_id, profile, tx_id)
+            new = self._with(connector_id, profile, tx_id)
         except SmartError as e:
             self.why = str(e)
-            return "Rejected"
-        new = self._with(r)
-        if len(new) > self.max_installed:
-            self.why = "more than %d profiles installed" % self.max_installed
             return "Rejected"
         if not self._store(new):
             return "Rejected"
@@ -329,7 +323,7 @@ class Profiles:
                 continue
             arr = r[_R_PERIODS]
             ks = range(0, len(arr), 3)
-            if r[_R_KIND] != _RECURRING and r[_R_START] is None:
+            if r[_R_START] is None:  # (a Recurring one has it)
                 if tx_start_up is None:
                     continue  # no start point outside a transaction
                 off = up_s - tx_start_up
@@ -359,10 +353,9 @@ class Profiles:
         top = NO_LIMIT_A if max_amps is None else max_amps
         end = now_s + duration_s
         per = []
-        last_v = last_ph = None
+        last = None
         t = now_s
-        steps = 0
-        while True:
+        for _ in range(_MAX_STEPS):
             da, g, k, nxt = self._resolve(t, connector_id, tx_start_s, tx_id, volts, phases)
             if da is None:
                 v, ph = (top * volts * phases) if watts else top, 0
@@ -372,10 +365,10 @@ class Profiles:
                 if not watts:
                     v = da / 10
                 elif g[_R_WATTS]:
-                    v = st.tenths_num(arr[k + 1])
+                    v = _num(arr[k + 1])
                 else:
-                    v = st.tenths_num(arr[k + 1] * volts * (ph or phases))
-            if v != last_v or ph != last_ph:
+                    v = _num(arr[k + 1] * volts * (ph or phases))
+            if (v, ph) != last:
                 if len(per) == _MAX_OUT:
                     end = t
                     break
@@ -383,14 +376,12 @@ class Profiles:
                 if ph:
                     q["numberPhases"] = ph
                 per.append(q)
-                last_v, last_ph = v, ph
-            steps += 1
+                last = (v, ph)
             if nxt is None or nxt >= end:
                 break
-            if steps == _MAX_STEPS:
-                end = nxt
-                break
             t = nxt
+        else:  # _MAX_STEPS boundaries walked: the schedule ends at the last one
+            end = t
         start = clock.iso(now_s)
         return {"status": "Accepted", "connectorId": connector_id, "scheduleStart": start,
                 "chargingSchedule": {"duration": end - now_s, "startSchedule": start,

@@ -37,8 +37,7 @@ _MAX_LIMIT = const(1000000)  # 1 MW or 1 MA: anything above is a sender's mistak
 _MAX_INT = const(0x3FFFFFFF)  # small ints on every port (34 years of seconds)
 
 
-class SmartError(Exception):
-    pass
+SmartError = ValueError  # a profile that cannot be installed (its message says why)
 
 
 def _int(d, key, lo, hi, need):
@@ -57,6 +56,13 @@ def _tenths(v, what):
         raise SmartError("%s must be a number 0..%d, got %r" % (what, _MAX_LIMIT, v))
     # floor to 0.1; the small margin keeps 2.3 (2.2999... in binary) at 23
     return int(v * 10 + 0.01)
+
+
+def _obj(v, what):
+    """v if it is a dict (a JSON object), else SmartError naming `what`."""
+    if type(v) is not dict:
+        raise SmartError("%s must be an object" % what)
+    return v
 
 
 def _pick(d, key, names):
@@ -80,8 +86,7 @@ def _time(d, key, parse):
 def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
     """The record of a csChargingProfiles dict installed on connector `conn` while
     transaction `tx_id` (or None) runs there; SmartError names the first fault."""
-    if type(p) is not dict:
-        raise SmartError("csChargingProfiles must be an object")
+    _obj(p, "csChargingProfiles")
     _int({"connectorId": conn}, "connectorId", 0, connectors, True)
     pid = _int(p, "chargingProfileId", -_MAX_INT, _MAX_INT, True)
     stack = _int(p, "stackLevel", 0, max_stack, True)
@@ -106,9 +111,7 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
     vto = _time(p, "validTo", parse)
     if vfrom is not None and vto is not None and vto <= vfrom:
         raise SmartError("validTo is not after validFrom")
-    s = p.get("chargingSchedule")
-    if type(s) is not dict:
-        raise SmartError("chargingSchedule must be an object")
+    s = _obj(p.get("chargingSchedule"), "chargingSchedule")
     watts = _pick(s, "chargingRateUnit", ("A", "W")) == 1
     dur = _int(s, "duration", 0, _MAX_INT, False)
     start = _time(s, "startSchedule", parse)
@@ -135,12 +138,6 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
         arr.append(_int(q, "numberPhases", 1, 3, False) or 0)
     return (pid, conn, stack, purpose, kind, recur, vfrom, vto, start, dur, watts, arr,
             tx_id if purpose == _TX else None, mn)
-
-
-def tenths_num(x):
-    """A value in tenths as a JSON number: an int when whole."""
-    x = int(x)
-    return x // 10 if x % 10 == 0 else x / 10
 
 
 def load(path):
