@@ -196,12 +196,12 @@ def test_wire_families_send_what_they_say(cases):
 
 
 def test_unsupported_actions_are_known_and_have_no_handler():
-    from firmware.ocpp import remote, schema16
+    from firmware.ocpp import remote, schema
     from firmware.secext import core
 
-    handled = {a for a in schema16.REQUESTS if hasattr(remote, a)} | set(core.ACTIONS)
-    assert all(a in schema16.REQUESTS and a not in handled for a in gen.UNSUPPORTED)
-    assert set(schema16.REQUESTS) - handled == set(gen.UNSUPPORTED)
+    handled = {a for a in schema.REQUESTS if hasattr(remote, a)} | set(core.ACTIONS)
+    assert all(a in schema.REQUESTS and a not in handled for a in gen.UNSUPPORTED)
+    assert set(schema.REQUESTS) - handled == set(gen.UNSUPPORTED)
 
 
 @pytest.mark.slow

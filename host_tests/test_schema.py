@@ -215,7 +215,8 @@ def cases(seed=1, valid_per_schema=25, mutated_per_schema=6):
 
 def test_the_generated_table_is_up_to_date():
     with open(gen.OUT, encoding="utf-8") as f:
-        assert f.read() == gen.render(), "run tools/gen_ocpp_schema.py"
+        text = f.read()
+    assert text == gen.merge(text), "run tools/gen_ocpp_schema.py"
     assert set(schema.REQUESTS) == set(gen.CSMS_TO_CP)
     assert set(schema.RESPONSES) == set(gen.CP_TO_CSMS)
 

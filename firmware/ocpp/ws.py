@@ -19,7 +19,6 @@ from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms  # noqa
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
 _MAX_HTTP = const(4096)  # bytes of HTTP response header accepted at the upgrade
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 _BEGIN = b"-----BEGIN CERTIFICATE-----"
 # The response headers the upgrade reads (lower case), in the order _upgrade unpacks them.
 _HEADERS = (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-protocol",
@@ -152,11 +151,9 @@ async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None
     authz = None if user is None else _basic(user, password)
     opener = open_connection or asyncio.open_connection
     deadline = ticks_add(ticks_ms(), timeout_ms)
-    try:
-        if tls:
-            r, w = await _wait_ms(opener(host, port, ssl=ctx, server_hostname=host), timeout_ms)
-        else:
-            r, w = await _wait_ms(opener(host, port), timeout_ms)
+    try:  # (ctx is None for ws://; CPython wants no server_hostname then)
+        r, w = await _wait_ms(opener(host, port, ssl=ctx, server_hostname=host if tls else None),
+                              timeout_ms)
     except Exception as e:  # DNS, refused, unreachable; TLS too where the opener does it
         raise _net_error(e, where, tls, 0)
     try:  # no Nagle wait on a plain socket (IPPROTO_TCP, TCP_NODELAY; lwIP and Linux)
@@ -187,27 +184,35 @@ async def _upgrade(conn, auth, path, protocol, authz):
         req += "Authorization: %s\r\n" % authz
     conn._w.write((req + "\r\n").encode())
     await conn._w.drain()
-    line = await _line(conn, 0)
-    parts = line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        raise WsError("not HTTP: %r" % line[:60])
-    status = int(parts[1])
-    if status != 101:
-        raise WsRefused("HTTP %d %s" % (status, parts[2].strip().decode() if len(parts) > 2
-                                             else ""), status)
-    got = [None] * 5  # the values of _HEADERS, None: not sent
-    size = len(line)
-    while True:
-        line = await _line(conn, size)
+    got = None  # after the status line: the values of _HEADERS, None: not sent
+    size = 0
+    while True:  # the status line, then the headers up to the empty line
+        line = await conn._r.readline()
+        conn._rx_any = True
+        if not line:
+            raise EOFError
         size += len(line)
-        if line in (b"\r\n", b"\n"):
+        if size > _MAX_HTTP or line[-1:] != b"\n":
+            raise WsError("bad HTTP header")
+        if got is None:
+            parts = line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+                raise WsError("not HTTP: %r" % line[:60])
+            status = int(parts[1])
+            if status != 101:
+                raise WsRefused("HTTP %d %s" % (status, parts[2].strip().decode()
+                                                 if len(parts) > 2 else ""), status)
+            got = [None] * 5
+        elif line in (b"\r\n", b"\n"):
             break
-        i = line.find(b":")
-        name = line[:i].strip().lower()
-        if i > 0 and name in _HEADERS:
-            got[_HEADERS.index(name)] = line[i + 1:].strip()
+        else:
+            i = line.find(b":")
+            name = line[:i].strip().lower()
+            if i > 0 and name in _HEADERS:
+                got[_HEADERS.index(name)] = line[i + 1:].strip()
     upgrade, connection, accept, proto, extensions = got
-    want = binascii.b2a_base64(hashlib.sha1(key + _GUID).digest())[:-1]
+    guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+    want = binascii.b2a_base64(hashlib.sha1(key + guid).digest())[:-1]
     if (upgrade or b"").lower() != b"websocket" or b"upgrade" not in (connection or b"").lower():
         raise WsError("HTTP 101 without Upgrade")
     if accept != want:
@@ -218,12 +223,3 @@ async def _upgrade(conn, auth, path, protocol, authz):
     if proto != (protocol or ""):
         raise WsError("Sec-WebSocket-Protocol %r" % (proto or "(none)",))
     return protocol
-
-async def _line(conn, size):
-    line = await conn._r.readline()
-    conn._rx_any = True
-    if not line:
-        raise EOFError
-    if size + len(line) > _MAX_HTTP or line[-1:] != b"\n":
-        raise WsError("bad HTTP header")
-    return line

@@ -30,12 +30,6 @@ _RX_BODY = const(2)  # reading the payload
 _OUT_CHUNK = const(512)  # bytes masked and written at a time
 _CLOSE_MS = const(2000)  # how long close() waits for the server's close frame
 
-# UTF-8 that MicroPython's decoder lets through but RFC 3629 forbids: bytes that never occur
-# (C0, C1, F5-F7), and lead bytes whose second byte is restricted (overlong forms,
-# UTF-16 surrogates, code points above U+10FFFF).
-_NEVER = (b"\xc0", b"\xc1", b"\xf5", b"\xf6", b"\xf7")
-_LEADS = ((b"\xe0", 0xA0, 0xBF), (b"\xed", 0x80, 0x9F), (b"\xf0", 0x90, 0xBF),
-          (b"\xf4", 0x80, 0x8F))  # fmt: skip
 
 _wait_ms = getattr(asyncio, "wait_for_ms", None)
 if _wait_ms is None:  # CPython
@@ -69,10 +63,14 @@ def _text(buf):
         return None
     if len(s) == len(buf):  # ASCII: nothing more to check
         return s
-    for b in _NEVER:
+    # What MicroPython's decoder lets through but RFC 3629 forbids: bytes that never occur
+    # (C0, C1, F5-F7), and lead bytes whose second byte is restricted (overlong forms,
+    # UTF-16 surrogates, code points above U+10FFFF).
+    for b in (b"\xc0", b"\xc1", b"\xf5", b"\xf6", b"\xf7"):
         if buf.find(b) >= 0:
             return None
-    for b, lo, hi in _LEADS:
+    for b, lo, hi in ((b"\xe0", 0xA0, 0xBF), (b"\xed", 0x80, 0x9F), (b"\xf0", 0x90, 0xBF),
+                      (b"\xf4", 0x80, 0x8F)):
         i = buf.find(b)
         while i >= 0:  # the decoder saw a complete sequence, so buf[i + 1] exists
             if not lo <= buf[i + 1] <= hi:
@@ -348,7 +346,7 @@ class WebSocket:
         recv())."""
         if len(payload) > 125:
             raise WsError("ping payload over 125 bytes")
-        await self.send(bytearray(payload), _OP_PING)
+        await self.send(payload, _OP_PING)
 
     # -- closing -------------------------------------------------------------------------
 
