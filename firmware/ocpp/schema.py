@@ -69,10 +69,7 @@ _EPS = 1e-9 if 1.0 + 1e-12 != 1.0 else 1e-5
 def check_request(action, payload, max_items=MAX_ITEMS):
     """A CALL from the CSMS: None if `payload` conforms to `action`'s schema, else
     (error_code, description)."""
-    spec = REQUESTS.get(action)
-    if spec is None:
-        return NOT_IMPLEMENTED, "no OCPP 1.6 request " + _clip(action)
-    return _payload(spec, payload, max_items)
+    return _payload(REQUESTS, "request ", action, payload, max_items)
 
 
 def check_response(action, payload, max_items=MAX_ITEMS, lax=False):
@@ -80,10 +77,7 @@ def check_response(action, payload, max_items=MAX_ITEMS, lax=False):
     lax: only what the charge point needs is checked (required fields, types, enums, array
     lengths): a property the schema does not name, a string over its maxLength and a
     date-time in another format pass (their reader copes: clock.parse, authlist)."""
-    spec = RESPONSES.get(action)
-    if spec is None:
-        return NOT_IMPLEMENTED, "no OCPP 1.6 response to " + _clip(action)
-    return _payload(spec, payload, max_items, lax)
+    return _payload(RESPONSES, "response to ", action, payload, max_items, lax)
 
 
 def _clip(s):
@@ -91,7 +85,10 @@ def _clip(s):
     return s if len(s) <= 40 else s[:40] + "..."
 
 
-def _payload(spec, payload, max_items, lax=False):
+def _payload(table, what, action, payload, max_items, lax=False):
+    spec = table.get(action)
+    if spec is None:
+        return NOT_IMPLEMENTED, "no OCPP 1.6 " + what + _clip(action)
     if type(payload) is not dict:
         return FORMATION, "payload is not a JSON object"
     bad = _object(spec, payload, max_items, lax)

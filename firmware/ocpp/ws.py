@@ -30,7 +30,7 @@ class WsRefused(WsError):
     handshake or a close before any answer (a refusal, unlike an unreachable network)."""
 
     def __init__(self, msg, status):
-        super().__init__(msg)
+        WsError.__init__(self, msg)  # (no super(): its closure costs .mpy bytes)
         self.status = status
 
 
@@ -41,61 +41,38 @@ def parse_url(url):
     for i, c in enumerate(url):  # (the URL is not shown: it may hold a user:password@)
         if c <= " " or c == "\x7f":
             raise WsError("bad URL: control character at %d" % i)
-    if url.startswith("ws://"):
-        tls, rest = False, url[5:]
-    elif url.startswith("wss://"):
-        tls, rest = True, url[6:]
-    else:
-        raise WsError("bad URL %r: not ws:// or wss://" % url)
-    if "#" in rest:
-        raise WsError("bad URL %r: #fragment" % url)
+    tls = url.startswith("wss://")
+    rest = url[6 if tls else 5:]
     i = rest.find("/")
     auth, path = (rest, "/") if i < 0 else (rest[:i], rest[i:])
     if "@" in auth:
         raise WsError("bad URL: user@host (the password goes in ocpp.password)")
-    port = "443" if tls else "80"
-    if auth.startswith("["):  # IPv6 literal
-        j = auth.find("]")
-        tail = auth[j + 1:]
-        if j < 0 or (tail and not tail.startswith(":")):
-            raise WsError("bad URL %r: [IPv6]" % url)
-        host = auth[1:j]
-        if tail:
-            port = tail[1:]
-    else:
-        j = auth.rfind(":")
-        host = auth if j < 0 else auth[:j]
-        if j >= 0:
-            port = auth[j + 1:]
-    if not host:
-        raise WsError("bad URL %r: no host" % url)
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise WsError("bad URL %r: bad port %r" % (url, port))
+    v6 = auth[:1] == "["
+    j = auth.rfind(":")
+    if v6 and j < auth.find("]"):  # a colon inside the [IPv6] literal: no port
+        j = -1
+    host, port = (auth, "443" if tls else "80") if j < 0 else (auth[:j], auth[j + 1:])
+    if v6:
+        host = host[1:-1]
+    why = None
+    if not tls and not url.startswith("ws://"):
+        why = "not ws:// or wss://"
+    elif "#" in rest:
+        why = "#fragment"
+    elif v6 and auth.find("]") != len(host) + 1:
+        why = "[IPv6]"
+    elif not host:
+        why = "no host"
+    elif not port.isdigit() or not 0 < int(port) < 65536:
+        why = "bad port %r" % port
+    if why:
+        raise WsError("bad URL %r: %s" % (url, why))
     return tls, host, int(port), auth, path
 
 
 def _bytes(s):
     """str (as UTF-8) or bytes-like -> bytes."""
     return s.encode() if isinstance(s, str) else bytes(s)
-
-
-def _basic(user, password):
-    """The value of an HTTP Basic Authorization header (RFC 7617, UTF-8)."""
-    u = _bytes(user)
-    if b":" in u:
-        raise WsError("user must not contain ':'")
-    p = _bytes(password if password is not None else b"")
-    return "Basic " + binascii.b2a_base64(u + b":" + p)[:-1].decode()
-
-
-def _ders(cadata):
-    """The DER certificates in `cadata`: DER bytes as they are, PEM (one or more
-    certificates, bytes or str) decoded; some mbedTLS builds parse no PEM themselves."""
-    cadata = _bytes(cadata)
-    parts = cadata.split(_BEGIN)[1:]
-    if not parts:
-        return [der(cadata, "cadata")]  # DER, or an error naming what it is not
-    return [der(_BEGIN + p, "cadata") for p in parts]
 
 
 def _tls_context(cadata, client=None):
@@ -106,9 +83,12 @@ def _tls_context(cadata, client=None):
     # TLS 1.2 at least: MicroPython's mbedTLS 3 has nothing older, CPython >= 3.10 refuses it
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED  # chain and, with server_hostname, the host name
-    try:
-        for der in _ders(cadata):
-            ctx.load_verify_locations(cadata=der)
+    try:  # DER as it is, PEM (one or more certificates) decoded: some mbedTLS builds parse
+        # no PEM themselves; der() names what is neither
+        cadata = _bytes(cadata)
+        pems = cadata.split(_BEGIN)[1:]
+        for c in [_BEGIN + p for p in pems] if pems else [cadata]:
+            ctx.load_verify_locations(cadata=der(c, "cadata"))
     except (ValueError, OSError, TypeError) as e:
         raise WsError("bad CA (cadata): %s" % (e,))
     if client is not None:  # (certificate, key) as DER: security profile 3
@@ -148,7 +128,12 @@ async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None
     tls, host, port, auth, path = parse_url(url)
     where = "%s:%d" % (host, port)
     ctx = _tls_context(cadata, client) if tls else None
-    authz = None if user is None else _basic(user, password)
+    authz = None
+    if user is not None:  # HTTP Basic authentication (RFC 7617, UTF-8)
+        u = _bytes(user)
+        if b":" in u:
+            raise WsError("user must not contain ':'")
+        authz = "Basic " + binascii.b2a_base64(u + b":" + _bytes(password or b""))[:-1].decode()
     opener = open_connection or asyncio.open_connection
     deadline = ticks_add(ticks_ms(), timeout_ms)
     try:  # (ctx is None for ws://; CPython wants no server_hostname then)

@@ -24,9 +24,8 @@ _OP_BINARY = const(2)
 _OP_CLOSE = const(8)
 _OP_PING = const(9)
 _OP_PONG = const(10)
-_RX_HEAD = const(0)  # reading the 2 first header bytes
-_RX_EXT = const(1)  # reading the 16- or 64-bit payload length
-_RX_BODY = const(2)  # reading the payload
+_RX_HEAD = const(0)  # reading the header: its 2 first bytes, then the 16- or 64-bit length
+_RX_BODY = const(1)  # reading the payload
 _OUT_CHUNK = const(512)  # bytes masked and written at a time
 _CLOSE_MS = const(2000)  # how long close() waits for the server's close frame
 
@@ -50,8 +49,8 @@ class WsClosed(WsError):
     """The connection is closed; .code and .reason say how (1006: lost without a close)."""
 
     def __init__(self, code=None, reason=""):
-        super().__init__("websocket closed (%s)%s" % (code, ": " + reason if reason else ""),
-                         code)
+        WsError.__init__(self, "websocket closed (%s)%s" % (
+            code, ": " + reason if reason else ""), code)
         self.reason = reason
 
 
@@ -184,22 +183,18 @@ class WebSocket:
                 why = "control frame over 125 bytes"
             if why:
                 await self._fail(1002, why)
+            if n > 125 and self._end == 2:  # the 16- or 64-bit length follows: h[2:4], h[2:10]
+                self._end = 4 if n == 126 else 10
+                await self._fill()
+            if n == 126:
+                n = h[2] << 8 | h[3]
+            elif n == 127:
+                if h[2] & 0x80:
+                    await self._fail(1002, "64-bit length, top bit set")
+                if h[2] | h[3] | h[4] | h[5]:  # no int beyond 32 bits, as on a board
+                    await self._fail(1009, "frame of 2^32 bytes or more")
+                n = h[6] << 24 | h[7] << 16 | h[8] << 8 | h[9]
             self._op, self._fin = op, b0 & 0x80
-            self._pos = 0
-            if n < 126:
-                await self._body(n)
-            else:
-                self._rx, self._end = _RX_EXT, 2 if n == 126 else 8
-        if self._rx == _RX_EXT:
-            await self._fill()
-            if self._end == 2:
-                n = h[0] << 8 | h[1]
-            elif h[0] & 0x80:
-                await self._fail(1002, "64-bit length, top bit set")
-            elif h[0] | h[1] | h[2] | h[3]:  # no int beyond 32 bits, as on a board
-                await self._fail(1009, "frame of 2^32 bytes or more")
-            else:
-                n = h[4] << 24 | h[5] << 16 | h[6] << 8 | h[7]
             await self._body(n)
         await self._fill()  # _RX_BODY
         op, n = self._op, self._end
