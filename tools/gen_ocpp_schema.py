@@ -194,14 +194,12 @@ def _shared(tables):
 
 def _fmt(t, names, indent, used=0, top=False):
     """Python source of a table value, wrapped to 99 columns (`used`: columns taken on the
-    first line by what stands before it), shared parts by name. An object spec or an enum is
-    written as a call _spec(...), not as a tuple literal (see render())."""
+    first line by what stands before it), shared parts by name."""
     if not top and t in names:
         return names[t]
     if not isinstance(t, tuple):
         return repr(t)
-    call = "_spec" if _is_spec(t) else ""
-    one = call + "(" + ", ".join(_fmt(x, names, 0) for x in t) + ("," if len(t) == 1 else "") + ")"
+    one = "(" + ", ".join(_fmt(x, names, 0) for x in t) + ("," if len(t) == 1 else "") + ")"
     if indent + used + len(one) <= 97:
         return one
     pad = " " * (indent + 4)
@@ -210,10 +208,10 @@ def _fmt(t, names, indent, used=0, top=False):
         for i in range(0, len(t), 3):
             head = "%r, %r, " % t[i:i + 2]
             rows.append(head + _fmt(t[i + 2], names, indent + 4, len(head)))
-        return call + "(\n" + "".join(pad + r + ",\n" for r in rows) + " " * indent + ")"
+        return "(\n" + "".join(pad + r + ",\n" for r in rows) + " " * indent + ")"
     if _is_spec(t):  # one enum value a line
         rows = [_fmt(x, names, indent + 4) for x in t]
-        return call + "(\n" + "".join(pad + r + ",\n" for r in rows) + " " * indent + ")"
+        return "(\n" + "".join(pad + r + ",\n" for r in rows) + " " * indent + ")"
     # a field or an array's arg: the scalars on the first line, the nested part below
     head = ", ".join(repr(x) for x in t[:-1])
     return ("(" + head + ",\n" + pad + _fmt(t[-1], names, indent + 4) + ",\n"
@@ -231,15 +229,10 @@ def render():
         "# date). Format: see the generator.",
         "# REQUESTS: what the CSMS may send to a charge point. RESPONSES: the CSMS's answers",
         "# to what a charge point sends.",
-        "# Each object spec and enum is made by a call to _spec, not written as a tuple literal:",
-        "# mpy-cross would fold a literal into one constant that repeats every name in full",
-        "# (\"connectorId\" 9 times); through the call each name is stored once in the .mpy.",
-        "",
-        "",
-        "def _spec(*items):",
-        "    return items",
-        "",
-        "",
+        "# Tuple literals on purpose: mpy-cross folds each into one constant, which a frozen",
+        "# image keeps in flash (no heap). Built at import instead (a call per tuple), the .mpy",
+        "# would be ~700 B smaller (each name stored once) but the tables would take ~2 KB of a",
+        "# frozen board's heap.",
     ]
     for t, name in sorted(names.items(), key=lambda kv: int(kv[1][2:])):
         out.append("%s = %s" % (name, _fmt(t, names, 0, len(name) + 3, top=True)))

@@ -206,70 +206,58 @@ def is_datetime(s):
 # date). Format: see the generator.
 # REQUESTS: what the CSMS may send to a charge point. RESPONSES: the CSMS's answers
 # to what a charge point sends.
-# Each object spec and enum is made by a call to _spec, not written as a tuple literal:
-# mpy-cross would fold a literal into one constant that repeats every name in full
-# ("connectorId" 9 times); through the call each name is stored once in the .mpy.
-
-
-def _spec(*items):
-    return items
-
-
-_S0 = _spec('CentralSystemRootCertificate', 'ManufacturerRootCertificate')
-_S1 = _spec(
+# Tuple literals on purpose: mpy-cross folds each into one constant, which a frozen
+# image keeps in flash (no heap). Built at import instead (a call per tuple), the .mpy
+# would be ~700 B smaller (each name stored once) but the tables would take ~2 KB of a
+# frozen board's heap.
+_S0 = ('CentralSystemRootCertificate', 'ManufacturerRootCertificate')
+_S1 = (
     'expiryDate', 6, None,
     'parentIdTag', 0, 20,
-    'status', 8, _spec('Accepted', 'Blocked', 'Expired', 'Invalid', 'ConcurrentTx'),
+    'status', 8, ('Accepted', 'Blocked', 'Expired', 'Invalid', 'ConcurrentTx'),
 )
-_S2 = _spec(
+_S2 = (
     'chargingProfileId', 9, None,
     'transactionId', 1, None,
     'stackLevel', 9, None,
-    'chargingProfilePurpose', 8, _spec('ChargePointMaxProfile', 'TxDefaultProfile', 'TxProfile'),
-    'chargingProfileKind', 8, _spec('Absolute', 'Recurring', 'Relative'),
-    'recurrencyKind', 0, _spec('Daily', 'Weekly'),
+    'chargingProfilePurpose', 8, ('ChargePointMaxProfile', 'TxDefaultProfile', 'TxProfile'),
+    'chargingProfileKind', 8, ('Absolute', 'Recurring', 'Relative'),
+    'recurrencyKind', 0, ('Daily', 'Weekly'),
     'validFrom', 6, None,
     'validTo', 6, None,
-    'chargingSchedule', 12, _spec(
+    'chargingSchedule', 12, (
         'duration', 1, None,
         'startSchedule', 6, None,
-        'chargingRateUnit', 8, _spec('A', 'W'),
+        'chargingRateUnit', 8, ('A', 'W'),
         'chargingSchedulePeriod', 13, (0, 0, 4,
-            _spec('startPeriod', 9, None, 'limit', 10, 0.1, 'numberPhases', 1, None),
+            ('startPeriod', 9, None, 'limit', 10, 0.1, 'numberPhases', 1, None),
         ),
         'minChargingRate', 2, 0.1,
     ),
 )
 REQUESTS = {
-    'CancelReservation': _spec('reservationId', 9, None),
-    'CertificateSigned': _spec('certificateChain', 8, 10000),
-    'ChangeAvailability': _spec(
-        'connectorId', 9, None,
-        'type', 8, _spec('Inoperative', 'Operative'),
-    ),
-    'ChangeConfiguration': _spec('key', 8, 50, 'value', 8, 500),
+    'CancelReservation': ('reservationId', 9, None),
+    'CertificateSigned': ('certificateChain', 8, 10000),
+    'ChangeAvailability': ('connectorId', 9, None, 'type', 8, ('Inoperative', 'Operative')),
+    'ChangeConfiguration': ('key', 8, 50, 'value', 8, 500),
     'ClearCache': (),
-    'ClearChargingProfile': _spec(
+    'ClearChargingProfile': (
         'id', 1, None,
         'connectorId', 1, None,
-        'chargingProfilePurpose', 0, _spec(
-            'ChargePointMaxProfile',
-            'TxDefaultProfile',
-            'TxProfile',
-        ),
+        'chargingProfilePurpose', 0, ('ChargePointMaxProfile', 'TxDefaultProfile', 'TxProfile'),
         'stackLevel', 1, None,
     ),
-    'DataTransfer': _spec('vendorId', 8, 255, 'messageId', 0, 50, 'data', 0, None),
-    'DeleteCertificate': _spec(
-        'certificateHashData', 12, _spec(
-            'hashAlgorithm', 8, _spec('SHA256', 'SHA384', 'SHA512'),
+    'DataTransfer': ('vendorId', 8, 255, 'messageId', 0, 50, 'data', 0, None),
+    'DeleteCertificate': (
+        'certificateHashData', 12, (
+            'hashAlgorithm', 8, ('SHA256', 'SHA384', 'SHA512'),
             'issuerNameHash', 8, 128,
             'issuerKeyHash', 8, 128,
             'serialNumber', 8, 40,
         ),
     ),
-    'ExtendedTriggerMessage': _spec(
-        'requestedMessage', 8, _spec(
+    'ExtendedTriggerMessage': (
+        'requestedMessage', 8, (
             'BootNotification',
             'LogStatusNotification',
             'FirmwareStatusNotification',
@@ -280,58 +268,54 @@ REQUESTS = {
         ),
         'connectorId', 1, None,
     ),
-    'GetCompositeSchedule': _spec(
+    'GetCompositeSchedule': (
         'connectorId', 9, None,
         'duration', 9, None,
-        'chargingRateUnit', 0, _spec('A', 'W'),
+        'chargingRateUnit', 0, ('A', 'W'),
     ),
-    'GetConfiguration': _spec('key', 5, (0, 0, 0, 50)),
-    'GetDiagnostics': _spec(
+    'GetConfiguration': ('key', 5, (0, 0, 0, 50)),
+    'GetDiagnostics': (
         'location', 8, None,
         'retries', 1, None,
         'retryInterval', 1, None,
         'startTime', 6, None,
         'stopTime', 6, None,
     ),
-    'GetInstalledCertificateIds': _spec('certificateType', 8, _S0),
+    'GetInstalledCertificateIds': ('certificateType', 8, _S0),
     'GetLocalListVersion': (),
-    'GetLog': _spec(
-        'log', 12, _spec(
+    'GetLog': (
+        'log', 12, (
             'remoteLocation', 8, 512,
             'oldestTimestamp', 6, None,
             'latestTimestamp', 6, None,
         ),
-        'logType', 8, _spec('DiagnosticsLog', 'SecurityLog'),
+        'logType', 8, ('DiagnosticsLog', 'SecurityLog'),
         'requestId', 9, None,
         'retries', 1, None,
         'retryInterval', 1, None,
     ),
-    'InstallCertificate': _spec('certificateType', 8, _S0, 'certificate', 8, 5500),
-    'RemoteStartTransaction': _spec(
-        'connectorId', 1, None,
-        'idTag', 8, 20,
-        'chargingProfile', 4, _S2,
-    ),
-    'RemoteStopTransaction': _spec('transactionId', 9, None),
-    'ReserveNow': _spec(
+    'InstallCertificate': ('certificateType', 8, _S0, 'certificate', 8, 5500),
+    'RemoteStartTransaction': ('connectorId', 1, None, 'idTag', 8, 20, 'chargingProfile', 4, _S2),
+    'RemoteStopTransaction': ('transactionId', 9, None),
+    'ReserveNow': (
         'connectorId', 9, None,
         'expiryDate', 14, None,
         'idTag', 8, 20,
         'parentIdTag', 0, 20,
         'reservationId', 9, None,
     ),
-    'Reset': _spec('type', 8, _spec('Hard', 'Soft')),
-    'SendLocalList': _spec(
+    'Reset': ('type', 8, ('Hard', 'Soft')),
+    'SendLocalList': (
         'listVersion', 9, None,
-        'localAuthorizationList', 5, (0, 0, 4, _spec('idTag', 8, 20, 'idTagInfo', 4, _S1)),
-        'updateType', 8, _spec('Differential', 'Full'),
+        'localAuthorizationList', 5, (0, 0, 4, ('idTag', 8, 20, 'idTagInfo', 4, _S1)),
+        'updateType', 8, ('Differential', 'Full'),
     ),
-    'SetChargingProfile': _spec('connectorId', 9, None, 'csChargingProfiles', 12, _S2),
-    'SignedUpdateFirmware': _spec(
+    'SetChargingProfile': ('connectorId', 9, None, 'csChargingProfiles', 12, _S2),
+    'SignedUpdateFirmware': (
         'retries', 1, None,
         'retryInterval', 1, None,
         'requestId', 9, None,
-        'firmware', 12, _spec(
+        'firmware', 12, (
             'location', 8, 512,
             'retrieveDateTime', 14, None,
             'installDateTime', 6, None,
@@ -339,8 +323,8 @@ REQUESTS = {
             'signature', 8, 800,
         ),
     ),
-    'TriggerMessage': _spec(
-        'requestedMessage', 8, _spec(
+    'TriggerMessage': (
+        'requestedMessage', 8, (
             'BootNotification',
             'DiagnosticsStatusNotification',
             'FirmwareStatusNotification',
@@ -350,8 +334,8 @@ REQUESTS = {
         ),
         'connectorId', 1, None,
     ),
-    'UnlockConnector': _spec('connectorId', 9, None),
-    'UpdateFirmware': _spec(
+    'UnlockConnector': ('connectorId', 9, None),
+    'UpdateFirmware': (
         'location', 8, None,
         'retries', 1, None,
         'retrieveDate', 14, None,
@@ -359,25 +343,25 @@ REQUESTS = {
     ),
 }
 RESPONSES = {
-    'Authorize': _spec('idTagInfo', 12, _S1),
-    'BootNotification': _spec(
-        'status', 8, _spec('Accepted', 'Pending', 'Rejected'),
+    'Authorize': ('idTagInfo', 12, _S1),
+    'BootNotification': (
+        'status', 8, ('Accepted', 'Pending', 'Rejected'),
         'currentTime', 14, None,
         'interval', 9, None,
     ),
-    'DataTransfer': _spec(
-        'status', 8, _spec('Accepted', 'Rejected', 'UnknownMessageId', 'UnknownVendorId'),
+    'DataTransfer': (
+        'status', 8, ('Accepted', 'Rejected', 'UnknownMessageId', 'UnknownVendorId'),
         'data', 0, None,
     ),
     'DiagnosticsStatusNotification': (),
     'FirmwareStatusNotification': (),
-    'Heartbeat': _spec('currentTime', 14, None),
+    'Heartbeat': ('currentTime', 14, None),
     'LogStatusNotification': (),
     'MeterValues': (),
     'SecurityEventNotification': (),
-    'SignCertificate': _spec('status', 8, _spec('Accepted', 'Rejected')),
+    'SignCertificate': ('status', 8, ('Accepted', 'Rejected')),
     'SignedFirmwareStatusNotification': (),
-    'StartTransaction': _spec('idTagInfo', 12, _S1, 'transactionId', 9, None),
+    'StartTransaction': ('idTagInfo', 12, _S1, 'transactionId', 9, None),
     'StatusNotification': (),
-    'StopTransaction': _spec('idTagInfo', 4, _S1),
+    'StopTransaction': ('idTagInfo', 4, _S1),
 }
