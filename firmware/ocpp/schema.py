@@ -177,14 +177,11 @@ def _surrogate_pairs(s):
         return 0
     n = 0
     i = b.find(b"\xed")
-    while i >= 0:
+    while i >= 0:  # (a pair's low half, at i + 3, is no high half: the search goes on there)
         if b"\xa0" <= b[i + 1:i + 2] <= b"\xaf" and b[i + 3:i + 4] == b"\xed" and (
                 b"\xb0" <= b[i + 4:i + 5] <= b"\xbf"):
             n += 1
-            i += 6
-        else:
-            i += 1
-        i = b.find(b"\xed", i)
+        i = b.find(b"\xed", i + 1)
     return n
 
 
