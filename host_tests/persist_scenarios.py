@@ -169,8 +169,11 @@ def _open_tx():
         txn.Transactions._save(_Tx(1234))
 
     def boot():
-        d = txn.load_saved()
-        return d.get("wh")
+        try:  # what txn's recovery reads of ocpp_tx.json
+            d = persist.load_json(txn.TX_FILE)
+        except (OSError, ValueError):
+            d = None
+        return d.get("wh") if type(d) is dict else None
     return setup, save, boot
 
 

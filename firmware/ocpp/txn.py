@@ -17,15 +17,6 @@ TX_FILE = "ocpp_tx.json"  # the open transaction (a power cut ends it with Power
 _STOP_DATA_MAX = const(8)  # StopTxn*Data samples kept for transactionData
 
 
-def load_saved():
-    """The open transaction saved on flash (a dict; {} when there is none or it is unreadable)."""
-    try:
-        d = persist.load_json(TX_FILE)
-    except (OSError, ValueError):
-        d = None
-    return d if type(d) is dict else {}
-
-
 class Transactions:
     def __init__(self, cp):
         self.cp = cp
@@ -82,8 +73,19 @@ class Transactions:
         is never below one; not while the flash gate is closed: then the meter's register in
         the backup words, e.saved(), bounds it - docs/safety.md, the bounded-loss rule)."""
         cp = self.cp
-        why = stop_reason_after(persist.restart_reason)
-        d = load_saved()
+        # The Stop's reason, from how the last boot ended (persist.restart_reason,
+        # firmware/restart.py): no marker is a power cut (or the reset button: it cannot be
+        # told apart); an OCPP Reset whose Stop did not make it to the journal is that reset;
+        # a watchdog, the supervisor, a crash, a stop or an update is a reboot the firmware made.
+        why = persist.restart_reason
+        why = "PowerLoss" if why is None else {
+            "ocpp-hard": "HardReset", "ocpp-soft": "SoftReset"}.get(why, "Reboot")
+        try:
+            d = persist.load_json(TX_FILE)
+        except (OSError, ValueError):  # none, or unreadable
+            d = None
+        if type(d) is not dict:
+            d = {}
         t = d.get("t")
         self.e.raise_to(d.get("wh"))  # meterStop: this, or the meter's saved register if higher
         try:
@@ -421,17 +423,6 @@ class Transactions:
             cp.cache.put(tag, st[0], st[1], st[2], cp.now_s() or 0)
         except (AuthListError, OSError) as e:
             cp.say("%s not cached: %s" % (tag, e))
-
-def stop_reason_after(restart):
-    """StopTransaction reason for a transaction still open at boot, from how the last boot
-    ended (persist.restart_reason, firmware/restart.py): no marker is a power cut (or the
-    reset button: it cannot be told apart); an OCPP Reset whose Stop did not make it to the
-    journal is that reset; a watchdog, the supervisor, a crash, a stop or an update is a
-    reboot the firmware made."""
-    if restart is None:
-        return "PowerLoss"
-    return {"ocpp-hard": "HardReset", "ocpp-soft": "SoftReset"}.get(restart, "Reboot")
-
 
 def _same(a, b, pa=None, pb=None):
     """idTags are case-insensitive; a matching parentIdTag counts as the same group (an
