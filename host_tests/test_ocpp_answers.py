@@ -41,7 +41,7 @@ def payloads(res, action):
     return [p for a, p in res["got"] if a == action]
 
 
-SESSION = [["plug"], ["card", "CARD1"], ["until", "StartTransaction", 1, 15000],
+SESSION = [["booted", 15000], ["plug"], ["card", "CARD1"], ["until", "StartTransaction", 1, 15000],
            ["sleep", 300], ["unplug"], ["until", "StopTransaction", 1, 15000], ["sleep", 100],
            ["lookup", "cache", "CARD1"], ["diag"]]
 

@@ -80,7 +80,9 @@ def test_faults_open_at_once_then_state_f_300ms(fault, error):
         f_on = sim.wait_for({"k": "duty", "v": 0}, 2, since=n)
         f_off = sim.wait_for(lambda o: o["k"] == "duty" and o["v"] != 0, 3,
                              since=sim.obs.index(f_on))
-        assert f_off["t"] - f_on["t"] >= 300
+        # the firmware holds F for 300 of its ms ticks; "t" has microsecond resolution, so
+        # the hold measured here can be up to one tick shorter (299.x ms)
+        assert f_off["t"] - f_on["t"] >= 300 - 1
         st = sim.wait_for(status("Faulted"), 2, since=n)
         assert st["error"] == error
 

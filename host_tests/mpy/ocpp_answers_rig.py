@@ -11,6 +11,7 @@
 #        "meters": the config's meters section, "board_keys": board.ocpp_keys}
 # Answers are used in order, then the default one. Steps (each on the device clock):
 #   ["plug"] ["unplug"] ["card", tag] ["sleep", ms] ["until", action, n, timeout_ms]
+#   ["booted", timeout_ms] (until the BootNotification is Accepted)
 #   ["call", action, payload] ["lookup", "cache"|"list", tag] ["diag"]
 #   ["break_peek"] (the journal's next peek raises once)
 #   ["reader", fault text or null] (the card reader lost / back: board.cards.fault)
@@ -201,6 +202,13 @@ async def step(s):
                 OUT.setdefault("timeouts", []).append(s[1:])
                 break
             await asyncio.sleep_ms(20)
+    elif op == "booted":  # wait (bounded) for the boot to be accepted, as a user plugs later
+        t0 = time.ticks_ms()
+        while cp.registration != "Accepted":
+            if time.ticks_diff(time.ticks_ms(), t0) > s[1]:
+                OUT.setdefault("timeouts", []).append(s)
+                break
+            await asyncio.sleep_ms(10)
     elif op == "call":
         await csms.call(s[1], s[2])
     elif op == "lookup":
