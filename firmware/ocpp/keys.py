@@ -8,7 +8,7 @@
 # repr() nor an error message ever contains it.
 from micropython import const
 
-from firmware import boardcaps, persist
+from firmware import persist
 
 # kinds: "b" bool, "i" int (lo..hi), "m" CSL of measurands (max items: <key>MaxLength),
 # "r" ConnectorPhaseRotation CSL, "s" string (read-only lists), "k" hex key of 16..20 bytes
@@ -126,8 +126,8 @@ def _csl(s):
 def key_overrides(board, cfg):
     """The board's overrides of the configuration key table (board.ocpp_keys: {name:
     value}, e.g. ConnectorPhaseRotation as the connector is wired), and the measurands the
-    configured EV meter has unless the board names them (SupportedMeasurands)."""
-    boardcaps.probe(board)
+    configured EV meter has unless the board names them (SupportedMeasurands). board: as
+    boardcaps.probe gives it (cp.py probes it first)."""
     o = dict(board.ocpp_keys or {})
     if "SupportedMeasurands" not in o:
         o["SupportedMeasurands"] = supported_measurands(
@@ -168,54 +168,48 @@ class Keys:
         """into[name] = the value of text, or an error in .errors. The board's overrides set
         any key but AuthorizationKey, the file only those the CSMS may change."""
         r = _row(name)
-        if r is None or (r[1] == "k" if board else _ro(r) or type(text) is not str):
-            err = "no such key" if r is None else "read-only or not text"
-        else:
-            v, err = self._parse(r, text)
-        if err:
-            self.errors.append("%s %s ignored: %s" % (where, name, err))
-        else:
-            into[name] = v
+        try:
+            if r is None or (r[1] == "k" if board else _ro(r) or type(text) is not str):
+                raise ValueError("no such key" if r is None else "read-only or not text")
+            into[name] = self._parse(r, text)
+        except ValueError as e:
+            self.errors.append("%s %s ignored: %s" % (where, name, e))
 
     def _parse(self, r, text):
-        """(typed value, None) or (None, why) for text as the value of key row r."""
+        """The typed value of text as the value of key row r; ValueError saying why not."""
         name, kind = r[0], r[1].lower()
         lo, hi = r[3:] if len(r) > 3 else (0, 0)
         t = text.strip()
         if kind == "b":
             t = t.lower()
-            if t in ("true", "false"):
-                return t == "true", None
-            return None, "not true/false"
+            if t not in ("true", "false"):
+                raise ValueError("not true/false")
+            return t == "true"
         if kind == "i":
             d = t[1:] if t[:1] == "-" else t
             if not d or len(d) > 10 or d.strip("0123456789"):
-                return None, "not an integer"
+                raise ValueError("not an integer")
             v = int(t)
             if hi > lo and not lo <= v <= hi:
-                return None, "%d outside %d..%d" % (v, lo, hi)
-            return v, None
+                raise ValueError("%d outside %d..%d" % (v, lo, hi))
+            return v
         if kind == "k":
-            try:
-                ok = len(t) % 2 == 0 and lo <= len(bytes.fromhex(t)) <= hi
-            except ValueError:
-                ok = False
-            if not ok:
-                return None, "not hex of %d..%d bytes" % (lo, hi)
-            return t.lower(), None
+            if len(t) % 2 or not lo <= len(bytes.fromhex(t)) <= hi:  # ValueError: not hex
+                raise ValueError("not hex of %d..%d bytes" % (lo, hi))
+            return t.lower()
         if kind == "s":
-            return text, None
+            return text
         items = _csl(text)
         limit = self.get(name + "MaxLength")
         if len(items) > limit:
-            return None, "%d items, at most %d" % (len(items), limit)
+            raise ValueError("%d items, at most %d" % (len(items), limit))
         ok = self._measurands if kind == "m" else [  # "r": connector.rotation
             "%d.%s" % (c, x) for c in range(self.get("NumberOfConnectors") + 1)
             for x in _ROTATIONS]
         for it in items:
             if it not in ok:
-                return None, "%s not supported" % it
-        return ",".join(items), None
+                raise ValueError("%s not supported" % it)
+        return ",".join(items)
 
     def get(self, name):
         """The typed value (bool, int, str) of a key; KeyError if there is no such key."""
@@ -267,8 +261,9 @@ class Keys:
             return "NotSupported"
         if _ro(r) or not isinstance(value, str):
             return "Rejected"
-        v, err = self._parse(r, value)
-        if err:
+        try:
+            v = self._parse(r, value)
+        except ValueError:
             return "Rejected"
         if name == "SecurityProfile" and v <= self.get(name) and not force:
             return "Rejected"  # only up over OCPP (A05.FR.01); prerequisites: security.py

@@ -110,6 +110,12 @@ def missing(p, tls, ca, client, password):
 
 
 class Security:
+    client = None  # (certificate DER, key DER) for profile 3
+    old_key = False  # the next connect tries the previous key
+    last = None  # the last security event (diag)
+    on_event = None  # fn(kind, techInfo): a security event (firmware/secext sets it)
+    config_profile = None  # ocpp.security_profile when it was last applied
+
     def __init__(self, section, keys, log=print, path=STATE_FILE):
         self.section = section
         self.keys = keys
@@ -117,14 +123,9 @@ class Security:
         self.path = path
         self.tls = section["url"].startswith("wss://")
         self.cadata = _read(section["ca"], "ocpp.ca") if section.get("ca") else None
-        self.client = None  # (certificate DER, key DER) for profile 3
         if section.get("client_cert"):
             self.client = (_der_file(section, "client_cert"), _der_file(section, "client_key"))
         self.pending = {}  # "profile": the one before a switch; "key": [the key before, hex]
-        self.old_key = False  # the next connect tries the previous key
-        self.last = None  # the last security event (diag)
-        self.on_event = None  # fn(kind, techInfo): a security event (firmware/secext sets it)
-        self.config_profile = None  # ocpp.security_profile when it was last applied
         try:
             d = persist.load_json(path)
         except ValueError as e:

@@ -182,11 +182,11 @@ class Profiles:
         self.why = ""  # why the last set() was Rejected, or why the file was not written
         self._r = []
         entries, self.errors = st.load(path)
-        for c, tx, p in entries:
+        for e in entries:
             try:
-                self._r = self._with(c, p, tx)
-            except SmartError as e:
-                self.errors.append("%s: a profile dropped: %s" % (path, e))
+                self._r = self._with(e.get("c"), e["p"], e.get("tx"))
+            except SmartError as x:
+                self.errors.append("%s: a profile dropped: %s" % (path, x))
 
     def _with(self, c, p, tx):
         """The records with profile p (on connector c, transaction tx) installed: same id,
@@ -394,8 +394,8 @@ def in_force(profiles, tk, now_ms, start, tx_id, volts, phases):
     (firmware/timekeep.py); start: the open transaction's time stamp (None without one)."""
     s = tk.now_s(now_ms)
     if s is not None:
-        a, why, _ = profiles.limit(s, 1, tx_start_s=None if start is None else tk.wall_of(
-            start, now_ms), tx_id=tx_id, volts=volts, phases=phases)
+        a, why, _ = profiles.limit(s, 1, None if start is None else tk.wall_of(start, now_ms),
+                                   tx_id, volts, phases)
         return a, why
     return profiles.limit_unsynced(tk.uptime_s(now_ms), 1, None if start is None else start[1],
                                    tx_id, volts, phases)

@@ -141,8 +141,9 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
 
 
 def load(path):
-    """(entries, errors): the (connector, tx, profile dict) triples in the file, unchecked;
-    a missing file is no profiles and no error, an unreadable one is none and an error."""
+    """(entries, errors): the entries of the file ({"c": connector, "tx": transaction, "p":
+    profile dict}), unchecked; a missing file is no profiles and no error, an unreadable one
+    is none and an error."""
     try:
         persist.recover(path)
         f = open(path)
@@ -151,16 +152,16 @@ def load(path):
     try:
         with f:
             d = json.load(f)
+        ps = d.get("profiles") if type(d) is dict and d.get("v") == 1 else None
+        if type(ps) is not list:
+            raise ValueError("not a profile file (v 1)")
     except (ValueError, OSError) as e:
         return (), ["%s: unreadable (%s), no profiles restored" % (path, e)]
-    ps = d.get("profiles") if type(d) is dict and d.get("v") == 1 else None
-    if type(ps) is not list:
-        return (), ["%s: not a profile file (v 1), no profiles restored" % path]
     out = []
     errors = []
     for k, e in enumerate(ps):
         if type(e) is not dict or "p" not in e:
             errors.append("%s: entry %d is not a profile, dropped" % (path, k))
         else:
-            out.append((e.get("c"), e.get("tx"), e["p"]))
+            out.append(e)
     return out, errors
