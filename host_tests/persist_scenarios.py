@@ -10,7 +10,8 @@
 # on a second boot.
 from firmware import config, persist, timekeep
 from firmware.meters import energy
-from firmware.ocpp import authlist, cp, journal, keys, security, smart, smart_store, txn, ws
+from firmware.ocpp import (authlist, cp, journal, keys, remote, security, smart, smart_store,
+                           txn, ws)
 from flashsim import MODES, Cut, SimFlash, on
 
 MODULES = (persist, config, energy, authlist, cp, journal, keys, security, smart_store, txn)
@@ -135,16 +136,16 @@ def _availability():
     def setup():
         c = _Cp()
         c.available = [False, True]
-        cp.ChargePoint.save_state(c)
+        remote.save_state(c)
 
     def save():
         c = _Cp()
         c.available = [True, False]
-        cp.ChargePoint.save_state(c)
+        remote.save_state(c)
 
     def boot():
         c = _Cp()
-        cp.ChargePoint._load_state(c)
+        remote.load_state(c)
         return c.available
     return setup, save, boot
 

@@ -13,7 +13,7 @@ from boards import rtc as brtc
 from firmware import timekeep
 from firmware.ocpp import clock
 from firmware.ocpp.keys import Keys
-from firmware.ocpp.link import Link
+from firmware.ocpp.cp import Link
 from portfakes import Dev
 
 T = clock.parse("2027-01-15T08:00:07Z")  # a Friday
@@ -102,8 +102,9 @@ def _first_connection(board, dev, host="pool.ntp.org"):
     net = _Net(dev)
     security = types.SimpleNamespace(connect_args=lambda cp_id: {}, refused=lambda e: None,
                                      connected=lambda: None)  # ws:// without a password
-    link = Link("ws://csms.example/ocpp", "CP1", None, Keys(), security, log=logs.append,
-                net=net, prepare=tk.before_connect)
+    cp = types.SimpleNamespace(section={"url": "ws://csms.example/ocpp", "cp_id": "CP1"},
+                               rpc=None, keys=Keys(), security=security, say=logs.append, tk=tk)
+    link = Link(cp, net=net)
     with pytest.raises(Exception):
         asyncio.run(link._session())
     return net.seen[0], tk, logs

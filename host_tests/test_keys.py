@@ -166,7 +166,7 @@ def test_an_int_key_takes_exactly_the_values_in_its_range(tmp_path_factory, i, v
 def test_a_full_send_local_list_of_the_advertised_length_fits_one_frame():
     # The longest entries a CSMS can send (idTag and parentIdTag of 20 characters, the longest
     # status, a date-time with nanoseconds and an offset) in the longest envelope.
-    from firmware.ocpp import link
+    from firmware.ocpp import cp
 
     n = dict((r[0], r[2]) for r in TABLE)["SendLocalListMaxLength"]
     entry = {"idTag": "T" * 20, "idTagInfo": {
@@ -175,7 +175,7 @@ def test_a_full_send_local_list_of_the_advertised_length_fits_one_frame():
     frame = json.dumps([2, "x" * 36, "SendLocalList", {
         "listVersion": 2 ** 31 - 1, "updateType": "Differential",
         "localAuthorizationList": [entry] * n}])
-    assert len(frame.encode()) <= link.MAX_FRAME
+    assert len(frame.encode()) <= cp.MAX_FRAME
     assert n >= 50  # a 1000-entry list in at most 20 messages
 
 

@@ -333,3 +333,12 @@ def test_only_ocpp_actions_reach_a_handler(tmp_path):
     assert [g.get("_error") for g in got[:4]] == ["NotImplemented"] * 4, got
     assert got[4] == {"status": "Accepted"}, got
     assert res["status"] == "Unavailable", res["log"]
+
+
+def test_a_long_unknown_action_is_clipped_by_characters(tmp_path):
+    """The CALLERROR's description and the log clip a long action name by characters (50
+    euro signs: 40 of them), never inside a character's UTF-8 bytes (MicroPython's %.40s
+    counts bytes): the answer and the log stay valid UTF-8."""
+    res = run(tmp_path, {"steps": [["sleep", 200], ["call", "\u20ac" * 50, {}], ["sleep", 100]]})
+    got = [r[1] for r in res["replies"]]
+    assert got == [{"_error": "NotImplemented", "_why": "\u20ac" * 40 + " unknown"}], got

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_ocpp_schema  # noqa: E402
 
-MAX_FRAME = 16384  # firmware/ocpp/link.py MAX_FRAME: the largest message the client takes
+MAX_FRAME = 16384  # firmware/ocpp/cp.py MAX_FRAME: the largest message the client takes
 NO_ID = "-1"  # the id of a CALLERROR to a frame whose id cannot be read (rpc.py)
 PROTOCOL = "ProtocolError"
 FORMATION = "FormationViolation"

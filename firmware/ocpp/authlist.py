@@ -31,8 +31,8 @@ _REC = const(52)
 _TAG = const(20)
 _WAIT_MAX = const(4)  # cache entries kept in RAM while the flash gate is closed
 _FMT = "<20s20sB3xII"
-EXPIRY_MAX = 0xFFFFFFFF  # 2106-02-07T06:28:15Z, the last second a record holds (not const:
-# beyond a small int on 32-bit ports)
+# 0xFFFFFFFF: 2106-02-07T06:28:15Z, the last second a record holds (written as a literal: not
+# a small int on 32-bit ports, so no const())
 
 
 def _crc(buf, c):
@@ -72,10 +72,10 @@ def stored_info(info):
     """What the cache and the local list keep of an idTagInfo the CSMS gave (any
     schema-valid one): (status, expiry_s or None, parent or None, note). The expiry is
     clamped to what a record holds - before 1970: 1970-01-01T00:00:01Z (long expired),
-    after EXPIRY_MAX: EXPIRY_MAX (OCPP.Core sends 2199-12-31 on every answer); an empty
-    parentIdTag is none, one that does not fit 20 bytes is left out. note names what was
-    changed (to be logged), or is None. An expiryDate that clock.parse cannot read at all
-    gives None: such an entry is not stored."""
+    after 2106-02-07T06:28:15Z (0xFFFFFFFF): that one (OCPP.Core sends 2199-12-31 on every
+    answer); an empty parentIdTag is none, one that does not fit 20 bytes is left out. note
+    names what was changed (to be logged), or is None. An expiryDate that clock.parse cannot
+    read at all gives None: such an entry is not stored."""
     note = None
     e = info.get("expiryDate")
     exp = None
@@ -87,8 +87,8 @@ def stored_info(info):
                 exp = 0
             else:
                 return None
-        if not 0 < exp <= EXPIRY_MAX:
-            exp = 1 if exp < 1 else EXPIRY_MAX
+        if not 0 < exp <= 0xFFFFFFFF:
+            exp = 1 if exp < 1 else 0xFFFFFFFF
             note = "expiryDate %s kept as %s" % (e, clock.iso(exp))
     parent = info.get("parentIdTag")
     if parent is not None and _fits(parent) is None:
@@ -185,33 +185,26 @@ class _Store:
 
     def _write(self, version, items):
         """Write version and the records of `items` (an iterator of 52-byte buffers in key
-        order) to path.new and rename it over; AuthListError past max_entries."""
+        order) to path.new and rename it over (persist.Atomic: synced before and after the
+        rename; on an error the .new is removed); AuthListError past max_entries."""
         persist.check_flash(self.path)  # too big to hold in RAM: refused while closed
-        new = self.path + ".new"
-        n = 0
-        c = 0
-        with open(new, "wb") as g:
-            g.write(bytes(_HDR))
-            try:
+        n = c = 0
+        try:
+            with persist.Atomic(self.path) as g:
+                g.write(bytes(_HDR))
                 for rec in items:
                     n += 1
                     if n > self.max_entries:
                         raise AuthListError("more than %d entries" % self.max_entries)
                     c = _crc(rec, c)
                     g.write(rec)
-            except (AuthListError, OSError):
-                if hasattr(items, "close"):
-                    items.close()  # closes the old file it was reading
-                g.close()
-                persist.remove(new)
-                raise
-            h = _MAGIC + struct.pack("<iI", version, n)
-            g.seek(0)
-            g.write(h + struct.pack("<I", _crc(h, 0) ^ c))
-            g.flush()
-        persist.sync()  # the records are on flash before the rename makes them the list
-        persist.replace(new, self.path)
-        persist.sync()
+                h = _MAGIC + struct.pack("<iI", version, n)
+                g.seek(0)
+                g.write(h + struct.pack("<I", _crc(h, 0) ^ c))
+        except (AuthListError, OSError):
+            if hasattr(items, "close"):
+                items.close()  # closes the old file it was reading
+            raise
         self.version, self._n = version, n
         del self.errors[:]
 
@@ -221,15 +214,13 @@ class _Store:
         cur = next(changes, None)
         for rec in self._records():
             k = bytes(rec[:_TAG]).rstrip(b"\0")
-            while cur is not None and cur[0] < k:
+            same = False  # a change for k replaces (or removes) the old record
+            while cur is not None and cur[0] <= k:
+                same = cur[0] == k  # (keys are unique and sorted: only the last can be k)
                 if cur[1] is not None:
                     yield cur[1]
                 cur = next(changes, None)
-            if cur is not None and cur[0] == k:
-                if cur[1] is not None:
-                    yield cur[1]
-                cur = next(changes, None)
-            elif k != drop:
+            if not same and k != drop:
                 yield rec
         while cur is not None:
             if cur[1] is not None:
@@ -243,18 +234,20 @@ class _Store:
 def _pack(key, info, stamp=0, rec=None):
     """The record of key and info (into rec if given), or AuthListError naming what is wrong
     with info."""
-    if not isinstance(info, (tuple, list)) or len(info) != 3:
-        raise AuthListError("bad idTagInfo for %s" % key)
-    status, expiry, parent = info
-    if status not in STATUSES:
-        raise AuthListError("bad status %r for %s" % (status, key))
-    if expiry is not None and (not isinstance(expiry, int) or not 0 < expiry <= EXPIRY_MAX):
-        raise AuthListError("bad expiry %r for %s" % (expiry, key))
-    pb = b""
-    if parent is not None:
-        pb = _fits(parent)
-        if pb is None:
-            raise AuthListError("bad parentIdTag for %s" % key)
+    bad = "idTagInfo"
+    if isinstance(info, (tuple, list)) and len(info) == 3:
+        status, expiry, parent = info
+        pb = b"" if parent is None else _fits(parent)
+        if status not in STATUSES:
+            bad = "status"
+        elif expiry is not None and (not isinstance(expiry, int) or not 0 < expiry <= 0xFFFFFFFF):
+            bad = "expiry"
+        elif pb is None:
+            bad = "parentIdTag"
+        else:
+            bad = None
+    if bad:
+        raise AuthListError("bad %s in %r for %s" % (bad, info, key))
     if rec is None:
         rec = bytearray(_REC)
     struct.pack_into(_FMT, rec, 0, key, pb, STATUSES.index(status), expiry or 0, stamp)

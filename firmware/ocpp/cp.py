@@ -1,29 +1,27 @@
-# The OCPP 1.6J charge point: one connector. Two tasks meet here:
+# The OCPP 1.6J charge point: one connector. Three tasks meet here:
 # - the observer (`run`): reads the charge controller's published state, decides
 #   transactions, statuses, meter samples and limits, and writes transaction messages to the
 #   journal; it never waits on the network, so offline charging is the same as online;
 # - the sender (`send_loop`): BootNotification until Accepted, then the journal oldest first,
-#   statuses, triggered messages and heartbeats, one CALL at a time (OCPP-J).
+#   statuses, triggered messages and heartbeats, one CALL at a time (OCPP-J);
+# - the link (`Link.run`, at the end): the WebSocket to the CSMS.
 # The network can only lower the offer or ask to stop: everything reaches the controller
 # through set_auth / set_available / set_limit.
 import asyncio
-import os
 import time
 
 from micropython import const
 
-from firmware import boardcaps, persist, timekeep
-from firmware.backoff import Backoff
-from firmware.version import VERSION
-from firmware.ocpp import (authlist, clock, journal, keys, link, remote, report, rpc, security,
-                           smart, txn, txsend, ws)
-from firmware.restart import Restart
+from firmware import backoff, boardcaps, persist, timekeep
+from firmware.ocpp import (authlist, journal, keys, remote, report, rpc, security, smart, txn,
+                           txsend, ws)
 
 _TICK_MS = const(250)
 _LIMIT_MS = const(1000)
-_BOOT_RETRY_S = const(30)
 JOURNAL_KB = const(192)  # the journal's flash budget (ocpp.journal_kb; boards/sim/heapcheck)
-# ocpp_state.json: availability (persists across reboots, as 1.6 says)
+MAX_FRAME = const(16384)  # the largest message we accept (SendLocalListMaxLength fits)
+_CONNECT_MS = const(15000)
+_DEAD_MARGIN_MS = const(10000)
 
 
 _SECTION_KEYS = ("url", "cp_id", "password", "ca", "vendor", "model", "free_vend_id", "ntp",
@@ -64,6 +62,9 @@ def check_section(s):
 class ChargePoint:
     def __init__(self, ctl, board, section, cfg, log=print, net=None, meters=None,
                  limits=None, restart=None):
+        # limits: the limit arbiter (firmware/limits/loop.py), where the composite schedule's
+        # limit is published; restart: the one restart path (firmware/restart.py). The App
+        # hands in its own of both (a test rig builds them).
         self.ctl = ctl
         self.board = boardcaps.probe(board)
         self.cfg = cfg
@@ -81,11 +82,9 @@ class ChargePoint:
             log(m)
         self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(  # RTC, NTP, CSMS
             board, section.get("ntp", timekeep.NTP_HOST)))
-        self.rpc = rpc.Rpc(self._send, remote, say, ctx=self,
-                           seed=int.from_bytes(os.urandom(3), "big"))
+        self.rpc = rpc.Rpc(self._send, remote, say, ctx=self)
         self.security = security.Security(section, self.keys, say)
-        self.link = link.Link(section["url"], section["cp_id"], self.rpc, self.keys, self.security,
-                         say, net=net, prepare=self.tk.before_connect)
+        self.link = Link(self, net)
         self.registration = None  # None, "Pending", "Accepted", "Rejected"
         self.boot_retry_ms = 0  # BootNotification again after Pending/Rejected's interval
         self._hold = {}  # message key -> [ticks it may go again, Backoff] after a failure
@@ -94,7 +93,7 @@ class ChargePoint:
         self.cards = board.cards  # drivers.rfid.CardReader
         self.available = [True, True]  # connector 0, 1 (ChangeAvailability)
         self.pending_avail = None  # a change Scheduled until the transaction ends
-        self._load_state()
+        remote.load_state(self)
         ctl.set_available(self.available[0] and self.available[1])
         # With OCPP a transaction authorises the controller (free vend too: it starts at the
         # plug), so no energy flows before meterStart is known (report.py).
@@ -106,14 +105,9 @@ class ChargePoint:
         self.meters = meters  # firmware.meters.roles result (the EV meter's saved register)
         self.tx = txn.Transactions(self)
         self.reset_kind = None
-        # the one restart path: the App hands in its own (a test rig gets one here)
-        self.restart = restart if restart is not None else Restart(board, ctl.fail_safe, log)
+        self.restart = restart
         self._limit_ms = 0
-        if limits is None:  # no arbiter given (a test rig): OCPP's own stand-in
-            from firmware.limits.loop import Limits
-
-            limits = Limits(ctl, cfg.rating_a, log, cfg=cfg, board=board)
-        self.limits = limits  # where the composite schedule's limit is published
+        self.limits = limits
         self._reason = None
         self.last_error = None
         self.faults = 0  # exceptions caught in the OCPP tasks (fault())
@@ -124,29 +118,6 @@ class ChargePoint:
     def tasks(self):
         return [("ocpp-link", self.link.run), ("ocpp", self.run),
                 ("ocpp-send", self.send_loop)]
-
-    # -- persistent bits -------------------------------------------------------------------
-    def _load_state(self):
-        try:
-            d = persist.load_json("ocpp_state.json")
-            a = d.get("available")
-            if type(a) is list and len(a) == 2 and all(type(x) is bool for x in a):
-                self.available = a
-            w = d.get("scheduled")
-            if type(w) is list and len(w) == 2 and w[0] in (0, 1) and type(w[1]) is bool:
-                # a change Scheduled for the end of a transaction that a reboot ended
-                self.available[w[0]] = w[1]
-                self.say("scheduled availability applied at boot")
-                self.save_state()
-        except (OSError, ValueError, AttributeError):
-            pass
-
-    def save_state(self):
-        try:
-            persist.save_json("ocpp_state.json", {"available": self.available,
-                                                  "scheduled": self.pending_avail})
-        except OSError as e:
-            self.say("availability not saved: %r" % (e,))
 
     def now_s(self):
         return self.tk.now_s(time.ticks_ms())
@@ -169,7 +140,28 @@ class ChargePoint:
                 self.say("held files not written: %r" % (e,))
             if self.st.observe():
                 self.wake.set()
-            self._timers(now)
+            s = self.now_s()
+            r = self.reservation
+            if r is not None and s is not None and s >= r["expiry"]:
+                self.say("reservation %d expired" % r["id"])
+                self.reservation = None
+            self.tx.timers(now, s)
+            if time.ticks_diff(now, self._limit_ms) >= _LIMIT_MS:
+                # the composite schedule's limit, published each _LIMIT_MS (the limit arbiter
+                # applies it) and at once after limit_changed()
+                self._limit_ms = now
+                amps, reason = None, "ocpp: no profile"
+                if len(self.profiles):  # before the time is known too: the safe side (smart.py)
+                    o = self.tx.open
+                    amps, why = smart.in_force(self.profiles, self.tk, now, o and o["at"],
+                                               self.tx.profile_id(), self.volts(),
+                                               self.limits.phases)
+                    if amps is not None:
+                        reason = "ocpp: " + why
+                if (amps, reason) != self._reason:
+                    self._reason = (amps, reason)
+                    self.say("limit %s (%s)" % ("none" if amps is None else "%s A" % amps, reason))
+                    self.limits.publish("ocpp", amps, reason)
             try:
                 await asyncio.wait_for_ms(flag.wait(), _TICK_MS)
             except asyncio.TimeoutError:
@@ -178,30 +170,6 @@ class ChargePoint:
                 tag = self.cards.take()
                 if tag is not None:
                     self.tx.card(tag)
-
-    def _timers(self, now):
-        s = self.now_s()
-        r = self.reservation
-        if r is not None and s is not None and s >= r["expiry"]:
-            self.say("reservation %d expired" % r["id"])
-            self.reservation = None
-        self.tx.timers(now, s)
-        if time.ticks_diff(now, self._limit_ms) < _LIMIT_MS:
-            return
-        # the composite schedule's limit, published each _LIMIT_MS (the limit arbiter applies
-        # it) and at once after limit_changed()
-        self._limit_ms = now
-        amps, reason = None, "ocpp: no profile"
-        if len(self.profiles):  # before the time is known too: the safe side (smart.py)
-            o = self.tx.open
-            amps, why = smart.in_force(self.profiles, self.tk, now, o and o["at"],
-                                       self.tx.profile_id(), self.volts(), self.limits.phases)
-            if amps is not None:
-                reason = "ocpp: " + why
-        if (amps, reason) != self._reason:
-            self._reason = (amps, reason)
-            self.say("limit %s (%s)" % ("none" if amps is None else "%s A" % amps, reason))
-            self.limits.publish("ocpp", amps, reason)
 
     def limit_changed(self):
         """Profiles or keys changed: the limit is computed and published again at once."""
@@ -255,7 +223,7 @@ class ChargePoint:
             elif not self._due("boot", now) or self.registration is not None and (
                     time.ticks_diff(now, self.boot_retry_ms) < 0):
                 return False
-            return await self._attempt("boot", "BootNotification", self.boot)
+            return await self._attempt("boot", "BootNotification", remote.boot, self)
         if await txsend.send_next(self.tx):  # the journal's sender side
             return True
         msd = self.keys.get("MinimumStatusDuration")
@@ -271,7 +239,7 @@ class ChargePoint:
         hb = self.keys.get("HeartbeatInterval")
         if hb > 0 and time.ticks_diff(now, self.heartbeat_ms) >= hb * 1000 and self._due(
                 "hb", now):
-            return await self._attempt("hb", "Heartbeat", self.heartbeat)
+            return await self._attempt("hb", "Heartbeat", remote.heartbeat, self)
         return False
 
     def _due(self, key, now):
@@ -296,7 +264,7 @@ class ChargePoint:
             if h is None:
                 # BootNotification: 10 s doubling to 5 min (libocpp waits 60 s); others 5 s
                 # doubling to 2 min; both +/-25 % jitter so a fleet does not retry in step
-                h = self._hold[key] = [0, Backoff(*((10000, 300000) if key == "boot" else (
+                h = self._hold[key] = [0, backoff.Backoff(*((10000, 300000) if key == "boot" else (
                     5000, 120000)))]
             wait = h[1].next_ms()
             h[0] = time.ticks_add(time.ticks_ms(), wait)
@@ -307,51 +275,14 @@ class ChargePoint:
             self._hold.pop(key, None)
         return True
 
-    async def boot(self):
-        s = self.section
-        conf = await self.rpc.call("BootNotification", {
-            "chargePointVendor": s.get("vendor", "OpenWallbox")[:20],
-            "chargePointModel": s.get("model", self.board.name)[:20],
-            "firmwareVersion": VERSION})
-        self.registration = conf["status"]
-        self.rpc.mute = self.registration == "Rejected"  # 1.6 4.2: no answers while Rejected
-        interval = conf["interval"]
-        self._set_clock(conf["currentTime"])
-        now = time.ticks_ms()
-        if self.registration == "Accepted":
-            if interval > 0:  # above the key's range (a day): clamped, and said so
-                if interval > 86400:
-                    self.say("HeartbeatInterval %d s clamped to 86400" % interval)
-                self.keys.change("HeartbeatInterval", str(min(interval, 86400)))
-            self.heartbeat_ms = now
-            self.st.resend_all()
-            self.say("boot accepted")
-        else:
-            wait = interval if interval > 0 else _BOOT_RETRY_S
-            self.boot_retry_ms = time.ticks_add(now, wait * 1000)
-            self.say("boot %s, retry in %d s" % (self.registration, wait))
-
-    async def heartbeat(self):
-        conf = await self.rpc.call("Heartbeat", {})
-        self._set_clock(conf["currentTime"])
-        self.heartbeat_ms = time.ticks_ms()
-
-    def _set_clock(self, text):
-        try:
-            self.tk.set(clock.parse(text), "csms", time.ticks_ms())
-        except ValueError as e:
-            self.say("bad currentTime %r: %s" % (text, e))
-
     def spawn(self, coro, where):
         """Run a short-lived OCPP job (an authorisation, a reset) as its own task; an
         exception in it is reported through fault(), never lost with the task."""
         async def watched():
             try:
                 await coro
-            except asyncio.CancelledError:
-                raise
             except Exception as e:  # noqa: BLE001 - reported, the other tasks go on
-                self.fault(where, e)
+                self.fault(where, e)  # (CancelledError is a BaseException: it goes on up)
 
         return asyncio.create_task(watched())
 
@@ -359,7 +290,7 @@ class ChargePoint:
         """An unexpected exception in the OCPP tasks: logged, counted (diag), remembered."""
         self.faults += 1
         self.last_error = "%s: %r" % (where, e)
-        self.say("fault %d in %s: %r" % (self.faults, where, e))
+        self.say("fault %d in %s" % (self.faults, self.last_error))
 
     def diag(self, out):
         """The OCPP lines of diag.status (no password, ever)."""
@@ -381,14 +312,125 @@ class ChargePoint:
             d["journal"], d["transaction"], age(self.link.last_rx_ms),
             age(self.link.last_tx_ms)))
         if d["last_error"]:
-            line("last error: %s" % d["last_error"])
+            line("last error: " + d["last_error"])
         if self.faults:
-            line("faults %d (see the log)" % self.faults)
+            line("faults %d" % self.faults)
 
     def info(self):
-        d = self.link.info()
-        d.update({"registration": self.registration, "journal": self.journal.pending(),
-                  "status": self.st.status(1),
-                  "transaction": self.tx.csms_id(), "last_error": self.last_error or
-                  d["last_error"], "faults": self.faults})
-        return d
+        lk = self.link  # (no password in its url: check_section's ws.parse_url refuses one)
+        return {"url": lk.url, "connected": lk.connected, "connects": lk.connects,
+                "registration": self.registration, "journal": self.journal.pending(),
+                "status": self.st.status(1), "transaction": self.tx.csms_id(),
+                "last_error": self.last_error or lk.last_error, "faults": self.faults}
+
+
+# -- the link ---------------------------------------------------------------------------------
+# The OCPP connection: brings the network up, opens the WebSocket with what the security
+# profile asks (firmware/ocpp/security.py: ws:// or wss:// with the configured CA, HTTP Basic
+# auth, a client certificate), feeds every received message to the RPC layer, sends pings per
+# WebSocketPingInterval and drops a link that has gone silent, then reconnects with backoff
+# and jitter; a changed AuthorizationKey or SecurityProfile closes it once the answer is out
+# (Link.restart). It never touches the charge controller: while the link is down the charge
+# point goes on locally and its journal fills.
+class Link:
+    def __init__(self, cp, net=None):
+        s = cp.section
+        self.url = s["url"].rstrip("/") + "/" + s["cp_id"]
+        # the charge point's section, rpc, keys, security, say (its log) and tk (the clock,
+        # set before each connection: TLS checks dates)
+        self.cp = cp
+        self.net = net
+        # Set (to why) to close the link once the message being handled is answered, then
+        # connect again (after the usual first backoff step) with the credentials in force
+        # then (remote.ChangeConfiguration).
+        self.restart = None
+        self.ws = None
+        self.connected = False
+        self.up = asyncio.Event()  # set while connected
+        self.backoff = backoff.Backoff(1000, 60000)
+        self.connects = 0
+        self.last_error = None
+        self.last_rx_ms = None  # ticks of the last message received / sent (diag)
+        self.last_tx_ms = None
+
+    async def send(self, text):
+        w = self.ws
+        if w is None or not self.connected:
+            raise ws.WsClosed(1006, "offline")
+        await w.send(text)
+        self.last_tx_ms = time.ticks_ms()
+
+    async def run(self):
+        while True:
+            try:
+                await self._session()
+            except (ws.WsError, security.SecurityError, OSError) as e:
+                self._down(("network: %r" if isinstance(e, OSError) else "%s") % (e,))
+            wait = self.backoff.next_ms()
+            self.cp.say("link down (%s); retry in %d s" % (self.last_error, wait // 1000))
+            await asyncio.sleep_ms(wait)
+
+    def _down(self, why):
+        self.last_error = why
+        self.connected = False
+        self.up.clear()
+        self.cp.rpc.cancel()
+        w, self.ws = self.ws, None
+        if w is not None:
+            asyncio.create_task(w.close(1000))
+
+    async def _session(self):
+        cp = self.cp
+        opener = None
+        if self.net is not None:
+            await self.net.up()
+            opener = self.net.open
+        await cp.tk.before_connect()
+        self.restart = None
+        try:
+            self.ws = await ws.connect(
+                self.url, max_frame=MAX_FRAME, timeout_ms=_CONNECT_MS, open_connection=opener,
+                **cp.security.connect_args(cp.section["cp_id"]))
+        except ws.WsError as e:
+            cp.security.refused(e)
+            raise
+        cp.security.connected()
+        self.connected = True
+        self.connects += 1
+        self.backoff.reset()
+        self.up.set()
+        cp.say("connected to " + self.url)
+        pinger = asyncio.create_task(self._pinger())
+        try:
+            while True:
+                # Handed over in rpc.inbox, not as an argument: a value passed in a call stays
+                # in a slot of the caller's frame while the callee runs (MicroPython does not
+                # clear it), and rpc drops the text once parsed (a big SendLocalList is then
+                # its objects alone while the handler runs).
+                cp.rpc.inbox = await self.ws.recv()
+                self.last_rx_ms = time.ticks_ms()
+                await cp.rpc.received()
+                if self.restart:
+                    raise ws.WsError("%s: reconnecting" % self.restart)
+        finally:
+            pinger.cancel()
+            self.connected = False
+            self.up.clear()
+
+    async def _pinger(self):
+        # WebSocketPingInterval: our ping every interval; no bytes for 2 intervals + margin
+        # means a dead (half-open) link: close it so that the reconnect starts.
+        while True:
+            iv = self.cp.keys.get("WebSocketPingInterval")
+            await asyncio.sleep_ms(1000 * iv if iv > 0 else 5000)
+            w = self.ws
+            if w is None or iv <= 0:
+                continue
+            if time.ticks_diff(time.ticks_ms(), w.last_rx_ms) > 2000 * iv + _DEAD_MARGIN_MS:
+                self.cp.say("no answer for %d s, closing" % (2 * iv))
+                self._down("dead link (no pong)")
+                return
+            try:
+                await w.ping()
+            except ws.WsError:
+                return

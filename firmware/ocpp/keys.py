@@ -56,7 +56,7 @@ TABLE = (
     ("WebSocketPingInterval", "i", 60, 0, 3600),
     ("LocalAuthListEnabled", "b", True),
     ("LocalAuthListMaxLength", "I", 1000),
-    ("SendLocalListMaxLength", "I", 50),  # fits link.MAX_FRAME (a test)
+    ("SendLocalListMaxLength", "I", 50),  # fits cp.MAX_FRAME (a test)
     ("ReserveConnectorZeroSupported", "B", False),
     ("ChargeProfileMaxStackLevel", "I", 8),
     ("ChargingScheduleAllowedChargingRateUnit", "S", "Current,Power"),

@@ -1,27 +1,24 @@
 # What the CSMS may ask of the charge point (Core, Local Auth List, Reservation, Remote
-# Trigger, Smart Charging). Each handler is a function named after the OCPP action it answers
-# (rpc.Rpc looks it up in this module, and only for an action of schema.REQUESTS: no other
-# name here can be reached from the network). Payloads reach these handlers only after the
-# schema check (rpc.Rpc.received); each handler answers at once and leaves longer work (a
-# reset, an authorisation) to a task, so the link's reader is never held up. Firmware
-# Management and the security extension have no handler: rpc answers NotSupported.
+# Trigger, Smart Charging), and the Core messages the charge point sends of its own
+# (BootNotification, Heartbeat) or when triggered. Each handler is a function named after the
+# OCPP action it answers (rpc.Rpc looks it up in this module, and only for an action of
+# schema.REQUESTS: no other name here can be reached from the network). Payloads reach these
+# handlers only after the schema check (rpc.Rpc.received); each handler answers at once and
+# leaves longer work (a reset, an authorisation) to a task, so the link's reader is never held
+# up. Firmware Management and the security extension have no handler: rpc answers
+# NotSupported.
 import asyncio
 import time
 
 from micropython import const
 
-from firmware.ocpp import clock
-from firmware.restart import OCPP_HARD, OCPP_SOFT
-from firmware.ocpp.authlist import storable, stored_info
-from firmware.ocpp.keys import KeysError
-from firmware.ocpp.rpc import RpcError
+from firmware import persist, restart, version
+from firmware.ocpp import authlist, clock, keys, rpc
 
 _UNLOCK_WAIT_MS = const(2500)
 _TRIGGERS_MAX = const(8)  # distinct (message, connector) requests waiting for the sender
 _RESET_FLUSH_MS = const(10000)
-# Messages sent only by an extension (rpc.ext_send: firmware/secext): NotImplemented without
-# it (1.6 section 6.54); FirmwareStatusNotification needs UpdateFirmware (firmware/ota).
-_NOT_TRIGGERED = ("DiagnosticsStatusNotification", "LogStatusNotification")
+_BOOT_RETRY_S = const(30)
 
 # Each handler: fn(cp, payload) -> result dict, a status string (the answer {"status": it})
 # or a coroutine giving one (rpc awaits those). Module-level functions: no closure per
@@ -37,7 +34,7 @@ def ChangeAvailability(cp, p):
     w = cp.pending_avail
     if not op and cp.tx.open is not None:
         cp.pending_avail = (c, op)  # applied when the transaction ends; kept across a reboot
-        cp.save_state()
+        save_state(cp)
         return "Scheduled"
     if w is not None and (w[0] == c or c == 0):
         cp.pending_avail = None  # a newer change for that connector replaces the scheduled one
@@ -47,9 +44,34 @@ def ChangeAvailability(cp, p):
 
 def apply_availability(cp, c, op):
     cp.available[c] = op
-    cp.save_state()
+    save_state(cp)
     cp.ctl.set_available(cp.available[0] and cp.available[1])
     cp.wake.set()
+
+
+# Availability persists across reboots, as 1.6 says (ocpp_state.json).
+def load_state(cp):
+    try:
+        d = persist.load_json("ocpp_state.json")
+        a = d.get("available")
+        if type(a) is list and len(a) == 2 and type(a[0]) is type(a[1]) is bool:
+            cp.available = a
+        w = d.get("scheduled")
+        if type(w) is list and len(w) == 2 and w[0] in (0, 1) and type(w[1]) is bool:
+            # a change Scheduled for the end of a transaction that a reboot ended
+            cp.available[w[0]] = w[1]
+            cp.say("scheduled availability applied")
+            save_state(cp)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def save_state(cp):
+    try:
+        persist.save_json("ocpp_state.json", {"available": cp.available,
+                                              "scheduled": cp.pending_avail})
+    except OSError as e:
+        cp.say("availability not saved: %r" % (e,))
 
 
 def ChangeConfiguration(cp, p):
@@ -67,8 +89,8 @@ def ChangeConfiguration(cp, p):
 def GetConfiguration(cp, p):
     try:
         known, unknown = cp.keys.configuration(p.get("key") or None)  # [] = all (1.6 5.8)
-    except KeysError as e:
-        raise RpcError("OccurrenceConstraintViolation", str(e))
+    except keys.KeysError as e:
+        raise rpc.RpcError("OccurrenceConstraintViolation", str(e))
     out = {"configurationKey": known}
     if unknown:
         out["unknownKey"] = unknown
@@ -135,19 +157,20 @@ async def _reset(cp, hard):
         await asyncio.sleep_ms(100)
     cp.say("hard reset" if hard else "soft reset")
     # The one restart path (firmware/restart.py): contactor open, stores saved, marker.
-    await cp.restart.now(OCPP_HARD if hard else OCPP_SOFT)
+    await cp.restart.now(restart.OCPP_HARD if hard else restart.OCPP_SOFT)
 
 
 async def UnlockConnector(cp, p):
     if p["connectorId"] != 1 or cp.cfg.connector != "type2_socket":
         return "NotSupported"  # no such connector, or a tethered cable
-    cp.tx.release("UnlockConnector")
-    if cp.tx.open is not None:
-        cp.tx.stop_reason = "UnlockCommand"
+    tx = cp.tx
+    tx.release("UnlockConnector")
+    if tx.open is not None:
+        tx.stop_reason = "UnlockCommand"
         cp.wake.set()
     else:
         cp.ctl.set_auth(False)
-        cp.tx.auth = None
+        tx.auth = None
     t0 = time.ticks_ms()
     while time.ticks_diff(time.ticks_ms(), t0) < _UNLOCK_WAIT_MS:
         if not cp.ctl.session.act.lock:
@@ -176,14 +199,14 @@ def SendLocalList(cp, p):
         if info is None and full:
             continue  # nothing to store for it
         if info is not None:
-            info = stored_info(info)
+            info = authlist.stored_info(info)
             if info is None:
                 cp.say("local list: %s left out: bad expiryDate" % tag)
                 continue
             if info[3]:
                 cp.say("local list: %s: %s" % (tag, info[3]))
             info = info[:3]
-        if not storable(tag):  # no reader can present it
+        if not authlist.storable(tag):  # no reader can present it
             cp.say("local list: %r left out: over 20 bytes" % tag)
             continue
         items[n] = (tag, info)
@@ -281,7 +304,7 @@ def GetCompositeSchedule(cp, p):
 def UpdateFirmware(cp, p):
     up = getattr(cp, "updater", None)
     if up is None:
-        raise RpcError("NotSupported", "UpdateFirmware")
+        raise rpc.RpcError("NotSupported", "UpdateFirmware")
     return up.request(p)
 
 
@@ -293,7 +316,10 @@ def TriggerMessage(cp, p):
         return "Rejected"
     if what == "BootNotification" and cp.registration == "Accepted":
         return "Rejected"  # already accepted: nothing to boot again
-    if what in _NOT_TRIGGERED and what not in cp.rpc.ext_send or (
+    # Messages sent only by an extension (rpc.ext_send: firmware/secext): NotImplemented
+    # without it (1.6 section 6.54); FirmwareStatusNotification needs UpdateFirmware (ota).
+    if what in ("DiagnosticsStatusNotification", "LogStatusNotification") and (
+            what not in cp.rpc.ext_send) or (
             what == "FirmwareStatusNotification" and getattr(cp, "updater", None) is None):
         return "NotImplemented"
     if (what, c) not in cp.triggers:  # the same request twice is sent once
@@ -306,9 +332,9 @@ def TriggerMessage(cp, p):
 
 async def send_triggered(cp, what, c):
     if what == "BootNotification":
-        await cp.boot()
+        await boot(cp)
     elif what == "Heartbeat":
-        await cp.heartbeat()
+        await heartbeat(cp)
     elif what == "StatusNotification":
         for k in (0, 1) if c is None else (c,):
             if cp.st.status(k) is not None:
@@ -316,14 +342,53 @@ async def send_triggered(cp, what, c):
     elif what == "FirmwareStatusNotification":  # Idle: nothing under way (1.6 section 7.25)
         await cp.updater.tell()  # Signed... for a signed update (firmware/ota/updater.py)
     elif what == "MeterValues":
-        p = {"connectorId": 1 if c is None else c,
-             "meterValue": [cp.tx.sample("Trigger", "MeterValuesSampledData")]}
+        c = 1 if c is None else c
+        p = {"connectorId": c, "meterValue": [cp.tx.sample("Trigger", "MeterValuesSampledData")]}
         tid = cp.tx.csms_id()
-        if tid is not None and p["connectorId"] == 1:
+        if tid is not None and c == 1:
             p["transactionId"] = tid
         await cp.rpc.call("MeterValues", p)
     else:
         fn = cp.rpc.ext_send.get(what)
         if fn is None:
-            raise RpcError("NotImplemented", what)
+            raise rpc.RpcError("NotImplemented", what)
         await fn(cp, c)
+
+
+# -- What the charge point sends of its own (Core; cp.send_loop) ------------------------------
+async def boot(cp):
+    s = cp.section
+    conf = await cp.rpc.call("BootNotification", {
+        "chargePointVendor": s.get("vendor", "OpenWallbox")[:20],
+        "chargePointModel": s.get("model", cp.board.name)[:20],
+        "firmwareVersion": version.VERSION})
+    cp.registration = reg = conf["status"]
+    cp.rpc.mute = reg == "Rejected"  # 1.6 4.2: no answers while Rejected
+    interval = conf["interval"]
+    _set_clock(cp, conf["currentTime"])
+    now = time.ticks_ms()
+    if reg == "Accepted":
+        if interval > 0:  # above the key's range (a day): clamped, and said so
+            if interval > 86400:
+                cp.say("HeartbeatInterval %d s clamped to 86400" % interval)
+            cp.keys.change("HeartbeatInterval", str(min(interval, 86400)))
+        cp.heartbeat_ms = now
+        cp.st.resend_all()
+        cp.say("boot accepted")
+    else:
+        wait = interval if interval > 0 else _BOOT_RETRY_S
+        cp.boot_retry_ms = time.ticks_add(now, wait * 1000)
+        cp.say("boot %s, retry in %d s" % (reg, wait))
+
+
+async def heartbeat(cp):
+    conf = await cp.rpc.call("Heartbeat", {})
+    _set_clock(cp, conf["currentTime"])
+    cp.heartbeat_ms = time.ticks_ms()
+
+
+def _set_clock(cp, text):
+    try:
+        cp.tk.set(clock.parse(text), "csms", time.ticks_ms())
+    except ValueError as e:
+        cp.say("bad currentTime %r: %s" % (text, e))

@@ -6,6 +6,7 @@
 # the CALLERROR OCPP-J names, logged in one line, and never kills the reader.
 import asyncio
 import json
+import os
 
 from micropython import const
 
@@ -16,7 +17,7 @@ _RESULT = const(3)
 _ERROR = const(4)
 _MAX_ID = const(36)
 _TIMEOUT_MS = const(30000)  # for the answer to our CALL
-_NO_ID = "-1"  # OCPP 2.0.1 4.2.3's rule, adopted for a frame whose id cannot be read
+# A frame whose id cannot be read is answered to id "-1" (OCPP 2.0.1 4.2.3's rule, adopted).
 
 
 class RpcError(Exception):
@@ -62,12 +63,12 @@ def parse(text):
     try:
         f = json.loads(text)
     except (ValueError, TypeError):
-        raise RpcError("ProtocolError", "not JSON", _NO_ID)
+        raise RpcError("ProtocolError", "not JSON", "-1")
     if type(f) is not list or len(f) < 3 or type(f[0]) is not int:
-        raise RpcError("ProtocolError", "not an OCPP-J array", _NO_ID)
+        raise RpcError("ProtocolError", "not an OCPP-J array", "-1")
     kind, mid = f[0], f[1]
     if type(mid) is not str or not mid or len(mid) > _MAX_ID:
-        raise RpcError("ProtocolError", "message id not 1..36 characters", _NO_ID)
+        raise RpcError("ProtocolError", "message id not 1..36 characters", "-1")
     if kind == _CALL:
         if len(f) != 4 or type(f[2]) is not str:
             raise RpcError("FormationViolation", "CALL not [2, id, action, payload]", mid)
@@ -85,7 +86,7 @@ class Rpc:
     """`send` is an async callable taking the text of one frame. The link feeds every
     received text to `received()`; `call()` sends ours and awaits its answer."""
 
-    def __init__(self, send, handlers, log=print, seed=0, ctx=None):
+    def __init__(self, send, handlers, log=print, ctx=None):
         self._send = send
         # handlers.<action>: fn(ctx, payload) -> result payload (a dict, or a status string),
         # or a coroutine that gives one (firmware/ocpp/remote.py)
@@ -97,7 +98,8 @@ class Rpc:
         self._pending = None  # id of our outstanding CALL
         self._answer = None
         self._n = 0
-        self._prefix = "%x-" % (seed & 0xFFFFFF)
+        # ids: a random prefix per boot (a CSMS never sees an id of the last boot again)
+        self._prefix = "%x-" % int.from_bytes(os.urandom(3), "big")
         self.mute = False  # True: the CSMS's CALLs are dropped unanswered (boot Rejected)
         self.inbox = None  # the text received() handles next (the link puts it here)
         # An extension package's actions (app.py fills them: firmware/secext), looked up
@@ -164,14 +166,16 @@ class Rpc:
         try:
             kind, mid, action, payload = parse(text)
         except RpcError as e:
-            self.log("bad frame (%s: %s): %s" % (e.code, e.description, _clip(text)))
+            # (clipped by characters: MicroPython's %.80s counts bytes and could cut a
+            # character in two, an invalid UTF-8 line in the log)
+            self.log("bad frame (%s: %s): %s" % (e.code, e.description, text[:80]))
             if self.on_bad is not None:
                 self.on_bad(e.description)
             return None if e.msg_id is None else _error(e.msg_id, e)
         text = None  # noqa: F841 - the frame's text is not needed past here: free it
         if kind != _CALL:
             if mid != self._pending or self._answer is not None:
-                self.log("answer for unknown id %s dropped" % _clip(mid))
+                self.log("answer for unknown id %s dropped" % mid)  # (parse: <= 36 chars)
                 return None
             if kind == _ERROR and (type(action) is not str or type(payload) is not str):
                 action, payload = "GenericError", "malformed CALLERROR"
@@ -180,13 +184,14 @@ class Rpc:
             self._flag.set()
             return None
         if self.mute:
-            self.log("%s not answered: boot Rejected" % _clip(action, 40))
+            self.log("%s not answered: boot Rejected" % action[:40])
             return None
         known = action in schema.REQUESTS  # the only names looked up in handlers
         handler = known and (getattr(self.handlers, action, None) or self.ext.get(action))
         if not handler:
-            return _error(mid, RpcError("NotSupported" if known else "NotImplemented", "%s %s" % (
-                _clip(action, 40), "not supported" if known else "unknown")))
+            code, why = ("NotSupported", "not supported") if known else ("NotImplemented",
+                                                                         "unknown")
+            return _error(mid, RpcError(code, "%s %s" % (action[:40], why)))
         bad = schema.check_request(action, payload)
         if bad is not None:
             self.log("%s refused: %s %s" % (action, bad[0], bad[1]))
@@ -223,8 +228,3 @@ def _error(mid, e):
 def _result(mid, result):
     """A handler's answer: its dict, or {"status": result} for a string."""
     return dumps([_RESULT, mid, {"status": result} if type(result) is str else result])
-
-
-def _clip(s, n=80):
-    s = str(s)
-    return s if len(s) <= n else s[:n] + "..."

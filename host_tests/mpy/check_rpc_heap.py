@@ -73,7 +73,7 @@ r = rpc.Rpc(send, Handlers, log=lambda m: None)
 
 
 async def link(make, n):
-    """As firmware/ocpp/link.py hands a received text over; the sampler runs meanwhile."""
+    """As firmware/ocpp/cp.py's Link hands a received text over; the sampler runs meanwhile."""
     peak = [0, 0]
     t = asyncio.create_task(sampler(peak))
     r.inbox = make(n)

@@ -27,7 +27,9 @@ with open(PLAN_PATH) as f:
 os.chdir(WORK)
 
 from firmware.meter import Reading  # noqa: E402
+from firmware.limits.loop import Limits  # noqa: E402
 from firmware.ocpp import cp as cpmod  # noqa: E402
+from firmware.restart import Restart  # noqa: E402
 
 T0 = 1800000000  # 2027-01-15T08:00:00Z
 LOG = []
@@ -121,8 +123,9 @@ class Csms:
         self.n_tx = 0
         self.waiting = {}  # our CALL id -> action
 
-    def info(self):
-        return {"url": "rig", "connected": True, "connects": 1, "last_error": None}
+    url = "rig"  # what ChargePoint.info() reads of its link
+    connects = 1
+    last_error = None
 
     async def run(self):
         await asyncio.sleep_ms(3600000)
@@ -167,7 +170,9 @@ class Csms:
         await cp.rpc.received(json.dumps([2, mid, action, payload]))
 
 
-cp = cpmod.ChargePoint(ctl, board, {"url": "ws://rig", "cp_id": "RIG"}, cfg, log)
+cp = cpmod.ChargePoint(ctl, board, {"url": "ws://rig", "cp_id": "RIG"}, cfg, log,
+                       limits=Limits(ctl, cfg.rating_a, log, cfg=cfg, board=board),
+                       restart=Restart(board, ctl.fail_safe, log))
 for k, v in PLAN.get("keys", {}).items():
     st = cp.keys.change(k, str(v))
     if st != "Accepted":
