@@ -75,11 +75,10 @@ class ChargePoint:
         self.journal = journal.Journal(max_bytes=1024 * section.get("journal_kb", JOURNAL_KB))
         self.list = authlist.LocalList()
         self.cache = authlist.AuthCache()
-        for m in self.list.errors + self.cache.errors:  # a file found bad: now empty
-            say(m)
         self.profiles = smart.Profiles()
-        for m in self.keys.errors + self.profiles.errors:
-            log(m)
+        # an override or a file found bad (such a file is now empty)
+        for m in self.keys.errors + self.list.errors + self.cache.errors + self.profiles.errors:
+            say(m)
         self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(  # RTC, NTP, CSMS
             board, section.get("ntp", timekeep.NTP_HOST)))
         self.rpc = rpc.Rpc(self._send, remote, say, ctx=self)

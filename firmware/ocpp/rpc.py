@@ -145,14 +145,11 @@ class Rpc:
             self._answer = (_ERROR, "GenericError", "connection lost")
             self._flag.set()
 
-    async def received(self, text=None):
-        """One text message from the server: an answer to our CALL, or a CALL to handle.
-        The link hands the text in self.inbox (text None): no frame of this coroutine, nor
-        of the link's, then holds it, nor the CALL's payload, while the answer is sent (the
-        session's heap peak)."""
-        if text is not None:
-            self.inbox = text
-        text = None
+    async def received(self):
+        """One text message from the server, handed in self.inbox: an answer to our CALL, or
+        a CALL to handle. Not an argument: no frame of this coroutine, nor of the link's,
+        then holds the text, nor the CALL's payload, while the answer is sent (the session's
+        heap peak)."""
         out = self._take()  # a sync frame: what it held is gone when it returns
         if type(out) is tuple:  # (mid, the handler's coroutine)
             out = await self._finish(out)

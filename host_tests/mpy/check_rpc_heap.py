@@ -77,7 +77,7 @@ async def link(make, n):
     peak = [0, 0]
     t = asyncio.create_task(sampler(peak))
     r.inbox = make(n)
-    await r.received(None)
+    await r.received()
     t.cancel()
     SEEN.append(peak)
 

@@ -162,12 +162,14 @@ class Csms:
             frame = [4, mid, a["_error"], "rig", {}]
         else:
             frame = [3, mid, a]
-        await cp.rpc.received(json.dumps(frame))
+        cp.rpc.inbox = json.dumps(frame)
+        await cp.rpc.received()
 
     async def call(self, action, payload):
         mid = "csms-%d" % len(REPLIES)
         self.waiting[mid] = action
-        await cp.rpc.received(json.dumps([2, mid, action, payload]))
+        cp.rpc.inbox = json.dumps([2, mid, action, payload])
+        await cp.rpc.received()
 
 
 cp = cpmod.ChargePoint(ctl, board, {"url": "ws://rig", "cp_id": "RIG"}, cfg, log,
