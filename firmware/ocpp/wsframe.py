@@ -322,10 +322,13 @@ class WebSocket:
                 w.write(chunk if _MPY else bytes(chunk))  # CPython may keep a view
                 pos += k
                 m = 0
+                # Waits only for bytes the socket did not take (MicroPython's stream keeps
+                # them in out_buf; CPython's: always): a frame the socket takes at once goes
+                # out without a yield, so its text is not held while the other tasks run.
+                if getattr(w, "out_buf", 1):
+                    await w.drain()
                 if pos >= n:
                     break
-                await w.drain()
-            await w.drain()
 
     async def send(self, text, op=_OP_TEXT):
         """Send one text message (str) as a single masked frame (op: ping() sends a ping)."""
