@@ -56,7 +56,7 @@ if OPTS["--ocpp"]:
 
     sha1.install()  # a measuring build without mbedTLS (tools/bench_ocpp.py, 32-bit)
     _LAZY += ["firmware.ocpp." + m for m in (
-        "authlist", "clock", "cp", "journal", "keys", "link", "remote", "rpc", "schema",
+        "authlist", "clock", "cp", "journal", "keys", "remote", "rpc", "schema",
         "smart", "smart_store", "txn", "ws", "wsframe")]
     _LAZY += ["boards.sim.net", "firmware.net", "firmware.backoff", "asyncio.stream"]
 if OPTS["--mqtt"]:  # the MQTT client, its bridge and the owner model
