@@ -253,7 +253,7 @@ def _security(step):
 
     def setup():
         s = sec()
-        s.keys.set_secret(_KEY1)
+        s.keys.change("AuthorizationKey", _KEY1)
         if step == "fallback":
             s.change("AuthorizationKey", _KEY2)
         if step == "profile":

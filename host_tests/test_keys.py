@@ -124,7 +124,7 @@ def test_authorization_key_is_write_only_and_never_shown(tmp_path):
     assert k.change("AuthorizationKey", "abcd") == "Rejected"  # < 16 bytes
     assert k.change("AuthorizationKey", "zz" * 16) == "Rejected"
     assert k.change("AuthorizationKey", "ab" * 21) == "Rejected"  # > 20 bytes
-    assert k.set_secret(KEY) == "Accepted"
+    assert k.change("AuthorizationKey", KEY) == "Accepted"
     assert k.secret() == b"dk2q0rfu2q0f-2f0rdg"
     conf, _ = k.configuration(["AuthorizationKey"])
     assert conf == [{"key": "AuthorizationKey", "readonly": False}]

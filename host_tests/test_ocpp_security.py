@@ -84,7 +84,7 @@ def test_a_new_key_the_csms_refuses_falls_back_to_the_previous_one(tmp_path):
             assert change(csms, "AuthorizationKey", NEW.hex()) == "Accepted"
             wait_connects(csms, 2)
             assert len(refusals(csms)) == 1  # the new key, once
-            o.wait_log(sim, "keeping the previous one")
+            o.wait_log(sim, "refused: previous kept")
         with o.start_sim(csms, ocpp={"password": PW}, state_dir=d) as sim, \
                 o.report(sim, csms):
             wait_connects(csms, 3)

@@ -57,7 +57,7 @@ def test_security_profile_prerequisites_are_checked_before_accepting(tmp_path, t
     assert s.change("SecurityProfile", "1") == ("Rejected", False)  # no password (A05.FR.02)
     assert "a password" in logs[-1]
     assert s.keys.get("SecurityProfile") == 0
-    s.keys.set_secret(KEY)
+    s.keys.change("AuthorizationKey", KEY)
     assert s.change("SecurityProfile", "1") == ("Accepted", True)  # reconnect (A05.FR.06)
     assert s.change("SecurityProfile", "1") == ("Rejected", False)  # equal (A05.FR.01)
     assert s.change("SecurityProfile", "0") == ("Rejected", False)
@@ -114,7 +114,7 @@ def test_a_proven_profile_stays(tmp_path, tls):
 
 def test_a_new_authorization_key_is_kept_pending_until_it_connects(tmp_path):
     s, logs = _sec(tmp_path)
-    s.keys.set_secret(KEY)
+    s.keys.change("AuthorizationKey", KEY)
     assert s.change("AuthorizationKey", KEY2) == ("Accepted", True)
     assert s.password() == b"0123456789abcdef"
     assert "AuthorizationKey changed by the CSMS" in logs[-1]
@@ -126,7 +126,7 @@ def test_a_new_authorization_key_is_kept_pending_until_it_connects(tmp_path):
     s.refused(ws.WsRefused("HTTP 401", 401))
     s.connected()  # the previous key worked: it is the key again, for good
     assert s.keys.secret() == b"dk2q0rfu2q0f-2f0rdg" and not s.pending
-    assert "keeping the previous one" in s.last
+    assert "refused: previous kept" in s.last
     s2, _ = _sec(tmp_path)
     assert s2.password() == b"dk2q0rfu2q0f-2f0rdg" and not s2.pending
 
@@ -210,7 +210,7 @@ def test_a_second_key_before_the_first_connected_keeps_the_proven_one(tmp_path, 
     # Under profile 3 a key change does not reconnect, so two may come before a connection:
     # the fallback stays the last key that connected, never an unproven one.
     s, _ = _sec(tmp_path)
-    s.keys.set_secret(KEY)
+    s.keys.change("AuthorizationKey", KEY)
     assert s.change("AuthorizationKey", KEY2)[0] == "Accepted"
     assert s.change("AuthorizationKey", "ab" * 16)[0] == "Accepted"
     assert s.change("AuthorizationKey", "zz")[0] == "Rejected"  # a bad one changes nothing
@@ -221,7 +221,7 @@ def test_a_second_key_before_the_first_connected_keeps_the_proven_one(tmp_path, 
 
 def test_a_401_with_a_new_key_and_a_new_profile_tries_the_key_then_the_profile(tmp_path, tls):
     s, _ = _sec(tmp_path, **_wss(tls))
-    s.keys.set_secret(KEY)
+    s.keys.change("AuthorizationKey", KEY)
     s.change("AuthorizationKey", KEY2)
     assert s.change("SecurityProfile", "2") == ("Accepted", True)
     s.refused(ws.WsRefused("HTTP 401", 401))

@@ -224,10 +224,6 @@ class Keys:
         h = self._v.get("AuthorizationKey")
         return bytes.fromhex(h) if h else None
 
-    def set_secret(self, hex_key):
-        """Provision the AuthorizationKey (e.g. from the device config); as change()."""
-        return self.change("AuthorizationKey", hex_key)
-
     def configuration(self, keys=None):
         """(configurationKey list, unknownKey list) of GetConfiguration.conf."""
         n = self.get("GetConfigurationMaxKeys")

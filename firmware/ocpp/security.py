@@ -148,7 +148,7 @@ class Security:
             self.config_profile = p
             self._drop("profile")
         if self.blocked() and "profile" in self.pending:
-            self._fall_back("the configuration cannot meet it")
+            self._fall_back("config cannot meet it")
 
     # -- what the link uses ----------------------------------------------------------------
     def profile(self):
@@ -186,10 +186,10 @@ class Security:
             if self.old_key:
                 h = self.pending["key"][0]
                 if h:
-                    self.keys.set_secret(h)
+                    self.keys.change("AuthorizationKey", h)
                 else:
                     self.keys.drop_secret()
-                self._event("new AuthorizationKey refused: keeping the previous one")
+                self._event("new AuthorizationKey refused: previous kept")
             else:
                 self._event("connected with the new AuthorizationKey")
             self.old_key = False

@@ -143,7 +143,7 @@ check("keys change", k.change("HeartbeatInterval", "120") == "Accepted"
       and k.change("MeterValuesSampledData", "Current.Import") == "Rejected"
       and k.change("MeterValuesSampledData", "Voltage") == "Accepted")
 KEY = "646b327130726675327130662d326630726467"
-check("keys secret", k.set_secret(KEY) == "Accepted"
+check("keys secret", k.change("AuthorizationKey", KEY) == "Accepted"
       and k.secret() == b"dk2q0rfu2q0f-2f0rdg")
 check("keys security profile", k.change("SecurityProfile", "1") == "Accepted"
       and k.change("SecurityProfile", "0") == "Rejected")
