@@ -276,6 +276,3 @@ class Keys:
         nothing changed)."""
         persist.save_json(self.path, {n: _text(x) for n, x in v.items()})
         self._v = v
-
-    def __repr__(self):
-        return "<Keys %s: %d changed, %d errors>" % (self.path, len(self._v), len(self.errors))

@@ -30,12 +30,15 @@ class SecurityError(ValueError):
     """A certificate or key file that cannot be used, a profile that cannot be met."""
 
 
+def to_bytes(s):
+    """str (as UTF-8) or bytes-like -> bytes (ws.py's too)."""
+    return s.encode() if isinstance(s, str) else bytes(s)
+
+
 def der(data, what):
     """The DER bytes of a PEM or DER certificate / private key (MicroPython's mbedTLS builds
     may parse no PEM); SecurityError naming `what` if it is neither."""
-    if isinstance(data, str):
-        data = data.encode()
-    data = bytes(data)
+    data = to_bytes(data)
     if not data:
         raise SecurityError("%s: empty file" % what)
     j = data.find(b"-----BEGIN ")

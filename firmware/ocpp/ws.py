@@ -14,7 +14,7 @@ from os import urandom
 
 from micropython import const
 
-from firmware.ocpp.security import der
+from firmware.ocpp.security import der, to_bytes
 from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms  # noqa: F401 (API)
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
@@ -70,11 +70,6 @@ def parse_url(url):
     return tls, host, int(port), auth, path
 
 
-def _bytes(s):
-    """str (as UTF-8) or bytes-like -> bytes."""
-    return s.encode() if isinstance(s, str) else bytes(s)
-
-
 def _tls_context(cadata, client=None):
     import ssl
 
@@ -85,7 +80,7 @@ def _tls_context(cadata, client=None):
     ctx.verify_mode = ssl.CERT_REQUIRED  # chain and, with server_hostname, the host name
     try:  # DER as it is, PEM (one or more certificates) decoded: some mbedTLS builds parse
         # no PEM themselves; der() names what is neither
-        cadata = _bytes(cadata)
+        cadata = to_bytes(cadata)
         pems = cadata.split(_BEGIN)[1:]
         for c in [_BEGIN + p for p in pems] if pems else [cadata]:
             ctx.load_verify_locations(cadata=der(c, "cadata"))
@@ -130,10 +125,10 @@ async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None
     ctx = _tls_context(cadata, client) if tls else None
     authz = None
     if user is not None:  # HTTP Basic authentication (RFC 7617, UTF-8)
-        u = _bytes(user)
+        u = to_bytes(user)
         if b":" in u:
             raise WsError("user must not contain ':'")
-        authz = "Basic " + binascii.b2a_base64(u + b":" + _bytes(password or b""))[:-1].decode()
+        authz = "Basic " + binascii.b2a_base64(u + b":" + to_bytes(password or b""))[:-1].decode()
     opener = open_connection or asyncio.open_connection
     deadline = ticks_add(ticks_ms(), timeout_ms)
     try:  # (ctx is None for ws://; CPython wants no server_hostname then)
