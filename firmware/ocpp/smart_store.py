@@ -156,12 +156,12 @@ def load(path):
         if type(ps) is not list:
             raise ValueError("not a profile file (v 1)")
     except (ValueError, OSError) as e:
-        return (), ["%s: unreadable (%s), no profiles restored" % (path, e)]
+        return (), ["%s unreadable (%s): no profiles" % (path, e)]
     out = []
     errors = []
     for k, e in enumerate(ps):
         if type(e) is not dict or "p" not in e:
-            errors.append("%s: entry %d is not a profile, dropped" % (path, k))
+            errors.append("%s: entry %d not a profile, dropped" % (path, k))
         else:
             out.append(e)
     return out, errors
