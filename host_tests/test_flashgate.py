@@ -5,7 +5,7 @@ timer's interrupt for a sector erase) gives the gate (board.flash_write_ok), the
 on the power-cut flash (host_tests/flashsim.py), and every step that changes the flash is
 recorded with the contactor's state at that moment.
 
-The OCPP side is driven as firmware/ocpp/txn.py and txsend.py drive it: the open
+The OCPP side is driven as firmware/ocpp/txn.py and jram.py drive it: the open
 transaction's file is saved and a MeterValues record pushed every second; a sender takes the
 oldest record (peek), "delivers" it to the CSMS and acknowledges it."""
 import sys
@@ -104,7 +104,7 @@ def _mv(i, wh):
 
 
 def _send_all(j, csms):
-    """The sender: every pending record delivered and acknowledged (txsend.send_next)."""
+    """The sender: every pending record delivered and acknowledged (jram.send_next)."""
     while True:
         r = j.peek()
         if r is None:

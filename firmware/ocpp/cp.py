@@ -13,8 +13,8 @@ import time
 from micropython import const
 
 from firmware import backoff, boardcaps, persist, timekeep
-from firmware.ocpp import (authlist, journal, keys, remote, report, rpc, security, smart, txn,
-                           txsend, ws)
+from firmware.ocpp import (authlist, jram, journal, keys, remote, report, rpc, security, smart,
+                           txn, ws)
 
 _TICK_MS = const(250)
 _LIMIT_MS = const(1000)
@@ -223,7 +223,7 @@ class ChargePoint:
                     time.ticks_diff(now, self.boot_retry_ms) < 0):
                 return False
             return await self._attempt("boot", "BootNotification", remote.boot, self)
-        if await txsend.send_next(self.tx):  # the journal's sender side
+        if await jram.send_next(self.tx):  # the journal's sender side
             return True
         msd = self.keys.get("MinimumStatusDuration")
         for c in (0, 1):

@@ -380,7 +380,7 @@ class Transactions:
 
 
     def started(self, local, tag, conf):
-        """StartTransaction.conf (txsend): the CSMS's id for TxProfiles, its idTagInfo."""
+        """StartTransaction.conf (jram.send_next): the CSMS's id for TxProfiles, its idTagInfo."""
         cp = self.cp
         tid = conf["transactionId"]
         cp.profiles.retag(local, tid)  # RemoteStart's TxProfile
