@@ -30,14 +30,13 @@ from micropython import const
 from firmware import persist
 from firmware.ocpp import clock
 from firmware.ocpp import smart_store as st
-from firmware.ocpp.smart_store import KINDS, PURPOSES, SmartError
 
 # A profile's record (smart_store.compile_profile makes it): a tuple indexed by these.
 _R_ID = const(0)
 _R_CONN = const(1)
 _R_STACK = const(2)
 _R_PURPOSE = const(3)  # _CPMAX, _TXDEF, _TX
-_R_KIND = const(4)  # its index in KINDS
+_R_KIND = const(4)  # its index in smart_store.KINDS
 _R_RECUR = const(5)  # recurrence in seconds (86400, 604800) or 0
 _R_FROM = const(6)  # validFrom, epoch s or None
 _R_TO = const(7)  # validTo, epoch s or None
@@ -47,7 +46,7 @@ _R_WATTS = const(10)  # True: limits in W, False: in A
 _R_PERIODS = const(11)  # array('i'): start, limit x 10, phases (0 = absent)
 _R_TX = const(12)  # transaction a TxProfile belongs to (None for the others)
 _R_MIN = const(13)  # minChargingRate x 10 or None (kept for the record; not a limit)
-# purposes: their index in PURPOSES
+# purposes: their index in smart_store.PURPOSES
 _CPMAX = const(0)
 _TXDEF = const(1)
 _TX = const(2)
@@ -153,8 +152,8 @@ def to_dict(r):
         per.append(q)
     s = {"chargingRateUnit": "W" if r[_R_WATTS] else "A", "chargingSchedulePeriod": per}
     p = {"chargingProfileId": r[_R_ID], "stackLevel": r[_R_STACK],
-         "chargingProfilePurpose": PURPOSES[r[_R_PURPOSE]],
-         "chargingProfileKind": KINDS[r[_R_KIND]], "chargingSchedule": s}
+         "chargingProfilePurpose": st.PURPOSES[r[_R_PURPOSE]],
+         "chargingProfileKind": st.KINDS[r[_R_KIND]], "chargingSchedule": s}
     if r[_R_RECUR]:
         p["recurrencyKind"] = "Daily" if r[_R_RECUR] == 86400 else "Weekly"
     for key, i in (("validFrom", _R_FROM), ("validTo", _R_TO)):
@@ -185,7 +184,7 @@ class Profiles:
         for e in entries:
             try:
                 self._r = self._with(e.get("c"), e["p"], e.get("tx"))
-            except SmartError as x:
+            except st.SmartError as x:
                 self.errors.append("%s: a profile dropped: %s" % (path, x))
 
     def _with(self, c, p, tx):
@@ -198,7 +197,7 @@ class Profiles:
             x[_R_STACK] == r[_R_STACK] and x[_R_PURPOSE] == r[_R_PURPOSE]
             and x[_R_CONN] == r[_R_CONN])] + [r]
         if len(new) > self.max_installed:
-            raise SmartError("more than %d profiles installed" % self.max_installed)
+            raise st.SmartError("more than %d profiles installed" % self.max_installed)
         return new
 
     def _store(self, new):
@@ -223,7 +222,7 @@ class Profiles:
         tx_id: the transaction running on connector_id, None if none."""
         try:
             new = self._with(connector_id, profile, tx_id)
-        except SmartError as e:
+        except st.SmartError as e:
             self.why = str(e)
             return "Rejected"
         if not self._store(new):
@@ -246,7 +245,7 @@ class Profiles:
         if id is not None:
             keep = [r for r in self._r if r[_R_ID] != id]
         else:
-            code = PURPOSES.index(purpose) if purpose in PURPOSES else -1
+            code = st.PURPOSES.index(purpose) if purpose in st.PURPOSES else -1
             keep = [r for r in self._r if not (
                 (connector_id is None or r[_R_CONN] == connector_id)
                 and (purpose is None or r[_R_PURPOSE] == code)
@@ -308,7 +307,7 @@ class Profiles:
         da, g, k, nxt = self._resolve(now_s, connector_id, tx_start_s, tx_id, volts, phases)
         if da is None:
             return None, "no charging profile in force", nxt
-        return da / 10, "%s %d" % (PURPOSES[g[_R_PURPOSE]], g[_R_ID]), nxt
+        return da / 10, "%s %d" % (st.PURPOSES[g[_R_PURPOSE]], g[_R_ID]), nxt
 
     def limit_unsynced(self, up_s, connector_id=1, tx_start_up=None, tx_id=None, volts=230,
                        phases=3):
@@ -337,7 +336,7 @@ class Profiles:
         if da is None:
             return None, "no charging profile in force"
         return da / 10, "%s %d (time unknown: the lowest it could be)" % (
-            PURPOSES[g[_R_PURPOSE]], g[_R_ID])
+            st.PURPOSES[g[_R_PURPOSE]], g[_R_ID])
 
     def composite(self, connector_id, now_s, duration_s, unit=None, tx_start_s=None,
                   tx_id=None, volts=230, phases=3, max_amps=None):
