@@ -14,40 +14,24 @@ sampled every 10 ms; runtime = peak - code (and the qstr pool made ahead: heapch
 On build/mp32/micropython (make mp32: an ESP32's word size) where it exists.
 """
 import argparse
-import json
 import os
 import socket
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_core  # noqa: E402
+import bench_web  # noqa: E402
 import simlib  # noqa: E402
 from csms import CsmsThread  # noqa: E402
 from mqtt_broker import MOSQUITTO, Broker  # noqa: E402
 
 MP32 = os.environ.get("MP32") or os.path.join(simlib.ROOT, "build", "mp32", "micropython")
 BUDGET = 48 * 1024
-PW = "bench password"
-
-
-def _call(port, method, path, body=None, cookie=None):
-    h = {"Content-Type": "application/json"}
-    if cookie:
-        h["Cookie"] = cookie
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers=h)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as f:
-            return f.status, f.headers, f.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+PW = bench_web.PW
 
 
 def _web_clients(port, stop, answers, n=4):
@@ -55,9 +39,10 @@ def _web_clients(port, stop, answers, n=4):
     cookie = None
     while cookie is None and not stop.is_set():
         try:
-            st, h, _ = _call(port, "POST", "/api/setup", {"password": PW})
+            st, h, _ = bench_web.call(port, "POST", "/api/setup", {"password": PW}, timeout=5)
             if st != 200:
-                st, h, _ = _call(port, "POST", "/api/login", {"role": "owner", "password": PW})
+                st, h, _ = bench_web.call(port, "POST", "/api/login",
+                                          {"role": "owner", "password": PW}, timeout=5)
             if st == 200:
                 cookie = h["Set-Cookie"].split(";")[0]
         except OSError:
@@ -66,7 +51,7 @@ def _web_clients(port, stop, answers, n=4):
     def poll():
         while not stop.is_set():
             try:
-                if _call(port, "GET", "/api/status", cookie=cookie)[0] == 200:
+                if bench_web.call(port, "GET", "/api/status", cookie=cookie, timeout=5)[0] == 200:
                     answers[0] += 1
             except Exception:  # cut off (the guard's limits) or refused: try again
                 time.sleep(0.05)
