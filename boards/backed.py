@@ -8,7 +8,6 @@
 # Flash wear: each copy rewrites one 16-byte slot file (the newest record): at most one per
 # session end spaced >= MIN_COPY_MS (6 h), else one per COPY_MS (a day): <= 4 a day, against
 # one every 10 Wh (~2000 per 20 kWh) when the register lived in a file.
-from micropython import const
 
 from firmware.meters import energy
 

@@ -5,7 +5,6 @@
 # would cost more than the pass itself in bytecode. _filt is the out-of-loop version.
 from array import array
 
-from micropython import const
 
 _MIN_SWING_UV = const(2000000)  # less than 2 V between the filtered extremes: no PWM
 _GUARD_RATE_HZ = const(100000)  # 10 us after an edge = ceil(rate / 100 kHz) samples
@@ -327,7 +326,6 @@ def analyse(samples, n, out, offset_mv, uv_per_code, sample_rate_hz, p):
     out[1] = offset_mv + ms[_MED] * uv_per_code // 1000
     out[2] = duty
     out[3] = freq
-
 
 
 PASSES = (_extremes, _edges, _hist_pass)

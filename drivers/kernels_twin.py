@@ -5,7 +5,6 @@
 import sys
 from array import array
 
-from micropython import const
 
 from drivers import kernels_pilot
 

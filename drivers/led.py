@@ -1,6 +1,5 @@
 # Status LED: one output, a blink pattern per OCPP status. tick() is called from the
 # controller loop; it only toggles a pin (no allocation).
-from micropython import const
 
 _SLOW = const(1000)
 _FAST = const(200)

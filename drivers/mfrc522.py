@@ -14,7 +14,6 @@
 #
 # Same interface as drivers/pn532.py: start(op, now_ms), step(now_ms) -> PENDING or a result
 # (drivers/rfid.py); every buffer is preallocated, a poll allocates nothing.
-from micropython import const
 
 from drivers.rfid import (
     E_BUS, E_CHECKSUM, E_CHIP, E_FRAME, E_TIMEOUT, E_VERSION, OP_INIT, PENDING, R_CARD, R_NONE,

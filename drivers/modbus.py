@@ -8,7 +8,6 @@
 # master's preallocated buffers. The bus lock is an owner field checked every t3.5.
 import asyncio
 
-from micropython import const
 
 from drivers.modbus_frame import (  # noqa: F401 - re-exported: the frame functions
     EXCEPTIONS, MAX_FRAME, ModbusError, build_read, build_write, check_reply, crc_ok,

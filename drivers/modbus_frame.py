@@ -1,7 +1,6 @@
 # Modbus RTU frames (Modbus over Serial Line V1.02; ../shared/spec/meters.md): requests built
 # into a caller's buffer and replies checked in place, CRC-16 by the native kernel. No I/O, no
 # allocation on success; drivers/modbus.py (the master) re-exports all of it.
-from micropython import const
 
 from drivers import kernels
 

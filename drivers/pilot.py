@@ -2,7 +2,6 @@
 # the CP line back. The board hands in the objects; this module names no pins.
 from array import array
 
-from micropython import const
 
 from drivers import kernels
 

@@ -14,7 +14,6 @@
 # task (drivers/rfid.py ReaderTask) calls it between asyncio sleeps. Every frame is built once
 # in the constructor and received into preallocated buffers (readinto / readfrom_into into
 # fixed memoryviews): a poll allocates nothing.
-from micropython import const
 
 from drivers.rfid import (
     E_BUS, E_CHECKSUM, E_CHIP, E_FRAME, E_NACK, E_TIMEOUT, E_VERSION, OP_INIT, PENDING,

@@ -1,5 +1,4 @@
 # Proximity-pilot driver: PP-PE resistance from a pull-up divider read by an ADC.
-from micropython import const
 
 OPEN = const(99999)  # ohms reported when nothing is connected
 

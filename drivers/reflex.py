@@ -6,7 +6,6 @@
 # a hard timer interrupt on STM32, a thread on the simulator (docs/safety.md).
 from array import array
 
-from micropython import const
 
 from drivers import kernels
 

@@ -6,7 +6,6 @@
 # reports it here once per presentation (ReaderTask's debounce does that for polled chips).
 import asyncio
 
-from micropython import const
 
 from drivers.ticks import ticks_add, ticks_diff, ticks_ms
 

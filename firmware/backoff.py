@@ -4,7 +4,6 @@
 # defaults 1 s, 2 s, 4 s ... 32 s, then 60 s for good, each within +/-25 %. The jitter keeps a
 # fleet of wallboxes that lost the same CSMS or access point from coming back in lockstep.
 # A seed makes the sequence reproducible (tests; the same figures on CPython and MicroPython).
-from micropython import const
 
 _MASK = const(0x3FFFFFFF)  # 30-bit generator state: a small int on every port
 _ONE = const(1024)  # jitter is held in 1/1024ths: no floats after the constructor

@@ -11,7 +11,6 @@
 import binascii
 import hashlib
 
-from micropython import const
 
 from firmware import persist
 

@@ -12,7 +12,6 @@ import random
 import socket
 import struct
 
-from micropython import const
 
 TRY_MS = const(1000)
 TRIES = const(2)

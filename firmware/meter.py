@@ -4,7 +4,6 @@
 # path never waits for a meter and never calls into one.
 from array import array
 
-from micropython import const
 
 from firmware.ticks import ticks_diff
 

@@ -11,7 +11,6 @@
 import asyncio
 import socket
 
-from micropython import const
 
 from firmware.backoff import Backoff
 from firmware.ticks import ticks_diff, ticks_ms

@@ -21,7 +21,6 @@ import io
 import json
 import os
 
-from micropython import const
 
 RESTART_FILE = "restart"
 # Why this boot happened, set once at boot by firmware.app.App: the marker's word

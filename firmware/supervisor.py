@@ -8,7 +8,6 @@
 import asyncio
 import time
 
-from micropython import const
 
 from firmware.backoff import Backoff
 

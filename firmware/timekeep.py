@@ -17,7 +17,6 @@
 # that boot started + the seconds since it started (never later than now).
 from array import array
 
-from micropython import const
 
 from firmware import boardcaps, persist
 from firmware.ocpp import clock

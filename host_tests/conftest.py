@@ -2,17 +2,12 @@
 # on sys.path so `firmware`, `drivers` and `boards` import as on the device.
 import os
 import sys
-import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-if "micropython" not in sys.modules:
-    shim = types.ModuleType("micropython")
-    shim.const = lambda x: x
-    shim.native = shim.viper = lambda f: f
-    sys.modules["micropython"] = shim
+from tools import mpshim  # noqa: E402,F401 (micropython and const on CPython)
 
 # Property tests. `make test` (CI) uses the "ci" profile: derandomized, so every run draws
 # the same examples, and no example database is written into the clone; no per-example

@@ -27,12 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # firmware.config, for the default config.json
-if "micropython" not in sys.modules:  # firmware modules on CPython (host_tests/conftest.py)
-    import types
-
-    _shim = sys.modules["micropython"] = types.ModuleType("micropython")
-    _shim.const = lambda x: x
-    _shim.native = _shim.viper = lambda f: f
+import mpshim  # noqa: E402,F401 (firmware modules on CPython)
 import build  # noqa: E402,F401  (deploy.build: the compile step, as before)
 from deploy_plan import (FROZEN_PROBE, KEYS_FILE, DeployError, board_arch,  # noqa: E402,F401
                          config_text, default_config, frozen_plan, heap_warning, keys_text,

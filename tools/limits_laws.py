@@ -9,14 +9,11 @@ Where a detail is not documented the choice made is said ("assumed").
 import math
 import os
 import sys
-import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-if "micropython" not in sys.modules:  # the pure logic's one MicroPython name, on CPython
-    _shim = sys.modules["micropython"] = types.ModuleType("micropython")
-    _shim.const = lambda x: x
+from tools import mpshim  # noqa: E402,F401 (the pure logic's MicroPython names)
 
 from firmware.limits import conf  # noqa: E402
 from firmware.limits.arbiter import Arbiter  # noqa: E402

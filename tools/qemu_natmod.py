@@ -26,13 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import qemu_run  # noqa: E402
 
-if "micropython" not in sys.modules:  # the twins on CPython, as host_tests/conftest.py does
-    import types
-
-    _shim = types.ModuleType("micropython")
-    _shim.const = lambda x: x
-    _shim.native = _shim.viper = lambda f: f
-    sys.modules["micropython"] = _shim
+import mpshim  # noqa: E402,F401 (the twins on CPython)
 
 # Defined once on the device: each impl on one vector, outputs and allocation as JSON.
 DEVICE_PRELUDE = """

@@ -3,7 +3,6 @@
 #   from boards.esp32_wallbox.board import build; board = build()
 from machine import ADC, PWM, WDT, Pin
 from machine import reset as machine_reset
-from micropython import const
 
 from boards.rtc import MachineRtc, reset_cause
 from boards.rtc import ntp_s as _ntp_s

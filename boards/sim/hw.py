@@ -2,7 +2,6 @@
 # the real drivers instead of machine.Pin/PWM/ADC.
 import time
 
-from micropython import const
 
 # The sim's CP front end: a 12-bit ADC over -13.5 V .. +13.5 V.
 CP_OFFSET_MV = const(-13500)

@@ -17,7 +17,6 @@
 import select
 import socket
 
-from micropython import const
 
 SLOTS = const(48)
 

@@ -9,7 +9,6 @@
 # UART driver's ring buffer does, so nothing here allocates once open.
 import io
 
-from micropython import const
 
 _MP_STREAM_POLL = const(3)
 _POLLIN = const(1)

@@ -5,7 +5,6 @@
 import pyb
 from machine import WDT
 from machine import reset as machine_reset
-from micropython import const
 
 from boards.rtc import MachineRtc, reset_cause
 from drivers.contactor import Contactor

@@ -10,7 +10,6 @@
 import asyncio
 import time
 
-from micropython import const
 
 from firmware import boardcaps
 from firmware.charge import pilot as cp

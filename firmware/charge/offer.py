@@ -3,7 +3,6 @@
 # a stop (fault, unplugged, not authorised, ...) makes it 0 at once. Every decrease acts at
 # once; an increase waits until OFFER_CHANGE_MS after the last change within a session. An
 # EV that draws more than offer + 10 % for OC_TOLERANCE_MS gets no offer for OC_PAUSE_MS.
-from micropython import const
 
 from firmware.charge import pilot as cp
 from firmware.ticks import ticks_add, ticks_diff

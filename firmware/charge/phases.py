@@ -9,7 +9,6 @@
 # main contactor never closes while the phase state is not confirmed; after such a fault it
 # is not switched again until a person clears it (diag.clear_lockout) or a restart (no coil
 # hammering on a broken contactor): the box charges on the phases its mirror confirms.
-from micropython import const
 
 from firmware.charge.watch import CLOSE_FB_MS, FB_DEBOUNCE_MS
 from firmware.ticks import ticks_diff

@@ -1,7 +1,6 @@
 # Control pilot, IEC 61851-1 Annex A: duty <-> current and classification of the measured
 # plateaus into states A..F. Pure logic: no clock reads, no hardware. Currents are in
 # deci-amps (dA, 0.1 A), duty in per-mille of the period, voltages in mV.
-from micropython import const
 
 from firmware.ticks import ticks_diff
 
@@ -36,7 +35,6 @@ DUTY_DIGITAL = const(50)  # 5 %: high-level communication (ISO 15118 / DIN 70121
 MIN_OFFER_DA = const(60)  # 6 A: the lowest current a duty can signal
 MAX_OFFER_DA = const(800)  # 80 A at 96 %
 _SPLIT2_DA = const(525)  # 52.5 A = 85 % in the upper range; 85 % is 51 A in the lower
-
 
 
 def connected(state):

@@ -1,6 +1,5 @@
 # Proximity pilot: IEC 62196-2 cable coding (Type 2) and the SAE J1772 latch button S3
 # (Type 1). Pure logic: ohms in, cable ampacity in deci-amps out.
-from micropython import const
 
 INVALID = const(0)  # no valid cable (open, short, or outside 60..4500 ohm)
 BUTTON = const(-1)  # Type 1: the latch button S3 is pressed - the user is about to unplug

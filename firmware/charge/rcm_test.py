@@ -2,7 +2,6 @@
 # fault output must rise, remove it, the output must fall. Pure logic, stepped by the
 # session. A passed test counts for one closing, and only while it is fresh; after any test
 # ends (passed, failed or abandoned) the output is not believed until it has cleared.
-from micropython import const
 
 from firmware.ticks import ticks_diff
 

@@ -5,7 +5,6 @@
 # as they are. Steady-state steps allocate nothing (checked under heap_lock). Components:
 # the RCM self-test (rcm_test.py), the offer policy (offer.py), the feedback watches on the
 # contactor, lock and cable (watch.py), the 1p/3p phase switch (phases.py).
-from micropython import const
 
 from firmware.charge import pilot as cp
 from firmware.charge import rcm_test as rt

@@ -1,7 +1,6 @@
 # Watches on the session's hardware feedback: the contactor's mirror contact, the socket
 # lock's position switch and the cable's proximity coding. Pure logic, stepped by the
 # session; each check returns None or the fault info (a constant string) for it to latch.
-from micropython import const
 
 from firmware.charge.proximity import BUTTON, INVALID
 from firmware.ticks import ticks_diff

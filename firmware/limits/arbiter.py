@@ -5,7 +5,6 @@
 # arrays: a decision allocates nothing (host_tests/mpy/check_limits.py proves it).
 from array import array
 
-from micropython import const
 
 from firmware.limits import rules
 from firmware.ticks import ticks_diff

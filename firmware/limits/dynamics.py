@@ -4,7 +4,6 @@
 # above it after a minimum pause; the PV modes start and stop on thresholds held for a delay
 # (evcc's defaults: 1 min on, 3 min off) after a minimum charge time; the UK randomised delay
 # holds a start and a rise after a grid signal. Ints and preallocated state only.
-from micropython import const
 
 from firmware.ticks import ticks_add, ticks_diff
 

@@ -5,7 +5,6 @@
 # limit (absent, not zero); a stale or bad input makes its fallback bind.
 import asyncio
 
-from micropython import const
 
 from firmware import boardcaps
 from firmware.charge import pilot

@@ -16,7 +16,6 @@
 #   phase count from what it drew on one phase, so switching back up keeps working (evcc
 #   #2244: a car seen on 2p after a switch down was never switched up again).
 # Ints only; nothing allocated per decision.
-from micropython import const
 
 from firmware.limits import rules
 from firmware.ticks import ticks_diff

@@ -1,6 +1,5 @@
 # Grid rules as pure functions (docs/limits.md): the §14a EnWG floor, the UK default off-peak
 # schedule, the frequency -> current curve. Ints only; they can only lower the offer.
-from micropython import const
 
 _NOMINAL_V = const(230)
 _DSO_FLOOR_W = const(4200)  # §14a EnWG: a dimmed device keeps at least 4.2 kW

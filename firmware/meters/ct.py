@@ -6,7 +6,6 @@
 # integrated over the time between polls into the flash register (energy.py).
 from array import array
 
-from micropython import const
 
 from drivers import kernels
 from firmware.meter import UNKNOWN

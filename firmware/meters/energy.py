@@ -17,7 +17,6 @@
 # loses at most step_wh - 1 Wh plus the unsaved fraction of a Wh.
 import struct
 
-from micropython import const
 
 from drivers import kernels
 from firmware import persist

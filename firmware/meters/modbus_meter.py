@@ -7,7 +7,6 @@
 # so `await meter.poll(reading)` allocates nothing once warmed up.
 from array import array
 
-from micropython import const
 
 from drivers.modbus import Awaitable, ModbusError
 from firmware.meter import UNKNOWN

@@ -15,7 +15,6 @@
 #   "energy" import energy -> Wh    "export" export energy -> Wh     "freq" -> 0.01 Hz
 # Per-phase entries are 3-tuples (None for a phase the meter lacks); a missing key reads as
 # unknown. Floats are IEEE 754 single precision; "scaled" meters send a float in their unit.
-from micropython import const
 
 F32 = const(0)  # float32, high word first (ABCD)
 I32 = const(1)  # int32, high word first

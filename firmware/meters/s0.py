@@ -16,7 +16,6 @@
 # most one impulse over the time since the last one (it decays as 1/t), and 0 after IDLE_MS.
 from array import array
 
-from micropython import const
 
 from firmware.meter import UNKNOWN
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms

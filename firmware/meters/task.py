@@ -20,7 +20,6 @@
 # (-1), counted and logged; SWAP_CONFIRM such readings in a row are taken as the new register.
 import time
 
-from micropython import const
 
 from firmware.meter import UNKNOWN
 from firmware.ticks import ticks_diff

@@ -8,7 +8,6 @@
 import asyncio
 import json
 
-from micropython import const
 
 from firmware.mqtt import ha
 from firmware.mqtt.client import Client

@@ -13,7 +13,6 @@
 # every connection); commands are subscribed at QoS 1 and acknowledged.
 import asyncio
 
-from micropython import const
 
 from firmware.backoff import Backoff
 from firmware.mqtt import proto

@@ -1,7 +1,6 @@
 # MQTT 3.1.1 packets (OASIS standard, 2014): building and parsing the few the wallbox uses.
 # Pure: bytes in, bytes out; no sockets, no clock. The client (firmware/mqtt/client.py) owns
 # the connection. Section numbers below are the standard's.
-from micropython import const
 
 CONNECT = const(0x10)
 CONNACK = const(0x20)

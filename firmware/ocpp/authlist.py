@@ -14,10 +14,9 @@
 # A file with a bad header or CRC counts as no list (version 0) and says so in self.errors.
 import struct
 
-from micropython import const
 
-from firmware import persist
-from firmware.ocpp import clock
+from .. import persist
+from . import clock
 
 try:
     from binascii import crc32 as _crc32

@@ -18,10 +18,9 @@
 #   instant before 1970-01-01T00:00:00Z is refused, whatever its offset).
 # On 32-bit boards epoch seconds after 2004 are no longer small ints (2^30): a few bytes of
 # heap per value, which is fine outside the hot paths.
-from micropython import const
 
-from firmware.limits.rules import days_from_civil
-from firmware.ticks import ticks_add, ticks_diff
+from ..limits.rules import days_from_civil
+from ..ticks import ticks_add, ticks_diff
 
 _DAY_S = const(86400)
 _REANCHOR_MS = const(86400000)  # a day: ticks_diff is exact up to 2^29 ms (6.2 days)

@@ -10,10 +10,9 @@
 import asyncio
 import time
 
-from micropython import const
 
-from firmware import backoff, boardcaps, persist, timekeep
-from firmware.ocpp import (authlist, jram, journal, keys, remote, report, rpc, security, smart,
+from .. import backoff, boardcaps, persist, timekeep
+from . import (authlist, jram, journal, keys, remote, report, rpc, security, smart,
                            txn, ws)
 
 _TICK_MS = const(250)

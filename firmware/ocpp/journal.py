@@ -40,10 +40,9 @@ import json
 import struct
 from array import array
 
-from micropython import const
 
-from firmware import persist
-from firmware.ocpp.jram import JournalError, RamTail
+from .. import persist
+from .jram import JournalError, RamTail
 
 try:
     from binascii import crc32 as _crc32

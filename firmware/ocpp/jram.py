@@ -34,10 +34,9 @@
 import time
 from array import array
 
-from micropython import const
 
-from firmware import persist
-from firmware.ocpp import rpc
+from .. import persist
+from . import rpc
 
 _RAM = const(0x20000000)  # offsets from here on are records in RAM (as in journal.py)
 _HDR = const(16)

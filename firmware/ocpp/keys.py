@@ -6,9 +6,8 @@
 # measurands its meter has) come in as overrides and are not persisted.
 # AuthorizationKey is write-only: GetConfiguration lists it without a value, and neither
 # repr() nor an error message ever contains it.
-from micropython import const
 
-from firmware import persist
+from .. import persist
 
 # kinds: "b" bool, "i" int (lo..hi), "m" CSL of measurands (max items: <key>MaxLength),
 # "r" ConnectorPhaseRotation CSL, "s" string (read-only lists), "k" hex key of 16..20 bytes
@@ -89,7 +88,7 @@ def supported_measurands(meters, temperature=False):
     kind = ev.get("type") if type(ev) is dict else None
     has = _FIXED.get(kind, ())
     if kind == "modbus":
-        from firmware.meters.profiles import PROFILES
+        from ..meters.profiles import PROFILES
 
         has = PROFILES.get(ev.get("profile"), has)
     for field, m in _MEASURES:

@@ -10,10 +10,9 @@
 import asyncio
 import time
 
-from micropython import const
 
-from firmware import persist, restart, version
-from firmware.ocpp import authlist, clock, keys, rpc
+from .. import persist, restart, version
+from . import authlist, clock, keys, rpc
 
 _UNLOCK_WAIT_MS = const(2500)
 _TRIGGERS_MAX = const(8)  # distinct (message, connector) requests waiting for the sender

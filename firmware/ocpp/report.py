@@ -28,9 +28,8 @@
 # Only a fresh reading gives power, currents, voltages and frequency: a meter gone silent
 # leaves them out (a stale value is not sent as if it were now); the energy register is the
 # highest the meter gave (TxEnergy below).
-from micropython import const
 
-from firmware.ticks import ticks_diff, ticks_ms
+from ..ticks import ticks_diff, ticks_ms
 
 _START_WAIT_MS = const(10000)
 _STOP_WAIT_MS = const(3000)

@@ -8,9 +8,8 @@ import asyncio
 import json
 import os
 
-from micropython import const
 
-from firmware.ocpp import schema
+from . import schema
 
 _CALL = const(2)
 _RESULT = const(3)

@@ -36,9 +36,8 @@
 # (which clock.parse reads) passes; the "uri" format is not checked
 # (jsonschema does not either, without rfc3987). An escaped surrogate pair counts as one
 # character in maxLength, as in JSON Schema, though MicroPython's json keeps it as two.
-from micropython import const
 
-from firmware.ocpp import clock
+from . import clock
 
 FORMATION = "FormationViolation"
 TYPE = "TypeConstraintViolation"

@@ -18,9 +18,8 @@
 # Only the installer lowers a profile: ocpp.security_profile in the config (A00.FR.005).
 import binascii
 
-from micropython import const
 
-from firmware import persist
+from .. import persist
 
 STATE_FILE = "ocpp_security.json"
 _MAX_PEM = const(8192)  # bytes of a client certificate or key file

@@ -25,11 +25,10 @@
 #   startSchedule) is exact even then: the time since the transaction started is known.
 import json
 
-from micropython import const
 
-from firmware import persist
-from firmware.ocpp import clock
-from firmware.ocpp import smart_store as st
+from .. import persist
+from . import clock
+from . import smart_store as st
 
 # A profile's record (smart_store.compile_profile makes it): a tuple indexed by these.
 _R_ID = const(0)

@@ -20,9 +20,8 @@
 import json
 from array import array
 
-from micropython import const
 
-from firmware import persist
+from .. import persist
 
 # codes of the purposes and kinds: their index in PURPOSES and KINDS (smart.py has the same)
 _CPMAX = const(0)

@@ -4,14 +4,13 @@
 # Journal records are {"l": local transaction id, "p": payload without transactionId}; the
 # CSMS's transactionId is filled in when the record is sent (journal.tx_id), so a
 # transaction started offline is mapped once its StartTransaction.conf arrives.
-from micropython import const
 
-from firmware import persist
-from firmware.charge.pilot import connected
-from firmware.ocpp.authlist import AuthListError, stored_info
-from firmware.ocpp.journal import JournalError
-from firmware.ocpp.report import TxEnergy, meter_value
-from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+from .. import persist
+from ..charge.pilot import connected
+from .authlist import AuthListError, stored_info
+from .journal import JournalError
+from .report import TxEnergy, meter_value
+from ..ticks import ticks_add, ticks_diff, ticks_ms
 
 TX_FILE = "ocpp_tx.json"  # the open transaction (a power cut ends it with PowerLoss)
 _STOP_DATA_MAX = const(8)  # StopTxn*Data samples kept for transactionData
@@ -221,7 +220,7 @@ class Transactions:
         cp.say("transaction %s stopped (%s), meterStop %d Wh" % (
             o["l"], reason, p["meterStop"]))
         if cp.pending_avail is not None:
-            from firmware.ocpp import remote
+            from . import remote
 
             w, cp.pending_avail = cp.pending_avail, None
             remote.apply_availability(cp, *w)

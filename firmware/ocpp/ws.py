@@ -12,11 +12,10 @@ import binascii
 import hashlib
 from os import urandom
 
-from micropython import const
 
-from firmware.ocpp.security import der, to_bytes
-from firmware.ocpp.wsframe import WebSocket, WsClosed, WsError, _wait_ms  # noqa: F401 (API)
-from firmware.ticks import ticks_add, ticks_diff, ticks_ms
+from .security import der, to_bytes
+from .wsframe import WebSocket, WsClosed, WsError, _wait_ms  # noqa: F401 (API)
+from ..ticks import ticks_add, ticks_diff, ticks_ms
 
 _MAX_HTTP = const(4096)  # bytes of HTTP response header accepted at the upgrade
 _BEGIN = b"-----BEGIN CERTIFICATE-----"

@@ -11,10 +11,9 @@ import struct
 import sys
 from os import urandom  # every port the firmware runs on has it (cp.py, backoff.py use it)
 
-from micropython import const
 
 from drivers import kernels
-from firmware.ticks import ticks_ms
+from ..ticks import ticks_ms
 
 _MPY = sys.implementation.name == "micropython"
 

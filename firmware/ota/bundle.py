@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 
-from micropython import const
 
 from firmware.ota import rsa
 

@@ -12,7 +12,6 @@
 import asyncio
 import hashlib
 
-from micropython import const
 
 from firmware import persist
 

@@ -19,7 +19,6 @@
 # either slot whatever a power cut leaves.
 import hashlib
 
-from micropython import const
 
 from firmware.ota.bundle import BundleError
 

@@ -14,7 +14,6 @@
 # reads the partition back and hashes it again before set_boot, as for an image in the file.
 import hashlib
 
-from micropython import const
 
 from firmware.ota import bundle, image
 

@@ -11,7 +11,6 @@
 # while mboot programs leaves the board in USB DFU mode).
 import struct
 
-from micropython import const
 
 _END = const(1)
 _MOUNT = const(2)

@@ -3,7 +3,6 @@
 # all a verifier needs. Only the public key is on the device. docs/ota.md says why PSS.
 import hashlib
 
-from micropython import const
 
 _HLEN = const(32)  # SHA-256
 _TRAILER = const(0xBC)

@@ -7,7 +7,6 @@
 import binascii
 import hashlib
 
-from micropython import const
 
 from firmware.ota import rsa
 

@@ -7,7 +7,6 @@
 import asyncio
 import json
 
-from micropython import const
 
 from firmware import persist
 from firmware.charge import pilot

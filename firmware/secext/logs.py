@@ -10,7 +10,6 @@
 import asyncio
 import time
 
-from micropython import const
 
 from firmware import persist
 from firmware.secext import notify

@@ -9,7 +9,6 @@
 # stores of records: a torn or garbled line fails its CRC and is skipped when read). While
 # the flash gate is closed (contactor closed on some boards) up to _HELD lines wait in RAM
 # (persist.later) and the rest are counted as lost; the next line written says how many.
-from micropython import const
 
 from firmware import persist
 

@@ -8,7 +8,6 @@
 # OCPP 1.6 mostly shows) is not supported: UploadError names it before anything is sent.
 import asyncio
 
-from micropython import const
 
 _PIECE = const(512)
 _ANSWER_MS = const(20000)

@@ -4,7 +4,6 @@
 import json
 
 from microdot import Microdot, Request, Response
-from micropython import const
 
 from firmware.owner.settings import SettingsError
 from firmware.ticks import ticks_diff, ticks_ms

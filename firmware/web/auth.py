@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 
-from micropython import const
 
 from firmware import persist
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms

@@ -10,7 +10,6 @@
 # controller: it reads the owner model and changes settings through it.
 import asyncio
 
-from micropython import const
 
 from firmware.ticks import ticks_add, ticks_diff, ticks_ms
 
