@@ -104,7 +104,7 @@ class AuthListError(Exception):
 class _Store:
     """A sorted file of fixed-size idTag records (see the module comment)."""
 
-    def __init__(self, path, max_entries):
+    def __init__(self, path="ocpp_list.bin", max_entries=1000):  # LocalList's defaults
         self.path = path
         self.max_entries = max_entries
         self.errors = []
@@ -140,36 +140,33 @@ class _Store:
     def __len__(self):
         return self._n
 
-    def _find(self, f, key):
-        """Bisection: the record index of key (self._rec holds it), or -1."""
+    def lookup(self, id_tag):
+        """(status, expiry_s or None, parent_id_tag or None) or None if not in the file.
+        Bisection, one record at a time read into self._rec."""
+        key = _key(id_tag)
+        if key is None or not self._n:
+            return None
         r, p = self._rec, self._probe
         for i in range(_TAG):
             p[i] = key[i] if i < len(key) else 0  # zero-padded as the records' keys
         lo, hi = 0, self._n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            f.seek(_HDR + mid * _REC)
-            f.readinto(r)
-            i = 0
-            while i < _TAG and r[i] == p[i]:
-                i += 1
-            if i == _TAG:
-                return mid
-            if r[i] < p[i]:
-                lo = mid + 1
-            else:
-                hi = mid
-        return -1
-
-    def lookup(self, id_tag):
-        """(status, expiry_s or None, parent_id_tag or None) or None if not in the file."""
-        key = _key(id_tag)
-        if key is None or not self._n:
-            return None
         with open(self.path, "rb") as f:
-            if self._find(f, key) < 0:
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                f.seek(_HDR + mid * _REC)
+                f.readinto(r)
+                i = 0
+                while i < _TAG and r[i] == p[i]:
+                    i += 1
+                if i == _TAG:
+                    break  # found: r holds it
+                if r[i] < p[i]:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            else:
                 return None
-        _, parent, st, exp, _ = struct.unpack(_FMT, self._rec)
+        _, parent, st, exp, _ = struct.unpack(_FMT, r)
         return STATUSES[st], exp or None, str(parent.rstrip(b"\0"), "utf-8") if parent[0] else None
 
     def _records(self):
@@ -253,21 +250,18 @@ def _pack(key, info, stamp=0, rec=None):
     return rec
 
 
-def _sort_key(e):
-    return _key(e[0])
-
-
-def _changes(entries, allow_remove, buf):
-    """Checks entries, sorts them in place by idTag and yields (key, record in buf or None)
-    one at a time: a big update is never packed into RAM as a whole."""
+def _changes(entries, full, buf):
+    """Checks entries (a full update removes none), sorts them in place by idTag and yields
+    (key, record in buf or None) one at a time: a big update is never packed into RAM as a
+    whole."""
     for e in entries:
         if not isinstance(e, (tuple, list)) or len(e) != 2:
             raise AuthListError("entry %r is not (idTag, info)" % (e,))
         if _key(e[0]) is None:
             raise AuthListError("bad idTag %r" % (e[0],))
-        if e[1] is None and not allow_remove:
+        if e[1] is None and full:
             raise AuthListError("%s without idTagInfo in a full update" % e[0])
-    entries.sort(key=_sort_key)
+    entries.sort(key=lambda e: _key(e[0]))
     prev = None
     for e in entries:
         key = _key(e[0])
@@ -278,9 +272,6 @@ def _changes(entries, allow_remove, buf):
 
 
 class LocalList(_Store):
-    def __init__(self, path="ocpp_list.bin", max_entries=1000):
-        _Store.__init__(self, path, max_entries)
-
     def update(self, version, entries, full):
         """SendLocalList: "Accepted", "Failed" or "VersionMismatch"; self.last_error says why
         it failed. The list is unchanged unless Accepted."""
@@ -292,7 +283,7 @@ class LocalList(_Store):
                 return "VersionMismatch"
             if not isinstance(entries, list):
                 raise AuthListError("entries is not a list")
-            ch = _changes(entries, not full, bytearray(_REC))
+            ch = _changes(entries, full, bytearray(_REC))
             if full:
                 if len(entries) > self.max_entries:
                     raise AuthListError("%d entries, at most %d"
@@ -314,22 +305,22 @@ class AuthCache(_Store):
         _Store.__init__(self, path, max_entries)
         self._wait = []  # puts while the flash gate is closed (the newest _WAIT_MAX)
 
-    def put(self, id_tag, status, expiry_s, parent, now_s):
+    def put(self, id_tag, status, expiry, parent, stamp):
         """Remember the idTagInfo the CSMS gave (replacing the oldest entry when full).
         While the flash gate is closed (a session on a board where an erase blinds the
-        safety path) it waits in RAM and is written when the gate opens (settle)."""
+        safety path) it waits in RAM and is written when the gate opens (settle).
+        stamp: now (epoch s), the oldest entry goes first."""
         key = _key(id_tag)
         if key is None:
             raise AuthListError("bad idTag %r" % (id_tag,))
+        rec = _pack(key, (status, expiry, parent), stamp & 0xFFFFFFFF)  # a bad one: refused
         if not persist.flash_ok():
-            _pack(key, (status, expiry_s, parent))  # a bad idTagInfo is refused now
             w = self._wait
-            w.append((id_tag, status, expiry_s, parent, now_s))
+            w.append((id_tag, status, expiry, parent, stamp))
             if len(w) > _WAIT_MAX:
                 del w[0]
             persist.later(self)
             return
-        rec = _pack(key, (status, expiry_s, parent), now_s & 0xFFFFFFFF)
         drop = None
         if self._n >= self.max_entries and self.lookup(id_tag) is None:
             oldest = None

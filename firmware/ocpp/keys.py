@@ -67,9 +67,6 @@ TABLE = (
 )
 
 
-KeysError = ValueError  # GetConfiguration asked for more keys than it answers
-
-
 # What each meter type of the config's "meters" section measures (docs/meters.md), named by
 # the value keys of a Modbus profile (firmware/meters/profiles.py): an S0 meter's pulses give
 # power, a CT gives current and power; a Modbus meter's profile says. Current.Offered comes
@@ -229,7 +226,7 @@ class Keys:
         if keys is None:
             keys = [r[0] for r in TABLE]
         elif len(keys) > n:
-            raise KeysError("GetConfiguration: %d keys asked, at most %d" % (len(keys), n))
+            raise ValueError("GetConfiguration: %d keys asked, at most %d" % (len(keys), n))
         out, unknown = [], []
         for name in keys:
             r = _row(name)

@@ -12,7 +12,7 @@ import time
 
 
 from .. import persist, restart, version
-from . import authlist, clock, keys, rpc
+from . import authlist, clock, rpc
 
 _UNLOCK_WAIT_MS = const(2500)
 _TRIGGERS_MAX = const(8)  # distinct (message, connector) requests waiting for the sender
@@ -88,7 +88,7 @@ def ChangeConfiguration(cp, p):
 def GetConfiguration(cp, p):
     try:
         known, unknown = cp.keys.configuration(p.get("key") or None)  # [] = all (1.6 5.8)
-    except keys.KeysError as e:
+    except ValueError as e:  # more keys asked than GetConfigurationMaxKeys
         raise rpc.RpcError("OccurrenceConstraintViolation", str(e))
     out = {"configurationKey": known}
     if unknown:
@@ -119,8 +119,9 @@ def RemoteStartTransaction(cp, p):
             or prof is not None and prof.get("chargingProfilePurpose") != "TxProfile"
             or r is not None and r["tag"].lower() != tag.lower()):
         return "Rejected"
-    cp.spawn(tx.authorize(tag, remote_ok=not cp.keys.get("AuthorizeRemoteTxRequests"),
-                          profile=prof), "RemoteStartTransaction")
+    # no stop_parent; remote_ok unless the key asks to authorise; the TxProfile
+    cp.spawn(tx.authorize(tag, None, not cp.keys.get("AuthorizeRemoteTxRequests"), prof),
+             "RemoteStartTransaction")
     return "Accepted"
 
 
@@ -256,7 +257,7 @@ def SetChargingProfile(cp, p):
     c = p["connectorId"]
     if c not in (0, 1):
         return "Rejected"
-    st = cp.profiles.set(c, p["csChargingProfiles"], tx_id=cp.tx.profile_id())
+    st = cp.profiles.set(c, p["csChargingProfiles"], cp.tx.profile_id())
     cp.limit_changed()
     return st
 
@@ -275,10 +276,10 @@ def GetCompositeSchedule(cp, p):
         return "Rejected"
     v = cp.volts()
     ph = cp.limits.phases
+    # (connector, now, duration, unit, tx_start_s, tx_id, volts, phases, max_amps)
     r = cp.profiles.composite(
-        c, now, p["duration"], p.get("chargingRateUnit"),
-        tx_start_s=cp.tx.start_s(), tx_id=cp.tx.profile_id(), volts=v,
-        phases=ph, max_amps=min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
+        c, now, p["duration"], p.get("chargingRateUnit"), cp.tx.start_s(), cp.tx.profile_id(),
+        v, ph, min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
     a = cp.limits.local_a()
     if a is None or r.get("status") != "Accepted":
         return r
