@@ -14,6 +14,7 @@ maxItems, multipleOf and the date-time format. A keyword the table cannot expres
 generator with its name and path, so a new schema set never loses a rule silently.
 
 Table format (the type codes are the constants of firmware/ocpp/schema.py):
+    REQUESTS, RESPONSES = (action, object spec, action, object spec, ...)
     object spec  = its fields one after the other, three items each: (name, code, arg,
                    name, code, arg, ...): one tuple per object, not one per field, is what
                    keeps the table small in RAM (every object in 1.6 has additionalProperties
@@ -22,8 +23,12 @@ Table format (the type codes are the constants of firmware/ocpp/schema.py):
                    4 object, 5 array, 6 date-time string
     arg          = string: maxLength (int), enum (tuple of str) or None
                    number: multipleOf or None
-                   object: its object spec
+                   object: its object spec, or the index in SHARED of one (an object spec
+                   used more than once is written once, in SHARED)
                    array:  (minItems, maxItems or 0, item code, item arg)
+Every table is a tuple literal with no name in it: mpy-cross folds each into one constant,
+which a frozen image keeps in flash. (A dict, or a tuple naming another, would be built at
+import, in RAM.)
 """
 import argparse
 import json
@@ -160,19 +165,19 @@ def _is_object(t):
         isinstance(t[i], str) and isinstance(t[i + 1], int) for i in range(0, len(t), 3))
 
 
-def _is_spec(t):
-    """An object spec or an enum (tuple of str): the tuples worth naming."""
-    return bool(t) and (all(isinstance(x, str) for x in t) or _is_object(t))
+def _is_enum(t):
+    return bool(t) and all(isinstance(x, str) for x in t)
 
 
 def _shared(tables):
-    """Object specs and enums used more than once, worth a module-level name each (the .mpy
-    then holds them once). One used only inside another named one as often is left there."""
+    """Object specs used more than once, worth a place in SHARED each (the .mpy then holds
+    them once): {spec: its index}. One used only inside another shared one as often is left
+    there."""
     count = {}
 
     def walk(t, parents):
         if isinstance(t, tuple):
-            if _is_spec(t) and len(repr(t)) >= 60:
+            if _is_object(t) and len(repr(t)) >= 60:
                 count.setdefault(t, [0, set()])
                 count[t][0] += 1
                 count[t][1].update(parents)
@@ -188,15 +193,15 @@ def _shared(tables):
         if n >= 2 and not any(p in named and count[p][0] == n for p in parents):
             named[t] = None
     for i, t in enumerate(sorted(named, key=lambda t: len(repr(t)))):
-        named[t] = "_S%d" % i
+        named[t] = i
     return named
 
 
 def _fmt(t, names, indent, used=0, top=False):
     """Python source of a table value, wrapped to 99 columns (`used`: columns taken on the
-    first line by what stands before it), shared parts by name."""
+    first line by what stands before it), shared object specs by their index in SHARED."""
     if not top and t in names:
-        return names[t]
+        return str(names[t])
     if not isinstance(t, tuple):
         return repr(t)
     one = "(" + ", ".join(_fmt(x, names, 0) for x in t) + ("," if len(t) == 1 else "") + ")"
@@ -209,7 +214,7 @@ def _fmt(t, names, indent, used=0, top=False):
             head = "%r, %r, " % t[i:i + 2]
             rows.append(head + _fmt(t[i + 2], names, indent + 4, len(head)))
         return "(\n" + "".join(pad + r + ",\n" for r in rows) + " " * indent + ")"
-    if _is_spec(t):  # one enum value a line
+    if _is_enum(t):  # one enum value a line
         rows = [_fmt(x, names, indent + 4) for x in t]
         return "(\n" + "".join(pad + r + ",\n" for r in rows) + " " * indent + ")"
     # a field or an array's arg: the scalars on the first line, the nested part below
@@ -228,19 +233,21 @@ def render():
         "# From the OCPP 1.6J JSON schemas of the `ocpp` package (a test checks it is up to",
         "# date). Format: see the generator.",
         "# REQUESTS: what the CSMS may send to a charge point. RESPONSES: the CSMS's answers",
-        "# to what a charge point sends.",
-        "# Tuple literals on purpose: mpy-cross folds each into one constant, which a frozen",
-        "# image keeps in flash (no heap). Built at import instead (a call per tuple), the .mpy",
-        "# would be ~700 B smaller (each name stored once) but the tables would take ~2 KB of a",
-        "# frozen board's heap.",
+        "# to what a charge point sends. SHARED: the object specs used more than once.",
+        "# Tuple literals with no name in them, on purpose: mpy-cross folds each into one",
+        "# constant, which a frozen image keeps in flash (no heap). Built at import instead",
+        "# (a call per tuple, or a dict), the .mpy would be smaller (each name stored once)",
+        "# but the tables would take ~2 KB of a frozen board's heap.",
+        "SHARED = (",
     ]
-    for t, name in sorted(names.items(), key=lambda kv: int(kv[1][2:])):
-        out.append("%s = %s" % (name, _fmt(t, names, 0, len(name) + 3, top=True)))
+    for t in sorted(names, key=names.get):
+        out.append("    %s," % _fmt(t, names, 4, top=True))
+    out.append(")")
     for var, rows in groups:
-        out.append("%s = {" % var)
+        out.append("%s = (" % var)
         for action, t in rows:
-            out.append("    %r: %s," % (action, _fmt(t, names, 4, len(action) + 4)))
-        out.append("}")
+            out.append("    %r, %s," % (action, _fmt(t, names, 4, len(action) + 5, top=True)))
+        out.append(")")
     return "\n".join(out) + "\n"
 
 

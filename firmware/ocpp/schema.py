@@ -16,7 +16,7 @@
 #                                 its maxLength, not a multiple of its multipleOf, or a
 #                                 property the schema does not name (additionalProperties false)
 #   OccurrenceConstraintViolation a required field is missing, or an array has fewer items than
-#                                 minItems or more than maxItems (or than max_items, below)
+#                                 minItems or more than maxItems (or than MAX_ITEMS, below)
 #   NotImplemented                no schema for the action (not an OCPP 1.6 action)
 # The first problem found is reported: in an object, first a property it must not have, then
 # its fields in schema order, each one's missing-or-value check; an array's length before its
@@ -25,8 +25,8 @@
 # Bounded work: the walk follows the schema, never the payload, so it goes no deeper than the
 # schema (at most 5 levels) and never looks inside a value the schema does not describe. An
 # array is measured before its items are read: longer than its maxItems or, where the schema
-# sets none, than max_items (default MAX_ITEMS) is refused at once with
-# OccurrenceConstraintViolation. A date-time is read as bytes (one pass, no regex).
+# sets none, than MAX_ITEMS is refused at once with OccurrenceConstraintViolation. A
+# date-time is read as bytes (one pass, no regex).
 #
 # Differences from jsonschema's Draft 4 reading, on purpose: multipleOf on a float is checked
 # to within the float's precision (relative 1e-9 with 64-bit floats, 1e-5 with the 32-bit
@@ -60,23 +60,23 @@ _REQUIRED = const(8)
 _TYPE_NAMES = ("string", "integer", "number", "boolean", "object", "array", "date-time")
 # The Python type of each code's value (a number may be an int as well; a bool is no int)
 _PY_TYPES = (str, int, float, bool, dict, list, str)
-# multipleOf tolerance, relative: far above the rounding error of v / step (a few units in
+# multipleOf tolerance, relative: far above the rounding error of v / arg (a few units in
 # the last place) and far below a wrong digit. 32-bit floats (most boards) or 64-bit.
 _EPS = 1e-9 if 1.0 + 1e-12 != 1.0 else 1e-5
 
 
-def check_request(action, payload, max_items=MAX_ITEMS):
+def check_request(action, payload):
     """A CALL from the CSMS: None if `payload` conforms to `action`'s schema, else
     (error_code, description)."""
-    return _payload(REQUESTS, "request ", action, payload, max_items)
+    return _payload(REQUESTS, "request ", action, payload, False)
 
 
-def check_response(action, payload, max_items=MAX_ITEMS, lax=False):
+def check_response(action, payload, lax=False):
     """The CALLRESULT to the charge point's CALL `action`: None or (error_code, description).
     lax: only what the charge point needs is checked (required fields, types, enums, array
     lengths): a property the schema does not name, a string over its maxLength and a
     date-time in another format pass (their reader copes: clock.parse, authlist)."""
-    return _payload(RESPONSES, "response to ", action, payload, max_items, lax)
+    return _payload(RESPONSES, "response to ", action, payload, lax)
 
 
 def _clip(s):
@@ -84,19 +84,19 @@ def _clip(s):
     return s if len(s) <= 40 else s[:40] + "..."
 
 
-def _payload(table, what, action, payload, max_items, lax=False):
-    spec = table.get(action)
-    if spec is None:
+def _payload(table, what, action, payload, lax):
+    # table: (action, spec, action, spec, ...); an action (a str) equals no spec (a tuple)
+    if action not in table:
         return NOT_IMPLEMENTED, "no OCPP 1.6 " + what + _clip(action)
     if type(payload) is not dict:
         return FORMATION, "payload is not a JSON object"
-    bad = _object(spec, payload, max_items, lax)
+    bad = _object(table[table.index(action) + 1], payload, lax)
     return None if bad is None else (bad[0], bad[1][1:])  # without the leading "."
 
 
 # The walk allocates nothing on a good payload: an error's path is put together on the way
 # back out, each level adding its ".name" or "[i]" in front of the description below it.
-def _object(spec, obj, max_items, lax=False):
+def _object(spec, obj, lax):
     n = len(spec)
     # Keys are distinct, so an unknown one turns up within n / 3 + 1 keys. (while loops:
     # a range() would be allocated for each key)
@@ -110,7 +110,7 @@ def _object(spec, obj, max_items, lax=False):
     while i < n:
         name = spec[i]
         if name in obj:
-            bad = _value(spec[i + 1] & 7, spec[i + 2], obj[name], max_items, lax)
+            bad = _value(spec[i + 1] & 7, spec[i + 2], obj[name], lax)
             if bad is not None:
                 return bad[0], "." + name + bad[1]
         elif spec[i + 1] & _REQUIRED:
@@ -119,7 +119,7 @@ def _object(spec, obj, max_items, lax=False):
     return None
 
 
-def _value(kind, arg, v, max_items, lax=False):
+def _value(kind, arg, v, lax):
     t = type(v)
     if t is not _PY_TYPES[kind] and not (kind == _NUM and t is int):
         return TYPE, ": expected " + _TYPE_NAMES[kind]
@@ -136,35 +136,30 @@ def _value(kind, arg, v, max_items, lax=False):
         if not lax and not is_datetime(v):
             return TYPE, ": not an RFC 3339 date-time with a time zone"
     elif kind == _NUM:
-        if arg is not None and not _multiple(v, arg):
-            return PROPERTY, ": not a multiple of %s" % arg
+        # multipleOf: an int is a multiple of 0.1 (the only step in 1.6; a big int would
+        # not even convert to a float); else v / arg must be within _EPS of a whole number
+        if arg is not None and not (t is int and arg == 0.1):
+            q = v / arg
+            d = q % 1  # NaN for an inf or NaN v, which fails the test below
+            if not min(d, 1 - d) <= _EPS * (abs(q) + 1):
+                return PROPERTY, ": not a multiple of %s" % arg
     elif kind == _OBJ:
-        return _object(arg, v, max_items, lax)
+        return _object(SHARED[arg] if type(arg) is int else arg, v, lax)
     elif kind == _ARR:
         lo, hi, item_code, item_arg = arg
         n = len(v)
-        if n > (hi or max_items):
-            return OCCURRENCE, ": more than %d items" % (hi or max_items)
+        hi = hi or MAX_ITEMS
+        if n > hi:
+            return OCCURRENCE, ": more than %d items" % hi
         if n < lo:
             return OCCURRENCE, ": fewer than %d items" % lo
         i = 0
         while i < n:
-            bad = _value(item_code, item_arg, v[i], max_items, lax)
+            bad = _value(item_code, item_arg, v[i], lax)
             if bad is not None:
                 return bad[0], "[%d]%s" % (i, bad[1])
             i += 1
     return None
-
-
-def _multiple(v, step):
-    if type(v) is int and step == 0.1:
-        return True
-    try:
-        q = v / step
-        r = round(q)
-    except (OverflowError, ValueError):  # inf or nan
-        return False
-    return abs(q - r) <= _EPS * (abs(q) + 1)
 
 
 def _surrogate_pairs(s):
@@ -201,50 +196,51 @@ def is_datetime(s):
 # From the OCPP 1.6J JSON schemas of the `ocpp` package (a test checks it is up to
 # date). Format: see the generator.
 # REQUESTS: what the CSMS may send to a charge point. RESPONSES: the CSMS's answers
-# to what a charge point sends.
-# Tuple literals on purpose: mpy-cross folds each into one constant, which a frozen
-# image keeps in flash (no heap). Built at import instead (a call per tuple), the .mpy
-# would be ~700 B smaller (each name stored once) but the tables would take ~2 KB of a
-# frozen board's heap.
-_S0 = ('CentralSystemRootCertificate', 'ManufacturerRootCertificate')
-_S1 = (
-    'expiryDate', 6, None,
-    'parentIdTag', 0, 20,
-    'status', 8, ('Accepted', 'Blocked', 'Expired', 'Invalid', 'ConcurrentTx'),
-)
-_S2 = (
-    'chargingProfileId', 9, None,
-    'transactionId', 1, None,
-    'stackLevel', 9, None,
-    'chargingProfilePurpose', 8, ('ChargePointMaxProfile', 'TxDefaultProfile', 'TxProfile'),
-    'chargingProfileKind', 8, ('Absolute', 'Recurring', 'Relative'),
-    'recurrencyKind', 0, ('Daily', 'Weekly'),
-    'validFrom', 6, None,
-    'validTo', 6, None,
-    'chargingSchedule', 12, (
-        'duration', 1, None,
-        'startSchedule', 6, None,
-        'chargingRateUnit', 8, ('A', 'W'),
-        'chargingSchedulePeriod', 13, (0, 0, 4,
-            ('startPeriod', 9, None, 'limit', 10, 0.1, 'numberPhases', 1, None),
+# to what a charge point sends. SHARED: the object specs used more than once.
+# Tuple literals with no name in them, on purpose: mpy-cross folds each into one
+# constant, which a frozen image keeps in flash (no heap). Built at import instead
+# (a call per tuple, or a dict), the .mpy would be smaller (each name stored once)
+# but the tables would take ~2 KB of a frozen board's heap.
+SHARED = (
+    (
+        'expiryDate', 6, None,
+        'parentIdTag', 0, 20,
+        'status', 8, ('Accepted', 'Blocked', 'Expired', 'Invalid', 'ConcurrentTx'),
+    ),
+    (
+        'chargingProfileId', 9, None,
+        'transactionId', 1, None,
+        'stackLevel', 9, None,
+        'chargingProfilePurpose', 8, ('ChargePointMaxProfile', 'TxDefaultProfile', 'TxProfile'),
+        'chargingProfileKind', 8, ('Absolute', 'Recurring', 'Relative'),
+        'recurrencyKind', 0, ('Daily', 'Weekly'),
+        'validFrom', 6, None,
+        'validTo', 6, None,
+        'chargingSchedule', 12, (
+            'duration', 1, None,
+            'startSchedule', 6, None,
+            'chargingRateUnit', 8, ('A', 'W'),
+            'chargingSchedulePeriod', 13, (0, 0, 4,
+                ('startPeriod', 9, None, 'limit', 10, 0.1, 'numberPhases', 1, None),
+            ),
+            'minChargingRate', 2, 0.1,
         ),
-        'minChargingRate', 2, 0.1,
     ),
 )
-REQUESTS = {
-    'CancelReservation': ('reservationId', 9, None),
-    'CertificateSigned': ('certificateChain', 8, 10000),
-    'ChangeAvailability': ('connectorId', 9, None, 'type', 8, ('Inoperative', 'Operative')),
-    'ChangeConfiguration': ('key', 8, 50, 'value', 8, 500),
-    'ClearCache': (),
-    'ClearChargingProfile': (
+REQUESTS = (
+    'CancelReservation', ('reservationId', 9, None),
+    'CertificateSigned', ('certificateChain', 8, 10000),
+    'ChangeAvailability', ('connectorId', 9, None, 'type', 8, ('Inoperative', 'Operative')),
+    'ChangeConfiguration', ('key', 8, 50, 'value', 8, 500),
+    'ClearCache', (),
+    'ClearChargingProfile', (
         'id', 1, None,
         'connectorId', 1, None,
         'chargingProfilePurpose', 0, ('ChargePointMaxProfile', 'TxDefaultProfile', 'TxProfile'),
         'stackLevel', 1, None,
     ),
-    'DataTransfer': ('vendorId', 8, 255, 'messageId', 0, 50, 'data', 0, None),
-    'DeleteCertificate': (
+    'DataTransfer', ('vendorId', 8, 255, 'messageId', 0, 50, 'data', 0, None),
+    'DeleteCertificate', (
         'certificateHashData', 12, (
             'hashAlgorithm', 8, ('SHA256', 'SHA384', 'SHA512'),
             'issuerNameHash', 8, 128,
@@ -252,7 +248,7 @@ REQUESTS = {
             'serialNumber', 8, 40,
         ),
     ),
-    'ExtendedTriggerMessage': (
+    'ExtendedTriggerMessage', (
         'requestedMessage', 8, (
             'BootNotification',
             'LogStatusNotification',
@@ -264,22 +260,24 @@ REQUESTS = {
         ),
         'connectorId', 1, None,
     ),
-    'GetCompositeSchedule': (
+    'GetCompositeSchedule', (
         'connectorId', 9, None,
         'duration', 9, None,
         'chargingRateUnit', 0, ('A', 'W'),
     ),
-    'GetConfiguration': ('key', 5, (0, 0, 0, 50)),
-    'GetDiagnostics': (
+    'GetConfiguration', ('key', 5, (0, 0, 0, 50)),
+    'GetDiagnostics', (
         'location', 8, None,
         'retries', 1, None,
         'retryInterval', 1, None,
         'startTime', 6, None,
         'stopTime', 6, None,
     ),
-    'GetInstalledCertificateIds': ('certificateType', 8, _S0),
-    'GetLocalListVersion': (),
-    'GetLog': (
+    'GetInstalledCertificateIds', (
+        'certificateType', 8, ('CentralSystemRootCertificate', 'ManufacturerRootCertificate'),
+    ),
+    'GetLocalListVersion', (),
+    'GetLog', (
         'log', 12, (
             'remoteLocation', 8, 512,
             'oldestTimestamp', 6, None,
@@ -290,24 +288,27 @@ REQUESTS = {
         'retries', 1, None,
         'retryInterval', 1, None,
     ),
-    'InstallCertificate': ('certificateType', 8, _S0, 'certificate', 8, 5500),
-    'RemoteStartTransaction': ('connectorId', 1, None, 'idTag', 8, 20, 'chargingProfile', 4, _S2),
-    'RemoteStopTransaction': ('transactionId', 9, None),
-    'ReserveNow': (
+    'InstallCertificate', (
+        'certificateType', 8, ('CentralSystemRootCertificate', 'ManufacturerRootCertificate'),
+        'certificate', 8, 5500,
+    ),
+    'RemoteStartTransaction', ('connectorId', 1, None, 'idTag', 8, 20, 'chargingProfile', 4, 1),
+    'RemoteStopTransaction', ('transactionId', 9, None),
+    'ReserveNow', (
         'connectorId', 9, None,
         'expiryDate', 14, None,
         'idTag', 8, 20,
         'parentIdTag', 0, 20,
         'reservationId', 9, None,
     ),
-    'Reset': ('type', 8, ('Hard', 'Soft')),
-    'SendLocalList': (
+    'Reset', ('type', 8, ('Hard', 'Soft')),
+    'SendLocalList', (
         'listVersion', 9, None,
-        'localAuthorizationList', 5, (0, 0, 4, ('idTag', 8, 20, 'idTagInfo', 4, _S1)),
+        'localAuthorizationList', 5, (0, 0, 4, ('idTag', 8, 20, 'idTagInfo', 4, 0)),
         'updateType', 8, ('Differential', 'Full'),
     ),
-    'SetChargingProfile': ('connectorId', 9, None, 'csChargingProfiles', 12, _S2),
-    'SignedUpdateFirmware': (
+    'SetChargingProfile', ('connectorId', 9, None, 'csChargingProfiles', 12, 1),
+    'SignedUpdateFirmware', (
         'retries', 1, None,
         'retryInterval', 1, None,
         'requestId', 9, None,
@@ -319,7 +320,7 @@ REQUESTS = {
             'signature', 8, 800,
         ),
     ),
-    'TriggerMessage': (
+    'TriggerMessage', (
         'requestedMessage', 8, (
             'BootNotification',
             'DiagnosticsStatusNotification',
@@ -330,34 +331,34 @@ REQUESTS = {
         ),
         'connectorId', 1, None,
     ),
-    'UnlockConnector': ('connectorId', 9, None),
-    'UpdateFirmware': (
+    'UnlockConnector', ('connectorId', 9, None),
+    'UpdateFirmware', (
         'location', 8, None,
         'retries', 1, None,
         'retrieveDate', 14, None,
         'retryInterval', 1, None,
     ),
-}
-RESPONSES = {
-    'Authorize': ('idTagInfo', 12, _S1),
-    'BootNotification': (
+)
+RESPONSES = (
+    'Authorize', ('idTagInfo', 12, 0),
+    'BootNotification', (
         'status', 8, ('Accepted', 'Pending', 'Rejected'),
         'currentTime', 14, None,
         'interval', 9, None,
     ),
-    'DataTransfer': (
+    'DataTransfer', (
         'status', 8, ('Accepted', 'Rejected', 'UnknownMessageId', 'UnknownVendorId'),
         'data', 0, None,
     ),
-    'DiagnosticsStatusNotification': (),
-    'FirmwareStatusNotification': (),
-    'Heartbeat': ('currentTime', 14, None),
-    'LogStatusNotification': (),
-    'MeterValues': (),
-    'SecurityEventNotification': (),
-    'SignCertificate': ('status', 8, ('Accepted', 'Rejected')),
-    'SignedFirmwareStatusNotification': (),
-    'StartTransaction': ('idTagInfo', 12, _S1, 'transactionId', 9, None),
-    'StatusNotification': (),
-    'StopTransaction': ('idTagInfo', 4, _S1),
-}
+    'DiagnosticsStatusNotification', (),
+    'FirmwareStatusNotification', (),
+    'Heartbeat', ('currentTime', 14, None),
+    'LogStatusNotification', (),
+    'MeterValues', (),
+    'SecurityEventNotification', (),
+    'SignCertificate', ('status', 8, ('Accepted', 'Rejected')),
+    'SignedFirmwareStatusNotification', (),
+    'StartTransaction', ('idTagInfo', 12, 0, 'transactionId', 9, None),
+    'StatusNotification', (),
+    'StopTransaction', ('idTagInfo', 4, 0),
+)
