@@ -87,8 +87,8 @@ def ram_tail():
         j = _session(fl, gate)
         if fl.closed_steps:
             problems.append("%d flash steps while closed" % fl.closed_steps)
-        if j.ram_stats()["ram_bytes"]:
-            problems.append("RAM tail not written: %r" % (j.ram_stats(),))
+        if j.stats()["ram_bytes"]:
+            problems.append("RAM tail not written: %r" % (j.stats(),))
         with on(fl.boot("last-sync"), MODULES):
             again = journal.Journal("ocpp.jnl")
             got = _names(again), again.tx_id(-1)

@@ -50,7 +50,7 @@ def test_an_offline_session_tail_and_held_saves_share_the_budget(gate_closed):
     persist.hold("ocpp_profiles.json", b"p" * 1500)
     for k in range(200):  # offline for 200 readings: the oldest are dropped
         _mv(j, local, k)
-    tail = j.ram_stats()["ram_bytes"]
+    tail = j.stats()["ram_bytes"]
     assert tail > 1000 and tail + persist.held_bytes() <= persist.HELD_MAX
     assert j.pending() < 200 and persist.ram_bytes() <= persist.HELD_MAX
 

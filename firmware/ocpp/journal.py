@@ -87,9 +87,65 @@ class Journal(RamTail):
         self.torn_bytes = 0  # bytes dropped at open (torn write, garbage)
         self.compactions = 0
         persist.recover(path)
-        self._scan()
-        if self.torn_bytes:
-            self._compact()
+        self._offs = array("I")
+        self._head = 0
+        self._next_seq = 1
+        self._last_local = 0
+        self._dropped = 0
+        self._pend_bytes = 0
+        self._map = {}  # local id -> CSMS transactionId
+        self._ended = []  # local ids whose StopTransaction was acked (a mapping is kept)
+        self._refs = {}  # local id -> pending records that carry it
+        self._open()
+        f = self._f
+        h = self._hdr
+        pos = last = 0  # last: the last P record's seq
+        while f is not None:  # replay the records; the first one that does not fit ends the file
+            f.seek(pos)
+            if f.readinto(h) != _HDR:
+                break
+            kind, flags, n, seq, ref = struct.unpack_from("<BBHIi", h, 0)
+            if n > _MAX_BODY:
+                break
+            body = f.read(n) if n else b""
+            if len(body) != n or _crc(h, body) != struct.unpack_from("<I", h, 12)[0]:
+                break
+            if kind == _P:
+                if seq <= last:
+                    break  # out of order: not a record this journal wrote here
+                last = seq
+                self._offs.append(pos)
+                self._next_seq = max(self._next_seq, seq + 1)
+                self._pend_bytes += _HDR + n
+                if ref < 0:
+                    self._refs[ref] = self._refs.get(ref, 0) + 1
+            elif kind == _A:
+                if self.pending() == 0:
+                    break
+                k = self._read_hdr(self._offs[self._head])
+                if k[3] != seq:
+                    break
+                self._acked(k)
+            elif kind == _M:
+                self._map[ref] = struct.unpack("<i", body)[0]
+                if flags & _ENDED and ref not in self._ended:
+                    self._ended.append(ref)
+            elif kind == _L:
+                self._last_local = min(self._last_local, ref)
+            elif kind == _S and pos == 0:  # S: only as the first record
+                self._next_seq = seq
+                self._last_local = ref
+                self._dropped = struct.unpack("<I", body)[0]
+            else:
+                break  # an unknown kind
+            pos += _HDR + n
+            self.recovered += 1
+        self._size = pos
+        if f is not None:
+            f.seek(0, 2)
+            self.torn_bytes = f.tell() - pos
+            if self.torn_bytes:
+                self._compact()
 
     # ---- file records
     def _pack(self, kind, flags, seq, ref, body):
@@ -147,67 +203,6 @@ class Journal(RamTail):
         except OSError:
             self._f = None
 
-    def _scan(self):
-        self._offs = array("I")
-        self._head = 0
-        self._next_seq = 1
-        self._last_local = 0
-        self._dropped = 0
-        self._pend_bytes = 0
-        self._map = {}  # local id -> CSMS transactionId
-        self._ended = []  # local ids whose StopTransaction was acked (a mapping is kept)
-        self._refs = {}  # local id -> pending records that carry it
-        self._size = 0
-        self._open()
-        f = self._f
-        if f is None:
-            return
-        h = self._hdr
-        pos = last = 0  # last: the last P record's seq
-        while True:  # replay the records; the first one that does not fit ends the file
-            f.seek(pos)
-            if f.readinto(h) != _HDR:
-                break
-            kind, flags, n, seq, ref = struct.unpack_from("<BBHIi", h, 0)
-            if n > _MAX_BODY:
-                break
-            body = f.read(n) if n else b""
-            if len(body) != n or _crc(h, body) != struct.unpack_from("<I", h, 12)[0]:
-                break
-            if kind == _P:
-                if seq <= last:
-                    break  # out of order: not a record this journal wrote here
-                last = seq
-                self._offs.append(pos)
-                self._next_seq = max(self._next_seq, seq + 1)
-                self._pend_bytes += _HDR + n
-                if ref < 0:
-                    self._refs[ref] = self._refs.get(ref, 0) + 1
-            elif kind == _A:
-                if self.pending() == 0:
-                    break
-                k = self._read_hdr(self._offs[self._head])
-                if k[3] != seq:
-                    break
-                self._acked(k)
-            elif kind == _M:
-                self._map[ref] = struct.unpack("<i", body)[0]
-                if flags & _ENDED and ref not in self._ended:
-                    self._ended.append(ref)
-            elif kind == _L:
-                self._last_local = min(self._last_local, ref)
-            elif kind == _S and pos == 0:  # S: only as the first record
-                self._next_seq = seq
-                self._last_local = ref
-                self._dropped = struct.unpack("<I", body)[0]
-            else:
-                break  # an unknown kind
-            pos += _HDR + n
-            self.recovered += 1
-        f.seek(0, 2)
-        self._size = pos
-        self.torn_bytes = f.tell() - pos
-
     def _acked(self, k):
         """Bookkeeping once the head record (header k) is acked."""
         self._head += 1
@@ -235,9 +230,9 @@ class Journal(RamTail):
         offs = array("I")
         dropped = self._dropped + len(skip)
         try:
-            g.write(self._pack(_S, 0, self._next_seq, self._last_local,
-                               struct.pack("<I", dropped)))
-            g.write(struct.pack("<I", dropped))
+            body = struct.pack("<I", dropped)
+            g.write(self._pack(_S, 0, self._next_seq, self._last_local, body))
+            g.write(body)
             pos = _S_SIZE
             refs = {}
             for i in range(self._head, len(self._offs)):
@@ -414,7 +409,8 @@ class Journal(RamTail):
         return {"pending": self.pending(), "dropped": self._dropped, "bytes": self._size,
                 "max_bytes": self.max_bytes, "recovered": self.recovered,
                 "torn_bytes": self.torn_bytes, "compactions": self.compactions,
-                "mappings": len(self._map), "ram": self.ram_stats()}
+                "mappings": len(self._map), "ram_pending": len(self._ram),
+                "ram_bytes": self._ram_bytes, "ram_max": self.ram_max, "settles": self.settles}
 
     def close(self):
         if self._f is not None:

@@ -157,11 +157,6 @@ class RamTail:
         self.settles += 1
         return True
 
-    def ram_stats(self):
-        return {"ram_pending": len(self._ram), "ram_bytes": self._ram_bytes,
-                "ram_max": self.ram_max, "settles": self.settles}
-
-
 
 async def send_next(tx):
     """At most one transaction message; True when one was sent (or dropped)."""

@@ -24,7 +24,6 @@ class Transactions:
         self.finished = False  # stopped while the EV is still plugged (Finishing)
         self.stop_reason = None  # a stop asked for (remote, local, reset, invalid id)
         self.stop_tag = None
-        self._was_plugged = False
         self.plugged = False  # an EV connected, as OCPP sees it (pilot.connected)
         self.hold = None  # (tag, parent) whose card unlocks a cable left in the socket
         self._attempts = 0
@@ -35,7 +34,45 @@ class Transactions:
         # a stop asked: (ticks, the Stop's timestamp) of that moment; meterStop waits for the
         # meter (TxEnergy.stop_settled)
         self._stopping = None
-        self._recover()
+        # A transaction open at the last power cut ends now, with reason PowerLoss. The
+        # journal says which are open (a Start and no Stop: the Stop may be journaled while the
+        # file below was not yet removed, or the file lost); ocpp_tx.json gives the last
+        # energy register saved and when (saved before every journaled reading, so meterStop
+        # is never below one; not while the flash gate is closed: then the meter's register in
+        # the backup words, e.saved(), bounds it - docs/safety.md, the bounded-loss rule).
+        # The Stop's reason, from how the last boot ended (persist.restart_reason,
+        # firmware/restart.py): no marker is a power cut (or the reset button: it cannot be
+        # told apart); an OCPP Reset whose Stop did not make it to the journal is that reset;
+        # a watchdog, the supervisor, a crash, a stop or an update is a reboot the firmware made.
+        why = persist.restart_reason
+        why = "PowerLoss" if why is None else {
+            "ocpp-hard": "HardReset", "ocpp-soft": "SoftReset"}.get(why, "Reboot")
+        try:
+            d = persist.load_json(TX_FILE)
+        except (OSError, ValueError):  # none, or unreadable
+            d = None
+        if type(d) is not dict:
+            d = {}
+        t = d.get("t")
+        self.e.raise_to(d.get("wh"))  # meterStop: this, or the meter's saved register if higher
+        try:
+            opens = cp.journal.open_locals()
+        except (JournalError, OSError) as e:
+            cp.say("journal unreadable: %r" % (e,))
+            opens = []
+        for local in opens:
+            # the last time saved in the cut boot (boot-relative if its clock was unknown)
+            ts = t if d.get("l") == local and type(t) in (int, list) else cp.stamp()
+            p = {"meterStop": self.e.now(), "reason": why, "timestamp": ts}
+            try:
+                cp.journal.push("StopTransaction", {"l": local, "p": p})
+                cp.say("transaction %s stopped (%s), meterStop %d Wh" % (
+                    local, why, p["meterStop"]))  # why: the restart's
+            except (JournalError, OSError) as e:
+                cp.say("stop at boot not journaled: %r" % (e,))
+                break  # the file stays: the next boot tries again
+        else:
+            persist.remove(TX_FILE)
         cp.profiles.end_transaction(None)  # no transaction survives a reboot: nor its TxProfile
 
     # -- energy and samples ----------------------------------------------------------------
@@ -64,57 +101,17 @@ class Transactions:
             self.e.now()  # read the register
             self._save()
 
-    def _recover(self):
-        """A transaction open at the last power cut ends now, with reason PowerLoss. The
-        journal says which are open (a Start and no Stop: the Stop may be journaled while the
-        file below was not yet removed, or the file lost); ocpp_tx.json gives the last
-        energy register saved and when (saved before every journaled reading, so meterStop
-        is never below one; not while the flash gate is closed: then the meter's register in
-        the backup words, e.saved(), bounds it - docs/safety.md, the bounded-loss rule)."""
-        cp = self.cp
-        # The Stop's reason, from how the last boot ended (persist.restart_reason,
-        # firmware/restart.py): no marker is a power cut (or the reset button: it cannot be
-        # told apart); an OCPP Reset whose Stop did not make it to the journal is that reset;
-        # a watchdog, the supervisor, a crash, a stop or an update is a reboot the firmware made.
-        why = persist.restart_reason
-        why = "PowerLoss" if why is None else {
-            "ocpp-hard": "HardReset", "ocpp-soft": "SoftReset"}.get(why, "Reboot")
-        try:
-            d = persist.load_json(TX_FILE)
-        except (OSError, ValueError):  # none, or unreadable
-            d = None
-        if type(d) is not dict:
-            d = {}
-        t = d.get("t")
-        self.e.raise_to(d.get("wh"))  # meterStop: this, or the meter's saved register if higher
-        try:
-            opens = cp.journal.open_locals()
-        except (JournalError, OSError) as e:
-            cp.say("journal unreadable: %r" % (e,))
-            opens = []
-        for local in opens:
-            # the last time saved in the cut boot (boot-relative if its clock was unknown)
-            ts = t if d.get("l") == local and type(t) in (int, list) else cp.stamp()
-            p = {"meterStop": self.e.now(), "reason": why, "timestamp": ts}
-            try:
-                cp.journal.push("StopTransaction", {"l": local, "p": p})
-                cp.say("transaction %s ended by restart (%s), meterStop %d Wh" % (
-                    local, why, p["meterStop"]))
-            except (JournalError, OSError) as e:
-                cp.say("stop at boot not journaled: %r" % (e,))
-                return  # the file stays: the next boot tries again
-        persist.remove(TX_FILE)
-
     # -- decisions (the observer task; never waits on the network) -------------------------
     def observe(self, now):
         cp = self.cp
         a = cp.ctl.session.act
         c = connected(a.pilot)
-        plugged = self.plugged = self._was_plugged if c is None else c
+        was = self.plugged  # the last pass's
+        plugged = self.plugged = was if c is None else c
         o = self.open
         if o is None:
             if not plugged:
-                if self._was_plugged or self.finished:
+                if was or self.finished:
                     self.finished = False
                     if self.auth is None:
                         cp.ctl.set_auth(False)
@@ -133,7 +130,7 @@ class Transactions:
             if wh is not None:
                 self._start(now, wh)
         else:
-            if self._was_plugged and not plugged:
+            if was and not plugged:
                 # UnlockConnectorOnEVSideDisconnect false: a cable left in the socket stays
                 # locked until the transaction's card (or UnlockConnector) frees it.
                 if not cp.keys.get("UnlockConnectorOnEVSideDisconnect") and (
@@ -153,7 +150,6 @@ class Transactions:
                     self._stop(plugged)
         if self.hold is not None and cp.ctl.inputs.pp_da <= 0:
             self.release("cable removed")
-        self._was_plugged = plugged
 
     def release(self, why):
         """Unlock a cable held after the EV side unplugged."""
@@ -184,7 +180,6 @@ class Transactions:
             persist.remove(TX_FILE)
             return
         self.auth = None
-        self.stop_reason = self.stop_tag = None
         cp.ctl.set_auth(True)
         cp.say("transaction %s started for %s, meterStart %d Wh" % (local, tag, wh))
         self._values("Transaction.Begin", "MeterValuesSampledData")
