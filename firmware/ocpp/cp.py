@@ -80,7 +80,7 @@ class ChargePoint:
             say(m)
         self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(  # RTC, NTP, CSMS
             board, section.get("ntp", timekeep.NTP_HOST)))
-        self.rpc = rpc.Rpc(self._send, remote, say, ctx=self)
+        self.rpc = rpc.Rpc(self._send, remote, say, self)  # (send, handlers, log, ctx)
         self.security = security.Security(section, self.keys, say)
         self.link = Link(self, net)
         self.registration = None  # None, "Pending", "Accepted", "Rejected"
@@ -276,13 +276,13 @@ class ChargePoint:
     def spawn(self, coro, where):
         """Run a short-lived OCPP job (an authorisation, a reset) as its own task; an
         exception in it is reported through fault(), never lost with the task."""
-        async def watched():
-            try:
-                await coro
-            except Exception as e:  # noqa: BLE001 - reported, the other tasks go on
-                self.fault(where, e)  # (CancelledError is a BaseException: it goes on up)
+        return asyncio.create_task(self._watched(coro, where))
 
-        return asyncio.create_task(watched())
+    async def _watched(self, coro, where):
+        try:
+            await coro
+        except Exception as e:  # noqa: BLE001 - reported, the other tasks go on
+            self.fault(where, e)  # (CancelledError is a BaseException: it goes on up)
 
     def fault(self, where, e):
         """An unexpected exception in the OCPP tasks: logged, counted (diag), remembered."""
@@ -386,8 +386,8 @@ class Link:
         await cp.tk.before_connect()
         self.restart = None
         try:
-            self.ws = await ws.connect(
-                self.url, max_frame=MAX_FRAME, timeout_ms=_CONNECT_MS, open_connection=opener,
+            self.ws = await ws.connect(  # (url, max_frame, timeout_ms, open_connection)
+                self.url, MAX_FRAME, _CONNECT_MS, opener,
                 **cp.security.connect_args(cp.section["cp_id"]))
         except ws.WsError as e:
             cp.security.refused(e)

@@ -22,7 +22,7 @@ _TIMEOUT_MS = const(30000)  # for the answer to our CALL
 class RpcError(Exception):
     """A CALLERROR to send (from a handler) or received (from call()); code is OCPP-J's."""
 
-    def __init__(self, code, description="", msg_id=None):
+    def __init__(self, code, description, msg_id=None):
         super().__init__(code, description)
         self.code = code
         self.description = description
@@ -111,32 +111,33 @@ class Rpc:
         """Send a CALL; return the CALLRESULT payload (checked against the schema: what the
         charge point needs strictly, the rest logged). Raises RpcError for a CALLERROR or a
         result it cannot use, its timeout (code "Timeout"), or the link's error."""
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             self._n = n = (self._n + 1) & 0x3FFFFFFF
             self._pending = mid = self._prefix + str(n)
             self._answer = None
             self._flag.clear()
+            await self._send(dumps([_CALL, mid, action, payload]))
             try:
-                await self._send(dumps([_CALL, mid, action, payload]))
-                try:
-                    await asyncio.wait_for_ms(self._flag.wait(), _TIMEOUT_MS)
-                except asyncio.TimeoutError:
-                    raise RpcError("Timeout", "no answer to " + action)
-            finally:
-                self._pending = None
+                await asyncio.wait_for_ms(self._flag.wait(), _TIMEOUT_MS)
+            except asyncio.TimeoutError:
+                raise RpcError("Timeout", "no answer to " + action)
             kind, body, desc = self._answer
-            if kind == _ERROR:
-                raise RpcError(body, desc)
-            bad = schema.check_response(action, body)
-            if bad is not None:
-                # An answer is thrown away only when a field the charge point needs is
-                # missing or wrong: an extra field or another date format from a real CSMS
-                # must not cost a transactionId (it would be sent again: a new transaction).
-                worse = schema.check_response(action, body, lax=True)
-                if worse is not None:
-                    raise RpcError(worse[0], "%s.conf: %s" % (action, worse[1]))
-                self.log("%s.conf used despite %s: %s" % (action, bad[0], bad[1]))
-            return body
+        finally:
+            self._pending = None
+            self._lock.release()
+        if kind == _ERROR:
+            raise RpcError(body, desc)
+        bad = schema.check_response(action, body)
+        if bad is not None:
+            # An answer is thrown away only when a field the charge point needs is
+            # missing or wrong: an extra field or another date format from a real CSMS
+            # must not cost a transactionId (it would be sent again: a new transaction).
+            worse = schema.check_response(action, body, lax=True)
+            if worse is not None:
+                raise RpcError(worse[0], "%s.conf: %s" % (action, worse[1]))
+            self.log("%s.conf used despite %s: %s" % (action, bad[0], bad[1]))
+        return body
 
     def cancel(self):
         """The link dropped: wake a waiting call() with an error."""
@@ -150,8 +151,14 @@ class Rpc:
         then holds the text, nor the CALL's payload, while the answer is sent (the session's
         heap peak)."""
         out = self._take()  # a sync frame: what it held is gone when it returns
-        if type(out) is tuple:  # (mid, the handler's coroutine)
-            out = await self._finish(out)
+        if type(out) is tuple:  # (mid, action, the handler's coroutine)
+            mid, action, out = out
+            try:
+                out = await out
+            except Exception as e:
+                out = self._failed(mid, action, e)
+            else:
+                out = _result(mid, out)
         if out is not None:
             await self._send(out)
 
@@ -199,14 +206,6 @@ class Rpc:
         if type(result) in (dict, str):
             return _result(mid, result)
         return (mid, action, result)
-
-    async def _finish(self, t):
-        mid, action, coro = t
-        try:
-            result = await coro
-        except Exception as e:
-            return self._failed(mid, action, e)
-        return _result(mid, result)
 
     def _failed(self, mid, action, e):
         """A handler raised: its RpcError is the answer; anything else is a bug (logged)."""

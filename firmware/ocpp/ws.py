@@ -81,8 +81,8 @@ def _tls_context(cadata, client=None):
         # no PEM themselves; der() names what is neither
         cadata = to_bytes(cadata)
         pems = cadata.split(_BEGIN)[1:]
-        for c in [_BEGIN + p for p in pems] if pems else [cadata]:
-            ctx.load_verify_locations(cadata=der(c, "cadata"))
+        for c in pems or [cadata]:
+            ctx.load_verify_locations(cadata=der(_BEGIN + c if pems else c, "cadata"))
     except (ValueError, OSError, TypeError) as e:
         raise WsError("bad CA (cadata): %s" % (e,))
     if client is not None:  # (certificate, key) as DER: security profile 3
@@ -115,19 +115,20 @@ def _net_error(e, where, tls, phase):
     return WsError("connect to %s failed: %s %s" % (where, name, text))
 
 
-async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None,
-                  max_frame=8192, timeout_ms=10000, open_connection=None, client=None):
+async def connect(url, max_frame=8192, timeout_ms=10000, open_connection=None,
+                  protocol="ocpp1.6", user=None, password=None, cadata=None, client=None):
     """Open a WebSocket to `url` (TCP, TLS for wss, HTTP upgrade) within timeout_ms.
     client: (certificate, key) DER bytes presented to a server that asks for one (TLS)."""
     tls, host, port, auth, path = parse_url(url)
     where = "%s:%d" % (host, port)
     ctx = _tls_context(cadata, client) if tls else None
-    authz = None
+    hdrs = ""  # the upgrade request's optional header lines
     if user is not None:  # HTTP Basic authentication (RFC 7617, UTF-8)
         u = to_bytes(user)
         if b":" in u:
             raise WsError("user must not contain ':'")
-        authz = "Basic " + binascii.b2a_base64(u + b":" + to_bytes(password or b""))[:-1].decode()
+        hdrs = "Authorization: Basic %s\r\n" % binascii.b2a_base64(
+            u + b":" + to_bytes(password or b""))[:-1].decode()
     opener = open_connection or asyncio.open_connection
     deadline = ticks_add(ticks_ms(), timeout_ms)
     try:  # (ctx is None for ws://; CPython wants no server_hostname then)
@@ -142,7 +143,7 @@ async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None
     ws = WebSocket(r, w, max_frame)
     try:
         left = max(1, ticks_diff(deadline, ticks_ms()))
-        ws.protocol = await _wait_ms(_upgrade(ws, auth, path, protocol, authz), left)
+        await _wait_ms(_upgrade(ws, auth, path, protocol, hdrs), left)
     except BaseException as e:
         await ws._shutdown()
         if isinstance(e, Exception):
@@ -151,17 +152,16 @@ async def connect(url, protocol="ocpp1.6", user=None, password=None, cadata=None
     return ws
 
 
-async def _upgrade(conn, auth, path, protocol, authz):
-    """The HTTP upgrade (RFC 6455 section 4.1) on an open stream; the protocol chosen."""
+async def _upgrade(conn, auth, path, protocol, hdrs):
+    """The HTTP upgrade (RFC 6455 section 4.1) on an open stream: WsError unless the server
+    agreed to `protocol`."""
     key = binascii.b2a_base64(urandom(16))[:-1]
-    req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-           % (path, auth, key.decode()))
     if protocol:
-        req += "Sec-WebSocket-Protocol: %s\r\n" % protocol
-    if authz:
-        req += "Authorization: %s\r\n" % authz
-    conn._w.write((req + "\r\n").encode())
+        hdrs += "Sec-WebSocket-Protocol: %s\r\n" % protocol
+    conn._w.write((
+        "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+        % (path, auth, key.decode(), hdrs)).encode())
     await conn._w.drain()
     got = None  # after the status line: the values of _HEADERS, None: not sent
     size = 0
@@ -201,4 +201,3 @@ async def _upgrade(conn, auth, path, protocol, authz):
     proto = (proto or b"").decode()
     if proto != (protocol or ""):
         raise WsError("Sec-WebSocket-Protocol %r" % (proto or "(none)",))
-    return protocol

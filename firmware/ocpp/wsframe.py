@@ -110,7 +110,6 @@ class WebSocket:
         self._reading = False
         self._close_sent = False
         self._rx_any = False  # an HTTP response byte arrived (TLS handshake done)
-        self.protocol = None
         self.last_rx_ms = ticks_ms()
         self.closed = False
         self.code = None
@@ -127,8 +126,71 @@ class WebSocket:
             while True:
                 if self.closed:
                     await self._lost("", None)
-                text = await self._frame()
-                if text is not None:
+                # one frame, read or read on (the text once it completes a message)
+                h = self._ctl
+                if self._rx == _RX_HEAD:
+                    await self._fill()
+                    b0, b1 = h[0], h[1]
+                    op = b0 & 0x0F
+                    n = b1 & 0x7F
+                    why = None
+                    if b0 & 0x70:
+                        why = "RSV bits set"
+                    elif b1 & 0x80:
+                        why = "masked frame"
+                    elif op > _OP_PONG or _OP_BINARY < op < _OP_CLOSE:
+                        why = "unknown opcode %d" % op
+                    elif op >= _OP_CLOSE and not b0 & 0x80:
+                        why = "fragmented control frame"
+                    elif op >= _OP_CLOSE and n > 125:
+                        why = "control frame over 125 bytes"
+                    if why:
+                        await self._fail(1002, why)
+                    # the 16- or 64-bit length follows: h[2:4], h[2:10]
+                    if n > 125 and self._end == 2:
+                        self._end = 4 if n == 126 else 10
+                        await self._fill()
+                    if n == 126:
+                        n = h[2] << 8 | h[3]
+                    elif n == 127:
+                        if h[2] & 0x80:
+                            await self._fail(1002, "64-bit length, top bit set")
+                        if h[2] | h[3] | h[4] | h[5]:  # no int beyond 32 bits, as on a board
+                            await self._fail(1009, "frame of 2^32 bytes or more")
+                        n = h[6] << 24 | h[7] << 16 | h[8] << 8 | h[9]
+                    self._op, self._fin = op, b0 & 0x80
+                    # The length is known: the frame is checked before any of its payload is read,
+                    # and where that payload goes is set.
+                    if op >= _OP_CLOSE:
+                        self._buf, self._pos, self._end = h, 0, n
+                    else:
+                        old = self._msg  # the fragments before this frame, or None
+                        if (op == _OP_CONT) == (old is None):
+                            await self._fail(1002, "continuation without a message"
+                                             if old is None else
+                                             "new message inside a fragmented one")
+                        if op == _OP_BINARY:
+                            await self._fail(1003, "binary message")
+                        mlen = len(old) if old else 0
+                        total = mlen + n
+                        if total > self._max:
+                            await self._fail(1009, "message over %d bytes" % self._max)
+                        self._msg = bytearray(total)
+                        if old:
+                            self._msg[:mlen] = old
+                            old = None  # (not held while the payload is read)
+                        self._buf, self._pos, self._end = self._msg, mlen, total
+                    self._rx = _RX_BODY
+                await self._fill()  # _RX_BODY
+                op, n = self._op, self._end
+                self._rx, self._buf, self._pos, self._end = _RX_HEAD, h, 0, 2
+                if op >= _OP_CLOSE:
+                    await self._control(op, n)  # (a close raises WsClosed)
+                elif self._fin:  # the message is complete
+                    msg, self._msg = self._msg, None
+                    text = _text(msg)
+                    if text is None:
+                        await self._fail(1007, "text not UTF-8")
                     return text
         except (OSError, EOFError) as e:  # EOF, reset, or the socket closed by close()
             mid = self._rx != _RX_HEAD or self._pos
@@ -160,76 +222,6 @@ class WebSocket:
                 raise EOFError
             self._pos += k
             self.last_rx_ms = ticks_ms()
-
-    async def _frame(self):
-        """Reads (or goes on reading) one frame; the text when it completes a message."""
-        h = self._ctl
-        if self._rx == _RX_HEAD:
-            await self._fill()
-            b0, b1 = h[0], h[1]
-            op = b0 & 0x0F
-            n = b1 & 0x7F
-            why = None
-            if b0 & 0x70:
-                why = "RSV bits set"
-            elif b1 & 0x80:
-                why = "masked frame"
-            elif op > _OP_PONG or _OP_BINARY < op < _OP_CLOSE:
-                why = "unknown opcode %d" % op
-            elif op >= _OP_CLOSE and not b0 & 0x80:
-                why = "fragmented control frame"
-            elif op >= _OP_CLOSE and n > 125:
-                why = "control frame over 125 bytes"
-            if why:
-                await self._fail(1002, why)
-            if n > 125 and self._end == 2:  # the 16- or 64-bit length follows: h[2:4], h[2:10]
-                self._end = 4 if n == 126 else 10
-                await self._fill()
-            if n == 126:
-                n = h[2] << 8 | h[3]
-            elif n == 127:
-                if h[2] & 0x80:
-                    await self._fail(1002, "64-bit length, top bit set")
-                if h[2] | h[3] | h[4] | h[5]:  # no int beyond 32 bits, as on a board
-                    await self._fail(1009, "frame of 2^32 bytes or more")
-                n = h[6] << 24 | h[7] << 16 | h[8] << 8 | h[9]
-            self._op, self._fin = op, b0 & 0x80
-            await self._body(n)
-        await self._fill()  # _RX_BODY
-        op, n = self._op, self._end
-        self._rx, self._buf, self._pos, self._end = _RX_HEAD, h, 0, 2
-        if op >= _OP_CLOSE:
-            return await self._control(op, n)
-        if not self._fin:
-            return None
-        msg, self._msg = self._msg, None
-        text = _text(msg)
-        if text is None:
-            await self._fail(1007, "text not UTF-8")
-        return text
-
-    async def _body(self, n):
-        # Checks a frame whose length is known, before any of its payload is read, and sets
-        # where that payload goes.
-        op = self._op
-        if op >= _OP_CLOSE:
-            self._buf, self._pos, self._end = self._ctl, 0, n
-        else:
-            old = self._msg  # the fragments before this frame, or None
-            if (op == _OP_CONT) == (old is None):
-                await self._fail(1002, "continuation without a message" if old is None else
-                                 "new message inside a fragmented one")
-            if op == _OP_BINARY:
-                await self._fail(1003, "binary message")
-            mlen = len(old) if old else 0
-            total = mlen + n
-            if total > self._max:
-                await self._fail(1009, "message over %d bytes" % self._max)
-            self._msg = bytearray(total)
-            if old:
-                self._msg[:mlen] = old
-            self._buf, self._pos, self._end = self._msg, mlen, total
-        self._rx = _RX_BODY
 
     async def _control(self, op, n):
         c = self._ctl
@@ -338,12 +330,9 @@ class WebSocket:
         except OSError as e:
             await self._lost(" while sending", e)
 
-    async def ping(self, payload=b""):
-        """Send a ping (payload: bytes); the server's pong updates last_rx_ms (read by
-        recv())."""
-        if len(payload) > 125:
-            raise WsError("ping payload over 125 bytes")
-        await self.send(payload, _OP_PING)
+    async def ping(self):
+        """Send an empty ping; the server's pong updates last_rx_ms (read by recv())."""
+        await self.send(b"", _OP_PING)
 
     # -- closing -------------------------------------------------------------------------
 
