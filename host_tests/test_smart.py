@@ -125,8 +125,8 @@ def test_relative_profile_runs_from_the_transaction_start(ps):
     ps.set(0, prof(3, kind="Relative", start=None, periods=((0, 6), (1800, 16))))
     ts = T0 + 5000
     assert ps.limit(ts + 100) == (None, "no charging profile in force", None)  # no session
-    assert ps.limit(ts + 1799, tx_start_s=ts) == (6, "TxDefaultProfile 3", ts + 1800)
-    assert ps.limit(ts + 1800, tx_start_s=ts) == (16, "TxDefaultProfile 3", None)
+    assert ps.limit(ts + 1799, tx_start=ts) == (6, "TxDefaultProfile 3", ts + 1800)
+    assert ps.limit(ts + 1800, tx_start=ts) == (16, "TxDefaultProfile 3", None)
 
 
 def test_absolute_without_start_schedule_is_relative_to_the_start_of_charging(ps):
@@ -134,8 +134,8 @@ def test_absolute_without_start_schedule_is_relative_to_the_start_of_charging(ps
     # of charging"
     ps.set(1, prof(3, start=None, periods=((0, 8), (600, 12))))
     assert amps(ps, T0) is None
-    assert amps(ps, T0 + 599, tx_start_s=T0) == 8
-    assert amps(ps, T0 + 600, tx_start_s=T0) == 12
+    assert amps(ps, T0 + 599, tx_start=T0) == 8
+    assert amps(ps, T0 + 600, tx_start=T0) == 12
 
 
 def test_tx_profile_overrides_the_default_during_its_transaction_then_falls_back(ps):
@@ -257,13 +257,12 @@ def test_same_id_or_same_stack_purpose_and_connector_replaces(ps):
     assert sorted(p["id"] for p in listed(ps)) == [2, 3, 4]
 
 
-def test_no_more_than_max_installed(path):
-    ps = Profiles(path, max_installed=3)
-    for i in range(3):
+def test_no_more_than_max_installed(ps):
+    for i in range(8):  # MaxChargingProfilesInstalled
         assert ps.set(1, prof(i, stack=i)) == "Accepted"
-    assert ps.set(1, prof(9, stack=5)) == "Rejected"
-    assert "more than 3" in ps.why
-    assert ps.set(1, prof(2, stack=7)) == "Accepted"  # a replacement still fits
+    assert ps.set(1, prof(9, stack=8)) == "Rejected"
+    assert "more than 8" in ps.why
+    assert ps.set(1, prof(2, stack=8)) == "Accepted"  # a replacement still fits
 
 
 # -- ClearChargingProfile ------------------------------------------------------------------
@@ -509,7 +508,7 @@ def test_composite_and_limit_follow_the_rules_at_every_second(
     for c, p in installed:
         ps.set(c, p, tx_id=tx)
     now = T0 + now_off
-    kw = {"tx_start_s": None if tx is None else T0 - 600, "tx_id": tx}
+    kw = {"tx_start": None if tx is None else T0 - 600, "tx_id": tx}
     c = ps.composite(conn, now, duration, **kw)
     sched = c["chargingSchedule"]
     per = sched["chargingSchedulePeriod"]
@@ -524,13 +523,13 @@ def test_composite_and_limit_follow_the_rules_at_every_second(
 
     def check(off):
         t = now + off
-        want = reference(ps, t, conn, kw["tx_start_s"], tx)
+        want = reference(ps, t, conn, kw["tx_start"], tx)
         a, _, nxt = ps.limit(t, connector_id=conn, **kw)
         assert a == (None if want is None else want / 10), off
         assert shown(off) == (smart.NO_LIMIT_A if a is None else a), off
         if nxt is not None:  # the limit holds until its next change
             assert nxt > t
-            assert reference(ps, nxt - 1, conn, kw["tx_start_s"], tx) == want
+            assert reference(ps, nxt - 1, conn, kw["tx_start"], tx) == want
 
     for q in per:
         check(q["startPeriod"])

@@ -55,15 +55,15 @@ def test_a_relative_profile_is_exact_on_the_transactions_own_time(tmp_path):
     ps = _ps(tmp_path, (1, prof(1, kind="Relative", start=None,
                                 periods=((0, 6), (600, 16)), duration=3600), None))
     assert ps.limit_unsynced(100)[0] is None  # no transaction: no start point
-    assert ps.limit_unsynced(1000, tx_start_up=900, tx_id=-1)[0] == 6
-    assert ps.limit_unsynced(1600, tx_start_up=900, tx_id=-1)[0] == 16
-    assert ps.limit_unsynced(900 + 3600, tx_start_up=900, tx_id=-1)[0] is None  # its duration
+    assert ps.limit_unsynced(1000, tx_start=900, tx_id=-1)[0] == 6
+    assert ps.limit_unsynced(1600, tx_start=900, tx_id=-1)[0] == 16
+    assert ps.limit_unsynced(900 + 3600, tx_start=900, tx_id=-1)[0] is None  # its duration
 
 
 def test_a_tx_profile_counts_only_for_its_transaction(tmp_path):
     ps = _ps(tmp_path, (1, prof(1, "TxProfile", "Relative", start=None, periods=((0, 7),)), -1))
-    assert ps.limit_unsynced(50, tx_start_up=10, tx_id=-1)[0] == 7
-    assert ps.limit_unsynced(50, tx_start_up=10, tx_id=-2)[0] is None
+    assert ps.limit_unsynced(50, tx_start=10, tx_id=-1)[0] == 7
+    assert ps.limit_unsynced(50, tx_start=10, tx_id=-2)[0] is None
 
 
 def test_a_power_limit_uses_the_volts_and_phases(tmp_path):

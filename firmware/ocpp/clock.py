@@ -50,14 +50,14 @@ def _int(s, i, j):
     """The number in s[i:j], which must be all digits."""
     for k in range(i, j):
         if not "0" <= s[k] <= "9":
-            raise _bad(s, "expected a digit at position %d" % k)
+            raise _bad(s, "expected %s at position %d" % ("a digit", k))
     return int(s[i:j])
 
 
 def parse(s, naive_utc=False):
     """Epoch seconds (UTC, 1970) of an RFC 3339 date-time; ValueError naming the fault."""
     if type(s) is not str:
-        raise ValueError("date-time must be a string, got %r" % (s,))
+        raise _bad(s, "not a string")
     if len(s) > _MAX_LEN:
         raise _bad(s[:_MAX_LEN], "longer than 40 characters")
     y, mo, d, sec, off = fields(s, naive_utc)
@@ -74,7 +74,7 @@ def fields(s, naive_utc=False):
         raise _bad(s, "expected %s and a zone" % _FORM)
     for i in (4, 7, 10, 13, 16):
         if s[i].upper() != _FORM[i]:
-            raise _bad(s, "expected '%s' at position %d" % (_FORM[i], i))
+            raise _bad(s, "expected %s at position %d" % ("'%s'" % _FORM[i], i))
     y, mo, d = _int(s, 0, 4), _int(s, 5, 7), _int(s, 8, 10)
     h, mi, sec = _int(s, 11, 13), _int(s, 14, 16), _int(s, 17, 19)
     if y < 1 or civil_from_days(days_from_civil(y, mo, d)) != (y, mo, d):
@@ -106,7 +106,7 @@ def fields(s, naive_utc=False):
         if s[i] == "-":
             off = -off
     else:
-        raise _bad(s, "expected Z or an offset at position %d" % i)
+        raise _bad(s, "expected %s at position %d" % ("Z or an offset", i))
     return y, mo, d, h * 3600 + mi * 60 + sec, off
 
 
@@ -117,7 +117,7 @@ def _secs(v):
     return t
 
 
-_END_S = 253402300799  # 9999-12-31T23:59:59Z: RFC 3339 has four-digit years
+_END_S = const(253402300799)  # 9999-12-31T23:59:59Z: RFC 3339 has four-digit years
 
 
 def iso(epoch_s):

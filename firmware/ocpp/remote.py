@@ -276,7 +276,7 @@ def GetCompositeSchedule(cp, p):
         return "Rejected"
     v = cp.volts()
     ph = cp.limits.phases
-    # (connector, now, duration, unit, tx_start_s, tx_id, volts, phases, max_amps)
+    # (connector, now, duration, unit, tx_start, tx_id, volts, phases, max_amps)
     r = cp.profiles.composite(
         c, now, p["duration"], p.get("chargingRateUnit"), cp.tx.start_s(), cp.tx.profile_id(),
         v, ph, min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))

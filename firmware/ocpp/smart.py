@@ -51,6 +51,8 @@ _TXDEF = const(1)
 _TX = const(2)
 
 NO_LIMIT_A = const(80)  # composite value where no profile limits: the top of the pilot scale
+_MAX_INSTALLED = const(8)  # what keys.py reports as MaxChargingProfilesInstalled
+_CONNECTORS = const(1)  # as smart_store's
 _MAX_OUT = const(48)  # composite periods at most; the schedule's duration is cut to fit
 _MAX_STEPS = const(1000)  # schedule boundaries walked for one composite at most
 
@@ -170,13 +172,8 @@ def to_dict(r):
 class Profiles:
     """The charging profiles installed on this charge point, persisted in `path`."""
 
-    def __init__(self, path="ocpp_profiles.json", max_stack=8, max_periods=24,
-                 max_installed=8, connectors=1):
+    def __init__(self, path="ocpp_profiles.json"):
         self.path = path
-        self.max_stack = max_stack
-        self.max_periods = max_periods
-        self.max_installed = max_installed
-        self.connectors = connectors
         self.why = ""  # why the last set() was Rejected, or why the file was not written
         self._r = []
         entries, self.errors = st.load(path)
@@ -190,13 +187,12 @@ class Profiles:
         """The records with profile p (on connector c, transaction tx) installed: same id,
         or same stackLevel, purpose and connector, replaces (SetChargingProfile, 5.16).
         SmartError if p is wrong or would be one profile too many."""
-        r = st.compile_profile(c, p, tx, self.max_stack, self.max_periods, self.connectors,
-                               clock.parse)
+        r = st.compile_profile(c, p, tx, clock.parse)
         new = [x for x in self._r if x[_R_ID] != r[_R_ID] and not (
             x[_R_STACK] == r[_R_STACK] and x[_R_PURPOSE] == r[_R_PURPOSE]
             and x[_R_CONN] == r[_R_CONN])] + [r]
-        if len(new) > self.max_installed:
-            raise st.SmartError("more than %d profiles installed" % self.max_installed)
+        if len(new) > _MAX_INSTALLED:
+            raise st.SmartError("more than %d profiles installed" % _MAX_INSTALLED)
         return new
 
     def _store(self, new):
@@ -229,13 +225,13 @@ class Profiles:
         self._r = new
         return "Accepted"
 
-    def _drop(self, keep):
-        """Install `keep`; removing a limit is never refused, a failed write is reported in
-        .why (after a reboot the old, stricter file applies)."""
-        n = len(self._r) - len(keep)
+    def _drop(self, new):
+        """Install `new`, the records kept; removing a limit is never refused, a failed write
+        is reported in .why (after a reboot the old, stricter file applies)."""
+        n = len(self._r) - len(new)
         if n:
-            self._r = keep
-            self._store(keep)
+            self._r = new
+            self._store(new)
         return n
 
     def clear(self, id=None, connector_id=None, purpose=None, stack_level=None):
@@ -257,13 +253,13 @@ class Profiles:
         return self._drop([r for r in self._r if r[_R_PURPOSE] != _TX or (
             tx_id is not None and r[_R_TX] != tx_id)])
 
-    def retag(self, old_tx_id, new_tx_id):
-        """A TxProfile installed under a local transaction id (RemoteStartTransaction's
-        chargingProfile) follows the transactionId from StartTransaction.conf."""
+    def retag(self, old, new):
+        """A TxProfile installed under a local transaction id `old` (RemoteStartTransaction's
+        chargingProfile) follows the transactionId `new` from StartTransaction.conf."""
         n = 0
         for i, r in enumerate(self._r):
-            if r[_R_PURPOSE] == _TX and r[_R_TX] == old_tx_id:
-                self._r[i] = r[:_R_TX] + (new_tx_id,) + r[_R_TX + 1:]
+            if r[_R_PURPOSE] == _TX and r[_R_TX] == old:
+                self._r[i] = r[:_R_TX] + (new,) + r[_R_TX + 1:]
                 n += 1
         if n:
             self._store(self._r)
@@ -299,20 +295,21 @@ class Profiles:
                 da, g, gk = d, b1, k1
         return da, g, gk, nxt
 
-    def limit(self, now_s, connector_id=1, tx_start_s=None, tx_id=None, volts=230, phases=3):
+    def limit(self, t, connector_id=1, tx_start=None, tx_id=None, volts=230, phases=3):
         """(amperes or None, reason, next change s or None): the limit the profiles put in
-        force at now_s on the connector; None when none limits now. The result holds until
-        next change (it may stay the same then)."""
-        da, g, k, nxt = self._resolve(now_s, connector_id, tx_start_s, tx_id, volts, phases)
+        force at t (epoch s) on the connector, the transaction tx_id having started at
+        tx_start (epoch s; None: none runs); None when none limits now. The result holds
+        until next change (it may stay the same then)."""
+        da, g, k, nxt = self._resolve(t, connector_id, tx_start, tx_id, volts, phases)
         if da is None:
             return None, "no charging profile in force", nxt
         return da / 10, "%s %d" % (st.PURPOSES[g[_R_PURPOSE]], g[_R_ID]), nxt
 
-    def limit_unsynced(self, up_s, connector_id=1, tx_start_up=None, tx_id=None, volts=230,
+    def limit_unsynced(self, t, connector_id=1, tx_start=None, tx_id=None, volts=230,
                        phases=3):
         """(amperes or None, reason) while the wall time is unknown: the lowest limit that
-        could be in force at uptime up_s. A profile whose schedule starts with the
-        transaction (started at uptime tx_start_up) gives its period now; any other could be
+        could be in force at uptime t (s). A profile whose schedule starts with the
+        transaction (started at uptime tx_start) gives its period now; any other could be
         in force with any of its periods, so its lowest counts (validity dates too are
         unknown: every profile could be valid)."""
         da = g = None
@@ -322,9 +319,9 @@ class Profiles:
             arr = r[_R_PERIODS]
             ks = range(0, len(arr), 3)
             if r[_R_START] is None:  # (a Recurring one has it)
-                if tx_start_up is None:
+                if tx_start is None:
                     continue  # no start point outside a transaction
-                off = up_s - tx_start_up
+                off = t - tx_start
                 if off < 0 or r[_R_DUR] is not None and off >= r[_R_DUR]:
                     continue
                 ks = (_period(arr, off),)
@@ -337,24 +334,24 @@ class Profiles:
         return da / 10, "%s %d (time unknown: the lowest it could be)" % (
             st.PURPOSES[g[_R_PURPOSE]], g[_R_ID])
 
-    def composite(self, connector_id, now_s, duration_s, unit=None, tx_start_s=None,
+    def composite(self, connector_id, now_s, duration, unit=None, tx_start=None,
                   tx_id=None, volts=230, phases=3, max_amps=None):
-        """GetCompositeSchedule.conf payload for [now_s, now_s + duration_s). unit None is
+        """GetCompositeSchedule.conf payload for [now_s, now_s + duration). unit None is
         A. Where no profile limits, the limit shown is max_amps (the charge point's own
         maximum; NO_LIMIT_A if not given). At most _MAX_OUT periods: a longer schedule is
         reported with a shorter duration."""
-        if (type(connector_id) is not int or not 0 <= connector_id <= self.connectors
-                or type(duration_s) is not int or duration_s <= 0 or now_s is None
+        if (type(connector_id) is not int or not 0 <= connector_id <= _CONNECTORS
+                or type(duration) is not int or duration <= 0 or now_s is None
                 or unit not in (None, "A", "W")):
             return {"status": "Rejected"}
         watts = unit == "W"
         top = NO_LIMIT_A if max_amps is None else max_amps
-        end = now_s + duration_s
+        end = now_s + duration
         per = []
         last = None
         t = now_s
         for _ in range(_MAX_STEPS):
-            da, g, k, nxt = self._resolve(t, connector_id, tx_start_s, tx_id, volts, phases)
+            da, g, k, nxt = self._resolve(t, connector_id, tx_start, tx_id, volts, phases)
             if da is None:
                 v, ph = (top * volts * phases) if watts else top, 0
             else:
@@ -392,8 +389,7 @@ def in_force(profiles, tk, now_ms, start, tx_id, volts, phases):
     (firmware/timekeep.py); start: the open transaction's time stamp (None without one)."""
     s = tk.now_s(now_ms)
     if s is not None:
-        a, why, _ = profiles.limit(s, 1, None if start is None else tk.wall_of(start, now_ms),
-                                   tx_id, volts, phases)
-        return a, why
+        return profiles.limit(s, 1, None if start is None else tk.wall_of(start, now_ms),
+                              tx_id, volts, phases)[:2]
     return profiles.limit_unsynced(tk.uptime_s(now_ms), 1, None if start is None else start[1],
                                    tx_id, volts, phases)

@@ -34,6 +34,10 @@ _RECURRENCES = ("Daily", "Weekly")  # their seconds: _PERIOD_S
 _PERIOD_S = (86400, 604800)
 _MAX_LIMIT = const(1000000)  # 1 MW or 1 MA: anything above is a sender's mistake
 _MAX_INT = const(0x3FFFFFFF)  # small ints on every port (34 years of seconds)
+# What keys.py reports: ChargeProfileMaxStackLevel, ChargingScheduleMaxPeriods
+_MAX_STACK = const(8)
+_MAX_PERIODS = const(24)
+_CONNECTORS = const(1)  # connector ids 1.._CONNECTORS (0: the charge point as a whole)
 
 
 SmartError = ValueError  # a profile that cannot be installed (its message says why)
@@ -82,13 +86,13 @@ def _time(d, key, parse):
         raise SmartError("%s: %s" % (key, e))
 
 
-def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
+def compile_profile(conn, p, tx_id, parse):
     """The record of a csChargingProfiles dict installed on connector `conn` while
     transaction `tx_id` (or None) runs there; SmartError names the first fault."""
     _obj(p, "csChargingProfiles")
-    _int({"connectorId": conn}, "connectorId", 0, connectors, True)
+    _int({"connectorId": conn}, "connectorId", 0, _CONNECTORS, True)
     pid = _int(p, "chargingProfileId", -_MAX_INT, _MAX_INT, True)
-    stack = _int(p, "stackLevel", 0, max_stack, True)
+    stack = _int(p, "stackLevel", 0, _MAX_STACK, True)
     purpose = _pick(p, "chargingProfilePurpose", PURPOSES)
     kind = _pick(p, "chargingProfileKind", KINDS)
     tid = p.get("transactionId")
@@ -121,13 +125,12 @@ def compile_profile(conn, p, tx_id, max_stack, max_periods, connectors, parse):
     mn = s.get("minChargingRate")
     mn = None if mn is None else _tenths(mn, "minChargingRate")
     per = s.get("chargingSchedulePeriod")
-    if type(per) is not list or not 1 <= len(per) <= max_periods:
-        raise SmartError("chargingSchedulePeriod must list 1..%d periods" % max_periods)
+    if type(per) is not list or not 1 <= len(per) <= _MAX_PERIODS:
+        raise SmartError("chargingSchedulePeriod must list 1..%d periods" % _MAX_PERIODS)
     arr = array("i")
     last = -1
     for k, q in enumerate(per):
-        if type(q) is not dict:
-            raise SmartError("chargingSchedulePeriod[%d] must be an object" % k)
+        _obj(q, "chargingSchedulePeriod[%d]" % k)
         sp = _int(q, "startPeriod", 0, _MAX_INT, True)
         if (k == 0 and sp != 0) or sp <= last:
             raise SmartError("startPeriod must start at 0 and rise, got %d at [%d]" % (sp, k))

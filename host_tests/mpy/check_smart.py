@@ -87,9 +87,9 @@ try:
                                          periods=((0, 13), (H, 40)))) == "Accepted")
     check("tx accepted", ps.set(1, prof(3, purpose="TxProfile", periods=((0, 25),),
                                         start=None), tx_id=7) == "Accepted")
-    check("max caps", ps.limit(T0 + 60, tx_start_s=T0, tx_id=7)[:2] ==
+    check("max caps", ps.limit(T0 + 60, tx_start=T0, tx_id=7)[:2] ==
           (13, "ChargePointMaxProfile 2"))
-    check("tx overrides default", ps.limit(T0 + 7 * H, tx_start_s=T0, tx_id=7)[:2] ==
+    check("tx overrides default", ps.limit(T0 + 7 * H, tx_start=T0, tx_id=7)[:2] ==
           (25, "TxProfile 3"))
     comp = ps.composite(1, T0 + 1800, 2 * H)
     check("composite", comp["chargingSchedule"]["chargingSchedulePeriod"] ==
@@ -101,10 +101,10 @@ try:
     again = Profiles(tmp)
     check("persisted", [to_dict(r) for r in again._r] ==
           [to_dict(r) for r in ps._r] and again.errors == [])
-    check("persisted limit", again.limit(T0 + 60, tx_start_s=T0, tx_id=7) ==
-          ps.limit(T0 + 60, tx_start_s=T0, tx_id=7))
+    check("persisted limit", again.limit(T0 + 60, tx_start=T0, tx_id=7) ==
+          ps.limit(T0 + 60, tx_start=T0, tx_id=7))
     check("retag", ps.retag(7, 1234) == 1 and Profiles(tmp).limit(
-        T0 + 7 * H, tx_start_s=T0, tx_id=1234)[:2] == (25, "TxProfile 3"))
+        T0 + 7 * H, tx_start=T0, tx_id=1234)[:2] == (25, "TxProfile 3"))
     check("end transaction", ps.end_transaction(1234) == 1 and len(Profiles(tmp)) == 2)
     check("clear", ps.clear() == "Accepted" and ps.clear() == "Unknown")
     with open(tmp, "w") as f:
@@ -137,7 +137,7 @@ try:
         reloaded = None
         gc.collect()
         a0 = gc.mem_alloc()
-        ps.limit(T0 + 12 * H, tx_start_s=T0, tx_id=7)
+        ps.limit(T0 + 12 * H, tx_start=T0, tx_id=7)
         print("heap: one limit() call allocates %d bytes" % (gc.mem_alloc() - a0))
         t0 = time.ticks_ms()
         comp = ps.composite(1, T0, 7 * DAY)
