@@ -81,8 +81,13 @@ def test_esp32_a_kept_rtc_is_believed_at_boot(esp32):
     assert tk.source == "rtc" and tk.now_s(0) == T
 
 
+class _Stop(BaseException):
+    """Ends the link's task (ws.connect and Link.run pass any BaseException on)."""
+
+
 class _Net:
-    """A link whose open() notes the system time when the (TLS) connection would start."""
+    """A link whose open() notes the system time when the (TLS) connection would start, then
+    ends the link's task."""
 
     def __init__(self, dev):
         self.dev = dev
@@ -93,7 +98,7 @@ class _Net:
 
     async def open(self, host, port, ssl=None, server_hostname=None, timeout_ms=10000):
         self.seen.append(self.dev.rtc_datetime)
-        raise OSError(113)
+        raise _Stop
 
 
 def _first_connection(board, dev, host="pool.ntp.org"):
@@ -105,8 +110,8 @@ def _first_connection(board, dev, host="pool.ntp.org"):
     cp = types.SimpleNamespace(section={"url": "ws://csms.example/ocpp", "cp_id": "CP1"},
                                rpc=None, keys=Keys(), security=security, say=logs.append, tk=tk)
     link = Link(cp, net=net)
-    with pytest.raises(Exception):
-        asyncio.run(link._session())
+    with pytest.raises(_Stop):
+        asyncio.run(link.run())
     return net.seen[0], tk, logs
 
 

@@ -80,9 +80,10 @@ class ChargePoint:
             say(m)
         self.tk = timekeep.TimeKeeper(log=log, **timekeep.board_sources(  # RTC, NTP, CSMS
             board, section.get("ntp", timekeep.NTP_HOST)))
-        self.rpc = rpc.Rpc(self._send, remote, say, self)  # (send, handlers, log, ctx)
-        self.security = security.Security(section, self.keys, say)
         self.link = Link(self, net)
+        # (send, handlers, log, ctx); a test rig puts its own link and rpc.send in their place
+        self.rpc = rpc.Rpc(self.link.send, remote, say, self)
+        self.security = security.Security(section, self.keys, say)
         self.registration = None  # None, "Pending", "Accepted", "Rejected"
         self.boot_retry_ms = 0  # BootNotification again after Pending/Rejected's interval
         self._hold = {}  # message key -> [ticks it may go again, Backoff] after a failure
@@ -109,9 +110,6 @@ class ChargePoint:
         self._reason = None
         self.last_error = None
         self.faults = 0  # exceptions caught in the OCPP tasks (fault())
-
-    async def _send(self, text):  # self.link at each send: a test rig may put its own there
-        await self.link.send(text)
 
     def tasks(self):
         return [("ocpp-link", self.link.run), ("ocpp", self.run),
@@ -262,8 +260,8 @@ class ChargePoint:
             if h is None:
                 # BootNotification: 10 s doubling to 5 min (libocpp waits 60 s); others 5 s
                 # doubling to 2 min; both +/-25 % jitter so a fleet does not retry in step
-                h = self._hold[key] = [0, backoff.Backoff(*((10000, 300000) if key == "boot" else (
-                    5000, 120000)))]
+                h = self._hold[key] = [0, backoff.Backoff(10000, 300000) if key == "boot" else
+                                       backoff.Backoff(5000, 120000)]
             wait = h[1].next_ms()
             h[0] = time.ticks_add(time.ticks_ms(), wait)
             self.last_error = why
@@ -331,7 +329,7 @@ class ChargePoint:
 # (Link.restart). It never touches the charge controller: while the link is down the charge
 # point goes on locally and its journal fills.
 class Link:
-    def __init__(self, cp, net=None):
+    def __init__(self, cp, net):
         s = cp.section
         self.url = s["url"].rstrip("/") + "/" + s["cp_id"]
         # the charge point's section, rpc, keys, security, say (its log) and tk (the clock,
@@ -359,13 +357,52 @@ class Link:
         self.last_tx_ms = time.ticks_ms()
 
     async def run(self):
+        # One session after another: the network up, the clock set (TLS checks dates), the
+        # WebSocket opened with what the security profile asks, every message handed to rpc;
+        # when it ends, the backoff's wait.
+        cp = self.cp
         while True:
             try:
-                await self._session()
+                opener = None
+                if self.net is not None:
+                    await self.net.up()
+                    opener = self.net.open
+                await cp.tk.before_connect()
+                self.restart = None
+                try:
+                    self.ws = await ws.connect(  # (url, max_frame, timeout_ms, open_connection)
+                        self.url, MAX_FRAME, _CONNECT_MS, opener,
+                        **cp.security.connect_args(cp.section["cp_id"]))
+                except ws.WsError as e:
+                    cp.security.refused(e)
+                    raise
+                cp.security.connected()
+                self.connected = True
+                self.connects += 1
+                self.backoff.reset()
+                self.up.set()
+                cp.say("connected to " + self.url)
+                pinger = asyncio.create_task(self._pinger())
+                try:
+                    while True:
+                        # Handed over in rpc.inbox, not as an argument: a value passed in a
+                        # call stays in a slot of the caller's frame while the callee runs
+                        # (MicroPython does not clear it), and rpc drops the text once parsed
+                        # (a big SendLocalList is then its objects alone while the handler
+                        # runs).
+                        cp.rpc.inbox = await self.ws.recv()
+                        self.last_rx_ms = time.ticks_ms()
+                        await cp.rpc.received()
+                        if self.restart:
+                            raise ws.WsError("%s: reconnecting" % self.restart)
+                finally:
+                    pinger.cancel()
+                    self.connected = False
+                    self.up.clear()
             except (ws.WsError, security.SecurityError, OSError) as e:
                 self._down(("network: %r" if isinstance(e, OSError) else "%s") % (e,))
             wait = self.backoff.next_ms()
-            self.cp.say("link down (%s); retry in %d s" % (self.last_error, wait // 1000))
+            cp.say("link down (%s); retry in %d s" % (self.last_error, wait // 1000))
             await asyncio.sleep_ms(wait)
 
     def _down(self, why):
@@ -375,45 +412,7 @@ class Link:
         self.cp.rpc.cancel()
         w, self.ws = self.ws, None
         if w is not None:
-            asyncio.create_task(w.close(1000))
-
-    async def _session(self):
-        cp = self.cp
-        opener = None
-        if self.net is not None:
-            await self.net.up()
-            opener = self.net.open
-        await cp.tk.before_connect()
-        self.restart = None
-        try:
-            self.ws = await ws.connect(  # (url, max_frame, timeout_ms, open_connection)
-                self.url, MAX_FRAME, _CONNECT_MS, opener,
-                **cp.security.connect_args(cp.section["cp_id"]))
-        except ws.WsError as e:
-            cp.security.refused(e)
-            raise
-        cp.security.connected()
-        self.connected = True
-        self.connects += 1
-        self.backoff.reset()
-        self.up.set()
-        cp.say("connected to " + self.url)
-        pinger = asyncio.create_task(self._pinger())
-        try:
-            while True:
-                # Handed over in rpc.inbox, not as an argument: a value passed in a call stays
-                # in a slot of the caller's frame while the callee runs (MicroPython does not
-                # clear it), and rpc drops the text once parsed (a big SendLocalList is then
-                # its objects alone while the handler runs).
-                cp.rpc.inbox = await self.ws.recv()
-                self.last_rx_ms = time.ticks_ms()
-                await cp.rpc.received()
-                if self.restart:
-                    raise ws.WsError("%s: reconnecting" % self.restart)
-        finally:
-            pinger.cancel()
-            self.connected = False
-            self.up.clear()
+            asyncio.create_task(w.close())
 
     async def _pinger(self):
         # WebSocketPingInterval: our ping every interval; no bytes for 2 intervals + margin

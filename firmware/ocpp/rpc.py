@@ -57,8 +57,9 @@ def dumps(x):
 
 
 def parse(text):
-    """One frame -> (kind, id, action or code, payload or description). Raises RpcError
-    (code, description) with .msg_id set where an answer can be addressed."""
+    """One frame -> (kind, id, a, b): a CALL's action and payload, a CALLRESULT's payload and
+    None, a CALLERROR's code and description. Raises RpcError (code, description) with
+    .msg_id set where an answer can be addressed."""
     try:
         f = json.loads(text)
     except (ValueError, TypeError):
@@ -75,7 +76,7 @@ def parse(text):
             raise RpcError("FormationViolation", "%s payload not an object" % f[2], mid)
         return kind, mid, f[2], f[3]
     if kind == _RESULT and len(f) == 3:
-        return kind, mid, None, f[2]
+        return kind, mid, f[2], None
     if kind == _ERROR and len(f) in (4, 5):
         return kind, mid, f[2], f[3]
     raise RpcError("ProtocolError", "bad message type or length")  # a result/error: no answer
@@ -86,7 +87,7 @@ class Rpc:
     received text to `received()`; `call()` sends ours and awaits its answer."""
 
     def __init__(self, send, handlers, log=print, ctx=None):
-        self._send = send
+        self.send = send
         # handlers.<action>: fn(ctx, payload) -> result payload (a dict, or a status string),
         # or a coroutine that gives one (firmware/ocpp/remote.py)
         self.handlers = handlers
@@ -117,7 +118,7 @@ class Rpc:
             self._pending = mid = self._prefix + str(n)
             self._answer = None
             self._flag.clear()
-            await self._send(dumps([_CALL, mid, action, payload]))
+            await self.send(dumps([_CALL, mid, action, payload]))
             try:
                 await asyncio.wait_for_ms(self._flag.wait(), _TIMEOUT_MS)
             except asyncio.TimeoutError:
@@ -160,7 +161,7 @@ class Rpc:
             else:
                 out = _result(mid, out)
         if out is not None:
-            await self._send(out)
+            await self.send(out)
 
     def _take(self):
         """Parse and handle self.inbox: the text to send (an answer, an error), None, or
@@ -182,8 +183,7 @@ class Rpc:
                 return None
             if kind == _ERROR and (type(action) is not str or type(payload) is not str):
                 action, payload = "GenericError", "malformed CALLERROR"
-            self._answer = (kind, payload if kind == _RESULT else action,
-                            payload if kind == _ERROR else "")
+            self._answer = (kind, action, payload)  # (_RESULT, payload, None)
             self._flag.set()
             return None
         if self.mute:

@@ -29,14 +29,14 @@ class WsRefused(WsError):
     handshake or a close before any answer (a refusal, unlike an unreachable network)."""
 
     def __init__(self, msg, status):
-        WsError.__init__(self, msg)  # (no super(): its closure costs .mpy bytes)
+        super().__init__(msg)
         self.status = status
 
 
 def parse_url(url):
     """(tls, host, port, authority, path) of a ws:// or wss:// URL; WsError if it is bad."""
     if not isinstance(url, str):
-        raise WsError("bad URL %r: not a string" % (url,))
+        raise WsError("bad URL %r: %s" % (url, "not a string"))
     for i, c in enumerate(url):  # (the URL is not shown: it may hold a user:password@)
         if c <= " " or c == "\x7f":
             raise WsError("bad URL: control character at %d" % i)
@@ -98,21 +98,23 @@ def _net_error(e, where, tls, phase):
     1 the upgrade before an answer byte (MicroPython's TLS handshake runs here), 2 after."""
     if isinstance(e, WsError):
         return e
-    if isinstance(e, asyncio.TimeoutError):
-        return WsError("connect to %s timed out" % where)
     name, text, en = type(e).__name__, str(e), getattr(e, "errno", None)
-    if en == 111:  # ECONNREFUSED (CPython's ConnectionRefusedError too)
-        return WsError("connect to %s refused" % where)
-    if phase == 0 and (name == "gaierror" or "addrinfo" in text):
+    if isinstance(e, asyncio.TimeoutError):
+        why = "timed out"
+    elif en == 111:  # ECONNREFUSED (CPython's ConnectionRefusedError too)
+        why = "refused"
+    elif phase == 0 and (name == "gaierror" or "addrinfo" in text):
         return WsError("cannot resolve %s (DNS): %s" % (where, text))
-    if tls and phase < 2 and (isinstance(e, ValueError) or "SSL" in name
-                              or (isinstance(en, int) and en < 0)):  # mbedTLS codes are < 0
+    elif tls and phase < 2 and (isinstance(e, ValueError) or "SSL" in name
+                                or (isinstance(en, int) and en < 0)):  # mbedTLS codes are < 0
         return WsRefused("TLS handshake with %s failed: %s" % (where, text.strip()), 0)
-    if isinstance(e, EOFError) or phase > 0 and en in (32, 103, 104):  # EPIPE, ECONNRESET..
+    elif isinstance(e, EOFError) or phase > 0 and en in (32, 103, 104):  # EPIPE, ECONNRESET..
         # a TLS 1.3 server refuses a client certificate after the handshake, at our request
         return WsRefused("%s closed at the upgrade%s" % (
             where, " (client certificate refused?)" if tls else ""), 0)
-    return WsError("connect to %s failed: %s %s" % (where, name, text))
+    else:
+        why = "failed: %s %s" % (name, text)
+    return WsError("connect to %s %s" % (where, why))
 
 
 async def connect(url, max_frame=8192, timeout_ms=10000, open_connection=None,
@@ -163,7 +165,7 @@ async def _upgrade(conn, auth, path, protocol, hdrs):
         "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
         % (path, auth, key.decode(), hdrs)).encode())
     await conn._w.drain()
-    got = None  # after the status line: the values of _HEADERS, None: not sent
+    got = None  # after the status line: the values of _HEADERS, b"": not sent (or empty)
     size = 0
     while True:  # the status line, then the headers up to the empty line
         line = await conn._r.readline()
@@ -181,7 +183,7 @@ async def _upgrade(conn, auth, path, protocol, hdrs):
             if status != 101:
                 raise WsRefused("HTTP %d %s" % (status, parts[2].strip().decode()
                                                  if len(parts) > 2 else ""), status)
-            got = [None] * 5
+            got = [b""] * 5
         elif line in (b"\r\n", b"\n"):
             break
         else:
@@ -192,12 +194,12 @@ async def _upgrade(conn, auth, path, protocol, hdrs):
     upgrade, connection, accept, proto, extensions = got
     guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
     want = binascii.b2a_base64(hashlib.sha1(key + guid).digest())[:-1]
-    if (upgrade or b"").lower() != b"websocket" or b"upgrade" not in (connection or b"").lower():
+    if upgrade.lower() != b"websocket" or b"upgrade" not in connection.lower():
         raise WsError("HTTP 101 without Upgrade")
     if accept != want:
         raise WsError("bad Sec-WebSocket-Accept")
-    if extensions is not None:
+    if extensions:
         raise WsError("extension not offered")
-    proto = (proto or b"").decode()
+    proto = proto.decode()
     if proto != (protocol or ""):
         raise WsError("Sec-WebSocket-Protocol %r" % (proto or "(none)",))

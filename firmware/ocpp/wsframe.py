@@ -39,17 +39,15 @@ if _wait_ms is None:  # CPython
 class WsError(Exception):
     """The WebSocket link failed; .code is the close code sent or received, or None."""
 
-    def __init__(self, msg, code=None):
-        super().__init__(msg)
-        self.code = code
+    code = None
 
 
 class WsClosed(WsError):
     """The connection is closed; .code and .reason say how (1006: lost without a close)."""
 
-    def __init__(self, code=None, reason=""):
-        WsError.__init__(self, "websocket closed (%s)%s" % (
-            code, ": " + reason if reason else ""), code)
+    def __init__(self, code, reason):
+        super().__init__("websocket closed (%s)%s" % (code, ": " + reason if reason else ""))
+        self.code = code
         self.reason = reason
 
 
@@ -237,7 +235,7 @@ class WebSocket:
             code = c[0] << 8 | c[1]
             if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
                 await self._fail(1002, "invalid close code %d" % code)
-            reason = _text(bytes(memoryview(c)[2:n]))
+            reason = _text(c[2:n])
             if reason is None:
                 await self._fail(1007, "close reason not UTF-8")
         if not self._close_sent:  # answer the server's close (echo its code)

@@ -181,6 +181,7 @@ for k, v in PLAN.get("keys", {}).items():
         raise SystemExit("key %s=%s: %s" % (k, v, st))
 csms = Csms()
 cp.link = csms
+cp.rpc.send = csms.send
 
 
 def count(action):
