@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def mv(lid, i, pad=0):
-    return {"connectorId": 1, "transactionId": lid, "meterValue": [{"v": i, "p": "x" * pad}]}
+    return {"connectorId": 1, "l": lid, "meterValue": [{"v": i, "p": "x" * pad}]}
 
 
 def drain(j):
@@ -36,12 +36,12 @@ def test_push_peek_ack_in_order_and_across_reopen(tmp_path):
     p = str(tmp_path / "j")
     j = Journal(p)
     lid = j.next_local_id()
-    s1 = j.push("StartTransaction", {"connectorId": 1, "idTag": "AB", "transactionId": lid})
+    s1 = j.push("StartTransaction", {"connectorId": 1, "idTag": "AB", "l": lid})
     s2 = j.push("MeterValues", mv(lid, 1), droppable=True)
-    s3 = j.push("StopTransaction", {"transactionId": lid, "meterStop": 9})
+    s3 = j.push("StopTransaction", {"l": lid, "meterStop": 9})
     assert s1 < s2 < s3 and j.pending() == 3
     assert j.peek() == (s1, "StartTransaction", {"connectorId": 1, "idTag": "AB",
-                                                 "transactionId": lid})
+                                                 "l": lid})
     with pytest.raises(JournalError, match="oldest pending"):
         j.ack(s2)
     j.ack(s1)
@@ -73,7 +73,7 @@ def test_mapping_kept_while_needed_forgotten_after_the_stop_is_acked(tmp_path):
     p = str(tmp_path / "j")
     j = Journal(p, max_bytes=4000)
     lid = j.next_local_id()
-    j.ack(j.push("StartTransaction", {"transactionId": lid}))
+    j.ack(j.push("StartTransaction", {"l": lid}))
     j.map_tx(lid, 4711)
     j.ack(j.push("MeterValues", mv(lid, 1)))
     # no pending record needs it but the transaction goes on: kept, also across a reboot
@@ -83,7 +83,7 @@ def test_mapping_kept_while_needed_forgotten_after_the_stop_is_acked(tmp_path):
     j.close()
     j = Journal(p, max_bytes=4000)
     assert j.tx_id(lid) == 4711
-    s = j.push("StopTransaction", {"transactionId": lid, "meterStop": 3})
+    s = j.push("StopTransaction", {"l": lid, "meterStop": 3})
     j.close()
     j = Journal(p, max_bytes=4000)
     assert j.tx_id(lid) == 4711
@@ -93,24 +93,27 @@ def test_mapping_kept_while_needed_forgotten_after_the_stop_is_acked(tmp_path):
     assert Journal(p, max_bytes=4000).tx_id(lid) is None
     with pytest.raises(JournalError, match="bad mapping"):
         j.map_tx(5, 1)
+    with pytest.raises(JournalError, match="bad mapping -1 -> 4294967296"):
+        j.map_tx(-1, 1 << 32)  # the file keeps an i32
 
 
 def test_full_drops_oldest_metervalues_never_start_or_stop(tmp_path):
     p = str(tmp_path / "j")
     j = Journal(p, max_bytes=3000)
     lid = j.next_local_id()
-    start = j.push("StartTransaction", {"transactionId": lid, "meterStart": 0})
+    start = j.push("StartTransaction", {"l": lid, "meterStart": 0})
     seqs = [j.push("MeterValues", mv(lid, i, 30), droppable=True) for i in range(60)]
     st_ = j.stats()
     assert st_["dropped"] > 0 and st_["bytes"] <= 3000
-    stop = j.push("StopTransaction", {"transactionId": lid, "meterStop": 60})
+    stop = j.push("StopTransaction", {"l": lid, "meterStop": 60})
     got = [r[0] for r in drain(j)]
     assert got[0] == start and got[-1] == stop
     kept = got[1:-1]
     assert kept == seqs[-len(kept):]  # the oldest were dropped, the newest kept, in order
     assert j.stats()["dropped"] == 60 - len(kept)
-    with pytest.raises(JournalError, match="never droppable"):
-        j.push("StopTransaction", {}, droppable=True)
+    for action in ("StartTransaction", "StopTransaction"):
+        with pytest.raises(JournalError, match="never droppable"):
+            j.push(action, {}, droppable=True)
 
 
 def test_full_of_non_droppable_refuses_and_changes_nothing(tmp_path):
@@ -119,7 +122,7 @@ def test_full_of_non_droppable_refuses_and_changes_nothing(tmp_path):
     pushed = []
     with pytest.raises(JournalError, match="journal full"):
         for i in range(100):
-            pushed.append(j.push("StopTransaction", {"transactionId": -i - 1, "p": "z" * 50}))
+            pushed.append(j.push("StopTransaction", {"l": -i - 1, "p": "z" * 50}))
     assert 10 < len(pushed) < 100
     assert j.stats()["bytes"] <= 1500 and j.pending() == len(pushed)
     j.close()
@@ -376,7 +379,7 @@ j = Journal(sys.argv[1], 6000)
 i = 0
 while True:
     i += 1
-    s = j.push("MeterValues", {"transactionId": -1, "n": i, "pad": "m" * (i % 40)})
+    s = j.push("MeterValues", {"l": -1, "n": i, "pad": "m" * (i % 40)})
     print("P", s)
     while i % 3 == 0 or j.pending() > 30:
         r = j.peek()

@@ -29,8 +29,8 @@
 #
 # Local transaction ids: the charge point starts a transaction with next_local_id() (negative,
 # never repeated) before the CSMS gave it a transactionId. A record "needs" local id L when its
-# payload's "transactionId" or "l" is L (the caller keeps L beside the OCPP payload, e.g.
-# {"l": L, "p": {...}}, and fills in the CSMS's id when it sends). map_tx(L, id) is kept while
+# payload's "l" is L (the caller keeps L beside the OCPP payload, {"l": L, "p": {...}}, and
+# fills in the CSMS's id when it sends). map_tx(L, id) is kept while
 # a pending record needs it and until the transaction's StopTransaction has been acked.
 #
 # RAM: the payloads stay on flash; per pending record only its file offset (array "I").
@@ -57,7 +57,6 @@ _L = const(76)
 _S = const(83)
 _DROPPABLE = const(1)
 _STOP = const(2)
-_START = const(4)
 _ENDED = const(1)
 _MAX_BODY = const(16384)
 _S_SIZE = const(20)  # S record: header + u32
@@ -82,7 +81,6 @@ class Journal(RamTail):
         self.path = path
         self.max_bytes = max_bytes
         self._hdr = bytearray(_HDR)
-        self._f = None
         self.recovered = 0  # valid records found at open
         self.torn_bytes = 0  # bytes dropped at open (torn write, garbage)
         self.compactions = 0
@@ -189,13 +187,14 @@ class Journal(RamTail):
         self._size += n
 
     def _record(self, off):
-        """The whole record at off (header and body), from the file or RAM."""
-        if off >= _RAM:
-            return self._ram[off]
+        """(kind, flags, length, seq, ref), the whole record at off (header and body), from
+        the file or RAM."""
         k = self._read_hdr(off)
+        if off >= _RAM:
+            return k, self._ram[off]
         rec = bytearray(self._hdr)
         rec.extend(self._f.read(k[2]))
-        return rec
+        return k, rec
 
     def _open(self):
         try:
@@ -239,8 +238,7 @@ class Journal(RamTail):
                 off = self._offs[i]
                 if off in skip:
                     continue
-                rec = self._record(off)
-                k = struct.unpack_from("<BBHIi", rec, 0)
+                k, rec = self._record(off)
                 g.write(rec)
                 offs.append(pos)
                 pos += len(rec)
@@ -271,9 +269,10 @@ class Journal(RamTail):
         self._pend_bytes = pend
         self._refs = refs
         self._dropped = dropped
-        for lid in [x for x in self._ended if x not in refs]:
-            self._ended.remove(lid)
-            self._map.pop(lid, None)
+        for lid in list(self._ended):
+            if lid not in refs:
+                self._ended.remove(lid)
+                self._map.pop(lid, None)
         self._ram_clear()  # its records are in the new file (held A/M/L: in S, _map, _head)
         self.compactions += 1
 
@@ -283,13 +282,9 @@ class Journal(RamTail):
         once it opens: jram.py). Returns its seq."""
         if not isinstance(action, str) or not action or "\n" in action:
             raise JournalError("bad action %r" % (action,))
-        fl = 0
-        if action == "StopTransaction":
-            fl = _STOP
-        elif action == "StartTransaction":
-            fl = _START
+        fl = _STOP if action == "StopTransaction" else 0
         if droppable:
-            if fl:
+            if fl or action == "StartTransaction":
                 raise JournalError("%s is never droppable" % action)
             fl = _DROPPABLE
         try:
@@ -299,12 +294,9 @@ class Journal(RamTail):
         need = _HDR + len(body)
         if len(body) > _MAX_BODY or need + _S_SIZE > self.max_bytes:
             raise JournalError("%s of %d bytes too large for the journal" % (action, len(body)))
-        ref = 0
-        if isinstance(payload, dict):
-            for name in ("transactionId", "l"):
-                r = payload.get(name)
-                if isinstance(r, int) and not isinstance(r, bool) and r < 0:
-                    ref = r
+        ref = payload.get("l") if isinstance(payload, dict) else 0
+        if not isinstance(ref, int) or ref > 0:  # (a bool is never < 0)
+            ref = 0
         if self._gated():
             self._ram_room(need, droppable, action)
         elif self._size + need > self.max_bytes:
@@ -341,8 +333,7 @@ class Journal(RamTail):
         """(seq, action, payload) of the oldest pending record, or None."""
         if self.pending() == 0:
             return None
-        rec = self._record(self._offs[self._head])
-        k = struct.unpack_from("<BBHIi", rec, 0)
+        k, rec = self._record(self._offs[self._head])
         body = bytes(rec[_HDR:_HDR + k[2]])
         try:
             i = body.index(b"\n")
@@ -372,10 +363,9 @@ class Journal(RamTail):
 
     def map_tx(self, local_id, tx_id):
         """The CSMS's transactionId for local id local_id; durable when it returns."""
-        if not isinstance(local_id, int) or local_id >= 0 or not isinstance(tx_id, int):
+        if not (isinstance(local_id, int) and local_id < 0 and isinstance(tx_id, int)
+                and -0x80000000 <= tx_id <= 0x7FFFFFFF):  # (the file keeps an i32)
             raise JournalError("bad mapping %r -> %r" % (local_id, tx_id))
-        if not -0x80000000 <= tx_id <= 0x7FFFFFFF:
-            raise JournalError("transactionId %d out of range" % tx_id)
         if self._map.get(local_id) == tx_id:
             return
         self._append(_M, 0, 0, local_id, struct.pack("<i", tx_id))

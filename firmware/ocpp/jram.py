@@ -126,36 +126,32 @@ class RamTail:
         self._head = 0
 
     def settle(self):
-        """Write the RAM tail to the file if the gate is open. True when nothing waits."""
-        if not (self._ram or self._held):
-            return True
-        if not persist.flash_ok():
-            return False
+        """Write the RAM tail to the file if the gate is open."""
+        if not (self._ram or self._held) or not persist.flash_ok():
+            return
         if self._size + self._ram_bytes > self.max_bytes:
             try:
                 self._make_room(0, "the RAM tail")  # compacts: RAM records included
             except JournalError:
                 self._compact()  # Start and Stop are never dropped: the file grows
-            self.settles += 1
-            return True
-        recs = list(self._held)
-        pos = self._size
-        for r in recs:
-            pos += len(r)
-        moved = []
-        for i in range(self._head, len(self._offs)):
-            off = self._offs[i]
-            if off >= _RAM:
-                rec = self._ram[off]
-                recs.append(rec)
-                moved.append((i, pos))
-                pos += len(rec)
-        self._write_end(recs)  # raises before anything below changes: all stays in RAM
-        for i, p in moved:
-            self._offs[i] = p
-        self._ram_clear()
+        else:
+            recs = list(self._held)
+            pos = self._size
+            for r in recs:
+                pos += len(r)
+            moved = []
+            for i in range(self._head, len(self._offs)):
+                off = self._offs[i]
+                if off >= _RAM:
+                    rec = self._ram[off]
+                    recs.append(rec)
+                    moved.append((i, pos))
+                    pos += len(rec)
+            self._write_end(recs)  # raises before anything below changes: all stays in RAM
+            for i, p in moved:
+                self._offs[i] = p
+            self._ram_clear()
         self.settles += 1
-        return True
 
 
 async def send_next(tx):
@@ -166,12 +162,13 @@ async def send_next(tx):
     if rec is None:
         return False
     seq, action, body = rec
+    start = action == "StartTransaction"
     if tx._attempts and time.ticks_diff(time.ticks_ms(), tx._retry_ms) < 0:
         return False
     # times stamped before the clock was known get their wall time now (timekeep.py)
     p = cp.tk.resolve(body["p"], time.ticks_ms())
     local = body.get("l")  # none: a status notification (firmware/secext.notify)
-    if local is not None and action != "StartTransaction":
+    if local is not None and not start:
         tid = j.tx_id(local)
         if tid is None:  # its Start was answered with an id the journal cannot keep
             cp.say("%s of transaction %s dropped: no transactionId" % (action, local))
@@ -193,7 +190,7 @@ async def send_next(tx):
             k = cp.keys
             n = tx._attempts = tx._attempts + 1
             most = max(1, k.get("TransactionMessageAttempts"))
-            if n < most or action == "StartTransaction":
+            if n < most or start:
                 wait = max(1, k.get("TransactionMessageRetryInterval")) * min(n, most)
                 tx._retry_ms = time.ticks_add(time.ticks_ms(), 1000 * wait)
                 cp.say("%s attempt %d failed (%s), retry in %d s" % (action, n, why, wait))
@@ -204,7 +201,7 @@ async def send_next(tx):
         return True
     # Answered: from here on nothing may keep the record from being acknowledged.
     tx._attempts = 0
-    if action == "StartTransaction":
+    if start:
         try:
             j.map_tx(local, conf["transactionId"])
         except JournalError as e:
@@ -212,7 +209,7 @@ async def send_next(tx):
                 local, e))
     j.ack(seq)
     try:
-        if action == "StartTransaction":
+        if start:
             tx.started(local, p["idTag"], conf)
         elif action == "StopTransaction" and "idTagInfo" in conf and "idTag" in p:
             tx.remember(p["idTag"], conf["idTagInfo"])

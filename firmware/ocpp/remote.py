@@ -373,7 +373,7 @@ async def boot(cp):
                 cp.say("HeartbeatInterval %d s clamped to 86400" % interval)
             cp.keys.change("HeartbeatInterval", str(min(interval, 86400)))
         cp.heartbeat_ms = now
-        cp.st.resend_all()
+        cp.st.sent = [None, None]  # every connector's status goes again
         cp.say("boot accepted")
     else:
         wait = interval if interval > 0 else _BOOT_RETRY_S

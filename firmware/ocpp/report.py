@@ -45,7 +45,7 @@ class Statuses:
     def __init__(self, cp):
         self.cp = cp
         self.now = [None, None]  # (status, error, info) observed, per connector
-        self.sent = [None, None]  # ... last sent
+        self.sent = [None, None]  # ... last sent (a BootNotification accepted: all again)
         self.at = [None, None]  # stamp of the observed change (cp.stamp: timekeep), with now
 
     def status(self, c):
@@ -55,17 +55,23 @@ class Statuses:
 
     def observe(self):
         """Take the statuses now; True when one changed (the sender is woken)."""
+        # Connector 0. A lost card reader (board.cards.fault, set by firmware/rfid.py) is
+        # errorCode ReaderFailure with the driver's text as info; the status stays what it is
+        # (charging still starts by RemoteStartTransaction or free vend), and the next
+        # notification with NoError says the reader is back.
+        cp = self.cp
+        fault = getattr(cp.cards, "fault", None)
+        st0 = ("Available" if cp.available[0] else "Unavailable",
+               "ReaderFailure" if fault else "NoError", str(fault)[:50] if fault else "")
+        if getattr(cp.ctl.session, "halted", False):
+            st0 = ("Faulted", "InternalError", "fail-safe")
         changed = False
-        for c, st in ((1, self._connector()), (0, self._charge_point())):
+        for c, st in ((1, self._connector()), (0, st0)):
             if st != self.now[c]:
                 self.now[c] = st
-                self.at[c] = self.cp.stamp()
+                self.at[c] = cp.stamp()
                 changed = True
         return changed
-
-    def resend_all(self):
-        """After a BootNotification is accepted every status goes again."""
-        self.sent = [None, None]
 
     def due(self, c, min_s):
         """Connector c's status differs from the one sent and has lasted min_s seconds
@@ -82,20 +88,6 @@ class Statuses:
             p["info"] = st[2]
         await self.cp.rpc.call("StatusNotification", p)
         self.sent[c] = st
-
-    def _charge_point(self):
-        """Connector 0. A lost card reader (board.cards.fault, set by firmware/rfid.py) is
-        errorCode ReaderFailure with the driver's text as info; the status stays what it is
-        (charging still starts by RemoteStartTransaction or free vend), and the next
-        notification with NoError says the reader is back."""
-        cp = self.cp
-        if getattr(cp.ctl.session, "halted", False):
-            return ("Faulted", "InternalError", "fail-safe")
-        status = "Available" if cp.available[0] else "Unavailable"
-        fault = getattr(cp.cards, "fault", None)
-        if fault:
-            return (status, "ReaderFailure", str(fault)[:50])
-        return (status, "NoError", "")
 
     def _connector(self):
         cp = self.cp

@@ -259,11 +259,12 @@ class Transactions:
         if not self.cp.keys.get(key):
             return
         o = self.open
-        o["data"].append(self.sample(context, key, True))
-        if len(o["data"]) > _STOP_DATA_MAX:
-            del o["data"][0]
-            o["cut"] = o.get("cut", 0) + 1
-            if o["cut"] == 1:
+        d = o["data"]
+        d.append(self.sample(context, key, True))
+        if len(d) > _STOP_DATA_MAX:
+            del d[0]
+            n = o["cut"] = o.get("cut", 0) + 1
+            if n == 1:
                 self.cp.say("transactionData keeps the last %d samples" % _STOP_DATA_MAX)
 
     def _values(self, context, key, stop_key=None):
@@ -390,14 +391,14 @@ class Transactions:
             return
         if cp.keys.get("StopTransactionOnInvalidId"):
             self.stop_reason = "DeAuthorized"
-            cp.say("idTag %s %s by the CSMS: stopping" % (tag, info["status"]))
+            what = "stopping"
         else:
             # OCPP 1.6 (StopTransactionOnInvalidId false): energy delivery stops, the
             # transaction stays open until it ends otherwise (card, unplug, remote stop).
             cp.ctl.set_auth(False)
             o["suspended"] = True
-            cp.say("idTag %s %s by the CSMS: energy stopped, transaction %s kept" % (
-                tag, info["status"], tid))
+            what = "energy stopped, transaction %s kept" % tid
+        cp.say("idTag %s %s by the CSMS: %s" % (tag, info["status"], what))
         cp.wake.set()
 
 
