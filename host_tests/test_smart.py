@@ -28,7 +28,7 @@ def profile(ps, pid):
     """The csChargingProfiles dict of installed profile pid, or None."""
     for r in ps._r:
         if r[smart._R_ID] == pid:
-            return smart.to_dict(r)
+            return store.to_dict(r)
     return None
 
 

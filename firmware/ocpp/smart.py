@@ -3,7 +3,8 @@
 # logic: times are epoch seconds (UTC) handed in by the OCPP task (firmware/ocpp/cp.py),
 # which publishes the limit to the limit arbiter (firmware/limits/) - it can only lower the
 # offer.
-# Checks, the record a profile becomes and reading the file: firmware/ocpp/smart_store.py.
+# Checks, the record a profile becomes (and the dict it stands for) and reading the file:
+# firmware/ocpp/smart_store.py.
 #
 # How the limit at second t is found (each rule has a test in host_tests/test_smart.py):
 # - A profile is in force at t when validFrom <= t < validTo and its schedule covers t: after
@@ -30,7 +31,8 @@ from .. import persist
 from . import clock
 from . import smart_store as st
 
-# A profile's record (smart_store.compile_profile makes it): a tuple indexed by these.
+# A profile's record (smart_store.compile_profile makes it, to_dict reads it back in the same
+# order): a tuple indexed by these.
 _R_ID = const(0)
 _R_CONN = const(1)
 _R_STACK = const(2)
@@ -136,39 +138,6 @@ def _da(r, k, volts, phases):
     return int(arr[k + 1] // va) if va > 0 else 0
 
 
-def _num(x):
-    """A value in tenths as a JSON number: an int when whole."""
-    x = int(x)
-    return x // 10 if x % 10 == 0 else x / 10
-
-
-def to_dict(r):
-    """The csChargingProfiles dict of a record (what the file and the tests show)."""
-    arr = r[_R_PERIODS]
-    per = []
-    for k in range(0, len(arr), 3):
-        q = {"startPeriod": arr[k], "limit": _num(arr[k + 1])}
-        if arr[k + 2]:
-            q["numberPhases"] = arr[k + 2]
-        per.append(q)
-    s = {"chargingRateUnit": "W" if r[_R_WATTS] else "A", "chargingSchedulePeriod": per}
-    p = {"chargingProfileId": r[_R_ID], "stackLevel": r[_R_STACK],
-         "chargingProfilePurpose": st.PURPOSES[r[_R_PURPOSE]],
-         "chargingProfileKind": st.KINDS[r[_R_KIND]], "chargingSchedule": s}
-    if r[_R_RECUR]:
-        p["recurrencyKind"] = "Daily" if r[_R_RECUR] == 86400 else "Weekly"
-    for key, i in (("validFrom", _R_FROM), ("validTo", _R_TO)):
-        if r[i] is not None:
-            p[key] = clock.iso(r[i])
-    if r[_R_START] is not None:
-        s["startSchedule"] = clock.iso(r[_R_START])
-    if r[_R_DUR] is not None:
-        s["duration"] = r[_R_DUR]
-    if r[_R_MIN] is not None:
-        s["minChargingRate"] = _num(r[_R_MIN])
-    return p
-
-
 class Profiles:
     """The charging profiles installed on this charge point, persisted in `path`."""
 
@@ -180,19 +149,19 @@ class Profiles:
         for e in entries:
             try:
                 self._r = self._with(e.get("c"), e["p"], e.get("tx"))
-            except st.SmartError as x:
+            except ValueError as x:
                 self.errors.append("%s: a profile dropped: %s" % (path, x))
 
     def _with(self, c, p, tx):
         """The records with profile p (on connector c, transaction tx) installed: same id,
         or same stackLevel, purpose and connector, replaces (SetChargingProfile, 5.16).
-        SmartError if p is wrong or would be one profile too many."""
-        r = st.compile_profile(c, p, tx, clock.parse)
+        ValueError if p is wrong or would be one profile too many."""
+        r = st.compile_profile(c, p, tx)
         new = [x for x in self._r if x[_R_ID] != r[_R_ID] and not (
             x[_R_STACK] == r[_R_STACK] and x[_R_PURPOSE] == r[_R_PURPOSE]
             and x[_R_CONN] == r[_R_CONN])] + [r]
         if len(new) > _MAX_INSTALLED:
-            raise st.SmartError("more than %d profiles installed" % _MAX_INSTALLED)
+            raise ValueError("more than %d profiles installed" % _MAX_INSTALLED)
         return new
 
     def _store(self, new):
@@ -204,7 +173,7 @@ class Profiles:
                 sep = ""
                 for r in new:
                     f.write(sep)
-                    f.write(json.dumps({"c": r[_R_CONN], "tx": r[_R_TX], "p": to_dict(r)}))
+                    f.write(json.dumps({"c": r[_R_CONN], "tx": r[_R_TX], "p": st.to_dict(r)}))
                     sep = ", "
                 f.write("]}")
         except OSError as e:
@@ -217,7 +186,7 @@ class Profiles:
         tx_id: the transaction running on connector_id, None if none."""
         try:
             new = self._with(connector_id, profile, tx_id)
-        except st.SmartError as e:
+        except ValueError as e:
             self.why = str(e)
             return "Rejected"
         if not self._store(new):
@@ -329,8 +298,8 @@ class Profiles:
                 d = _da(r, k, volts, phases)
                 if da is None or d < da:
                     da, g = d, r
-        if da is None:
-            return None, "no charging profile in force"
+        if da is None:  # (da, not None: a constant tuple would hold the text a second time)
+            return da, "no charging profile in force"
         return da / 10, "%s %d (time unknown: the lowest it could be)" % (
             st.PURPOSES[g[_R_PURPOSE]], g[_R_ID])
 
@@ -360,9 +329,9 @@ class Profiles:
                 if not watts:
                     v = da / 10
                 elif g[_R_WATTS]:
-                    v = _num(arr[k + 1])
+                    v = st.from_tenths(arr[k + 1])
                 else:
-                    v = _num(arr[k + 1] * volts * (ph or phases))
+                    v = st.from_tenths(arr[k + 1] * volts * (ph or phases))
             if (v, ph) != last:
                 if len(per) == _MAX_OUT:
                     end = t

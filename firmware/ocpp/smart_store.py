@@ -1,13 +1,16 @@
 # OCPP 1.6 charging profiles as the charge point keeps them: the semantic checks of
 # SetChargingProfile (section 3.13, 5.16 and the errata), the compact record each profile
-# becomes in RAM, and reading the file they persist in. Pure logic except load(), which takes
-# the path. Used by firmware/ocpp/smart.py (the Profiles store, its schedule arithmetic, the
-# record's layout - its _R_* indices - and writing the file).
+# becomes in RAM and the dict a record stands for (to_dict), and reading the file they
+# persist in. Pure logic except load(), which takes the path. Used by firmware/ocpp/smart.py
+# (the Profiles store, its schedule arithmetic, the record's layout - its _R_* indices - and
+# writing the file).
 #
-# A record is a tuple (smart.py's _R_* order); its periods are one flat array('i') of
+# A record is a tuple (smart.py's _R_* order, as compile_profile returns it and to_dict
+# unpacks it); its periods are one flat array('i') of
 # (startPeriod, limit x 10, numberPhases or 0) triplets, so 8 profiles of 24 periods stay
 # around a few kB. Limits are kept in tenths (the schema's multipleOf 0.1), rounded down: a
-# limit can only come out lower, never higher.
+# limit can only come out lower, never higher. A profile that cannot be installed raises
+# ValueError, its message naming the first fault.
 #
 # Decisions where the spec leaves room (each has a test in host_tests/test_smart.py):
 # - Absolute without startSchedule: 1.6 says the schedule is then relative to the start of
@@ -22,6 +25,7 @@ from array import array
 
 
 from .. import persist
+from . import clock
 
 # codes of the purposes and kinds: their index in PURPOSES and KINDS (smart.py has the same)
 _CPMAX = const(0)
@@ -30,8 +34,6 @@ _RECURRING = const(1)
 _RELATIVE = const(2)
 PURPOSES = ("ChargePointMaxProfile", "TxDefaultProfile", "TxProfile")
 KINDS = ("Absolute", "Recurring", "Relative")
-_RECURRENCES = ("Daily", "Weekly")  # their seconds: _PERIOD_S
-_PERIOD_S = (86400, 604800)
 _MAX_LIMIT = const(1000000)  # 1 MW or 1 MA: anything above is a sender's mistake
 _MAX_INT = const(0x3FFFFFFF)  # small ints on every port (34 years of seconds)
 # What keys.py reports: ChargeProfileMaxStackLevel, ChargingScheduleMaxPeriods
@@ -40,55 +42,52 @@ _MAX_PERIODS = const(24)
 _CONNECTORS = const(1)  # connector ids 1.._CONNECTORS (0: the charge point as a whole)
 
 
-SmartError = ValueError  # a profile that cannot be installed (its message says why)
-
-
 def _int(d, key, lo, hi, need):
     v = d.get(key)
     if v is None:
         if need:
-            raise SmartError("%s missing" % key)
+            raise ValueError("%s missing" % key)
         return None
     if type(v) is not int or not lo <= v <= hi:
-        raise SmartError("%s must be an integer %d..%d, got %r" % (key, lo, hi, v))
+        raise ValueError("%s must be an integer %d..%d, got %r" % (key, lo, hi, v))
     return v
 
 
 def _tenths(v, what):
     if type(v) not in (int, float) or not 0 <= v <= _MAX_LIMIT:  # NaN fails the range too
-        raise SmartError("%s must be a number 0..%d, got %r" % (what, _MAX_LIMIT, v))
+        raise ValueError("%s must be a number 0..%d, got %r" % (what, _MAX_LIMIT, v))
     # floor to 0.1; the small margin keeps 2.3 (2.2999... in binary) at 23
     return int(v * 10 + 0.01)
 
 
 def _obj(v, what):
-    """v if it is a dict (a JSON object), else SmartError naming `what`."""
+    """v if it is a dict (a JSON object), else ValueError naming `what`."""
     if type(v) is not dict:
-        raise SmartError("%s must be an object" % what)
+        raise ValueError("%s must be an object" % what)
     return v
 
 
 def _pick(d, key, names):
-    """The index of d[key] in names; SmartError naming the key and the choices if absent."""
+    """The index of d[key] in names; ValueError naming the key and the choices if absent."""
     v = d.get(key)
     if v not in names:
-        raise SmartError("%s must be %s, got %r" % (key, " or ".join(names), v))
+        raise ValueError("%s must be %s, got %r" % (key, " or ".join(names), v))
     return names.index(v)
 
 
-def _time(d, key, parse):
+def _time(d, key):
     v = d.get(key)
     if v is None:
         return None
     try:
-        return parse(v)
+        return clock.parse(v)
     except ValueError as e:
-        raise SmartError("%s: %s" % (key, e))
+        raise ValueError("%s: %s" % (key, e))
 
 
-def compile_profile(conn, p, tx_id, parse):
+def compile_profile(conn, p, tx_id):
     """The record of a csChargingProfiles dict installed on connector `conn` while
-    transaction `tx_id` (or None) runs there; SmartError names the first fault."""
+    transaction `tx_id` (or None) runs there; ValueError names the first fault."""
     _obj(p, "csChargingProfiles")
     _int({"connectorId": conn}, "connectorId", 0, _CONNECTORS, True)
     pid = _int(p, "chargingProfileId", -_MAX_INT, _MAX_INT, True)
@@ -97,49 +96,83 @@ def compile_profile(conn, p, tx_id, parse):
     kind = _pick(p, "chargingProfileKind", KINDS)
     tid = p.get("transactionId")
     if purpose == _CPMAX and conn != 0:
-        raise SmartError("ChargePointMaxProfile only on connector 0")
+        raise ValueError("ChargePointMaxProfile only on connector 0")
     if purpose == _TX:
         if conn == 0:
-            raise SmartError("TxProfile needs a connector > 0")
+            raise ValueError("TxProfile needs a connector > 0")
         if tx_id is None:
-            raise SmartError("TxProfile without a transaction")
+            raise ValueError("TxProfile without a transaction")
         if tid is not None and tid != tx_id:
-            raise SmartError("TxProfile for transaction %r, not %r" % (tid, tx_id))
+            raise ValueError("TxProfile for transaction %r, not %r" % (tid, tx_id))
     elif tid is not None:
-        raise SmartError("transactionId only belongs in a TxProfile")
+        raise ValueError("transactionId only belongs in a TxProfile")
     recur = 0
     if kind == _RECURRING:
-        recur = _PERIOD_S[_pick(p, "recurrencyKind", _RECURRENCES)]
-    vfrom = _time(p, "validFrom", parse)
-    vto = _time(p, "validTo", parse)
+        recur = (86400, 604800)[_pick(p, "recurrencyKind", ("Daily", "Weekly"))]  # s
+    vfrom = _time(p, "validFrom")
+    vto = _time(p, "validTo")
     if vfrom is not None and vto is not None and vto <= vfrom:
-        raise SmartError("validTo is not after validFrom")
+        raise ValueError("validTo is not after validFrom")
     s = _obj(p.get("chargingSchedule"), "chargingSchedule")
     watts = _pick(s, "chargingRateUnit", ("A", "W")) == 1
     dur = _int(s, "duration", 0, _MAX_INT, False)
-    start = _time(s, "startSchedule", parse)
+    start = _time(s, "startSchedule")
     if kind == _RECURRING and start is None:
-        raise SmartError("Recurring needs startSchedule")
+        raise ValueError("Recurring needs startSchedule")
     if kind == _RELATIVE and start is not None:
-        raise SmartError("Relative must not have startSchedule")
+        raise ValueError("Relative must not have startSchedule")
     mn = s.get("minChargingRate")
     mn = None if mn is None else _tenths(mn, "minChargingRate")
     per = s.get("chargingSchedulePeriod")
     if type(per) is not list or not 1 <= len(per) <= _MAX_PERIODS:
-        raise SmartError("chargingSchedulePeriod must list 1..%d periods" % _MAX_PERIODS)
+        raise ValueError("chargingSchedulePeriod must list 1..%d periods" % _MAX_PERIODS)
     arr = array("i")
     last = -1
     for k, q in enumerate(per):
         _obj(q, "chargingSchedulePeriod[%d]" % k)
         sp = _int(q, "startPeriod", 0, _MAX_INT, True)
         if (k == 0 and sp != 0) or sp <= last:
-            raise SmartError("startPeriod must start at 0 and rise, got %d at [%d]" % (sp, k))
+            raise ValueError("startPeriod must start at 0 and rise, got %d at [%d]" % (sp, k))
         last = sp
         arr.append(sp)
         arr.append(_tenths(q.get("limit"), "limit"))
         arr.append(_int(q, "numberPhases", 1, 3, False) or 0)
     return (pid, conn, stack, purpose, kind, recur, vfrom, vto, start, dur, watts, arr,
             tx_id if purpose == _TX else None, mn)
+
+
+def from_tenths(x):
+    """A value in tenths as a JSON number: an int when whole."""
+    x = int(x)
+    return x // 10 if x % 10 == 0 else x / 10
+
+
+def to_dict(r):
+    """The csChargingProfiles dict of a record (what the file and the tests show)."""
+    pid, _, stack, purpose, kind, recur, vfrom, vto, start, dur, watts, arr, _, mn = r
+    per = []
+    for k in range(0, len(arr), 3):
+        q = {"startPeriod": arr[k], "limit": from_tenths(arr[k + 1])}
+        if arr[k + 2]:
+            q["numberPhases"] = arr[k + 2]
+        per.append(q)
+    s = {"chargingRateUnit": "W" if watts else "A", "chargingSchedulePeriod": per}
+    p = {"chargingProfileId": pid, "stackLevel": stack,
+         "chargingProfilePurpose": PURPOSES[purpose], "chargingProfileKind": KINDS[kind],
+         "chargingSchedule": s}
+    if recur:
+        p["recurrencyKind"] = "Daily" if recur == 86400 else "Weekly"
+    if vfrom is not None:
+        p["validFrom"] = clock.iso(vfrom)
+    if vto is not None:
+        p["validTo"] = clock.iso(vto)
+    if start is not None:
+        s["startSchedule"] = clock.iso(start)
+    if dur is not None:
+        s["duration"] = dur
+    if mn is not None:
+        s["minChargingRate"] = from_tenths(mn)
+    return p
 
 
 def load(path):

@@ -7,7 +7,8 @@ import os
 import time
 
 from firmware.ocpp import clock
-from firmware.ocpp.smart import NO_LIMIT_A, Profiles, to_dict
+from firmware.ocpp.smart import NO_LIMIT_A, Profiles
+from firmware.ocpp.smart_store import to_dict
 
 FAILS = []
 
