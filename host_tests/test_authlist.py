@@ -62,8 +62,8 @@ def test_differential_merge_version_and_limit(tmp_path):
         assert ll.update(3, bad, False) == "Failed" and why in ll.last_error
     assert ll.update(3, [("a", None)], True) == "Failed"  # no removals in a full update
     assert ll.version == 2 and len(ll) == 1000
-    ll.clear()
-    assert ll.version == 0 and len(ll) == 0 and ll.lookup(tag(2)) is None
+    assert ll.update(3, [], True) == "Accepted"  # a full update with no entries clears it
+    assert ll.version == 3 and len(ll) == 0 and ll.lookup(tag(2)) is None
 
 
 def test_corrupt_file_is_no_list_with_an_error(tmp_path):

@@ -82,7 +82,7 @@ def stored_info(info):
         try:
             exp = clock.parse(e)
         except ValueError:
-            if type(e) is str and len(e) >= 4 and e[:4].isdigit() and e[:4] <= "1970":
+            if e[:4] <= "1970":  # a date-time of the schema: 4 digits first
                 exp = 0
             else:
                 return None
@@ -223,9 +223,6 @@ class _Store:
                 yield cur[1]
             cur = next(changes, None)
 
-    def clear(self):
-        self._write(0, iter(()))
-
 
 def _pack(key, info, stamp=0, rec=None):
     """The record of key and info (into rec if given), or AuthListError naming what is wrong
@@ -254,9 +251,7 @@ def _changes(entries, full, buf):
     """Checks entries (a full update removes none), sorts them in place by idTag and yields
     (key, record in buf or None) one at a time: a big update is never packed into RAM as a
     whole."""
-    for e in entries:
-        if not isinstance(e, (tuple, list)) or len(e) != 2:
-            raise AuthListError("entry %r is not (idTag, info)" % (e,))
+    for e in entries:  # (idTag, info or None) each (remote.SendLocalList)
         if _key(e[0]) is None:
             raise AuthListError("bad idTag %r" % (e[0],))
         if e[1] is None and full:
@@ -273,16 +268,15 @@ def _changes(entries, full, buf):
 
 class LocalList(_Store):
     def update(self, version, entries, full):
-        """SendLocalList: "Accepted", "Failed" or "VersionMismatch"; self.last_error says why
-        it failed. The list is unchanged unless Accepted."""
+        """SendLocalList (entries: a list of (idTag, info or None to remove)): "Accepted",
+        "Failed" or "VersionMismatch"; self.last_error says why it failed. The list is
+        unchanged unless Accepted."""
         self.last_error = None
         try:
-            if not isinstance(version, int) or version < 0:
+            if version < 0:  # an integer (the schema)
                 raise AuthListError("bad listVersion %r" % (version,))
             if not full and version <= self.version:
                 return "VersionMismatch"
-            if not isinstance(entries, list):
-                raise AuthListError("entries is not a list")
             ch = _changes(entries, full, bytearray(_REC))
             if full:
                 if len(entries) > self.max_entries:
@@ -331,7 +325,7 @@ class AuthCache(_Store):
         self._write(0, self._merge(iter(((key, rec),)), drop))
 
     def clear(self):
-        _Store.clear(self)
+        self._write(0, iter(()))
         self._wait = []
 
     def settle(self):

@@ -108,11 +108,7 @@ def _ro(r):
 
 
 def _text(v):
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    return str(v)
+    return str(v).lower() if type(v) is bool else str(v)  # true, false as in JSON
 
 
 def _csl(s):
@@ -174,7 +170,7 @@ class Keys:
     def _parse(self, r, text):
         """The typed value of text as the value of key row r; ValueError saying why not."""
         name, kind = r[0], r[1].lower()
-        lo, hi = r[3:] if len(r) > 3 else (0, 0)
+        lo, hi = (r + (0, 0))[3:5]  # (0, 0): no range
         t = text.strip()
         if kind == "b":
             t = t.lower()
@@ -245,9 +241,9 @@ class Keys:
         if v.pop("AuthorizationKey", None) is not None:
             self._save(v)
 
-    def change(self, name, value, force=False):
-        """ChangeConfiguration: "Accepted", "Rejected" or "NotSupported".
-        force: the installer (or a failed switch's fallback) may lower SecurityProfile."""
+    def change(self, name, value):
+        """ChangeConfiguration: "Accepted", "Rejected" or "NotSupported". SecurityProfile
+        only goes up over OCPP: security.Security.change (the only way there) says so."""
         r = _row(name)
         if r is None:
             return "NotSupported"
@@ -257,8 +253,6 @@ class Keys:
             v = self._parse(r, value)
         except ValueError:
             return "Rejected"
-        if name == "SecurityProfile" and v <= self.get(name) and not force:
-            return "Rejected"  # only up over OCPP (A05.FR.01); prerequisites: security.py
         new = dict(self._v)
         new[name] = v
         try:

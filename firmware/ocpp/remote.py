@@ -365,7 +365,7 @@ async def boot(cp):
     cp.registration = reg = conf["status"]
     cp.rpc.mute = reg == "Rejected"  # 1.6 4.2: no answers while Rejected
     interval = conf["interval"]
-    _set_clock(cp, conf["currentTime"])
+    _set_clock(cp, conf)
     now = time.ticks_ms()
     if reg == "Accepted":
         if interval > 0:  # above the key's range (a day): clamped, and said so
@@ -383,12 +383,14 @@ async def boot(cp):
 
 async def heartbeat(cp):
     conf = await cp.rpc.call("Heartbeat", {})
-    _set_clock(cp, conf["currentTime"])
+    _set_clock(cp, conf)
     cp.heartbeat_ms = time.ticks_ms()
 
 
-def _set_clock(cp, text):
+def _set_clock(cp, p):
+    """The clock from the currentTime of p (a BootNotification.conf or Heartbeat.conf)."""
+    t = p["currentTime"]
     try:
-        cp.tk.set(clock.parse(text), "csms", time.ticks_ms())
+        cp.tk.set(clock.parse(t), "csms", time.ticks_ms())
     except ValueError as e:
-        cp.say("bad currentTime %r: %s" % (text, e))
+        cp.say("bad currentTime %r: %s" % (t, e))

@@ -138,7 +138,7 @@ class Security:
                 self.pending["profile"] = d["profile"]
             k = d.get("key")
             if type(k) is list and len(k) == 1 and type(k[0]) is str:
-                self.pending["key"] = d["key"]
+                self.pending["key"] = k
             self.config_profile = d.get("config")
         p = section.get("security_profile")
         if p is not None and p != self.config_profile:
@@ -146,7 +146,7 @@ class Security:
             # way down (A00.FR.005)
             if p != self.profile():
                 self._event("SecurityProfile %d from the config (was %d)" % (p, self.profile()))
-                self.keys.change("SecurityProfile", str(p), force=True)
+                self.keys.change("SecurityProfile", str(p))
             self.config_profile = p
             self._drop("profile")
         if self.blocked() and "profile" in self.pending:
@@ -226,7 +226,7 @@ class Security:
         what = "profile" if prof else "key"
         if prof:
             before = self.profile()
-            t = value.strip() if isinstance(value, str) else ""
+            t = value.strip()  # a string (the schema)
             if t not in ("0", "1", "2", "3"):
                 return "Rejected", False
             v = int(t)
@@ -263,7 +263,7 @@ class Security:
     def _fall_back(self, why):
         old = self.pending["profile"]
         new = self.profile()
-        self.keys.change("SecurityProfile", str(old), force=True)
+        self.keys.change("SecurityProfile", str(old))
         self._drop("profile")
         self._event("security profile %d: %s; back to profile %d" % (new, why, old))
 

@@ -81,7 +81,7 @@ check("a proven key stays", sec("k2").password() == b"0123456789abcdef")
 
 # ---- a stored profile the URL cannot meet: no silent downgrade
 s = sec("b", password="p" * 16)
-s.keys.change("SecurityProfile", "2", force=True)
+s.keys.change("SecurityProfile", "2")
 s = sec("b", password="p" * 16)
 try:
     s.connect_args("CP1")

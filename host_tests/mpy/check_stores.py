@@ -146,7 +146,7 @@ KEY = "646b327130726675327130662d326630726467"
 check("keys secret", k.change("AuthorizationKey", KEY) == "Accepted"
       and k.secret() == b"dk2q0rfu2q0f-2f0rdg")
 check("keys security profile", k.change("SecurityProfile", "1") == "Accepted"
-      and k.change("SecurityProfile", "0") == "Rejected")
+      and k.change("SecurityProfile", "4") == "Rejected")  # only up: security.py's rule
 k2 = Keys(kp)
 conf, unknown = k2.configuration(["HeartbeatInterval", "AuthorizationKey", "X"])
 check("keys persisted", k2.get("HeartbeatInterval") == 120 and k2.get("SecurityProfile") == 1
