@@ -6,9 +6,18 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware.ocpp.authlist import STATUSES, AuthCache, LocalList
+from firmware.ocpp.authlist import STATUSES, AuthCache, AuthListError, LocalList
 
 ACC = ("Accepted", None, None)
+
+
+def update(ll, version, entries, full):
+    """ll.update's answer, or "Failed: <why>" for its AuthListError (remote answers Failed
+    and logs why)."""
+    try:
+        return ll.update(version, entries, full)
+    except AuthListError as e:
+        return "Failed: %s" % e
 
 
 def tag(i):
@@ -22,7 +31,7 @@ def test_full_update_of_1500_entries_and_lookups(tmp_path):
     entries = [(tag(i), (STATUSES[i % 5], 1700000000 + i if i % 3 else None,
                          "PARENT%d" % i if i % 7 == 0 else None)) for i in range(1500)]
     entries.reverse()  # the CSMS's order does not matter
-    assert ll.update(3, entries, True) == "Accepted"
+    assert update(ll, 3, entries, True) == "Accepted"
     assert os.path.getsize(p) == 16 + 52 * 1500
     ll = LocalList(p, max_entries=2000)
     assert ll.version == 3 and len(ll) == 1500 and ll.errors == []
@@ -34,20 +43,20 @@ def test_full_update_of_1500_entries_and_lookups(tmp_path):
     assert ll.lookup("TAG01500") is None and ll.lookup("TAG0000") is None
     assert ll.lookup("") is None and ll.lookup("A" * 21) is None
     # a full update replaces everything
-    assert ll.update(4, [("new", ACC)], True) == "Accepted"
+    assert update(ll, 4, [("new", ACC)], True) == "Accepted"
     assert len(ll) == 1 and ll.lookup(tag(0)) is None and ll.lookup("NEW") == ACC
 
 
 def test_differential_merge_version_and_limit(tmp_path):
     p = str(tmp_path / "l.bin")
     ll = LocalList(p, max_entries=1000)
-    assert ll.update(1, [(tag(i), ACC) for i in range(0, 2000, 2)], True) == "Accepted"
+    assert update(ll, 1, [(tag(i), ACC) for i in range(0, 2000, 2)], True) == "Accepted"
     ch = [(tag(1), ("Blocked", None, None)), (tag(4), None), (tag(6), ("Invalid", 5, "P")),
           (tag(1999), ACC), ("zzz", None)]
-    assert ll.update(1, ch, False) == "VersionMismatch"
-    assert ll.update(2, ch, False) == "Failed"  # 1000 + 2 new - 1 removed > 1000
+    assert update(ll, 1, ch, False) == "VersionMismatch"
+    assert update(ll, 2, ch, False) == "Failed: more than 1000 entries"  # 1000 + 2 - 1
     assert ll.version == 1 and len(ll) == 1000 and ll.lookup(tag(1)) is None
-    assert ll.update(2, ch + [(tag(10), None)], False) == "Accepted"
+    assert update(ll, 2, ch + [(tag(10), None)], False) == "Accepted"
     assert ll.version == 2 and len(ll) == 1000
     assert ll.lookup(tag(1)) == ("Blocked", None, None)
     assert ll.lookup(tag(4)) is None and ll.lookup(tag(10)) is None
@@ -59,17 +68,18 @@ def test_differential_merge_version_and_limit(tmp_path):
                      ([("a", ACC), ("A", ACC)], "twice"),
                      ([("a\n", ACC)], "idTag"), ([("a", ("Accepted", -1, None))], "expiry"),
                      ([("a", ("Accepted", None, "x" * 21))], "parent")):
-        assert ll.update(3, bad, False) == "Failed" and why in ll.last_error
-    assert ll.update(3, [("a", None)], True) == "Failed"  # no removals in a full update
+        r = update(ll, 3, bad, False)
+        assert r.startswith("Failed: ") and why in r, r
+    assert update(ll, 3, [("a", None)], True).startswith("Failed: ")  # no removals in a full
     assert ll.version == 2 and len(ll) == 1000
-    assert ll.update(3, [], True) == "Accepted"  # a full update with no entries clears it
+    assert update(ll, 3, [], True) == "Accepted"  # a full update with no entries clears it
     assert ll.version == 3 and len(ll) == 0 and ll.lookup(tag(2)) is None
 
 
 def test_corrupt_file_is_no_list_with_an_error(tmp_path):
     p = str(tmp_path / "l.bin")
     ll = LocalList(p)
-    ll.update(5, [(tag(i), ACC) for i in range(50)], True)
+    update(ll, 5, [(tag(i), ACC) for i in range(50)], True)
     raw = bytearray(open(p, "rb").read())
     for pos in (0, 5, 200, len(raw) - 1):
         bad = bytearray(raw)
@@ -80,15 +90,15 @@ def test_corrupt_file_is_no_list_with_an_error(tmp_path):
         assert ll.errors and p in ll.errors[0]
     open(p, "wb").write(raw[:-3])
     assert "cut short" in LocalList(p).errors[0]
-    assert ll.update(1, [("a", ACC)], True) == "Accepted" and LocalList(p).errors == []
+    assert update(ll, 1, [("a", ACC)], True) == "Accepted" and LocalList(p).errors == []
 
 
 def test_a_cut_during_a_rewrite_leaves_the_old_or_the_new_list(tmp_path):
     p = str(tmp_path / "l.bin")
     ll = LocalList(p)
-    ll.update(1, [(tag(i), ACC) for i in range(20)], True)
+    update(ll, 1, [(tag(i), ACC) for i in range(20)], True)
     old = open(p, "rb").read()
-    ll.update(2, [(tag(3), None)], False)
+    update(ll, 2, [(tag(3), None)], False)
     new = open(p, "rb").read()
     for n in range(0, len(new), 37):  # .new cut short beside the old list
         open(p, "wb").write(old)
@@ -131,7 +141,8 @@ def test_differential_updates_match_a_dict(tmp_path_factory, ops, n):
     p = str(tmp_path_factory.mktemp("l") / "l.bin")
     ll = LocalList(p, max_entries=25)
     model = {tag(i): ACC for i in range(n)}
-    assert ll.update(1, list(model.items()), True) == ("Accepted" if n <= 25 else "Failed")
+    assert update(ll, 1, list(model.items()), True) == ("Accepted" if n <= 25 else
+                                                         "Failed: more than 25 entries")
     if n > 25:
         model = {}
     changes = {}
@@ -143,9 +154,9 @@ def test_differential_updates_match_a_dict(tmp_path_factory, ops, n):
             after.pop(k, None)
         else:
             after[k] = v
-    r = ll.update(2, list(changes.items()), False)
+    r = update(ll, 2, list(changes.items()), False)
     if len(after) > 25:
-        assert r == "Failed"
+        assert r == "Failed: more than 25 entries"
     else:
         assert r == "Accepted"
         model = after

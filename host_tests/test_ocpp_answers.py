@@ -182,6 +182,17 @@ def test_send_local_list_stores_every_legal_id_tag_info(tmp_path):
     assert any("parentIdTag" in m and "left out" in m for m in res["log"]), res["log"]
 
 
+def test_a_local_list_that_cannot_be_stored_is_failed_with_the_reason(tmp_path):
+    res = run(tmp_path, {"steps": [["sleep", 200], ["call", "SendLocalList", {
+        "listVersion": 3, "updateType": "Full",
+        "localAuthorizationList": [entry("a1"), entry("A1")]}],  # one idTag (CiString)
+        ["call", "GetLocalListVersion", {}]]})
+    assert res["replies"] == [["SendLocalList", {"status": "Failed"}],
+                              ["GetLocalListVersion", {"listVersion": 0}]], res["log"]
+    assert any("SendLocalList failed: idTag" in m and "twice" in m for m in res["log"]), res[
+        "log"]
+
+
 def test_a_reservation_before_1970_is_rejected_and_an_empty_parent_is_no_group(tmp_path):
     res = run(tmp_path, {"steps": [["sleep", 200], ["call", "ReserveNow", {
         "connectorId": 1, "expiryDate": "1960-01-01T00:00:00Z", "idTag": "R1",

@@ -97,7 +97,7 @@ def stored_info(info):
     return info["status"], exp, parent, note
 
 
-class AuthListError(Exception):
+class AuthListError(ValueError):
     pass
 
 
@@ -268,29 +268,15 @@ def _changes(entries, full, buf):
 
 class LocalList(_Store):
     def update(self, version, entries, full):
-        """SendLocalList (entries: a list of (idTag, info or None to remove)): "Accepted",
-        "Failed" or "VersionMismatch"; self.last_error says why it failed. The list is
-        unchanged unless Accepted."""
-        self.last_error = None
-        try:
-            if version < 0:  # an integer (the schema)
-                raise AuthListError("bad listVersion %r" % (version,))
-            if not full and version <= self.version:
-                return "VersionMismatch"
-            ch = _changes(entries, full, bytearray(_REC))
-            if full:
-                if len(entries) > self.max_entries:
-                    raise AuthListError("%d entries, at most %d"
-                                        % (len(entries), self.max_entries))
-                self._write(version, (r for _, r in ch))
-            else:
-                self._write(version, self._merge(ch))
-        except AuthListError as e:
-            self.last_error = str(e)
-            return "Failed"
-        except OSError as e:
-            self.last_error = "flash: %s" % e
-            return "Failed"
+        """SendLocalList (entries: a list of (idTag, info or None to remove)): "Accepted" or
+        "VersionMismatch"; AuthListError or OSError (the flash) say why it failed, the list
+        unchanged."""
+        if version < 0:  # an integer (the schema)
+            raise AuthListError("bad listVersion %r" % (version,))
+        if not full and version <= self.version:
+            return "VersionMismatch"
+        ch = _changes(entries, full, bytearray(_REC))  # _write: at most max_entries
+        self._write(version, (r for _, r in ch) if full else self._merge(ch))
         return "Accepted"
 
 

@@ -212,10 +212,11 @@ def SendLocalList(cp, p):
         items[n] = (tag, info)
         n += 1
     del items[n:]
-    st = cp.list.update(p["listVersion"], items, full)
-    if st == "Failed":
-        cp.say("SendLocalList failed: %s" % cp.list.last_error)
-    return st
+    try:
+        return cp.list.update(p["listVersion"], items, full)
+    except (ValueError, OSError) as e:  # authlist.AuthListError: what is wrong
+        cp.say("SendLocalList failed: %s" % e)
+        return "Failed"
 
 
 # -- Reservation -------------------------------------------------------------------------------
