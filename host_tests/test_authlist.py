@@ -67,13 +67,15 @@ def test_differential_merge_version_and_limit(tmp_path):
     for bad, why in (([("a", ("Maybe", None, None))], "status"),
                      ([("a", ACC), ("A", ACC)], "twice"),
                      ([("a\n", ACC)], "idTag"), ([("a", ("Accepted", -1, None))], "expiry"),
-                     ([("a", ("Accepted", None, "x" * 21))], "parent")):
+                     ([("a", ("Accepted", None, "x" * 21))], "parent"),
+                     ([("b", ACC), ("", ACC)], "bad idTag ''")):
         r = update(ll, 3, bad, False)
         assert r.startswith("Failed: ") and why in r, r
-    assert update(ll, 3, [("a", None)], True).startswith("Failed: ")  # no removals in a full
     assert ll.version == 2 and len(ll) == 1000
-    assert update(ll, 3, [], True) == "Accepted"  # a full update with no entries clears it
-    assert ll.version == 3 and len(ll) == 0 and ll.lookup(tag(2)) is None
+    # a full update has nothing to remove: an entry without idTagInfo is left out
+    assert update(ll, 3, [("a", None), ("b", ACC)], True) == "Accepted"
+    assert ll.version == 3 and len(ll) == 1 and ll.lookup(tag(2)) is None
+    assert ll.lookup("a") is None and ll.lookup("B") == ACC
 
 
 def test_corrupt_file_is_no_list_with_an_error(tmp_path):

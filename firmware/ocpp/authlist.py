@@ -126,9 +126,7 @@ class _Store:
             for _ in range(n):
                 if f.readinto(rec) != _REC:
                     raise AuthListError("cut short (%d records)" % n)
-                if rec[40] >= len(STATUSES):
-                    raise AuthListError("bad status")
-                c = _crc(rec, c)
+                c = _crc(rec, c)  # (over records _pack wrote: a known status each)
             if c ^ _crc(h[:12], 0) != want or f.read(1):
                 raise AuthListError("CRC mismatch")
             self.version, self._n = version, n
@@ -225,45 +223,36 @@ class _Store:
 
 
 def _pack(key, info, stamp=0, rec=None):
-    """The record of key and info (into rec if given), or AuthListError naming what is wrong
-    with info."""
-    bad = "idTagInfo"
-    if isinstance(info, (tuple, list)) and len(info) == 3:
-        status, expiry, parent = info
-        pb = b"" if parent is None else _fits(parent)
-        if status not in STATUSES:
-            bad = "status"
-        elif expiry is not None and (not isinstance(expiry, int) or not 0 < expiry <= 0xFFFFFFFF):
-            bad = "expiry"
-        elif pb is None:
-            bad = "parentIdTag"
-        else:
-            bad = None
-    if bad:
-        raise AuthListError("bad %s in %r for %s" % (bad, info, key))
-    if rec is None:
-        rec = bytearray(_REC)
-    struct.pack_into(_FMT, rec, 0, key, pb, STATUSES.index(status), expiry or 0, stamp)
-    return rec
+    """The record of key and info (status, expiry or None, parent or None) into rec if given,
+    or AuthListError naming what is wrong with info."""
+    status, expiry, parent = info
+    pb = b"" if parent is None else _fits(parent)
+    if status not in STATUSES:
+        bad = "status"
+    elif expiry is not None and (not isinstance(expiry, int) or not 0 < expiry <= 0xFFFFFFFF):
+        bad = "expiry"
+    elif pb is None:
+        bad = "parentIdTag"
+    else:
+        if rec is None:
+            rec = bytearray(_REC)
+        struct.pack_into(_FMT, rec, 0, key, pb, STATUSES.index(status), expiry or 0, stamp)
+        return rec
+    raise AuthListError("bad %s in %r for %s" % (bad, info, key))
 
 
-def _changes(entries, full, buf):
-    """Checks entries (a full update removes none), sorts them in place by idTag and yields
-    (key, record in buf or None) one at a time: a big update is never packed into RAM as a
+def _changes(entries, buf):
+    """Sorts entries in place by idTag and yields (key, record in buf or None) one at a time,
+    AuthListError at a bad or repeated idTag: a big update is never packed into RAM as a
     whole."""
-    for e in entries:  # (idTag, info or None) each (remote.SendLocalList)
-        if _key(e[0]) is None:
-            raise AuthListError("bad idTag %r" % (e[0],))
-        if e[1] is None and full:
-            raise AuthListError("%s without idTagInfo in a full update" % e[0])
-    entries.sort(key=lambda e: _key(e[0]))
+    entries.sort(key=lambda e: _key(e[0]) or b"")  # bad idTags first: refused below
     prev = None
-    for e in entries:
-        key = _key(e[0])
-        if key == prev:
-            raise AuthListError("idTag %s twice" % e[0])
+    for tag, info in entries:  # (idTag, info or None) each (remote.SendLocalList)
+        key = _key(tag)
+        if key is None or key == prev:
+            raise AuthListError(("bad idTag %r" if key is None else "idTag %r twice") % (tag,))
         prev = key
-        yield key, None if e[1] is None else _pack(key, e[1], 0, buf)
+        yield key, None if info is None else _pack(key, info, 0, buf)
 
 
 class LocalList(_Store):
@@ -275,8 +264,9 @@ class LocalList(_Store):
             raise AuthListError("bad listVersion %r" % (version,))
         if not full and version <= self.version:
             return "VersionMismatch"
-        ch = _changes(entries, full, bytearray(_REC))  # _write: at most max_entries
-        self._write(version, (r for _, r in ch) if full else self._merge(ch))
+        ch = _changes(entries, bytearray(_REC))  # _write: at most max_entries
+        # a full update has nothing to remove: an entry without info is left out
+        self._write(version, (r for _, r in ch if r) if full else self._merge(ch))
         return "Accepted"
 
 

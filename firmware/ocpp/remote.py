@@ -192,12 +192,9 @@ def SendLocalList(cp, p):
     items = p.get("localAuthorizationList", [])
     if len(items) > cp.keys.get("SendLocalListMaxLength"):
         return "Failed"
-    full = p["updateType"] == "Full"
     n = 0
     for e in items:  # in place: each entry's dicts are freed as its tuple replaces them
-        tag, info = e["idTag"], e.get("idTagInfo")
-        if info is None and full:
-            continue  # nothing to store for it
+        tag, info = e["idTag"], e.get("idTagInfo")  # None: remove (left out of a Full one)
         if info is not None:
             info = authlist.stored_info(info)
             if info is None:
@@ -213,7 +210,7 @@ def SendLocalList(cp, p):
         n += 1
     del items[n:]
     try:
-        return cp.list.update(p["listVersion"], items, full)
+        return cp.list.update(p["listVersion"], items, p["updateType"] == "Full")
     except (ValueError, OSError) as e:  # authlist.AuthListError: what is wrong
         cp.say("SendLocalList failed: %s" % e)
         return "Failed"
