@@ -85,6 +85,16 @@ def test_expiry_before_1970_is_cached_as_long_expired(tmp_path):
     assert res["lookups"][0][2] == ["Accepted", 1, None]
 
 
+def test_an_expiry_that_cannot_be_read_is_not_cached(tmp_path):
+    # A CALLRESULT's date-time in another format is used (rpc's lax check); this one has no
+    # readable date at all: the Start's idTagInfo is not cached (neither as long expired),
+    # the Authorize's entry stays.
+    res = run(tmp_path, {"answers": start_answer(
+        {"status": "Accepted", "expiryDate": "12/31/2030"}), "steps": SESSION})
+    assert res["lookups"][0][2] == ["Accepted", None, None], res["lookups"]
+    assert any("not cached" in m for m in res["log"]), res["log"]
+
+
 def test_authorize_answered_with_a_2199_expiry_is_not_called_failed(tmp_path):
     res = run(tmp_path, {"answers": {"Authorize": [{"idTagInfo": {
         "status": "Accepted", "expiryDate": OCPP_CORE_EXPIRY, "parentIdTag": ""}}]},

@@ -82,7 +82,7 @@ def stored_info(info):
         try:
             exp = clock.parse(e)
         except ValueError:
-            if e[:4] <= "1970":  # a date-time of the schema: 4 digits first
+            if e[:4].isdigit() and e[:4] <= "1970":  # (a string: the schema, lax or not)
                 exp = 0
             else:
                 return None
