@@ -67,12 +67,6 @@ def test_parse_refuses_what_is_not_a_string(value):
         clock.parse(value)
 
 
-def test_a_naive_time_is_utc_only_when_asked():
-    assert clock.parse("2026-11-22T10:00:00", naive_utc=True) == T
-    assert clock.parse("2026-11-22T10:00:00.7", naive_utc=True) == T
-    assert clock.parse("2026-11-22T11:00:00+01:00", naive_utc=True) == T
-
-
 def test_iso():
     assert clock.iso(T) == "2026-11-22T10:00:00Z"
     assert clock.iso(T + 0.9) == "2026-11-22T10:00:00Z"

@@ -261,6 +261,8 @@ def test_stacked_tx_default_profiles_and_clearing_the_top_one(csms):
         o.wait_log(sim, "limit 16.0 A (ocpp: TxDefaultProfile 1)", since=n)
         o.offer(sim, 160)
         assert _composite_a(csms) == [16.0]
+        assert o.call(csms, "GetCompositeSchedule", {"connectorId": 2, "duration": 600}) == {
+            "status": "Rejected"}  # one connector (0: the grid view)
         assert o.call(csms, "ClearChargingProfile", {"id": 2}) == {"status": "Unknown"}
         o.sleep(3)
         assert sim.state()["offer_da"] == 160 and sim.state()["status"] == "Charging"

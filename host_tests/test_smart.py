@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from firmware.ocpp import clock, smart
+from firmware.ocpp import clock, schema, smart
 from firmware.ocpp import smart_store as store
 from firmware.ocpp.smart import Profiles
 
@@ -406,10 +406,18 @@ def test_composite_in_watts_and_where_nothing_limits(ps):
     assert gap == [{"startPeriod": 0, "limit": smart.NO_LIMIT_A}]
 
 
-@pytest.mark.parametrize("args", [(2, T0, 60), (-1, T0, 60), (1, T0, 0), (1, T0, "60"),
-                                  (1, None, 60), (1, T0, 60, "kW")])
+@pytest.mark.parametrize("args", [(2, T0, 60), (-1, T0, 60), (1, T0, 0), (1, None, 60)])
 def test_composite_rejected(ps, args):
     assert ps.composite(*args) == {"status": "Rejected"}
+
+
+@pytest.mark.parametrize("p, code", [
+    ({"connectorId": 1, "duration": "60"}, schema.TYPE),
+    ({"connectorId": "1", "duration": 60}, schema.TYPE),
+    ({"connectorId": 1, "duration": 60, "chargingRateUnit": "kW"}, schema.PROPERTY),
+])
+def test_composite_gets_the_types_the_schema_checked(p, code):
+    assert schema.check_request("GetCompositeSchedule", p)[0] == code
 
 
 def test_a_long_composite_is_cut_to_its_periods(ps):

@@ -11,9 +11,8 @@
 # - Any number of fraction digits, truncated to the second (never rounded up).
 # - The basic offset "+0100" is accepted as well as RFC 3339's "+01:00": ISO 8601 defines
 #   both and a CSMS sending one means the same instant; "+01" alone is refused.
-# - No time zone is an error by default: such a time is local to the sender, whose zone the
-#   charge point does not know, and RFC 3339 requires one. parse(s, naive_utc=True) reads it
-#   as UTC for a CSMS known to send naive UTC times.
+# - No time zone is an error: such a time is local to the sender, whose zone the charge
+#   point does not know, and RFC 3339 requires one.
 # - Seconds 60 (leap second) and hour 24 are refused; years up to 9999, results >= 0 (an
 #   instant before 1970-01-01T00:00:00Z is refused, whatever its offset).
 # On 32-bit boards epoch seconds after 2004 are no longer small ints (2^30): a few bytes of
@@ -54,20 +53,20 @@ def _int(s, i, j):
     return int(s[i:j])
 
 
-def parse(s, naive_utc=False):
+def parse(s):
     """Epoch seconds (UTC, 1970) of an RFC 3339 date-time; ValueError naming the fault."""
     if type(s) is not str:
         raise _bad(s, "not a string")
     if len(s) > _MAX_LEN:
         raise _bad(s[:_MAX_LEN], "longer than 40 characters")
-    y, mo, d, sec, off = fields(s, naive_utc)
+    y, mo, d, sec, off = fields(s)
     t = days_from_civil(y, mo, d) * _DAY_S + sec - off
     if t < 0:
         raise _bad(s, "before 1970-01-01T00:00:00Z")
     return t
 
 
-def fields(s, naive_utc=False):
+def fields(s):
     """(year, month, day, second of the day, offset s) of a date-time (str) of any length
     and year 1..9999 (schema.is_datetime's check too); ValueError naming the fault."""
     if len(s) < 19:
@@ -91,8 +90,7 @@ def fields(s, naive_utc=False):
             raise _bad(s, "no digits after '.'")
     off = 0
     if i == n:
-        if not naive_utc:
-            raise _bad(s, "no time zone (Z or +hh:mm)")
+        raise _bad(s, "no time zone (Z or +hh:mm)")
     elif s[i] in "Zz":
         if i + 1 != n:
             raise _bad(s, "trailing characters")

@@ -268,16 +268,14 @@ def ClearChargingProfile(cp, p):
 
 
 def GetCompositeSchedule(cp, p):
-    c = p["connectorId"]
-    now = cp.now_s()
-    if c not in (0, 1) or now is None:
-        return "Rejected"
     v = cp.volts()
     ph = cp.limits.phases
-    # (connector, now, duration, unit, tx_start, tx_id, volts, phases, max_amps)
+    # (connector, now, duration, unit, tx_start, tx_id, volts, phases, max_amps); Rejected
+    # for a connector other than 0 and 1 and before the time is known
     r = cp.profiles.composite(
-        c, now, p["duration"], p.get("chargingRateUnit"), cp.tx.start_s(), cp.tx.profile_id(),
-        v, ph, min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
+        p["connectorId"], cp.now_s(), p["duration"], p.get("chargingRateUnit"),
+        cp.tx.start_s(), cp.tx.profile_id(), v, ph,
+        min(cp.cfg.rating_a or 6, cp.cfg.max_current_a))
     a = cp.limits.local_a()
     if a is None or r.get("status") != "Accepted":
         return r

@@ -308,10 +308,9 @@ class Profiles:
         """GetCompositeSchedule.conf payload for [now_s, now_s + duration). unit None is
         A. Where no profile limits, the limit shown is max_amps (the charge point's own
         maximum; NO_LIMIT_A if not given). At most _MAX_OUT periods: a longer schedule is
-        reported with a shorter duration."""
-        if (type(connector_id) is not int or not 0 <= connector_id <= _CONNECTORS
-                or type(duration) is not int or duration <= 0 or now_s is None
-                or unit not in (None, "A", "W")):
+        reported with a shorter duration. The types are the schema's (firmware/ocpp/schema.py
+        checked the request): connector_id and duration ints, unit None, "A" or "W"."""
+        if not 0 <= connector_id <= _CONNECTORS or duration <= 0 or now_s is None:
             return {"status": "Rejected"}
         watts = unit == "W"
         top = NO_LIMIT_A if max_amps is None else max_amps
