@@ -134,7 +134,7 @@ class Rpc:
             # An answer is thrown away only when a field the charge point needs is
             # missing or wrong: an extra field or another date format from a real CSMS
             # must not cost a transactionId (it would be sent again: a new transaction).
-            worse = schema.check_response(action, body, lax=True)
+            worse = schema.check_response(action, body, True)  # lax
             if worse is not None:
                 raise RpcError(worse[0], "%s.conf: %s" % (action, worse[1]))
             self.log("%s.conf used despite %s: %s" % (action, bad[0], bad[1]))

@@ -77,19 +77,18 @@ def _tls_context(cadata, client=None):
     # TLS 1.2 at least: MicroPython's mbedTLS 3 has nothing older, CPython >= 3.10 refuses it
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED  # chain and, with server_hostname, the host name
+    what = "CA (cadata)"
     try:  # DER as it is, PEM (one or more certificates) decoded: some mbedTLS builds parse
         # no PEM themselves; der() names what is neither
         cadata = to_bytes(cadata)
         pems = cadata.split(_BEGIN)[1:]
         for c in pems or [cadata]:
             ctx.load_verify_locations(cadata=der(_BEGIN + c if pems else c, "cadata"))
-    except (ValueError, OSError, TypeError) as e:
-        raise WsError("bad CA (cadata): %s" % (e,))
-    if client is not None:  # (certificate, key) as DER: security profile 3
-        try:
+        if client is not None:  # (certificate, key) as DER: security profile 3
+            what = "client certificate/key"
             ctx.load_cert_chain(client[0], client[1])
-        except (ValueError, OSError, TypeError) as e:
-            raise WsError("bad client certificate/key: %s" % (e,))
+    except (ValueError, OSError, TypeError) as e:
+        raise WsError("bad %s: %s" % (what, e))
     return ctx
 
 

@@ -182,9 +182,11 @@ class WebSocket:
                 await self._fill()  # _RX_BODY
                 op, n = self._op, self._end
                 self._rx, self._buf, self._pos, self._end = _RX_HEAD, h, 0, 2
-                if op >= _OP_CLOSE:
-                    await self._control(op, n)  # (a close raises WsClosed)
-                elif self._fin:  # the message is complete
+                if op == _OP_PING:  # (h is not read into before the pong is out: we read)
+                    await self._write_frame(_OP_PONG, memoryview(h)[:n])
+                elif op == _OP_CLOSE:
+                    await self._on_close(n)  # (raises WsClosed)
+                elif op < _OP_CLOSE and self._fin:  # a complete message (a pong: nothing to do)
                     msg, self._msg = self._msg, None
                     text = _text(msg)
                     if text is None:
@@ -221,13 +223,9 @@ class WebSocket:
             self._pos += k
             self.last_rx_ms = ticks_ms()
 
-    async def _control(self, op, n):
+    async def _on_close(self, n):
+        # The server's close frame (its n bytes in self._ctl): answered, then WsClosed.
         c = self._ctl
-        if op == _OP_PING:  # (c is not read into before the pong is out: this task reads)
-            await self._write_frame(_OP_PONG, memoryview(c)[:n])
-            return None
-        if op == _OP_PONG:  # last_rx_ms is all it is for
-            return None
         code, reason = 1005, ""  # 1005: the close frame had no code
         if n == 1:
             await self._fail(1002, "1-byte close frame")
@@ -291,7 +289,8 @@ class WebSocket:
         else:
             hdr = struct.pack("!BBII", 0x80 | op, 0xFF, 0, n)
         key = urandom(4)
-        async with self._wlock:
+        await self._wlock.acquire()
+        try:
             w = self._w
             if w is None:
                 raise WsClosed(self.code, self.reason)
@@ -318,6 +317,8 @@ class WebSocket:
                     await w.drain()
                 if pos >= n:
                     break
+        finally:
+            self._wlock.release()
 
     async def send(self, text, op=_OP_TEXT):
         """Send one text message (str) as a single masked frame (op: ping() sends a ping)."""
