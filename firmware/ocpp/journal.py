@@ -293,7 +293,7 @@ class Journal(RamTail):
             raise JournalError("%s payload not JSON: %s" % (action, e))
         need = _HDR + len(body)
         if len(body) > _MAX_BODY or need + _S_SIZE > self.max_bytes:
-            raise JournalError("%s of %d bytes too large for the journal" % (action, len(body)))
+            raise JournalError("%s of %d bytes too large" % (action, len(body)))
         ref = payload.get("l") if isinstance(payload, dict) else 0
         if not isinstance(ref, int) or ref > 0:  # (a bool is never < 0)
             ref = 0
@@ -334,7 +334,7 @@ class Journal(RamTail):
         if self.pending() == 0:
             return None
         k, rec = self._record(self._offs[self._head])
-        body = bytes(rec[_HDR:_HDR + k[2]])
+        body = bytes(rec[_HDR:])
         try:
             i = body.index(b"\n")
             return k[3], body[:i].decode(), json.loads(body[i + 1:])
@@ -380,7 +380,7 @@ class Journal(RamTail):
         headers: for the boot, not for every step."""
         out = []
         for lid in list(self._refs) + list(self._map):
-            if lid < 0 and lid not in self._ended and lid not in out:
+            if lid not in self._ended and lid not in out:
                 out.append(lid)
         for i in range(self._head, len(self._offs)):
             k = self._read_hdr(self._offs[i])

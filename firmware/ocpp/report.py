@@ -94,15 +94,16 @@ class Statuses:
         a = cp.ctl.session.act
         status, error, info = a.status, a.error, a.info
         tx = cp.tx
+        o = tx.open
         if status == "Faulted":
             return (status, error, info[:50])
-        if not (cp.available[0] and cp.available[1]) and tx.open is None:
+        if not (cp.available[0] and cp.available[1]) and o is None:
             return ("Unavailable", "NoError", "")
         fault = getattr(_ev_task(cp), "fault", None)  # the EV meter's, while it fails
         if fault and error == "NoError":
             error, info = "OtherError", fault
         if not tx.plugged:
-            if tx.open is not None:
+            if o is not None:
                 status = "SuspendedEV"  # transaction goes on, EV side unplugged
             elif tx.auth is not None:
                 status = "Preparing"  # identification first: waiting for the plug
@@ -110,9 +111,9 @@ class Statuses:
                 status = "Reserved"
             else:
                 status = "Available"
-        elif tx.open is None:
+        elif o is None:
             status = "Finishing" if tx.finished else "Preparing"
-        elif tx.open.get("suspended"):
+        elif o.get("suspended"):
             status = "SuspendedEVSE"  # the CSMS said the idTag is invalid: no energy
         elif status == "Preparing":
             status = "SuspendedEV"  # authorised, EV not drawing yet

@@ -229,13 +229,11 @@ class Transactions:
         iv = cp.keys.get("MeterValueSampleInterval") * 1000
         if o is not None and iv > 0:
             ns = self._next_sample
-            if ns is None:
-                ns = ticks_add(now, iv)
-            elif ticks_diff(now, ns) >= 0:
-                ns = ticks_add(ns, iv)
-                if ticks_diff(now, ns) > 0:  # fell behind: re-anchor
-                    ns = ticks_add(now, iv)
+            if ns is not None and ticks_diff(now, ns) >= 0:
                 self._values("Sample.Periodic", "MeterValuesSampledData", "StopTxnSampledData")
+                ns = ticks_add(ns, iv)
+            if ns is None or ticks_diff(now, ns) > 0:  # the first, or fell behind: (re)anchor
+                ns = ticks_add(now, iv)
             self._next_sample = ns
         al = cp.keys.get("ClockAlignedDataInterval")
         if al > 0 and s is not None:
