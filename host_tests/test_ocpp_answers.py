@@ -303,6 +303,13 @@ def test_triggers_are_bounded_and_not_repeated_while_the_sender_waits(tmp_path):
     assert not [a for a, _ in res["got"] if "Firmware" in a or "Diagnostics" in a]
 
 
+def test_a_composite_schedule_of_an_unknown_connector_is_rejected(tmp_path):
+    res = run(tmp_path, {"steps": [["sleep", 200]] + [
+        ["call", "GetCompositeSchedule", {"connectorId": c, "duration": 600}] for c in (2, 1)]})
+    assert res["replies"][0] == ["GetCompositeSchedule", {"status": "Rejected"}], res["log"]
+    assert res["replies"][1][1]["status"] == "Accepted", res["replies"]
+
+
 def test_transaction_data_cut_to_eight_samples_is_logged(tmp_path):
     res = run(tmp_path, {"keys": {"MeterValueSampleInterval": 1,
                                   "StopTxnSampledData": "Energy.Active.Import.Register"},

@@ -308,14 +308,14 @@ def UpdateFirmware(cp, p):
 def TriggerMessage(cp, p):
     what = p["requestedMessage"]
     c = p.get("connectorId")
-    if c is not None and c not in (0, 1):
+    if c not in (None, 0, 1):
         return "Rejected"
     if what == "BootNotification" and cp.registration == "Accepted":
         return "Rejected"  # already accepted: nothing to boot again
-    # Messages sent only by an extension (rpc.ext_send: firmware/secext): NotImplemented
-    # without it (1.6 section 6.54); FirmwareStatusNotification needs UpdateFirmware (ota).
-    if what in ("DiagnosticsStatusNotification", "LogStatusNotification") and (
-            what not in cp.rpc.ext_send) or (
+    # Messages sent only by an extension (rpc.ext_send: firmware/secext, which checks its
+    # own ExtendedTriggerMessage's): NotImplemented without it (1.6 section 6.54);
+    # FirmwareStatusNotification needs UpdateFirmware (ota).
+    if what == "DiagnosticsStatusNotification" and what not in cp.rpc.ext_send or (
             what == "FirmwareStatusNotification" and getattr(cp, "updater", None) is None):
         return "NotImplemented"
     if (what, c) not in cp.triggers:  # the same request twice is sent once
@@ -344,11 +344,8 @@ async def send_triggered(cp, what, c):
         if tid is not None and c == 1:
             p["transactionId"] = tid
         await cp.rpc.call("MeterValues", p)
-    else:
-        fn = cp.rpc.ext_send.get(what)
-        if fn is None:
-            raise rpc.RpcError("NotImplemented", what)
-        await fn(cp, c)
+    else:  # an extension's (TriggerMessage queued it only if rpc.ext_send has it)
+        await cp.rpc.ext_send[what](cp, c)
 
 
 # -- What the charge point sends of its own (Core; cp.send_loop) ------------------------------
