@@ -21,7 +21,6 @@ import binascii
 
 from .. import persist
 
-STATE_FILE = "ocpp_security.json"
 _MAX_PEM = const(8192)  # bytes of a client certificate or key file
 
 
@@ -118,7 +117,7 @@ class Security:
     on_event = None  # fn(kind, techInfo): a security event (firmware/secext sets it)
     config_profile = None  # ocpp.security_profile when it was last applied
 
-    def __init__(self, section, keys, log=print, path=STATE_FILE):
+    def __init__(self, section, keys, log=print, path="ocpp_security.json"):
         self.section = section
         self.keys = keys
         self.log = log
