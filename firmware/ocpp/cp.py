@@ -59,7 +59,7 @@ def check_section(s):
 
 
 class ChargePoint:
-    def __init__(self, ctl, board, section, cfg, log=print, net=None, meters=None,
+    def __init__(self, ctl, board, section, cfg, log, net=None, meters=None,
                  limits=None, restart=None):
         # limits: the limit arbiter (firmware/limits/loop.py), where the composite schedule's
         # limit is published; restart: the one restart path (firmware/restart.py). The App

@@ -86,7 +86,7 @@ class Rpc:
     """`send` is an async callable taking the text of one frame. The link feeds every
     received text to `received()`; `call()` sends ours and awaits its answer."""
 
-    def __init__(self, send, handlers, log=print, ctx=None):
+    def __init__(self, send, handlers, log, ctx=None):
         self.send = send
         # handlers.<action>: fn(ctx, payload) -> result payload (a dict, or a status string),
         # or a coroutine that gives one (firmware/ocpp/remote.py)

@@ -29,8 +29,9 @@ _OUT_CHUNK = const(512)  # bytes masked and written at a time
 _CLOSE_MS = const(2000)  # how long close() waits for the server's close frame
 
 
-_wait_ms = getattr(asyncio, "wait_for_ms", None)
-if _wait_ms is None:  # CPython
+if _MPY:
+    _wait_ms = asyncio.wait_for_ms
+else:  # CPython
 
     def _wait_ms(aw, ms):
         return asyncio.wait_for(aw, ms / 1000)
@@ -63,7 +64,7 @@ def _text(buf):
     # (C0, C1, F5-F7), and lead bytes whose second byte is restricted (overlong forms,
     # UTF-16 surrogates, code points above U+10FFFF).
     for b in (b"\xc0", b"\xc1", b"\xf5", b"\xf6", b"\xf7"):
-        if buf.find(b) >= 0:
+        if b in buf:
             return None
     for b, lo, hi in ((b"\xe0", 0xA0, 0xBF), (b"\xed", 0x80, 0x9F), (b"\xf0", 0x90, 0xBF),
                       (b"\xf4", 0x80, 0x8F)):
