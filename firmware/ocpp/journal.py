@@ -297,10 +297,7 @@ class Journal(RamTail):
         ref = payload.get("l") if isinstance(payload, dict) else 0
         if not isinstance(ref, int) or ref > 0:  # (a bool is never < 0)
             ref = 0
-        if self._gated():
-            self._ram_room(need, droppable, action)
-        elif self._size + need > self.max_bytes:
-            self._make_room(need, action)
+        self._room(need, droppable, action)
         seq = self._next_seq
         off = self._append(_P, fl, seq, ref, body)
         self._offs.append(off)

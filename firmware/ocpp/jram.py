@@ -50,7 +50,7 @@ class JournalError(Exception):
 
 class RamTail:
     """The RAM half of Journal (its base class): needs _offs, _head, _read_hdr, _refs,
-    _pend_bytes, _dropped, _size, _write_end, _make_room and _compact."""
+    _pend_bytes, _dropped, _size, max_bytes, _write_end, _make_room and _compact."""
 
     def _unref(self, ref):
         """One pending record of transaction `ref` (a local id, < 0) fewer."""
@@ -88,9 +88,14 @@ class RamTail:
         persist.later(self)
         return off
 
-    def _ram_room(self, need, droppable, action):
-        """Room in RAM for a record of need bytes: the oldest droppable RAM records go (not
-        the head). A droppable record that still finds none is refused (JournalError)."""
+    def _room(self, need, droppable, action):
+        """Room for a record of need bytes: in the file while the gate is open (_make_room),
+        else in RAM: the oldest droppable RAM records go (not the head). A droppable record
+        that still finds none is refused (JournalError)."""
+        if not self._gated():
+            if self._size + need > self.max_bytes:
+                self._make_room(need, action)
+            return
         # the held whole-file saves (persist.hold) take from the same RAM budget
         over = self._ram_bytes + persist.held_bytes() + need - self.ram_max
         if over <= 0:
