@@ -264,5 +264,12 @@ def test_stacked_tx_default_profiles_and_clearing_the_top_one(csms):
         assert o.call(csms, "GetCompositeSchedule", {"connectorId": 2, "duration": 600}) == {
             "status": "Rejected"}  # one connector (0: the grid view)
         assert o.call(csms, "ClearChargingProfile", {"id": 2}) == {"status": "Unknown"}
+        # schema-valid but not installable: Rejected, and the log says why
+        cpmax = dict(_tx_default(3, 0, 6.0), chargingProfilePurpose="ChargePointMaxProfile")
+        n = len(sim.obs)
+        assert o.call(csms, "SetChargingProfile", {
+            "connectorId": 1, "csChargingProfiles": cpmax}) == {"status": "Rejected"}
+        o.wait_log(sim, "SetChargingProfile Rejected: ChargePointMaxProfile only on connector 0",
+                   since=n)
         o.sleep(3)
         assert sim.state()["offer_da"] == 160 and sim.state()["status"] == "Charging"

@@ -256,6 +256,8 @@ def SetChargingProfile(cp, p):
     if c not in (0, 1):
         return "Rejected"
     st = cp.profiles.set(c, p["csChargingProfiles"], cp.tx.profile_id())
+    if st != "Accepted":
+        cp.say("SetChargingProfile Rejected: " + cp.profiles.why)
     cp.limit_changed()
     return st
 
