@@ -11,24 +11,19 @@
 import asyncio
 import gc
 import io
-import os
 import select
-from binascii import hexlify
+import sys
 
-from boards.sim.board import SimBoard
-from boards.sim.world import World
-from firmware import app as fw_app
-from firmware import config
-from firmware.web import server
+sys.path.append(__file__.rsplit("/", 1)[0] if "/" in __file__ else ".")  # web_rig
+
 from boards.sim import pollfix
-from firmware.web.auth import OWNER
+from firmware.web import server
+from web_rig import build, workdir  # noqa: E402
 
 FAILED = []
 X = 1000  # the server's clock runs 1000x: HEAD_MS 5 s is 5 ms, CONN_MS 70 s is 70 ms
 
-D = "/tmp/wbwebconn_" + hexlify(os.urandom(4)).decode()
-os.mkdir(D)
-os.chdir(D)
+workdir("wbwebconn")
 _real = server.ticks_ms
 server.ticks_ms = lambda: (_real() * X) & 0x3FFFFFFF
 
@@ -99,14 +94,8 @@ class Listener:
 
 async def main():
     pollfix.reserve()  # the Conns have no file descriptor: the unix port's poller bug
-    world = World(lambda kind, fields: None)
-    board = SimBoard(world)
-    cfg = config.from_dict({"rating_a": 32, "max_current_a": 16,
-                            "web": {"host": "127.0.0.1", "port": 8080}})
-    app = fw_app.App(board, cfg=cfg, log=lambda m: None)
+    app, s = await build("conn password")
     srv = app.web
-    await srv.auth.set_password(OWNER, "conn password")
-    s = srv.auth.new_session(OWNER)
     lst = Listener()
     srv._listen = lambda: lst
 

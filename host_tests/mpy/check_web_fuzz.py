@@ -14,15 +14,13 @@ import json
 import os
 import random
 import sys
-from binascii import hexlify
 
-from boards.sim.board import SimBoard
-from boards.sim.world import World
-from firmware import app as fw_app
-from firmware import config
-from firmware.web import server
-from firmware.web.auth import OWNER
-import microdot.microdot as md
+sys.path.append(__file__.rsplit("/", 1)[0] if "/" in __file__ else ".")  # web_rig
+
+import microdot.microdot as md  # noqa: E402
+from firmware.web import server  # noqa: E402
+from firmware.web.auth import OWNER  # noqa: E402
+from web_rig import In, build, workdir  # noqa: E402
 
 N = int(os.getenv("WB_WEB_FUZZ_N") or 300)
 SEED = int(os.getenv("WB_WEB_FUZZ_SEED") or 19)
@@ -38,9 +36,7 @@ PEAK_MAX = (96 if sys.maxsize > 1 << 32 else 56) * 1024
 CROWD_MAX = (44 if sys.maxsize > 1 << 32 else 30) * 1024
 CLOCK_X = 20  # the guard's clock runs 20x: its 5 s for the headers is 250 ms here
 
-D = "/tmp/wbwebfuzz_" + hexlify(os.urandom(4)).decode()
-os.mkdir(D)
-os.chdir(D)
+workdir("wbwebfuzz")
 
 FINDINGS = []
 TRACES = []
@@ -92,23 +88,6 @@ class Sock:
         if self.slow:
             self.wait = self.r.randrange(3)
         return d
-
-
-class In:
-    """The connection's stream as the guard reads it (asyncio's read: the task waits until
-    bytes come; a slowloris's never do, and the server's sweep ends it at HEAD_MS)."""
-
-    def __init__(self, sock):
-        self.s = sock
-
-    async def read(self, n):
-        while True:
-            try:
-                return self.s.recv(n)
-            except OSError as e:
-                if e.args[0] != 11:
-                    raise
-                await asyncio.sleep_ms(1)
 
 
 class Out:
@@ -352,16 +331,10 @@ async def status(srv, s):
 
 async def main():
     print("web fuzz: %d requests from seed %d (WB_WEB_FUZZ_SEED replays it)" % (N, SEED))
-    world = World(lambda kind, fields: None)
-    board = SimBoard(world)
-    cfg = config.from_dict({"rating_a": 32, "max_current_a": 16,
-                            "web": {"host": "127.0.0.1", "port": 8080}})
-    app = fw_app.App(board, cfg=cfg, log=lambda m: None)
+    app, s = await build("fuzz password")
     srv = app.web
     srv.app = Watch(srv.app)
     a = srv.auth
-    await a.set_password(OWNER, "fuzz password")
-    s = a.new_session(OWNER)
     random.seed(SEED)
     r = random
 

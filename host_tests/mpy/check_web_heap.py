@@ -10,16 +10,13 @@
 import asyncio
 import gc
 import json
-import os
-from binascii import hexlify
+import sys
 
-from boards.sim.board import SimBoard
-from boards.sim.world import World
-from firmware import app as fw_app
-from firmware import config
+sys.path.append(__file__.rsplit("/", 1)[0] if "/" in __file__ else ".")  # web_rig
+
 from firmware.ticks import ticks_ms
 from firmware.web import api, server
-from firmware.web.auth import OWNER
+from web_rig import In, build, workdir  # noqa: E402
 
 PER_REQ_MAX = 2600  # bytes per request held, x64 (2,016 B measured; 4,096 B through microdot)
 APP_MAX = 3000  # bytes of the microdot app and its 13 routes, x64
@@ -30,9 +27,7 @@ class Srv:
     served = refused = cut = 0
     last_cut = None
 
-D = "/tmp/wbwebheap_" + hexlify(os.urandom(4)).decode()
-os.mkdir(D)
-os.chdir(D)
+workdir("wbwebheap")
 
 
 def check(ok, msg):
@@ -52,21 +47,6 @@ class Sock:
         if not d:
             raise OSError(11)
         return d
-
-
-class In:
-    """The connection's stream as the guard reads it (asyncio's read: the task waits until
-    bytes come)."""
-
-    def __init__(self, s):
-        self.s = s
-
-    async def read(self, n):
-        while True:
-            try:
-                return self.s.recv(n)
-            except OSError:
-                await asyncio.sleep_ms(1)
 
 
 class Out:
@@ -104,14 +84,8 @@ BROWSER = (b"Host: 192.168.1.20\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) A
 
 
 async def main():
-    world = World(lambda kind, fields: None)
-    board = SimBoard(world)
-    cfg = config.from_dict({"rating_a": 32, "max_current_a": 16,
-                            "web": {"host": "127.0.0.1", "port": 8080}})
-    app = fw_app.App(board, cfg=cfg, log=lambda m: None)
+    app, s = await build("heap password")
     srv = app.web
-    await srv.auth.set_password(OWNER, "heap password")
-    s = srv.auth.new_session(OWNER)
     req = b"GET /api/status HTTP/1.1\r\n" + BROWSER + b"Cookie: wb=" + s[0].encode() + \
         b"\r\n\r\n"
     done = asyncio.Event()
