@@ -73,6 +73,35 @@ def size_lines(sizes):
 MP32 = os.path.join(ROOT, "build", "mp32", "micropython")
 
 
+def local_list(version, n):
+    """SendLocalList's payload: a Full list of n accepted tags (their names shift with the
+    version, so each list differs from the one before)."""
+    return {"listVersion": version, "updateType": "Full", "localAuthorizationList": [
+        {"idTag": "TAG%05d" % (i + version), "idTagInfo": {
+            "status": "Accepted", "expiryDate": "2099-01-01T00:00:00Z"}} for i in range(n)]}
+
+
+def heap_host(csms, cp, sent, versions=(2, 3), wait_s=180, first=None, get_all=True):
+    """The CSMS's side of a heapcheck session (a thread): once cp is booted, samples every
+    second; once its two transactions (the offline one, the live one) arrived, first() if
+    given, then for each of `versions` a full SendLocalList of SendLocalListMaxLength
+    entries, each followed by a GetConfiguration of every key (get_all): the biggest CALL
+    and the biggest answer. Appends the list's length to `sent` when done."""
+    csms.wait_for(lambda: csms.accepted.get(cp) == "Accepted", 60)
+    for key in ("MeterValueSampleInterval", "ClockAlignedDataInterval"):
+        csms.call(cp, "ChangeConfiguration", {"key": key, "value": "1"})
+    n = int(csms.call(cp, "GetConfiguration", {"key": ["SendLocalListMaxLength"]})[
+        "configurationKey"][0]["value"])
+    csms.wait_for(lambda: len(csms.transactions) >= 2, wait_s)
+    if first is not None:
+        first()
+    for v in versions:
+        csms.call(cp, "SendLocalList", local_list(v, n), timeout=60)
+        if get_all:
+            csms.call(cp, "GetConfiguration", {})
+    sent.append(n)
+
+
 def heap_run(tls, exe=None, journal=500, charge_s=15):
     """One heapcheck session against a dev CSMS that sends the big messages; its result."""
     d = tempfile.mkdtemp(prefix="bench-heap-")
@@ -86,25 +115,7 @@ def heap_run(tls, exe=None, journal=500, charge_s=15):
         with CsmsThread(**kw) as csms:
             url = ("wss://localhost:%d/" if tls else "ws://127.0.0.1:%d/") % csms.port
             sent = []
-
-            def host():
-                csms.wait_for(lambda: csms.accepted.get(cp) == "Accepted", 60)
-                for key in ("MeterValueSampleInterval", "ClockAlignedDataInterval"):
-                    csms.call(cp, "ChangeConfiguration", {"key": key, "value": "1"})
-                n = int(csms.call(cp, "GetConfiguration", {"key": ["SendLocalListMaxLength"]})[
-                    "configurationKey"][0]["value"])
-                # the queued offline transaction, then the live one
-                csms.wait_for(lambda: len(csms.transactions) >= 2, 180)
-                for v in (2, 3):
-                    csms.call(cp, "SendLocalList", {
-                        "listVersion": v, "updateType": "Full", "localAuthorizationList": [
-                            {"idTag": "TAG%05d" % (i + v), "idTagInfo": {
-                                "status": "Accepted", "expiryDate": "2099-01-01T00:00:00Z"}}
-                            for i in range(n)]}, timeout=60)
-                    csms.call(cp, "GetConfiguration", {})
-                sent.append(n)
-
-            t = threading.Thread(target=host, daemon=True)
+            t = threading.Thread(target=heap_host, args=(csms, cp, sent), daemon=True)
             t.start()
             args = ["--ocpp", url, "--journal", str(journal), "--charge-s", str(charge_s),
                     "--relink"]
@@ -162,12 +173,7 @@ def run(n):
                 bench_core._charge(sim)
                 if k % 5 == 2:
                     version += 1
-                    csms.call("BENCH", "SendLocalList", {
-                        "listVersion": version, "updateType": "Full",
-                        "localAuthorizationList": [
-                            {"idTag": "TAG%05d" % (i + version), "idTagInfo": {
-                                "status": "Accepted", "expiryDate": "2099-01-01T00:00:00Z"}}
-                            for i in range(n_list)]}, timeout=60)
+                    csms.call("BENCH", "SendLocalList", local_list(version, n_list), timeout=60)
                     csms.call("BENCH", "GetConfiguration", {})
                 if k % 10 == 9:
                     sim.do("net", state="down")

@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "host_tests"))
 sys.path.insert(0, ROOT)
 import bench_core  # noqa: E402
+import bench_ocpp  # noqa: E402
 import bundle as tool  # noqa: E402
 import simlib  # noqa: E402
 
@@ -164,24 +165,12 @@ def whole_heap_line(key):
         with CsmsThread() as csms:
             sent = []
 
-            def host():
-                csms.wait_for(lambda: csms.accepted.get(cp) == "Accepted", 60)
-                for k in ("MeterValueSampleInterval", "ClockAlignedDataInterval"):
-                    csms.call(cp, "ChangeConfiguration", {"key": k, "value": "1"})
-                n = int(csms.call(cp, "GetConfiguration", {"key": [
-                    "SendLocalListMaxLength"]})["configurationKey"][0]["value"])
-                csms.wait_for(lambda: len(csms.transactions) >= 2, 180)
+            def update():  # before the two lists: the bundle downloads while they come
                 csms.call(cp, "UpdateFirmware", {"location": srv.url,
                                                  "retrieveDate": "2020-01-01T00:00:00Z"})
-                for v in (2, 3):
-                    csms.call(cp, "SendLocalList", {
-                        "listVersion": v, "updateType": "Full", "localAuthorizationList": [
-                            {"idTag": "TAG%05d" % (i + v), "idTagInfo": {
-                                "status": "Accepted", "expiryDate": "2099-01-01T00:00:00Z"}}
-                            for i in range(n)]}, timeout=60)
-                sent.append(n)
 
-            t = threading.Thread(target=host, daemon=True)
+            t = threading.Thread(target=bench_ocpp.heap_host, args=(csms, cp, sent),
+                                 kwargs=dict(first=update, get_all=False), daemon=True)
             t.start()
             ok, res = bench_core.heapcheck(args=[
                 "--ocpp", "ws://127.0.0.1:%d/" % csms.port, "--journal", "500",

@@ -24,6 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_core  # noqa: E402
+import bench_ocpp  # noqa: E402
 import bench_web  # noqa: E402
 import simlib  # noqa: E402
 from csms import CsmsThread  # noqa: E402
@@ -86,23 +87,10 @@ def run(exe=None, journal=20, charge_s=8, clients=4):
     broker = Broker(d).start()
     try:
         with CsmsThread() as csms:
-            def host():
-                csms.wait_for(lambda: csms.accepted.get(cp) == "Accepted", 60)
-                for key in ("MeterValueSampleInterval", "ClockAlignedDataInterval"):
-                    csms.call(cp, "ChangeConfiguration", {"key": key, "value": "1"})
-                n = int(csms.call(cp, "GetConfiguration", {"key": ["SendLocalListMaxLength"]})[
-                    "configurationKey"][0]["value"])
-                csms.wait_for(lambda: len(csms.transactions) >= 2, 120)
-                csms.call(cp, "SendLocalList", {
-                    "listVersion": 2, "updateType": "Full", "localAuthorizationList": [
-                        {"idTag": "TAG%05d" % i, "idTagInfo": {
-                            "status": "Accepted", "expiryDate": "2099-01-01T00:00:00Z"}}
-                        for i in range(n)]}, timeout=60)
-                csms.call(cp, "GetConfiguration", {})
-                sent.append(n)
-
             web = simlib._free_port()
-            t = threading.Thread(target=host, daemon=True)
+            # one SendLocalList (bench_ocpp's session sends two)
+            t = threading.Thread(target=bench_ocpp.heap_host, args=(csms, cp, sent, (2,), 120),
+                                 daemon=True)
             t.start()
             clients = _web_clients_async(web, stop, answers, clients)
             args = ["--ocpp", "ws://127.0.0.1:%d/" % csms.port, "--journal", str(journal),
