@@ -168,7 +168,7 @@ async def send_next(tx):
         return False
     seq, action, body = rec
     start = action == "StartTransaction"
-    if tx._attempts and time.ticks_diff(time.ticks_ms(), tx._retry_ms) < 0:
+    if tx.attempts and time.ticks_diff(time.ticks_ms(), tx.retry_ms) < 0:
         return False
     # times stamped before the clock was known get their wall time now (timekeep.py)
     p = cp.tk.resolve(body["p"], time.ticks_ms())
@@ -193,19 +193,19 @@ async def send_next(tx):
             # x TransactionMessageAttempts once the attempts are used, never given up; other
             # messages are given up after the attempts.
             k = cp.keys
-            n = tx._attempts = tx._attempts + 1
+            n = tx.attempts = tx.attempts + 1
             most = max(1, k.get("TransactionMessageAttempts"))
             if n < most or start:
                 wait = max(1, k.get("TransactionMessageRetryInterval")) * min(n, most)
-                tx._retry_ms = time.ticks_add(time.ticks_ms(), 1000 * wait)
+                tx.retry_ms = time.ticks_add(time.ticks_ms(), 1000 * wait)
                 cp.say("%s attempt %d failed (%s), retry in %d s" % (action, n, why, wait))
                 return True
             cp.say("%s given up after %d attempts: %s" % (action, n, why))
-            tx._attempts = 0
+            tx.attempts = 0
         j.ack(seq)
         return True
     # Answered: from here on nothing may keep the record from being acknowledged.
-    tx._attempts = 0
+    tx.attempts = 0
     if start:
         try:
             j.map_tx(local, conf["transactionId"])

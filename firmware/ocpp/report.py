@@ -60,11 +60,12 @@ class Statuses:
         # (charging still starts by RemoteStartTransaction or free vend), and the next
         # notification with NoError says the reader is back.
         cp = self.cp
-        fault = getattr(cp.cards, "fault", None)
-        st0 = ("Available" if cp.available[0] else "Unavailable",
-               "ReaderFailure" if fault else "NoError", str(fault)[:50] if fault else "")
         if getattr(cp.ctl.session, "halted", False):
             st0 = ("Faulted", "InternalError", "fail-safe")
+        else:
+            fault = getattr(cp.cards, "fault", None)
+            st0 = ("Available" if cp.available[0] else "Unavailable",
+                   "ReaderFailure" if fault else "NoError", str(fault)[:50] if fault else "")
         changed = False
         for c, st in ((1, self._connector()), (0, st0)):
             if st != self.now[c]:

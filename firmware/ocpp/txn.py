@@ -26,8 +26,10 @@ class Transactions:
         self.stop_tag = None
         self.plugged = False  # an EV connected, as OCPP sees it (pilot.connected)
         self.hold = None  # (tag, parent) whose card unlocks a cable left in the socket
-        self._attempts = 0
-        self._retry_ms = 0
+        # the journal sender's (jram.send_next): failed attempts of the head record, and the
+        # ticks it may go again
+        self.attempts = 0
+        self.retry_ms = 0
         self._next_sample = None
         self._next_aligned = None
         self.e = TxEnergy(cp)  # meterStart / meterStop (never below a value reported)
